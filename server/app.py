@@ -1,0 +1,146 @@
+"""Starting and running the SFTP server: ``ssftp serve`` and the server part of ``ssftp up``.
+
+:func:`start_gateway` is the whole server given an account lookup (tests and portable mode call
+it directly); :func:`serve` adds what a long-running process needs: the config file with hot
+reload, logs, and a clean stop on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from server.algorithms import server_algorithm_options
+from server.defender import Defender
+from server.host_keys import load_host_keys
+from server.sftp_session import SFTPSession
+from server.ssh_server import AccountLookup, AccountSSHServer
+from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
+from ssftp.layout import DataLayout
+from ssftp.logs import APP, configure_logging, log_event
+
+logger = logging.getLogger(APP)
+
+SERVER_VERSION = "ssftp"
+
+
+def _create_session(chan: asyncssh.SSHServerChannel) -> SFTPSession:
+    owner = chan.get_connection().get_owner()
+    assert isinstance(owner, AccountSSHServer) and owner.context is not None
+    return SFTPSession(chan, owner.context)
+
+
+@dataclass
+class Gateway:
+    acceptor: asyncssh.SSHAcceptor
+    host: str
+    host_keys: list[asyncssh.SSHKey]
+
+    @property
+    def port(self) -> int:
+        return int(self.acceptor.get_port())
+
+    async def close(self) -> None:
+        self.acceptor.close()
+        await self.acceptor.wait_closed()
+
+
+async def start_gateway(
+    *,
+    lookup: AccountLookup,
+    layout: DataLayout,
+    host: str,
+    port: int,
+    defender: Defender | None = None,
+    durable_uploads: Callable[[], bool] = lambda: True,
+) -> Gateway:
+    """Listen for SFTP clients; ``port=0`` picks a free port (see ``Gateway.port``)."""
+    host_keys = load_host_keys(layout.system)
+    defender = defender or Defender()
+    acceptor = await asyncssh.listen(
+        host,
+        port,
+        server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads()),
+        server_host_keys=host_keys,
+        sftp_factory=_create_session,
+        allow_scp=False,
+        allow_pty=False,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        gss_host=None,
+        server_version=SERVER_VERSION,
+        login_timeout=60,
+        keepalive_interval=60,
+        keepalive_count_max=3,
+        **server_algorithm_options(),
+    )
+    return Gateway(acceptor, host, host_keys)
+
+
+def log_listening(gateway: Gateway) -> None:
+    log_event(logger, "listening", host=gateway.host, port=gateway.port,
+              host_keys=[key.get_fingerprint() for key in gateway.host_keys])
+
+
+def _apply_defender_settings(defender: Defender, active: ActiveConfig) -> None:
+    settings = active.loaded.config.defender
+    defender.max_failures = settings.max_failures
+    defender.window_seconds = settings.window_seconds
+    defender.ban_seconds = settings.ban_seconds
+
+
+def log_dirs(layout: DataLayout, active: ActiveConfig) -> list[Path]:
+    extra = [Path(d.props["path"]) for d in active.loaded.config.log_dests if d.kind == "file"]
+    return [layout.log, *extra]
+
+
+async def run_until_stopped() -> None:
+    """Wait for SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def serve(store: ConfigStore, *, host: str | None, port: int | None) -> None:
+    """Run the SFTP server for a config store until SIGINT/SIGTERM."""
+    layout = store.layout
+    config = store.current.loaded.config
+    configure_logging(log_dirs(layout, store.current))
+    log_warnings(store.current.loaded)
+    defender = Defender()
+    _apply_defender_settings(defender, store.current)
+    store.on_change(lambda active: _apply_defender_settings(defender, active))
+    for account in store.current.accounts.values():
+        account.root.mkdir(parents=True, exist_ok=True)
+
+    gateway = await start_gateway(
+        lookup=lambda username: store.current.accounts.get(username),
+        layout=layout,
+        host=host or config.sftp_host,
+        port=config.sftp_port if port is None else port,
+        defender=defender,
+        durable_uploads=lambda: store.current.loaded.config.fsync_uploads,
+    )
+    log_listening(gateway)
+    watcher = asyncio.create_task(store.watch())
+    try:
+        await run_until_stopped()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await gateway.close()
+        log_event(logger, "stopped")

@@ -1,0 +1,49 @@
+"""The server's host keys: ed25519, ECDSA P-256 and RSA-3072, generated once and then reused.
+
+Clients pin these keys in known_hosts, so they must survive restarts and be shared by every
+server instance on the same data root. A key is created under a temp name and linked into
+place, so two instances starting together cannot overwrite each other's key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import asyncssh
+
+from ssftp.layout import TEMP_PREFIX
+
+KEY_TYPES = {
+    "ed25519": ("ssh-ed25519", {}),
+    "ecdsa": ("ecdsa-sha2-nistp256", {}),
+    "rsa": ("ssh-rsa", {"key_size": 3072}),
+}
+
+
+def _create(path: Path, algorithm: str, options: dict[str, int]) -> None:
+    key = asyncssh.generate_private_key(algorithm, **options)
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key.export_private_key("openssh"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        # If another instance won the race, its key stays and is used.
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def load_host_keys(system_dir: Path) -> list[asyncssh.SSHKey]:
+    """Load (creating on first start) the host keys kept in ``system/``."""
+    keys = []
+    for name, (algorithm, options) in KEY_TYPES.items():
+        path = system_dir / f"ssh_host_{name}_key"
+        if not path.exists():
+            _create(path, algorithm, options)
+        keys.append(asyncssh.read_private_key(path))
+    return keys

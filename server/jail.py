@@ -1,0 +1,74 @@
+"""The jail: every path a client sends is resolved inside the account's root, or refused.
+
+Client paths are virtual: ``/`` is the account root and no host path is ever shown. ``..`` is
+resolved lexically against ``/`` (so it stops at the root), and symlinks found on disk are
+resolved with ``realpath`` and must still land inside the root. ssftp's own hidden temp names
+are not addressable at all, so a client can neither see nor race an upload in progress.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssftp.layout import is_temp_name
+from ssftp.permissions import Refused
+
+
+@dataclass(frozen=True)
+class JailPath:
+    virtual: str  # what the client sees, e.g. "/reports/q1.csv"
+    host: Path  # where it is on disk, always inside the jail root
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.virtual)
+
+
+class Jail:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+        self._prefix = str(self.root).rstrip("/") + "/"
+
+    def virtual(self, path: bytes) -> str:
+        """Normalise a client path to an absolute virtual path; never leaves ``/``."""
+        try:
+            text = path.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused("path is not valid UTF-8") from None
+        if "\x00" in text:
+            raise Refused("path contains a NUL byte")
+        virtual = posixpath.normpath("/" + text.lstrip("/"))
+        if any(is_temp_name(part) for part in virtual.split("/")):
+            raise Refused("path uses a name reserved for uploads in progress")
+        return virtual
+
+    def contains(self, host: str) -> bool:
+        return host == str(self.root) or host.startswith(self._prefix)
+
+    def resolve(self, path: bytes, *, follow_final: bool = True) -> JailPath:
+        """Map a client path to disk.
+
+        With ``follow_final=False`` the last component is taken as it is (lstat, remove,
+        rename act on a link itself), but every directory above it is still resolved.
+        """
+        virtual = self.virtual(path)
+        lexical = os.path.join(self.root, virtual.lstrip("/"))
+        if follow_final or virtual == "/":
+            host = os.path.realpath(lexical)
+        else:
+            parent, name = os.path.split(lexical)
+            host = os.path.join(os.path.realpath(parent), name)
+        if not self.contains(host):
+            raise Refused("path leads outside the home directory")
+        return JailPath(virtual, Path(host))
+
+    def to_virtual(self, host: Path | str) -> str:
+        """The client's view of a host path that is known to be inside the jail."""
+        host = str(host)
+        if not self.contains(host):
+            raise Refused("path leads outside the home directory")
+        relative = host[len(self._prefix):] if host != str(self.root) else ""
+        return "/" + relative

@@ -1,0 +1,354 @@
+"""One SFTP session: each client request passes the jail and the permission check, then acts.
+
+The base class's path mapping is disabled (it fails closed), so every operation the server
+supports is one of the methods below and no request can reach the disk unchecked. A refusal is
+logged and answered with SSH_FX_PERMISSION_DENIED; filesystem errors keep their own codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+from asyncssh import SFTPAttrs, SFTPName
+
+from server.jail import Jail, JailPath
+from server.upload_writer import UploadWriter
+from ssftp.accounts import Account
+from ssftp.layout import is_partial_upload_name, is_temp_name
+from ssftp.logs import APP, TRANSFER, log_event
+from ssftp.permissions import Permission, Refused
+
+app_log = logging.getLogger(APP)
+transfer_log = logging.getLogger(TRANSFER)
+
+DIR_MODE = 0o750
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What a session knows about who is on the other end, fixed at login."""
+
+    account: Account
+    ip: str
+    durable_uploads: bool = True
+
+
+@dataclass
+class _Handle:
+    virtual: str
+    started: float = field(default_factory=time.monotonic)
+    bytes: int = 0
+
+
+@dataclass
+class DownloadHandle(_Handle):
+    fd: int = -1
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+@dataclass
+class UploadHandle(_Handle):
+    writer: UploadWriter | None = None
+
+    def fileno(self) -> int:
+        assert self.writer is not None
+        return self.writer.fd
+
+
+class SFTPSession(asyncssh.SFTPServer):
+    def __init__(self, chan: asyncssh.SSHServerChannel, context: SessionContext) -> None:
+        super().__init__(chan)
+        self.context = context
+        self.account = context.account
+        self.permissions = context.account.permissions
+        self.jail = Jail(context.account.root)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _checked(self, operation: str, path: bytes) -> Iterator[None]:
+        """Turn a policy refusal into a logged SSH_FX_PERMISSION_DENIED."""
+        try:
+            yield
+        except Refused as refusal:
+            log_event(app_log, "refused", logging.WARNING, user=self.account.username,
+                      ip=self.context.ip, op=operation,
+                      path=path.decode("utf-8", "replace"), reason=refusal.reason)
+            raise asyncssh.SFTPPermissionDenied(refusal.reason) from None
+
+    def _log_transfer(self, direction: str, handle: _Handle, error: str | None) -> None:
+        log_event(transfer_log, "transfer", logging.INFO if error is None else logging.WARNING,
+                  direction=direction, user=self.account.username, ip=self.context.ip,
+                  path=handle.virtual, bytes=handle.bytes,
+                  ms=round((time.monotonic() - handle.started) * 1000, 1),
+                  ok=error is None, error=error)
+
+    def format_user(self, uid: int | None) -> str:
+        return self.account.username  # never reveal host account names
+
+    def format_group(self, gid: int | None) -> str:
+        return "ssftp"
+
+    def map_path(self, path: bytes) -> bytes:
+        raise asyncssh.SFTPPermissionDenied("operation not supported")
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def realpath(self, path: bytes) -> bytes:
+        with self._checked("realpath", path):
+            return self.jail.to_virtual(self.jail.resolve(path).host).encode()
+
+    def stat(self, path: bytes) -> os.stat_result:
+        with self._checked("stat", path):
+            self.permissions.require(Permission.LIST, "stat")
+            return os.stat(self.jail.resolve(path).host)
+
+    def lstat(self, path: bytes) -> os.stat_result:
+        with self._checked("lstat", path):
+            self.permissions.require(Permission.LIST, "stat")
+            return os.lstat(self.jail.resolve(path, follow_final=False).host)
+
+    async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
+        with self._checked("list", path):
+            self.permissions.require(Permission.LIST, "listing a directory")
+            directory = self.jail.resolve(path).host
+        yield SFTPName(b".", attrs=SFTPAttrs.from_local(os.stat(directory)))
+        yield SFTPName(b"..", attrs=SFTPAttrs.from_local(os.stat(directory)))
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not is_temp_name(entry.name):
+                    attrs = SFTPAttrs.from_local(entry.stat(follow_symlinks=False))
+                    yield SFTPName(os.fsencode(entry.name), attrs=attrs)
+
+    def readlink(self, path: bytes) -> bytes:
+        with self._checked("readlink", path):
+            self.permissions.require(Permission.LIST, "reading a link")
+            link = self.jail.resolve(path, follow_final=False)
+            if not link.host.is_symlink():
+                raise asyncssh.SFTPNoSuchFile("not a symbolic link")
+            return self.jail.to_virtual(os.path.realpath(link.host)).encode()
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        with self._checked("symlink", newpath):
+            raise Refused("creating links is not allowed")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        with self._checked("link", newpath):
+            raise Refused("creating links is not allowed")
+
+    def statvfs(self, path: bytes) -> os.statvfs_result:
+        with self._checked("statvfs", path):
+            self.permissions.require(Permission.LIST, "statvfs")
+            return os.statvfs(self.jail.resolve(path).host)
+
+    # -- directories -------------------------------------------------------------------
+
+    def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
+        with self._checked("mkdir", path):
+            self.permissions.require(Permission.CREATE_DIRS, "creating a directory")
+            os.mkdir(self.jail.resolve(path, follow_final=False).host, DIR_MODE)
+
+    def rmdir(self, path: bytes) -> None:
+        with self._checked("rmdir", path):
+            self.permissions.require(Permission.DELETE, "removing a directory")
+            target = self.jail.resolve(path, follow_final=False)
+            if target.virtual == "/":
+                raise Refused("the home directory cannot be removed")
+            os.rmdir(target.host)
+
+    # -- files: removing and renaming --------------------------------------------------
+
+    def _require_own_partial_or(self, permission: Permission, target: JailPath,
+                                action: str) -> None:
+        """A client's own in-progress upload (``*.filepart``) needs only ``upload``."""
+        if is_partial_upload_name(target.name) and Permission.UPLOAD in self.permissions:
+            return
+        self.permissions.require(permission, action)
+
+    def remove(self, path: bytes) -> None:
+        with self._checked("remove", path):
+            target = self.jail.resolve(path, follow_final=False)
+            self._require_own_partial_or(Permission.DELETE, target, "deleting a file")
+            if target.host.is_dir() and not target.host.is_symlink():
+                raise asyncssh.SFTPFileIsADirectory("is a directory")
+            os.unlink(target.host)
+
+    def _rename(self, oldpath: bytes, newpath: bytes, *, replace: bool) -> None:
+        with self._checked("rename", oldpath):
+            source = self.jail.resolve(oldpath, follow_final=False)
+            target = self.jail.resolve(newpath, follow_final=False)
+            if source.virtual == "/":
+                raise Refused("the home directory cannot be renamed")
+            finishing_upload = (is_partial_upload_name(source.name)
+                                and not is_partial_upload_name(target.name))
+            if finishing_upload:
+                self._require_own_partial_or(Permission.RENAME, source, "renaming")
+            else:
+                self.permissions.require(Permission.RENAME, "renaming")
+            if os.path.lexists(target.host):
+                if not replace:
+                    raise asyncssh.SFTPFileAlreadyExists("target already exists")
+                self.permissions.require(Permission.OVERWRITE, "replacing an existing file")
+                os.replace(source.host, target.host)
+            else:
+                os.rename(source.host, target.host)
+
+    def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        self._rename(oldpath, newpath, replace=False)
+
+    def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        self._rename(oldpath, newpath, replace=True)
+
+    # -- files: attributes -------------------------------------------------------------
+
+    def _apply_attrs(self, target: int | Path, attrs: SFTPAttrs, *, own_upload: bool) -> None:
+        """Apply what the account may change; ownership is never changed, and a published
+        file's size cannot change in place (it may be waiting for, or past, its scan)."""
+        if attrs.size is not None:
+            if not own_upload:
+                raise Refused("changing a file's size in place is not allowed; upload it again")
+            os.truncate(target, attrs.size)
+        if attrs.permissions is not None and (own_upload or Permission.CHMOD in self.permissions):
+            os.chmod(target, stat.S_IMODE(attrs.permissions) & 0o775)
+        if attrs.mtime is not None and (own_upload or Permission.CHTIMES in self.permissions):
+            os.utime(target, (attrs.atime if attrs.atime is not None else attrs.mtime,
+                              attrs.mtime))
+
+    def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        with self._checked("setstat", path):
+            target = self.jail.resolve(path)
+            self._apply_attrs(target.host, attrs, own_upload=False)
+
+    def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
+        handle = self._handle(file_obj)
+        with self._checked("setstat", handle.virtual.encode()):
+            self._apply_attrs(handle.fileno(), attrs, own_upload=isinstance(handle, UploadHandle))
+
+    def fstat(self, file_obj: object) -> os.stat_result:
+        return os.fstat(self._handle(file_obj).fileno())
+
+    # -- files: open, read, write, close -----------------------------------------------
+
+    @staticmethod
+    def _handle(file_obj: object) -> DownloadHandle | UploadHandle:
+        if not isinstance(file_obj, DownloadHandle | UploadHandle):
+            raise asyncssh.SFTPInvalidHandle("invalid handle")
+        return file_obj
+
+    def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
+        with self._checked("open", path):
+            if pflags & asyncssh.FXF_WRITE:
+                return self._open_upload(path, pflags)
+            return self._open_download(path)
+
+    @staticmethod
+    def _open_regular(host: Path, flags: int) -> int:
+        """Open an existing regular file that has no other hard link (which could be an
+        alias of a file outside the jail)."""
+        fd = os.open(host, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise asyncssh.SFTPFileIsADirectory("is a directory")
+            raise Refused("only regular files without other hard links can be opened")
+        return fd
+
+    def _open_download(self, path: bytes) -> DownloadHandle:
+        self.permissions.require(Permission.DOWNLOAD, "downloading")
+        target = self.jail.resolve(path)
+        return DownloadHandle(target.virtual, fd=self._open_regular(target.host, os.O_RDONLY))
+
+    def _open_upload(self, path: bytes, pflags: int) -> UploadHandle:
+        self.permissions.require(Permission.UPLOAD, "uploading")
+        if pflags & asyncssh.FXF_READ:
+            self.permissions.require(Permission.DOWNLOAD, "opening for reading")
+        target = self.jail.resolve(path)
+        exists = os.path.lexists(target.host)
+        if exists:
+            if pflags & asyncssh.FXF_EXCL:
+                raise asyncssh.SFTPFileAlreadyExists("file already exists")
+            if target.host.is_dir():
+                raise asyncssh.SFTPFileIsADirectory("is a directory")
+            self._require_own_partial_or(Permission.OVERWRITE, target,
+                                         "replacing an existing file")
+        elif not pflags & asyncssh.FXF_CREAT:
+            raise asyncssh.SFTPNoSuchFile("no such file")
+        writer = UploadWriter(
+            target.host,
+            replace=exists or Permission.OVERWRITE in self.permissions,
+            append=bool(pflags & asyncssh.FXF_APPEND),
+            durable=self.context.durable_uploads,
+        )
+        if exists and not pflags & asyncssh.FXF_TRUNC:
+            try:
+                existing = self._open_regular(target.host, os.O_RDONLY)
+                try:
+                    writer.start_from(existing)
+                finally:
+                    os.close(existing)
+            except BaseException:
+                writer.abort()
+                raise
+        return UploadHandle(target.virtual, writer=writer)
+
+    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        handle = self._handle(file_obj)
+        if isinstance(handle, UploadHandle):
+            assert handle.writer is not None
+            data = handle.writer.read(offset, size)
+        else:
+            data = os.pread(handle.fd, size, offset)
+        handle.bytes += len(data)
+        return data
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> None:
+        handle = self._handle(file_obj)
+        if not isinstance(handle, UploadHandle):
+            raise asyncssh.SFTPPermissionDenied("file is not open for writing")
+        assert handle.writer is not None
+        handle.writer.write(offset, data)
+        handle.bytes += len(data)
+
+    def fsync(self, file_obj: object) -> None:
+        os.fsync(self._handle(file_obj).fileno())
+
+    def close(self, file_obj: object) -> None:
+        handle = self._handle(file_obj)
+        if isinstance(handle, DownloadHandle):
+            os.close(handle.fd)
+            self._log_transfer("download", handle, None)
+            return
+        assert handle.writer is not None
+        # asyncssh also calls close() for handles still open when the session ends: that is
+        # an interrupted upload, which must never appear under its final name.
+        if self.channel.is_closing():
+            handle.writer.abort()
+            self._log_transfer("upload", handle, "session ended before the file was closed")
+            return
+        try:
+            handle.writer.commit()
+        except FileExistsError:
+            self._log_transfer("upload", handle, "target appeared meanwhile; not overwritten")
+            raise asyncssh.SFTPFileAlreadyExists("file already exists") from None
+        except OSError as exc:
+            self._log_transfer("upload", handle, f"publish failed: {exc.strerror}")
+            raise
+        self._log_transfer("upload", handle, None)
+
+    def exit(self) -> None:
+        """Nothing to do: close() already settled every open handle."""
+
+    def __repr__(self) -> str:
+        return f"SFTPSession(user={self.account.username!r})"
+

@@ -1,0 +1,79 @@
+"""Accounts as the server uses them: who may log in, with what, and where their jail is.
+
+Built once per config load, so a login costs a dict lookup and a hash check, and so a reload
+swaps the whole set at once: a session keeps the account it logged in with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from ssftp.config.schema import CleanAccount, SsftpConfig, StagingAccount
+from ssftp.layout import DataLayout
+from ssftp.passwords import PasswordVerifier
+from ssftp.permissions import (
+    CLEAN_DEFAULT,
+    STAGING_DEFAULT,
+    Permission,
+    Permissions,
+    parse_permission_names,
+)
+from ssftp.public_keys import AuthorizedKey, PublicKeyError, parse_public_key
+
+
+class AccountKind(StrEnum):
+    STAGING = "staging"
+    CLEAN = "clean"
+    PORTABLE = "portable"
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    kind: AccountKind
+    root: Path
+    permissions: Permissions
+    password: PasswordVerifier | None
+    keys: tuple[AuthorizedKey, ...]
+
+    def key_matching(self, blob: bytes) -> AuthorizedKey | None:
+        return next((key for key in self.keys if key.blob == blob), None)
+
+
+def parse_keys(lines: list[str]) -> tuple[AuthorizedKey, ...]:
+    """Usable keys only; unusable ones are reported as config warnings and cannot log in."""
+    keys = []
+    for line in lines:
+        try:
+            keys.append(parse_public_key(line))
+        except PublicKeyError:
+            continue
+    return tuple(keys)
+
+
+def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Account:
+    if isinstance(entry, StagingAccount):
+        kind, root, granted = AccountKind.STAGING, layout.staging / entry.directory, STAGING_DEFAULT
+    else:
+        kind = AccountKind.CLEAN
+        root = layout.clean if entry.directory == "*" else layout.clean / entry.directory
+        granted = CLEAN_DEFAULT | ({Permission.DELETE} if entry.allow_delete else set())
+    if entry.permissions is not None:
+        granted = parse_permission_names(entry.permissions)
+    password = entry.auth.password.get_secret_value() if entry.auth.password else ""
+    return Account(
+        username=entry.auth.username,
+        kind=kind,
+        root=root,
+        permissions=Permissions(frozenset(granted)),
+        password=PasswordVerifier.parse(password) if password else None,
+        keys=parse_keys(entry.auth.public_keys),
+    )
+
+
+def accounts_from_config(config: SsftpConfig, layout: DataLayout) -> Mapping[str, Account]:
+    entries = [*config.users.staging_dir, *config.users.clean_dir]
+    return {entry.auth.username: _account(entry, layout) for entry in entries}

@@ -1,0 +1,149 @@
+"""The ``ssftp`` command line.
+
+Commands that run a server import it only when they run, so ``check-config`` and
+``hash-password`` work without the SSH stack, and the core keeps its one-way dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from ssftp.config import ConfigError, load_config
+from ssftp.layout import DataLayout
+from ssftp.passwords import hash_password
+
+DEFAULT_DATA_DIR = "./var/ssftp"
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path,
+                        help="ssftp.yaml (default: <data dir>/system/ssftp.yaml)")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("SSFTP_DATA_DIR", DEFAULT_DATA_DIR)),
+                        help=f"data root with the six areas (default: {DEFAULT_DATA_DIR})")
+    parser.add_argument("--host", help="address to listen on (default: sftpHost, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: sftpPort)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssftp", description="Scanned SFTP gateway")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the SFTP server only")
+    _add_server_options(serve)
+
+    portable = commands.add_parser("portable", help="one-user SFTP server over a directory")
+    portable.add_argument("--directory", type=Path, required=True)
+    portable.add_argument("--username", required=True)
+    portable.add_argument("--password", help="plaintext or a bcrypt/argon2id hash "
+                                             "(or set SSFTP_PORTABLE_PASSWORD)")
+    portable.add_argument("--public-key", action="append", default=[],
+                          help="an OpenSSH public key line or a .pub file (repeatable)")
+    portable.add_argument("--permissions", default="list,download",
+                          help="comma-separated SFTPGo names, '*' for all "
+                               "(default: list,download)")
+    portable.add_argument("--host", default="127.0.0.1")
+    portable.add_argument("--port", type=int, default=2022)
+    portable.add_argument("--data-dir", type=Path,
+                          default=Path(os.environ.get("SSFTP_DATA_DIR", DEFAULT_DATA_DIR)),
+                          help="where host keys (system/) and logs (log/) are kept")
+
+    check = commands.add_parser("check-config", help="validate ssftp.yaml and explain problems")
+    check.add_argument("file", type=Path)
+
+    hasher = commands.add_parser("hash-password", help="print a password hash for ssftp.yaml")
+    hasher.add_argument("--scheme", choices=["bcrypt", "argon2id"], default="bcrypt")
+    return parser
+
+
+def _check_config(file: Path) -> int:
+    try:
+        loaded = load_config(file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    config = loaded.config
+    print(f"{file}: valid ({len(config.users.staging_dir)} staging and "
+          f"{len(config.users.clean_dir)} clean accounts, "
+          f"{len(config.sftp_client_downloaders)} downloaders, "
+          f"{len(config.sftp_client_uploaders)} uploaders)")
+    for warning in loaded.warnings:
+        print("warning: " + warning.describe(loaded.source))
+    return 0
+
+
+def _hash_password(scheme: str) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        print(hash_password(password, scheme))  # type: ignore[arg-type]
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.app import serve
+    from ssftp.config.reload import ConfigStore
+
+    layout = DataLayout.at(args.data_dir).create()
+    config_path = args.config or layout.default_config
+    try:
+        store = ConfigStore.open(config_path, layout)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    asyncio.run(serve(store, host=args.host, port=args.port))
+    return 0
+
+
+def _public_key_lines(values: list[str]) -> list[str]:
+    lines: list[str] = []
+    for value in values:
+        path = Path(value).expanduser()
+        if path.is_file():
+            lines += [line for line in path.read_text().splitlines() if line.strip()]
+        else:
+            lines.append(value)
+    return lines
+
+
+def _portable(args: argparse.Namespace) -> int:
+    from server.portable import portable_account, run_portable
+
+    password = args.password or os.environ.get("SSFTP_PORTABLE_PASSWORD")
+    try:
+        account = portable_account(args.directory, args.username, password,
+                                   _public_key_lines(args.public_key), args.permissions)
+    except ValueError as exc:
+        print(f"ssftp portable: {exc}", file=sys.stderr)
+        return 2
+    layout = DataLayout.at(args.data_dir).create()
+    asyncio.run(run_portable(account, layout, args.host, args.port))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.file)
+    if args.command == "hash-password":
+        return _hash_password(args.scheme)
+    if args.command == "serve":
+        return _serve(args)
+    return _portable(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Checks across entries of a validated ssftp.yaml, each naming the entry it is about.
+
+Errors stop the config from loading. Warnings load it but are printed by ``check-config`` and
+logged at start and reload: sSFTP files carry plaintext passwords and sometimes placeholder keys,
+and they must still load; the placeholder key simply cannot be used to log in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ssftp.config.schema import SsftpConfig
+from ssftp.passwords import PasswordFormatError, PasswordVerifier
+from ssftp.public_keys import PublicKeyError, parse_public_key
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    path: KeyPath
+    message: str
+    line: int | None = None
+
+    @property
+    def dotted(self) -> str:
+        text = ""
+        for part in self.path:
+            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        return text or "(top level)"
+
+    def describe(self, source: str) -> str:
+        where = f"{source}:{self.line}" if self.line else source
+        return f"{where}: {self.dotted}: {self.message}"
+
+
+def _accounts(config: SsftpConfig) -> Iterator[tuple[KeyPath, str, str]]:
+    """(key path, area list name, directory) for every account."""
+    for index, account in enumerate(config.users.staging_dir):
+        yield ("users", "stagingDir", index), "stagingDir", account.directory
+    for index, account in enumerate(config.users.clean_dir):
+        yield ("users", "cleanDir", index), "cleanDir", account.directory
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def find_errors(config: SsftpConfig) -> list[ConfigIssue]:
+    errors: list[ConfigIssue] = []
+    all_accounts = [*config.users.staging_dir, *config.users.clean_dir]
+    seen_users: dict[str, KeyPath] = {}
+    seen_dirs: dict[str, list[tuple[KeyPath, str]]] = {"stagingDir": [], "cleanDir": []}
+
+    for (path, area, directory), account in zip(_accounts(config), all_accounts, strict=True):
+        username = account.auth.username
+        if username in seen_users:
+            first = ConfigIssue(seen_users[username], "").dotted
+            errors.append(ConfigIssue((*path, "auth", "username"),
+                                      f"username {username!r} is already used by {first}"))
+        seen_users.setdefault(username, path)
+
+        for other_path, other in seen_dirs[area]:
+            if directory != "*" and other != "*" and _overlaps(directory, other):
+                what = "is the same as" if directory == other else "overlaps"
+                errors.append(ConfigIssue(
+                    (*path, "directory"),
+                    f"{directory!r} {what} {other!r} of {ConfigIssue(other_path, '').dotted}: "
+                    "accounts would see each other's files",
+                ))
+        seen_dirs[area].append((path, directory))
+
+        if account.auth.password is not None:
+            try:
+                PasswordVerifier.parse(account.auth.password.get_secret_value())
+            except PasswordFormatError as exc:
+                errors.append(ConfigIssue((*path, "auth", "password"), str(exc)))
+
+    names: dict[str, KeyPath] = {}
+    endpoints = [("sftpClientDownloaders", config.sftp_client_downloaders),
+                 ("sftpClientUploaders", config.sftp_client_uploaders)]
+    for list_name, entries in endpoints:
+        for index, entry in enumerate(entries):
+            path = (list_name, index, "name")
+            if entry.name in names:
+                errors.append(ConfigIssue(path, f"name {entry.name!r} is already used by "
+                                                f"{ConfigIssue(names[entry.name], '').dotted}"))
+            names.setdefault(entry.name, path)
+    for index, downloader in enumerate(config.sftp_client_downloaders):
+        if downloader.local_staging_directory == "*":
+            errors.append(ConfigIssue(("sftpClientDownloaders", index, "localStagingDirectory"),
+                                      "'*' is not a staging directory; name one"))
+    return errors
+
+
+def find_warnings(config: SsftpConfig) -> list[ConfigIssue]:
+    warnings: list[ConfigIssue] = []
+    all_accounts = [*config.users.staging_dir, *config.users.clean_dir]
+    for (path, _, _), account in zip(_accounts(config), all_accounts, strict=True):
+        password = account.auth.password
+        if password is not None and password.get_secret_value():
+            try:
+                if PasswordVerifier.parse(password.get_secret_value()).scheme == "plaintext":
+                    warnings.append(ConfigIssue(
+                        (*path, "auth", "password"),
+                        "plaintext password; store a hash instead (ssftp hash-password)",
+                    ))
+            except PasswordFormatError:
+                pass  # reported as an error
+        for key_index, line in enumerate(account.auth.public_keys):
+            try:
+                parse_public_key(line)
+            except PublicKeyError as exc:
+                key_path: KeyPath = (*path, "auth", "publicKey")
+                if len(account.auth.public_keys) > 1:
+                    key_path = (*key_path, key_index)
+                warnings.append(ConfigIssue(key_path, f"{exc}; this key is ignored"))
+    if not config.enable_virus_scan:
+        warnings.append(ConfigIssue(("enableVirusScan",),
+                                    "scanning is OFF: uploads go to clean/ without a scan"))
+    if not config.enable_file_scavenging:
+        warnings.append(ConfigIssue(("enableFileScavenging",),
+                                    "ignored: ssftp always rescans files left in staging"))
+    return warnings

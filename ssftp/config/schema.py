@@ -1,0 +1,196 @@
+"""The shape of ssftp.yaml: sSFTP's camelCase keys, unchanged, plus our extensions.
+
+Unknown keys are refused (a typo must not silently drop a setting), secrets are ``SecretStr`` so
+they never show up in a repr or a log line, and defaults err on the safe side (scanning on,
+host keys checked). Checks that span several entries (duplicate users, overlapping directories)
+live in :mod:`ssftp.config.rules`, so each error can name the exact entry.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from ssftp.permissions import parse_permission_names
+
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, hide_input_in_errors=True
+    )
+
+
+def _relative_directory(value: str) -> str:
+    """A directory below an area: no ``..``, not absolute, no empty or odd components."""
+    if value == "*":
+        return value
+    if not value or value.startswith("/") or "\\" in value or "\x00" in value:
+        raise ValueError("must be a relative directory name (no leading '/', no '\\')")
+    parts = value.rstrip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError("must not contain '..', '.' or empty path components")
+    return "/".join(parts)
+
+
+Directory = Annotated[str, AfterValidator(_relative_directory)]
+
+
+def _username(value: str) -> str:
+    if not _USERNAME.match(value):
+        raise ValueError(
+            "must be 1-64 characters of letters, digits, '.', '_', '@', '-', starting with a "
+            "letter or digit"
+        )
+    return value
+
+
+def _permission_names(value: list[str] | None) -> list[str] | None:
+    if value is not None:
+        parse_permission_names(value)
+    return value
+
+
+class Auth(Model):
+    username: Annotated[str, AfterValidator(_username)]
+    password: SecretStr | None = None
+    # sSFTP has one key per account; a list is our extension for key rotation.
+    public_key: str | list[str] | None = None
+
+    @property
+    def public_keys(self) -> list[str]:
+        if self.public_key is None:
+            return []
+        keys = [self.public_key] if isinstance(self.public_key, str) else self.public_key
+        return [key for key in keys if key.strip()]
+
+    @model_validator(mode="after")
+    def _has_credential(self) -> Auth:
+        has_password = self.password is not None and self.password.get_secret_value() != ""
+        if not has_password and not self.public_keys:
+            raise ValueError("an account needs a password or a publicKey")
+        return self
+
+
+class StagingAccount(Model):
+    directory: Directory
+    auth: Auth
+    permissions: Annotated[list[str] | None, AfterValidator(_permission_names)] = None
+
+    @field_validator("directory")
+    @classmethod
+    def _no_wildcard(cls, value: str) -> str:
+        if value == "*":
+            raise ValueError("'*' is only allowed for cleanDir accounts")
+        return value
+
+
+class CleanAccount(Model):
+    directory: Directory
+    auth: Auth
+    permissions: Annotated[list[str] | None, AfterValidator(_permission_names)] = None
+    allow_delete: bool = False
+
+
+class Users(Model):
+    staging_dir: list[StagingAccount] = Field(default_factory=list)
+    clean_dir: list[CleanAccount] = Field(default_factory=list)
+
+
+class Webhook(Model):
+    name: Literal["virusFound", "scanError"]
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    secret: SecretStr | None = None
+    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    retries: Annotated[int, Field(ge=0, le=20)] = 3
+
+
+class LogDest(Model):
+    kind: Literal["file", "stdout"]
+    props: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _file_has_path(self) -> LogDest:
+        if self.kind == "file" and not self.props.get("path"):
+            raise ValueError("a 'file' log destination needs props.path")
+        return self
+
+
+class RemoteEndpoint(Model):
+    """What downloaders and uploaders share: where the remote server is and how it is trusted."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    username: Annotated[str, Field(min_length=1)]
+    password: SecretStr | None = None
+    remote_directory: str | None = None
+    # Our extensions: remote host keys are checked unless the entry explicitly opts out.
+    known_hosts: str | None = None
+    host_key_fingerprint: str | None = None
+    insecure_ignore_host_key: bool = False
+    interval: Annotated[int, Field(ge=1)] | None = None
+    cron: str | None = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> RemoteEndpoint:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("set either interval or cron, not both")
+        return self
+
+
+class Downloader(RemoteEndpoint):
+    private_key_path: str | None = None
+    private_key_passphrase: SecretStr | None = Field(default=None, alias="privatekeyPassphrase")
+    local_staging_directory: Directory
+    delete_remote_file_after_download: bool = False
+    override_existing_file: bool = True
+
+
+class Uploader(RemoteEndpoint):
+    # sSFTP spells this one differently from the downloader's privateKeyPath.
+    private_key_path: str | None = Field(default=None, alias="privatekeyPath")
+    private_key_passphrase: SecretStr | None = Field(default=None, alias="privatekeyPassphrase")
+    local_directory_to_upload: Directory
+    override_remote_existing_file: bool = True
+
+
+class DefenderSettings(Model):
+    """Our extension: ban an address after too many failed logins."""
+
+    max_failures: Annotated[int, Field(ge=1)] = 10
+    window_seconds: Annotated[float, Field(gt=0)] = 300.0
+    ban_seconds: Annotated[float, Field(ge=0)] = 900.0
+
+
+class SsftpConfig(Model):
+    sftp_port: Annotated[int, Field(ge=0, le=65535)] = 2002
+    # Our extension: loopback unless the operator says otherwise (or passes --host).
+    sftp_host: str = "127.0.0.1"
+    # Safe default: scanning is on unless explicitly switched off.
+    enable_virus_scan: bool = True
+    # sSFTP's switch for rescanning leftovers; ssftp always rescans staging on start.
+    enable_file_scavenging: bool = True
+    enable_sftp_client_downloader: bool = False
+    enable_sftp_client_uploader: bool = False
+    # Our extension: fsync each upload before it becomes visible, so a power cut cannot turn
+    # a completed upload into an empty file.
+    fsync_uploads: bool = True
+    defender: DefenderSettings = Field(default_factory=DefenderSettings)
+    webhooks: list[Webhook] = Field(default_factory=list)
+    log_dests: list[LogDest] = Field(default_factory=list)
+    users: Users = Field(default_factory=Users)
+    sftp_client_downloaders: list[Downloader] = Field(default_factory=list)
+    sftp_client_uploaders: list[Uploader] = Field(default_factory=list)

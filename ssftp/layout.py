@@ -1,0 +1,83 @@
+"""The data root and its six areas, and the names that mark a file as not yet complete.
+
+Every process (server, watcher, downloaders, uploaders) agrees on these names through this
+module, because the staging directory is the only queue between them: a name that one side
+treats as "in progress" must be invisible to the other.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+AREAS = ("staging", "clean", "quarantine", "uploadarchive", "log", "system")
+
+# Hidden temp files written by ssftp itself (server uploads, downloaders, atomic moves).
+TEMP_PREFIX = ".ssftp-tmp-"
+
+# Temp names that clients use before renaming to the final name (WinSCP's resumable
+# transfers). Such a file is an upload still in progress: never scanned under this name.
+PARTIAL_UPLOAD_SUFFIXES = (".filepart",)
+
+
+def is_temp_name(name: str) -> bool:
+    """True for ssftp's own hidden temp files, which no client may see or touch."""
+    return name.startswith(TEMP_PREFIX)
+
+
+def is_partial_upload_name(name: str) -> bool:
+    """True for a client's in-progress upload name (e.g. ``report.csv.filepart``)."""
+    return name.endswith(PARTIAL_UPLOAD_SUFFIXES)
+
+
+def is_pending_name(name: str) -> bool:
+    """True when a file of this name must not be scanned or handed on yet."""
+    return is_temp_name(name) or is_partial_upload_name(name)
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """The data root (``--data-dir``) and the areas under it."""
+
+    root: Path
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def clean(self) -> Path:
+        return self.root / "clean"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def uploadarchive(self) -> Path:
+        return self.root / "uploadarchive"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def system(self) -> Path:
+        return self.root / "system"
+
+    @property
+    def default_config(self) -> Path:
+        return self.system / "ssftp.yaml"
+
+    def create(self) -> DataLayout:
+        """Create the areas. ``system/`` holds keys and state, so only the owner may enter it."""
+        for area in AREAS:
+            path = self.root / area
+            path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.system, 0o700)
+        return self
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str]) -> DataLayout:
+        return cls(Path(root).absolute())
