@@ -114,8 +114,24 @@ async def run_until_stopped() -> None:
             loop.remove_signal_handler(sig)
 
 
-async def serve(store: ConfigStore, *, host: str | None, port: int | None) -> None:
-    """Run the SFTP server for a config store until SIGINT/SIGTERM."""
+@dataclass
+class Service:
+    """A started ``ssftp serve``: the gateway plus the config watcher."""
+
+    store: ConfigStore
+    gateway: Gateway
+    watcher: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.watcher
+        await self.gateway.close()
+        log_event(logger, "stopped")
+
+
+async def start_service(store: ConfigStore, *, host: str | None, port: int | None) -> Service:
+    """Start the SFTP server for a config store, with hot reload of its file."""
     layout = store.layout
     config = store.current.loaded.config
     configure_logging(log_dirs(layout, store.current))
@@ -135,12 +151,13 @@ async def serve(store: ConfigStore, *, host: str | None, port: int | None) -> No
         durable_uploads=lambda: store.current.loaded.config.fsync_uploads,
     )
     log_listening(gateway)
-    watcher = asyncio.create_task(store.watch())
+    return Service(store, gateway, asyncio.create_task(store.watch()))
+
+
+async def serve(store: ConfigStore, *, host: str | None, port: int | None) -> None:
+    """Run the SFTP server for a config store until SIGINT/SIGTERM."""
+    service = await start_service(store, host=host, port=port)
     try:
         await run_until_stopped()
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await gateway.close()
-        log_event(logger, "stopped")
+        await service.stop()

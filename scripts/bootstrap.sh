@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up everything ssftp needs on a fresh Debian machine with Python 3.11, idempotently:
+# Debian packages (through apt-get, only when missing), then .venv/ with pinned Python packages
+# (reinstalled only when pyproject.toml or constraints.txt changed). Sourced by ./run and ./test.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=()
+command -v sftp >/dev/null 2>&1 || missing+=(openssh-client)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+[ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "bootstrap: need root or sudo for apt-get" >&2; exit 1; }
+        sudo="sudo"
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+
+python=""
+for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+        "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+        python="$candidate"
+        break
+    fi
+done
+[ -n "$python" ] || { echo "bootstrap: Python 3.11 is required" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+
+stamp=.venv/.ssftp-installed
+wanted="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "bootstrap: installing Python packages into .venv" >&2
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+    echo "$wanted" > "$stamp"
+fi

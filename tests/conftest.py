@@ -1,0 +1,87 @@
+"""Shared fixtures: keys, a standard gateway config and a running server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import ClientKey, ServerThread, make_client_key, write_config
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+PARTNER_PASSWORD = "partner-secret-pw"
+CONSUMER_PASSWORD = "consumer-secret-pw"
+
+
+@dataclass(frozen=True)
+class Keys:
+    partner: ClientKey
+    consumer: ClientKey
+    stranger: ClientKey
+    partner_rsa: ClientKey
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    directory = tmp_path_factory.mktemp("client-keys")
+    return Keys(
+        partner=make_client_key(directory, "partner"),
+        consumer=make_client_key(directory, "consumer", "ecdsa-sha2-nistp256"),
+        stranger=make_client_key(directory, "stranger"),
+        partner_rsa=make_client_key(directory, "partner_rsa", "ssh-rsa"),
+    )
+
+
+def gateway_config(keys: Keys) -> str:
+    """sSFTP-style accounts: a partner uploading to staging, a consumer reading clean."""
+    return f"""
+    sftpPort: 0
+    fsyncUploads: false
+    users:
+      stagingDir:
+        - directory: partner-a
+          auth:
+            username: partner-a
+            password: {PARTNER_PASSWORD}
+            publicKey:
+              - "{keys.partner.public_line}"
+              - "{keys.partner_rsa.public_line}"
+        - directory: partner-b
+          auth:
+            username: partner-b
+            password: other-partner-pw
+      cleanDir:
+        - directory: partner-a
+          auth:
+            username: consumer-a
+            password: {CONSUMER_PASSWORD}
+            publicKey: "{keys.consumer.public_line}"
+        - directory: "*"
+          allowDelete: true
+          auth:
+            username: clean-admin
+            password: admin-secret-pw
+    """
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[ServerThread]:
+    """One running server per test module, with the standard accounts."""
+    root = tmp_path_factory.mktemp("gateway")
+    config = write_config(root / "ssftp.yaml", gateway_config(keys))
+    server = ServerThread(config, root / "data")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A client-side working directory for files to put and get."""
+    path = tmp_path / "client"
+    path.mkdir()
+    return path

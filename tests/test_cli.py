@@ -1,0 +1,142 @@
+"""The ``ssftp`` console script as a user runs it: check-config, hash-password, serve, portable."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ssftp.passwords import PasswordVerifier
+from tests.support import make_random_file, run_sftp, sha256_file
+
+SSFTP = str(Path(sys.executable).with_name("ssftp"))
+SHARED_EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "ssftp-compat-example.yaml"
+
+
+def ssftp(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SSFTP, *args], input=stdin, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_check_config_valid_prints_warnings():
+    result = ssftp("check-config", str(SHARED_EXAMPLE))
+    assert result.returncode == 0
+    assert "valid (1 staging and 1 clean accounts, 1 downloaders, 1 uploaders)" in result.stdout
+    assert "warning: " in result.stdout and "plaintext password" in result.stdout
+    assert "supersecure" not in result.stdout + result.stderr
+
+
+def test_check_config_invalid_exits_nonzero_with_reason(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sftpPort: 2002\nusers:\n  stagingDir:\n    - directory: /etc\n"
+                   "      auth: {username: u, password: p}\n")
+    result = ssftp("check-config", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:4: users.stagingDir[0].directory: must be a relative directory name" \
+        in result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["bcrypt", "argon2id"])
+def test_hash_password(scheme):
+    result = ssftp("hash-password", "--scheme", scheme, stdin="my pass phrase\n")
+    assert result.returncode == 0
+    hashed = result.stdout.strip()
+    assert "my pass phrase" not in hashed
+    verifier = PasswordVerifier.parse(hashed)
+    assert verifier.scheme == scheme and verifier.verify("my pass phrase")
+
+
+class Running:
+    """A server subprocess; the port comes from its own "listening" log line (port 0 = free)."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen([SSFTP, *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.lines: list[dict] = []
+        for line in self.proc.stdout:
+            event = json.loads(line)
+            self.lines.append(event)
+            if event["event"] == "listening":
+                self.port = event["port"]
+                return
+        raise AssertionError(f"server did not start: {self.proc.stderr.read()}")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=30)
+
+
+def test_serve_refuses_bad_config_and_starts_with_good(tmp_path, keys, workdir):
+    data = tmp_path / "data"
+    config = tmp_path / "ssftp.yaml"
+    config.write_text("users:\n  stagingDir:\n    - directory: d\n      auth: {username: u}\n")
+    refused = ssftp("serve", "--config", str(config), "--data-dir", str(data), "--port", "0")
+    assert refused.returncode == 2
+    assert "users.stagingDir[0].auth: an account needs a password or a publicKey" \
+        in refused.stderr
+
+    config.write_text("users:\n  stagingDir:\n    - directory: d\n"
+                      f"      auth: {{username: u, publicKey: \"{keys.partner.public_line}\"}}\n")
+    server = Running(["serve", "--config", str(config), "--data-dir", str(data), "--port", "0"])
+    try:
+        (workdir / "f.txt").write_text("via the console script")
+        result = run_sftp(server.port, "u", ["put f.txt"], cwd=workdir,
+                          key=keys.partner.private_path)
+        assert result.returncode == 0, result.stderr
+        assert (data / "staging" / "d" / "f.txt").read_text() == "via the console script"
+        assert server.lines[0]["host"] == "127.0.0.1"
+    finally:
+        assert server.stop() == 0
+    # Host keys were generated once into system/ and are reused on the next start.
+    host_keys = sorted(p.name for p in (data / "system").glob("ssh_host_*_key"))
+    assert host_keys == ["ssh_host_ecdsa_key", "ssh_host_ed25519_key", "ssh_host_rsa_key"]
+    first = server.lines[0]["host_keys"]
+    again = Running(["serve", "--config", str(config), "--data-dir", str(data), "--port", "0"])
+    try:
+        assert again.lines[-1]["host_keys"] == first
+    finally:
+        again.stop()
+
+
+def test_portable_mode(tmp_path, workdir):
+    shared = tmp_path / "shared dir"
+    server = Running(["portable", "--directory", str(shared), "--username", "guest",
+                      "--password", "guest-pw", "--permissions", "*", "--port", "0",
+                      "--data-dir", str(tmp_path / "data")])
+    try:
+        source = make_random_file(workdir / "blob.bin", 3 * 1024 * 1024 + 7)
+        result = run_sftp(server.port, "guest",
+                          ["mkdir in", "put blob.bin in/blob.bin", "get in/blob.bin back.bin",
+                           "rename in/blob.bin in/renamed.bin", "ls in"],
+                          cwd=workdir, password="guest-pw")
+        assert result.returncode == 0, result.stderr
+        assert sha256_file(workdir / "back.bin") == sha256_file(source)
+        assert (shared / "in" / "renamed.bin").exists()
+        wrong = run_sftp(server.port, "guest", ["ls"], cwd=workdir, password="nope")
+        assert wrong.returncode != 0
+    finally:
+        assert server.stop() == 0
+
+
+def test_portable_default_is_read_only(tmp_path, workdir):
+    shared = tmp_path / "ro"
+    shared.mkdir()
+    (shared / "offer.txt").write_text("take me")
+    server = Running(["portable", "--directory", str(shared), "--username", "guest",
+                      "--password", "guest-pw", "--port", "0",
+                      "--data-dir", str(tmp_path / "data")])
+    try:
+        (workdir / "up.txt").write_text("x")
+        got = run_sftp(server.port, "guest", ["get offer.txt"], cwd=workdir, password="guest-pw")
+        assert got.returncode == 0 and (workdir / "offer.txt").read_text() == "take me"
+        put = run_sftp(server.port, "guest", ["put up.txt"], cwd=workdir, password="guest-pw")
+        assert put.returncode != 0 and "Permission denied" in put.stdout + put.stderr
+        assert not (shared / "up.txt").exists()
+    finally:
+        server.stop()
+

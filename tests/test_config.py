@@ -1,0 +1,275 @@
+"""ssftp.yaml: sSFTP files load unchanged; bad files are refused naming the key and line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ssftp.accounts import AccountKind, accounts_from_config
+from ssftp.config import ConfigError, load_config, parse_config
+from ssftp.layout import DataLayout
+from ssftp.permissions import Permission
+
+SHARED_EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "ssftp-compat-example.yaml"
+PROJECT_EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "ssftp.example.yaml"
+
+
+def parse(text: str):
+    return parse_config(textwrap.dedent(text), "test.yaml")
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    return [issue.describe("test.yaml") for issue in caught.value.issues]
+
+
+def test_ssftp_compat_example_loads_unchanged():
+    loaded = load_config(SHARED_EXAMPLE)
+    config = loaded.config
+    assert config.sftp_port == 2002
+    assert config.enable_sftp_client_downloader and config.enable_sftp_client_uploader
+    assert config.webhooks[0].name == "virusFound"
+    assert config.log_dests[0].props["path"] == "/mnt/ssftp/log"
+    assert config.users.staging_dir[0].directory == "stage-dir-1"
+    assert config.users.clean_dir[0].auth.username == "username-of-clean-dir-1"
+    downloader = config.sftp_client_downloaders[0]
+    assert downloader.private_key_path == "/mnt/ssftp/system/downloaders/partner.pem"
+    assert downloader.private_key_passphrase.get_secret_value() == "password-for-privatekey"
+    assert downloader.delete_remote_file_after_download is False
+    uploader = config.sftp_client_uploaders[0]
+    assert uploader.private_key_path is None
+    assert uploader.local_directory_to_upload == "clean-dir-1"
+    # Plaintext passwords and the example's placeholder keys load, with a warning each.
+    messages = [warning.describe(loaded.source) for warning in loaded.warnings]
+    assert sum("plaintext password" in m for m in messages) == 2
+    assert sum("this key is ignored" in m for m in messages) == 2
+    assert any(":21: users.stagingDir[0].auth.password" in m for m in messages)
+
+
+def test_project_example_is_valid_and_hashed():
+    loaded = load_config(PROJECT_EXAMPLE)
+    assert loaded.warnings == []
+    accounts = accounts_from_config(loaded.config, DataLayout.at("/data"))
+    assert accounts["partner1"].password.scheme == "bcrypt"
+    assert accounts["consumer1"].password.scheme == "argon2id"
+    assert accounts["partner1"].password.verify("partner-demo-pw")
+    assert accounts["consumer1"].password.verify("consumer-demo-pw")
+
+
+def test_secrets_never_appear_in_repr_or_errors():
+    text = """
+    users:
+      stagingDir:
+        - directory: d
+          auth: {username: "bad user!", password: hunter2-secret}
+    """
+    assert not any("hunter2-secret" in message for message in problems(text))
+    loaded = parse("""
+    users:
+      stagingDir:
+        - directory: d
+          auth: {username: u, password: hunter2-secret}
+    """)
+    assert "hunter2-secret" not in repr(loaded.config)
+
+
+def test_unknown_key_names_path_and_line():
+    text = """
+    sftpPort: 2002
+    users:
+      stagingDir:
+        - directory: d
+          auth:
+            username: u
+            pasword: typo
+    """
+    assert problems(text) == [
+        "test.yaml:8: users.stagingDir[0].auth.pasword: unknown key (check the spelling; keys "
+        "are camelCase as in sSFTP)",
+    ]
+
+
+def test_missing_field_is_named():
+    text = """
+    users:
+      cleanDir:
+        - directory: d
+          auth:
+            password: x
+    """
+    assert problems(text) == ["test.yaml:5: users.cleanDir[0].auth.username: Field required"]
+
+
+@pytest.mark.parametrize(
+    ("directory", "expected"),
+    [
+        ("../etc", "must not contain '..'"),
+        ("a/../../b", "must not contain '..'"),
+        ("/abs", "must be a relative directory name"),
+        ("a\\\\b", "must be a relative directory name"),
+        ("*", "'*' is only allowed for cleanDir accounts"),
+        ("", "must be a relative directory name"),
+    ],
+)
+def test_bad_staging_directories(directory, expected):
+    text = f"""
+    users:
+      stagingDir:
+        - directory: "{directory}"
+          auth: {{username: u, password: p}}
+    """
+    found = problems(text)
+    assert len(found) == 1
+    assert found[0].startswith("test.yaml:4: users.stagingDir[0].directory: ")
+    assert expected in found[0]
+
+
+def test_duplicate_and_overlapping_directories_and_users():
+    text = """
+    users:
+      stagingDir:
+        - directory: a
+          auth: {username: u1, password: p}
+        - directory: a
+          auth: {username: u2, password: p}
+        - directory: a/sub
+          auth: {username: u1, password: p}
+    """
+    found = problems(text)
+    assert "test.yaml:6: users.stagingDir[1].directory: 'a' is the same as 'a' of " \
+           "users.stagingDir[0]: accounts would see each other's files" in found
+    assert any(m.startswith("test.yaml:8: users.stagingDir[2].directory: 'a/sub' overlaps")
+               for m in found)
+    assert "test.yaml:9: users.stagingDir[2].auth.username: username 'u1' is already used " \
+           "by users.stagingDir[0]" in found
+
+
+def test_clean_wildcard_and_permissions():
+    loaded = parse("""
+    users:
+      cleanDir:
+        - directory: "*"
+          allowDelete: true
+          auth: {username: admin, password: p}
+        - directory: x
+          permissions: [list, download, delete_files]
+          auth: {username: reader, password: p}
+    """)
+    accounts = accounts_from_config(loaded.config, DataLayout.at("/data"))
+    assert accounts["admin"].root == Path("/data/clean")
+    assert accounts["admin"].kind is AccountKind.CLEAN
+    assert Permission.DELETE in accounts["admin"].permissions
+    assert Permission.DELETE in accounts["reader"].permissions
+    assert Permission.UPLOAD not in accounts["reader"].permissions
+
+
+def test_link_permissions_are_refused():
+    found = problems("""
+    users:
+      stagingDir:
+        - directory: d
+          permissions: ["*", create_symlinks]
+          auth: {username: u, password: p}
+    """)
+    assert len(found) == 1 and "users.stagingDir[0].permissions" in found[0]
+    assert "creating links is never allowed" in found[0]
+
+
+def test_duplicate_yaml_key_is_an_error():
+    found = problems("""
+    users:
+      stagingDir:
+        - directory: d
+          auth:
+            username: u
+            password: first
+            password: second
+    """)
+    assert found == ["test.yaml:8: users.stagingDir[0].auth.password: key appears twice"]
+
+
+def test_invalid_yaml_names_line():
+    found = problems("""
+    users:
+      stagingDir:
+        - directory: d
+         auth: [
+    """)
+    assert len(found) == 1 and found[0].startswith("test.yaml:5: (top level): not valid YAML")
+
+
+def test_environment_references(monkeypatch):
+    monkeypatch.setenv("PARTNER_PW", "from-env")
+    loaded = parse("""
+    users:
+      stagingDir:
+        - directory: d
+          auth: {username: u, password: "${PARTNER_PW}"}
+    webhooks:
+      - name: virusFound
+        url: "https://example.test/$${literal}"
+    """)
+    assert loaded.config.users.staging_dir[0].auth.password.get_secret_value() == "from-env"
+    assert loaded.config.webhooks[0].url == "https://example.test/${literal}"
+    monkeypatch.delenv("PARTNER_PW")
+    found = problems("""
+    users:
+      stagingDir:
+        - directory: d
+          auth: {username: u, password: "${PARTNER_PW}"}
+    """)
+    assert found == ["test.yaml:5: users.stagingDir[0].auth.password: environment variable "
+                     "PARTNER_PW is not set"]
+
+
+def test_malformed_hash_is_an_error_not_plaintext():
+    found = problems("""
+    users:
+      stagingDir:
+        - directory: d
+          auth: {username: u, password: "$2b$12$tooshort"}
+    """)
+    assert found == ["test.yaml:5: users.stagingDir[0].auth.password: looks like a bcrypt hash "
+                     "but is malformed"]
+
+
+def test_downloader_checks():
+    found = problems("""
+    sftpClientDownloaders:
+      - name: one
+        host: h
+        username: u
+        localStagingDirectory: "*"
+        interval: 60
+        cron: "* * * * *"
+    sftpClientUploaders:
+      - name: one
+        host: h
+        username: u
+        localDirectoryToUpload: x
+    """)
+    assert any("sftpClientDownloaders[0]: set either interval or cron" in m for m in found)
+    found = problems("""
+    sftpClientDownloaders:
+      - name: one
+        host: h
+        username: u
+        localStagingDirectory: "*"
+    sftpClientUploaders:
+      - name: one
+        host: h
+        username: u
+        localDirectoryToUpload: x
+    """)
+    assert "test.yaml:8: sftpClientUploaders[0].name: name 'one' is already used by " \
+           "sftpClientDownloaders[0].name" in found
+    assert "test.yaml:6: sftpClientDownloaders[0].localStagingDirectory: '*' is not a " \
+           "staging directory; name one" in found
+
+
+def test_missing_file_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.yaml")
