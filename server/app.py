@@ -23,12 +23,14 @@ from server.host_keys import load_host_keys
 from server.sftp_session import SFTPSession
 from server.ssh_server import AccountLookup, AccountSSHServer
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
-from ssftp.layout import DataLayout
+from ssftp.layout import DataLayout, remove_stale_temp_files
 from ssftp.logs import APP, configure_logging, log_event
 
 logger = logging.getLogger(APP)
 
 SERVER_VERSION = "ssftp"
+# An upload temp file untouched this long belongs to no live session (any instance).
+STALE_TEMP_SECONDS = 24 * 3600
 
 
 def _create_session(chan: asyncssh.SSHServerChannel) -> SFTPSession:
@@ -141,6 +143,9 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
     store.on_change(lambda active: _apply_defender_settings(defender, active))
     for account in store.current.accounts.values():
         account.root.mkdir(parents=True, exist_ok=True)
+    for area in (layout.staging, layout.clean):
+        for path in remove_stale_temp_files(area, STALE_TEMP_SECONDS):
+            log_event(logger, "removed stale upload temp file", path=str(path))
 
     gateway = await start_gateway(
         lookup=lambda username: store.current.accounts.get(username),

@@ -8,6 +8,7 @@ treats as "in progress" must be invisible to the other.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,23 @@ def is_partial_upload_name(name: str) -> bool:
 def is_pending_name(name: str) -> bool:
     """True when a file of this name must not be scanned or handed on yet."""
     return is_temp_name(name) or is_partial_upload_name(name)
+
+
+def remove_stale_temp_files(root: Path, older_than_seconds: float) -> list[Path]:
+    """Delete ssftp temp files left by a crash (an upload that was never closed).
+
+    Only old ones: several instances may share the data root, and a young temp file may be an
+    upload another instance is receiving right now.
+    """
+    cutoff = time.time() - older_than_seconds
+    removed = []
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = Path(directory, name)
+            if is_temp_name(name) and path.lstat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 @dataclass(frozen=True)
