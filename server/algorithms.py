@@ -8,6 +8,7 @@ No SHA-1 (ssh-rsa signatures, hmac-sha1, group14-sha1), no CBC, no GSS.
 
 from __future__ import annotations
 
+import asyncssh
 import asyncssh.encryption
 import asyncssh.kex
 import asyncssh.mac
@@ -56,6 +57,20 @@ SIGNATURES = (
 def _available(wanted: tuple[str, ...], supported: list[bytes]) -> list[str]:
     names = {name.decode() for name in supported}
     return [name for name in wanted if name in names]
+
+
+def modern_host_keypairs(keys: list[asyncssh.SSHKey]) -> list[asyncssh.SSHKeyPair]:
+    """Host keys that sign only with SHA-2 or better.
+
+    ``signature_algs`` does not limit what a host key offers: an RSA host key would still sign
+    with ssh-rsa (SHA-1) for a client that asks, so each key pair's list is cut down here.
+    """
+    keypairs = asyncssh.load_keypairs(keys)
+    for keypair in keypairs:
+        keypair.host_key_algorithms = [
+            alg for alg in keypair.host_key_algorithms if alg.decode() in SIGNATURES
+        ]
+    return keypairs
 
 
 def server_algorithm_options() -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncssh
 
-from server.algorithms import server_algorithm_options
+from server.algorithms import modern_host_keypairs, server_algorithm_options
 from server.defender import Defender
 from server.host_keys import load_host_keys
 from server.sftp_session import SFTPSession
@@ -70,7 +70,7 @@ async def start_gateway(
         host,
         port,
         server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads()),
-        server_host_keys=host_keys,
+        server_host_keys=modern_host_keypairs(host_keys),
         sftp_factory=_create_session,
         allow_scp=False,
         allow_pty=False,
