@@ -47,6 +47,14 @@ class _Handle:
     started: float = field(default_factory=time.monotonic)
     bytes: int = 0
 
+    def fileno(self) -> int:
+        raise NotImplementedError
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """For asyncssh's ranges extension (SEEK_DATA/SEEK_HOLE); reads and writes use
+        explicit offsets, so moving the position affects nothing else."""
+        return os.lseek(self.fileno(), offset, whence)
+
 
 @dataclass
 class DownloadHandle(_Handle):
@@ -59,6 +67,7 @@ class DownloadHandle(_Handle):
 @dataclass
 class UploadHandle(_Handle):
     writer: UploadWriter | None = None
+    readable: bool = False  # opened with FXF_READ, which needed the download permission
 
     def fileno(self) -> int:
         assert self.writer is not None
@@ -300,11 +309,14 @@ class SFTPSession(asyncssh.SFTPServer):
             except BaseException:
                 writer.abort()
                 raise
-        return UploadHandle(target.virtual, writer=writer)
+        return UploadHandle(target.virtual, writer=writer,
+                            readable=bool(pflags & asyncssh.FXF_READ))
 
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
         handle = self._handle(file_obj)
         if isinstance(handle, UploadHandle):
+            if not handle.readable:
+                raise asyncssh.SFTPPermissionDenied("file is not open for reading")
             assert handle.writer is not None
             data = handle.writer.read(offset, size)
         else:

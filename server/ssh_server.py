@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import asyncssh
 
+from server.algorithms import SIGNATURES
 from server.defender import Defender
 from server.sftp_session import SessionContext
 from ssftp.accounts import Account
@@ -24,6 +25,7 @@ from ssftp.public_keys import fingerprint_of
 logger = logging.getLogger(APP)
 
 AccountLookup = Callable[[str], Account | None]
+MODERN_SIGNATURES = {name.encode() for name in SIGNATURES}
 
 
 class AccountSSHServer(asyncssh.SSHServer):
@@ -92,6 +94,10 @@ class AccountSSHServer(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # asyncssh verifies the client's signature with any algorithm the key type knows,
+        # whatever signature_algs says; narrowing this key object (the one it then verifies
+        # with) makes an ssh-rsa (SHA-1) signature fail.
+        key.all_sig_algorithms = set(key.all_sig_algorithms) & MODERN_SIGNATURES
         blob = key.public_data
         matched = self._account is not None and self._account.key_matching(blob) is not None
         return self._settle(matched, "publickey", fingerprint_of(blob))
