@@ -74,6 +74,17 @@ class UploadHandle(_Handle):
         return self.writer.fd
 
 
+def _client_has_left(channel: asyncssh.SSHServerChannel) -> bool:
+    """True once no further request can arrive from the client.
+
+    ``is_closing()`` covers a dropped connection and our own close, but not a client that sent
+    EOF or CLOSE on the channel (OpenSSH's ssh does this when the sftp process above it is
+    killed). asyncssh has no public accessor for the receive side, so its ``_recv_state`` is
+    read; asyncssh is pinned, and a missing attribute counts as "left" (fail closed).
+    """
+    return channel.is_closing() or getattr(channel, "_recv_state", "gone") != "open"
+
+
 class SFTPSession(asyncssh.SFTPServer):
     def __init__(self, chan: asyncssh.SSHServerChannel, context: SessionContext) -> None:
         super().__init__(chan)
@@ -316,7 +327,8 @@ class SFTPSession(asyncssh.SFTPServer):
         handle = self._handle(file_obj)
         if isinstance(handle, UploadHandle):
             if not handle.readable:
-                raise asyncssh.SFTPPermissionDenied("file is not open for reading")
+                with self._checked("read", handle.virtual.encode()):
+                    raise Refused("file is not open for reading")
             assert handle.writer is not None
             data = handle.writer.read(offset, size)
         else:
@@ -344,7 +356,7 @@ class SFTPSession(asyncssh.SFTPServer):
         assert handle.writer is not None
         # asyncssh also calls close() for handles still open when the session ends: that is
         # an interrupted upload, which must never appear under its final name.
-        if self.channel.is_closing():
+        if _client_has_left(self.channel):
             handle.writer.abort()
             self._log_transfer("upload", handle, "session ended before the file was closed")
             return
