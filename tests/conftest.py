@@ -16,6 +16,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 PARTNER_PASSWORD = "partner-secret-pw"
 CONSUMER_PASSWORD = "consumer-secret-pw"
+PASSWORDS = {
+    "partner-a": PARTNER_PASSWORD,
+    "partner-b": "other-partner-pw",
+    "consumer-a": CONSUMER_PASSWORD,
+    "clean-admin": "admin-secret-pw",
+}
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ def gateway_config(keys: Keys) -> str:
         - directory: partner-b
           auth:
             username: partner-b
-            password: other-partner-pw
+            password: {PASSWORDS["partner-b"]}
       cleanDir:
         - directory: partner-a
           auth:
@@ -65,7 +71,7 @@ def gateway_config(keys: Keys) -> str:
           allowDelete: true
           auth:
             username: clean-admin
-            password: admin-secret-pw
+            password: {PASSWORDS["clean-admin"]}
     """
 
 

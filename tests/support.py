@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import textwrap
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,11 @@ def run_sftp(port: int, user: str, commands: list[str], *, cwd: Path,
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     return SftpResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def unique_name() -> str:
+    """A short random token, so tests sharing one server never touch each other's files."""
+    return uuid.uuid4().hex[:12]
 
 
 def sha256_file(path: Path) -> str:

@@ -16,7 +16,6 @@ import contextlib
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import paramiko
 import pytest
 
 from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD
-from tests.support import SFTP, make_random_file, run_sftp, sha256_file
+from tests.support import SFTP, make_random_file, run_sftp, sha256_file, unique_name
 
 CLIENTS = ("openssh", "paramiko", "asyncssh")
 LARGE_SIZE = 256 * 1024 * 1024
@@ -35,13 +34,13 @@ SHA2_RSA = {"rsa-sha2-256", "rsa-sha2-512"}
 
 
 def unique(stem: str, suffix: str = ".bin") -> str:
-    return f"{stem}-{uuid.uuid4().hex[:10]}{suffix}"
+    return f"{stem}-{unique_name()}{suffix}"
 
 
 def awkward_name(stem: str) -> str:
     """A file name with spaces, ':' and non-ASCII characters (no glob characters, which
     OpenSSH's sftp would expand)."""
-    return f"{stem} Q1: rapport ünïcødé ✓ 東京 {uuid.uuid4().hex[:8]}.csv"
+    return f"{stem} Q1: rapport ünïcødé ✓ 東京 {unique_name()}.csv"
 
 
 # -- credentials and client adapters -------------------------------------------------------
@@ -421,7 +420,7 @@ def test_put_and_list_hides_temp_names(client, gateway, partner, workdir):
 def test_root_listing_shows_upload_and_no_temp_names(client, gateway, partner, workdir):
     name = unique(f"root-listed-{client}", ".txt")
     local = write_local(workdir, "root.txt", b"root listing\n")
-    staged(gateway, f"{TEMP_PREFIX}{uuid.uuid4().hex[:16]}").write_bytes(b"in progress")
+    staged(gateway, f"{TEMP_PREFIX}{unique_name()}").write_bytes(b"in progress")
     with connect(client, gateway, partner, workdir) as session:
         session.put(local, name)
         names = session.listdir(".")

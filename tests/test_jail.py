@@ -13,7 +13,6 @@ import json
 import os
 import stat
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,20 +23,8 @@ import pytest
 from server.jail import Jail
 from ssftp.layout import TEMP_PREFIX
 from ssftp.permissions import Refused
-from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD
-from tests.support import run_sftp
-
-PASSWORDS = {
-    "partner-a": PARTNER_PASSWORD,
-    "partner-b": "other-partner-pw",
-    "consumer-a": CONSUMER_PASSWORD,
-    "clean-admin": "admin-secret-pw",
-}
-
-
-def token() -> str:
-    return uuid.uuid4().hex[:12]
-
+from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD, PASSWORDS
+from tests.support import run_sftp, unique_name
 
 # -- unit tests of Jail ------------------------------------------------------------------------
 
@@ -298,7 +285,7 @@ def snapshot(directory: Path) -> dict[str, bytes | None]:
 
 async def test_dotdot_is_clamped_at_the_root(gateway):
     """``..`` never climbs above ``/``: a name above the jail resolves to the same name inside."""
-    t = token()
+    t = unique_name()
     clean = gateway.layout.clean
     inside = clean / "partner-a"
     (inside / f"{t}.txt").write_text("INSIDE")
@@ -321,7 +308,7 @@ async def test_dotdot_is_clamped_at_the_root(gateway):
 
 
 async def test_dotdot_cannot_reach_other_accounts_or_areas(gateway):
-    t = token()
+    t = unique_name()
     (gateway.layout.staging / "partner-b" / f"{t}.txt").write_text("partner-b data")
     (gateway.layout.clean / "partner-a" / f"{t}-clean.txt").write_text("clean data")
     (gateway.layout.system / f"{t}-system.txt").write_text("system data")
@@ -340,7 +327,7 @@ async def test_dotdot_cannot_reach_other_accounts_or_areas(gateway):
 
 async def test_absolute_host_paths_are_virtual(gateway):
     """A client naming a real host path (even the real data dir) gets that path inside its jail."""
-    t = token()
+    t = unique_name()
     real_file = gateway.layout.clean / "partner-a" / f"{t}.txt"
     real_file.write_text("exists on the host")
     async with sftp_as(gateway, "consumer-a") as sftp:
@@ -382,7 +369,7 @@ def test_openssh_pwd_and_cd_dotdot_show_slash(gateway, workdir):
 @pytest.fixture
 def consumer_links(gateway, outside):
     """Links in consumer-a's jail (clean/partner-a/links-<t>/) pointing out, one each way."""
-    t = token()
+    t = unique_name()
     directory = gateway.layout.clean / "partner-a" / f"links-{t}"
     directory.mkdir()
     evil_sibling = gateway.layout.clean / f"partner-a-evil-{t}"
@@ -508,7 +495,7 @@ async def test_openssh_client_cannot_follow_symlinks_out(gateway, outside, consu
 @pytest.fixture
 def staging_links(gateway, outside):
     """Links in partner-a's jail (staging/partner-a/w-<t>/) pointing out."""
-    t = token()
+    t = unique_name()
     directory = gateway.layout.staging / "partner-a" / f"w-{t}"
     directory.mkdir()
     (directory / "dir-abs").symlink_to(outside)
@@ -589,7 +576,7 @@ async def test_removing_a_symlink_out_removes_only_the_link(gateway, outside, co
 
 
 async def test_clients_cannot_create_symlinks_or_hard_links(gateway):
-    t = token()
+    t = unique_name()
     root = gateway.layout.staging / "partner-a"
     (root / f"target-{t}.txt").write_text("mine")
     async with sftp_as(gateway, "partner-a") as sftp:
@@ -607,7 +594,7 @@ async def test_clients_cannot_create_symlinks_or_hard_links(gateway):
 
 
 def test_paramiko_cannot_create_symlinks(gateway):
-    t = token()
+    t = unique_name()
     with paramiko_as(gateway, "partner-a") as client:
         with pytest.raises(PermissionError):
             client.symlink("/etc/passwd", f"pm-sym-{t}")
@@ -616,7 +603,7 @@ def test_paramiko_cannot_create_symlinks(gateway):
 
 
 def test_openssh_client_cannot_create_links(gateway, workdir):
-    t = token()
+    t = unique_name()
     (workdir / f"up-{t}.txt").write_text("upload")
     result = run_sftp(gateway.port, "partner-a",
                       [f"put up-{t}.txt", f"-ln -s up-{t}.txt ossh-sym-{t}",
@@ -633,7 +620,7 @@ def test_openssh_client_cannot_create_links(gateway, workdir):
 
 
 async def test_file_with_a_second_hard_link_cannot_be_opened(gateway, outside):
-    t = token()
+    t = unique_name()
     root = gateway.layout.clean / "partner-a"
     outside_file = outside / f"hl-{t}.txt"
     outside_file.write_text("TOP-SECRET-HARDLINKED")
@@ -656,7 +643,7 @@ async def test_file_with_a_second_hard_link_cannot_be_opened(gateway, outside):
 async def test_resuming_onto_a_hard_linked_partial_upload_is_refused(gateway, outside):
     """Appending to ``x.filepart`` copies its content first; an alias of an outside file must
     not be copied (and so become readable or scannable) that way."""
-    t = token()
+    t = unique_name()
     outside_file = outside / f"hl-{t}.bin"
     outside_file.write_text("TOP-SECRET-HARDLINKED")
     staged = gateway.layout.staging / "partner-a" / f"resume-{t}.bin.filepart"
@@ -674,7 +661,7 @@ async def test_resuming_onto_a_hard_linked_partial_upload_is_refused(gateway, ou
 
 
 async def test_temp_names_are_not_addressable(gateway):
-    t = token()
+    t = unique_name()
     clean_root = gateway.layout.clean / "partner-a"
     hidden = clean_root / f"{TEMP_PREFIX}{t}"
     hidden.write_text("in progress")
@@ -703,7 +690,7 @@ async def test_temp_names_are_not_addressable(gateway):
 
 
 async def test_invalid_utf8_and_nul_paths_are_refused(gateway):
-    t = token().encode()
+    t = unique_name().encode()
     staging_root = gateway.layout.staging / "partner-a"
     before = set(os.listdir(os.fsencode(staging_root)))
     async with sftp_as(gateway, "partner-a") as sftp:

@@ -16,7 +16,6 @@ import signal
 import stat
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,19 +24,8 @@ import pytest
 
 from ssftp.layout import TEMP_PREFIX
 from ssftp.logs import configure_logging
-from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD
-from tests.support import SFTP, ServerThread, make_random_file, run_sftp, write_config
-
-PASSWORDS = {
-    "partner-a": PARTNER_PASSWORD,
-    "partner-b": "other-partner-pw",
-    "consumer-a": CONSUMER_PASSWORD,
-    "clean-admin": "admin-secret-pw",
-}
-
-
-def token() -> str:
-    return uuid.uuid4().hex[:12]
+from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD, PASSWORDS
+from tests.support import SFTP, ServerThread, make_random_file, run_sftp, unique_name, write_config
 
 
 def connect(port: int, username: str, password: str):
@@ -118,7 +106,7 @@ def temp_files(directory: Path) -> list[Path]:
 
 
 async def test_staging_account_cannot_download(gateway, workdir):
-    t = token()
+    t = unique_name()
     async with sftp_as(gateway, "partner-a") as sftp:
         await upload(sftp, f"dl-{t}.txt", b"uploaded by partner-a")
         await assert_denied(sftp, download(sftp, f"dl-{t}.txt"))
@@ -141,7 +129,7 @@ async def test_staging_account_cannot_read_back_through_a_write_handle(gateway):
     Opening ``x.filepart`` without truncation copies its current content into the upload (the
     resume path), so READ requests on that handle would hand back a published file's bytes.
     """
-    t = token()
+    t = unique_name()
     secret = b"published bytes the staging account may not download " + t.encode()
     async with sftp_as(gateway, "partner-a") as sftp:
         await upload(sftp, f"resume-{t}.bin.filepart", secret)
@@ -156,7 +144,7 @@ async def test_staging_account_cannot_read_back_through_a_write_handle(gateway):
 
 
 async def test_staging_account_cannot_see_clean_or_other_partners(gateway):
-    t = token()
+    t = unique_name()
     (gateway.layout.clean / "partner-a" / f"c-{t}.txt").write_text("clean")
     (gateway.layout.staging / "partner-b" / f"b-{t}.txt").write_text("partner-b's upload")
     async with sftp_as(gateway, "partner-a") as sftp:
@@ -182,7 +170,7 @@ async def test_staging_account_cannot_see_clean_or_other_partners(gateway):
 
 
 async def test_staging_account_cannot_delete_or_rename(gateway):
-    t = token()
+    t = unique_name()
     root = gateway.layout.staging / "partner-a"
     async with sftp_as(gateway, "partner-a") as sftp:
         await upload(sftp, f"keep-{t}.txt", b"keep me")
@@ -205,7 +193,7 @@ async def test_staging_account_cannot_delete_or_rename(gateway):
 
 
 async def test_staging_account_cannot_overwrite_by_default(gateway, workdir):
-    t = token()
+    t = unique_name()
     root = gateway.layout.staging / "partner-a"
     async with sftp_as(gateway, "partner-a") as sftp:
         await upload(sftp, f"once-{t}.txt", b"first version")
@@ -234,7 +222,7 @@ async def test_staging_account_cannot_overwrite_by_default(gateway, workdir):
 
 
 async def test_published_file_size_cannot_change_in_place(gateway):
-    t = token()
+    t = unique_name()
     staged = gateway.layout.staging / "partner-a" / f"size-{t}.bin"
     clean = gateway.layout.clean / "partner-a" / f"size-{t}.bin"
     clean.write_bytes(b"0123456789")
@@ -262,7 +250,7 @@ async def test_published_file_size_cannot_change_in_place(gateway):
 
 
 async def test_clean_account_can_list_and_download(gateway, keys, workdir):
-    t = token()
+    t = unique_name()
     clean = gateway.layout.clean / "partner-a"
     (clean / f"ok-{t}.txt").write_bytes(b"clean content " + t.encode())
     async with sftp_as(gateway, "consumer-a") as sftp:
@@ -275,7 +263,7 @@ async def test_clean_account_can_list_and_download(gateway, keys, workdir):
 
 
 async def test_clean_account_cannot_upload_mkdir_rename_or_delete(gateway, workdir):
-    t = token()
+    t = unique_name()
     clean = gateway.layout.clean / "partner-a"
     (clean / f"held-{t}.txt").write_text("held")
     (clean / f"dir-{t}").mkdir()
@@ -307,7 +295,7 @@ async def test_clean_account_cannot_upload_mkdir_rename_or_delete(gateway, workd
 
 
 async def test_clean_admin_can_delete(gateway):
-    t = token()
+    t = unique_name()
     clean = gateway.layout.clean
     (clean / "partner-a" / f"del-{t}.txt").write_text("to delete")
     (clean / f"emptydir-{t}").mkdir()
@@ -347,7 +335,7 @@ async def wait_until_async(predicate, *, seconds: float = 15, what: str = "condi
 
 
 async def test_aborted_connection_discards_upload(gateway):
-    t = token()
+    t = unique_name()
     directory = gateway.layout.staging / "partner-a" / f"abort-{t}"
     directory.mkdir()
     conn = await connect(gateway.port, "partner-a", PARTNER_PASSWORD)
@@ -375,7 +363,7 @@ async def test_aborted_connection_discards_upload(gateway):
 async def test_closing_the_sftp_channel_mid_upload_discards_it(gateway):
     """The client ends the SFTP session (channel EOF/close) with the file still open: what was
     written is an interrupted upload, not a complete file."""
-    t = token()
+    t = unique_name()
     directory = gateway.layout.staging / "partner-a" / f"eof-{t}"
     directory.mkdir()
     async with connect(gateway.port, "partner-a", PARTNER_PASSWORD) as conn:
@@ -401,7 +389,7 @@ def test_killed_openssh_put_leaves_nothing(gateway, keys, workdir, big_file, kil
     """SIGKILL to ``sftp`` mid-``put``: alone (its ``ssh`` child then closes the channel), or
     with its ``ssh`` child (the TCP connection just drops)."""
     assert SFTP
-    t = token()
+    t = unique_name()
     directory = gateway.layout.staging / "partner-a" / f"kill-{t}"
     directory.mkdir()
     batch = workdir / "batch"

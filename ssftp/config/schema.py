@@ -84,11 +84,13 @@ class Auth(Model):
         return self
 
 
-class StagingAccount(Model):
+class AccountEntry(Model):
     directory: Directory
     auth: Auth
     permissions: Annotated[list[str] | None, AfterValidator(_permission_names)] = None
 
+
+class StagingAccount(AccountEntry):
     @field_validator("directory")
     @classmethod
     def _no_wildcard(cls, value: str) -> str:
@@ -97,10 +99,7 @@ class StagingAccount(Model):
         return value
 
 
-class CleanAccount(Model):
-    directory: Directory
-    auth: Auth
-    permissions: Annotated[list[str] | None, AfterValidator(_permission_names)] = None
+class CleanAccount(AccountEntry):
     allow_delete: bool = False
 
 
