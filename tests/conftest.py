@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from tests.support import ClientKey, ServerThread, make_client_key, write_config
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -91,3 +92,15 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "client"
     path.mkdir()
     return path
+
+
+CLAMD_MAX_FILE_SIZE = 10 * 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClamdDaemon]:
+    """One real clamd per test session (Unix socket), with the offline EICAR signatures."""
+    daemon = ClamdDaemon.start(tmp_path_factory.mktemp("clamd"),
+                               max_file_size=CLAMD_MAX_FILE_SIZE, database=TEST_SIGNATURES)
+    yield daemon
+    daemon.stop()

@@ -1,0 +1,192 @@
+"""The clamd client: scan a file by path, by passing its descriptor, or by streaming it.
+
+Every scan returns a :class:`Verdict` and never raises: a refused connection, a timeout, an
+``ERROR`` reply or a reply this module cannot read all become a verdict that is not clean, so
+no caller can turn a failure into "clean" by forgetting an ``except``. Only an ``OK`` reply
+for the exact request is clean.
+
+- ``scan_path``: clamd opens the file itself (it must see the same filesystem).
+- ``scan_fd``: our open descriptor is passed over the Unix socket (FILDES); clamd needs no
+  permission on the path, and the file cannot be swapped between our check and its scan.
+- ``scan_stream``: INSTREAM in large chunks, for a clamd on another machine.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
+DEFAULT_CHUNK = 1 << 20
+
+
+class VerdictKind(StrEnum):
+    CLEAN = "clean"
+    INFECTED = "infected"
+    # Can never be scanned as it is (over a size or scan limit): quarantine, do not retry.
+    UNSCANNABLE = "unscannable"
+    # Could not be scanned this time (clamd down, timeout, error, unreadable reply): retry.
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: VerdictKind
+    detail: str
+    signature: str | None = None
+
+    @property
+    def is_clean(self) -> bool:
+        return self.kind is VerdictKind.CLEAN
+
+
+def parse_reply(reply: bytes) -> Verdict:
+    """Read one clamd reply line (``<name>: OK | <signature> FOUND | <message> ERROR``)."""
+    text = reply.rstrip(b"\0\n").decode("utf-8", "replace")
+    if text.endswith(" ERROR"):
+        message = text.rsplit(": ", 1)[-1].removesuffix(" ERROR")
+        if "size limit exceeded" in message:
+            return Verdict(VerdictKind.UNSCANNABLE, message)
+        return Verdict(VerdictKind.ERROR, f"clamd error: {message}")
+    if ": " not in text:
+        return Verdict(VerdictKind.ERROR, f"unreadable clamd reply: {text[:200]!r}")
+    result = text.rsplit(": ", 1)[1]
+    if result == "OK":
+        return Verdict(VerdictKind.CLEAN, "OK")
+    if result.endswith(" FOUND") and len(result) > len(" FOUND"):
+        signature = result.removesuffix(" FOUND")
+        if signature.startswith(LIMITS_EXCEEDED):
+            return Verdict(VerdictKind.UNSCANNABLE, f"scan limits exceeded ({signature})",
+                           signature)
+        return Verdict(VerdictKind.INFECTED, f"{signature} FOUND", signature)
+    return Verdict(VerdictKind.ERROR, f"unreadable clamd reply: {text[:200]!r}")
+
+
+@dataclass(frozen=True)
+class ClamdAddress:
+    """``/path/clamd.sock`` (or ``unix:/path``) or ``tcp://host:port`` (or ``host:port``)."""
+
+    unix_path: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> ClamdAddress:
+        if value.startswith("unix:"):
+            return cls(unix_path=value.removeprefix("unix:"))
+        if value.startswith("/"):
+            return cls(unix_path=value)
+        host, sep, port = value.removeprefix("tcp://").rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"clamd address {value!r} is neither a socket path nor host:port")
+        return cls(host=host.strip("[]"), port=int(port))
+
+    def __str__(self) -> str:
+        return self.unix_path if self.unix_path else f"tcp://{self.host}:{self.port}"
+
+
+class ClamdClient:
+    def __init__(self, address: ClamdAddress, *, timeout: float = 120.0,
+                 max_file_size: int | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.max_file_size = max_file_size
+        self.chunk_size = chunk_size
+
+    def _connect(self) -> socket.socket:
+        if self.address.unix_path:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: str | tuple[str, int] = self.address.unix_path
+        else:
+            assert self.address.host is not None and self.address.port is not None
+            sock = socket.socket(socket.AF_INET6 if ":" in self.address.host else socket.AF_INET)
+            target = (self.address.host, self.address.port)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(target)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    @staticmethod
+    def _read_reply(sock: socket.socket) -> bytes:
+        reply = b""
+        while not reply.endswith(b"\0"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+    def command(self, name: str) -> str:
+        """A simple command (PING, VERSION); raises OSError when clamd cannot be reached."""
+        with self._connect() as sock:
+            sock.sendall(f"z{name}\0".encode())
+            return self._read_reply(sock).rstrip(b"\0").decode()
+
+    def ping(self) -> bool:
+        try:
+            return self.command("PING") == "PONG"
+        except OSError:
+            return False
+
+    def _over_limit(self, path: Path) -> Verdict | None:
+        if self.max_file_size is None:
+            return None
+        size = path.stat().st_size
+        if size > self.max_file_size:
+            return Verdict(VerdictKind.UNSCANNABLE,
+                           f"{size} bytes is over the scan limit of {self.max_file_size}")
+        return None
+
+    def _scan(self, path: Path, send: Callable[[socket.socket, Path], None]) -> Verdict:
+        try:
+            if (limited := self._over_limit(path)) is not None:
+                return limited
+            with self._connect() as sock:
+                send(sock, path)
+                return parse_reply(self._read_reply(sock))
+        except TimeoutError:
+            return Verdict(VerdictKind.ERROR, f"clamd at {self.address} timed out")
+        except OSError as exc:
+            return Verdict(VerdictKind.ERROR, f"cannot scan with clamd at {self.address}: {exc}")
+
+    def scan_path(self, path: Path) -> Verdict:
+        return self._scan(path, self._send_path)
+
+    def scan_fd(self, path: Path) -> Verdict:
+        return self._scan(path, self._send_fd)
+
+    def scan_stream(self, path: Path) -> Verdict:
+        return self._scan(path, self._send_stream)
+
+    @staticmethod
+    def _send_path(sock: socket.socket, path: Path) -> None:
+        sock.sendall(b"zSCAN " + os.fsencode(path.absolute()) + b"\0")
+
+    @staticmethod
+    def _send_fd(sock: socket.socket, path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sock.sendall(b"zFILDES\0")
+            fds = array.array("i", [fd])
+            sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        finally:
+            os.close(fd)
+
+    def _send_stream(self, sock: socket.socket, path: Path) -> None:
+        sock.sendall(b"zINSTREAM\0")
+        with path.open("rb") as handle:
+            while chunk := handle.read(self.chunk_size):
+                try:
+                    sock.sendall(struct.pack(">I", len(chunk)) + chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # clamd hung up (e.g. StreamMaxLength): its reply says why
+        sock.sendall(struct.pack(">I", 0))
