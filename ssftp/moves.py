@@ -1,0 +1,62 @@
+"""Moving a complete file to another area without ever exposing a partial file.
+
+On one filesystem a rename is atomic. Across filesystems (e.g. staging on a local disk and
+clean/ on a network share) the file is copied to a hidden temp name in the target directory,
+fsynced, renamed into place, and only then is the source removed: a crash at any point leaves
+either the source or the complete target (possibly both, never neither, never a torn file).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from ssftp.layout import TEMP_PREFIX
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_durably(source: Path, temp: Path) -> None:
+    with source.open("rb") as reader:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        try:
+            size = os.fstat(reader.fileno()).st_size
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(fd, reader.fileno(), offset, size - offset)
+                if sent == 0:
+                    break
+                offset += sent
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def move_atomically(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` (replacing it), creating the target's directories."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    else:
+        _fsync_directory(target.parent)
+        return
+    temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+    try:
+        _copy_durably(source, temp)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+    source.unlink()

@@ -1,0 +1,68 @@
+"""Atomic moves between areas, on one filesystem and across two (disk and tmpfs)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ssftp.moves import move_atomically
+from tests.support import make_random_file, sha256_file
+
+SHM = Path("/dev/shm")
+
+
+def test_same_filesystem_move_keeps_inode_and_makes_dirs(tmp_path):
+    (tmp_path / "staging").mkdir()
+    source = make_random_file(tmp_path / "staging" / "a b: ü.bin", 4096)
+    inode = source.stat().st_ino
+    target = tmp_path / "clean" / "nested" / "deeper" / source.name
+    move_atomically(source, target)
+    assert not source.exists()
+    assert target.stat().st_ino == inode
+
+
+def test_move_replaces_an_existing_target(tmp_path):
+    (tmp_path / "new").write_text("new")
+    (tmp_path / "old").write_text("old")
+    move_atomically(tmp_path / "new", tmp_path / "old")
+    assert (tmp_path / "old").read_text() == "new"
+
+
+@pytest.fixture
+def other_filesystem(tmp_path):
+    if not SHM.is_dir() or os.stat(SHM).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on a filesystem other than the test's temp dir")
+    directory = SHM / f"ssftp-test-{os.getpid()}-{tmp_path.name}"
+    directory.mkdir()
+    yield directory
+    for path in sorted(directory.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    directory.rmdir()
+
+
+def test_cross_filesystem_move_copies_then_removes(tmp_path, other_filesystem):
+    source = make_random_file(tmp_path / "big.bin", 5 * 1024 * 1024 + 3)
+    digest = sha256_file(source)
+    target = other_filesystem / "clean" / "big.bin"
+    move_atomically(source, target)
+    assert not source.exists()
+    assert sha256_file(target) == digest
+    assert [p.name for p in target.parent.iterdir()] == ["big.bin"]  # no temp left behind
+
+
+def test_failed_cross_filesystem_copy_keeps_source_and_leaves_no_temp(tmp_path, other_filesystem):
+    source = make_random_file(tmp_path / "keep.bin", 1024)
+    blocked = other_filesystem / "ro"
+    blocked.mkdir()
+    blocked.chmod(0o500)
+    if os.access(blocked, os.W_OK):  # root ignores directory permissions
+        blocked.chmod(0o700)
+        (blocked / "keep.bin").mkdir()  # a directory in the way makes the final rename fail
+        (blocked / "keep.bin" / "x").write_text("occupied")
+    with pytest.raises(OSError):
+        move_atomically(source, blocked / "keep.bin")
+    blocked.chmod(0o700)
+    assert source.exists()
+    assert not [p for p in blocked.iterdir() if p.name.startswith(".ssftp-tmp-")]
