@@ -15,16 +15,9 @@ import secrets
 from pathlib import Path
 
 from ssftp.layout import TEMP_PREFIX
+from ssftp.moves import fsync_directory
 
 FILE_MODE = 0o640
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class UploadWriter:
@@ -76,7 +69,7 @@ class UploadWriter:
             self.temp.unlink(missing_ok=True)
             raise
         if self.durable:
-            _fsync_directory(self.target.parent)
+            fsync_directory(self.target.parent)
 
     def _publish_without_replacing(self) -> None:
         try:

@@ -16,7 +16,8 @@ from pathlib import Path
 from ssftp.layout import TEMP_PREFIX
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or new name in ``directory`` survive a power cut."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -49,7 +50,7 @@ def move_atomically(source: Path, target: Path) -> None:
         if exc.errno != errno.EXDEV:
             raise
     else:
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
         return
     temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
     try:
@@ -58,5 +59,5 @@ def move_atomically(source: Path, target: Path) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     source.unlink()
