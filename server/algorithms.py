@@ -8,6 +8,8 @@ No SHA-1 (ssh-rsa signatures, hmac-sha1, group14-sha1), no CBC, no GSS.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import asyncssh
 import asyncssh.encryption
 import asyncssh.kex
@@ -59,6 +61,14 @@ def _available(wanted: tuple[str, ...], supported: list[bytes]) -> list[str]:
     return [name for name in wanted if name in names]
 
 
+_MODERN_SIGNATURES = frozenset(name.encode() for name in SIGNATURES)
+
+
+def modern_signatures(algorithms: Iterable[bytes]) -> list[bytes]:
+    """The given signature algorithms that are on the allow-list, in their order."""
+    return [alg for alg in algorithms if alg in _MODERN_SIGNATURES]
+
+
 def modern_host_keypairs(keys: list[asyncssh.SSHKey]) -> list[asyncssh.SSHKeyPair]:
     """Host keys that sign only with SHA-2 or better.
 
@@ -67,9 +77,7 @@ def modern_host_keypairs(keys: list[asyncssh.SSHKey]) -> list[asyncssh.SSHKeyPai
     """
     keypairs = asyncssh.load_keypairs(keys)
     for keypair in keypairs:
-        keypair.host_key_algorithms = [
-            alg for alg in keypair.host_key_algorithms if alg.decode() in SIGNATURES
-        ]
+        keypair.host_key_algorithms = modern_signatures(keypair.host_key_algorithms)
     return keypairs
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import asyncssh
 
-from server.algorithms import SIGNATURES
+from server.algorithms import modern_signatures
 from server.defender import Defender
 from server.sftp_session import SessionContext
 from ssftp.accounts import Account
@@ -25,7 +25,6 @@ from ssftp.public_keys import fingerprint_of
 logger = logging.getLogger(APP)
 
 AccountLookup = Callable[[str], Account | None]
-MODERN_SIGNATURES = {name.encode() for name in SIGNATURES}
 
 
 class AccountSSHServer(asyncssh.SSHServer):
@@ -97,7 +96,7 @@ class AccountSSHServer(asyncssh.SSHServer):
         # asyncssh verifies the client's signature with any algorithm the key type knows,
         # whatever signature_algs says; narrowing this key object (the one it then verifies
         # with) makes an ssh-rsa (SHA-1) signature fail.
-        key.all_sig_algorithms = set(key.all_sig_algorithms) & MODERN_SIGNATURES
+        key.all_sig_algorithms = set(modern_signatures(key.all_sig_algorithms))
         blob = key.public_data
         matched = self._account is not None and self._account.key_matching(blob) is not None
         return self._settle(matched, "publickey", fingerprint_of(blob))
