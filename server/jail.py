@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssftp.layout import is_temp_name
+from ssftp.layout import is_reserved_name
 from ssftp.permissions import Refused
 
 
@@ -41,8 +41,8 @@ class Jail:
         if "\x00" in text:
             raise Refused("path contains a NUL byte")
         virtual = posixpath.normpath("/" + text.lstrip("/"))
-        if any(is_temp_name(part) for part in virtual.split("/")):
-            raise Refused("path uses a name reserved for uploads in progress")
+        if any(is_reserved_name(part) for part in virtual.split("/")):
+            raise Refused("path uses a name reserved for ssftp (uploads in progress, files being scanned)")
         return virtual
 
     def contains(self, host: str) -> bool:

@@ -22,7 +22,7 @@ from asyncssh import SFTPAttrs, SFTPName
 from server.jail import Jail, JailPath
 from server.upload_writer import UploadWriter
 from ssftp.accounts import Account
-from ssftp.layout import is_partial_upload_name, is_temp_name
+from ssftp.layout import is_partial_upload_name, is_reserved_name
 from ssftp.logs import APP, TRANSFER, log_event
 from ssftp.permissions import Permission, Refused
 
@@ -146,7 +146,7 @@ class SFTPSession(asyncssh.SFTPServer):
         yield SFTPName(b"..", attrs=SFTPAttrs.from_local(os.stat(directory)))
         with os.scandir(directory) as entries:
             for entry in entries:
-                if not is_temp_name(entry.name):
+                if not is_reserved_name(entry.name):
                     attrs = SFTPAttrs.from_local(entry.stat(follow_symlinks=False))
                     yield SFTPName(os.fsencode(entry.name), attrs=attrs)
 

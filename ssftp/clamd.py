@@ -21,9 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
 DEFAULT_CHUNK = 1 << 20
+
+ScanMode = Literal["auto", "path", "fd", "stream"]
 
 
 class VerdictKind(StrEnum):
@@ -157,6 +160,17 @@ class ClamdClient:
             return Verdict(VerdictKind.ERROR, f"clamd at {self.address} timed out")
         except OSError as exc:
             return Verdict(VerdictKind.ERROR, f"cannot scan with clamd at {self.address}: {exc}")
+
+    def scan(self, path: Path, mode: ScanMode = "auto") -> Verdict:
+        """Scan the way ``mode`` says; ``auto`` passes the descriptor over a Unix socket
+        (clamd then needs no access to our directories) and streams over TCP."""
+        if mode == "auto":
+            mode = "fd" if self.address.unix_path else "stream"
+        if mode == "path":
+            return self.scan_path(path)
+        if mode == "fd":
+            return self.scan_fd(path)
+        return self.scan_stream(path)
 
     def scan_path(self, path: Path) -> Verdict:
         return self._scan(path, self._send_path)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ssftp.config import ConfigError, load_config
+from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
 from ssftp.passwords import hash_password
 
@@ -34,8 +35,25 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssftp", description="Scanned SFTP gateway")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    up = commands.add_parser("up", help="everything on one machine: Prefect server, clamd, "
+                                        "SFTP server and scan worker")
+    _add_server_options(up)
+    up.add_argument("--prefect-port", type=int, default=4200,
+                    help="port of the local Prefect server to use or start (default: 4200)")
+
     serve = commands.add_parser("serve", help="run the SFTP server only")
     _add_server_options(serve)
+
+    worker = commands.add_parser("worker", help="run the staging watcher and scan flows only "
+                                                "(against PREFECT_API_URL)")
+    _add_server_options(worker)
+
+    scan = commands.add_parser("scan", help="scan files with the configured clamd and print "
+                                            "verdicts (moves nothing)")
+    scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    scan.add_argument("--config", type=Path, help="ssftp.yaml whose clamav section to use")
+    scan.add_argument("--clamd", help="clamd address (socket path or host:port); "
+                                      "overrides the config")
 
     portable = commands.add_parser("portable", help="one-user SFTP server over a directory")
     portable.add_argument("--directory", type=Path, required=True)
@@ -93,19 +111,99 @@ def _hash_password(scheme: str) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from server.app import serve
-    from ssftp.config.reload import ConfigStore
-
+def _open_store(args: argparse.Namespace) -> ConfigStore | None:
     layout = DataLayout.at(args.data_dir).create()
-    config_path = args.config or layout.default_config
     try:
-        store = ConfigStore.open(config_path, layout)
+        return ConfigStore.open(args.config or layout.default_config, layout)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.app import serve
+
+    if (store := _open_store(args)) is None:
         return 2
     asyncio.run(serve(store, host=args.host, port=args.port))
     return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from deployments.prefect_server import PrefectServerError
+    from deployments.up import run_up
+    from ssftp.clamd_daemon import ClamdStartError
+
+    if (store := _open_store(args)) is None:
+        return 2
+    try:
+        asyncio.run(run_up(store, host=args.host, port=args.port,
+                           prefect_port=args.prefect_port))
+    except (PrefectServerError, ClamdStartError) as exc:
+        print(f"ssftp up: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from deployments.prefect_server import is_healthy
+    from deployments.worker import NoClamdError, run_worker
+    from ssftp.logs import configure_logging
+
+    if (store := _open_store(args)) is None:
+        return 2
+    configure_logging([store.layout.log])
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url or not is_healthy(api_url):
+        print(f"ssftp worker: no Prefect server answers at PREFECT_API_URL={api_url or ''} "
+              "(e.g. http://127.0.0.1:4200/api, started by `ssftp up` or `prefect server "
+              "start`)", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run_worker(store))
+    except NoClamdError as exc:
+        print(f"ssftp worker: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    """Exit status: 0 all clean, 1 something infected or unscannable, 2 could not scan."""
+    from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
+    from ssftp.config.schema import ClamavSettings
+
+    settings = ClamavSettings()
+    if args.config is not None:
+        try:
+            settings = load_config(args.config).config.clamav
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    address_text = args.clamd or settings.address
+    if not address_text:
+        print("ssftp scan: no clamd: pass --clamd or set clamav.address in --config",
+              file=sys.stderr)
+        return 2
+    try:
+        address = ClamdAddress.parse(address_text)
+    except ValueError as exc:
+        print(f"ssftp scan: {exc}", file=sys.stderr)
+        return 2
+    client = ClamdClient(address, timeout=settings.timeout, max_file_size=settings.max_file_size)
+    worst = 0
+    for path in _files(args.paths):
+        verdict = client.scan(path.absolute(), settings.mode)
+        print(f"{path}: {verdict.kind.value}: {verdict.detail}")
+        status = {VerdictKind.CLEAN: 0, VerdictKind.ERROR: 2}.get(verdict.kind, 1)
+        worst = max(worst, status)
+    return worst
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        found += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return found
 
 
 def _public_key_lines(values: list[str]) -> list[str]:
@@ -140,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.file)
     if args.command == "hash-password":
         return _hash_password(args.scheme)
-    if args.command == "serve":
-        return _serve(args)
-    return _portable(args)
+    commands = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan,
+                "portable": _portable}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

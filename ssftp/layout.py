@@ -14,16 +14,25 @@ from pathlib import Path
 
 AREAS = ("staging", "clean", "quarantine", "uploadarchive", "log", "system")
 
+# Every name starting with this belongs to ssftp itself: no client may see or address it.
+RESERVED_PREFIX = ".ssftp-"
 # Hidden temp files written by ssftp itself (server uploads, downloaders, atomic moves).
-TEMP_PREFIX = ".ssftp-tmp-"
+TEMP_PREFIX = RESERVED_PREFIX + "tmp-"
+# Where the scanner holds the files it is scanning: staging/.ssftp-claims/<owner>/<sub path>.
+CLAIMS_DIR = RESERVED_PREFIX + "claims"
 
 # Temp names that clients use before renaming to the final name (WinSCP's resumable
 # transfers). Such a file is an upload still in progress: never scanned under this name.
 PARTIAL_UPLOAD_SUFFIXES = (".filepart",)
 
 
+def is_reserved_name(name: str) -> bool:
+    """True for ssftp's own hidden names (temp files, claims), which no client may see or touch."""
+    return name.startswith(RESERVED_PREFIX)
+
+
 def is_temp_name(name: str) -> bool:
-    """True for ssftp's own hidden temp files, which no client may see or touch."""
+    """True for a temp file that is garbage once nobody writes it (not claims: those hold data)."""
     return name.startswith(TEMP_PREFIX)
 
 
@@ -34,7 +43,7 @@ def is_partial_upload_name(name: str) -> bool:
 
 def is_pending_name(name: str) -> bool:
     """True when a file of this name must not be scanned or handed on yet."""
-    return is_temp_name(name) or is_partial_upload_name(name)
+    return is_reserved_name(name) or is_partial_upload_name(name)
 
 
 def remove_stale_temp_files(root: Path, older_than_seconds: float) -> list[Path]:

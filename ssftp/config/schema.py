@@ -9,6 +9,7 @@ live in :mod:`ssftp.config.rules`, so each error can name the exact entry.
 from __future__ import annotations
 
 import re
+import socket
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,6 +23,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ssftp.clamd import ClamdAddress, ScanMode
+from ssftp.layout import RESERVED_PREFIX, is_reserved_name
 from ssftp.permissions import parse_permission_names
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -42,6 +45,8 @@ def _relative_directory(value: str) -> str:
     parts = value.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise ValueError("must not contain '..', '.' or empty path components")
+    if any(is_reserved_name(part) for part in parts):
+        raise ValueError(f"names starting with {RESERVED_PREFIX!r} are reserved for ssftp")
     return "/".join(parts)
 
 
@@ -114,6 +119,8 @@ class Webhook(Model):
     secret: SecretStr | None = None
     timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     retries: Annotated[int, Field(ge=0, le=20)] = 3
+    # Our extension: the first retry waits this long, each next one twice as long.
+    retry_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
 
 
 class LogDest(Model):
@@ -174,6 +181,43 @@ class DefenderSettings(Model):
     ban_seconds: Annotated[float, Field(ge=0)] = 900.0
 
 
+class ClamavSettings(Model):
+    """Our extension: which clamd scans, and how.
+
+    Without ``address``, ``ssftp up`` starts its own clamd under the data root; ``ssftp worker``
+    and ``ssftp scan`` need one.
+    """
+
+    address: str | None = None
+    timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    # Files over this size are never passed as clean: they go to quarantine as unscannable.
+    max_file_size: Annotated[int, Field(ge=1)] = 100 * 1024 * 1024
+    # auto: descriptor passing over a Unix socket, INSTREAM over TCP.
+    mode: ScanMode = "auto"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            ClamdAddress.parse(value)
+        return value
+
+
+class ScanningSettings(Model):
+    """Our extension: how the staging watcher turns completed files into scan runs."""
+
+    # A file counts as complete once its size and mtime have not changed for this long
+    # (what other writers get; ssftp's own uploads are renamed into place complete).
+    stable_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.5
+    # Files that become ready within this window share one scan run.
+    batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = 0.25
+    max_batch_files: Annotated[int, Field(ge=1, le=10000)] = 1000
+    # A file that could not be scanned (clamd down, timeout) is retried after this delay,
+    # doubling each time up to the maximum.
+    retry_initial_seconds: Annotated[float, Field(gt=0)] = 5.0
+    retry_max_seconds: Annotated[float, Field(gt=0)] = 600.0
+
+
 class SsftpConfig(Model):
     sftp_port: Annotated[int, Field(ge=0, le=65535)] = 2002
     # Our extension: loopback unless the operator says otherwise (or passes --host).
@@ -188,6 +232,11 @@ class SsftpConfig(Model):
     # a completed upload into an empty file.
     fsync_uploads: bool = True
     defender: DefenderSettings = Field(default_factory=DefenderSettings)
+    # Our extension: the name webhooks and audit records give this instance (in a chain).
+    instance_name: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        default_factory=socket.gethostname)
+    clamav: ClamavSettings = Field(default_factory=ClamavSettings)
+    scanning: ScanningSettings = Field(default_factory=ScanningSettings)
     webhooks: list[Webhook] = Field(default_factory=list)
     log_dests: list[LogDest] = Field(default_factory=list)
     users: Users = Field(default_factory=Users)

@@ -1,0 +1,161 @@
+"""Claims: the scanner takes a staged file out of every client's reach before it scans it.
+
+A claim is a rename into ``staging/.ssftp-claims/<owner>/<n>/<sub path>``. It is atomic, and
+it frees the staged name: a client that uploads the same name again creates a new file, which is
+scanned on its own. So the bytes that were scanned are exactly the bytes that are moved on, and
+no client can reach a file between its verdict and its move (names starting with ``.ssftp-`` are
+outside every jail).
+
+``<owner>`` names the claiming process (host, pid and the pid's start time), so a later start
+can tell the claims that nobody holds any more (their process died) from those of a live
+scanner on another instance sharing the data root. ``<n>`` makes every claim's path unique, so
+a claim never replaces another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ssftp.layout import CLAIMS_DIR
+from ssftp.moves import fsync_directory
+
+# Claims of another host are taken over only when this old: that host may still be scanning.
+FOREIGN_LEASE_SECONDS = 3600.0
+
+
+def _process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (so a reused pid is not mistaken for the owner)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and ')' : split after its last ')'.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_owner(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}.{pid}.{_process_start_time(pid) or '0'}"
+
+
+def _owner_is_alive(owner: str, age_seconds: float) -> bool:
+    try:
+        host, pid_text, started = owner.rsplit(".", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return age_seconds < FOREIGN_LEASE_SECONDS
+    if host != socket.gethostname():
+        return age_seconds < FOREIGN_LEASE_SECONDS
+    return _process_start_time(pid) == started
+
+
+@dataclass(frozen=True)
+class Claim:
+    path: Path
+    # Where the file was staged: it goes back there when it could not be scanned this time.
+    origin: Path
+    # Relative to staging (``<account dir>/<sub path>``); the same below clean/ or quarantine/.
+    sub_path: PurePosixPath
+
+
+class ClaimArea:
+    """This process's claims, below ``staging/.ssftp-claims/<owner>``."""
+
+    def __init__(self, staging: Path, owner: str | None = None) -> None:
+        self.staging = staging
+        self.root = staging / CLAIMS_DIR
+        self.directory = self.root / (owner or process_owner())
+        self._counter = itertools.count()
+
+    def sub_path_of(self, path: Path) -> PurePosixPath:
+        """The staging sub path of a staged file, or of a claimed one (any owner's)."""
+        relative = PurePosixPath(path.relative_to(self.staging))
+        if relative.parts[0] == CLAIMS_DIR:
+            # .ssftp-claims/<owner>/<n>/<sub path>
+            return PurePosixPath(*relative.parts[3:])
+        return relative
+
+    def claim(self, path: Path) -> Claim | None:
+        """Take ``path`` (staged, or claimed by a dead owner); None when it is gone already."""
+        sub_path = self.sub_path_of(path)
+        if not sub_path.parts:
+            raise ValueError(f"{path} is not a file below {self.staging}")
+        slot = self.directory / f"{time.time_ns():x}-{next(self._counter)}"
+        target = slot / sub_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            self._prune(target.parent)
+            return None
+        origin = self.staging / sub_path
+        return Claim(target, origin, sub_path)
+
+    def release(self, claim: Claim) -> Path:
+        """Put a claimed file back in staging after a failed scan, without replacing anything.
+
+        Returns where it is now: its staged name, or still the claim when that name has been
+        taken by a newer upload meanwhile (the claim is then retried from where it is).
+        """
+        claim.origin.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(claim.path, claim.origin)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.EPERM, errno.EOPNOTSUPP):
+                return claim.path
+            raise
+        os.unlink(claim.path)
+        fsync_directory(claim.origin.parent)
+        self.done(claim)
+        return claim.origin
+
+    def done(self, claim: Claim) -> None:
+        """Remove the claim's now empty directories (the file has been moved on)."""
+        self._prune(claim.path.parent)
+
+    def _prune(self, directory: Path) -> None:
+        """Remove empty directories from ``directory`` up to (not including) the owner's."""
+        while directory != self.directory and self.directory in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    def held(self) -> list[Path]:
+        """This process's claimed files (after a scan run died half-way through)."""
+        return [Path(directory, name) for directory, _, names in os.walk(self.directory)
+                for name in names]
+
+    def _dead_owners(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        now = time.time()
+        return [
+            owner_dir for owner_dir in self.root.iterdir()
+            if owner_dir != self.directory and owner_dir.is_dir()
+            and not _owner_is_alive(owner_dir.name, now - owner_dir.stat().st_mtime)
+        ]
+
+    def orphaned(self) -> list[Path]:
+        """Files claimed by processes that no longer exist (a crash mid-scan): scan them again."""
+        return [
+            Path(directory, name)
+            for owner_dir in self._dead_owners()
+            for directory, _, names in os.walk(owner_dir)
+            for name in names
+        ]
+
+    def remove_empty_orphans(self) -> None:
+        """Drop the empty directory trees that dead owners left behind."""
+        for owner_dir in self._dead_owners():
+            for directory, _, _ in sorted(os.walk(owner_dir), key=lambda entry: -len(entry[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)

@@ -1,0 +1,71 @@
+"""When a staged file is complete enough to scan.
+
+ssftp's own writers (the SFTP server, downloaders) rename a finished temp file into place, so
+their files are complete when they appear. Other writers (a ``cp`` onto the share, a sync
+tool) write in place; their files count as complete once size, mtime and inode have not
+changed for ``stable_seconds``. Every file gets the same check, since a watcher cannot tell who
+wrote it. (A writer that pauses longer than that mid-file is caught later by the scanner: a
+file that changes during its scan is never passed on.)
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+Fingerprint = tuple[int, int, int]
+
+
+def _fingerprint(path: Path) -> Fingerprint | None:
+    """(inode, size, mtime) of a regular file, None when it is gone or not a regular file."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+@dataclass
+class _Seen:
+    fingerprint: Fingerprint
+    since: float
+
+
+class ReadinessTracker:
+    def __init__(self, stable_seconds: float) -> None:
+        self.stable_seconds = stable_seconds
+        self._seen: dict[Path, _Seen] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def saw(self, path: Path, now: float) -> None:
+        """A change was reported for ``path`` (created, written, renamed into place)."""
+        fingerprint = _fingerprint(path)
+        if fingerprint is None:
+            self._seen.pop(path, None)
+        else:
+            self._seen[path] = _Seen(fingerprint, now)
+
+    def forget(self, path: Path) -> None:
+        self._seen.pop(path, None)
+
+    def ready(self, now: float) -> list[Path]:
+        """Files unchanged for ``stable_seconds``; they are handed out once."""
+        ready = []
+        for path, seen in list(self._seen.items()):
+            if now - seen.since < self.stable_seconds:
+                continue
+            fingerprint = _fingerprint(path)
+            if fingerprint is None:
+                del self._seen[path]
+            elif fingerprint != seen.fingerprint:
+                self._seen[path] = _Seen(fingerprint, now)
+            else:
+                del self._seen[path]
+                ready.append(path)
+        return ready

@@ -1,0 +1,42 @@
+"""When a file that could not be scanned is tried again: exponential backoff, per file.
+
+Kept in memory: after a restart every file in staging is scanned again anyway.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RetrySchedule:
+    def __init__(self, initial_seconds: float, max_seconds: float) -> None:
+        self.initial_seconds = initial_seconds
+        self.max_seconds = max_seconds
+        self._attempts: dict[Path, int] = {}
+        self._due: dict[Path, float] = {}
+
+    def failed(self, path: Path, now: float) -> int:
+        """Record a failed attempt; returns how many attempts have failed so far."""
+        attempts = self._attempts.get(path, 0) + 1
+        self._attempts[path] = attempts
+        delay = min(self.max_seconds, self.initial_seconds * 2 ** (attempts - 1))
+        self._due[path] = now + delay
+        return attempts
+
+    def succeeded(self, path: Path) -> None:
+        self._attempts.pop(path, None)
+        self._due.pop(path, None)
+
+    def waiting(self, path: Path, now: float) -> bool:
+        """True while ``path`` failed recently and its next attempt is not due yet."""
+        return self._due.get(path, 0.0) > now
+
+    def due(self, now: float) -> list[Path]:
+        """Files whose next attempt is due; each is handed out once per failure."""
+        due = [path for path, at in self._due.items() if at <= now]
+        for path in due:
+            del self._due[path]
+        return due
+
+    def next_due(self) -> float | None:
+        return min(self._due.values(), default=None)

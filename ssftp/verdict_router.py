@@ -1,0 +1,79 @@
+"""Where a claimed file goes once it has a verdict, and the move that takes it there.
+
+- clean: ``clean/<sub path>``. A newer clean upload of the same name replaces the older one,
+  as a partner re-sending a file expects (a consumer mid-download keeps reading the old bytes).
+- infected or unscannable: ``quarantine/<sub path>``, never replacing anything there (each
+  quarantined file is evidence), beside a ``<name>.verdict.json`` record saying why.
+- error (clamd could not answer): back to staging, to be scanned again later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ssftp.claims import Claim, ClaimArea
+from ssftp.clamd import VerdictKind
+from ssftp.layout import TEMP_PREFIX, DataLayout
+from ssftp.moves import fsync_directory, move_atomically
+
+VERDICT_RECORD_SUFFIX = ".verdict.json"
+
+
+class Area(StrEnum):
+    CLEAN = "clean"
+    QUARANTINE = "quarantine"
+    # Not scanned this time: back in staging (or still claimed), to be retried.
+    STAGING = "staging"
+
+
+def area_for(verdict: VerdictKind) -> Area:
+    if verdict is VerdictKind.CLEAN:
+        return Area.CLEAN
+    if verdict is VerdictKind.ERROR:
+        return Area.STAGING
+    return Area.QUARANTINE
+
+
+def _free_quarantine_path(target: Path) -> Path:
+    """``target``, or ``name (2).ext`` ... when a file or record of that name is there already."""
+    candidate, number = target, 1
+    while candidate.exists() or candidate.with_name(
+            candidate.name + VERDICT_RECORD_SUFFIX).exists():
+        number += 1
+        candidate = target.with_name(f"{target.stem} ({number}){target.suffix}")
+    return candidate
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+    with temp.open("w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=2, ensure_ascii=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    fsync_directory(path.parent)
+
+
+def route(claim: Claim, verdict: VerdictKind, layout: DataLayout, claims: ClaimArea,
+          record: dict[str, Any]) -> Path:
+    """Move a claimed file where its verdict sends it; returns where it is now.
+
+    ``record`` is the verdict record kept beside a quarantined file.
+    """
+    area = area_for(verdict)
+    if area is Area.STAGING:
+        return claims.release(claim)
+    if area is Area.CLEAN:
+        target = layout.clean / claim.sub_path
+        move_atomically(claim.path, target)
+    else:
+        target = _free_quarantine_path(layout.quarantine / claim.sub_path)
+        move_atomically(claim.path, target)
+        _write_record(target.with_name(target.name + VERDICT_RECORD_SUFFIX), record)
+    claims.done(claim)
+    return target

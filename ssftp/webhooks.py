@@ -1,0 +1,118 @@
+"""Webhook notifications: which verdicts notify whom, the payload, its signature, the POST.
+
+The payload keeps sSFTP's fields (``username``, ``scanMessage``, ``filePath``,
+``timeGenerated``), with ``username`` actually filled, and adds what a receiver needs to act
+without asking back. With a ``secret`` the body is signed: the ``X-Ssftp-Signature`` header is
+``sha256=<hex HMAC-SHA256 of the exact body bytes>``, as GitHub-style receivers expect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from ssftp.clamd import VerdictKind
+from ssftp.config.schema import Webhook
+from ssftp.scanner import ScanResult
+
+SIGNATURE_HEADER = "X-Ssftp-Signature"
+EVENT_HEADER = "X-Ssftp-Event"
+VIRUS_FOUND = "virusFound"
+SCAN_ERROR = "scanError"
+
+
+class WebhookError(RuntimeError):
+    """The receiver did not take the notification (it will be retried)."""
+
+
+def event_for(result: ScanResult, attempt: int) -> str | None:
+    """The webhook event a scan result raises, if any.
+
+    A file that clamd could not scan raises ``scanError`` on its first failure only: it is
+    retried with backoff, and a receiver should not get one message per retry.
+    """
+    if result.verdict == VerdictKind.INFECTED:
+        return VIRUS_FOUND
+    if result.verdict == VerdictKind.UNSCANNABLE:
+        return SCAN_ERROR
+    if result.verdict == VerdictKind.ERROR and attempt == 1:
+        return SCAN_ERROR
+    return None
+
+
+def payload(event: str, result: ScanResult, instance: str) -> dict[str, Any]:
+    return {
+        "username": result.account or "",
+        "scanMessage": result.detail,
+        "filePath": result.source,
+        "timeGenerated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "event": event,
+        "verdict": result.verdict,
+        "signature": result.signature,
+        "sha256": result.sha256,
+        "size": result.size,
+        "account": result.account,
+        "destination": result.destination,
+        "instance": instance,
+        "flowRunId": result.flow_run_id,
+    }
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One POST to one webhook: what the notify flow sends and retries."""
+
+    webhook: Webhook
+    event: str
+    body: bytes
+    file: str
+
+    @classmethod
+    def build(cls, webhook: Webhook, event: str, result: ScanResult,
+              instance: str) -> Notification:
+        body = json.dumps(payload(event, result, instance), ensure_ascii=False).encode()
+        return cls(webhook, event, body, result.file)
+
+
+def notifications_for(webhooks: list[Webhook], result: ScanResult, attempt: int,
+                      instance: str) -> list[Notification]:
+    event = event_for(result, attempt)
+    if event is None:
+        return []
+    return [Notification.build(hook, event, result, instance)
+            for hook in webhooks if hook.name == event]
+
+
+async def deliver(notification: Notification) -> int:
+    """POST once; raises :class:`WebhookError` unless the receiver answers 2xx."""
+    hook = notification.webhook
+    headers = {"Content-Type": "application/json", EVENT_HEADER: notification.event,
+               "User-Agent": "ssftp"}
+    if hook.secret is not None:
+        headers[SIGNATURE_HEADER] = sign(notification.body, hook.secret.get_secret_value())
+    try:
+        async with httpx.AsyncClient(timeout=hook.timeout) as client:
+            response = await client.post(hook.url, content=notification.body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise WebhookError(f"{notification.event} webhook to {_safe_url(hook.url)} failed: "
+                           f"{type(exc).__name__}: {exc}") from None
+    if not response.is_success:
+        raise WebhookError(f"{notification.event} webhook to {_safe_url(hook.url)} answered "
+                           f"HTTP {response.status_code}")
+    return response.status_code
+
+
+def _safe_url(url: str) -> str:
+    """The URL without credentials or query (both may carry a token)."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(userinfo=b"", query=None, fragment=None))
