@@ -21,7 +21,7 @@ from pathlib import Path
 
 import watchfiles
 
-from ssftp.claims import ClaimArea
+from ssftp.claims import HEARTBEAT_SECONDS, ClaimArea
 from ssftp.config.schema import ScanningSettings
 from ssftp.layout import CLAIMS_DIR, is_pending_name
 from ssftp.logs import APP, log_event
@@ -32,7 +32,7 @@ from ssftp.verdict_router import Area
 
 logger = logging.getLogger(APP)
 
-ScanBatch = Callable[[list[str]], Awaitable[list[ScanResult]]]
+ScanBatch = Callable[[list[Path]], Awaitable[list[ScanResult]]]
 # Called with each batch's results and the failed-attempt count of each file that failed.
 ResultsHandler = Callable[[list[ScanResult], dict[str, int]], None]
 
@@ -130,7 +130,7 @@ class StagingWatcher:
 
     async def _dispatch(self, batch: list[Path]) -> None:
         try:
-            results = await self.scan_batch([str(path) for path in batch])
+            results = await self.scan_batch(batch)
         except Exception as exc:
             # The run itself failed (e.g. the Prefect API is unreachable): whatever this
             # process had claimed goes back into the queue, and every file is retried.
@@ -165,7 +165,11 @@ class StagingWatcher:
             self.sweep()
             if ready is not None:
                 ready.set()
+            last_heartbeat = 0.0
             while True:
+                if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
+                    self.claims.heartbeat()
+                    last_heartbeat = time.monotonic()
                 if watch.done():
                     watch.result()  # a watcher failure must stop the service, not go silent
                 now = time.monotonic()

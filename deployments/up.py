@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import threading
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ class WorkerThread:
     error: BaseException | None = field(init=False, default=None)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),),
+        # The caller's context goes along: Prefect keeps its settings (the API URL) there.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(asyncio.run, self._main()),
                                         name="ssftp-scan-worker", daemon=True)
         self._thread.start()
         self._ready.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -17,6 +18,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from ssftp.logs import printable
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.verdict_router import Area
 
@@ -27,6 +29,7 @@ SCAN_THREADS = 4
 MAX_FILES_PER_TASK = 50
 
 VERDICT_TABLE_KEY = "scan-verdicts"
+_HEX_PREFIX = "hex:"
 
 
 def slices(paths: list[str], workers: int = SCAN_THREADS,
@@ -39,21 +42,40 @@ def slices(paths: list[str], workers: int = SCAN_THREADS,
 
 
 def verdict_row(result: ScanResult) -> dict[str, object]:
-    return {"file": result.file, "size": result.size, "sha256": result.sha256,
+    return {"file": printable(result.file), "size": result.size, "sha256": result.sha256,
             "verdict": result.verdict, "signature": result.signature or "",
-            "destination": result.destination, "detail": result.detail}
+            "destination": printable(result.destination), "detail": printable(result.detail)}
+
+
+def to_parameter(path: Path) -> str:
+    """A path as a run parameter. Prefect's API takes only UTF-8, and a file name need not be
+    UTF-8 (bytes from a foreign writer), so such a path travels hex-encoded; the prefix cannot
+    be mistaken for a path, which is always absolute."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _HEX_PREFIX + os.fsencode(path).hex()
+    return text
+
+
+def from_parameter(value: str) -> Path:
+    if value.startswith(_HEX_PREFIX):
+        return Path(os.fsdecode(bytes.fromhex(value.removeprefix(_HEX_PREFIX))))
+    return Path(value)
 
 
 def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
                 logger: logging.LoggerAdapter[logging.Logger]) -> list[ScanResult]:
     results = []
     for path in paths:
-        result = scanner.scan(Path(path), flow_run_id)
+        result = scanner.scan(from_parameter(path), flow_run_id)
         if result is None:
-            logger.info("%s: gone before it could be scanned", path)
+            logger.info("%s: gone before it could be scanned", printable(str(from_parameter(path))))
             continue
         log = logger.warning if result.area is not Area.CLEAN else logger.info
-        log("%s: %s (%s) -> %s", result.file, result.verdict, result.detail, result.destination)
+        log("%s: %s (%s) -> %s", printable(result.file), result.verdict,
+            printable(result.detail), printable(result.destination))
         results.append(result)
     return results
 
@@ -70,7 +92,7 @@ async def scan_files(scanner: Scanner, paths: list[str], label: str,
 
 
 def _label(paths: list[str]) -> str:
-    first = Path(paths[0]).name if paths else "nothing"
+    first = printable(from_parameter(paths[0]).name) if paths else "nothing"
     return first + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
 
 
@@ -78,29 +100,43 @@ def _run_name() -> str:
     return f"scan {_label(flow_run.parameters.get('paths', []))}"
 
 
-class ScanRuns:
-    """The scan flow bound to this process's :class:`Scanner` (kept out of run parameters).
+async def scan_and_report(scanner: Scanner, paths: list[str]) -> list[ScanResult]:
+    """The body of a scan run: scan the batch in slices, then publish its verdict table."""
+    run_id = flow_run.id
+    slots = asyncio.Semaphore(SCAN_THREADS)
+    parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots)
+                                   for part in slices(paths)))
+    results = [result for part in parts for result in part]
+    counts = {area: sum(r.area is area for r in results) for area in Area}
+    await acreate_table_artifact(
+        table=[verdict_row(result) for result in results], key=VERDICT_TABLE_KEY,
+        description=(f"{counts[Area.CLEAN]} clean, {counts[Area.QUARANTINE]} quarantined, "
+                     f"{counts[Area.STAGING]} left in staging to retry"))
+    if counts[Area.STAGING]:
+        get_run_logger().warning("%d file(s) could not be scanned and will be retried",
+                                 counts[Area.STAGING])
+    return results
 
-    The scanner is swapped when the config is reloaded; a run in progress keeps its own.
+
+class ScanRuns:
+    """The scan flow bound to this process's :class:`Scanner`, which stays out of the run's
+    parameters. The scanner is swapped when the config is reloaded; a run in progress keeps
+    the one it started with.
+
+    The flow is built per instance: Prefect's flows-as-methods share one bound ``self``
+    between instances (prefect 3.8.8 binds it on the shared function), so two workers in one
+    process would scan with each other's scanner.
     """
 
     def __init__(self, scanner: Scanner) -> None:
         self.scanner = scanner
 
-    @flow(name="scan", flow_run_name=_run_name)
-    async def scan_batch(self, paths: list[str]) -> list[ScanResult]:
-        scanner = self.scanner
-        run_id = flow_run.id
-        slots = asyncio.Semaphore(SCAN_THREADS)
-        parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots)
-                                       for part in slices(paths)))
-        results = [result for part in parts for result in part]
-        counts = {area: sum(r.area is area for r in results) for area in Area}
-        await acreate_table_artifact(
-            table=[verdict_row(result) for result in results], key=VERDICT_TABLE_KEY,
-            description=(f"{counts[Area.CLEAN]} clean, {counts[Area.QUARANTINE]} quarantined, "
-                         f"{counts[Area.STAGING]} left in staging to retry"))
-        if counts[Area.STAGING]:
-            get_run_logger().warning("%d file(s) could not be scanned and will be retried",
-                                     counts[Area.STAGING])
-        return results
+        @flow(name="scan", flow_run_name=_run_name)
+        async def scan_batch(paths: list[str]) -> list[ScanResult]:
+            return await scan_and_report(self.scanner, paths)
+
+        self._flow = scan_batch
+
+    async def scan_batch(self, paths: list[Path]) -> list[ScanResult]:
+        """One scan run for these staged (or claimed) files."""
+        return await self._flow([to_parameter(path) for path in paths])

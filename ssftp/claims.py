@@ -18,6 +18,7 @@ import contextlib
 import errno
 import itertools
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from pathlib import Path, PurePosixPath
 from ssftp.layout import CLAIMS_DIR
 from ssftp.moves import fsync_directory
 
-# Claims of another host are taken over only when this old: that host may still be scanning.
+# Claims of another host are taken over only when its owner directory has not been touched
+# for this long (a live scanner touches it every HEARTBEAT_SECONDS).
 FOREIGN_LEASE_SECONDS = 3600.0
+HEARTBEAT_SECONDS = 60.0
 
 
 def _process_start_time(pid: int) -> str | None:
@@ -87,7 +90,7 @@ class ClaimArea:
         sub_path = self.sub_path_of(path)
         if not sub_path.parts:
             raise ValueError(f"{path} is not a file below {self.staging}")
-        slot = self.directory / f"{time.time_ns():x}-{next(self._counter)}"
+        slot = self.directory / f"{next(self._counter)}-{secrets.token_hex(6)}"
         target = slot / sub_path
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -128,6 +131,12 @@ class ClaimArea:
             except OSError:
                 return
             directory = directory.parent
+
+    def heartbeat(self) -> None:
+        """Show other instances sharing the data root that this owner is alive (its
+        directory's mtime is the lease they respect)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.utime(self.directory)
 
     def held(self) -> list[Path]:
         """This process's claimed files (after a scan run died half-way through)."""

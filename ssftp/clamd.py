@@ -87,7 +87,8 @@ class ClamdAddress:
             return cls(unix_path=value)
         host, sep, port = value.removeprefix("tcp://").rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"clamd address {value!r} is neither a socket path nor host:port")
+            raise ValueError("a clamd address is a socket path (/path or unix:/path) or "
+                             "host:port (or tcp://host:port)")
         return cls(host=host.strip("[]"), port=int(port))
 
     def __str__(self) -> str:

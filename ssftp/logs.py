@@ -40,7 +40,15 @@ class JsonLinesFormatter(logging.Formatter):
         entry.update(_masked(getattr(record, "fields", {})))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # ASCII-escaped: a file name that is not valid UTF-8 (bytes from a foreign writer) must
+        # not make the line unwritable; JSON readers turn the escapes back into text.
+        return json.dumps(entry, default=str)
+
+
+def printable(text: str) -> str:
+    """Text for places that need valid UTF-8 (Prefect's API, tables): a name that is not
+    valid UTF-8 shows its odd bytes as ``\\xff`` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:

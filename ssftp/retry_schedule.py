@@ -19,7 +19,8 @@ class RetrySchedule:
         """Record a failed attempt; returns how many attempts have failed so far."""
         attempts = self._attempts.get(path, 0) + 1
         self._attempts[path] = attempts
-        delay = min(self.max_seconds, self.initial_seconds * 2 ** (attempts - 1))
+        # The exponent is capped too: 2.0 ** 1024 overflows after a long enough outage.
+        delay = min(self.max_seconds, self.initial_seconds * 2.0 ** min(attempts - 1, 64))
         self._due[path] = now + delay
         return attempts
 

@@ -73,14 +73,15 @@ class Scanner:
 
     def __init__(self, layout: DataLayout, client: ClamdClient | None, *,
                  mode: ScanMode = "auto", owners: StagingOwners, instance: str,
-                 claims: ClaimArea | None = None) -> None:
+                 claims: ClaimArea) -> None:
         self.layout = layout
         # None when the operator switched scanning off: files pass through, marked unscanned.
         self.client = client
         self.mode = mode
         self.owners = owners
         self.instance = instance
-        self.claims = claims or ClaimArea(layout.staging)
+        # One per process, shared by every scanner it builds (its slots are unique only there).
+        self.claims = claims
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.layout.root).as_posix()

@@ -39,20 +39,32 @@ def area_for(verdict: VerdictKind) -> Area:
     return Area.QUARANTINE
 
 
-def _free_quarantine_path(target: Path) -> Path:
-    """``target``, or ``name (2).ext`` ... when a file or record of that name is there already."""
+def _record_path(target: Path) -> Path:
+    return target.with_name(target.name + VERDICT_RECORD_SUFFIX)
+
+
+def _reserve_quarantine_path(target: Path) -> Path:
+    """``target``, or ``name (2).ext`` ... when that name is taken, reserved by creating its
+    record exclusively: two scans (threads, instances) can never pick the same name."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     candidate, number = target, 1
-    while candidate.exists() or candidate.with_name(
-            candidate.name + VERDICT_RECORD_SUFFIX).exists():
+    while True:
+        if not candidate.exists():
+            try:
+                os.close(os.open(_record_path(candidate),
+                                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640))
+                if not candidate.exists():
+                    return candidate
+            except FileExistsError:
+                pass
         number += 1
         candidate = target.with_name(f"{target.stem} ({number}){target.suffix}")
-    return candidate
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
     temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
     with temp.open("w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2, ensure_ascii=False)
+        json.dump(record, handle, indent=2)  # ASCII-escaped: names may not be UTF-8
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
@@ -63,7 +75,8 @@ def route(claim: Claim, verdict: VerdictKind, layout: DataLayout, claims: ClaimA
           record: dict[str, Any]) -> Path:
     """Move a claimed file where its verdict sends it; returns where it is now.
 
-    ``record`` is the verdict record kept beside a quarantined file.
+    ``record`` is the verdict record kept beside a quarantined file (its ``destination`` is
+    filled in here, where the quarantine name is chosen).
     """
     area = area_for(verdict)
     if area is Area.STAGING:
@@ -72,8 +85,9 @@ def route(claim: Claim, verdict: VerdictKind, layout: DataLayout, claims: ClaimA
         target = layout.clean / claim.sub_path
         move_atomically(claim.path, target)
     else:
-        target = _free_quarantine_path(layout.quarantine / claim.sub_path)
+        target = _reserve_quarantine_path(layout.quarantine / claim.sub_path)
         move_atomically(claim.path, target)
-        _write_record(target.with_name(target.name + VERDICT_RECORD_SUFFIX), record)
+        destination = target.relative_to(layout.root).as_posix()
+        _write_record(_record_path(target), {**record, "destination": destination})
     claims.done(claim)
     return target

@@ -80,7 +80,8 @@ class Notification:
     @classmethod
     def build(cls, webhook: Webhook, event: str, result: ScanResult,
               instance: str) -> Notification:
-        body = json.dumps(payload(event, result, instance), ensure_ascii=False).encode()
+        # ASCII-escaped, so a file name that is not valid UTF-8 still makes a valid body.
+        body = json.dumps(payload(event, result, instance)).encode()
         return cls(webhook, event, body, result.file)
 
 

@@ -104,3 +104,17 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClamdDaemon]:
                                max_file_size=CLAMD_MAX_FILE_SIZE, database=TEST_SIGNATURES)
     yield daemon
     daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """Prefect's test harness (a real server on a temporary SQLite DB), once per session.
+
+    Yields the API URL. Its settings live in a context variable; threads that need them (the
+    scan worker's) are started with a copy of the caller's context.
+    """
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())

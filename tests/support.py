@@ -1,5 +1,5 @@
 """Test support: a real ssftp server on 127.0.0.1 (in a thread with its own event loop), real
-client keys, and the real OpenSSH ``sftp`` client in batch mode.
+client keys, the real OpenSSH ``sftp`` client in batch mode, and a real webhook receiver.
 
 The server runs in a thread so that tests can drive blocking clients (``sftp`` subprocesses,
 paramiko) against it from the test body.
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.server
+import json
 import os
 import shutil
 import subprocess
 import textwrap
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +146,75 @@ def make_random_file(path: Path, size: int) -> Path:
             handle.write(os.urandom(n))
             remaining -= n
     return path
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 90.0) -> None:
+    """Poll until ``condition()`` is true; the deadline only turns a hang into a clear failure."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, object]:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 that records every POST.
+
+    ``/hook`` answers 200. ``/dead`` answers 503, and while ``gate`` is cleared it first waits
+    for the gate, so a test can hold a delivery in flight for as long as it needs.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self.arrived: list[ReceivedRequest] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                request = ReceivedRequest(self.path, dict(self.headers.items()),
+                                          self.rfile.read(length))
+                receiver.arrived.append(request)
+                if self.path.startswith("/dead"):
+                    receiver.gate.wait(timeout=120)
+                    status = 503
+                else:
+                    status = 200
+                receiver.requests.append(request)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def received(self, path: str, file: str) -> list[ReceivedRequest]:
+        """Requests answered on ``path`` about the staged file whose path ends with ``file``."""
+        return [r for r in list(self.requests)
+                if r.path == path and str(r.json().get("filePath", "")).endswith(file)]
+
+    def stop(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()

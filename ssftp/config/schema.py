@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import socket
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -113,9 +114,17 @@ class Users(Model):
     clean_dir: list[CleanAccount] = Field(default_factory=list)
 
 
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    parts.port  # noqa: B018 - raises ValueError for a port out of range
+    return value
+
+
 class Webhook(Model):
     name: Literal["virusFound", "scanError"]
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$"), AfterValidator(_http_url)]
     secret: SecretStr | None = None
     timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     retries: Annotated[int, Field(ge=0, le=20)] = 3

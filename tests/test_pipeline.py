@@ -1,0 +1,354 @@
+"""The scan pipeline end to end: real sftp uploads, real clamd, real Prefect, real webhooks.
+
+One stack per module: the SFTP server (thread), the scan worker exactly as ``ssftp up`` runs it
+(its own thread and event loop), a clamd of its own (so tests can stop and restart it), and a
+local HTTP receiver for the webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from deployments.up import WorkerThread
+from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.config.reload import ConfigStore
+from ssftp.layout import CLAIMS_DIR, DataLayout
+from ssftp.webhooks import EVENT_HEADER, SIGNATURE_HEADER, sign
+from tests.conftest import PARTNER_PASSWORD
+from tests.support import (
+    ServerThread,
+    WebhookReceiver,
+    make_random_file,
+    run_sftp,
+    sha256_file,
+    unique_name,
+    wait_for,
+    write_config,
+)
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+SECRET = "webhook-signing-secret"
+INSTANCE = "pipeline-test"
+SCAN_LIMIT = 2 * 1024 * 1024
+
+
+def pipeline_config(clamd_socket: Path, receiver: WebhookReceiver) -> str:
+    return f"""
+    sftpPort: 0
+    fsyncUploads: false
+    instanceName: {INSTANCE}
+    clamav:
+      address: {clamd_socket}
+      timeout: 60
+      maxFileSize: {SCAN_LIMIT}
+    scanning:
+      stableSeconds: 0.2
+      batchWindowSeconds: 0.1
+      retryInitialSeconds: 0.5
+      retryMaxSeconds: 1
+    webhooks:
+      - name: virusFound
+        url: {receiver.url}/hook
+        secret: {SECRET}
+      - name: virusFound
+        url: {receiver.url}/dead
+        timeout: 120
+        retries: 2
+        retryDelaySeconds: 0.1
+      - name: scanError
+        url: {receiver.url}/hook
+        secret: {SECRET}
+    users:
+      stagingDir:
+        - directory: partner-a
+          auth:
+            username: partner-a
+            password: {PARTNER_PASSWORD}
+      cleanDir:
+        - directory: partner-a
+          auth:
+            username: consumer-a
+            password: consumer-pw
+    """
+
+
+@dataclass
+class Pipeline:
+    root: Path
+    layout: DataLayout
+    config: Path
+    server: ServerThread
+    receiver: WebhookReceiver
+    clamd_dir: Path
+    clamd: ClamdDaemon
+    workers: list[WorkerThread] = field(default_factory=list)
+
+    def staged(self, sub: str) -> Path:
+        return self.layout.staging / "partner-a" / sub
+
+    def clean(self, sub: str) -> Path:
+        return self.layout.clean / "partner-a" / sub
+
+    def quarantined(self, sub: str) -> Path:
+        return self.layout.quarantine / "partner-a" / sub
+
+    def upload(self, workdir: Path, commands: list[str]) -> None:
+        result = run_sftp(self.server.port, "partner-a", commands, cwd=workdir,
+                          password=PARTNER_PASSWORD)
+        assert result.returncode == 0, result.stderr
+
+    def start_worker(self) -> WorkerThread:
+        worker = WorkerThread(ConfigStore.open(self.config, self.layout), None)
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def audit(self) -> list[dict[str, object]]:
+        lines = (self.layout.log / "audit.log").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterator[Pipeline]:
+    root = tmp_path_factory.mktemp("pipeline")
+    receiver = WebhookReceiver()
+    clamd_dir = root / "clamd"
+    clamd = ClamdDaemon.start(clamd_dir, database=TEST_SIGNATURES)
+    config = write_config(root / "ssftp.yaml", pipeline_config(clamd.socket, receiver))
+    server = ServerThread(config, root / "data")
+    stack = Pipeline(root, DataLayout.at(root / "data"), config, server, receiver, clamd_dir,
+                     clamd)
+    stack.start_worker()
+    yield stack
+    for worker in stack.workers:
+        worker.stop()
+    server.stop()
+    stack.clamd.stop()
+    receiver.stop()
+
+
+def tree(directory: Path) -> list[Path]:
+    return [path for path in directory.rglob("*") if path.is_file()]
+
+
+def test_eicar_goes_to_quarantine_and_a_signed_webhook_arrives(pipeline: Pipeline,
+                                                              workdir: Path):
+    name = f"eicar-{unique_name()}.com"
+    (workdir / name).write_bytes(EICAR)
+    pipeline.upload(workdir, ["mkdir inbox", f"put {name} inbox/{name}"])
+
+    quarantined = pipeline.quarantined(f"inbox/{name}")
+    wait_for(quarantined.exists, "EICAR in quarantine")
+    assert quarantined.read_bytes() == EICAR
+    assert not [p for p in tree(pipeline.layout.clean) if p.read_bytes() == EICAR]
+    assert not pipeline.staged(f"inbox/{name}").exists()
+    record = json.loads(quarantined.with_name(name + ".verdict.json").read_text())
+    assert record["verdict"] == "infected"
+    assert record["signature"].endswith(".UNOFFICIAL")
+
+    wait_for(lambda: pipeline.receiver.received("/hook", name), "the virusFound webhook")
+    (request,) = pipeline.receiver.received("/hook", name)
+    assert request.headers[EVENT_HEADER] == "virusFound"
+    assert request.headers[SIGNATURE_HEADER] == sign(request.body, SECRET)
+    body = request.json()
+    assert body["username"] == "partner-a"
+    assert body["filePath"] == f"staging/partner-a/inbox/{name}"
+    assert body["destination"] == f"quarantine/partner-a/inbox/{name}"
+    assert body["sha256"] == hashlib.sha256(EICAR).hexdigest()
+    assert body["size"] == len(EICAR)
+    assert body["signature"] == record["signature"]
+    assert body["signature"] in body["scanMessage"]
+    assert body["instance"] == INSTANCE
+    assert body["timeGenerated"]
+    assert body["flowRunId"]
+
+
+@pytest.mark.parametrize("sub", ["plain.txt", "with space/a b.csv", "colon:dir/x:y.txt",
+                                 "ünï/cødé ✓.bin", "deep/a/b/c/d.dat"])
+def test_a_clean_file_lands_in_clean_with_the_same_sub_path(pipeline: Pipeline, workdir: Path,
+                                                            sub: str):
+    top = unique_name()
+    local = make_random_file(workdir / "upload.bin", 200_000)
+    parts = f"{top}/{sub}".split("/")
+    mkdirs = [f'mkdir "{"/".join(parts[:i])}"' for i in range(1, len(parts))]
+    pipeline.upload(workdir, [*mkdirs, f'put upload.bin "{top}/{sub}"'])
+
+    cleaned = pipeline.clean(f"{top}/{sub}")
+    wait_for(cleaned.exists, f"{sub} in clean")
+    assert sha256_file(cleaned) == sha256_file(local)
+    assert not tree(pipeline.layout.staging / "partner-a" / top)
+    got = workdir / "got.bin"
+    result = run_sftp(pipeline.server.port, "consumer-a", [f'get "{top}/{sub}" got.bin'],
+                      cwd=workdir, password="consumer-pw")
+    assert result.returncode == 0, result.stderr
+    assert sha256_file(got) == sha256_file(local)
+
+
+def test_a_dead_webhook_is_retried_and_does_not_hold_up_scanning(pipeline: Pipeline,
+                                                                 workdir: Path):
+    receiver = pipeline.receiver
+    receiver.gate.clear()  # /dead now holds each delivery until the gate opens
+    try:
+        name = f"eicar-{unique_name()}.com"
+        (workdir / name).write_bytes(EICAR)
+        pipeline.upload(workdir, [f"put {name}"])
+        wait_for(lambda: [r for r in receiver.arrived if r.path == "/dead"
+                          and r.json()["filePath"].endswith(name)],
+                 "the first delivery to the dead endpoint")
+
+        # That delivery is stuck (its timeout is 120 s); scanning must go on regardless.
+        after = f"after-{unique_name()}.txt"
+        (workdir / after).write_bytes(b"scanned while a webhook hangs\n")
+        pipeline.upload(workdir, [f"put {after}"])
+        wait_for(pipeline.clean(after).exists, "a later upload in clean", timeout=60)
+        assert not receiver.received("/dead", name), "the dead endpoint answered too early"
+    finally:
+        receiver.gate.set()
+    wait_for(lambda: len(receiver.received("/dead", name)) == 3,
+             "the first delivery and its two retries")
+    bodies = {request.body for request in receiver.received("/dead", name)}
+    assert len(bodies) == 1, "every retry sends the same notification"
+
+    async def notify_runs() -> list[str]:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            runs = await client.read_flow_runs()
+        return [run.state.type.value for run in runs
+                if run.name.startswith("notify") and run.state is not None]
+
+    wait_for(lambda: "FAILED" in asyncio.run(notify_runs()),
+             "a failed notify run in Prefect")
+
+
+def test_with_clamd_stopped_files_stay_in_staging_then_go_to_clean(pipeline: Pipeline,
+                                                                  workdir: Path):
+    name = f"while-down-{unique_name()}.txt"
+    (workdir / name).write_bytes(b"uploaded while clamd is down\n")
+    pipeline.clamd.stop()
+    try:
+        pipeline.upload(workdir, [f"put {name}"])
+        wait_for(lambda: pipeline.receiver.received("/hook", name), "the scanError webhook")
+        (request,) = pipeline.receiver.received("/hook", name)
+        assert request.headers[EVENT_HEADER] == "scanError"
+        assert request.json()["verdict"] == "error"
+        assert request.headers[SIGNATURE_HEADER] == sign(request.body, SECRET)
+        # The file went back to staging for a retry, whole, and nowhere else.
+        wait_for(pipeline.staged(name).exists, "the file back in staging")
+        assert pipeline.staged(name).read_bytes() == b"uploaded while clamd is down\n"
+        assert not pipeline.clean(name).exists()
+        assert not pipeline.quarantined(name).exists()
+        failures = [r for r in pipeline.audit() if r.get("event") == "scan"
+                    and r["file"] == f"partner-a/{name}"]
+        assert failures and all(r["verdict"] == "error" for r in failures)
+    finally:
+        pipeline.clamd = ClamdDaemon.start(pipeline.clamd_dir, database=TEST_SIGNATURES)
+    wait_for(pipeline.clean(name).exists, "the file in clean once clamd is back")
+    assert pipeline.clean(name).read_bytes() == b"uploaded while clamd is down\n"
+    assert not pipeline.staged(name).exists()
+    # One scanError for the outage, not one per retry.
+    assert len(pipeline.receiver.received("/hook", name)) == 1
+
+
+def test_a_file_over_the_scan_limit_is_quarantined_as_unscannable(pipeline: Pipeline,
+                                                                 workdir: Path):
+    name = f"big-{unique_name()}.bin"
+    make_random_file(workdir / name, SCAN_LIMIT + 1)
+    pipeline.upload(workdir, [f"put {name}"])
+    wait_for(pipeline.quarantined(name).exists, "the big file in quarantine")
+    record = json.loads(pipeline.quarantined(name + ".verdict.json").read_text())
+    assert record["verdict"] == "unscannable"
+    assert not pipeline.clean(name).exists()
+    wait_for(lambda: pipeline.receiver.received("/hook", name), "the scanError webhook")
+    assert pipeline.receiver.received("/hook", name)[0].json()["event"] == "scanError"
+
+
+def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: Path,
+                                                 prefect_api: str):
+    """A real ``ssftp worker`` is SIGKILLed while clamd holds its scan; a new one finishes."""
+    layout = DataLayout.at(tmp_path / "data").create()
+    config = write_config(tmp_path / "ssftp.yaml", f"""
+    clamav:
+      address: {pipeline.clamd.socket}
+      timeout: 300
+    scanning:
+      stableSeconds: 0.1
+    users:
+      stagingDir:
+        - directory: crash
+          auth:
+            username: crash
+            password: crash-pw
+    """)
+    staged = layout.staging / "crash" / "survivor.txt"
+    staged.parent.mkdir(parents=True)
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    pipeline.clamd.process.send_signal(signal.SIGSTOP)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ssftp.cli", "worker", "--config", str(config),
+         "--data-dir", str(layout.root)], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (layout.log / "ssftp.log").exists()
+                 and "scan worker started" in (layout.log / "ssftp.log").read_text(),
+                 "the worker to start")
+        temp = staged.with_name(".ssftp-tmp-upload")
+        temp.write_bytes(b"must survive a crash\n")
+        temp.rename(staged)
+        claims = layout.staging / CLAIMS_DIR
+        wait_for(lambda: tree(claims) if claims.exists() else False, "the worker's claim")
+        worker.kill()
+        worker.wait()
+    finally:
+        pipeline.clamd.process.send_signal(signal.SIGCONT)
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    (claimed,) = tree(claims)
+    assert claimed.read_bytes() == b"must survive a crash\n"
+    assert not tree(layout.clean)
+
+    restarted = WorkerThread(ConfigStore.open(config, layout), None)
+    restarted.start()
+    try:
+        wait_for((layout.clean / "crash" / "survivor.txt").exists, "the file in clean")
+    finally:
+        restarted.stop()
+    assert (layout.clean / "crash" / "survivor.txt").read_bytes() == b"must survive a crash\n"
+    assert not tree(claims)
+
+
+def test_a_thousand_small_files_in_one_session_all_end_clean_with_audit_records(
+        pipeline: Pipeline, workdir: Path):
+    top = f"batch-{unique_name()}"
+    local = workdir / top
+    local.mkdir()
+    for number in range(1000):
+        (local / f"f{number:04}.txt").write_bytes(f"small file {number}\n".encode() * 4)
+    pipeline.upload(workdir, [f"put -r {top}"])
+
+    target = pipeline.clean(top)
+    wait_for(lambda: target.exists() and len(list(target.iterdir())) == 1000,
+             "1000 files in clean", timeout=300)
+    for number in range(1000):
+        name = f"f{number:04}.txt"
+        assert (target / name).read_bytes() == f"small file {number}\n".encode() * 4
+    records = {r["file"]: r for r in pipeline.audit()
+               if r.get("event") == "scan" and str(r["file"]).startswith(f"partner-a/{top}/")}
+    assert len(records) == 1000
+    assert all(r["verdict"] == "clean" and r["sha256"] and r["flow_run_id"]
+               for r in records.values())
+    # Batched: far fewer scan runs than files.
+    runs = {r["flow_run_id"] for r in records.values()}
+    assert len(runs) < 200, f"{len(runs)} scan runs for 1000 files"

@@ -1,0 +1,999 @@
+"""The scan pipeline without Prefect: claims, the verdict router, the scanner against a real
+clamd, readiness, retries, staging owners, webhooks against a real HTTP receiver, the staging
+watcher's file filter and the config sections the pipeline reads."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import logging
+import os
+import socket
+import subprocess
+import textwrap
+import threading
+import time
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from deployments.staging_watcher import is_candidate, staged_files
+from ssftp import logs
+from ssftp.claims import FOREIGN_LEASE_SECONDS, ClaimArea, process_owner
+from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
+from ssftp.config import ConfigError, load_config
+from ssftp.config.schema import SsftpConfig, Webhook
+from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
+from ssftp.readiness import ReadinessTracker
+from ssftp.retry_schedule import RetrySchedule
+from ssftp.scanner import Scanner, ScanResult
+from ssftp.staging_owners import StagingOwners
+from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area, route
+from ssftp.webhooks import (
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    Notification,
+    WebhookError,
+    deliver,
+    event_for,
+    notifications_for,
+    payload,
+    sign,
+)
+from tests.conftest import CLAMD_MAX_FILE_SIZE
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+MODES = ["auto", "path", "fd", "stream"]
+ODD_SUB_PATH = "partner-a/in dir/Q1: rapport ünï ✓.txt"
+
+
+# --- helpers and fixtures -------------------------------------------------------------------
+
+
+@pytest.fixture
+def layout(tmp_path) -> DataLayout:
+    return DataLayout.at(tmp_path / "data").create()
+
+
+def stage(layout: DataLayout, sub_path: str, data: bytes) -> Path:
+    path = layout.staging / sub_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def files_under(directory: Path) -> list[Path]:
+    """Every file (or symlink) below ``directory``, sorted."""
+    return sorted(p for p in directory.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def dead_owner() -> str:
+    """The owner name of a process of this host that has finished (a scanner that died)."""
+    proc = subprocess.Popen(["true"])
+    owner = process_owner(proc.pid)  # read while the child exists (running or a zombie)
+    proc.wait()
+    assert not owner.endswith(".0"), "the start time of the live child must have been read"
+    return owner
+
+
+def free_closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def config_dict() -> dict:
+    return {
+        "users": {
+            "stagingDir": [
+                {"directory": "partner-a", "auth": {"username": "partner-a", "password": "pw-a"}},
+                {"directory": "partner-b", "auth": {"username": "partner-b", "password": "pw-b"}},
+            ],
+        },
+        "sftpClientDownloaders": [
+            {"name": "pull-x", "host": "sftp.example.com", "username": "remote",
+             "password": "pw-r", "localStagingDirectory": "pulled"},
+        ],
+    }
+
+
+@pytest.fixture
+def owners() -> StagingOwners:
+    return StagingOwners(SsftpConfig.model_validate(config_dict()))
+
+
+@pytest.fixture
+def client(clamd) -> ClamdClient:
+    return ClamdClient(clamd.address, timeout=30, max_file_size=CLAMD_MAX_FILE_SIZE)
+
+
+def make_scanner(layout: DataLayout, client: ClamdClient | None, owners: StagingOwners,
+                 mode: str = "auto") -> Scanner:
+    return Scanner(layout, client, mode=mode, owners=owners, instance="gw-test",
+                   claims=ClaimArea(layout.staging))
+
+
+@pytest.fixture
+def audit_log(layout):
+    """The audit log of ``layout``; logging is process-global, so it is restored afterwards."""
+    names = (logs.APP, logs.TRANSFER, logs.AUDIT, "asyncssh")
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.handlers[:], logger.level, logger.propagate)
+        logger.handlers = []  # so configure_logging does not close the handlers of others
+    logs.configure_logging([layout.log], stdout=False)
+    yield layout.log / "audit.log"
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def audit_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def non_utf8_path(directory: Path, name: bytes) -> Path:
+    """A file name that is not valid UTF-8 (e.g. Latin-1 from a cp onto the share)."""
+    return Path(os.fsdecode(os.fsencode(directory) + b"/" + name))
+
+
+# --- claims ---------------------------------------------------------------------------------
+
+
+def test_process_owner_names_host_pid_and_start_time():
+    owner = process_owner()
+    host, pid, started = owner.rsplit(".", 2)
+    assert host == socket.gethostname()
+    assert int(pid) == os.getpid()
+    assert started.isdigit() and started != "0"
+    assert process_owner(os.getpid()) == owner
+
+
+def test_claim_takes_the_file_and_frees_its_name(layout):
+    staged = stage(layout, "partner-a/report.csv", b"claimed bytes")
+    area = ClaimArea(layout.staging)
+    claim = area.claim(staged)
+    assert claim is not None
+    assert claim.origin == staged
+    assert claim.sub_path == PurePosixPath("partner-a/report.csv")
+    parts = claim.path.relative_to(layout.staging).parts
+    assert parts[0] == CLAIMS_DIR and parts[1] == process_owner()
+    assert parts[3:] == ("partner-a", "report.csv")
+    assert not staged.exists()
+
+    staged.write_bytes(b"a newer upload")  # the name is free for a new file
+    assert claim.path.read_bytes() == b"claimed bytes"
+    assert staged.read_bytes() == b"a newer upload"
+    assert area.held() == [claim.path]
+
+
+def test_claims_of_the_same_sub_path_never_collide(layout):
+    area = ClaimArea(layout.staging)
+    claims = []
+    for number in range(5):
+        staged = stage(layout, "partner-a/same.txt", f"version {number}".encode())
+        claims.append(area.claim(staged))
+    assert len({claim.path for claim in claims}) == 5
+    assert [claim.path.read_bytes() for claim in claims] == [
+        f"version {number}".encode() for number in range(5)]
+    assert sorted(area.held()) == sorted(claim.path for claim in claims)
+
+
+def test_claim_of_a_vanished_file_is_none_and_leaves_nothing(layout):
+    area = ClaimArea(layout.staging)
+    assert area.claim(layout.staging / "partner-a" / "deep" / "gone.txt") is None
+    assert area.held() == []
+    assert not list(area.directory.rglob("*"))
+
+
+def test_claim_refuses_a_path_that_is_not_a_staged_file(layout):
+    area = ClaimArea(layout.staging)
+    with pytest.raises(ValueError, match="is not a file below"):
+        area.claim(layout.staging / CLAIMS_DIR / "someone" / "slot")
+    with pytest.raises(ValueError):
+        area.claim(layout.clean / "partner-a" / "x.txt")
+
+
+def test_release_puts_the_file_back_when_its_name_is_free(layout):
+    staged = stage(layout, "partner-a/deep/er/file.bin", b"\x00bytes\xff")
+    area = ClaimArea(layout.staging)
+    claim = area.claim(staged)
+    staged.parent.rmdir()  # its directory may even have gone meanwhile
+    assert area.release(claim) == staged
+    assert staged.read_bytes() == b"\x00bytes\xff"
+    assert staged.stat().st_nlink == 1
+    assert not claim.path.exists()
+    assert area.held() == []
+    assert not list(area.directory.rglob("*"))  # the claim's directories are pruned
+
+
+def test_release_never_replaces_a_newer_upload(layout):
+    staged = stage(layout, "partner-a/file.txt", b"older")
+    area = ClaimArea(layout.staging)
+    claim = area.claim(staged)
+    staged.write_bytes(b"newer")
+    assert area.release(claim) == claim.path
+    assert staged.read_bytes() == b"newer"
+    assert claim.path.read_bytes() == b"older"
+    assert area.held() == [claim.path]
+
+
+def test_sub_path_of_staged_and_claimed_paths(layout):
+    area = ClaimArea(layout.staging)
+    assert area.sub_path_of(layout.staging / "partner-a" / "a b" / "c.txt") == PurePosixPath(
+        "partner-a/a b/c.txt")
+    foreign = layout.staging / CLAIMS_DIR / "other.1.2" / "17-0" / "partner-b" / "x" / "y.csv"
+    assert area.sub_path_of(foreign) == PurePosixPath("partner-b/x/y.csv")
+    claim = area.claim(stage(layout, "partner-a/n/ü: x.txt", b"1"))
+    assert area.sub_path_of(claim.path) == PurePosixPath("partner-a/n/ü: x.txt")
+
+
+def test_orphaned_finds_dead_owners_only(layout):
+    staging = layout.staging
+    dead = ClaimArea(staging, owner=dead_owner())
+    dead_claim = dead.claim(stage(layout, "partner-a/dead.txt", b"dead"))
+    # Same host and pid as a live process, but another start time: the pid was reused.
+    reused = ClaimArea(staging, owner=f"{socket.gethostname()}.{os.getpid()}.1")
+    reused_claim = reused.claim(stage(layout, "partner-a/reused.txt", b"reused"))
+    live = ClaimArea(staging, owner=process_owner())
+    live_claim = live.claim(stage(layout, "partner-a/live.txt", b"live"))
+    fresh_foreign = ClaimArea(staging, owner="other-host.example.1234.5678")
+    fresh_claim = fresh_foreign.claim(stage(layout, "partner-a/foreign.txt", b"foreign"))
+    old_foreign = ClaimArea(staging, owner="old-host.example.99.99")
+    old_claim = old_foreign.claim(stage(layout, "partner-a/old.txt", b"old"))
+    expired = time.time() - FOREIGN_LEASE_SECONDS - 60
+    os.utime(old_foreign.directory, (expired, expired))
+
+    observer = ClaimArea(staging, owner="observer.example.1.1")
+    orphans = set(observer.orphaned())
+    assert orphans == {dead_claim.path, reused_claim.path, old_claim.path}
+    assert live_claim.path not in orphans and fresh_claim.path not in orphans
+    # An area never reports its own claims as orphans (its own held() lists them).
+    assert dead_claim.path not in dead.orphaned()
+    assert dead.held() == [dead_claim.path]
+
+
+def test_orphans_are_taken_over_and_their_empty_directories_removed(layout):
+    dead = ClaimArea(layout.staging, owner=dead_owner())
+    taken = dead.claim(stage(layout, "partner-a/sub/taken.txt", b"take me"))
+    left = dead.claim(stage(layout, "partner-b/left.txt", b"leave me"))
+    empty_dead = ClaimArea(layout.staging, owner=dead_owner())
+    (empty_dead.directory / "slot" / "partner-a").mkdir(parents=True)
+    live = ClaimArea(layout.staging)
+    (live.directory / "slot").mkdir(parents=True)
+
+    area = ClaimArea(layout.staging, owner="taker.example.1.1")
+    again = area.claim(taken.path)
+    assert again.sub_path == PurePosixPath("partner-a/sub/taken.txt")
+    assert again.origin == layout.staging / "partner-a" / "sub" / "taken.txt"
+    assert again.path.read_bytes() == b"take me"
+
+    area.remove_empty_orphans()
+    assert not empty_dead.directory.exists()
+    assert left.path.read_bytes() == b"leave me"  # files are never removed
+    assert (live.directory / "slot").is_dir()  # a live owner's directories are not touched
+    assert set(area.orphaned()) == {left.path}
+
+
+# --- verdict router -------------------------------------------------------------------------
+
+
+def test_clean_replaces_an_older_clean_file(layout):
+    older = layout.clean / ODD_SUB_PATH
+    older.parent.mkdir(parents=True)
+    older.write_bytes(b"old clean")
+    area = ClaimArea(layout.staging)
+    claim = area.claim(stage(layout, ODD_SUB_PATH, b"new clean"))
+    with older.open("rb") as reader:  # a consumer mid-download
+        assert route(claim, VerdictKind.CLEAN, layout, area, {}) == older
+        assert reader.read() == b"old clean"
+    assert older.read_bytes() == b"new clean"
+    assert not claim.path.exists()
+    assert area.held() == [] and not list(area.directory.rglob("*"))
+    assert files_under(layout.quarantine) == []
+
+
+@pytest.mark.parametrize("verdict", [VerdictKind.INFECTED, VerdictKind.UNSCANNABLE])
+def test_quarantine_never_replaces_and_keeps_a_record(layout, verdict):
+    area = ClaimArea(layout.staging)
+    places = []
+    for number in (1, 2, 3):
+        claim = area.claim(stage(layout, ODD_SUB_PATH, f"evidence {number}".encode()))
+        record = {"number": number, "verdict": verdict.value, "file": ODD_SUB_PATH}
+        places.append(route(claim, verdict, layout, area, record))
+    directory = layout.quarantine / "partner-a" / "in dir"
+    assert places == [directory / "Q1: rapport ünï ✓.txt",
+                      directory / "Q1: rapport ünï ✓ (2).txt",
+                      directory / "Q1: rapport ünï ✓ (3).txt"]
+    for number, place in enumerate(places, start=1):
+        assert place.read_bytes() == f"evidence {number}".encode()
+        record = place.with_name(place.name + VERDICT_RECORD_SUFFIX)
+        assert json.loads(record.read_text(encoding="utf-8")) == {
+            "number": number, "verdict": verdict.value, "file": ODD_SUB_PATH,
+            "destination": place.relative_to(layout.root).as_posix()}
+    assert len(files_under(layout.quarantine)) == 6  # no temp files left
+    assert files_under(layout.clean) == []
+    assert area.held() == []
+
+
+def test_an_upload_named_like_a_record_does_not_replace_the_record(layout):
+    area = ClaimArea(layout.staging)
+    first = route(area.claim(stage(layout, "partner-a/x", b"x")), VerdictKind.INFECTED,
+                  layout, area, {"which": "x"})
+    second = route(area.claim(stage(layout, "partner-a/x.verdict.json", b"fake record")),
+                   VerdictKind.INFECTED, layout, area, {"which": "upload"})
+    assert first == layout.quarantine / "partner-a" / "x"
+    assert second == layout.quarantine / "partner-a" / "x.verdict (2).json"
+    record = layout.quarantine / "partner-a" / "x.verdict.json"
+    assert json.loads(record.read_text()) == {"which": "x",
+                                              "destination": "quarantine/partner-a/x"}
+    assert second.read_bytes() == b"fake record"
+
+
+def test_error_goes_back_to_staging(layout):
+    staged = stage(layout, "partner-a/a b/c: d.txt", b"retry me")
+    area = ClaimArea(layout.staging)
+    claim = area.claim(staged)
+    assert route(claim, VerdictKind.ERROR, layout, area, {}) == staged
+    assert staged.read_bytes() == b"retry me"
+    assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
+    assert area.held() == []
+
+
+# --- scanner against a real clamd -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_clean_file_goes_to_clean_under_the_same_sub_path(layout, client, owners, mode):
+    data = os.urandom(200_000)
+    staged = stage(layout, ODD_SUB_PATH, data)
+    scanner = make_scanner(layout, client, owners, mode)
+    result = scanner.scan(staged, "run-1")
+    assert result.verdict == "clean" and result.area is Area.CLEAN
+    assert result.signature is None
+    assert result.file == ODD_SUB_PATH
+    assert result.account == "partner-a"
+    assert (result.size, result.sha256) == (len(data), sha256(data))
+    assert result.flow_run_id == "run-1"
+    assert result.source == f"staging/{ODD_SUB_PATH}"
+    assert result.destination == f"clean/{ODD_SUB_PATH}"
+    assert (layout.clean / ODD_SUB_PATH).read_bytes() == data
+    assert not staged.exists()
+    assert files_under(layout.quarantine) == []
+    assert files_under(layout.staging) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_eicar_goes_to_quarantine_with_a_record(layout, client, owners, mode):
+    staged = stage(layout, "partner-b/sub/eicar test.com", EICAR)
+    result = make_scanner(layout, client, owners, mode).scan(staged, "run-2")
+    assert result.verdict == "infected" and result.area is Area.QUARANTINE
+    assert result.signature.startswith("Ssftp.Test.EICAR")
+    assert result.signature.endswith(".UNOFFICIAL")
+    assert result.account == "partner-b"
+    assert (result.size, result.sha256) == (68, sha256(EICAR))
+    quarantined = layout.quarantine / "partner-b" / "sub" / "eicar test.com"
+    assert result.destination == "quarantine/partner-b/sub/eicar test.com"
+    assert quarantined.read_bytes() == EICAR
+    record = json.loads(quarantined.with_name("eicar test.com.verdict.json").read_text())
+    assert record["verdict"] == "infected"
+    assert record["signature"] == result.signature
+    assert record["sha256"] == sha256(EICAR)
+    assert record["file"] == "partner-b/sub/eicar test.com"
+    assert record["account"] == "partner-b"
+    assert record["instance"] == "gw-test"
+    assert record["flow_run_id"] == "run-2"
+    assert files_under(layout.clean) == [] and files_under(layout.staging) == []
+
+
+def test_quarantine_record_names_where_the_file_is(layout, client, owners):
+    first = make_scanner(layout, client, owners).scan(stage(layout, "partner-a/e.com", EICAR))
+    record_path = layout.quarantine / "partner-a" / ("e.com" + VERDICT_RECORD_SUFFIX)
+    record = json.loads(record_path.read_text())
+    assert record["destination"] == first.destination == "quarantine/partner-a/e.com"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_file_over_the_client_size_limit_is_unscannable(layout, clamd, owners, mode):
+    limited = ClamdClient(clamd.address, timeout=30, max_file_size=1024)
+    staged = stage(layout, "partner-a/big.bin", b"a" * 4096)
+    result = make_scanner(layout, limited, owners, mode).scan(staged)
+    assert result.verdict == "unscannable" and result.area is Area.QUARANTINE
+    assert "over the scan limit" in result.detail
+    assert (layout.quarantine / "partner-a" / "big.bin").read_bytes() == b"a" * 4096
+    assert (layout.quarantine / "partner-a" / "big.bin.verdict.json").is_file()
+    assert files_under(layout.clean) == []
+
+
+@pytest.mark.parametrize("mode", ["path", "fd", "stream"])
+def test_file_over_clamds_own_limit_is_never_clean(layout, clamd, owners, mode):
+    unlimited = ClamdClient(clamd.address, timeout=60)  # only clamd's MaxFileSize applies
+    data = os.urandom(CLAMD_MAX_FILE_SIZE + 4096)
+    result = make_scanner(layout, unlimited, owners, mode).scan(
+        stage(layout, "partner-a/huge.bin", data))
+    assert result.verdict == "unscannable" and result.area is Area.QUARANTINE
+    assert (layout.quarantine / "partner-a" / "huge.bin").stat().st_size == len(data)
+    assert files_under(layout.clean) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unreachable_clamd_leaves_the_file_in_staging(layout, tmp_path, owners, mode):
+    down = ClamdClient(ClamdAddress(unix_path=str(tmp_path / "no-such-clamd.sock")), timeout=2)
+    data = os.urandom(5000)
+    staged = stage(layout, "partner-a/deep/retry.bin", data)
+    scanner = make_scanner(layout, down, owners, mode)
+    result = scanner.scan(staged, "run-3")
+    assert result.verdict == "error" and result.area is Area.STAGING
+    assert result.destination == result.source == "staging/partner-a/deep/retry.bin"
+    assert result.sha256 == sha256(data)
+    assert staged.read_bytes() == data
+    assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
+    assert scanner.claims.held() == []
+
+
+def test_refused_tcp_clamd_is_an_error_not_clean(layout, owners):
+    down = ClamdClient(ClamdAddress(host="127.0.0.1", port=free_closed_port()), timeout=2)
+    staged = stage(layout, "partner-a/tcp.txt", b"hello")
+    result = make_scanner(layout, down, owners).scan(staged)
+    assert result.verdict == "error" and result.area is Area.STAGING
+    assert staged.read_bytes() == b"hello"
+    assert files_under(layout.clean) == []
+
+
+@pytest.mark.parametrize("scanning", [True, False])
+def test_a_hard_linked_file_is_never_clean(layout, client, owners, tmp_path, scanning):
+    staged = stage(layout, "partner-a/linked.txt", b"harmless today")
+    outside = tmp_path / "second-name.txt"
+    os.link(staged, outside)
+    scanner = make_scanner(layout, client if scanning else None, owners)
+    result = scanner.scan(staged)
+    assert result.verdict == "unscannable" and result.area is Area.QUARANTINE
+    assert "hard links" in result.detail
+    assert files_under(layout.clean) == []
+    assert (layout.quarantine / "partner-a" / "linked.txt").read_bytes() == b"harmless today"
+
+
+def test_a_symlink_in_staging_is_never_clean(layout, client, owners, tmp_path):
+    target = tmp_path / "outside-secret.txt"
+    target.write_bytes(b"not for partners")
+    link = layout.staging / "partner-a" / "link.txt"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    result = make_scanner(layout, client, owners).scan(link)
+    assert result.verdict != "clean" and result.area is not Area.CLEAN
+    assert files_under(layout.clean) == []
+    assert target.read_bytes() == b"not for partners"
+
+
+def test_scanning_switched_off_passes_files_as_unscanned(layout, owners):
+    data = b"no scanner configured"
+    staged = stage(layout, "pulled/in/file.dat", data)
+    result = make_scanner(layout, None, owners).scan(staged, "run-4")
+    assert result.verdict == "unscanned" and result.area is Area.CLEAN
+    assert result.signature is None
+    assert result.account == "downloader:pull-x"
+    assert result.sha256 == sha256(data) and result.size == len(data)
+    assert (layout.clean / "pulled" / "in" / "file.dat").read_bytes() == data
+
+
+def test_a_vanished_file_is_none(layout, client, owners):
+    scanner = make_scanner(layout, client, owners)
+    assert scanner.scan(layout.staging / "partner-a" / "never-there.txt") is None
+    assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
+
+
+def test_an_orphaned_claim_is_scanned_under_its_staged_name(layout, client, owners):
+    dead = ClaimArea(layout.staging, owner=dead_owner())
+    orphan = dead.claim(stage(layout, "partner-a/after crash.txt", b"still here")).path
+    scanner = make_scanner(layout, client, owners)
+    assert scanner.claims.orphaned() == [orphan]
+    result = scanner.scan(orphan)
+    assert result.verdict == "clean"
+    assert result.source == "staging/partner-a/after crash.txt"
+    assert (layout.clean / "partner-a" / "after crash.txt").read_bytes() == b"still here"
+    assert scanner.claims.orphaned() == []
+
+
+def test_every_scan_is_in_the_audit_log(layout, client, owners, audit_log):
+    scanner = make_scanner(layout, client, owners)
+    result = scanner.scan(stage(layout, "partner-a/eicar.com", EICAR), "run-5")
+    events = audit_events(audit_log)
+    assert len(events) == 1
+    event = events[0]
+    assert event["event"] == "scan"
+    assert event["level"] == "info"
+    expected = {
+        "file": "partner-a/eicar.com", "account": "partner-a", "size": 68,
+        "sha256": sha256(EICAR), "verdict": "infected", "signature": result.signature,
+        "source": "staging/partner-a/eicar.com", "destination": "quarantine/partner-a/eicar.com",
+        "flow_run_id": "run-5", "instance": "gw-test",
+    }
+    assert {key: event.get(key) for key in expected} == expected
+
+
+def test_a_failed_scan_is_audited_as_a_warning(layout, tmp_path, owners, audit_log):
+    down = ClamdClient(ClamdAddress(unix_path=str(tmp_path / "absent.sock")), timeout=2)
+    make_scanner(layout, down, owners).scan(stage(layout, "partner-b/x.txt", b"x"), "run-6")
+    [event] = audit_events(audit_log)
+    assert event["event"] == "scan" and event["level"] == "warning"
+    assert event["verdict"] == "error" and event["account"] == "partner-b"
+    assert event["destination"] == "staging/partner-b/x.txt"
+    assert event["flow_run_id"] == "run-6" and event["instance"] == "gw-test"
+
+
+def test_an_infected_file_with_a_non_utf8_name_is_quarantined_with_a_record(
+        layout, client, owners):
+    directory = layout.staging / "partner-a"
+    directory.mkdir(parents=True)
+    staged = non_utf8_path(directory, b"bad\xff.com")
+    staged.write_bytes(EICAR)
+    result = make_scanner(layout, client, owners).scan(staged)
+    assert result.verdict == "infected"
+    quarantined = non_utf8_path(layout.quarantine / "partner-a", b"bad\xff.com")
+    assert quarantined.read_bytes() == EICAR
+    assert quarantined.with_name(quarantined.name + VERDICT_RECORD_SUFFIX).is_file()
+
+
+def test_a_file_with_a_non_utf8_name_is_audited(layout, owners, audit_log):
+    directory = layout.staging / "partner-a"
+    directory.mkdir(parents=True)
+    staged = non_utf8_path(directory, b"caf\xe9.txt")
+    staged.write_bytes(b"latin-1 name")
+    result = make_scanner(layout, None, owners).scan(staged)
+    assert result.area is Area.CLEAN
+    assert [event["event"] for event in audit_events(audit_log)] == ["scan"]
+
+
+# --- readiness ------------------------------------------------------------------------------
+
+
+def test_a_stable_file_is_ready_once(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"complete")
+    tracker = ReadinessTracker(stable_seconds=1.0)
+    tracker.saw(path, now=100.0)
+    assert len(tracker) == 1
+    assert tracker.ready(now=100.9) == []
+    assert tracker.ready(now=101.0) == [path]
+    assert tracker.ready(now=200.0) == []
+    assert len(tracker) == 0
+
+
+def test_a_growing_file_is_not_ready(tmp_path):
+    path = tmp_path / "growing.bin"
+    path.write_bytes(b"part 1")
+    tracker = ReadinessTracker(stable_seconds=1.0)
+    tracker.saw(path, now=0.0)
+    with path.open("ab") as handle:
+        handle.write(b" and part 2")
+    assert tracker.ready(now=1.0) == []  # changed: stable again only from now on
+    assert tracker.ready(now=1.9) == []
+    assert tracker.ready(now=2.0) == [path]
+
+
+def test_a_new_event_restarts_the_wait(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    tracker = ReadinessTracker(stable_seconds=1.0)
+    tracker.saw(path, now=0.0)
+    tracker.saw(path, now=0.8)
+    assert tracker.ready(now=1.0) == []
+    assert tracker.ready(now=1.8) == [path]
+
+
+def test_vanished_forgotten_and_non_regular_paths_are_dropped(tmp_path):
+    tracker = ReadinessTracker(stable_seconds=0.5)
+    vanishing = tmp_path / "vanishing"
+    vanishing.write_bytes(b"x")
+    forgotten = tmp_path / "forgotten"
+    forgotten.write_bytes(b"y")
+    tracker.saw(vanishing, now=0.0)
+    tracker.saw(forgotten, now=0.0)
+    vanishing.unlink()
+    tracker.forget(forgotten)
+    assert tracker.ready(now=10.0) == []
+    assert len(tracker) == 0
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+    for path in (tmp_path / "never-existed", tmp_path / "dir", tmp_path / "link"):
+        tracker.saw(path, now=0.0)
+    assert len(tracker) == 0
+
+
+# --- retry schedule -------------------------------------------------------------------------
+
+
+def test_backoff_doubles_and_is_capped():
+    schedule = RetrySchedule(initial_seconds=5.0, max_seconds=30.0)
+    path = Path("staging/partner-a/f")
+    delays = []
+    for expected_attempt in range(1, 7):
+        assert schedule.failed(path, now=1000.0) == expected_attempt
+        delays.append(schedule.next_due() - 1000.0)
+    assert delays == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0]
+
+
+def test_waiting_due_and_succeeded():
+    schedule = RetrySchedule(initial_seconds=5.0, max_seconds=600.0)
+    a, b = Path("a"), Path("b")
+    assert schedule.next_due() is None
+    assert not schedule.waiting(a, now=0.0)
+    assert schedule.failed(a, now=100.0) == 1
+    assert schedule.failed(b, now=101.0) == 1
+    assert schedule.next_due() == 105.0
+    assert schedule.waiting(a, now=104.9)
+    assert schedule.due(now=104.9) == []
+    assert not schedule.waiting(a, now=105.0)
+    assert schedule.due(now=105.0) == [a]
+    assert schedule.due(now=105.0) == []  # handed out once per failure
+    assert schedule.next_due() == 106.0
+    assert schedule.failed(a, now=200.0) == 2  # the attempt count survives the hand-out
+    assert schedule.next_due() == 106.0
+    assert schedule.due(now=300.0) == [b, a]
+    schedule.succeeded(a)
+    assert schedule.failed(a, now=400.0) == 1  # success resets the count
+    assert schedule.next_due() == 405.0
+    schedule.succeeded(a)
+    assert schedule.next_due() is None and not schedule.waiting(a, now=400.0)
+
+
+def test_backoff_survives_a_long_outage():
+    schedule = RetrySchedule(initial_seconds=5.0, max_seconds=600.0)
+    path = Path("staging/partner-a/f")
+    for attempt in range(1, 1101):
+        assert schedule.failed(path, now=float(attempt)) == attempt
+    assert schedule.next_due() == 1100.0 + 600.0
+
+
+# --- staging owners -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_longest_owning_directory_wins(reverse):
+    staging_dir = [
+        {"directory": "a", "auth": {"username": "user-a", "password": "pw"}},
+        {"directory": "a/b", "auth": {"username": "user-ab", "password": "pw"}},
+    ]
+    config = SsftpConfig.model_validate({
+        "users": {"stagingDir": staging_dir[::-1] if reverse else staging_dir},
+        "sftpClientDownloaders": [
+            {"name": "dl", "host": "h", "username": "u", "password": "p",
+             "localStagingDirectory": "a/b/c"},
+            {"name": "other", "host": "h", "username": "u", "password": "p",
+             "localStagingDirectory": "pulled"},
+        ],
+    })
+    owners = StagingOwners(config)
+    cases = {
+        "a/x.txt": "user-a",
+        "a/bc/x.txt": "user-a",
+        "a/b/x.txt": "user-ab",
+        "a/b/cd/x.txt": "user-ab",
+        "a/b/c/x.txt": "downloader:dl",
+        "a/b/c/d/x.txt": "downloader:dl",
+        "pulled/x.txt": "downloader:other",
+        "ab/x.txt": None,
+        "unknown/x.txt": None,
+        "a": None,
+    }
+    assert {sub: owners.owner_of(PurePosixPath(sub)) for sub in cases} == cases
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+
+def scan_result(verdict: str = "infected", **changes) -> ScanResult:
+    values = {
+        "file": "partner-a/eicar.com", "account": "partner-a", "size": 68,
+        "sha256": sha256(EICAR),
+        "verdict": verdict,
+        "signature": "Ssftp.Test.EICAR-HDB.UNOFFICIAL" if verdict == "infected" else None,
+        "detail": "Ssftp.Test.EICAR-HDB.UNOFFICIAL FOUND",
+        "source": "staging/partner-a/eicar.com",
+        "destination": "quarantine/partner-a/eicar.com",
+        "area": Area.QUARANTINE, "time": "2026-01-01T00:00:00.000+00:00",
+        "flow_run_id": "run-7",
+    }
+    values.update(changes)
+    return ScanResult(**values)
+
+
+def hook(name: str = "virusFound", url: str = "http://127.0.0.1:9/hook",
+         secret: str | None = "s3cret") -> Webhook:
+    data = {"name": name, "url": url}
+    if secret is not None:
+        data["secret"] = secret
+    return Webhook.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "attempt", "event"),
+    [
+        ("infected", 1, "virusFound"),
+        ("infected", 3, "virusFound"),
+        ("unscannable", 1, "scanError"),
+        ("error", 1, "scanError"),
+        ("error", 2, None),
+        ("clean", 1, None),
+        ("unscanned", 1, None),
+    ],
+)
+def test_event_for(verdict, attempt, event):
+    assert event_for(scan_result(verdict), attempt) == event
+
+
+def test_payload_keeps_ssftp_fields_and_adds_the_evidence():
+    body = payload("virusFound", scan_result(), "gw-1")
+    assert body["username"] == "partner-a"
+    assert body["scanMessage"] == "Ssftp.Test.EICAR-HDB.UNOFFICIAL FOUND"
+    assert body["filePath"] == "staging/partner-a/eicar.com"
+    assert body["timeGenerated"].endswith("+00:00")
+    assert body["sha256"] == sha256(EICAR)
+    assert body["size"] == 68
+    assert body["signature"] == "Ssftp.Test.EICAR-HDB.UNOFFICIAL"
+    assert body["account"] == "partner-a"
+    assert body["instance"] == "gw-1"
+    assert body["event"] == "virusFound"
+    assert payload("scanError", scan_result("error", account=None), "gw-1")["username"] == ""
+
+
+def test_sign_is_hmac_sha256_of_the_body():
+    body = b'{"a": 1}'
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert sign(body, "s3cret") == expected
+    assert sign(body, "other") != expected
+    assert sign(body + b" ", "s3cret") != expected
+
+
+def test_notifications_go_only_to_webhooks_of_the_event():
+    webhooks = [hook("virusFound", "http://127.0.0.1:9/one"),
+                hook("scanError", "http://127.0.0.1:9/two"),
+                hook("virusFound", "http://127.0.0.1:9/three")]
+    infected = notifications_for(webhooks, scan_result(), attempt=1, instance="gw-1")
+    assert [n.webhook.url for n in infected] == ["http://127.0.0.1:9/one",
+                                                 "http://127.0.0.1:9/three"]
+    assert all(n.event == "virusFound" and n.file == "partner-a/eicar.com" for n in infected)
+    assert json.loads(infected[0].body)["username"] == "partner-a"
+    errors = notifications_for(webhooks, scan_result("error"), attempt=1, instance="gw-1")
+    assert [n.webhook.url for n in errors] == ["http://127.0.0.1:9/two"]
+    assert notifications_for(webhooks, scan_result("error"), attempt=2, instance="gw-1") == []
+    assert notifications_for(webhooks, scan_result("clean"), attempt=1, instance="gw-1") == []
+
+
+def test_a_notification_for_a_non_utf8_file_name_can_be_built():
+    name = os.fsdecode(b"partner-a/bad\xff.com")
+    result = scan_result(file=name, source="staging/" + name)
+    [notification] = notifications_for([hook()], result, attempt=1, instance="gw-1")
+    assert "partner-a/bad" in json.loads(notification.body)["filePath"]
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append((self.path, self.headers, body))
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.requests = []
+    server.status = 200
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+async def test_deliver_posts_the_signed_body(receiver):
+    url = f"http://127.0.0.1:{receiver.server_port}/hook"
+    notification = Notification.build(hook(url=url), "virusFound", scan_result(), "gw-1")
+    assert await deliver(notification) == 200
+    [(path, headers, body)] = receiver.requests
+    assert path == "/hook"
+    assert body == notification.body
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers[SIGNATURE_HEADER], expected)
+    assert headers[EVENT_HEADER] == "virusFound"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["sha256"] == sha256(EICAR)
+
+
+async def test_deliver_without_a_secret_sends_no_signature(receiver):
+    url = f"http://127.0.0.1:{receiver.server_port}/plain"
+    notification = Notification.build(hook("scanError", url, secret=None), "scanError",
+                                      scan_result("unscannable"), "gw-1")
+    assert await deliver(notification) == 200
+    [(_, headers, body)] = receiver.requests
+    assert SIGNATURE_HEADER not in headers
+    assert headers[EVENT_HEADER] == "scanError"
+    assert body == notification.body
+
+
+async def test_a_failing_receiver_raises_without_leaking_credentials(receiver):
+    receiver.status = 500
+    url = f"http://user:pw-XYZ@127.0.0.1:{receiver.server_port}/hook?token=SECRET123"
+    notification = Notification.build(hook(url=url), "virusFound", scan_result(), "gw-1")
+    with pytest.raises(WebhookError) as raised:
+        await deliver(notification)
+    message = str(raised.value)
+    assert "HTTP 500" in message
+    assert f"127.0.0.1:{receiver.server_port}/hook" in message
+    for secret in ("SECRET123", "token", "pw-XYZ", "user:"):
+        assert secret not in message
+    assert [path for path, _, _ in receiver.requests] == ["/hook?token=SECRET123"]
+
+
+async def test_a_refused_connection_raises_webhook_error():
+    url = f"http://user:pw-XYZ@127.0.0.1:{free_closed_port()}/hook?token=SECRET123"
+    notification = Notification.build(hook(url=url), "virusFound", scan_result(), "gw-1")
+    with pytest.raises(WebhookError) as raised:
+        await deliver(notification)
+    message = str(raised.value)
+    assert "ConnectError" in message
+    for secret in ("SECRET123", "pw-XYZ"):
+        assert secret not in message
+
+
+# --- staging watcher's file filter ----------------------------------------------------------
+
+
+def test_only_complete_staged_files_are_candidates(layout):
+    staging = layout.staging
+    wanted = [
+        stage(layout, "partner-a/a.txt", b"1"),
+        stage(layout, "partner-a/deep/er/b c: ü.txt", b"2"),
+        stage(layout, "pulled/x.bin", b"3"),
+    ]
+    unwanted = [
+        stage(layout, f"partner-a/{TEMP_PREFIX}0123abcd", b"upload in progress"),
+        stage(layout, "partner-a/report.csv.filepart", b"WinSCP in progress"),
+        stage(layout, f"partner-a/{TEMP_PREFIX}dir/inner.txt", b"in a temp dir"),
+        stage(layout, f"{CLAIMS_DIR}/owner.1.2/17-0/partner-a/claimed.txt", b"being scanned"),
+    ]
+    assert sorted(staged_files(staging)) == sorted(wanted)
+    assert all(is_candidate(staging, path) for path in wanted)
+    assert not any(is_candidate(staging, path) for path in unwanted)
+    assert not is_candidate(staging, staging)
+    assert not is_candidate(staging, layout.clean / "partner-a" / "a.txt")
+    assert sorted(staged_files(staging, staging / "partner-a" / "deep")) == [wanted[1]]
+
+
+# --- config sections ------------------------------------------------------------------------
+
+
+def load_yaml(tmp_path: Path, text: str):
+    path = tmp_path / "ssftp.yaml"
+    path.write_text(textwrap.dedent(text).lstrip())
+    return load_config(path)
+
+
+def issue_paths(error: ConfigError) -> list[str]:
+    return [issue.dotted for issue in error.issues]
+
+
+def test_a_bad_clamd_address_is_refused_with_its_key(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        load_yaml(tmp_path, """
+            sftpPort: 2022
+            clamav:
+              address: nonsense
+            """)
+    assert issue_paths(raised.value) == ["clamav.address"]
+    assert raised.value.issues[0].line == 3
+    assert "a clamd address is a socket path" in str(raised.value)
+    assert "clamav.address" in str(raised.value)
+
+
+@pytest.mark.parametrize("address", ["/run/clamav/clamd.sock", "unix:/run/c.sock",
+                                     "tcp://clamav:3310", "clamav:3310", "tcp://[::1]:3310"])
+def test_good_clamd_addresses_load(tmp_path, address):
+    config = load_yaml(tmp_path, f"""
+        clamav:
+          address: "{address}"
+          mode: stream
+          maxFileSize: 1048576
+          timeout: 30
+        """).config
+    assert config.clamav.address == address
+    assert ClamdAddress.parse(config.clamav.address) is not None
+    assert (config.clamav.mode, config.clamav.max_file_size, config.clamav.timeout) == (
+        "stream", 1048576, 30.0)
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ("clamav:\n  mode: bogus", "clamav.mode"),
+    ("clamav:\n  maxFileSize: 0", "clamav.maxFileSize"),
+    ("scanning:\n  stableSeconds: -1", "scanning.stableSeconds"),
+    ("scanning:\n  retryInitialSeconds: 0", "scanning.retryInitialSeconds"),
+    ("scanning:\n  maxBatchFiles: 0", "scanning.maxBatchFiles"),
+    ("scanning:\n  batchWindow: 1", "scanning.batchWindow"),
+    ("instanceName: ''", "instanceName"),
+])
+def test_bad_pipeline_settings_are_refused(tmp_path, section, key):
+    with pytest.raises(ConfigError) as raised:
+        load_yaml(tmp_path, section + "\n")
+    assert issue_paths(raised.value) == [key]
+
+
+def test_pipeline_settings_and_defaults(tmp_path):
+    defaults = load_yaml(tmp_path, "sftpPort: 2022\n").config
+    assert defaults.instance_name == socket.gethostname()
+    assert defaults.enable_virus_scan is True
+    assert defaults.clamav.address is None and defaults.clamav.mode == "auto"
+    assert defaults.scanning.stable_seconds > 0
+    assert defaults.scanning.retry_initial_seconds <= defaults.scanning.retry_max_seconds
+
+    config = load_yaml(tmp_path, """
+        instanceName: gateway-eu-1
+        scanning:
+          stableSeconds: 2
+          batchWindowSeconds: 0.5
+          maxBatchFiles: 10
+          retryInitialSeconds: 1
+          retryMaxSeconds: 60
+        webhooks:
+          - name: virusFound
+            url: https://hooks.example.com/v
+            retryDelaySeconds: 0.5
+          - name: scanError
+            url: https://hooks.example.com/e
+        """).config
+    assert config.instance_name == "gateway-eu-1"
+    scanning = config.scanning
+    assert (scanning.stable_seconds, scanning.batch_window_seconds, scanning.max_batch_files,
+            scanning.retry_initial_seconds, scanning.retry_max_seconds) == (2, 0.5, 10, 1, 60)
+    assert [w.retry_delay_seconds for w in config.webhooks] == [0.5, 2.0]
+
+
+def test_a_negative_webhook_retry_delay_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        load_yaml(tmp_path, """
+            webhooks:
+              - name: virusFound
+                url: https://hooks.example.com/v
+                retryDelaySeconds: -1
+            """)
+    assert issue_paths(raised.value) == ["webhooks[0].retryDelaySeconds"]
+
+
+@pytest.mark.parametrize("directory", [".ssftp-claims", "partner/.ssftp-tmp-x", ".ssftp-x/y"])
+def test_reserved_names_are_refused_as_staging_directories(tmp_path, directory):
+    with pytest.raises(ConfigError) as raised:
+        load_yaml(tmp_path, f"""
+            users:
+              stagingDir:
+                - directory: "{directory}"
+                  auth:
+                    username: partner
+                    password: pw
+            sftpClientDownloaders:
+              - name: dl
+                host: sftp.example.com
+                username: remote
+                password: pw
+                localStagingDirectory: "{directory}"
+            """)
+    assert issue_paths(raised.value) == ["users.stagingDir[0].directory",
+                                         "sftpClientDownloaders[0].localStagingDirectory"]
+    assert "reserved for ssftp" in str(raised.value)
