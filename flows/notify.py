@@ -7,11 +7,16 @@ hangs or fails delays only its own notifications.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
-from ssftp.webhooks import Notification, deliver
+from ssftp.logs import AUDIT, log_event
+from ssftp.webhooks import Notification, deliver, safe_url
+
+audit_logger = logging.getLogger(AUDIT)
 
 
 def backoff(first_delay: float, retries: int) -> list[float]:
@@ -27,7 +32,16 @@ async def send_webhook(notification: Notification) -> int:
     return status
 
 
-@flow(name="notify", flow_run_name="notify {notifications[0].event} and more")
+def _run_name() -> str:
+    items = flow_run.parameters.get("notifications", [])
+    if not items:
+        return "notify"
+    first = items[0]
+    more = f" and {len(items) - 1} more" if len(items) > 1 else ""
+    return f"notify {first.event} for {first.file}{more}"
+
+
+@flow(name="notify", flow_run_name=_run_name)
 async def notify(notifications: list[Notification]) -> None:
     states = await asyncio.gather(*(
         send_webhook.with_options(
@@ -36,10 +50,15 @@ async def notify(notifications: list[Notification]) -> None:
         )(item, return_state=True)
         for item in notifications
     ))
-    failed = [item for item, state in zip(notifications, states, strict=True)
-              if not state.is_completed()]
-    for item in failed:
-        get_run_logger().error("%s webhook for %s was not delivered after %d retries",
-                               item.event, item.file, item.webhook.retries)
+    failed = []
+    for item, state in zip(notifications, states, strict=True):
+        delivered = state.is_completed()
+        log_event(audit_logger, "webhook", logging.INFO if delivered else logging.ERROR,
+                  file=item.file, webhook=item.event, url=safe_url(item.webhook.url),
+                  delivered=delivered, flow_run_id=flow_run.id)
+        if not delivered:
+            failed.append(item)
+            get_run_logger().error("%s webhook for %s was not delivered after %d retries",
+                                   item.event, item.file, item.webhook.retries)
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(notifications)} webhook(s) not delivered")

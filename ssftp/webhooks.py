@@ -19,6 +19,7 @@ import httpx
 
 from ssftp.clamd import VerdictKind
 from ssftp.config.schema import Webhook
+from ssftp.logs import printable
 from ssftp.scanner import ScanResult
 
 SIGNATURE_HEADER = "X-Ssftp-Signature"
@@ -75,14 +76,14 @@ class Notification:
     webhook: Webhook
     event: str
     body: bytes
-    file: str
+    file: str  # for run names and logs: printable even when the name is not UTF-8
 
     @classmethod
     def build(cls, webhook: Webhook, event: str, result: ScanResult,
               instance: str) -> Notification:
         # ASCII-escaped, so a file name that is not valid UTF-8 still makes a valid body.
         body = json.dumps(payload(event, result, instance)).encode()
-        return cls(webhook, event, body, result.file)
+        return cls(webhook, event, body, printable(result.file))
 
 
 def notifications_for(webhooks: list[Webhook], result: ScanResult, attempt: int,
@@ -105,15 +106,15 @@ async def deliver(notification: Notification) -> int:
         async with httpx.AsyncClient(timeout=hook.timeout) as client:
             response = await client.post(hook.url, content=notification.body, headers=headers)
     except httpx.HTTPError as exc:
-        raise WebhookError(f"{notification.event} webhook to {_safe_url(hook.url)} failed: "
+        raise WebhookError(f"{notification.event} webhook to {safe_url(hook.url)} failed: "
                            f"{type(exc).__name__}: {exc}") from None
     if not response.is_success:
-        raise WebhookError(f"{notification.event} webhook to {_safe_url(hook.url)} answered "
+        raise WebhookError(f"{notification.event} webhook to {safe_url(hook.url)} answered "
                            f"HTTP {response.status_code}")
     return response.status_code
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without credentials or query (both may carry a token)."""
     parsed = httpx.URL(url)
     return str(parsed.copy_with(userinfo=b"", query=None, fragment=None))

@@ -230,6 +230,9 @@ def test_a_dead_webhook_is_retried_and_does_not_hold_up_scanning(pipeline: Pipel
 
     wait_for(lambda: "FAILED" in asyncio.run(notify_runs()),
              "a failed notify run in Prefect")
+    outcomes = {(r["url"], r["delivered"]) for r in pipeline.audit()
+                if r.get("event") == "webhook" and r["file"].endswith(name)}
+    assert outcomes == {(f"{receiver.url}/hook", True), (f"{receiver.url}/dead", False)}
 
 
 def test_with_clamd_stopped_files_stay_in_staging_then_go_to_clean(pipeline: Pipeline,
