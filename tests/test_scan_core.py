@@ -997,3 +997,58 @@ def test_reserved_names_are_refused_as_staging_directories(tmp_path, directory):
     assert issue_paths(raised.value) == ["users.stagingDir[0].directory",
                                          "sftpClientDownloaders[0].localStagingDirectory"]
     assert "reserved for ssftp" in str(raised.value)
+
+
+# --- a file that changes while clamd scans it ------------------------------------------------
+
+
+def _open_sockets() -> int:
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.parametrize("mode", ["fd", "stream"])
+def test_a_file_changed_during_its_scan_is_not_passed_on(layout, owners, tmp_path, mode):
+    """clamd is frozen mid-scan (SIGSTOP) while the claimed file is appended to: the verdict
+    belongs to other bytes, so the file goes back to staging, whole, instead of to clean/."""
+    import signal
+
+    from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+
+    daemon = ClamdDaemon.start(tmp_path / "own-clamd", database=TEST_SIGNATURES)
+    try:
+        scanner = Scanner(layout, ClamdClient(daemon.address, timeout=60), mode=mode,
+                          owners=owners, instance="gw-test", claims=ClaimArea(layout.staging))
+        staged = stage(layout, "partner-a/growing.txt", b"first part\n")
+        daemon.process.send_signal(signal.SIGSTOP)
+        sockets_before = _open_sockets()
+        outcome: list[ScanResult | None] = []
+        worker = threading.Thread(target=lambda: outcome.append(scanner.scan(staged)))
+        worker.start()
+        try:
+            # The scanner connects to clamd only after it has fingerprinted and hashed the
+            # claimed file: once its socket exists, any change comes after that fingerprint.
+            deadline = time.monotonic() + 30
+            while _open_sockets() <= sockets_before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            (claimed,) = scanner.claims.held()
+            with claimed.open("ab") as handle:
+                handle.write(b"appended while scanning\n")
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+            worker.join(timeout=60)
+        (result,) = outcome
+        assert result is not None
+        assert result.verdict == "error"
+        assert "changed" in result.detail
+        assert result.area is Area.STAGING
+        assert staged.read_bytes() == b"first part\nappended while scanning\n"
+        assert files_under(layout.clean) == []
+    finally:
+        daemon.stop()
