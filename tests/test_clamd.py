@@ -48,7 +48,7 @@ def test_addresses():
     assert (tcp.host, tcp.port) == ("127.0.0.1", 3310)
     assert ClamdAddress.parse("clamav:3310").host == "clamav"
     for bad in ("clamav", "tcp://h:99999", "tcp://:3310"):
-        with pytest.raises(ValueError, match="neither a socket path nor host:port"):
+        with pytest.raises(ValueError, match="a clamd address is a socket path"):
             ClamdAddress.parse(bad)
 
 
