@@ -125,7 +125,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     if (store := _open_store(args)) is None:
         return 2
-    asyncio.run(serve(store, host=args.host, port=args.port))
+    try:
+        asyncio.run(serve(store, host=args.host, port=args.port))
+    except OSError as exc:
+        print(f"ssftp serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -139,7 +143,8 @@ def _up(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run_up(store, host=args.host, port=args.port,
                            prefect_port=args.prefect_port))
-    except (PrefectServerError, ClamdStartError) as exc:
+    except (PrefectServerError, ClamdStartError, OSError) as exc:
+        # OSError: the SFTP port cannot be bound (in use, or a privileged port).
         print(f"ssftp up: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -189,9 +194,18 @@ def _scan(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ssftp scan: {exc}", file=sys.stderr)
         return 2
+    missing = [path for path in args.paths if not path.exists()]
+    if missing:
+        print(f"ssftp scan: no such file or directory: {', '.join(map(str, missing))}",
+              file=sys.stderr)
+        return 2
+    files = _files(args.paths)
+    if not files:
+        print("ssftp scan: no files to scan", file=sys.stderr)
+        return 2
     client = ClamdClient(address, timeout=settings.timeout, max_file_size=settings.max_file_size)
     worst = 0
-    for path in _files(args.paths):
+    for path in files:
         verdict = client.scan(path.absolute(), settings.mode)
         print(f"{path}: {verdict.kind.value}: {verdict.detail}")
         status = {VerdictKind.CLEAN: 0, VerdictKind.ERROR: 2}.get(verdict.kind, 1)

@@ -617,9 +617,6 @@ def test_up_on_a_busy_sftp_port_fails_and_leaves_nothing_running(up, tmp_path):
         shut_down(busy)
 
 
-@pytest.mark.xfail(strict=True, reason="cli._up reports Prefect and clamd start failures as one "
-                   "'ssftp up: ...' line, but an SFTP port that cannot be bound escapes as a "
-                   "raw OSError traceback")
 def test_up_on_a_busy_sftp_port_says_so_without_a_traceback(up, tmp_path):
     assert up.proc.poll() is None, "ssftp up is not running"
     busy, code = start_on_busy_port(up, tmp_path)
@@ -814,3 +811,14 @@ def test_check_config_rejects_a_nonsense_clamav_address(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{bad}:4: clamav.address" in result.stderr
     assert "host:port" in result.stderr  # says what an address looks like
+
+
+def test_scan_of_a_missing_path_or_an_empty_directory_is_not_all_clear(clamd, tmp_path):
+    missing = ssftp("scan", "--clamd", str(clamd.socket), str(tmp_path / "no-such-file"))
+    assert missing.returncode == 2
+    assert "no such file or directory" in missing.stderr
+    assert "clamd" not in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = ssftp("scan", "--clamd", str(clamd.socket), str(tmp_path / "empty"))
+    assert empty.returncode == 2
+    assert "no files to scan" in empty.stderr
