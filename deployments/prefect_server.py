@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from ssftp.child_processes import stop_child
+
 OFFLINE_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
 
@@ -42,14 +44,8 @@ class PrefectServer:
         return self.api_url.removesuffix("/api")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_child(self.process, grace_seconds=20)
 
 
 def _log_tail(log: Path, lines: int = 15) -> str:

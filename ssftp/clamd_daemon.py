@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssftp.child_processes import stop_child
 from ssftp.clamd import ClamdAddress, ClamdClient
 from ssftp.logs import APP, log_event
 
@@ -113,10 +114,4 @@ class ClamdDaemon:
         return " | ".join(log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, grace_seconds=15)
