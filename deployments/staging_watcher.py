@@ -67,10 +67,10 @@ class StagingWatcher:
     on_results: ResultsHandler
     tracker: ReadinessTracker = field(init=False)
     retries: RetrySchedule = field(init=False)
-    _batch: list[Path] = field(init=False, default_factory=list)
+    # Insertion-ordered set: a path queued twice is scanned once.
+    _batch: dict[Path, None] = field(init=False, default_factory=dict)
     _batch_started: float = field(init=False, default=0.0)
     _ready_now: list[Path] = field(init=False, default_factory=list)
-    idle: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         settings = self.settings()
@@ -114,7 +114,7 @@ class StagingWatcher:
         self._ready_now = []
         if ready and not self._batch:
             self._batch_started = now
-        self._batch += [path for path in dict.fromkeys(ready) if path not in self._batch]
+        self._batch.update(dict.fromkeys(ready))
 
     def _take_batch(self, now: float) -> list[Path]:
         settings = self.settings()
@@ -123,8 +123,9 @@ class StagingWatcher:
         full = len(self._batch) >= settings.max_batch_files
         if not full and now - self._batch_started < settings.batch_window_seconds:
             return []
-        batch = self._batch[:settings.max_batch_files]
-        self._batch = self._batch[settings.max_batch_files:]
+        queued = list(self._batch)
+        batch = queued[:settings.max_batch_files]
+        self._batch = dict.fromkeys(queued[settings.max_batch_files:])
         self._batch_started = now
         return batch
 
@@ -149,6 +150,8 @@ class StagingWatcher:
                 where = self.staging.parent / result.destination
                 attempts[result.file] = self.retries.failed(where, now)
         self.on_results(results, attempts)
+        # Claims taken over from a dead scanner leave its directories behind, now empty.
+        self.claims.remove_empty_orphans()
 
     async def _watch(self) -> None:
         async for changes in watchfiles.awatch(self.staging, step=20, debounce=200,
@@ -176,11 +179,8 @@ class StagingWatcher:
                 self._collect(now)
                 batch = self._take_batch(now)
                 if batch:
-                    self.idle.clear()
                     await self._dispatch(batch)
                     continue
-                if not self._batch and not len(self.tracker):
-                    self.idle.set()
                 await asyncio.sleep(_TICK_SECONDS)
         finally:
             watch.cancel()

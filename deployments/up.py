@@ -23,6 +23,10 @@ from ssftp.logs import configure_logging
 DEFAULT_PREFECT_PORT = 4200
 
 
+class WorkerDiedError(RuntimeError):
+    """The scan worker ended on its own; ``ssftp up`` stops rather than serve unscanned."""
+
+
 @dataclass
 class WorkerThread:
     """A scan worker on its own thread and event loop."""
@@ -110,7 +114,13 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
         print(f"\nssftp is up.\n  upload:    {_connect_hint(store, gateway.host, gateway.port)}\n"
               f"  Prefect:   {prefect.ui_url}\n  data root: {layout.root}\n"
               "Ctrl-C stops everything.\n", flush=True)
-        await run_until_stopped()
+        stopped = asyncio.create_task(run_until_stopped())
+        while not stopped.done():
+            await asyncio.wait([stopped], timeout=1)
+            if not worker.alive:
+                # Uploads would pile up unscanned without anyone noticing: stop loudly.
+                stopped.cancel()
+                raise WorkerDiedError(f"the scan worker stopped: {worker.error!r}")
     finally:
         if worker is not None:
             worker.stop()

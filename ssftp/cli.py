@@ -135,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     from deployments.prefect_server import PrefectServerError
-    from deployments.up import run_up
+    from deployments.up import WorkerDiedError, run_up
     from ssftp.clamd_daemon import ClamdStartError
 
     if (store := _open_store(args)) is None:
@@ -143,7 +143,7 @@ def _up(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run_up(store, host=args.host, port=args.port,
                            prefect_port=args.prefect_port))
-    except (PrefectServerError, ClamdStartError, OSError) as exc:
+    except (PrefectServerError, ClamdStartError, WorkerDiedError, OSError) as exc:
         # OSError: the SFTP port cannot be bound (in use, or a privileged port).
         print(f"ssftp up: {exc}", file=sys.stderr)
         return 1

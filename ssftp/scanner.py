@@ -89,7 +89,8 @@ class Scanner:
     def _verdict(self, claim: Claim) -> tuple[Verdict | None, str | None, int | None]:
         """(verdict, sha256, size) for exactly the bytes now at the claim (None: unscanned)."""
         try:
-            fd = os.open(claim.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO dropped into staging must not hang the scanner on open.
+            fd = os.open(claim.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
             unreadable = Verdict(VerdictKind.UNSCANNABLE, f"cannot be opened as a file: {exc}")
             return unreadable, None, None

@@ -86,8 +86,14 @@ def route(claim: Claim, verdict: VerdictKind, layout: DataLayout, claims: ClaimA
         move_atomically(claim.path, target)
     else:
         target = _reserve_quarantine_path(layout.quarantine / claim.sub_path)
-        move_atomically(claim.path, target)
         destination = target.relative_to(layout.root).as_posix()
+        # The record is complete before the file appears, so a quarantined file always has
+        # one (a crash in between leaves a record whose file is still claimed and rescanned).
         _write_record(_record_path(target), {**record, "destination": destination})
+        try:
+            move_atomically(claim.path, target)
+        except OSError:
+            _record_path(target).unlink(missing_ok=True)
+            raise
     claims.done(claim)
     return target

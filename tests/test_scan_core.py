@@ -477,6 +477,16 @@ def test_a_symlink_in_staging_is_never_clean(layout, client, owners, tmp_path):
     assert target.read_bytes() == b"not for partners"
 
 
+def test_a_fifo_in_staging_does_not_hang_the_scanner_and_is_never_clean(layout, client, owners):
+    fifo = layout.staging / "partner-a" / "pipe"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    result = make_scanner(layout, client, owners).scan(fifo)
+    assert result.verdict == "unscannable"
+    assert result.area is Area.QUARANTINE
+    assert files_under(layout.clean) == []
+
+
 def test_scanning_switched_off_passes_files_as_unscanned(layout, owners):
     data = b"no scanner configured"
     staged = stage(layout, "pulled/in/file.dat", data)
