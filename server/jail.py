@@ -42,7 +42,7 @@ class Jail:
             raise Refused("path contains a NUL byte")
         virtual = posixpath.normpath("/" + text.lstrip("/"))
         if any(is_reserved_name(part) for part in virtual.split("/")):
-            raise Refused("path uses a name reserved for ssftp (uploads in progress, files being scanned)")
+            raise Refused("path uses a name reserved for ssftp (uploads in progress, scans)")
         return virtual
 
     def contains(self, host: str) -> bool:
