@@ -37,6 +37,9 @@ ScanBatch = Callable[[list[Path]], Awaitable[list[ScanResult]]]
 ResultsHandler = Callable[[list[ScanResult], dict[str, int]], None]
 
 _TICK_SECONDS = 0.05
+# Staging is walked again this often: inotify drops events when its queue overflows, and
+# reports names that are not UTF-8 in a lossy form; a walk finds what events missed.
+RESWEEP_SECONDS = 300.0
 
 
 def is_candidate(staging: Path, path: Path) -> bool:
@@ -88,6 +91,15 @@ class StagingWatcher:
         now = time.monotonic()
         for path in staged_files(self.staging):
             self.tracker.saw(path, now)
+
+    def resweep(self, found: list[Path]) -> None:
+        """Queue the files of a new walk of staging that nothing has noticed yet (see
+        ``RESWEEP_SECONDS``); files already queued or waiting for a retry keep their place."""
+        now = time.monotonic()
+        for path in found:
+            if (path not in self.tracker and path not in self._batch
+                    and not self.retries.waiting(path, now)):
+                self.tracker.saw(path, now)
 
     def _changed(self, changes: set[tuple[watchfiles.Change, str]]) -> None:
         now = time.monotonic()
@@ -169,10 +181,14 @@ class StagingWatcher:
             if ready is not None:
                 ready.set()
             last_heartbeat = 0.0
+            last_sweep = time.monotonic()
             while True:
                 if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
                     self.claims.heartbeat()
                     last_heartbeat = time.monotonic()
+                if time.monotonic() - last_sweep > RESWEEP_SECONDS:
+                    self.resweep(await asyncio.to_thread(staged_files, self.staging))
+                    last_sweep = time.monotonic()
                 if watch.done():
                     watch.result()  # a watcher failure must stop the service, not go silent
                 now = time.monotonic()

@@ -43,6 +43,9 @@ class ReadinessTracker:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def __contains__(self, path: Path) -> bool:
+        return path in self._seen
+
     def saw(self, path: Path, now: float) -> None:
         """A change was reported for ``path`` (created, written, renamed into place)."""
         fingerprint = _fingerprint(path)

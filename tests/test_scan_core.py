@@ -1062,3 +1062,25 @@ def test_a_file_changed_during_its_scan_is_not_passed_on(layout, owners, tmp_pat
         assert files_under(layout.clean) == []
     finally:
         daemon.stop()
+
+
+def test_a_resweep_queues_only_files_nothing_has_noticed(layout):
+    from deployments.staging_watcher import StagingWatcher
+    from ssftp.config.schema import ScanningSettings
+
+    async def never(paths):
+        raise AssertionError("nothing is dispatched in this test")
+
+    watcher = StagingWatcher(staging=layout.staging, claims=ClaimArea(layout.staging),
+                             settings=ScanningSettings, scan_batch=never,
+                             on_results=lambda results, attempts: None)
+    noticed = stage(layout, "partner-a/noticed.txt", b"seen by an event")
+    missed = stage(layout, "partner-a/missed.txt", b"its event was lost")
+    retrying = stage(layout, "partner-a/retrying.txt", b"clamd was down")
+    watcher.tracker.saw(noticed, now=0.0)
+    watcher.retries.failed(retrying, now=time.monotonic())
+    watcher.resweep(staged_files(layout.staging))
+    assert missed in watcher.tracker
+    assert retrying not in watcher.tracker
+    # Already tracked: keeps its first sighting, so a resweep never delays a file.
+    assert watcher.tracker.ready(now=watcher.tracker.stable_seconds) == [noticed]
