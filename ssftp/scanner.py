@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -140,16 +140,17 @@ class Scanner:
         sha256, size = None, None
         try:
             verdict, sha256, size = self._verdict(claim)
-            record = self._result(claim, verdict, sha256, size, flow_run_id, claim.origin)
+            planned = self._result(claim, verdict, sha256, size, flow_run_id, claim.origin)
             kind = VerdictKind.CLEAN if verdict is None else verdict.kind
             destination = route(claim, kind, self.layout, self.claims,
-                                {**record.as_dict(), "instance": self.instance})
+                                {**planned.as_dict(), "instance": self.instance})
+            result = replace(planned, destination=self._relative(destination))
         except OSError as exc:
             # A full disk or a vanished directory while moving: the file stays where it is (its
             # claim or staging) and is scanned again, never passed on.
             verdict = Verdict(VerdictKind.ERROR, f"could not move the file on: {exc}")
             destination = claim.path if claim.path.exists() else claim.origin
-        result = self._result(claim, verdict, sha256, size, flow_run_id, destination)
+            result = self._result(claim, verdict, sha256, size, flow_run_id, destination)
         level = logging.WARNING if result.area is Area.STAGING else logging.INFO
         log_event(audit_logger, "scan", level, **result.as_dict(), instance=self.instance)
         return result
