@@ -50,13 +50,17 @@ def _reserve_quarantine_path(target: Path) -> Path:
     candidate, number = target, 1
     while True:
         if not candidate.exists():
+            record = _record_path(candidate)
             try:
-                os.close(os.open(_record_path(candidate),
-                                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640))
-                if not candidate.exists():
-                    return candidate
+                os.close(os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                 0o640))
             except FileExistsError:
                 pass
+            else:
+                if not candidate.exists():
+                    return candidate
+                # A file without a record took the name meanwhile: the empty record is not its.
+                record.unlink()
         number += 1
         candidate = target.with_name(f"{target.stem} ({number}){target.suffix}")
 
