@@ -170,11 +170,13 @@ class ReceivedRequest:
 class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 that records every POST.
 
-    ``/hook`` answers 200. ``/dead`` answers 503, and while ``gate`` is cleared it first waits
-    for the gate, so a test can hold a delivery in flight for as long as it needs.
+    ``/dead`` answers 503, and while ``gate`` is cleared it first waits for the gate, so a test
+    can hold a delivery in flight for as long as it needs. Every other path answers ``status``
+    (200 unless a test changes it).
     """
 
     def __init__(self) -> None:
+        self.status = 200
         self.requests: list[ReceivedRequest] = []
         self.arrived: list[ReceivedRequest] = []
         self.gate = threading.Event()
@@ -191,7 +193,7 @@ class WebhookReceiver:
                     receiver.gate.wait(timeout=120)
                     status = 503
                 else:
-                    status = 200
+                    status = receiver.status
                 receiver.requests.append(request)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from ssftp.webhooks import (
     sign,
 )
 from tests.conftest import CLAMD_MAX_FILE_SIZE
+from tests.support import WebhookReceiver
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MODES = ["auto", "path", "fd", "stream"]
@@ -790,36 +790,19 @@ def test_a_notification_for_a_non_utf8_file_name_can_be_built():
     assert "partner-a/bad" in json.loads(notification.body)["filePath"]
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.requests.append((self.path, self.headers, body))
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def receiver():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.requests = []
-    server.status = 200
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()
 
 
 async def test_deliver_posts_the_signed_body(receiver):
-    url = f"http://127.0.0.1:{receiver.server_port}/hook"
+    url = f"{receiver.url}/hook"
     notification = Notification.build(hook(url=url), "virusFound", scan_result(), "gw-1")
     assert await deliver(notification) == 200
-    [(path, headers, body)] = receiver.requests
+    [request] = receiver.requests
+    path, headers, body = request.path, request.headers, request.body
     assert path == "/hook"
     assert body == notification.body
     expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
@@ -830,11 +813,12 @@ async def test_deliver_posts_the_signed_body(receiver):
 
 
 async def test_deliver_without_a_secret_sends_no_signature(receiver):
-    url = f"http://127.0.0.1:{receiver.server_port}/plain"
+    url = f"{receiver.url}/plain"
     notification = Notification.build(hook("scanError", url, secret=None), "scanError",
                                       scan_result("unscannable"), "gw-1")
     assert await deliver(notification) == 200
-    [(_, headers, body)] = receiver.requests
+    [request] = receiver.requests
+    headers, body = request.headers, request.body
     assert SIGNATURE_HEADER not in headers
     assert headers[EVENT_HEADER] == "scanError"
     assert body == notification.body
@@ -842,16 +826,17 @@ async def test_deliver_without_a_secret_sends_no_signature(receiver):
 
 async def test_a_failing_receiver_raises_without_leaking_credentials(receiver):
     receiver.status = 500
-    url = f"http://user:pw-XYZ@127.0.0.1:{receiver.server_port}/hook?token=SECRET123"
+    port = receiver.server.server_address[1]
+    url = f"http://user:pw-XYZ@127.0.0.1:{port}/hook?token=SECRET123"
     notification = Notification.build(hook(url=url), "virusFound", scan_result(), "gw-1")
     with pytest.raises(WebhookError) as raised:
         await deliver(notification)
     message = str(raised.value)
     assert "HTTP 500" in message
-    assert f"127.0.0.1:{receiver.server_port}/hook" in message
+    assert f"127.0.0.1:{port}/hook" in message
     for secret in ("SECRET123", "token", "pw-XYZ", "user:"):
         assert secret not in message
-    assert [path for path, _, _ in receiver.requests] == ["/hook?token=SECRET123"]
+    assert [request.path for request in receiver.requests] == ["/hook?token=SECRET123"]
 
 
 async def test_a_refused_connection_raises_webhook_error():
