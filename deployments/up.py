@@ -18,7 +18,7 @@ from deployments.prefect_server import OFFLINE_ENV, PrefectServer, ensure_prefec
 from ssftp.clamd_daemon import ClamdDaemon
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
-from ssftp.logs import configure_logging
+from ssftp.logs import configure_logging, log_dirs
 
 DEFAULT_PREFECT_PORT = 4200
 
@@ -90,11 +90,11 @@ def _connect_hint(store: ConfigStore, host: str, port: int) -> str:
 
 async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
                  prefect_port: int = DEFAULT_PREFECT_PORT) -> None:
-    from server.app import log_dirs, run_until_stopped, start_service
+    from server.app import run_until_stopped, start_service
 
     layout: DataLayout = store.layout
     config = store.current.loaded.config
-    configure_logging(log_dirs(layout, store.current))
+    configure_logging(log_dirs(layout, store.current.loaded.config))
     os.environ.update({key: os.environ.get(key, value) for key, value in OFFLINE_ENV.items()})
     os.environ.setdefault("PREFECT_HOME", str(layout.system / "prefect"))
     prefect: PrefectServer = await asyncio.to_thread(

@@ -14,13 +14,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from ssftp.logs import AUDIT, log_event
+from ssftp.retry_schedule import exponential_delays
 from ssftp.webhooks import Notification, deliver, safe_url
 
 audit_logger = logging.getLogger(AUDIT)
-
-
-def backoff(first_delay: float, retries: int) -> list[float]:
-    return [first_delay * 2**attempt for attempt in range(retries)]
 
 
 @task(name="send-webhook", cache_policy=NO_CACHE,
@@ -46,7 +43,8 @@ async def notify(notifications: list[Notification]) -> None:
     states = await asyncio.gather(*(
         send_webhook.with_options(
             retries=item.webhook.retries,
-            retry_delay_seconds=backoff(item.webhook.retry_delay_seconds, item.webhook.retries),
+            retry_delay_seconds=exponential_delays(item.webhook.retry_delay_seconds,
+                                                   item.webhook.retries),
         )(item, return_state=True)
         for item in notifications
     ))

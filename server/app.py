@@ -13,7 +13,6 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncssh
 
@@ -24,7 +23,7 @@ from server.sftp_session import SFTPSession
 from server.ssh_server import AccountLookup, AccountSSHServer
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.layout import DataLayout, remove_stale_temp_files
-from ssftp.logs import APP, configure_logging, log_event
+from ssftp.logs import APP, configure_logging, log_dirs, log_event
 
 logger = logging.getLogger(APP)
 
@@ -98,11 +97,6 @@ def _apply_defender_settings(defender: Defender, active: ActiveConfig) -> None:
     defender.ban_seconds = settings.ban_seconds
 
 
-def log_dirs(layout: DataLayout, active: ActiveConfig) -> list[Path]:
-    extra = [Path(d.props["path"]) for d in active.loaded.config.log_dests if d.kind == "file"]
-    return [layout.log, *extra]
-
-
 async def run_until_stopped() -> None:
     """Wait for SIGINT or SIGTERM."""
     stop = asyncio.Event()
@@ -136,7 +130,7 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
     """Start the SFTP server for a config store, with hot reload of its file."""
     layout = store.layout
     config = store.current.loaded.config
-    configure_logging(log_dirs(layout, store.current))
+    configure_logging(log_dirs(layout, store.current.loaded.config))
     log_warnings(store.current.loaded)
     defender = Defender()
     _apply_defender_settings(defender, store.current)

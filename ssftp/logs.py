@@ -13,7 +13,11 @@ import logging.handlers
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ssftp.config.schema import SsftpConfig
+    from ssftp.layout import DataLayout
 
 APP = "ssftp"
 TRANSFER = "ssftp.transfer"
@@ -54,6 +58,12 @@ def printable(text: str) -> str:
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     if logger.isEnabledFor(level):
         logger.log(level, event, extra={"fields": fields})
+
+
+def log_dirs(layout: DataLayout, config: SsftpConfig) -> list[Path]:
+    """Where the logs go: the data root's log/, plus each ``logDests`` file destination."""
+    extra = [Path(d.props["path"]) for d in config.log_dests if d.kind == "file"]
+    return [layout.log, *extra]
 
 
 def configure_logging(log_dirs: list[Path], *, stdout: bool = True) -> None:

@@ -61,3 +61,27 @@ def move_atomically(source: Path, target: Path) -> None:
         raise
     fsync_directory(target.parent)
     source.unlink()
+
+
+def numbered_name(target: Path, number: int) -> Path:
+    """``name.ext`` for 1, ``name (2).ext`` for 2 ...: how a taken name is kept apart."""
+    return target if number == 1 else target.with_name(f"{target.stem} ({number}){target.suffix}")
+
+
+def link_without_replacing(source: Path, target: Path) -> Path:
+    """Give ``source`` the name ``target``, or ``name (2).ext`` ... if taken; never replaces.
+
+    A hard link fails when the name exists, so two processes can never take the same name.
+    ``source`` keeps its own name too; the caller removes it.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    number = 1
+    while True:
+        candidate = numbered_name(target, number)
+        try:
+            os.link(source, candidate)
+        except FileExistsError:
+            number += 1
+        else:
+            fsync_directory(candidate.parent)
+            return candidate

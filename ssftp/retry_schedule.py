@@ -1,11 +1,18 @@
-"""When a file that could not be scanned is tried again: exponential backoff, per file.
+"""When something that failed is tried again: exponential backoff.
 
-Kept in memory: after a restart every file in staging is scanned again anyway.
+``RetrySchedule`` tracks files that could not be scanned, in memory (after a restart every file
+in staging is scanned again anyway); ``exponential_delays`` gives Prefect's task retries
+(webhooks, transfers) their delays.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def exponential_delays(first_delay: float, retries: int) -> list[float]:
+    """The delay before each retry: ``first_delay``, doubling each time."""
+    return [first_delay * 2**attempt for attempt in range(retries)]
 
 
 class RetrySchedule:

@@ -19,7 +19,7 @@ from typing import Any
 from ssftp.claims import Claim, ClaimArea
 from ssftp.clamd import VerdictKind
 from ssftp.layout import TEMP_PREFIX, DataLayout
-from ssftp.moves import fsync_directory, move_atomically
+from ssftp.moves import fsync_directory, move_atomically, numbered_name
 
 VERDICT_RECORD_SUFFIX = ".verdict.json"
 
@@ -62,7 +62,7 @@ def _reserve_quarantine_path(target: Path) -> Path:
                 # A file without a record took the name meanwhile: the empty record is not its.
                 record.unlink()
         number += 1
-        candidate = target.with_name(f"{target.stem} ({number}){target.suffix}")
+        candidate = numbered_name(target, number)
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:

@@ -87,11 +87,43 @@ def find_errors(config: SsftpConfig) -> list[ConfigIssue]:
                 errors.append(ConfigIssue(path, f"name {entry.name!r} is already used by "
                                                 f"{ConfigIssue(names[entry.name], '').dotted}"))
             names.setdefault(entry.name, path)
-    for index, downloader in enumerate(config.sftp_client_downloaders):
-        if downloader.local_staging_directory == "*":
-            errors.append(ConfigIssue(("sftpClientDownloaders", index, "localStagingDirectory"),
-                                      "'*' is not a staging directory; name one"))
+    errors.extend(_transfer_directory_errors(config))
     return errors
+
+
+def _transfer_directory_errors(config: SsftpConfig) -> Iterator[ConfigIssue]:
+    """Each downloader owns its staging directory, and each uploader its part of clean/.
+
+    A downloader sharing a directory with a staging account (or another downloader) would mix
+    their files and credit them to the wrong owner; two uploaders on one directory would race
+    to send the same file twice.
+    """
+    owners: list[tuple[KeyPath, str]] = [
+        (("users", "stagingDir", index, "directory"), account.directory)
+        for index, account in enumerate(config.users.staging_dir)]
+    for index, downloader in enumerate(config.sftp_client_downloaders):
+        path: KeyPath = ("sftpClientDownloaders", index, "localStagingDirectory")
+        directory = downloader.local_staging_directory
+        if directory == "*":
+            yield ConfigIssue(path, "'*' is not a staging directory; name one")
+            continue
+        yield from _overlap_errors(path, directory, owners, "their files would mix")
+        owners.append((path, directory))
+    uploaders: list[tuple[KeyPath, str]] = []
+    for index, uploader in enumerate(config.sftp_client_uploaders):
+        path = ("sftpClientUploaders", index, "localDirectoryToUpload")
+        directory = uploader.local_directory_to_upload
+        yield from _overlap_errors(path, directory, uploaders,
+                                   "both would send the same files")
+        uploaders.append((path, directory))
+
+
+def _overlap_errors(path: KeyPath, directory: str, others: list[tuple[KeyPath, str]],
+                    consequence: str) -> Iterator[ConfigIssue]:
+    for other_path, other in others:
+        if directory == "*" or other == "*" or _overlaps(directory, other):
+            yield ConfigIssue(path, f"{directory!r} overlaps {other!r} of "
+                                    f"{ConfigIssue(other_path, '').dotted}: {consequence}")
 
 
 def find_warnings(config: SsftpConfig) -> list[ConfigIssue]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import socket
+from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -143,10 +145,37 @@ class LogDest(Model):
         return self
 
 
-class RemoteEndpoint(Model):
-    """What downloaders and uploaders share: where the remote server is and how it is trusted."""
+# A downloader or uploader without ``interval`` or ``cron`` runs this often (seconds).
+DEFAULT_TRANSFER_INTERVAL = 60
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
+_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
+
+
+def _cron(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            CronSim(value, datetime.now())
+        except CronSimError as exc:
+            raise ValueError(f"not a cron expression ({exc}); e.g. '*/5 * * * *'") from None
+    return value
+
+
+def _fingerprint(value: str | None) -> str | None:
+    if value is not None and not _FINGERPRINT.match(value.strip()):
+        raise ValueError("expected an OpenSSH SHA256 fingerprint like 'SHA256:abc...' "
+                         "(43 base64 characters), as `ssh-keygen -lf KEY.pub` prints it")
+    return value.strip().rstrip("=") if value is not None else None
+
+
+class RemoteEndpoint(Model):
+    """What downloaders and uploaders share: where the remote server is and how it is trusted.
+
+    Relative ``privateKeyPath`` and ``knownHosts`` paths are under the data root's ``system/``.
+    Without ``knownHosts`` or ``hostKeyFingerprint``, ``system/known_hosts`` is the list of
+    trusted host keys.
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] = 22
     username: Annotated[str, Field(min_length=1)]
@@ -154,16 +183,29 @@ class RemoteEndpoint(Model):
     remote_directory: str | None = None
     # Our extensions: remote host keys are checked unless the entry explicitly opts out.
     known_hosts: str | None = None
-    host_key_fingerprint: str | None = None
+    host_key_fingerprint: Annotated[str | None, AfterValidator(_fingerprint)] = None
     insecure_ignore_host_key: bool = False
     interval: Annotated[int, Field(ge=1)] | None = None
-    cron: str | None = None
+    cron: Annotated[str | None, AfterValidator(_cron)] = None
 
     @model_validator(mode="after")
     def _one_schedule(self) -> RemoteEndpoint:
         if self.interval is not None and self.cron is not None:
             raise ValueError("set either interval or cron, not both")
         return self
+
+    @field_validator("remote_directory")
+    @classmethod
+    def _remote_directory(cls, value: str | None) -> str | None:
+        if value is not None and "\0" in value:
+            raise ValueError("a remote directory cannot contain NUL")
+        return value
+
+    @property
+    def schedule(self) -> tuple[Literal["interval"], int] | tuple[Literal["cron"], str]:
+        if self.cron is not None:
+            return ("cron", self.cron)
+        return ("interval", self.interval or DEFAULT_TRANSFER_INTERVAL)
 
 
 class Downloader(RemoteEndpoint):
@@ -178,8 +220,22 @@ class Uploader(RemoteEndpoint):
     # sSFTP spells this one differently from the downloader's privateKeyPath.
     private_key_path: str | None = Field(default=None, alias="privatekeyPath")
     private_key_passphrase: SecretStr | None = Field(default=None, alias="privatekeyPassphrase")
+    # "*" uploads everything in clean/.
     local_directory_to_upload: Directory
     override_remote_existing_file: bool = True
+
+
+class TransferSettings(Model):
+    """Our extension: how downloaders and uploaders retry and share remote servers."""
+
+    # A run that cannot reach its server tries again this many times, after retryDelaySeconds,
+    # doubling each time.
+    retries: Annotated[int, Field(ge=0, le=20)] = 3
+    retry_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    # At most this many downloaders and uploaders talk to one host:port at once.
+    max_connections_per_host: Annotated[int, Field(ge=1, le=100)] = 2
+    # Connect and log in within this many seconds, or the attempt fails (and is retried).
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
 
 
 class DefenderSettings(Model):
@@ -246,6 +302,7 @@ class SsftpConfig(Model):
         default_factory=socket.gethostname)
     clamav: ClamavSettings = Field(default_factory=ClamavSettings)
     scanning: ScanningSettings = Field(default_factory=ScanningSettings)
+    transfers: TransferSettings = Field(default_factory=TransferSettings)
     webhooks: list[Webhook] = Field(default_factory=list)
     log_dests: list[LogDest] = Field(default_factory=list)
     users: Users = Field(default_factory=Users)

@@ -1,0 +1,174 @@
+"""Connecting to a downloader's or uploader's remote SFTP server, and trusting it.
+
+Failures are sorted into two kinds, because only one is worth retrying:
+``RemoteUnavailableError`` (refused, timed out, connection lost) is retried with backoff;
+``RemoteRefusedError`` (host key not trusted, login refused, unusable private key or
+known_hosts file) fails the run at once with a message saying what to fix.
+
+Host keys: the entry's ``knownHosts`` file, else ``system/known_hosts``, plus a pinned
+``hostKeyFingerprint`` if set. An unknown key is refused, and the message shows the key's
+fingerprint so an operator can check it out of band and pin it. Only
+``insecureIgnoreHostKey: true`` skips the check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from ssftp.config.schema import Downloader, Uploader
+from ssftp.logs import APP, log_event
+
+logger = logging.getLogger(APP)
+
+RemoteEntry = Downloader | Uploader
+
+
+# What asyncssh raises when a session dies mid-transfer (not a per-file SFTP error).
+CONNECTION_LOST = (asyncssh.DisconnectError, asyncssh.SFTPConnectionLost, BrokenPipeError,
+                   ConnectionResetError)
+
+
+class TransferError(Exception):
+    """A downloader or uploader could not do its work."""
+
+
+class RemoteUnavailableError(TransferError):
+    """The remote server could not be reached or went away: worth trying again later."""
+
+
+class RemoteRefusedError(TransferError):
+    """Trying again will not help until the config or the remote server changes."""
+
+
+def system_path(system: Path, value: str) -> Path:
+    """Relative key and known_hosts paths are under the data root's ``system/``."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else system / path
+
+
+def where(entry: RemoteEntry) -> str:
+    return f"{entry.username}@{entry.host}:{entry.port}"
+
+
+def load_client_key(entry: RemoteEntry, system: Path) -> asyncssh.SSHKey | None:
+    """The entry's private key (OpenSSH or PEM, encrypted ones with the passphrase)."""
+    if not entry.private_key_path:
+        return None
+    path = system_path(system, entry.private_key_path)
+    passphrase = (entry.private_key_passphrase.get_secret_value()
+                  if entry.private_key_passphrase else None)
+    try:
+        return asyncssh.read_private_key(path, passphrase)
+    except OSError as exc:
+        raise RemoteRefusedError(f"{entry.name}: private key {path}: {exc.strerror}") from None
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+        hint = (" (encrypted: set privatekeyPassphrase)" if "passphrase" in str(exc).lower()
+                and passphrase is None else "")
+        raise RemoteRefusedError(
+            f"{entry.name}: private key {path} cannot be used: {exc}{hint}") from None
+
+
+@dataclass(frozen=True)
+class HostKeyPolicy:
+    known_hosts: Path | None
+    fingerprint: str | None
+    insecure: bool
+
+    @classmethod
+    def for_entry(cls, entry: RemoteEntry, system: Path) -> HostKeyPolicy:
+        if entry.insecure_ignore_host_key:
+            return cls(None, None, True)
+        configured = entry.known_hosts
+        known_hosts = system_path(system, configured) if configured else system / "known_hosts"
+        if configured and not known_hosts.is_file():
+            raise RemoteRefusedError(f"{entry.name}: knownHosts file {known_hosts} does not exist")
+        return cls(known_hosts if known_hosts.is_file() else None, entry.host_key_fingerprint,
+                   False)
+
+    def known_hosts_arg(self) -> object:
+        """asyncssh's ``known_hosts``: None disables checking; an empty triple trusts no key
+        (an empty string would make asyncssh read ~/.ssh/known_hosts instead)."""
+        if self.insecure:
+            return None
+        if self.known_hosts is None:
+            return ([], [], [])
+        try:
+            return asyncssh.read_known_hosts(str(self.known_hosts))
+        except (OSError, ValueError) as exc:
+            raise RemoteRefusedError(
+                f"known_hosts file {self.known_hosts} cannot be read: {exc}") from None
+
+    def describe(self) -> str:
+        sources = [f"known_hosts {self.known_hosts}" if self.known_hosts
+                   else "known_hosts (none: system/known_hosts does not exist)"]
+        if self.fingerprint:
+            sources.append(f"hostKeyFingerprint {self.fingerprint}")
+        return " or ".join(sources)
+
+
+class _PinnedKeyClient(asyncssh.SSHClient):
+    """Accepts a host key that matches the pinned fingerprint, and remembers what it saw so a
+    refusal can name the key."""
+
+    def __init__(self, fingerprint: str | None) -> None:
+        self.fingerprint = fingerprint
+        self.presented: str | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int,
+                                 key: asyncssh.SSHKey) -> bool:
+        self.presented = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
+        return self.fingerprint is not None and key.get_fingerprint("sha256") == self.fingerprint
+
+
+@asynccontextmanager
+async def open_sftp(entry: RemoteEntry, system: Path,
+                    timeout: float) -> AsyncIterator[asyncssh.SFTPClient]:
+    """An SFTP session with the entry's server, closed on exit; errors are TransferErrors."""
+    policy = HostKeyPolicy.for_entry(entry, system)
+    key = load_client_key(entry, system)
+    if policy.insecure:
+        log_event(logger, "host key check is off for this remote server "
+                  "(insecureIgnoreHostKey: true)", logging.WARNING, entry=entry.name,
+                  remote=where(entry))
+    client = _PinnedKeyClient(policy.fingerprint)
+    try:
+        connection = await asyncssh.connect(
+            entry.host, entry.port, username=entry.username,
+            password=entry.password.get_secret_value() if entry.password else None,
+            client_keys=[key] if key else (), agent_path=None,
+            known_hosts=policy.known_hosts_arg(), client_factory=lambda: client,
+            connect_timeout=timeout, login_timeout=timeout, keepalive_interval=30)
+    except asyncssh.HostKeyNotVerifiable:
+        presented = client.presented or "a key not in the trusted list"
+        raise RemoteRefusedError(
+            f"{entry.name}: the host key of {entry.host}:{entry.port} ({presented}) is not "
+            f"trusted by {policy.describe()}. If this is the right server (check the key out "
+            "of band), add it to knownHosts or set hostKeyFingerprint") from None
+    except asyncssh.PermissionDenied as exc:
+        raise RemoteRefusedError(
+            f"{entry.name}: {where(entry)} refused the login: {exc.reason}") from None
+    except (OSError, asyncssh.Error) as exc:  # TimeoutError is an OSError
+        raise RemoteUnavailableError(
+            f"{entry.name}: cannot reach {entry.host}:{entry.port}: {reason(exc)}") from None
+    try:
+        async with connection, connection.start_sftp_client() as sftp:
+            yield sftp
+    except CONNECTION_LOST as exc:
+        raise RemoteUnavailableError(
+            f"{entry.name}: lost the connection to {entry.host}:{entry.port}: "
+            f"{reason(exc)}") from None
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, in the words of the server or the OS."""
+    if isinstance(exc, asyncssh.Error):
+        return exc.reason or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

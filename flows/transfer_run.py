@@ -1,0 +1,155 @@
+"""What every download and upload run shares: finding its entry, retries, the per-host limit,
+and the run's table.
+
+A run reads ssftp.yaml itself (parameters carry only the entry's name and the paths), so a
+secret never shows up in Prefect's parameters, and a run always uses the config as it is now.
+Connection failures are retried with exponential backoff; a refused host key or login fails at
+once. Files that failed make the run fail after the others were done.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Literal
+
+from prefect import get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.concurrency.asyncio import concurrency
+from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run
+
+from flows.remote_sftp import RemoteEntry, RemoteUnavailableError, TransferError, open_sftp
+from ssftp.config.loader import ConfigError, load_config
+from ssftp.config.schema import SsftpConfig
+from ssftp.layout import DataLayout
+from ssftp.logs import AUDIT, configure_logging, log_dirs, printable
+from ssftp.retry_schedule import exponential_delays
+from ssftp.transfer_state import TransferState
+from ssftp.transfers import TransferResult
+
+TransferKind = Literal["download", "upload"]
+
+
+class TransferFailedError(TransferError):
+    """Some files could not be transferred; the others were."""
+
+
+def find_entry(config: SsftpConfig, kind: TransferKind, name: str, source: str) -> RemoteEntry:
+    entries: list[RemoteEntry] = list(config.sftp_client_downloaders if kind == "download"
+                                      else config.sftp_client_uploaders)
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    role = "downloader" if kind == "download" else "uploader"
+    raise TransferError(f"there is no {role} named {name!r} in {source}")
+
+
+def host_limit_name(entry: RemoteEntry) -> str:
+    """The Prefect concurrency limit that every transfer to this host:port shares."""
+    return f"sftp-host-{entry.host}-{entry.port}"
+
+
+def artifact_key(kind: TransferKind, name: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return f"{kind}-" + re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+
+
+async def ensure_host_limit(name: str, limit: int) -> None:
+    """Create the limit, or set it to the configured value; idempotent."""
+    async with get_client() as client:
+        try:
+            current = await client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            await client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=limit))
+            return
+        if current.limit != limit or not current.active:
+            await client.update_global_concurrency_limit(
+                name, GlobalConcurrencyLimitUpdate(limit=limit, active=True))
+
+
+def _retry_when_unavailable(_task: object, _run: TaskRun, state: State) -> bool:
+    """Only connection failures are worth another attempt."""
+    return isinstance(state.data, RemoteUnavailableError)
+
+
+@task(name="transfer", cache_policy=NO_CACHE,
+      task_run_name="{kind} {entry.name} with {entry.host}:{entry.port}")
+async def transfer_files(kind: TransferKind, entry: RemoteEntry, layout: DataLayout,
+                         timeout: float, host_limit: str) -> list[TransferResult]:
+    from flows.download import download_files
+    from flows.upload import upload_files
+
+    run_id = str(flow_run.id) if flow_run.id else None
+    async with concurrency(host_limit, occupy=1, strict=True):
+        with TransferState.open(layout.system) as state:
+            async with open_sftp(entry, layout.system, timeout) as sftp:
+                if kind == "download":
+                    return await download_files(entry, layout, state, sftp, run_id)
+                return await upload_files(entry, layout, state, sftp, run_id)
+
+
+async def run_transfer(kind: TransferKind, name: str, config: str,
+                       data_dir: str) -> list[TransferResult]:
+    logger = get_run_logger()
+    try:
+        loaded = load_config(Path(config))
+    except ConfigError as exc:
+        raise TransferError(f"{config} is not a valid ssftp.yaml: "
+                            + "; ".join(issue.describe(exc.source) for issue in exc.issues)
+                            ) from None
+    settings = loaded.config
+    entry = find_entry(settings, kind, name, config)
+    enabled = (settings.enable_sftp_client_downloader if kind == "download"
+               else settings.enable_sftp_client_uploader)
+    switch = "enableSftpClientDownloader" if kind == "download" else "enableSftpClientUploader"
+    if not enabled:
+        logger.warning("%s is false in %s: nothing transferred", switch, config)
+        return []
+    layout = DataLayout.at(data_dir).create()
+    if not logging.getLogger(AUDIT).handlers:
+        # A run started by a Prefect runner or worker in its own process: write the audit
+        # log where the rest of this instance writes it.
+        configure_logging(log_dirs(layout, settings), stdout=False)
+    limits = settings.transfers
+    host_limit = host_limit_name(entry)
+    await ensure_host_limit(host_limit, limits.max_connections_per_host)
+    results = await transfer_files.with_options(
+        retries=limits.retries,
+        retry_delay_seconds=exponential_delays(limits.retry_delay_seconds, limits.retries),
+        retry_condition_fn=_retry_when_unavailable,
+    )(kind, entry, layout, limits.connect_timeout_seconds, host_limit)
+    await _report(kind, entry, results)
+    failed = [result for result in results if result.result == "failed"]
+    if failed:
+        first = failed[0]
+        raise TransferFailedError(f"{len(failed)} of {len(results)} file(s) failed; first: "
+                                  f"{first.file}: {first.detail}")
+    return results
+
+
+async def _report(kind: TransferKind, entry: RemoteEntry, results: list[TransferResult]) -> None:
+    logger = get_run_logger()
+    done = "downloaded" if kind == "download" else "uploaded"
+    counts = {outcome: sum(1 for r in results if r.result == outcome)
+              for outcome in (done, "skipped", "failed")}
+    logger.info("%s %s with %s:%d: %s", kind, entry.name, entry.host, entry.port,
+                ", ".join(f"{count} {outcome}" for outcome, count in counts.items()))
+    for result in results:
+        if result.result == "failed":
+            logger.error("%s: %s", result.file, result.detail)
+    await acreate_table_artifact(
+        key=artifact_key(kind, entry.name),
+        table=[{"file": printable(r.file), "bytes": r.bytes, "result": r.result, "detail": r.detail}
+               for r in results] or [{"file": "", "bytes": 0, "result": "nothing to do",
+                                      "detail": ""}],
+        description=f"{kind} {entry.name} with {entry.host}:{entry.port}")

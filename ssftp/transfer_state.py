@@ -1,0 +1,147 @@
+"""What downloaders and uploaders remember between runs: ``system/transfers.sqlite``.
+
+Downloaders remember each remote file they fetched (size and mtime), so a file left on the
+remote server is not fetched again until it changes. Uploaders keep a journal of deliveries in
+progress, so a crash between the remote rename and the local archive neither loses the file nor
+sends it twice: the next run finds the journal entry and finishes the delivery.
+
+Runs of different downloaders may be separate processes, so the DB is in WAL mode with a busy
+timeout, and every method is one short transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+
+STATE_FILE = "transfers.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fetched (
+    downloader TEXT NOT NULL,
+    remote_path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime INTEGER NOT NULL,
+    fetched_at REAL NOT NULL,
+    PRIMARY KEY (downloader, remote_path)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    uploader TEXT NOT NULL,
+    local_path BLOB NOT NULL,
+    inode INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    remote_temp TEXT NOT NULL,
+    remote_final TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (uploader, local_path)
+);
+"""
+
+
+@dataclass(frozen=True)
+class RemoteStamp:
+    """A remote file's identity as far as SFTP tells it: size and modification time."""
+
+    size: int
+    mtime: int
+
+
+@dataclass(frozen=True)
+class LocalFingerprint:
+    """Which local file (inode) in which state: a replaced or rewritten file differs."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> LocalFingerprint:
+        info = path.stat()
+        return cls(info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+class Stage(StrEnum):
+    # Sending to the remote temp name; a crash here leaves only a temp file to remove.
+    SENDING = "sending"
+    # The remote temp file was complete and is being renamed to its final name. From here on
+    # the file counts as delivered once the temp name is gone.
+    PUBLISHING = "publishing"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    uploader: str
+    # Relative to clean/.
+    local_path: PurePosixPath
+    fingerprint: LocalFingerprint
+    remote_temp: str
+    remote_final: str
+    stage: Stage
+
+
+class TransferState:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, system: Path) -> TransferState:
+        return cls(system / STATE_FILE)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> TransferState:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- downloads ---------------------------------------------------------------------
+
+    def fetched(self, downloader: str, remote_path: str) -> RemoteStamp | None:
+        row = self._db.execute(
+            "SELECT size, mtime FROM fetched WHERE downloader = ? AND remote_path = ?",
+            (downloader, remote_path)).fetchone()
+        return RemoteStamp(*row) if row else None
+
+    def record_fetched(self, downloader: str, remote_path: str, stamp: RemoteStamp) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO fetched VALUES (?, ?, ?, ?, ?)",
+            (downloader, remote_path, stamp.size, stamp.mtime, time.time()))
+
+    def forget_fetched(self, downloader: str, remote_path: str) -> None:
+        """After a remote delete: a new file of the same name is a new file."""
+        self._db.execute("DELETE FROM fetched WHERE downloader = ? AND remote_path = ?",
+                         (downloader, remote_path))
+
+    # -- uploads -----------------------------------------------------------------------
+
+    def deliveries(self, uploader: str) -> list[Delivery]:
+        rows = self._db.execute(
+            "SELECT local_path, inode, size, mtime_ns, remote_temp, remote_final, stage "
+            "FROM deliveries WHERE uploader = ? ORDER BY updated_at", (uploader,)).fetchall()
+        return [Delivery(uploader, PurePosixPath(os.fsdecode(local)),
+                         LocalFingerprint(inode, size, mtime_ns), temp, final, Stage(stage))
+                for local, inode, size, mtime_ns, temp, final, stage in rows]
+
+    def save_delivery(self, delivery: Delivery) -> None:
+        fingerprint = delivery.fingerprint
+        self._db.execute(
+            "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (delivery.uploader, os.fsencode(delivery.local_path), fingerprint.inode,
+             fingerprint.size, fingerprint.mtime_ns, delivery.remote_temp,
+             delivery.remote_final, delivery.stage.value, time.time()))
+
+    def finish_delivery(self, uploader: str, local_path: PurePosixPath) -> None:
+        self._db.execute("DELETE FROM deliveries WHERE uploader = ? AND local_path = ?",
+                         (uploader, os.fsencode(local_path)))
