@@ -1,8 +1,10 @@
-"""The scan worker: the staging watcher, the scan and notify flows, and the scanner they share.
+"""The worker: the staging watcher with the scan and notify flows, and the transfer
+deployments (downloaders and uploaders).
 
 ``ssftp worker`` runs it against ``PREFECT_API_URL``; ``ssftp up`` runs it beside the SFTP
 server. A config reload swaps the scanner (accounts, clamd settings, scanning on/off) and the
-webhooks; runs in progress finish with what they started with.
+webhooks, and updates the transfer schedules; runs in progress finish with what they started
+with.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 
 from deployments.staging_watcher import StagingWatcher
+from deployments.transfers import TransferDeployments
 from flows.notify import notify
 from flows.scan import ScanRuns
 from ssftp.claims import ClaimArea
@@ -54,6 +57,7 @@ class ScanWorker:
     started_clamd: ClamdAddress | None = None
     watcher: StagingWatcher = field(init=False)
     runs: ScanRuns = field(init=False)
+    transfers: TransferDeployments = field(init=False)
     _notifying: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
@@ -66,6 +70,8 @@ class ScanWorker:
             settings=lambda: self.store.current.loaded.config.scanning,
             scan_batch=self.runs.scan_batch, on_results=self._notify)
         self.store.on_change(self._reconfigure)
+        self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
+                                             str(layout.root))
         if not self.store.current.loaded.config.enable_virus_scan:
             log_event(logger, "virus scanning is OFF (enableVirusScan: false): staged files "
                       "go to clean/ unscanned", logging.WARNING)
@@ -98,11 +104,23 @@ class ScanWorker:
                       error=f"{type(exc).__name__}: {exc}", count=len(notifications))
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Watch staging and scan until cancelled; notifications in flight are given a moment
-        to finish, then cancelled (their runs show as cancelled or crashed, not lost silently)."""
+        """Watch staging and scan, and serve the transfers, until cancelled or one part fails;
+        notifications in flight are given a moment to finish, then cancelled (their runs show
+        as cancelled or crashed, not lost silently)."""
+        ready_parts = [asyncio.Event(), asyncio.Event()]
+        parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
+                 asyncio.create_task(self.transfers.run(ready_parts[1]))]
         try:
-            await self.watcher.run(ready)
+            waiting = asyncio.gather(*(part.wait() for part in ready_parts))
+            done, _ = await asyncio.wait([*parts, waiting], return_when=asyncio.FIRST_COMPLETED)
+            if waiting in done and ready is not None:
+                ready.set()
+            await asyncio.gather(*parts)
         finally:
+            waiting.cancel()
+            for part in parts:
+                part.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
             if self._notifying:
                 _, pending = await asyncio.wait(self._notifying, timeout=5)
                 for task in pending:

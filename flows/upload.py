@@ -69,7 +69,7 @@ async def _upload(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
                   state: TransferState, sub_path: PurePosixPath,
                   flow_run_id: str | None) -> TransferResult:
     local = area_path(layout.clean, entry.local_directory_to_upload, sub_path)
-    name = sub_path.as_posix()
+    name = _clean_path(entry, sub_path).as_posix()
     try:
         fingerprint = LocalFingerprint.of(local)
     except FileNotFoundError:

@@ -1,0 +1,190 @@
+"""The downloader and uploader deployments, and their schedules from ssftp.yaml.
+
+Two deployments per instance, ``download/<instanceName>`` and ``upload/<instanceName>``, each
+with one schedule per entry (slug and ``name`` parameter = the entry's name). A run's
+parameters carry only the entry's name and the paths: each run reads ssftp.yaml itself.
+
+Who runs them: when ``prefect deploy --all`` (prefect.yaml) put a deployment on a work pool,
+that pool's workers do, and ssftp only keeps its schedules in line with ssftp.yaml. Otherwise
+ssftp serves it itself (a Prefect runner in this process; each run is a subprocess). Either
+way a config reload adds, changes and removes schedules without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentScheduleUpdate, DeploymentUpdate
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+from prefect.exceptions import ObjectNotFound
+from prefect.runner import Runner
+from prefect.types.entrypoint import EntrypointType
+
+from flows.download import download
+from flows.upload import upload
+from ssftp.config.reload import ActiveConfig, ConfigStore
+from ssftp.config.schema import SsftpConfig
+from ssftp.logs import APP, log_event
+
+logger = logging.getLogger(APP)
+
+FLOWS: dict[str, Flow[Any, Any]] = {"download": download, "upload": upload}
+# How often the runner asks Prefect for due runs.
+POLL_SECONDS = 5
+
+ScheduleKey = tuple[str, str, bool, str]
+
+
+def wanted_schedules(config: SsftpConfig, kind: str) -> list[DeploymentScheduleUpdate]:
+    """One schedule per entry; none when the kind is switched off."""
+    if kind == "download":
+        enabled, entries = (config.enable_sftp_client_downloader,
+                            list(config.sftp_client_downloaders))
+    else:
+        enabled, entries = config.enable_sftp_client_uploader, list(config.sftp_client_uploaders)
+    if not enabled:
+        return []
+    schedules = []
+    for entry in entries:
+        how, value = entry.schedule
+        schedule = (CronSchedule(cron=str(value)) if how == "cron"
+                    else IntervalSchedule(interval=timedelta(seconds=int(value))))
+        schedules.append(DeploymentScheduleUpdate(schedule=schedule, active=True,
+                                                  slug=entry.name,
+                                                  parameters={"name": entry.name}))
+    return schedules
+
+
+def _key(slug: str | None, schedule: object, active: bool | None,
+         parameters: dict[str, Any] | None) -> ScheduleKey:
+    if isinstance(schedule, CronSchedule):
+        when = f"cron {schedule.cron}"
+    elif isinstance(schedule, IntervalSchedule):
+        when = f"every {schedule.interval.total_seconds():g}s"
+    else:
+        when = repr(schedule)
+    return (slug or "", when, bool(active), repr(sorted((parameters or {}).items())))
+
+
+def same_schedules(current: DeploymentResponse,
+                   wanted: Sequence[DeploymentScheduleUpdate]) -> bool:
+    have = sorted(_key(s.slug, s.schedule, s.active, s.parameters) for s in current.schedules)
+    want = sorted(_key(s.slug, s.schedule, s.active, s.parameters) for s in wanted)
+    return have == want
+
+
+async def sync_schedules(deployment_id: UUID, wanted: list[DeploymentScheduleUpdate]) -> bool:
+    """Make the deployment's schedules ``wanted`` and unpause it; True when it changed.
+
+    Unchanged schedules are left alone: replacing them would drop the runs already scheduled.
+    """
+    async with get_client() as client:
+        current = await client.read_deployment(deployment_id)
+        if same_schedules(current, wanted) and not current.paused:
+            return False
+        await client.update_deployment(deployment_id,
+                                       DeploymentUpdate(schedules=wanted, paused=False))
+        return True
+
+
+class TransferDeployments:
+    """Keeps this instance's transfer deployments in line with ssftp.yaml, and serves them."""
+
+    def __init__(self, store: ConfigStore, config_path: str, data_dir: str) -> None:
+        self.store = store
+        self.config_path = config_path
+        self.data_dir = data_dir
+        self.instance = store.current.loaded.config.instance_name
+        self.deployment_ids: dict[str, UUID] = {}
+        self.served: list[str] = []
+        self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        store.on_change(self._config_changed)
+
+    def _config_changed(self, active: ActiveConfig) -> None:
+        # Called on the thread that reloaded the config; the sync runs on our own loop.
+        if active.loaded.config.instance_name != self.instance:
+            log_event(logger, "instanceName changed: the transfer deployments keep the old "
+                      "name until ssftp restarts", logging.WARNING, instance=self.instance)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._changed.set)
+
+    async def _pooled(self, flow: Flow[Any, Any]) -> DeploymentResponse | None:
+        async with get_client() as client:
+            try:
+                existing = await client.read_deployment_by_name(f"{flow.name}/{self.instance}")
+            except ObjectNotFound:
+                return None
+        return existing if existing.work_pool_name else None
+
+    async def register(self, runner: Runner) -> None:
+        """Serve each deployment that no work pool runs; remember every deployment's id."""
+        for kind, flow in FLOWS.items():
+            pooled = await self._pooled(flow)
+            if pooled is not None:
+                self.deployment_ids[kind] = pooled.id
+                log_event(logger, "transfer deployment runs on a work pool", kind=kind,
+                          deployment=f"{flow.name}/{self.instance}",
+                          work_pool=pooled.work_pool_name)
+                continue
+            deployment = await flow.ato_deployment(
+                name=self.instance,
+                parameters={"config": self.config_path, "data_dir": self.data_dir},
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                description=f"ssftp {kind}s of instance {self.instance}, scheduled from "
+                            f"{self.config_path}")
+            self.deployment_ids[kind] = await runner.aadd_deployment(deployment)
+            self.served.append(kind)
+
+    async def sync(self) -> None:
+        config = self.store.current.loaded.config
+        for kind, deployment_id in self.deployment_ids.items():
+            wanted = wanted_schedules(config, kind)
+            if await sync_schedules(deployment_id, wanted):
+                log_event(logger, "transfer schedules updated", kind=kind,
+                          deployment=f"{kind}/{self.instance}",
+                          schedules=[schedule.slug for schedule in wanted])
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Register, sync, then serve and re-sync on every config change, until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        runner = Runner(name=f"ssftp-{self.instance}", query_seconds=POLL_SECONDS,
+                        pause_on_shutdown=True)
+        await self.register(runner)
+        await self.sync()
+        serving = asyncio.create_task(runner.start()) if self.served else None
+        if ready is not None:
+            ready.set()
+        try:
+            while True:
+                await self._changed.wait()
+                self._changed.clear()
+                try:
+                    await self.sync()
+                except Exception as exc:
+                    log_event(logger, "transfer schedules not updated", logging.ERROR,
+                              error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if serving is not None:
+                await self._stop(runner, serving)
+
+    @staticmethod
+    async def _stop(runner: Runner, serving: asyncio.Task[None]) -> None:
+        """Stop polling and end runs in progress (their transfers are crash-safe), and let the
+        runner pause the schedules so no runs pile up while nobody serves them."""
+        with contextlib.suppress(Exception):
+            if runner.started:
+                await runner.astop()
+        done, _ = await asyncio.wait([serving], timeout=30)
+        if not done:
+            serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
