@@ -110,8 +110,8 @@ class ScanWorker:
         ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
                  asyncio.create_task(self.transfers.run(ready_parts[1]))]
+        waiting = asyncio.gather(*(part.wait() for part in ready_parts))
         try:
-            waiting = asyncio.gather(*(part.wait() for part in ready_parts))
             done, _ = await asyncio.wait([*parts, waiting], return_when=asyncio.FIRST_COMPLETED)
             if waiting in done and ready is not None:
                 ready.set()

@@ -4,7 +4,8 @@ and the run's table.
 A run reads ssftp.yaml itself (parameters carry only the entry's name and the paths), so a
 secret never shows up in Prefect's parameters, and a run always uses the config as it is now.
 Connection failures are retried with exponential backoff; a refused host key or login fails at
-once. Files that failed make the run fail after the others were done.
+once. Files that failed make the run fail after the others were done. Runs of one entry never
+overlap (``ssftp.run_lock``): a run that finds the previous one still going does nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ssftp.config.schema import SsftpConfig
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, configure_logging, log_dirs, printable
 from ssftp.retry_schedule import exponential_delays
+from ssftp.run_lock import exclusive_run
 from ssftp.transfer_state import TransferState
 from ssftp.transfers import TransferResult
 
@@ -123,11 +125,16 @@ async def run_transfer(kind: TransferKind, name: str, config: str,
     limits = settings.transfers
     host_limit = host_limit_name(entry)
     await ensure_host_limit(host_limit, limits.max_connections_per_host)
-    results = await transfer_files.with_options(
-        retries=limits.retries,
-        retry_delay_seconds=exponential_delays(limits.retry_delay_seconds, limits.retries),
-        retry_condition_fn=_retry_when_unavailable,
-    )(kind, entry, layout, limits.connect_timeout_seconds, host_limit)
+    with exclusive_run(layout.system, kind, name) as mine:
+        if not mine:
+            logger.warning("the previous %s run of %s is still going: this run does nothing",
+                           kind, name)
+            return []
+        results = await transfer_files.with_options(
+            retries=limits.retries,
+            retry_delay_seconds=exponential_delays(limits.retry_delay_seconds, limits.retries),
+            retry_condition_fn=_retry_when_unavailable,
+        )(kind, entry, layout, limits.connect_timeout_seconds, host_limit)
     await _report(kind, entry, results)
     failed = [result for result in results if result.result == "failed"]
     if failed:
