@@ -91,6 +91,11 @@ async def sync_schedules(deployment_id: UUID, wanted: list[DeploymentScheduleUpd
         current = await client.read_deployment(deployment_id)
         if same_schedules(current, wanted) and not current.paused:
             return False
+        # Prefect updates schedules by slug and leaves out the ones not named: remove those.
+        slugs = {schedule.slug for schedule in wanted}
+        for schedule in current.schedules:
+            if schedule.slug not in slugs:
+                await client.delete_deployment_schedule(deployment_id, schedule.id)
         await client.update_deployment(deployment_id,
                                        DeploymentUpdate(schedules=wanted, paused=False))
         return True
@@ -108,6 +113,9 @@ class TransferDeployments:
         self.served: list[str] = []
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner = Runner(name=f"ssftp-{self.instance}", query_seconds=POLL_SECONDS,
+                              pause_on_shutdown=True)
+        self._serving: asyncio.Task[None] | None = None
         store.on_change(self._config_changed)
 
     def _config_changed(self, active: ActiveConfig) -> None:
@@ -126,45 +134,53 @@ class TransferDeployments:
                 return None
         return existing if existing.work_pool_name else None
 
-    async def register(self, runner: Runner) -> None:
-        """Serve each deployment that no work pool runs; remember every deployment's id."""
-        for kind, flow in FLOWS.items():
-            pooled = await self._pooled(flow)
-            if pooled is not None:
-                self.deployment_ids[kind] = pooled.id
-                log_event(logger, "transfer deployment runs on a work pool", kind=kind,
-                          deployment=f"{flow.name}/{self.instance}",
-                          work_pool=pooled.work_pool_name)
-                continue
-            deployment = await flow.ato_deployment(
-                name=self.instance,
-                parameters={"config": self.config_path, "data_dir": self.data_dir},
-                entrypoint_type=EntrypointType.MODULE_PATH,
-                description=f"ssftp {kind}s of instance {self.instance}, scheduled from "
-                            f"{self.config_path}")
-            self.deployment_ids[kind] = await runner.aadd_deployment(deployment)
-            self.served.append(kind)
+    async def _register(self, kind: str) -> None:
+        """Serve the deployment unless a work pool runs it; remember its id either way."""
+        flow = FLOWS[kind]
+        pooled = await self._pooled(flow)
+        if pooled is not None:
+            self.deployment_ids[kind] = pooled.id
+            log_event(logger, "transfer deployment runs on a work pool", kind=kind,
+                      deployment=f"{flow.name}/{self.instance}",
+                      work_pool=pooled.work_pool_name)
+            return
+        deployment = await flow.ato_deployment(
+            name=self.instance,
+            parameters={"config": self.config_path, "data_dir": self.data_dir},
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            description=f"ssftp {kind}s of instance {self.instance}, scheduled from "
+                        f"{self.config_path}")
+        self.deployment_ids[kind] = await self._runner.aadd_deployment(deployment)
+        self.served.append(kind)
+        if self._serving is None:
+            self._serving = asyncio.create_task(self._runner.start())
 
     async def sync(self) -> None:
+        """Bring every deployment's schedules in line with the config.
+
+        A deployment is created the first time its kind has an entry, so an instance without
+        downloaders or uploaders adds nothing to Prefect.
+        """
         config = self.store.current.loaded.config
-        for kind, deployment_id in self.deployment_ids.items():
+        for kind in FLOWS:
             wanted = wanted_schedules(config, kind)
-            if await sync_schedules(deployment_id, wanted):
+            if kind not in self.deployment_ids:
+                if not wanted:
+                    continue
+                await self._register(kind)
+            if await sync_schedules(self.deployment_ids[kind], wanted):
                 log_event(logger, "transfer schedules updated", kind=kind,
                           deployment=f"{kind}/{self.instance}",
                           schedules=[schedule.slug for schedule in wanted])
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Register, sync, then serve and re-sync on every config change, until cancelled."""
+        """Sync, then re-sync on every config change, until cancelled; a failed first sync
+        raises (Prefect unreachable), later ones are logged and the old schedules stay."""
         self._loop = asyncio.get_running_loop()
-        runner = Runner(name=f"ssftp-{self.instance}", query_seconds=POLL_SECONDS,
-                        pause_on_shutdown=True)
-        await self.register(runner)
-        await self.sync()
-        serving = asyncio.create_task(runner.start()) if self.served else None
-        if ready is not None:
-            ready.set()
         try:
+            await self.sync()
+            if ready is not None:
+                ready.set()
             while True:
                 await self._changed.wait()
                 self._changed.clear()
@@ -174,8 +190,8 @@ class TransferDeployments:
                     log_event(logger, "transfer schedules not updated", logging.ERROR,
                               error=f"{type(exc).__name__}: {exc}")
         finally:
-            if serving is not None:
-                await self._stop(runner, serving)
+            if self._serving is not None:
+                await self._stop(self._runner, self._serving)
 
     @staticmethod
     async def _stop(runner: Runner, serving: asyncio.Task[None]) -> None:

@@ -30,9 +30,18 @@ from ssftp.config.schema import Uploader
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, log_event
 from ssftp.transfer_state import Delivery, LocalFingerprint, Stage, TransferState
-from ssftp.transfers import TransferResult, archive_uploaded, area_path, files_to_upload
+from ssftp.transfers import (
+    Outcome,
+    TransferResult,
+    archive_uploaded,
+    area_path,
+    files_to_upload,
+)
 
 audit_logger = logging.getLogger(AUDIT)
+
+
+ALREADY_THERE = "exists on the remote server (overrideRemoteExistingFile: false)"
 
 
 class _AlreadyThere(Exception):
@@ -57,11 +66,16 @@ async def upload_files(entry: Uploader, layout: DataLayout, state: TransferState
                        flow_run_id: str | None = None) -> list[TransferResult]:
     """Finish deliveries a crash interrupted, then send every file in
     ``clean/<localDirectoryToUpload>``, keeping sub-directories."""
-    results = [await _resume(sftp, entry, layout, state, delivery, flow_run_id)
-               for delivery in state.deliveries(entry.name)]
-    results = [result for result in results if result is not None]
+    results: list[TransferResult] = []
+    for delivery in state.deliveries(entry.name):
+        resumed = await _resume(sftp, entry, layout, state, delivery, flow_run_id)
+        if resumed is not None:
+            results.append(resumed)
+    # A file whose interrupted delivery was just finished or refused has its row already.
+    settled = {result.file for result in results}
     for sub_path in files_to_upload(layout, entry.local_directory_to_upload):
-        results.append(await _upload(sftp, entry, layout, state, sub_path, flow_run_id))
+        if _clean_path(entry, sub_path).as_posix() not in settled:
+            results.append(await _upload(sftp, entry, layout, state, sub_path, flow_run_id))
     return results
 
 
@@ -87,25 +101,42 @@ async def _upload(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
         await sftp.put(local, temp)
         remote_size = (await sftp.stat(temp)).size
         if remote_size != fingerprint.size or LocalFingerprint.of(local) != fingerprint:
-            await _remove_quietly(sftp, temp)
-            state.finish_delivery(entry.name, delivery.local_path)
-            return TransferResult(name, 0, "failed",
-                                  f"size check failed ({fingerprint.size} bytes sent, remote "
-                                  f"has {remote_size}); sent again next run")
-        state.save_delivery(replace(delivery, stage=Stage.PUBLISHING))
-        await _publish(sftp, temp, final, replace=entry.override_remote_existing_file)
+            return await _undo(sftp, state, delivery, "failed",
+                               f"size check failed ({fingerprint.size} bytes sent, remote "
+                               f"has {remote_size}); sent again next run")
     except _AlreadyThere:
-        await _remove_quietly(sftp, temp)
-        state.finish_delivery(entry.name, delivery.local_path)
-        return TransferResult(name, 0, "skipped",
-                              "exists on the remote server (overrideRemoteExistingFile: false)")
+        return await _undo(sftp, state, delivery, "skipped", ALREADY_THERE)
     except CONNECTION_LOST:
         raise
     except (asyncssh.SFTPError, OSError) as exc:
-        await _remove_quietly(sftp, temp)
-        state.finish_delivery(entry.name, delivery.local_path)
-        return TransferResult(name, 0, "failed", reason(exc))
-    return _archive(entry, layout, state, delivery, flow_run_id, "")
+        return await _undo(sftp, state, delivery, "failed", reason(exc))
+    delivery = replace(delivery, stage=Stage.PUBLISHING)
+    state.save_delivery(delivery)
+    failed = await _publish_or_undo(sftp, entry, state, delivery)
+    return failed or _archive(entry, layout, state, delivery, flow_run_id, "")
+
+
+async def _publish_or_undo(sftp: asyncssh.SFTPClient, entry: Uploader, state: TransferState,
+                           delivery: Delivery) -> TransferResult | None:
+    """Rename the complete temp file to its final name; None when done, else the row saying
+    why not (the temp file is removed and the local file stays in clean/ for the next run)."""
+    try:
+        await _publish(sftp, delivery.remote_temp, delivery.remote_final,
+                       replace=entry.override_remote_existing_file)
+    except _AlreadyThere:
+        return await _undo(sftp, state, delivery, "skipped", ALREADY_THERE)
+    except CONNECTION_LOST:
+        raise
+    except asyncssh.SFTPError as exc:
+        return await _undo(sftp, state, delivery, "failed", reason(exc))
+    return None
+
+
+async def _undo(sftp: asyncssh.SFTPClient, state: TransferState, delivery: Delivery,
+                outcome: Outcome, detail: str) -> TransferResult:
+    await _remove_quietly(sftp, delivery.remote_temp)
+    state.finish_delivery(delivery.uploader, delivery.local_path)
+    return TransferResult(delivery.local_path.as_posix(), 0, outcome, detail)
 
 
 async def _publish(sftp: asyncssh.SFTPClient, temp: str, final: str, *, replace: bool) -> None:
@@ -132,8 +163,9 @@ async def _resume(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
     temp_exists = await sftp.lexists(delivery.remote_temp)
     if delivery.stage is Stage.PUBLISHING:
         if temp_exists:
-            await _publish(sftp, delivery.remote_temp, delivery.remote_final,
-                           replace=entry.override_remote_existing_file)
+            failed = await _publish_or_undo(sftp, entry, state, delivery)
+            if failed is not None:
+                return failed
         return _archive(entry, layout, state, delivery, flow_run_id,
                         "delivery finished after an interruption")
     if temp_exists:
