@@ -232,16 +232,17 @@ def up_config() -> str:
 
 
 def launch_up(root: Path, config: Path, data: Path, sftp_port: int,
-              prefect_port: int) -> Up:
-    """Start ``ssftp up`` in its own session (so Ctrl-C can go to its group), output to files."""
+              prefect_port: int, env: dict[str, str] | None = None) -> Up:
+    """Start ``ssftp up`` in its own session (so Ctrl-C can go to its group), output to files;
+    by default with no Prefect server named, so it finds or starts one on ``prefect_port``."""
     stdout_path, stderr_path = data.with_name(data.name + ".stdout"), \
         data.with_name(data.name + ".stderr")
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
             [SSFTP, "up", "--config", str(config), "--data-dir", str(data),
              "--port", str(sftp_port), "--prefect-port", str(prefect_port)],
-            cwd=root, env=child_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            start_new_session=True)
+            cwd=root, env=env if env is not None else child_env(), stdin=subprocess.DEVNULL,
+            stdout=out, stderr=err, start_new_session=True)
     return Up(proc, root, data, stdout_path, stderr_path, sftp_port, prefect_port, [])
 
 

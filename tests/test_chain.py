@@ -1,0 +1,182 @@
+"""Two ssftp instances chained on one machine, each a real ``ssftp up`` process.
+
+A partner uploads to instance A with OpenSSH ``sftp``; A scans; A's uploader (a deployment
+served by A, on an interval schedule) sends the clean file to B's staging account; B scans it
+again; a consumer downloads it from B. EICAR uploaded to A stays in A's quarantine and never
+reaches B. Both instances report to one Prefect server, the one B's ``up`` starts (the test
+harness runs no scheduler, and schedules are what this tests), where the runs are checked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+import httpx
+import pytest
+
+from tests.support import run_sftp, wait_for, write_config
+from tests.test_cli_pipeline import (
+    EICAR,
+    EICAR_MARKER,
+    Up,
+    api_post,
+    free_port,
+    launch_up,
+    shut_down,
+    wait_until_up,
+)
+
+PARTNER, PARTNER_PW = "partner-chain", "partner-chain-pw"
+HOP, HOP_PW = "from-a", "hop-a-to-b-pw"
+CONSUMER, CONSUMER_PW = "consumer-chain", "consumer-chain-pw"
+REPORT = b"quarterly figures, hop by hop\n" * 1000
+
+
+@dataclass
+class Chain:
+    a: Up
+    b: Up
+    partner_dir: Path
+
+
+def config_b() -> str:
+    return f"""
+    sftpPort: 0
+    instanceName: chain-b
+    fsyncUploads: false
+    users:
+      stagingDir:
+        - directory: inbound
+          auth: {{username: {HOP}, password: {HOP_PW}}}
+      cleanDir:
+        - directory: inbound
+          auth: {{username: {CONSUMER}, password: {CONSUMER_PW}}}
+    """
+
+
+def config_a(b_port: int) -> str:
+    return f"""
+    sftpPort: 0
+    instanceName: chain-a
+    fsyncUploads: false
+    enableSftpClientUploader: true
+    users:
+      stagingDir:
+        - directory: partner
+          auth: {{username: {PARTNER}, password: {PARTNER_PW}}}
+    sftpClientUploaders:
+      - name: to-b
+        host: 127.0.0.1
+        port: {b_port}
+        username: {HOP}
+        password: {HOP_PW}
+        localDirectoryToUpload: partner
+        remoteDirectory: null
+        overrideRemoteExistingFile: false
+        interval: 2
+    """
+
+
+def trust(b: Up, a_data: Path) -> None:
+    """A trusts B's host keys through A's ``system/known_hosts``, as an operator would set it."""
+    lines = []
+    for path in sorted((b.data / "system").glob("ssh_host_*_key")):
+        public = asyncssh.read_private_key(path).export_public_key().decode().strip()
+        lines.append(f"[127.0.0.1]:{b.sftp_port} {public}")
+    (a_data / "system").mkdir(parents=True, exist_ok=True)
+    (a_data / "system" / "known_hosts").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    root = tmp_path_factory.mktemp("chain")
+    b_port, prefect_port = free_port(), free_port()
+    b = launch_up(root, write_config(root / "b.yaml", config_b()), root / "b-data", b_port,
+                  prefect_port)
+    a = None
+    try:
+        wait_until_up(b)
+        trust(b, root / "a-data")
+        a = launch_up(root, write_config(root / "a.yaml", config_a(b_port)), root / "a-data",
+                      free_port(), prefect_port)
+        wait_until_up(a)
+        partner_dir = root / "partner"
+        partner_dir.mkdir()
+        (partner_dir / "report.csv").write_bytes(REPORT)
+        (partner_dir / "eicar.com").write_bytes(EICAR)
+        result = run_sftp(a.sftp_port, PARTNER, ["put report.csv", "put eicar.com"],
+                          cwd=partner_dir, password=PARTNER_PW)
+        assert result.returncode == 0, result.stderr
+        yield Chain(a, b, partner_dir)
+    finally:
+        if a is not None:
+            shut_down(a)
+        shut_down(b)
+
+
+def files_in(directory: Path) -> list[Path]:
+    return sorted(path for path in directory.rglob("*") if path.is_file())
+
+
+def test_a_clean_file_travels_the_chain_and_the_consumer_downloads_it(chain, tmp_path):
+    b_clean = chain.b.data / "clean" / "inbound" / "report.csv"
+    wait_for(b_clean.is_file, "report.csv in B's clean/", timeout=180)
+
+    assert b_clean.read_bytes() == REPORT
+    # A delivered it and archived it under the same sub path.
+    assert (chain.a.data / "uploadarchive" / "partner" / "report.csv").read_bytes() == REPORT
+    assert not (chain.a.data / "clean" / "partner" / "report.csv").exists()
+    # The consumer on B gets exactly what the partner sent to A.
+    result = run_sftp(chain.b.sftp_port, CONSUMER, ["get report.csv"], cwd=tmp_path,
+                      password=CONSUMER_PW)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report.csv").read_bytes() == REPORT
+
+
+def test_eicar_never_leaves_a(chain):
+    quarantined = chain.a.data / "quarantine" / "partner" / "eicar.com"
+    wait_for(quarantined.is_file, "eicar.com in A's quarantine/", timeout=180)
+    # Wait for the clean file to arrive at B, so the uploader has certainly run since.
+    wait_for((chain.b.data / "clean" / "inbound" / "report.csv").is_file, "report.csv on B",
+             timeout=180)
+
+    for area in ("clean", "uploadarchive"):
+        assert not (chain.a.data / area / "partner" / "eicar.com").exists()
+    for path in files_in(chain.b.data):
+        if path.suffix in (".com", ".csv", ".json") or "inbound" in path.parts:
+            assert EICAR_MARKER not in path.read_bytes(), path
+
+
+def audit(up: Up, event: str) -> list[dict]:
+    lines = (up.data / "log" / "audit.log").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if record.get("event") == event]
+
+
+def test_each_hop_scanned_and_the_runs_are_in_prefect(chain):
+    wait_for((chain.b.data / "clean" / "inbound" / "report.csv").is_file, "report.csv on B",
+             timeout=180)
+    a_scans = {record["file"].rsplit("/", 1)[-1]: record for record in audit(chain.a, "scan")}
+    b_scans = [record for record in audit(chain.b, "scan")
+               if record["file"].endswith("report.csv")]
+    assert a_scans["report.csv"]["verdict"] == "clean"
+    assert a_scans["eicar.com"]["verdict"] == "infected"
+    assert [record["verdict"] for record in b_scans] == ["clean"]
+    assert b_scans[0]["sha256"] == a_scans["report.csv"]["sha256"]
+    assert b_scans[0]["account"] == HOP
+    uploads = [record for record in audit(chain.a, "upload") if record["file"].endswith(
+        "report.csv")]
+    assert len(uploads) == 1  # delivered once, never twice
+
+    flow_runs = api_post(chain.b, "/flow_runs/filter", {"limit": 200})
+    by_id = {run["id"]: run for run in flow_runs}
+    deployment = httpx.get(f"{chain.b.api}/deployments/name/upload/chain-a", timeout=30).json()
+    upload_run = by_id[uploads[0]["flow_run_id"]]
+    assert upload_run["name"] == "upload to-b"
+    assert upload_run["state_type"] == "COMPLETED"
+    assert upload_run["deployment_id"] == deployment["id"]
+    assert by_id[b_scans[0]["flow_run_id"]]["state_type"] == "COMPLETED"
+    assert [schedule["slug"] for schedule in deployment["schedules"]] == ["to-b"]
