@@ -273,3 +273,62 @@ def test_downloader_checks():
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_transfer_directories_may_not_overlap():
+    found = problems("""
+    users:
+      stagingDir:
+        - directory: partners/a
+          auth: {username: a, password: pw}
+    sftpClientDownloaders:
+      - {name: d1, host: h, username: u, localStagingDirectory: partners}
+      - {name: d2, host: h, username: u, localStagingDirectory: other}
+      - {name: d3, host: h, username: u, localStagingDirectory: other/deeper}
+    sftpClientUploaders:
+      - {name: u1, host: h, username: u, localDirectoryToUpload: out}
+      - {name: u2, host: h, username: u, localDirectoryToUpload: out}
+      - {name: u3, host: h, username: u, localDirectoryToUpload: "*"}
+    """)
+    assert ("test.yaml:7: sftpClientDownloaders[0].localStagingDirectory: 'partners' overlaps "
+            "'partners/a' of users.stagingDir[0].directory: their files would mix") in found
+    assert ("test.yaml:9: sftpClientDownloaders[2].localStagingDirectory: 'other/deeper' "
+            "overlaps 'other' of sftpClientDownloaders[1].localStagingDirectory: their files "
+            "would mix") in found
+    assert ("test.yaml:12: sftpClientUploaders[1].localDirectoryToUpload: 'out' overlaps 'out' "
+            "of sftpClientUploaders[0].localDirectoryToUpload: both would send the same "
+            "files") in found
+    assert sum("sftpClientUploaders[2].localDirectoryToUpload" in m for m in found) == 2
+    assert len(found) == 5
+
+
+def test_transfer_schedules_fingerprints_and_settings():
+    found = problems("""
+    transfers: {retries: -1, maxConnectionsPerHost: 0}
+    sftpClientDownloaders:
+      - name: d1
+        host: h
+        username: u
+        localStagingDirectory: d1
+        cron: "61 * * * *"
+        hostKeyFingerprint: "MD5:aa:bb"
+    """)
+    assert any("transfers.retries" in m for m in found)
+    assert any("transfers.maxConnectionsPerHost" in m for m in found)
+    assert any("sftpClientDownloaders[0].cron: not a cron expression (Bad minute)" in m
+               for m in found)
+    assert any("sftpClientDownloaders[0].hostKeyFingerprint: expected an OpenSSH "
+               "SHA256 fingerprint" in m for m in found)
+    config = parse("""
+    sftpClientDownloaders:
+      - {name: every, host: h, username: u, localStagingDirectory: a, interval: 300}
+      - {name: hourly, host: h, username: u, localStagingDirectory: b, cron: "0 * * * *"}
+      - {name: default, host: h, username: u, localStagingDirectory: c,
+         hostKeyFingerprint: "SHA256:xpr/wj5gURxIw9avjaWY4OzpvLrCd164VwMRLDl+DRk="}
+    """).config
+    assert [entry.schedule for entry in config.sftp_client_downloaders] == [
+        ("interval", 300), ("cron", "0 * * * *"), ("interval", 60)]
+    # The trailing "=" some tools print is dropped, as OpenSSH prints it without.
+    assert config.sftp_client_downloaders[2].host_key_fingerprint == \
+        "SHA256:xpr/wj5gURxIw9avjaWY4OzpvLrCd164VwMRLDl+DRk"
+    assert config.transfers.max_connections_per_host == 2
