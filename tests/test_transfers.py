@@ -657,3 +657,35 @@ async def test_remote_down_is_unavailable(server, layout, client_key):
         await can_list(entry, layout)
 
     assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+# -- another ssftp instance as the remote server -------------------------------------------
+
+
+async def test_download_from_an_ssftp_clean_account_with_delete(gateway, layout):
+    """A downloader pulling from another ssftp instance's clean area (a consumer account with
+    allowDelete), the other way to chain two instances."""
+    from tests.conftest import PASSWORDS
+
+    name = unique_name()
+    published = gateway.layout.clean / "partner-a" / name
+    (published / "deep").mkdir(parents=True)
+    (published / "deep" / "handed-on.bin").write_bytes(b"\x00scanned once\xff" * 500)
+    known = [f"[127.0.0.1]:{gateway.port} "
+             + asyncssh.read_private_key(path).export_public_key().decode().strip()
+             for path in sorted(gateway.layout.system.glob("ssh_host_*_key"))]
+    (layout.system / "known_hosts").write_text("\n".join(known) + "\n")
+    entry = Downloader.model_validate({
+        "name": "from-gateway", "host": "127.0.0.1", "port": gateway.port,
+        "username": "clean-admin", "password": PASSWORDS["clean-admin"],
+        "localStagingDirectory": "hop", "remoteDirectory": f"partner-a/{name}",
+        "deleteRemoteFileAfterDownload": True})
+
+    with TransferState.open(layout.system) as state:
+        async with open_sftp(entry, layout.system, 10) as sftp:
+            results = await download_files(entry, layout, state, sftp)
+
+    assert [(r.file, r.result) for r in results] == [("deep/handed-on.bin", "downloaded")]
+    staged = layout.staging / "hop" / "deep" / "handed-on.bin"
+    assert staged.read_bytes() == b"\x00scanned once\xff" * 500
+    assert not (published / "deep" / "handed-on.bin").exists()
