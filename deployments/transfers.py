@@ -126,18 +126,26 @@ class TransferDeployments:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._changed.set)
 
-    async def _pooled(self, flow: Flow[Any, Any]) -> DeploymentResponse | None:
+    async def _existing(self, flow: Flow[Any, Any]) -> DeploymentResponse | None:
         async with get_client() as client:
             try:
-                existing = await client.read_deployment_by_name(f"{flow.name}/{self.instance}")
+                return await client.read_deployment_by_name(f"{flow.name}/{self.instance}")
             except ObjectNotFound:
                 return None
-        return existing if existing.work_pool_name else None
 
     async def _register(self, kind: str) -> None:
         """Serve the deployment unless a work pool runs it; remember its id either way."""
         flow = FLOWS[kind]
-        pooled = await self._pooled(flow)
+        parameters = {"config": self.config_path, "data_dir": self.data_dir}
+        existing = await self._existing(flow)
+        pooled = existing if existing is not None and existing.work_pool_name else None
+        if existing is not None and pooled is None and existing.parameters != parameters:
+            # Another instance with the same instanceName on this Prefect server: whichever
+            # registered last would run both instances' transfers with its own config.
+            log_event(logger, "another ssftp instance served this deployment with other paths; "
+                      "give each instance its own instanceName", logging.WARNING,
+                      deployment=f"{flow.name}/{self.instance}",
+                      other_data_dir=existing.parameters.get("data_dir"))
         if pooled is not None:
             self.deployment_ids[kind] = pooled.id
             log_event(logger, "transfer deployment runs on a work pool", kind=kind,
@@ -146,7 +154,7 @@ class TransferDeployments:
             return
         deployment = await flow.ato_deployment(
             name=self.instance,
-            parameters={"config": self.config_path, "data_dir": self.data_dir},
+            parameters=parameters,
             entrypoint_type=EntrypointType.MODULE_PATH,
             description=f"ssftp {kind}s of instance {self.instance}, scheduled from "
                         f"{self.config_path}")
