@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import posixpath
 from collections.abc import AsyncIterator
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import asyncssh
 from prefect import flow
@@ -24,6 +24,7 @@ from flows.transfer_run import run_transfer
 from ssftp.config.schema import Downloader
 from ssftp.layout import DataLayout, is_partial_upload_name
 from ssftp.logs import AUDIT, log_event
+from ssftp.moves import temp_path_beside
 from ssftp.transfer_state import RemoteStamp, TransferState
 from ssftp.transfers import (
     TransferResult,
@@ -31,7 +32,6 @@ from ssftp.transfers import (
     exists_locally,
     local_name_problem,
     publish_download,
-    temp_path_beside,
 )
 
 audit_logger = logging.getLogger(AUDIT)
@@ -89,13 +89,12 @@ async def download_files(entry: Downloader, layout: DataLayout, state: TransferS
             results.append(TransferResult(sub_path.as_posix(), 0, "skipped",
                                           "exists locally (overrideExistingFile: false)"))
             continue
-        result = await _fetch(sftp, entry, layout, remote_path, sub_path, stamp)
+        target = area_path(layout.staging, entry.local_staging_directory, sub_path)
+        result = await _fetch(sftp, entry, remote_path, target, sub_path, stamp)
         if result.result == "downloaded":
             state.record_fetched(entry.name, remote_path, stamp)
             log_event(audit_logger, "download", downloader=entry.name, remote=remote_path,
-                      file=str(area_path(layout.staging, entry.local_staging_directory,
-                                         sub_path)),
-                      size=result.bytes, flow_run_id=flow_run_id)
+                      file=str(target), size=result.bytes, flow_run_id=flow_run_id)
             if entry.delete_remote_file_after_download:
                 result = await _delete_remote(sftp, entry, state, remote_path, sub_path, stamp,
                                               "")
@@ -103,10 +102,8 @@ async def download_files(entry: Downloader, layout: DataLayout, state: TransferS
     return results
 
 
-async def _fetch(sftp: asyncssh.SFTPClient, entry: Downloader, layout: DataLayout,
-                 remote_path: str, sub_path: PurePosixPath,
-                 stamp: RemoteStamp) -> TransferResult:
-    target = area_path(layout.staging, entry.local_staging_directory, sub_path)
+async def _fetch(sftp: asyncssh.SFTPClient, entry: Downloader, remote_path: str,
+                 target: Path, sub_path: PurePosixPath, stamp: RemoteStamp) -> TransferResult:
     name = sub_path.as_posix()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -83,14 +83,14 @@ async def _upload(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
                   state: TransferState, sub_path: PurePosixPath,
                   flow_run_id: str | None) -> TransferResult:
     local = area_path(layout.clean, entry.local_directory_to_upload, sub_path)
-    name = _clean_path(entry, sub_path).as_posix()
+    clean_path = _clean_path(entry, sub_path)
     try:
         fingerprint = LocalFingerprint.of(local)
     except FileNotFoundError:
-        return TransferResult(name, 0, "skipped", "gone from clean/ before it was sent")
+        return TransferResult(clean_path.as_posix(), 0, "skipped",
+                              "gone from clean/ before it was sent")
     temp, final = remote_paths(entry, sub_path)
-    delivery = Delivery(entry.name, _clean_path(entry, sub_path), fingerprint, temp, final,
-                        Stage.SENDING)
+    delivery = Delivery(entry.name, clean_path, fingerprint, temp, final, Stage.SENDING)
     try:
         if not entry.override_remote_existing_file and await sftp.lexists(final):
             raise _AlreadyThere

@@ -9,13 +9,10 @@ client closed the handle. An interrupted upload is discarded, never published.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import secrets
 from pathlib import Path
 
-from ssftp.layout import TEMP_PREFIX
-from ssftp.moves import fsync_directory
+from ssftp.moves import fsync_directory, publish, temp_path_beside
 
 FILE_MODE = 0o640
 
@@ -26,7 +23,7 @@ class UploadWriter:
         self.replace = replace
         self.append = append
         self.durable = durable
-        self.temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+        self.temp = temp_path_beside(target)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         self.fd = os.open(self.temp, flags, FILE_MODE)
 
@@ -60,29 +57,9 @@ class UploadWriter:
                 os.fsync(self.fd)
         finally:
             os.close(self.fd)
-        try:
-            if self.replace:
-                os.replace(self.temp, self.target)
-            else:
-                self._publish_without_replacing()
-        except BaseException:
-            self.temp.unlink(missing_ok=True)
-            raise
+        publish(self.temp, self.target, replace=self.replace)
         if self.durable:
             fsync_directory(self.target.parent)
-
-    def _publish_without_replacing(self) -> None:
-        try:
-            os.link(self.temp, self.target)
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            # No hard links on this filesystem (e.g. some network shares): check, then rename.
-            if self.target.exists():
-                raise FileExistsError(errno.EEXIST, "file exists", str(self.target)) from None
-            os.rename(self.temp, self.target)
-            return
-        os.unlink(self.temp)
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):

@@ -16,6 +16,37 @@ from pathlib import Path
 from ssftp.layout import TEMP_PREFIX
 
 
+def temp_path_beside(target: Path) -> Path:
+    """A hidden temp name in the target's directory: same filesystem, so a rename is atomic."""
+    return target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+
+
+def publish(temp: Path, target: Path, *, replace: bool) -> None:
+    """Give a complete temp file its final name. Without ``replace`` an existing file is never
+    clobbered: FileExistsError. The temp file is gone afterwards, whatever happened.
+
+    A hard link is what refuses atomically to replace; on filesystems without hard links
+    (some network shares) it falls back to checking, then renaming.
+    """
+    try:
+        if replace:
+            os.replace(temp, target)
+            return
+        try:
+            os.link(temp, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if target.exists():
+                raise FileExistsError(errno.EEXIST, "file exists", str(target)) from None
+            os.rename(temp, target)
+            return
+        os.unlink(temp)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
 def fsync_directory(directory: Path) -> None:
     """Make a rename or new name in ``directory`` survive a power cut."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -52,7 +83,7 @@ def move_atomically(source: Path, target: Path) -> None:
     else:
         fsync_directory(target.parent)
         return
-    temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+    temp = temp_path_beside(target)
     try:
         _copy_durably(source, temp)
         os.replace(temp, target)

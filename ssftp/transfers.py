@@ -11,13 +11,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from ssftp.layout import TEMP_PREFIX, DataLayout, is_pending_name, is_reserved_name
-from ssftp.moves import fsync_directory, link_without_replacing, move_atomically
+from ssftp.layout import DataLayout, is_pending_name, is_reserved_name
+from ssftp.moves import (
+    fsync_directory,
+    link_without_replacing,
+    move_atomically,
+    publish,
+    temp_path_beside,
+)
 from ssftp.transfer_state import LocalFingerprint
 
 Outcome = Literal["downloaded", "uploaded", "skipped", "failed"]
@@ -60,11 +65,6 @@ def exists_locally(layout: DataLayout, directory: str, sub_path: PurePosixPath) 
                for area in (layout.staging, layout.clean))
 
 
-def temp_path_beside(target: Path) -> Path:
-    """A hidden name in the target's directory (same filesystem, so the rename is atomic)."""
-    return target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
-
-
 def publish_download(temp: Path, target: Path, *, replace: bool) -> bool:
     """Make a complete temp file visible under its name; False when ``target`` exists and
     ``replace`` is off (the temp file is then removed).
@@ -78,16 +78,9 @@ def publish_download(temp: Path, target: Path, *, replace: bool) -> bool:
     finally:
         os.close(fd)
     try:
-        if replace:
-            os.replace(temp, target)
-        else:
-            try:
-                os.link(temp, target)
-            except FileExistsError:
-                return False
-    finally:
-        if not replace:
-            temp.unlink(missing_ok=True)
+        publish(temp, target, replace=replace)
+    except FileExistsError:
+        return False
     fsync_directory(target.parent)
     return True
 

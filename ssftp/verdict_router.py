@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from ssftp.claims import Claim, ClaimArea
 from ssftp.clamd import VerdictKind
-from ssftp.layout import TEMP_PREFIX, DataLayout
-from ssftp.moves import fsync_directory, move_atomically, numbered_name
+from ssftp.layout import DataLayout
+from ssftp.moves import fsync_directory, move_atomically, numbered_name, temp_path_beside
 
 VERDICT_RECORD_SUFFIX = ".verdict.json"
 
@@ -66,7 +65,7 @@ def _reserve_quarantine_path(target: Path) -> Path:
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
-    temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+    temp = temp_path_beside(path)
     with temp.open("w", encoding="utf-8") as handle:
         json.dump(record, handle, indent=2)  # ASCII-escaped: names may not be UTF-8
         handle.flush()
