@@ -1,0 +1,108 @@
+"""The clients that drive a benchmark, timed the same way against every server.
+
+Transfers use the OpenSSH ``sftp`` client in batch mode with aes128-gcm@openssh.com, what
+partners' scripts run (``tests.support.run_sftp``, the tests' own way to call it). Logins, idle
+sessions and the single-file latency use an asyncssh client in this process, so that no process
+start is timed along with what is measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from tests.support import run_sftp
+
+CIPHER = "aes128-gcm@openssh.com"
+HOST = "127.0.0.1"
+
+
+class ClientFailedError(RuntimeError):
+    """A client command failed, so its timing would mean nothing."""
+
+
+@dataclass(frozen=True)
+class Login:
+    """Who logs in where: one server's port, user name and the client key it accepts."""
+
+    port: int
+    username: str
+    key: Path
+
+    async def connect(self) -> asyncssh.SSHClientConnection:
+        return await asyncssh.connect(
+            HOST, self.port, username=self.username, client_keys=[str(self.key)],
+            known_hosts=None, encryption_algs=[CIPHER], agent_path=None, config=[],
+            preferred_auth="publickey")
+
+
+def timed_sftp(login: Login, commands: list[str], cwd: Path) -> float:
+    """Seconds one ``sftp -b`` session takes for ``commands``, from start to exit."""
+    started = time.perf_counter()
+    result = run_sftp(login.port, login.username, commands, cwd=cwd, key=login.key)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise ClientFailedError(
+            f"sftp to port {login.port} failed ({result.returncode}): {result.stderr.strip()}")
+    return elapsed
+
+
+async def login_rate(login: Login, count: int) -> float:
+    """Logins per second over ``count`` in a row: connect, key auth, open SFTP, close."""
+    started = time.perf_counter()
+    for _ in range(count):
+        async with await login.connect() as connection, connection.start_sftp_client():
+            pass
+        await connection.wait_closed()
+    return count / (time.perf_counter() - started)
+
+
+@contextlib.asynccontextmanager
+async def idle_sessions(login: Login, count: int) -> AsyncIterator[int]:
+    """Hold ``count`` logged-in connections, each with an SFTP session open, then close all."""
+    connections: list[asyncssh.SSHClientConnection] = []
+    sessions: list[asyncssh.SFTPClient] = []
+    try:
+        for _ in range(count):
+            connection = await login.connect()
+            connections.append(connection)
+            sessions.append(await connection.start_sftp_client())
+        # Every session answers once, so the server has finished setting each one up.
+        await asyncio.gather(*(session.getcwd() for session in sessions))
+        yield len(sessions)
+    finally:
+        for session in sessions:
+            session.exit()
+        for connection in connections:
+            connection.close()
+        await asyncio.gather(*(connection.wait_closed() for connection in connections),
+                             return_exceptions=True)
+
+
+async def upload_latencies(login: Login, target: Path, count: int, poll: float = 0.005,
+                           timeout: float = 60.0) -> list[float]:
+    """Seconds from an upload's close until the file is in ``target`` (a scanned-file area).
+
+    One connection for all files: what is timed is the gateway's work after the close
+    reply, not the login.
+    """
+    latencies = []
+    async with await login.connect() as connection, connection.start_sftp_client() as sftp:
+        for index in range(count):
+            name = f"latency-{index:03d}-{time.time_ns()}.txt"
+            async with sftp.open(name, "wb") as handle:
+                await handle.write(f"latency sample {index}\n".encode())
+            closed = time.perf_counter()
+            deadline = closed + timeout
+            while not (target / name).exists():
+                if time.perf_counter() > deadline:
+                    raise ClientFailedError(f"{name} did not reach {target} in {timeout:.0f} s")
+                await asyncio.sleep(poll)
+            latencies.append(time.perf_counter() - closed)
+    return latencies

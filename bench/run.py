@@ -1,0 +1,174 @@
+"""One benchmark run: start the servers in a temp directory, run the workloads, clean up.
+
+The run directory is on tmpfs (``/dev/shm``) when there is one, so disk speed is out of the
+SFTP figures for both servers alike; the JSON records which filesystem it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from bench import workloads
+from bench.clients import Login
+from bench.results import Row
+from bench.servers import DOWNLOADER, UPLOADER, SsftpProcess, bench_config, free_port
+from bench.workloads import Side, Sizes
+from ssftp.clamd import ClamdClient
+from ssftp.clamd_daemon import ClamdDaemon, ClamdStartError
+from tests.openssh_server import OpenSshServer, sshd_available
+from tests.support import ClientKey, make_client_key
+
+TMPFS = Path("/dev/shm")
+OPENSSH = "OpenSSH"
+GROUPS = ("sftp", "pipeline")
+
+
+@dataclass
+class Options:
+    sizes: Sizes = field(default_factory=Sizes)
+    json_path: Path = Path("bench-results.json")
+    workdir_parent: Path | None = None
+    keep: bool = False
+    groups: tuple[str, ...] = GROUPS
+
+
+def say(message: str) -> None:
+    """Progress goes to stderr, so stdout is the table alone."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def filesystem_of(path: Path) -> str:
+    """The type of the filesystem ``path`` is on, from /proc/mounts (longest mount prefix)."""
+    best, kind = "", "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _device, mount, fstype = line.split()[:3]
+            inside = str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) > len(best):
+                best, kind = mount, fstype
+    return kind
+
+
+def default_workdir_parent() -> Path | None:
+    if filesystem_of(TMPFS) == "tmpfs" and os.access(TMPFS, os.W_OK):
+        return TMPFS
+    return None
+
+
+def _command_version(*command: str) -> str:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "not installed"
+    return (result.stdout or result.stderr).strip().splitlines()[0] if result.returncode == 0 \
+        else "unknown"
+
+
+def _context(workdir: Path, options: Options) -> dict[str, object]:
+    repo = Path(__file__).resolve().parents[1]
+    return {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": _command_version("git", "-C", str(repo), "rev-parse", "--short", "HEAD"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "asyncssh": asyncssh.__version__,
+        "openssh": _command_version("ssh", "-V"),
+        "workdir_filesystem": filesystem_of(workdir),
+        "sizes": asdict(options.sizes),
+    }
+
+
+def _sftp_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
+               stack: contextlib.ExitStack) -> list[Row]:
+    config = workdir / "serve.yaml"
+    config.write_text(bench_config(key.public_line))
+    say("starting ssftp serve")
+    serve = SsftpProcess.start("serve", workdir, config, workdir / "serve-data")
+    stack.callback(serve.stop)
+    ssftp = Side("ssftp", serve.pid, Login(serve.port, UPLOADER, key.private_path),
+                 Login(serve.port, DOWNLOADER, key.private_path), serve.staging_root,
+                 serve.clean_root)
+    reference = None
+    if sshd_available():
+        say("starting OpenSSH sshd (internal-sftp)")
+        sshd = OpenSshServer.start(workdir / "sshd", authorized_keys=[key.public_line],
+                                   sftp_root=workdir / "openssh-root")
+        stack.callback(sshd.stop)
+        login = Login(sshd.port, sshd.username, key.private_path)
+        reference = Side(OPENSSH, sshd.process.pid, login, login, sshd.sftp_root,
+                         sshd.sftp_root)
+    else:
+        say("OpenSSH sshd is not installed (Debian package openssh-server): ssftp's SFTP "
+            "figures are measured without a reference")
+    rows = []
+    say("workload: one big file up and down")
+    rows += workloads.big_file(ssftp, reference, client, sizes)
+    say("workload: many small files in one session")
+    rows += workloads.many_files(ssftp, reference, client, sizes)
+    say("workload: logins per second")
+    rows += workloads.logins(ssftp, reference, sizes)
+    say("workload: memory with idle sessions")
+    rows += workloads.idle_memory(ssftp, reference, sizes)
+    return rows
+
+
+def _pipeline_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
+                   stack: contextlib.ExitStack, context: dict[str, object]) -> list[Row]:
+    say("starting clamd")
+    try:
+        clamd = ClamdDaemon.start(workdir / "clamd")
+    except ClamdStartError as exc:
+        say(f"pipeline workloads skipped: {exc}")
+        return []
+    stack.callback(clamd.stop)
+    raw_clamd = ClamdClient(clamd.address, timeout=600)
+    context["clamd"] = raw_clamd.command("VERSION")
+    config = workdir / "up.yaml"
+    config.write_text(bench_config(key.public_line, clamd_socket=clamd.socket))
+    say("starting ssftp up (its own Prefect server; the first start migrates its database)")
+    up = SsftpProcess.start("up", workdir, config, workdir / "up-data",
+                            ("--prefect-port", str(free_port())))
+    stack.callback(up.stop)
+    uploader = Login(up.port, UPLOADER, key.private_path)
+    say("workload: pipeline, many files until all are clean")
+    rows = workloads.pipeline(uploader, up.clean_root, up.layout.quarantine,
+                              raw_clamd, client, sizes)
+    say("workload: single-file latency")
+    return rows + workloads.latency(uploader, up.clean_root, sizes)
+
+
+def run(options: Options) -> tuple[list[Row], dict[str, object]]:
+    """Every workload of ``options.groups``; the rows and the run's context for the JSON."""
+    workdir = Path(tempfile.mkdtemp(prefix="ssftp-bench-", dir=options.workdir_parent))
+    say(f"working in {workdir} ({filesystem_of(workdir)})")
+    context = _context(workdir, options)
+    rows: list[Row] = []
+    try:
+        key = make_client_key(workdir, "client-key")
+        client = workdir / "client"
+        client.mkdir()
+        if "sftp" in options.groups:
+            with contextlib.ExitStack() as stack:
+                rows += _sftp_rows(workdir, key, client, options.sizes, stack)
+        if "pipeline" in options.groups:
+            with contextlib.ExitStack() as stack:
+                rows += _pipeline_rows(workdir, key, client, options.sizes, stack, context)
+    finally:
+        if options.keep:
+            say(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return rows, context

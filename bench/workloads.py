@@ -1,0 +1,252 @@
+"""The workloads: what is timed, against which reference, and what ssftp must reach.
+
+Each SFTP workload runs ssftp and OpenSSH alternately (A B A B ...), so that a slow moment of
+the machine falls on both. Files move to and from a ``Side``: a server plus the directories its
+uploads land in and its downloads come from, checked after every transfer (a transfer that did
+not arrive whole is an error, not a figure) and emptied before the next one, outside the timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from bench.clients import Login, idle_sessions, login_rate, timed_sftp, upload_latencies
+from bench.memory import Memory, tree_memory
+from bench.results import Better, Row, Samples, Target
+from ssftp.clamd import ClamdClient
+
+MB = 1_000_000
+KIB = 1024
+MIB = 1024 * KIB
+T = TypeVar("T")
+RAW_CLAMD = "raw clamd CONTSCAN"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One server as the workloads see it."""
+
+    name: str
+    pid: int
+    uploader: Login
+    downloader: Login
+    upload_dir: Path
+    download_dir: Path
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each workload moves; the defaults are the issue's, ``--smoke`` shrinks them."""
+
+    rounds: int = 5
+    big_file_bytes: int = 256 * MIB
+    small_files: int = 1000
+    small_file_bytes: int = 4 * KIB
+    logins: int = 50
+    idle_sessions: int = 100
+    pipeline_files: int = 1000
+    pipeline_file_bytes: int = 64 * KIB
+    latency_samples: int = 20
+
+
+def write_random_file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        remaining = size
+        while remaining:
+            chunk = os.urandom(min(remaining, 4 * MIB))
+            handle.write(chunk)
+            remaining -= len(chunk)
+    return path
+
+
+def write_file_set(directory: Path, count: int, size: int) -> list[str]:
+    """``count`` random files of ``size`` bytes in ``directory``; their names."""
+    names = [f"file-{index:05d}.bin" for index in range(count)]
+    for name in names:
+        write_random_file(directory / name, size)
+    return names
+
+
+def _expect_file(path: Path, size: int) -> None:
+    try:
+        found = path.stat().st_size
+    except FileNotFoundError:
+        raise RuntimeError(f"{path} is missing after the transfer") from None
+    if found != size:
+        raise RuntimeError(f"{path} has {found} bytes after the transfer, expected {size}")
+
+
+def _alternate(sides: list[Side], rounds: int, measure: Callable[[Side], T]) \
+        -> dict[str, list[T]]:
+    """``measure`` each side in turn, ``rounds`` times; the results by side name."""
+    results: dict[str, list[T]] = {side.name: [] for side in sides}
+    for _ in range(rounds):
+        for side in sides:
+            results[side.name].append(measure(side))
+    return results
+
+
+def _row(name: str, unit: str, better: Better, values: dict[str, list[float]], ssftp: Side,
+         reference: Side | None, target: Target | None, note: str = "") -> Row:
+    return Row(name=name, better=better, figure=Samples(unit, values[ssftp.name]),
+               reference_name=reference.name if reference else None,
+               reference=Samples(unit, values[reference.name]) if reference else None,
+               target=target, note=note)
+
+
+def big_file(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
+    """Upload and download of one large file; MB/s over the whole ``sftp`` session."""
+    size = sizes.big_file_bytes
+    source = write_random_file(client / "big.bin", size)
+    sides = [side for side in (ssftp, reference) if side is not None]
+    for side in sides:
+        side.download_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, side.download_dir / "down.bin")
+
+    def upload(side: Side) -> float:
+        seconds = timed_sftp(side.uploader, ["put big.bin up.bin"], client)
+        _expect_file(side.upload_dir / "up.bin", size)
+        (side.upload_dir / "up.bin").unlink()
+        return size / seconds / MB
+
+    def download(side: Side) -> float:
+        seconds = timed_sftp(side.downloader, ["get down.bin fetched.bin"], client)
+        _expect_file(client / "fetched.bin", size)
+        (client / "fetched.bin").unlink()
+        return size / seconds / MB
+
+    label = f"{size / MIB:g} MiB"
+    rows = [
+        _row(f"upload 1x{label}", "MB/s", Better.HIGHER, _alternate(sides, sizes.rounds, upload),
+             ssftp, reference, Target.ratio_at_least(1.0)),
+        _row(f"download 1x{label}", "MB/s", Better.HIGHER,
+             _alternate(sides, sizes.rounds, download), ssftp, reference,
+             Target.ratio_at_least(1.0)),
+    ]
+    for side in sides:
+        (side.download_dir / "down.bin").unlink()
+    source.unlink()
+    return rows
+
+
+def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
+    """One session uploading many small files (``put small/*``); files per second."""
+    names = write_file_set(client / "small", sizes.small_files, sizes.small_file_bytes)
+    sides = [side for side in (ssftp, reference) if side is not None]
+
+    def upload(side: Side) -> float:
+        seconds = timed_sftp(side.uploader, ["put small/*"], client)
+        for name in names:
+            _expect_file(side.upload_dir / name, sizes.small_file_bytes)
+            (side.upload_dir / name).unlink()
+        return len(names) / seconds
+
+    rows = [_row(f"upload {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session",
+                 "files/s", Better.HIGHER, _alternate(sides, sizes.rounds, upload), ssftp,
+                 reference, Target.ratio_at_least(1.0))]
+    shutil.rmtree(client / "small")
+    return rows
+
+
+def logins(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
+    """Logins per second: connect, key auth, open SFTP, close, ``sizes.logins`` in a row."""
+    sides = [side for side in (ssftp, reference) if side is not None]
+
+    def rate(side: Side) -> float:
+        return asyncio.run(login_rate(side.uploader, sizes.logins))
+
+    return [_row(f"logins, {sizes.logins} in a row", "logins/s", Better.HIGHER,
+                 _alternate(sides, sizes.rounds, rate), ssftp, reference,
+                 Target.ratio_at_least(5.0))]
+
+
+def idle_memory(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
+    """The server's memory while ``sizes.idle_sessions`` logged-in SFTP sessions sit idle."""
+    sides = [side for side in (ssftp, reference) if side is not None]
+
+    async def hold(side: Side) -> Memory:
+        async with idle_sessions(side.uploader, sizes.idle_sessions):
+            return tree_memory(side.pid)
+
+    measured = _alternate(sides, sizes.rounds, lambda side: asyncio.run(hold(side)))
+
+    def values(field: str) -> dict[str, list[float]]:
+        return {name: [getattr(memory, field) / MB for memory in memories]
+                for name, memories in measured.items()}
+
+    processes = "; ".join(f"{name}: {memories[-1].processes} processes"
+                          for name, memories in measured.items())
+    label = f"memory, {sizes.idle_sessions} idle sessions"
+    return [
+        _row(f"{label} (RSS)", "MB", Better.LOWER, values("rss_bytes"), ssftp, reference,
+             Target.at_most(150, "MB"), note=processes),
+        _row(f"{label} (PSS)", "MB", Better.LOWER, values("pss_bytes"), ssftp, reference, None,
+             note="RSS summed over processes counts shared pages once per process; PSS "
+                  "shares them out"),
+    ]
+
+
+def _wait_for_files(directory: Path, names: set[str], timeout: float = 600.0,
+                    poll: float = 0.01) -> float:
+    """Wait until every name is in ``directory``; the time it happened (perf_counter)."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        now = time.perf_counter()
+        with os.scandir(directory) as entries:
+            present = sum(1 for entry in entries if entry.name in names)
+        if present == len(names):
+            return now
+        if now > deadline:
+            raise RuntimeError(f"only {present} of {len(names)} files reached {directory} "
+                               f"within {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def pipeline(uploader: Login, clean: Path, quarantine: Path, clamd: ClamdClient, client: Path,
+             sizes: Sizes) -> list[Row]:
+    """Many files uploaded in one session until all are in clean/, against raw clamd
+    scanning the same files (CONTSCAN of their directory)."""
+    source = client / "pipeline"
+    names = set(write_file_set(source, sizes.pipeline_files, sizes.pipeline_file_bytes))
+    clean.mkdir(parents=True, exist_ok=True)
+    after_upload, overall, raw = Samples("s"), Samples("s"), Samples("s")
+    for _ in range(sizes.rounds):
+        started = time.perf_counter()
+        uploaded = started + timed_sftp(uploader, ["put pipeline/*"], client)
+        done = _wait_for_files(clean, names)
+        if any(quarantine.rglob("file-*")):
+            raise RuntimeError(f"random test files were quarantined: see {quarantine}")
+        after_upload.add(max(0.0, done - uploaded))
+        overall.add(done - started)
+        for name in names:
+            (clean / name).unlink()
+
+        scan_started = time.perf_counter()
+        reply = clamd.command(f"CONTSCAN {source}")
+        raw.add(time.perf_counter() - scan_started)
+        if not reply.endswith(": OK"):
+            raise RuntimeError(f"raw clamd CONTSCAN did not pass the test files: {reply}")
+    label = f"{len(names)}x{sizes.pipeline_file_bytes // KIB} KiB"
+    rows = [
+        Row(f"pipeline {label}: upload end -> all in clean/", Better.LOWER, after_upload,
+            RAW_CLAMD, raw, Target.at_most_reference_times(2.0, 2.0, "s")),
+        Row(f"pipeline {label}: upload start -> all in clean/", Better.LOWER, overall,
+            note="includes the upload itself"),
+    ]
+    shutil.rmtree(source)
+    return rows
+
+
+def latency(uploader: Login, clean: Path, sizes: Sizes) -> list[Row]:
+    """One small file at a time: seconds from the upload's close until it is in clean/."""
+    values = asyncio.run(upload_latencies(uploader, clean, sizes.latency_samples))
+    return [Row(f"latency, upload close -> clean/ (median of {len(values)})", Better.LOWER,
+                Samples("s", values), target=Target.at_most(1.5, "s"))]
