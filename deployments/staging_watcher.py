@@ -74,6 +74,11 @@ class StagingWatcher:
     _batch: dict[Path, None] = field(init=False, default_factory=dict)
     _batch_started: float = field(init=False, default=0.0)
     _ready_now: list[Path] = field(init=False, default_factory=list)
+    # The scan run in flight. One at a time: concurrent runs make the Prefect server's SQLite
+    # refuse writers, and its client waits 2 s before each retry (seen in bench/). But the
+    # watcher does not wait for the run: the next batch is collected (readiness, batch window)
+    # while it scans, and starts as soon as it ends.
+    _running: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         settings = self.settings()
@@ -193,12 +198,18 @@ class StagingWatcher:
                     watch.result()  # a watcher failure must stop the service, not go silent
                 now = time.monotonic()
                 self._collect(now)
-                batch = self._take_batch(now)
-                if batch:
-                    await self._dispatch(batch)
+                if self._running is not None and self._running.done():
+                    self._running.result()  # like the watch: a failure stops the service
+                    self._running = None
+                if self._running is None and (batch := self._take_batch(now)):
+                    self._running = asyncio.create_task(self._dispatch(batch))
                     continue
                 await asyncio.sleep(_TICK_SECONDS)
         finally:
+            if self._running is not None:
+                self._running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._running
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch

@@ -67,16 +67,27 @@ def from_parameter(value: str) -> Path:
 
 def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
                 logger: logging.LoggerAdapter[logging.Logger]) -> list[ScanResult]:
-    results = []
+    """Scan a slice; the run's log gets one line per file.
+
+    Clean files share one log entry per slice (a line each): a Prefect log call per file cost
+    as much as the scan itself. Anything not clean gets a warning entry of its own.
+    """
+    results, lines = [], []
     for path in paths:
         result = scanner.scan(from_parameter(path), flow_run_id)
         if result is None:
-            logger.info("%s: gone before it could be scanned", printable(str(from_parameter(path))))
+            lines.append(f"{printable(str(from_parameter(path)))}: gone before it could be "
+                         "scanned")
             continue
-        log = logger.warning if result.area is not Area.CLEAN else logger.info
-        log("%s: %s (%s) -> %s", printable(result.file), result.verdict,
-            printable(result.detail), printable(result.destination))
+        line = (f"{printable(result.file)}: {result.verdict} ({printable(result.detail)}) -> "
+                f"{printable(result.destination)}")
+        if result.area is Area.CLEAN:
+            lines.append(line)
+        else:
+            logger.warning("%s", line)
         results.append(result)
+    if lines:
+        logger.info("%s", "\n".join(lines))
     return results
 
 

@@ -121,12 +121,13 @@ def _open_store(args: argparse.Namespace) -> ConfigStore | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from server import event_loop
     from server.app import serve
 
     if (store := _open_store(args)) is None:
         return 2
     try:
-        asyncio.run(serve(store, host=args.host, port=args.port))
+        event_loop.run(serve(store, host=args.host, port=args.port))
     except OSError as exc:
         print(f"ssftp serve: {exc}", file=sys.stderr)
         return 1
@@ -136,12 +137,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from deployments.prefect_server import PrefectServerError
     from deployments.up import WorkerDiedError, run_up
+    from server import event_loop
     from ssftp.clamd_daemon import ClamdStartError
 
     if (store := _open_store(args)) is None:
         return 2
     try:
-        asyncio.run(run_up(store, host=args.host, port=args.port,
+        event_loop.run(run_up(store, host=args.host, port=args.port,
                            prefect_port=args.prefect_port))
     except (PrefectServerError, ClamdStartError, WorkerDiedError, OSError) as exc:
         # OSError: the SFTP port cannot be bound (in use, or a privileged port).
@@ -232,6 +234,7 @@ def _public_key_lines(values: list[str]) -> list[str]:
 
 
 def _portable(args: argparse.Namespace) -> int:
+    from server import event_loop
     from server.portable import portable_account, run_portable
 
     password = args.password or os.environ.get("SSFTP_PORTABLE_PASSWORD")
@@ -242,7 +245,7 @@ def _portable(args: argparse.Namespace) -> int:
         print(f"ssftp portable: {exc}", file=sys.stderr)
         return 2
     layout = DataLayout.at(args.data_dir).create()
-    asyncio.run(run_portable(account, layout, args.host, args.port))
+    event_loop.run(run_portable(account, layout, args.host, args.port))
     return 0
 
 

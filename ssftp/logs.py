@@ -34,7 +34,18 @@ def _masked(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per line. A record goes to stdout and to one or more files; it is
+    formatted once for all of them (formatting was ~7% of the server's time per small upload,
+    half of it repeated)."""
+
     def format(self, record: logging.LogRecord) -> str:
+        line = getattr(record, "ssftp_json_line", None)
+        if line is None:
+            line = self._render(record)
+            record.ssftp_json_line = line
+        return line
+
+    def _render(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import stat
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,9 @@ class ScanResult:
     flow_run_id: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow: every field is a plain value, and dataclasses.asdict's deep copy was a
+        # tenth of the per-file cost of a scan.
+        return dict(vars(self))
 
 
 def _digest(fd: int) -> tuple[str, int]:

@@ -79,6 +79,8 @@ class ConfigStore:
         def is_ours(_change: watchfiles.Change, changed: str) -> bool:
             return Path(changed) == target
 
+        # Not recursive: the file's directory may hold the data root (uploads would wake the
+        # watcher for every file).
         async for _changes in watchfiles.awatch(target.parent, watch_filter=is_ours,
-                                                 debounce=200, step=50):
+                                                 recursive=False, debounce=200, step=50):
             self.reload()
