@@ -7,7 +7,9 @@ logged and answered with SSH_FX_PERMISSION_DENIED; filesystem errors keep their 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import os
 import stat
@@ -107,11 +109,19 @@ class SFTPSession(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied(refusal.reason) from None
 
     def _log_transfer(self, direction: str, handle: _Handle, error: str | None) -> None:
-        log_event(transfer_log, "transfer", logging.INFO if error is None else logging.WARNING,
-                  direction=direction, user=self.account.username, ip=self.context.ip,
-                  path=handle.virtual, bytes=handle.bytes,
-                  ms=round((time.monotonic() - handle.started) * 1000, 1),
-                  ok=error is None, error=error)
+        """Log a finished transfer once the close reply is on its way.
+
+        close() returns before asyncssh sends the reply; writing the record (to stdout and
+        the log files) in the next turn of the loop overlaps it with the client's next step
+        instead of delaying the reply (a tenth of the server's time per small upload).
+        """
+        asyncio.get_running_loop().call_soon(functools.partial(
+            log_event, transfer_log, "transfer",
+            logging.INFO if error is None else logging.WARNING,
+            direction=direction, user=self.account.username, ip=self.context.ip,
+            path=handle.virtual, bytes=handle.bytes,
+            ms=round((time.monotonic() - handle.started) * 1000, 1),
+            ok=error is None, error=error))
 
     def format_user(self, uid: int | None) -> str:
         return self.account.username  # never reveal host account names
