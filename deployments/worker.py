@@ -107,6 +107,7 @@ class ScanWorker:
         """Watch staging and scan, and serve the transfers, until cancelled or one part fails;
         notifications in flight are given a moment to finish, then cancelled (their runs show
         as cancelled or crashed, not lost silently)."""
+        await asyncio.to_thread(self.runs.warm_up)
         ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
                  asyncio.create_task(self.transfers.run(ready_parts[1]))]

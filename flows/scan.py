@@ -148,6 +148,15 @@ class ScanRuns:
 
         self._flow = scan_batch
 
+    def warm_up(self) -> None:
+        """Load what Prefect loads only when a process starts its first run (the engines,
+        FastAPI's encoder for the parameters): the first upload after a start then reaches
+        clean/ ~0.3 s sooner (measured: 1.75 s instead of 2.0 s; later ones take ~1 s)."""
+        import prefect.flow_engine
+        import prefect.task_engine  # noqa: F401
+
+        self._flow.serialize_parameters({"paths": []})
+
     async def scan_batch(self, paths: list[Path]) -> list[ScanResult]:
         """One scan run for these staged (or claimed) files."""
         return await self._flow([to_parameter(path) for path in paths])
