@@ -151,6 +151,47 @@ def test_jail_root_through_a_symlink(tmp_path):
     assert jail.to_virtual(jail.root) == "/"
 
 
+def _resolved_by_realpath(jail: Jail, client_path: bytes, follow_final: bool) -> str:
+    """What resolve() must return: os.path.realpath of the whole path, as the jail once did."""
+    virtual = jail.virtual(client_path)
+    lexical = os.path.join(jail.root, virtual.lstrip("/"))
+    if follow_final or virtual == "/":
+        host = os.path.realpath(lexical)
+    else:
+        parent, name = os.path.split(lexical)
+        host = os.path.join(os.path.realpath(parent), name)
+    if not jail.contains(host):
+        raise Refused("outside")
+    return host
+
+
+@pytest.mark.parametrize("follow_final", [True, False])
+def test_resolve_matches_realpath_for_every_kind_of_path(jail_tree, follow_final):
+    jail, root, outside = jail_tree
+    (root / "link-in").symlink_to(root / "sub")
+    (root / "sub" / "up").symlink_to("..")
+    (root / "chain").symlink_to("link-in")
+    (root / "link-out").symlink_to(outside)
+    (root / "dangling").symlink_to(root / "nowhere" / "at-all")
+    (root / "loop-a").symlink_to("loop-b")
+    (root / "loop-b").symlink_to("loop-a")
+    (root / "sub" / "deeper" / "rel-in").symlink_to("../../inside.txt")
+    paths = [b"/", b"inside.txt", b"sub/deeper", b"sub/deeper/new.txt", b"missing/a/b",
+             b"inside.txt/under-a-file", b"link-in", b"link-in/deeper/x", b"sub/up/inside.txt",
+             b"chain/deeper", b"link-out", b"link-out/secret.txt", b"dangling", b"dangling/x",
+             b"loop-a", b"loop-a/x", b"sub/deeper/rel-in", b"sub/up/sub/up/link-in/new"]
+    for client_path in paths:
+        try:
+            expected: str | None = _resolved_by_realpath(jail, client_path, follow_final)
+        except Refused:
+            expected = None
+        try:
+            found: str | None = str(jail.resolve(client_path, follow_final=follow_final).host)
+        except Refused:
+            found = None
+        assert found == expected, client_path
+
+
 def test_to_virtual_refuses_outside_host_paths(jail_tree):
     jail, _, outside = jail_tree
     assert jail.to_virtual(jail.root) == "/"
