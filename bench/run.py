@@ -22,11 +22,11 @@ import asyncssh
 from bench import workloads
 from bench.clients import Login
 from bench.results import Row
-from bench.servers import DOWNLOADER, UPLOADER, SsftpProcess, bench_config, free_port
+from bench.servers import DOWNLOADER, UPLOADER, SsftpProcess, bench_config
 from bench.workloads import Side, Sizes
 from ssftp.clamd import ClamdClient
 from ssftp.clamd_daemon import ClamdDaemon, ClamdStartError
-from tests.openssh_server import OpenSshServer, sshd_available
+from tests.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import ClientKey, make_client_key
 
 TMPFS = Path("/dev/shm")

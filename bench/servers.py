@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssftp.layout import DataLayout
+from tests.openssh_server import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 120.0
@@ -46,12 +47,6 @@ def ssftp_command() -> list[str]:
     if found := shutil.which("ssftp"):
         return [found]
     raise BenchSetupError("the ssftp command is not installed (run ./test or scripts/bootstrap.sh)")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def child_env(workdir: Path) -> dict[str, str]:

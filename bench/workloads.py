@@ -21,6 +21,7 @@ from bench.clients import Login, idle_sessions, login_rate, timed_sftp, upload_l
 from bench.memory import Memory, tree_memory
 from bench.results import Better, Row, Samples, Target
 from ssftp.clamd import ClamdClient
+from tests.support import make_random_file
 
 MB = 1_000_000
 KIB = 1024
@@ -56,22 +57,12 @@ class Sizes:
     latency_samples: int = 20
 
 
-def write_random_file(path: Path, size: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
-        remaining = size
-        while remaining:
-            chunk = os.urandom(min(remaining, 4 * MIB))
-            handle.write(chunk)
-            remaining -= len(chunk)
-    return path
-
-
 def write_file_set(directory: Path, count: int, size: int) -> list[str]:
     """``count`` random files of ``size`` bytes in ``directory``; their names."""
     names = [f"file-{index:05d}.bin" for index in range(count)]
+    directory.mkdir(parents=True, exist_ok=True)
     for name in names:
-        write_random_file(directory / name, size)
+        make_random_file(directory / name, size)
     return names
 
 
@@ -105,7 +96,7 @@ def _row(name: str, unit: str, better: Better, values: dict[str, list[float]], s
 def big_file(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
     """Upload and download of one large file; MB/s over the whole ``sftp`` session."""
     size = sizes.big_file_bytes
-    source = write_random_file(client / "big.bin", size)
+    source = make_random_file(client / "big.bin", size)
     sides = [side for side in (ssftp, reference) if side is not None]
     for side in sides:
         side.download_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 A small SFTP request spends much of its time in the event loop itself: waking up, reading the
 socket, writing the reply. uvloop does that part in C; in ``bench/`` it raised the 1000-file
-upload session by about a tenth and the download throughput with it. Only the server's loop
+upload session by about a tenth. Only the server's loop
 uses it: the scan worker and Prefect's own threads keep asyncio's loop, the one Prefect is
 tested on.
 """
