@@ -25,7 +25,8 @@ from bench.results import Row
 from bench.servers import DOWNLOADER, UPLOADER, SsftpProcess, bench_config
 from bench.workloads import Side, Sizes
 from ssftp.clamd import ClamdClient
-from ssftp.clamd_daemon import ClamdDaemon, ClamdStartError
+from ssftp.clamd_daemon import ClamdDaemon
+from ssftp.errors import ClamdStartError
 from tests.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import ClientKey, make_client_key
 

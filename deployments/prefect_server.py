@@ -17,12 +17,9 @@ from pathlib import Path
 import httpx
 
 from ssftp.child_processes import stop_child
+from ssftp.errors import PrefectServerError
 
 OFFLINE_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
-
-
-class PrefectServerError(RuntimeError):
-    """The Prefect server did not come up; the message carries the end of its log."""
 
 
 def is_healthy(api_url: str) -> bool:

@@ -17,14 +17,11 @@ from dataclasses import dataclass, field
 from deployments.prefect_server import OFFLINE_ENV, PrefectServer, ensure_prefect_server
 from ssftp.clamd_daemon import ClamdDaemon
 from ssftp.config.reload import ConfigStore
+from ssftp.errors import WorkerDiedError
 from ssftp.layout import DataLayout
 from ssftp.logs import configure_logging, log_dirs
 
 DEFAULT_PREFECT_PORT = 4200
-
-
-class WorkerDiedError(RuntimeError):
-    """The scan worker ended on its own; ``ssftp up`` stops rather than serve unscanned."""
 
 
 @dataclass

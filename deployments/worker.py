@@ -21,6 +21,7 @@ from flows.scan import ScanRuns
 from ssftp.claims import ClaimArea
 from ssftp.clamd import ClamdAddress, ClamdClient
 from ssftp.config.reload import ActiveConfig, ConfigStore
+from ssftp.errors import NoClamdError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event
 from ssftp.scanner import Scanner, ScanResult
@@ -28,10 +29,6 @@ from ssftp.staging_owners import StagingOwners
 from ssftp.webhooks import Notification, notifications_for
 
 logger = logging.getLogger(APP)
-
-
-class NoClamdError(RuntimeError):
-    """Scanning is on but no clamd address is known."""
 
 
 def build_scanner(layout: DataLayout, active: ActiveConfig, claims: ClaimArea,

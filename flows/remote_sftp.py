@@ -22,6 +22,7 @@ from pathlib import Path
 import asyncssh
 
 from ssftp.config.schema import Downloader, Uploader
+from ssftp.errors import RemoteRefusedError, RemoteUnavailableError
 from ssftp.logs import APP, log_event
 
 logger = logging.getLogger(APP)
@@ -32,18 +33,6 @@ RemoteEntry = Downloader | Uploader
 # What asyncssh raises when a session dies mid-transfer (not a per-file SFTP error).
 CONNECTION_LOST = (asyncssh.DisconnectError, asyncssh.SFTPConnectionLost, BrokenPipeError,
                    ConnectionResetError)
-
-
-class TransferError(Exception):
-    """A downloader or uploader could not do its work."""
-
-
-class RemoteUnavailableError(TransferError):
-    """The remote server could not be reached or went away: worth trying again later."""
-
-
-class RemoteRefusedError(TransferError):
-    """Trying again will not help until the config or the remote server changes."""
 
 
 def system_path(system: Path, value: str) -> Path:

@@ -28,9 +28,10 @@ from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 
-from flows.remote_sftp import RemoteEntry, RemoteUnavailableError, TransferError, open_sftp
-from ssftp.config.loader import ConfigError, load_config
+from flows.remote_sftp import RemoteEntry, open_sftp
+from ssftp.config.loader import load_config
 from ssftp.config.schema import SsftpConfig
+from ssftp.errors import ConfigError, RemoteUnavailableError, TransferError, TransferFailedError
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, configure_logging, log_dirs, printable
 from ssftp.retry_schedule import exponential_delays
@@ -39,10 +40,6 @@ from ssftp.transfer_state import TransferState
 from ssftp.transfers import TransferResult
 
 TransferKind = Literal["download", "upload"]
-
-
-class TransferFailedError(TransferError):
-    """Some files could not be transferred; the others were."""
 
 
 def find_entry(config: SsftpConfig, kind: TransferKind, name: str, source: str) -> RemoteEntry:

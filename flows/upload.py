@@ -27,9 +27,10 @@ from prefect import flow
 from flows.remote_sftp import CONNECTION_LOST, reason
 from flows.transfer_run import run_transfer
 from ssftp.config.schema import Uploader
+from ssftp.file_stamp import FileStamp
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, log_event
-from ssftp.transfer_state import Delivery, LocalFingerprint, Stage, TransferState
+from ssftp.transfer_state import Delivery, Stage, TransferState
 from ssftp.transfers import (
     Outcome,
     TransferResult,
@@ -85,7 +86,7 @@ async def _upload(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
     local = area_path(layout.clean, entry.local_directory_to_upload, sub_path)
     clean_path = _clean_path(entry, sub_path)
     try:
-        fingerprint = LocalFingerprint.of(local)
+        fingerprint = FileStamp.of(local.stat())
     except FileNotFoundError:
         return TransferResult(clean_path.as_posix(), 0, "skipped",
                               "gone from clean/ before it was sent")
@@ -100,7 +101,7 @@ async def _upload(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
         state.save_delivery(delivery)
         await sftp.put(local, temp)
         remote_size = (await sftp.stat(temp)).size
-        if remote_size != fingerprint.size or LocalFingerprint.of(local) != fingerprint:
+        if remote_size != fingerprint.size or FileStamp.of(local.stat()) != fingerprint:
             return await _undo(sftp, state, delivery, "failed",
                                f"size check failed ({fingerprint.size} bytes sent, remote "
                                f"has {remote_size}); sent again next run")

@@ -8,12 +8,11 @@ place, so two instances starting together cannot overwrite each other's key.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import asyncssh
 
-from ssftp.layout import TEMP_PREFIX
+from ssftp.moves import write_durably
 
 KEY_TYPES = {
     "ed25519": ("ssh-ed25519", {}),
@@ -24,18 +23,9 @@ KEY_TYPES = {
 
 def _create(path: Path, algorithm: str, options: dict[str, int]) -> None:
     key = asyncssh.generate_private_key(algorithm, **options)
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key.export_private_key("openssh"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        # If another instance won the race, its key stays and is used.
-        with contextlib.suppress(FileExistsError):
-            os.link(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    # If another instance won the race, its key stays and is used.
+    with contextlib.suppress(FileExistsError):
+        write_durably(path, key.export_private_key("openssh"), replace=False, mode=0o600)
 
 
 def load_host_keys(system_dir: Path) -> list[asyncssh.SSHKey]:

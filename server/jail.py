@@ -14,8 +14,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssftp.errors import Refused
 from ssftp.layout import is_reserved_name
-from ssftp.permissions import Refused
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ from asyncssh import SFTPAttrs, SFTPName
 from server.jail import Jail, JailPath
 from server.upload_writer import UploadWriter
 from ssftp.accounts import Account
+from ssftp.errors import Refused
 from ssftp.layout import is_partial_upload_name, is_reserved_name
 from ssftp.logs import APP, TRANSFER, log_event
-from ssftp.permissions import Permission, Refused
+from ssftp.permissions import Permission
 
 app_log = logging.getLogger(APP)
 transfer_log = logging.getLogger(TRANSFER)

@@ -12,7 +12,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from ssftp.moves import fsync_directory, publish, temp_path_beside
+from ssftp.moves import publish, temp_path_beside
 
 FILE_MODE = 0o640
 
@@ -52,14 +52,8 @@ class UploadWriter:
     def commit(self) -> None:
         """Publish under the final name; raises FileExistsError if that would clobber a file
         the account may not overwrite (the temp file is then removed)."""
-        try:
-            if self.durable:
-                os.fsync(self.fd)
-        finally:
-            os.close(self.fd)
-        publish(self.temp, self.target, replace=self.replace)
-        if self.durable:
-            fsync_directory(self.target.parent)
+        os.close(self.fd)
+        publish(self.temp, self.target, replace=self.replace, durable=self.durable)
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):

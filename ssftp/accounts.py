@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ssftp.config.schema import CleanAccount, SsftpConfig, StagingAccount
+from ssftp.errors import PublicKeyError
 from ssftp.layout import DataLayout
 from ssftp.passwords import PasswordVerifier
 from ssftp.permissions import (
@@ -21,7 +22,7 @@ from ssftp.permissions import (
     Permissions,
     parse_permission_names,
 )
-from ssftp.public_keys import AuthorizedKey, PublicKeyError, parse_public_key
+from ssftp.public_keys import AuthorizedKey, parse_public_key
 
 
 class AccountKind(StrEnum):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ssftp.child_processes import stop_child
 from ssftp.clamd import ClamdAddress, ClamdClient
+from ssftp.errors import ClamdStartError
 from ssftp.logs import APP, log_event
 
 logger = logging.getLogger(APP)
@@ -24,10 +25,6 @@ PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "config"
 TEST_SIGNATURES = PROJECT_CONFIG / "test-signatures"
 SYSTEM_DATABASE = Path("/var/lib/clamav")
 CLAMD_BINARIES = ("/usr/sbin/clamd", "clamd")
-
-
-class ClamdStartError(RuntimeError):
-    """clamd could not be started; the message carries the end of its log."""
 
 
 def signature_database() -> tuple[Path, bool]:

@@ -13,8 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from ssftp.config import ConfigError, load_config
+from ssftp.config import load_config
 from ssftp.config.reload import ConfigStore
+from ssftp.errors import ConfigError
 from ssftp.layout import DataLayout
 from ssftp.passwords import hash_password
 
@@ -138,7 +139,7 @@ def _up(args: argparse.Namespace) -> int:
     from deployments.prefect_server import PrefectServerError
     from deployments.up import WorkerDiedError, run_up
     from server import event_loop
-    from ssftp.clamd_daemon import ClamdStartError
+    from ssftp.errors import ClamdStartError
 
     if (store := _open_store(args)) is None:
         return 2

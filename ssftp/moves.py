@@ -21,30 +21,67 @@ def temp_path_beside(target: Path) -> Path:
     return target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
 
 
-def publish(temp: Path, target: Path, *, replace: bool) -> None:
-    """Give a complete temp file its final name. Without ``replace`` an existing file is never
-    clobbered: FileExistsError. The temp file is gone afterwards, whatever happened.
+def publish(temp: Path, target: Path, *, replace: bool, durable: bool = True) -> None:
+    """Give a complete temp file its final name: the one way every writer of ssftp makes a
+    file appear. Without ``replace`` an existing file is never clobbered: FileExistsError.
+    The temp file is gone afterwards, whatever happened.
+
+    ``durable``: the data is on disk before the name appears, and the name is on disk when
+    this returns, so a power cut leaves the old state or the complete new file, never an
+    empty file under the final name. Only uploads may opt out (``fsyncUploads: false``).
 
     A hard link is what refuses atomically to replace; on filesystems without hard links
     (some network shares) it falls back to checking, then renaming.
     """
     try:
+        if durable:
+            _fsync_file(temp)
         if replace:
             os.replace(temp, target)
-            return
-        try:
-            os.link(temp, target)
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            if target.exists():
-                raise FileExistsError(errno.EEXIST, "file exists", str(target)) from None
-            os.rename(temp, target)
-            return
-        os.unlink(temp)
+        else:
+            _link_or_rename(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_directory(target.parent)
+
+
+def write_durably(target: Path, data: bytes, *, replace: bool, mode: int = 0o640) -> None:
+    """Create ``target`` holding ``data``, through a temp file and :func:`publish`."""
+    temp = temp_path_beside(target)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        temp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    publish(temp, target, replace=replace)
+
+
+def _link_or_rename(temp: Path, target: Path) -> None:
+    try:
+        os.link(temp, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(target)) from None
+        os.rename(temp, target)
+        return
+    os.unlink(temp)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_directory(directory: Path) -> None:
@@ -56,7 +93,7 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _copy_durably(source: Path, temp: Path) -> None:
+def _copy(source: Path, temp: Path) -> None:
     with source.open("rb") as reader:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         try:
@@ -67,7 +104,6 @@ def _copy_durably(source: Path, temp: Path) -> None:
                 if sent == 0:
                     break
                 offset += sent
-            os.fsync(fd)
         finally:
             os.close(fd)
 
@@ -85,12 +121,11 @@ def move_atomically(source: Path, target: Path) -> None:
         return
     temp = temp_path_beside(target)
     try:
-        _copy_durably(source, temp)
-        os.replace(temp, target)
+        _copy(source, temp)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsync_directory(target.parent)
+    publish(temp, target, replace=True)
     source.unlink()
 
 

@@ -17,15 +17,13 @@ import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from ssftp.errors import PasswordFormatError
+
 Scheme = Literal["bcrypt", "argon2id", "plaintext"]
 
 _BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$")
 _ARGON2ID = re.compile(r"^\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$")
 _argon2 = PasswordHasher()
-
-
-class PasswordFormatError(ValueError):
-    """A value that looks like a hash but is not a valid one (refused, never taken as plaintext)."""
 
 
 def looks_like_hash(value: str) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ssftp.errors import Refused
+
 
 class Permission(StrEnum):
     LIST = "list"
@@ -36,14 +38,6 @@ _NEVER = {
 
 STAGING_DEFAULT = frozenset({Permission.LIST, Permission.UPLOAD, Permission.CREATE_DIRS})
 CLEAN_DEFAULT = frozenset({Permission.LIST, Permission.DOWNLOAD})
-
-
-class Refused(Exception):
-    """An operation the account may not do; ``reason`` is logged and sent to the client."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def parse_permission_names(names: list[str]) -> frozenset[Permission]:

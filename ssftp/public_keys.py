@@ -13,9 +13,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-
-class PublicKeyError(ValueError):
-    """A configured public key that cannot be used (the message says why)."""
+from ssftp.errors import PublicKeyError
 
 
 @dataclass(frozen=True)

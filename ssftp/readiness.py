@@ -15,23 +15,23 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-Fingerprint = tuple[int, int, int]
+from ssftp.file_stamp import FileStamp
 
 
-def _fingerprint(path: Path) -> Fingerprint | None:
-    """(inode, size, mtime) of a regular file, None when it is gone or not a regular file."""
+def _fingerprint(path: Path) -> FileStamp | None:
+    """The stamp of a regular file, None when it is gone or not a regular file."""
     try:
         info = os.lstat(path)
     except OSError:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return info.st_ino, info.st_size, info.st_mtime_ns
+    return FileStamp.of(info)
 
 
 @dataclass
 class _Seen:
-    fingerprint: Fingerprint
+    fingerprint: FileStamp
     since: float
 
 

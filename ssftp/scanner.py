@@ -21,6 +21,7 @@ from typing import Any
 
 from ssftp.claims import Claim, ClaimArea
 from ssftp.clamd import ClamdClient, ScanMode, Verdict, VerdictKind
+from ssftp.file_stamp import FileStamp
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, log_event
 from ssftp.staging_owners import StagingOwners
@@ -66,8 +67,10 @@ def _digest(fd: int) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _fingerprint(info: os.stat_result) -> tuple[int, int, int, int]:
-    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    """The ctime too: a writer can put the old mtime back, never the old ctime."""
+    return (FileStamp.of(after) != FileStamp.of(before)
+            or after.st_ctime_ns != before.st_ctime_ns)
 
 
 class Scanner:
@@ -109,7 +112,7 @@ class Scanner:
             if self.client is None:
                 return None, sha256, size
             verdict = self.client.scan(claim.path, self.mode)
-            if _fingerprint(os.fstat(fd)) != _fingerprint(before) or size != before.st_size:
+            if _changed(before, os.fstat(fd)) or size != before.st_size:
                 return (Verdict(VerdictKind.ERROR, "the file changed while it was being scanned"),
                         sha256, size)
             return verdict, sha256, size

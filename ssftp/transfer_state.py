@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
+from ssftp.file_stamp import FileStamp
+
 STATE_FILE = "transfers.sqlite"
 
 _SCHEMA = """
@@ -52,20 +54,6 @@ class RemoteStamp:
     mtime: int
 
 
-@dataclass(frozen=True)
-class LocalFingerprint:
-    """Which local file (inode) in which state: a replaced or rewritten file differs."""
-
-    inode: int
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, path: Path) -> LocalFingerprint:
-        info = path.stat()
-        return cls(info.st_ino, info.st_size, info.st_mtime_ns)
-
-
 class Stage(StrEnum):
     # Sending to the remote temp name; a crash here leaves only a temp file to remove.
     SENDING = "sending"
@@ -79,7 +67,7 @@ class Delivery:
     uploader: str
     # Relative to clean/.
     local_path: PurePosixPath
-    fingerprint: LocalFingerprint
+    fingerprint: FileStamp
     remote_temp: str
     remote_final: str
     stage: Stage
@@ -131,7 +119,7 @@ class TransferState:
             "SELECT local_path, inode, size, mtime_ns, remote_temp, remote_final, stage "
             "FROM deliveries WHERE uploader = ? ORDER BY updated_at", (uploader,)).fetchall()
         return [Delivery(uploader, PurePosixPath(os.fsdecode(local)),
-                         LocalFingerprint(inode, size, mtime_ns), temp, final, Stage(stage))
+                         FileStamp(inode, size, mtime_ns), temp, final, Stage(stage))
                 for local, inode, size, mtime_ns, temp, final, stage in rows]
 
     def save_delivery(self, delivery: Delivery) -> None:

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from ssftp.file_stamp import FileStamp
 from ssftp.layout import DataLayout, is_pending_name, is_reserved_name
 from ssftp.moves import (
-    fsync_directory,
     link_without_replacing,
     move_atomically,
     publish,
     temp_path_beside,
 )
-from ssftp.transfer_state import LocalFingerprint
 
 Outcome = Literal["downloaded", "uploaded", "skipped", "failed"]
 
@@ -69,19 +68,13 @@ def publish_download(temp: Path, target: Path, *, replace: bool) -> bool:
     """Make a complete temp file visible under its name; False when ``target`` exists and
     ``replace`` is off (the temp file is then removed).
 
-    The data is fsynced first: a power cut must not turn a published file into an empty one,
-    since the remote copy may be deleted right after.
+    Durably: a power cut must not turn a published file into an empty one, since the remote
+    copy may be deleted right after.
     """
-    fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     try:
         publish(temp, target, replace=replace)
     except FileExistsError:
         return False
-    fsync_directory(target.parent)
     return True
 
 
@@ -107,7 +100,7 @@ def files_to_upload(layout: DataLayout, directory: str) -> list[PurePosixPath]:
 
 
 def archive_uploaded(layout: DataLayout, clean_path: PurePosixPath,
-                     uploaded: LocalFingerprint) -> Path | None:
+                     uploaded: FileStamp) -> Path | None:
     """Move the delivered file ``clean/<clean_path>`` to ``uploadarchive/<clean_path>``.
 
     Returns where it went (``name (2).ext`` when an earlier delivery of that name is archived),
@@ -117,7 +110,7 @@ def archive_uploaded(layout: DataLayout, clean_path: PurePosixPath,
     source = layout.clean / clean_path
     target = layout.uploadarchive / clean_path
     with contextlib.suppress(FileNotFoundError):
-        if LocalFingerprint.of(source) != uploaded:
+        if FileStamp.of(source.stat()) != uploaded:
             return None
     target.parent.mkdir(parents=True, exist_ok=True)
     taken = temp_path_beside(target)
@@ -132,7 +125,7 @@ def archive_uploaded(layout: DataLayout, clean_path: PurePosixPath,
         # clean/ and uploadarchive/ on different filesystems: copy, then check.
         move_atomically(source, taken)
     else:
-        if LocalFingerprint.of(taken).inode != uploaded.inode:
+        if FileStamp.of(taken.stat()).inode != uploaded.inode:
             # Replaced between the check and the rename: put the newer file back.
             with contextlib.suppress(FileExistsError):
                 os.link(taken, source)

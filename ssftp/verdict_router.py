@@ -18,7 +18,7 @@ from typing import Any
 from ssftp.claims import Claim, ClaimArea
 from ssftp.clamd import VerdictKind
 from ssftp.layout import DataLayout
-from ssftp.moves import fsync_directory, move_atomically, numbered_name, temp_path_beside
+from ssftp.moves import move_atomically, numbered_name, write_durably
 
 VERDICT_RECORD_SUFFIX = ".verdict.json"
 
@@ -64,16 +64,6 @@ def _reserve_quarantine_path(target: Path) -> Path:
         candidate = numbered_name(target, number)
 
 
-def _write_record(path: Path, record: dict[str, Any]) -> None:
-    temp = temp_path_beside(path)
-    with temp.open("w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2)  # ASCII-escaped: names may not be UTF-8
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fsync_directory(path.parent)
-
-
 def route(claim: Claim, verdict: VerdictKind, layout: DataLayout, claims: ClaimArea,
           record: dict[str, Any]) -> Path:
     """Move a claimed file where its verdict sends it; returns where it is now.
@@ -92,7 +82,10 @@ def route(claim: Claim, verdict: VerdictKind, layout: DataLayout, claims: ClaimA
         destination = target.relative_to(layout.root).as_posix()
         # The record is complete before the file appears, so a quarantined file always has
         # one (a crash in between leaves a record whose file is still claimed and rescanned).
-        _write_record(_record_path(target), {**record, "destination": destination})
+        # ASCII-escaped JSON: names may not be UTF-8.
+        write_durably(_record_path(target),
+                      json.dumps({**record, "destination": destination}, indent=2).encode(),
+                      replace=True)
         try:
             move_atomically(claim.path, target)
         except OSError:

@@ -19,6 +19,7 @@ import httpx
 
 from ssftp.clamd import VerdictKind
 from ssftp.config.schema import Webhook
+from ssftp.errors import WebhookError
 from ssftp.logs import printable
 from ssftp.scanner import ScanResult
 
@@ -26,10 +27,6 @@ SIGNATURE_HEADER = "X-Ssftp-Signature"
 EVENT_HEADER = "X-Ssftp-Event"
 VIRUS_FOUND = "virusFound"
 SCAN_ERROR = "scanError"
-
-
-class WebhookError(RuntimeError):
-    """The receiver did not take the notification (it will be retried)."""
 
 
 def event_for(result: ScanResult, attempt: int) -> str | None:

@@ -8,8 +8,9 @@ import asyncssh
 import bcrypt
 import pytest
 
-from ssftp.passwords import DUMMY_VERIFIER, PasswordFormatError, PasswordVerifier, hash_password
-from ssftp.public_keys import PublicKeyError, parse_public_key
+from ssftp.errors import PasswordFormatError, PublicKeyError
+from ssftp.passwords import DUMMY_VERIFIER, PasswordVerifier, hash_password
+from ssftp.public_keys import parse_public_key
 
 
 @pytest.mark.parametrize("prefix", ["$2a$", "$2b$", "$2y$"])

@@ -21,8 +21,8 @@ import paramiko
 import pytest
 
 from server.jail import Jail
+from ssftp.errors import Refused
 from ssftp.layout import TEMP_PREFIX
-from ssftp.permissions import Refused
 from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD, PASSWORDS
 from tests.support import run_sftp, unique_name
 

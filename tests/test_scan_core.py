@@ -22,8 +22,9 @@ from deployments.staging_watcher import is_candidate, staged_files
 from ssftp import logs
 from ssftp.claims import FOREIGN_LEASE_SECONDS, ClaimArea, process_owner
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
-from ssftp.config import ConfigError, load_config
+from ssftp.config import load_config
 from ssftp.config.schema import SsftpConfig, Webhook
+from ssftp.errors import ConfigError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
 from ssftp.readiness import ReadinessTracker
 from ssftp.retry_schedule import RetrySchedule

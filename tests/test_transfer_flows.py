@@ -29,11 +29,11 @@ from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 
 from deployments.transfers import TransferDeployments
 from flows.download import download
-from flows.remote_sftp import RemoteRefusedError, RemoteUnavailableError
-from flows.transfer_run import TransferFailedError, host_limit_name
+from flows.transfer_run import host_limit_name
 from flows.upload import upload
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import Downloader
+from ssftp.errors import RemoteRefusedError, RemoteUnavailableError, TransferFailedError
 from ssftp.layout import DataLayout
 from ssftp.run_lock import exclusive_run
 from tests.openssh_server import OpenSshServer, sshd_available

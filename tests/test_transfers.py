@@ -20,11 +20,13 @@ import asyncssh
 import pytest
 
 from flows.download import download_files
-from flows.remote_sftp import RemoteRefusedError, RemoteUnavailableError, open_sftp
+from flows.remote_sftp import open_sftp
 from flows.upload import remote_paths, upload_files
 from ssftp.config.schema import Downloader, Uploader
+from ssftp.errors import RemoteRefusedError, RemoteUnavailableError
+from ssftp.file_stamp import FileStamp
 from ssftp.layout import TEMP_PREFIX, DataLayout
-from ssftp.transfer_state import Delivery, LocalFingerprint, Stage, TransferState
+from ssftp.transfer_state import Delivery, Stage, TransferState
 from ssftp.transfers import TransferResult
 from tests.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import unique_name
@@ -438,7 +440,7 @@ def journal(state: TransferState, entry: Uploader, layout: DataLayout, sub_path:
     """A journal entry as a run that crashed mid-delivery would have left it."""
     temp, final = remote_paths(entry, PurePosixPath(sub_path))
     local_path = PurePosixPath(entry.local_directory_to_upload) / sub_path
-    delivery = Delivery(entry.name, local_path, LocalFingerprint.of(layout.clean / local_path),
+    delivery = Delivery(entry.name, local_path, FileStamp.of((layout.clean / local_path).stat()),
                         temp, final, stage)
     state.save_delivery(delivery)
     return delivery

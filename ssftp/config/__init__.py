@@ -1,11 +1,10 @@
 """ssftp.yaml: its schema, the loader that explains errors, and hot reload."""
 
-from ssftp.config.loader import ConfigError, LoadedConfig, load_config, parse_config
+from ssftp.config.loader import LoadedConfig, load_config, parse_config
 from ssftp.config.rules import ConfigIssue
 from ssftp.config.schema import SsftpConfig
 
 __all__ = [
-    "ConfigError",
     "ConfigIssue",
     "LoadedConfig",
     "SsftpConfig",

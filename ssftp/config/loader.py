@@ -19,18 +19,9 @@ from pydantic import ValidationError
 
 from ssftp.config.rules import ConfigIssue, KeyPath, find_errors, find_warnings
 from ssftp.config.schema import SsftpConfig
+from ssftp.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{([^}]*)\}?")
-
-
-class ConfigError(Exception):
-    """The config file is not usable; ``issues`` lists every problem found."""
-
-    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
-        self.source = source
-        self.issues = issues
-        lines = "\n".join("  " + issue.describe(source) for issue in issues)
-        super().__init__(f"invalid config {source}:\n{lines}")
 
 
 @dataclass(frozen=True)

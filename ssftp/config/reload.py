@@ -15,7 +15,8 @@ from pathlib import Path
 import watchfiles
 
 from ssftp.accounts import Account, accounts_from_config
-from ssftp.config.loader import ConfigError, LoadedConfig, load_config
+from ssftp.config.loader import LoadedConfig, load_config
+from ssftp.errors import ConfigError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event
 

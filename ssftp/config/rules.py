@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ssftp.config.schema import SsftpConfig
-from ssftp.passwords import PasswordFormatError, PasswordVerifier
-from ssftp.public_keys import PublicKeyError, parse_public_key
+from ssftp.errors import PasswordFormatError, PublicKeyError
+from ssftp.passwords import PasswordVerifier
+from ssftp.public_keys import parse_public_key
 
 KeyPath = tuple[str | int, ...]
 

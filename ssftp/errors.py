@@ -1,0 +1,120 @@
+"""Every failure ssftp expects, in one hierarchy.
+
+The command line catches :class:`SsftpError` once (``deployments.cli``) and prints its message
+as one line: an operator reads what is wrong and where, never a traceback. So a message must
+name the thing at fault (the file and key, the address, the port) and never carry a secret.
+Errors of a library ssftp uses (asyncssh, OSError, httpx) are translated into these where the
+library is called, so code above that sees only this hierarchy::
+
+    SsftpError
+    ├── ConfigError              ssftp.yaml cannot be used; ``issues`` lists every problem
+    ├── CredentialError          a password hash or public key given to ssftp is unusable
+    │   ├── PasswordFormatError  looks like a hash but is not a valid one
+    │   └── PublicKeyError       not an OpenSSH public key ssftp accepts
+    ├── Refused                  an SFTP operation the account may not do (told to the client)
+    ├── ClamdError               no clamd to scan with
+    │   ├── ClamdStartError      our own clamd did not start (with the end of its log)
+    │   └── NoClamdError         scanning is on, and no clamd address is known
+    ├── WebhookError             a receiver did not take a notification (it is retried)
+    ├── TransferError            a downloader or uploader could not do its work
+    │   ├── RemoteUnavailableError  the remote server is unreachable or went away: retried
+    │   ├── RemoteRefusedError      host key, login or key file refused: fix the config
+    │   └── TransferFailedError     some files failed, the others were transferred
+    └── ServiceError             a part of the running gateway cannot start or stopped
+        ├── ListenError          the SFTP address cannot be listened on (port in use)
+        ├── PrefectServerError   no Prefect server answers, or ours did not start
+        └── WorkerDiedError      the scan worker ended; ``ssftp up`` stops rather than
+                                 accept uploads nobody scans
+
+:class:`CredentialError` is also a ``ValueError``: the config schema's validators raise it,
+and pydantic reports a ``ValueError`` as a problem at the key being validated.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ssftp.config.rules import ConfigIssue
+
+
+class SsftpError(Exception):
+    """A failure ssftp expects; its message is the one line an operator sees."""
+
+
+class ConfigError(SsftpError):
+    """The config file is not usable; ``issues`` lists every problem found."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        lines = "\n".join("  " + issue.describe(source) for issue in issues)
+        super().__init__(f"invalid config {source}:\n{lines}")
+
+
+class CredentialError(SsftpError, ValueError):
+    """A password hash or public key that cannot be used (the message says why)."""
+
+
+class PasswordFormatError(CredentialError):
+    """A value that looks like a hash but is not a valid one (refused, never taken as plaintext)."""
+
+
+class PublicKeyError(CredentialError):
+    """A configured public key that cannot be used."""
+
+
+class Refused(SsftpError):
+    """An operation the account may not do; ``reason`` is logged and sent to the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ClamdError(SsftpError):
+    """There is no clamd to scan with."""
+
+
+class ClamdStartError(ClamdError):
+    """clamd could not be started; the message carries the end of its log."""
+
+
+class NoClamdError(ClamdError):
+    """Scanning is on but no clamd address is known."""
+
+
+class WebhookError(SsftpError):
+    """The receiver did not take the notification (it will be retried)."""
+
+
+class TransferError(SsftpError):
+    """A downloader or uploader could not do its work."""
+
+
+class RemoteUnavailableError(TransferError):
+    """The remote server could not be reached or went away: worth trying again later."""
+
+
+class RemoteRefusedError(TransferError):
+    """Trying again will not help until the config or the remote server changes."""
+
+
+class TransferFailedError(TransferError):
+    """Some files could not be transferred; the others were."""
+
+
+class ServiceError(SsftpError):
+    """A part of the running gateway could not start, or stopped on its own."""
+
+
+class ListenError(ServiceError):
+    """The SFTP server cannot listen on its address (in use, privileged, not local)."""
+
+
+class PrefectServerError(ServiceError):
+    """No Prefect server answers, or ours did not start (the message has its log's end)."""
+
+
+class WorkerDiedError(ServiceError):
+    """The scan worker ended on its own; ``ssftp up`` stops rather than serve unscanned."""
