@@ -1,11 +1,9 @@
-"""The staging watcher: turns completed files in ``staging/`` into batched scan runs.
+"""The staging watcher: the I/O side of the staging queue (:mod:`ssftp.staging_queue`).
 
-Changes come from watchfiles (inotify). A changed path waits until it is complete
-(:mod:`ssftp.readiness`); complete files are collected for ``batchWindowSeconds`` and handed
-to one scan run; files that could not be scanned come back after a backoff
-(:mod:`ssftp.retry_schedule`). Webhook notifications go to their own runs, which the watcher
-does not wait for. On start it sweeps staging, and takes over claims left by a crashed scanner,
-so a crash loses nothing.
+It tells the queue what changed in ``staging/`` (watchfiles, i.e. inotify, and a walk now and
+then for events that got lost), and hands each batch the queue forms to one scan run.
+Webhook notifications go to their own runs, which the watcher does not wait for. On start it
+sweeps staging, and takes over claims left by a crashed scanner, so a crash loses nothing.
 """
 
 from __future__ import annotations
@@ -23,12 +21,10 @@ import watchfiles
 
 from ssftp.claims import HEARTBEAT_SECONDS, ClaimArea
 from ssftp.config.schema import ScanningSettings
-from ssftp.layout import CLAIMS_DIR, is_pending_name
+from ssftp.layout import is_pending_name
 from ssftp.logs import APP, log_event
-from ssftp.readiness import ReadinessTracker
-from ssftp.retry_schedule import RetrySchedule
 from ssftp.scanner import ScanResult
-from ssftp.verdict_router import Area
+from ssftp.staging_queue import StagingQueue, is_candidate
 
 logger = logging.getLogger(APP)
 
@@ -40,15 +36,6 @@ _TICK_SECONDS = 0.05
 # Staging is walked again this often: inotify drops events when its queue overflows, and
 # reports names that are not UTF-8 in a lossy form; a walk finds what events missed.
 RESWEEP_SECONDS = 300.0
-
-
-def is_candidate(staging: Path, path: Path) -> bool:
-    """True for a path the scanner may take: not ssftp's own, not an upload in progress."""
-    try:
-        parts = path.relative_to(staging).parts
-    except ValueError:
-        return False
-    return bool(parts) and parts[0] != CLAIMS_DIR and not any(map(is_pending_name, parts))
 
 
 def staged_files(staging: Path, below: Path | None = None) -> list[Path]:
@@ -68,12 +55,7 @@ class StagingWatcher:
     settings: Callable[[], ScanningSettings]
     scan_batch: ScanBatch
     on_results: ResultsHandler
-    tracker: ReadinessTracker = field(init=False)
-    retries: RetrySchedule = field(init=False)
-    # Insertion-ordered set: a path queued twice is scanned once.
-    _batch: dict[Path, None] = field(init=False, default_factory=dict)
-    _batch_started: float = field(init=False, default=0.0)
-    _ready_now: list[Path] = field(init=False, default_factory=list)
+    queue: StagingQueue = field(init=False)
     # The scan run in flight. One at a time: concurrent runs make the Prefect server's SQLite
     # refuse writers, and its client waits 2 s before each retry (seen in bench/). But the
     # watcher does not wait for the run: the next batch is collected (readiness, batch window)
@@ -81,9 +63,7 @@ class StagingWatcher:
     _running: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        settings = self.settings()
-        self.tracker = ReadinessTracker(settings.stable_seconds)
-        self.retries = RetrySchedule(settings.retry_initial_seconds, settings.retry_max_seconds)
+        self.queue = StagingQueue(self.staging, self.settings)
 
     def sweep(self) -> None:
         """Queue what a previous run left: orphaned claims first (they were complete), then
@@ -92,81 +72,34 @@ class StagingWatcher:
         if orphans:
             log_event(logger, "taking over files claimed by a scanner that stopped",
                       count=len(orphans))
-        self._ready_now += orphans
-        now = time.monotonic()
+        self.queue.take_over(orphans)
         for path in staged_files(self.staging):
-            self.tracker.saw(path, now)
-
-    def resweep(self, found: list[Path]) -> None:
-        """Queue the files of a new walk of staging that nothing has noticed yet (see
-        ``RESWEEP_SECONDS``); files already queued or waiting for a retry keep their place."""
-        now = time.monotonic()
-        for path in found:
-            if (path not in self.tracker and path not in self._batch
-                    and not self.retries.waiting(path, now)):
-                self.tracker.saw(path, now)
+            self.queue.saw(path)
 
     def _changed(self, changes: set[tuple[watchfiles.Change, str]]) -> None:
-        now = time.monotonic()
         for change, name in changes:
             path = Path(name)
             if not is_candidate(self.staging, path):
                 continue
             if change is watchfiles.Change.deleted:
-                self.tracker.forget(path)
+                self.queue.forget(path)
             elif path.is_dir() and not path.is_symlink():
                 # A directory moved in whole brings files that raise no events of their own.
                 for inner in staged_files(self.staging, path):
-                    self.tracker.saw(inner, now)
+                    self.queue.saw(inner)
             else:
-                self.tracker.saw(path, now)
-
-    def _collect(self, now: float) -> None:
-        settings = self.settings()
-        self.tracker.stable_seconds = settings.stable_seconds
-        self.retries.initial_seconds = settings.retry_initial_seconds
-        self.retries.max_seconds = settings.retry_max_seconds
-        ready = self._ready_now + self.retries.due(now) + [
-            path for path in self.tracker.ready(now) if not self.retries.waiting(path, now)]
-        self._ready_now = []
-        if ready and not self._batch:
-            self._batch_started = now
-        self._batch.update(dict.fromkeys(ready))
-
-    def _take_batch(self, now: float) -> list[Path]:
-        settings = self.settings()
-        if not self._batch:
-            return []
-        full = len(self._batch) >= settings.max_batch_files
-        if not full and now - self._batch_started < settings.batch_window_seconds:
-            return []
-        queued = list(self._batch)
-        batch = queued[:settings.max_batch_files]
-        self._batch = dict.fromkeys(queued[settings.max_batch_files:])
-        self._batch_started = now
-        return batch
+                self.queue.saw(path)
 
     async def _dispatch(self, batch: list[Path]) -> None:
         try:
             results = await self.scan_batch(batch)
         except Exception as exc:
-            # The run itself failed (e.g. the Prefect API is unreachable): whatever this
-            # process had claimed goes back into the queue, and every file is retried.
             log_event(logger, "scan run failed; its files will be retried", logging.ERROR,
                       error=f"{type(exc).__name__}: {exc}", files=len(batch))
-            now = time.monotonic()
-            for path in [*batch, *self.claims.held()]:
-                self.retries.failed(path, now)
+            # Whatever this process had claimed goes back into the queue too.
+            self.queue.run_failed([*batch, *self.claims.held()])
             return
-        now = time.monotonic()
-        attempts: dict[str, int] = {}
-        for path in batch:
-            self.retries.succeeded(path)
-        for result in results:
-            if result.area is Area.STAGING:
-                where = self.staging.parent / result.destination
-                attempts[result.file] = self.retries.failed(where, now)
-        self.on_results(results, attempts)
+        self.on_results(results, self.queue.scanned(batch, results))
         # Claims taken over from a dead scanner leave its directories behind, now empty.
         self.claims.remove_empty_orphans()
 
@@ -192,16 +125,15 @@ class StagingWatcher:
                     self.claims.heartbeat()
                     last_heartbeat = time.monotonic()
                 if time.monotonic() - last_sweep > RESWEEP_SECONDS:
-                    self.resweep(await asyncio.to_thread(staged_files, self.staging))
+                    self.queue.walked(await asyncio.to_thread(staged_files, self.staging))
                     last_sweep = time.monotonic()
                 if watch.done():
                     watch.result()  # a watcher failure must stop the service, not go silent
-                now = time.monotonic()
-                self._collect(now)
+                self.queue.collect()
                 if self._running is not None and self._running.done():
                     self._running.result()  # like the watch: a failure stops the service
                     self._running = None
-                if self._running is None and (batch := self._take_batch(now)):
+                if self._running is None and (batch := self.queue.take_batch()):
                     self._running = asyncio.create_task(self._dispatch(batch))
                     continue
                 await asyncio.sleep(_TICK_SECONDS)

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ssftp.file_stamp import FileStamp
 
+# How the tracker looks at a file; tests pass a dict's ``get`` to change "files" without disk.
+StampOf = Callable[[Path], FileStamp | None]
 
-def _fingerprint(path: Path) -> FileStamp | None:
-    """The stamp of a regular file, None when it is gone or not a regular file."""
+
+def regular_file_stamp(path: Path) -> FileStamp | None:
+    """The stamp of a regular file, None when it is gone or not a regular file: a directory
+    or a symlink is never scanned as a file."""
     try:
         info = os.lstat(path)
     except OSError:
@@ -36,8 +41,9 @@ class _Seen:
 
 
 class ReadinessTracker:
-    def __init__(self, stable_seconds: float) -> None:
+    def __init__(self, stable_seconds: float, stamp_of: StampOf = regular_file_stamp) -> None:
         self.stable_seconds = stable_seconds
+        self._stamp_of = stamp_of
         self._seen: dict[Path, _Seen] = {}
 
     def __len__(self) -> int:
@@ -48,7 +54,7 @@ class ReadinessTracker:
 
     def saw(self, path: Path, now: float) -> None:
         """A change was reported for ``path`` (created, written, renamed into place)."""
-        fingerprint = _fingerprint(path)
+        fingerprint = self._stamp_of(path)
         if fingerprint is None:
             self._seen.pop(path, None)
         else:
@@ -63,7 +69,7 @@ class ReadinessTracker:
         for path, seen in list(self._seen.items()):
             if now - seen.since < self.stable_seconds:
                 continue
-            fingerprint = _fingerprint(path)
+            fingerprint = self._stamp_of(path)
             if fingerprint is None:
                 del self._seen[path]
             elif fingerprint != seen.fingerprint:

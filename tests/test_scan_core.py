@@ -1,5 +1,5 @@
 """The scan pipeline without Prefect: claims, the verdict router, the scanner against a real
-clamd, readiness, retries, staging owners, webhooks against a real HTTP receiver, the staging
+clamd, staging owners, webhooks against a real HTTP receiver, the staging
 watcher's file filter and the config sections the pipeline reads."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from deployments.staging_watcher import is_candidate, staged_files
+from deployments.staging_watcher import staged_files
 from ssftp import logs
 from ssftp.claims import FOREIGN_LEASE_SECONDS, ClaimArea, process_owner
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
@@ -26,10 +26,9 @@ from ssftp.config import load_config
 from ssftp.config.schema import SsftpConfig, Webhook
 from ssftp.errors import ConfigError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
-from ssftp.readiness import ReadinessTracker
-from ssftp.retry_schedule import RetrySchedule
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
+from ssftp.staging_queue import is_candidate
 from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area, route
 from ssftp.webhooks import (
     EVENT_HEADER,
@@ -567,108 +566,6 @@ def test_a_file_with_a_non_utf8_name_is_audited(layout, owners, audit_log):
     assert [event["event"] for event in audit_events(audit_log)] == ["scan"]
 
 
-# --- readiness ------------------------------------------------------------------------------
-
-
-def test_a_stable_file_is_ready_once(tmp_path):
-    path = tmp_path / "f.txt"
-    path.write_bytes(b"complete")
-    tracker = ReadinessTracker(stable_seconds=1.0)
-    tracker.saw(path, now=100.0)
-    assert len(tracker) == 1
-    assert tracker.ready(now=100.9) == []
-    assert tracker.ready(now=101.0) == [path]
-    assert tracker.ready(now=200.0) == []
-    assert len(tracker) == 0
-
-
-def test_a_growing_file_is_not_ready(tmp_path):
-    path = tmp_path / "growing.bin"
-    path.write_bytes(b"part 1")
-    tracker = ReadinessTracker(stable_seconds=1.0)
-    tracker.saw(path, now=0.0)
-    with path.open("ab") as handle:
-        handle.write(b" and part 2")
-    assert tracker.ready(now=1.0) == []  # changed: stable again only from now on
-    assert tracker.ready(now=1.9) == []
-    assert tracker.ready(now=2.0) == [path]
-
-
-def test_a_new_event_restarts_the_wait(tmp_path):
-    path = tmp_path / "f"
-    path.write_bytes(b"x")
-    tracker = ReadinessTracker(stable_seconds=1.0)
-    tracker.saw(path, now=0.0)
-    tracker.saw(path, now=0.8)
-    assert tracker.ready(now=1.0) == []
-    assert tracker.ready(now=1.8) == [path]
-
-
-def test_vanished_forgotten_and_non_regular_paths_are_dropped(tmp_path):
-    tracker = ReadinessTracker(stable_seconds=0.5)
-    vanishing = tmp_path / "vanishing"
-    vanishing.write_bytes(b"x")
-    forgotten = tmp_path / "forgotten"
-    forgotten.write_bytes(b"y")
-    tracker.saw(vanishing, now=0.0)
-    tracker.saw(forgotten, now=0.0)
-    vanishing.unlink()
-    tracker.forget(forgotten)
-    assert tracker.ready(now=10.0) == []
-    assert len(tracker) == 0
-
-    (tmp_path / "dir").mkdir()
-    (tmp_path / "link").symlink_to(tmp_path / "dir")
-    for path in (tmp_path / "never-existed", tmp_path / "dir", tmp_path / "link"):
-        tracker.saw(path, now=0.0)
-    assert len(tracker) == 0
-
-
-# --- retry schedule -------------------------------------------------------------------------
-
-
-def test_backoff_doubles_and_is_capped():
-    schedule = RetrySchedule(initial_seconds=5.0, max_seconds=30.0)
-    path = Path("staging/partner-a/f")
-    delays = []
-    for expected_attempt in range(1, 7):
-        assert schedule.failed(path, now=1000.0) == expected_attempt
-        delays.append(schedule.next_due() - 1000.0)
-    assert delays == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0]
-
-
-def test_waiting_due_and_succeeded():
-    schedule = RetrySchedule(initial_seconds=5.0, max_seconds=600.0)
-    a, b = Path("a"), Path("b")
-    assert schedule.next_due() is None
-    assert not schedule.waiting(a, now=0.0)
-    assert schedule.failed(a, now=100.0) == 1
-    assert schedule.failed(b, now=101.0) == 1
-    assert schedule.next_due() == 105.0
-    assert schedule.waiting(a, now=104.9)
-    assert schedule.due(now=104.9) == []
-    assert not schedule.waiting(a, now=105.0)
-    assert schedule.due(now=105.0) == [a]
-    assert schedule.due(now=105.0) == []  # handed out once per failure
-    assert schedule.next_due() == 106.0
-    assert schedule.failed(a, now=200.0) == 2  # the attempt count survives the hand-out
-    assert schedule.next_due() == 106.0
-    assert schedule.due(now=300.0) == [b, a]
-    schedule.succeeded(a)
-    assert schedule.failed(a, now=400.0) == 1  # success resets the count
-    assert schedule.next_due() == 405.0
-    schedule.succeeded(a)
-    assert schedule.next_due() is None and not schedule.waiting(a, now=400.0)
-
-
-def test_backoff_survives_a_long_outage():
-    schedule = RetrySchedule(initial_seconds=5.0, max_seconds=600.0)
-    path = Path("staging/partner-a/f")
-    for attempt in range(1, 1101):
-        assert schedule.failed(path, now=float(attempt)) == attempt
-    assert schedule.next_due() == 1100.0 + 600.0
-
-
 # --- staging owners -------------------------------------------------------------------------
 
 
@@ -1048,25 +945,3 @@ def test_a_file_changed_during_its_scan_is_not_passed_on(layout, owners, tmp_pat
         assert files_under(layout.clean) == []
     finally:
         daemon.stop()
-
-
-def test_a_resweep_queues_only_files_nothing_has_noticed(layout):
-    from deployments.staging_watcher import StagingWatcher
-    from ssftp.config.schema import ScanningSettings
-
-    async def never(paths):
-        raise AssertionError("nothing is dispatched in this test")
-
-    watcher = StagingWatcher(staging=layout.staging, claims=ClaimArea(layout.staging),
-                             settings=ScanningSettings, scan_batch=never,
-                             on_results=lambda results, attempts: None)
-    noticed = stage(layout, "partner-a/noticed.txt", b"seen by an event")
-    missed = stage(layout, "partner-a/missed.txt", b"its event was lost")
-    retrying = stage(layout, "partner-a/retrying.txt", b"clamd was down")
-    watcher.tracker.saw(noticed, now=0.0)
-    watcher.retries.failed(retrying, now=time.monotonic())
-    watcher.resweep(staged_files(layout.staging))
-    assert missed in watcher.tracker
-    assert retrying not in watcher.tracker
-    # Already tracked: keeps its first sighting, so a resweep never delays a file.
-    assert watcher.tracker.ready(now=watcher.tracker.stable_seconds) == [noticed]

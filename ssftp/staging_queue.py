@@ -1,0 +1,131 @@
+"""The staging queue's policy: which staged files are scanned, when, and with which others.
+
+Two of DESIGN's invariants rest on it. "A file is scanned only once it is complete": a
+changed file waits in :mod:`ssftp.readiness` until it stops changing. "A crash loses nothing":
+the claims a dead scanner left are taken over, and a file that comes back from its run
+unscanned (clamd down, a timeout) or whose run failed is retried after
+:mod:`ssftp.retry_schedule`'s backoff. Files that become ready close together share one scan
+run, so a thousand small files do not cost a thousand flow runs.
+
+Time comes from an injected clock and file state from an injected stamp function, so the policy
+is tested with a fake clock in milliseconds; the watcher in ``deployments`` does the I/O
+(inotify events, walks of staging, the runs) and tells the queue what it saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ssftp.config.schema import ScanningSettings
+from ssftp.layout import CLAIMS_DIR, is_pending_name
+from ssftp.readiness import ReadinessTracker, StampOf, regular_file_stamp
+from ssftp.retry_schedule import RetrySchedule
+from ssftp.scanner import ScanResult
+from ssftp.verdict_router import Area
+
+
+def is_candidate(staging: Path, path: Path) -> bool:
+    """True for a path the scanner may take: not ssftp's own, not an upload in progress."""
+    try:
+        parts = path.relative_to(staging).parts
+    except ValueError:
+        return False
+    return bool(parts) and parts[0] != CLAIMS_DIR and not any(map(is_pending_name, parts))
+
+
+class StagingQueue:
+    """Files on their way from "seen in staging" to "in a scan run".
+
+    ``settings`` is called each time the queue decides, so a config reload applies to files
+    already waiting.
+    """
+
+    def __init__(self, staging: Path, settings: Callable[[], ScanningSettings],
+                 clock: Callable[[], float] = time.monotonic,
+                 stamp_of: StampOf = regular_file_stamp) -> None:
+        self._staging = staging
+        self._settings = settings
+        self._clock = clock
+        current = settings()
+        self.tracker = ReadinessTracker(current.stable_seconds, stamp_of)
+        self.retries = RetrySchedule(current.retry_initial_seconds, current.retry_max_seconds)
+        # Insertion-ordered set: a path queued twice is scanned once.
+        self._batch: dict[Path, None] = {}
+        self._batch_started = 0.0
+        self._ready_now: list[Path] = []
+
+    def saw(self, path: Path) -> None:
+        """A change was reported for ``path``: it is scanned once it has stopped changing."""
+        self.tracker.saw(path, self._clock())
+
+    def forget(self, path: Path) -> None:
+        """``path`` was deleted before it was ready."""
+        self.tracker.forget(path)
+
+    def take_over(self, paths: list[Path]) -> None:
+        """Queue files claimed by a scanner that stopped: they were complete when it took
+        them, so they skip the readiness wait."""
+        self._ready_now += paths
+
+    def walked(self, found: list[Path]) -> None:
+        """A walk of staging found these files: queue the ones nothing has noticed yet (events
+        get lost); files already queued or waiting for a retry keep their place."""
+        now = self._clock()
+        for path in found:
+            if (path not in self.tracker and path not in self._batch
+                    and not self.retries.waiting(path, now)):
+                self.tracker.saw(path, now)
+
+    def collect(self) -> None:
+        """Add what has become ready, and what is due for a retry, to the next batch. Called
+        often, also while a run scans, so the next batch's window starts when its first file is
+        ready rather than when the run ends."""
+        now = self._clock()
+        settings = self._settings()
+        self.tracker.stable_seconds = settings.stable_seconds
+        self.retries.initial_seconds = settings.retry_initial_seconds
+        self.retries.max_seconds = settings.retry_max_seconds
+        ready = self._ready_now + self.retries.due(now) + [
+            path for path in self.tracker.ready(now) if not self.retries.waiting(path, now)]
+        self._ready_now = []
+        if ready and not self._batch:
+            self._batch_started = now
+        self._batch.update(dict.fromkeys(ready))
+
+    def take_batch(self) -> list[Path]:
+        """The next batch to scan once it is full or its window has passed, else nothing."""
+        now = self._clock()
+        settings = self._settings()
+        if not self._batch:
+            return []
+        full = len(self._batch) >= settings.max_batch_files
+        if not full and now - self._batch_started < settings.batch_window_seconds:
+            return []
+        queued = list(self._batch)
+        batch = queued[:settings.max_batch_files]
+        self._batch = dict.fromkeys(queued[settings.max_batch_files:])
+        self._batch_started = now
+        return batch
+
+    def run_failed(self, paths: list[Path]) -> None:
+        """The run itself failed (e.g. the Prefect API is unreachable): ``paths`` (its batch
+        and whatever it had claimed) are retried after a backoff."""
+        now = self._clock()
+        for path in paths:
+            self.retries.failed(path, now)
+
+    def scanned(self, batch: list[Path], results: list[ScanResult]) -> dict[str, int]:
+        """A run of ``batch`` ended with ``results``: a file still in staging could not be
+        scanned and is retried after a backoff. Returns the failed-attempt count of each such
+        file, by its ``ScanResult.file``."""
+        now = self._clock()
+        for path in batch:
+            self.retries.succeeded(path)
+        attempts: dict[str, int] = {}
+        for result in results:
+            if result.area is Area.STAGING:
+                where = self._staging.parent / result.destination
+                attempts[result.file] = self.retries.failed(where, now)
+        return attempts

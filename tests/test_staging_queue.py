@@ -1,0 +1,347 @@
+"""The staging queue's policy without inotify or waits: readiness, batching, retry backoff and
+config reloads, driven by a fake clock and fake file stamps (the readiness tracker's own tests
+use real files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ssftp.config.schema import ScanningSettings
+from ssftp.file_stamp import FileStamp
+from ssftp.readiness import ReadinessTracker
+from ssftp.retry_schedule import RetrySchedule
+from ssftp.scanner import ScanResult
+from ssftp.staging_queue import StagingQueue
+from ssftp.verdict_router import Area
+
+STAGING = Path("/data/staging")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Harness:
+    """A queue over fake files (path -> stamp) and a fake clock; ``settings`` may be replaced
+    at any time, as a config reload does."""
+
+    def __init__(self, **settings: float) -> None:
+        self.clock = Clock()
+        self.files: dict[Path, FileStamp] = {}
+        self.settings = ScanningSettings.model_validate(settings)
+        self.queue = StagingQueue(STAGING, lambda: self.settings, clock=self.clock,
+                                  stamp_of=self.files.get)
+        self._inodes = iter(range(1, 1_000_000))
+
+    def stage(self, sub_path: str, size: int = 10) -> Path:
+        path = STAGING / sub_path
+        self.files[path] = FileStamp(next(self._inodes), size, int(self.clock() * 1e9))
+        return path
+
+    def grow(self, path: Path) -> None:
+        old = self.files[path]
+        self.files[path] = FileStamp(old.inode, old.size + 1, int(self.clock() * 1e9))
+
+    def reload(self, **changes: float) -> None:
+        self.settings = self.settings.model_copy(update=changes)
+
+    def after(self, seconds: float) -> list[Path]:
+        """Let ``seconds`` pass, then what the watcher's loop would start a run with."""
+        self.clock.advance(seconds)
+        self.queue.collect()
+        return self.queue.take_batch()
+
+
+def back_in_staging(path: Path) -> ScanResult:
+    """The result of a file clamd could not scan: it went back to staging."""
+    sub_path = path.relative_to(STAGING).as_posix()
+    return ScanResult(file=sub_path, account="partner-a", size=10, sha256=None,
+                      verdict="error", signature=None, detail="clamd is not answering",
+                      source=f"staging/{sub_path}", destination=f"staging/{sub_path}",
+                      area=Area.STAGING, time="2026-01-01T00:00:00.000+00:00",
+                      flow_run_id="run-1")
+
+
+def scanned_clean(path: Path) -> ScanResult:
+    sub_path = path.relative_to(STAGING).as_posix()
+    return ScanResult(file=sub_path, account="partner-a", size=10, sha256="0" * 64,
+                      verdict="clean", signature=None, detail="OK",
+                      source=f"staging/{sub_path}", destination=f"clean/{sub_path}",
+                      area=Area.CLEAN, time="2026-01-01T00:00:00.000+00:00",
+                      flow_run_id="run-1")
+
+
+# --- readiness ------------------------------------------------------------------------------
+
+
+def test_a_stable_file_is_ready_once(tmp_path: Path) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"complete")
+    tracker = ReadinessTracker(stable_seconds=1.0)
+    tracker.saw(path, now=100.0)
+    assert len(tracker) == 1
+    assert tracker.ready(now=100.9) == []
+    assert tracker.ready(now=101.0) == [path]
+    assert tracker.ready(now=200.0) == []
+    assert len(tracker) == 0
+
+
+def test_a_growing_file_is_not_ready(tmp_path: Path) -> None:
+    path = tmp_path / "growing.bin"
+    path.write_bytes(b"part 1")
+    tracker = ReadinessTracker(stable_seconds=1.0)
+    tracker.saw(path, now=0.0)
+    with path.open("ab") as handle:
+        handle.write(b" and part 2")
+    assert tracker.ready(now=1.0) == []  # changed: stable again only from now on
+    assert tracker.ready(now=1.9) == []
+    assert tracker.ready(now=2.0) == [path]
+
+
+def test_a_new_event_restarts_the_wait(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    tracker = ReadinessTracker(stable_seconds=1.0)
+    tracker.saw(path, now=0.0)
+    tracker.saw(path, now=0.8)
+    assert tracker.ready(now=1.0) == []
+    assert tracker.ready(now=1.8) == [path]
+
+
+def test_vanished_forgotten_and_non_regular_paths_are_dropped(tmp_path: Path) -> None:
+    tracker = ReadinessTracker(stable_seconds=0.5)
+    vanishing = tmp_path / "vanishing"
+    vanishing.write_bytes(b"x")
+    forgotten = tmp_path / "forgotten"
+    forgotten.write_bytes(b"y")
+    tracker.saw(vanishing, now=0.0)
+    tracker.saw(forgotten, now=0.0)
+    vanishing.unlink()
+    tracker.forget(forgotten)
+    assert tracker.ready(now=10.0) == []
+    assert len(tracker) == 0
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+    for path in (tmp_path / "never-existed", tmp_path / "dir", tmp_path / "link"):
+        tracker.saw(path, now=0.0)
+    assert len(tracker) == 0
+
+
+def test_a_file_unchanged_for_stable_seconds_is_queued() -> None:
+    harness = Harness(stableSeconds=1.0, batchWindowSeconds=0)
+    path = harness.stage("partner-a/f.txt")
+    harness.queue.saw(path)
+    assert harness.after(0.9) == []
+    assert harness.after(0.1) == [path]
+    assert harness.after(10.0) == []
+
+
+def test_a_file_that_changed_waits_again() -> None:
+    harness = Harness(stableSeconds=1.0, batchWindowSeconds=0)
+    path = harness.stage("partner-a/growing.bin")
+    harness.queue.saw(path)
+    harness.clock.advance(0.5)
+    harness.grow(path)  # a writer that raises no event (or whose event was lost)
+    assert harness.after(0.5) == []  # changed: stable again only from now on
+    assert harness.after(0.9) == []
+    assert harness.after(0.1) == [path]
+
+
+def test_a_vanished_or_deleted_file_is_dropped() -> None:
+    harness = Harness(stableSeconds=1.0, batchWindowSeconds=0)
+    vanished = harness.stage("partner-a/vanished.txt")
+    deleted = harness.stage("partner-a/deleted.txt")
+    harness.queue.saw(vanished)
+    harness.queue.saw(deleted)
+    del harness.files[vanished]
+    harness.queue.forget(deleted)
+    assert harness.after(10.0) == []
+    assert len(harness.queue.tracker) == 0
+
+
+def test_claims_taken_over_skip_the_readiness_wait() -> None:
+    harness = Harness(stableSeconds=60.0, batchWindowSeconds=0)
+    orphan = harness.stage("partner-a/claimed-by-a-dead-scanner.txt")
+    harness.queue.take_over([orphan])
+    assert harness.after(0.0) == [orphan]
+
+
+# --- batching -------------------------------------------------------------------------------
+
+
+def test_files_ready_within_the_window_share_a_batch() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0.25)
+    first, second, late = (harness.stage(f"partner-a/{name}") for name in ("1", "2", "late"))
+    harness.queue.saw(first)
+    assert harness.after(0.0) == []  # the window opens when the first file is ready
+    harness.queue.saw(second)
+    assert harness.after(0.2) == []
+    assert harness.after(0.05) == [first, second]
+    harness.queue.saw(late)
+    assert harness.after(0.0) == []  # a new window
+    assert harness.after(0.25) == [late]
+
+
+def test_a_full_batch_starts_at_once_and_the_rest_waits_its_window() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=10, maxBatchFiles=2)
+    paths = [harness.stage(f"partner-a/{number}") for number in range(3)]
+    for path in paths:
+        harness.queue.saw(path)
+    assert harness.after(0.0) == paths[:2]
+    assert harness.after(9.9) == []
+    assert harness.after(0.1) == paths[2:]
+
+
+def test_a_file_queued_twice_is_scanned_once() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0)
+    path = harness.stage("partner-a/f.txt")
+    harness.queue.saw(path)
+    harness.queue.saw(path)
+    harness.queue.take_over([path, path])
+    assert harness.after(0.0) == [path]
+    assert harness.after(1.0) == []
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    schedule = RetrySchedule(initial_seconds=5.0, max_seconds=30.0)
+    path = Path("staging/partner-a/f")
+    delays = []
+    for expected_attempt in range(1, 7):
+        assert schedule.failed(path, now=1000.0) == expected_attempt
+        next_due = schedule.next_due()
+        assert next_due is not None
+        delays.append(next_due - 1000.0)
+    assert delays == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0]
+
+
+def test_waiting_due_and_succeeded() -> None:
+    schedule = RetrySchedule(initial_seconds=5.0, max_seconds=600.0)
+    a, b = Path("a"), Path("b")
+    assert schedule.next_due() is None
+    assert not schedule.waiting(a, now=0.0)
+    assert schedule.failed(a, now=100.0) == 1
+    assert schedule.failed(b, now=101.0) == 1
+    assert schedule.next_due() == 105.0
+    assert schedule.waiting(a, now=104.9)
+    assert schedule.due(now=104.9) == []
+    assert not schedule.waiting(a, now=105.0)
+    assert schedule.due(now=105.0) == [a]
+    assert schedule.due(now=105.0) == []  # handed out once per failure
+    assert schedule.next_due() == 106.0
+    assert schedule.failed(a, now=200.0) == 2  # the attempt count survives the hand-out
+    assert schedule.next_due() == 106.0
+    assert schedule.due(now=300.0) == [b, a]
+    schedule.succeeded(a)
+    assert schedule.failed(a, now=400.0) == 1  # success resets the count
+    assert schedule.next_due() == 405.0
+    schedule.succeeded(a)
+    assert schedule.next_due() is None and not schedule.waiting(a, now=400.0)
+
+
+def test_backoff_survives_a_long_outage() -> None:
+    schedule = RetrySchedule(initial_seconds=5.0, max_seconds=600.0)
+    path = Path("staging/partner-a/f")
+    for attempt in range(1, 1101):
+        assert schedule.failed(path, now=float(attempt)) == attempt
+    assert schedule.next_due() == 1100.0 + 600.0
+
+
+def test_a_file_back_in_staging_is_retried_after_the_backoff() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=5)
+    unscanned, clean = harness.stage("partner-a/unscanned"), harness.stage("partner-a/clean")
+    harness.queue.saw(unscanned)
+    harness.queue.saw(clean)
+    batch = harness.after(0.0)
+    assert batch == [unscanned, clean]
+    results = [back_in_staging(unscanned), scanned_clean(clean)]
+    assert harness.queue.scanned(batch, results) == {"partner-a/unscanned": 1}
+    harness.queue.saw(unscanned)  # its move back into staging raised an event
+    assert harness.after(4.9) == []
+    assert harness.after(0.1) == [unscanned]
+    assert harness.after(100.0) == []
+
+
+def test_the_files_of_a_failed_run_back_off_doubling_up_to_the_cap() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=5,
+                      retryMaxSeconds=30)
+    path, claimed = harness.stage("partner-a/f"), harness.stage("partner-a/claimed")
+    for delay in (5.0, 10.0, 20.0, 30.0, 30.0):
+        harness.queue.run_failed([path, claimed])
+        assert harness.after(delay - 0.1) == []
+        assert harness.after(0.1) == [path, claimed]
+
+
+def test_a_resweep_queues_only_files_nothing_has_noticed() -> None:
+    harness = Harness()
+    queue = harness.queue
+    noticed = harness.stage("partner-a/noticed.txt")
+    missed = harness.stage("partner-a/missed.txt")  # its event was lost
+    retrying = harness.stage("partner-a/retrying.txt")  # clamd was down
+    queue.tracker.saw(noticed, now=0.0)
+    queue.retries.failed(retrying, now=harness.clock())
+    queue.walked([noticed, missed, retrying])
+    assert missed in queue.tracker
+    assert retrying not in queue.tracker
+    # Already tracked: keeps its first sighting, so a resweep never delays a file.
+    assert queue.tracker.ready(now=queue.tracker.stable_seconds) == [noticed]
+
+
+def test_a_resweep_leaves_batched_files_in_their_batch() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=1)
+    path = harness.stage("partner-a/f.txt")
+    harness.queue.saw(path)
+    assert harness.after(0.0) == []
+    harness.queue.walked([path])
+    assert path not in harness.queue.tracker
+    assert harness.after(1.0) == [path]
+
+
+def test_an_event_does_not_bring_a_retry_forward() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=5)
+    path = harness.stage("partner-a/f.txt")
+    harness.queue.run_failed([path])
+    harness.queue.saw(path)
+    assert harness.after(1.0) == []
+    assert harness.after(4.0) == [path]
+
+
+# --- config reloads -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("held_by, released", [
+    ({"stableSeconds": 60, "batchWindowSeconds": 0}, {"stable_seconds": 0.5}),
+    ({"stableSeconds": 0, "batchWindowSeconds": 60}, {"batch_window_seconds": 0.5}),
+    ({"stableSeconds": 0, "batchWindowSeconds": 60, "maxBatchFiles": 2}, {"max_batch_files": 1}),
+])
+def test_a_reload_applies_to_files_already_waiting(held_by: dict[str, float],
+                                                    released: dict[str, float]) -> None:
+    harness = Harness(**held_by)
+    path = harness.stage("partner-a/f.txt")
+    harness.queue.saw(path)
+    assert harness.after(0.0) == []
+    assert harness.after(1.0) == []
+    harness.reload(**released)
+    assert harness.after(0.0) == [path]
+
+
+def test_a_reload_changes_the_backoff_of_files_that_fail_later() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=5)
+    path = harness.stage("partner-a/f.txt")
+    harness.reload(retry_initial_seconds=1.0)
+    harness.queue.collect()  # a reload takes effect when the queue next collects
+    harness.queue.run_failed([path])
+    assert harness.after(0.9) == []
+    assert harness.after(0.1) == [path]
