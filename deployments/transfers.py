@@ -29,6 +29,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runner import Runner
 from prefect.types.entrypoint import EntrypointType
 
+from client.kinds import DOWNLOAD, UPLOAD, Entry, TransferKind
 from flows.download import download
 from flows.upload import upload
 from ssftp.config.reload import ActiveConfig, ConfigStore
@@ -37,24 +38,20 @@ from ssftp.logs import APP, log_event
 
 logger = logging.getLogger(APP)
 
-FLOWS: dict[str, Flow[Any, Any]] = {"download": download, "upload": upload}
+# Each kind of transfer with the flow its deployment runs.
+FLOWS: tuple[tuple[TransferKind[Any], Flow[Any, Any]], ...] = ((DOWNLOAD, download),
+                                                                (UPLOAD, upload))
 # How often the runner asks Prefect for due runs.
 POLL_SECONDS = 5
 
 ScheduleKey = tuple[str, str, bool, str]
 
 
-def wanted_schedules(config: SsftpConfig, kind: str) -> list[DeploymentScheduleUpdate]:
+def wanted_schedules(config: SsftpConfig,
+                     kind: TransferKind[Entry]) -> list[DeploymentScheduleUpdate]:
     """One schedule per entry; none when the kind is switched off."""
-    if kind == "download":
-        enabled, entries = (config.enable_sftp_client_downloader,
-                            list(config.sftp_client_downloaders))
-    else:
-        enabled, entries = config.enable_sftp_client_uploader, list(config.sftp_client_uploaders)
-    if not enabled:
-        return []
     schedules = []
-    for entry in entries:
+    for entry in kind.scheduled(config):
         how, value = entry.schedule
         schedule = (CronSchedule(cron=str(value)) if how == "cron"
                     else IntervalSchedule(interval=timedelta(seconds=int(value))))
@@ -133,9 +130,8 @@ class TransferDeployments:
             except ObjectNotFound:
                 return None
 
-    async def _register(self, kind: str) -> None:
+    async def _register(self, kind: TransferKind[Any], flow: Flow[Any, Any]) -> None:
         """Serve the deployment unless a work pool runs it; remember its id either way."""
-        flow = FLOWS[kind]
         parameters = {"config": self.config_path, "data_dir": self.data_dir}
         existing = await self._existing(flow)
         pooled = existing if existing is not None and existing.work_pool_name else None
@@ -147,8 +143,8 @@ class TransferDeployments:
                       deployment=f"{flow.name}/{self.instance}",
                       other_data_dir=existing.parameters.get("data_dir"))
         if pooled is not None:
-            self.deployment_ids[kind] = pooled.id
-            log_event(logger, "transfer deployment runs on a work pool", kind=kind,
+            self.deployment_ids[kind.name] = pooled.id
+            log_event(logger, "transfer deployment runs on a work pool", kind=kind.name,
                       deployment=f"{flow.name}/{self.instance}",
                       work_pool=pooled.work_pool_name)
             return
@@ -156,10 +152,10 @@ class TransferDeployments:
             name=self.instance,
             parameters=parameters,
             entrypoint_type=EntrypointType.MODULE_PATH,
-            description=f"ssftp {kind}s of instance {self.instance}, scheduled from "
+            description=f"ssftp {kind.name}s of instance {self.instance}, scheduled from "
                         f"{self.config_path}")
-        self.deployment_ids[kind] = await self._runner.aadd_deployment(deployment)
-        self.served.append(kind)
+        self.deployment_ids[kind.name] = await self._runner.aadd_deployment(deployment)
+        self.served.append(kind.name)
         if self._serving is None:
             self._serving = asyncio.create_task(self._runner.start())
 
@@ -170,15 +166,15 @@ class TransferDeployments:
         downloaders or uploaders adds nothing to Prefect.
         """
         config = self.store.current.loaded.config
-        for kind in FLOWS:
+        for kind, flow in FLOWS:
             wanted = wanted_schedules(config, kind)
-            if kind not in self.deployment_ids:
+            if kind.name not in self.deployment_ids:
                 if not wanted:
                     continue
-                await self._register(kind)
-            if await sync_schedules(self.deployment_ids[kind], wanted):
-                log_event(logger, "transfer schedules updated", kind=kind,
-                          deployment=f"{kind}/{self.instance}",
+                await self._register(kind, flow)
+            if await sync_schedules(self.deployment_ids[kind.name], wanted):
+                log_event(logger, "transfer schedules updated", kind=kind.name,
+                          deployment=f"{flow.name}/{self.instance}",
                           schedules=[schedule.slug for schedule in wanted])
 
     async def run(self, ready: asyncio.Event | None = None) -> None:

@@ -1,5 +1,5 @@
 """What every download and upload run shares: finding its entry, retries, the per-host limit,
-and the run's table.
+and the run's table. What differs between the two is a :class:`~client.kinds.TransferKind`.
 
 A run reads ssftp.yaml itself (parameters carry only the entry's name and the paths), so a
 secret never shows up in Prefect's parameters, and a run always uses the config as it is now.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Literal
 
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
@@ -28,38 +27,25 @@ from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 
-from flows.remote_sftp import RemoteEntry, open_sftp
+from client.kinds import Entry, TransferKind
 from ssftp.config.loader import load_config
-from ssftp.config.schema import SsftpConfig
+from ssftp.config.schema import RemoteEndpoint
 from ssftp.errors import ConfigError, RemoteUnavailableError, TransferError, TransferFailedError
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, configure_logging, log_dirs, printable
 from ssftp.retry_schedule import exponential_delays
 from ssftp.run_lock import exclusive_run
-from ssftp.transfer_state import TransferState
 from ssftp.transfers import TransferResult
 
-TransferKind = Literal["download", "upload"]
 
-
-def find_entry(config: SsftpConfig, kind: TransferKind, name: str, source: str) -> RemoteEntry:
-    entries: list[RemoteEntry] = list(config.sftp_client_downloaders if kind == "download"
-                                      else config.sftp_client_uploaders)
-    for entry in entries:
-        if entry.name == name:
-            return entry
-    role = "downloader" if kind == "download" else "uploader"
-    raise TransferError(f"there is no {role} named {name!r} in {source}")
-
-
-def host_limit_name(entry: RemoteEntry) -> str:
+def host_limit_name(entry: RemoteEndpoint) -> str:
     """The Prefect concurrency limit that every transfer to this host:port shares."""
     return f"sftp-host-{entry.host}-{entry.port}"
 
 
-def artifact_key(kind: TransferKind, name: str) -> str:
+def artifact_key(kind: TransferKind[Entry], name: str) -> str:
     """Artifact keys allow lowercase letters, digits and dashes only."""
-    return f"{kind}-" + re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    return f"{kind.name}-" + re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
 
 
 async def ensure_host_limit(name: str, limit: int) -> None:
@@ -82,22 +68,15 @@ def _retry_when_unavailable(_task: object, _run: TaskRun, state: State) -> bool:
 
 
 @task(name="transfer", cache_policy=NO_CACHE,
-      task_run_name="{kind} {entry.name} with {entry.host}:{entry.port}")
-async def transfer_files(kind: TransferKind, entry: RemoteEntry, layout: DataLayout,
+      task_run_name="{kind.name} {entry.name} with {entry.host}:{entry.port}")
+async def transfer_files(kind: TransferKind[Entry], entry: Entry, layout: DataLayout,
                          timeout: float, host_limit: str) -> list[TransferResult]:
-    from flows.download import download_files
-    from flows.upload import upload_files
-
     run_id = str(flow_run.id) if flow_run.id else None
     async with concurrency(host_limit, occupy=1, strict=True):
-        with TransferState.open(layout.system) as state:
-            async with open_sftp(entry, layout.system, timeout) as sftp:
-                if kind == "download":
-                    return await download_files(entry, layout, state, sftp, run_id)
-                return await upload_files(entry, layout, state, sftp, run_id)
+        return await kind.run(entry, layout, timeout, run_id)
 
 
-async def run_transfer(kind: TransferKind, name: str, config: str,
+async def run_transfer(kind: TransferKind[Entry], name: str, config: str,
                        data_dir: str) -> list[TransferResult]:
     logger = get_run_logger()
     try:
@@ -107,12 +86,9 @@ async def run_transfer(kind: TransferKind, name: str, config: str,
                             + "; ".join(issue.describe(exc.source) for issue in exc.issues)
                             ) from None
     settings = loaded.config
-    entry = find_entry(settings, kind, name, config)
-    enabled = (settings.enable_sftp_client_downloader if kind == "download"
-               else settings.enable_sftp_client_uploader)
-    switch = "enableSftpClientDownloader" if kind == "download" else "enableSftpClientUploader"
-    if not enabled:
-        logger.warning("%s is false in %s: nothing transferred", switch, config)
+    entry = kind.find(settings, name, config)
+    if not kind.enabled(settings):
+        logger.warning("%s is false in %s: nothing transferred", kind.switch, config)
         return []
     layout = DataLayout.at(data_dir).create()
     if not logging.getLogger(AUDIT).handlers:
@@ -122,10 +98,10 @@ async def run_transfer(kind: TransferKind, name: str, config: str,
     limits = settings.transfers
     host_limit = host_limit_name(entry)
     await ensure_host_limit(host_limit, limits.max_connections_per_host)
-    with exclusive_run(layout.system, kind, name) as mine:
+    with exclusive_run(layout.system, kind.name, name) as mine:
         if not mine:
             logger.warning("the previous %s run of %s is still going: this run does nothing",
-                           kind, name)
+                           kind.name, name)
             return []
         results = await transfer_files.with_options(
             retries=limits.retries,
@@ -141,12 +117,12 @@ async def run_transfer(kind: TransferKind, name: str, config: str,
     return results
 
 
-async def _report(kind: TransferKind, entry: RemoteEntry, results: list[TransferResult]) -> None:
+async def _report(kind: TransferKind[Entry], entry: Entry,
+                  results: list[TransferResult]) -> None:
     logger = get_run_logger()
-    done = "downloaded" if kind == "download" else "uploaded"
     counts = {outcome: sum(1 for r in results if r.result == outcome)
-              for outcome in (done, "skipped", "failed")}
-    logger.info("%s %s with %s:%d: %s", kind, entry.name, entry.host, entry.port,
+              for outcome in (kind.done, "skipped", "failed")}
+    logger.info("%s %s with %s:%d: %s", kind.name, entry.name, entry.host, entry.port,
                 ", ".join(f"{count} {outcome}" for outcome, count in counts.items()))
     for result in results:
         if result.result == "failed":
@@ -156,4 +132,4 @@ async def _report(kind: TransferKind, entry: RemoteEntry, results: list[Transfer
         table=[{"file": printable(r.file), "bytes": r.bytes, "result": r.result, "detail": r.detail}
                for r in results] or [{"file": "", "bytes": 0, "result": "nothing to do",
                                       "detail": ""}],
-        description=f"{kind} {entry.name} with {entry.host}:{entry.port}")
+        description=f"{kind.name} {entry.name} with {entry.host}:{entry.port}")

@@ -3,7 +3,7 @@
 Downloads are written to a hidden temp name beside their target in staging and renamed only
 once complete and size-checked, so the staging watcher never sees a partial file. Uploads are
 taken from clean/ and, once delivered, moved to uploadarchive/ under the same sub path. The
-remote side (asyncssh) lives in ``flows``; everything here is plain file work.
+remote side (asyncssh) lives in ``client``; everything here is plain file work.
 """
 
 from __future__ import annotations

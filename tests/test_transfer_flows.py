@@ -36,7 +36,7 @@ from ssftp.config.schema import Downloader
 from ssftp.errors import RemoteRefusedError, RemoteUnavailableError, TransferFailedError
 from ssftp.layout import DataLayout
 from ssftp.run_lock import exclusive_run
-from tests.openssh_server import OpenSshServer, sshd_available
+from testkit.openssh_server import OpenSshServer, sshd_available
 
 pytestmark = pytest.mark.skipif(not sshd_available(), reason="OpenSSH sshd is not installed")
 
@@ -178,6 +178,7 @@ async def test_an_untrusted_host_key_fails_at_once_without_retries(prefect_api, 
     run = await latest_flow_run("download", "download pinned")
     (task_run,) = await task_runs_of(run.id)
     assert task_run.run_count == 1
+    assert task_run.name == f"download pinned with 127.0.0.1:{instance.server.port}"
     assert not (instance.layout.staging / "pinned").exists()
 
 

@@ -19,16 +19,16 @@ from pathlib import Path, PurePosixPath
 import asyncssh
 import pytest
 
-from flows.download import download_files
-from flows.remote_sftp import open_sftp
-from flows.upload import remote_paths, upload_files
+from client.connection import open_sftp
+from client.download import download_files
+from client.upload import remote_paths, upload_files
 from ssftp.config.schema import Downloader, Uploader
 from ssftp.errors import RemoteRefusedError, RemoteUnavailableError
 from ssftp.file_stamp import FileStamp
 from ssftp.layout import TEMP_PREFIX, DataLayout
 from ssftp.transfer_state import Delivery, Stage, TransferState
 from ssftp.transfers import TransferResult
-from tests.openssh_server import OpenSshServer, free_port, sshd_available
+from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import unique_name
 
 pytestmark = pytest.mark.skipif(

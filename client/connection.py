@@ -1,6 +1,8 @@
 """Connecting to a downloader's or uploader's remote SFTP server, and trusting it.
 
-Failures are sorted into two kinds, because only one is worth retrying:
+This is where asyncssh's connection errors become ssftp's: code above ``open_sftp`` sees only
+:class:`~ssftp.errors.TransferError`. Failures are sorted into two kinds, because only one is
+worth retrying:
 ``RemoteUnavailableError`` (refused, timed out, connection lost) is retried with backoff;
 ``RemoteRefusedError`` (host key not trusted, login refused, unusable private key or
 known_hosts file) fails the run at once with a message saying what to fix.
