@@ -66,7 +66,8 @@ def from_parameter(value: str) -> Path:
 
 
 def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
-                logger: logging.LoggerAdapter[logging.Logger]) -> list[ScanResult]:
+                logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+                ) -> list[ScanResult]:
     """Scan a slice; the run's log gets one line per file.
 
     Clean files share one log entry per slice (a line each): a Prefect log call per file cost

@@ -10,6 +10,10 @@ outside every jail).
 can tell the claims that nobody holds any more (their process died) from those of a live
 scanner on another instance sharing the data root. ``<n>`` makes every claim's path unique, so
 a claim never replaces another.
+
+A :class:`Claim` is what the scanner routes: it releases itself back to staging or moves itself
+on (to clean/, or to quarantine/ behind its verdict record), and takes its directories with it.
+Where a verdict sends it is :mod:`ssftp.verdict_router`'s decision, not the claim's.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ import os
 import secrets
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ssftp.layout import CLAIMS_DIR
-from ssftp.moves import fsync_directory
+from ssftp.moves import fsync_directory, move_atomically, write_durably
 
 # Claims of another host are taken over only when its owner directory has not been touched
 # for this long (a live scanner touches it every HEARTBEAT_SECONDS).
@@ -59,13 +63,66 @@ def _owner_is_alive(owner: str, age_seconds: float) -> bool:
     return _process_start_time(pid) == started
 
 
+def _prune(directory: Path, owner_directory: Path) -> None:
+    """Remove empty directories from ``directory`` up to (not including) the owner's."""
+    while directory != owner_directory and owner_directory in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent
+
+
 @dataclass(frozen=True)
 class Claim:
+    """A claimed file, and the only way it leaves its claim: back to staging, or on to where
+    its verdict sends it. Either way the claim's directories go with it, so what is left
+    below the owner's directory is exactly what this process still holds."""
+
     path: Path
     # Where the file was staged: it goes back there when it could not be scanned this time.
     origin: Path
     # Relative to staging (``<account dir>/<sub path>``); the same below clean/ or quarantine/.
     sub_path: PurePosixPath
+    # The claiming process's directory (``.ssftp-claims/<owner>``): pruning stops there.
+    owner_directory: Path = field(repr=False)
+
+    def release(self) -> Path:
+        """Put the file back in staging after a failed scan, without replacing anything.
+
+        Returns where it is now: its staged name, or still the claim when that name has been
+        taken by a newer upload meanwhile (the claim is then retried from where it is).
+        """
+        self.origin.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(self.path, self.origin)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.EPERM, errno.EOPNOTSUPP):
+                return self.path
+            raise
+        os.unlink(self.path)
+        fsync_directory(self.origin.parent)
+        _prune(self.path.parent, self.owner_directory)
+        return self.origin
+
+    def move_to(self, target: Path) -> Path:
+        """Move the file to ``target`` (replacing an older file there); returns ``target``."""
+        move_atomically(self.path, target)
+        _prune(self.path.parent, self.owner_directory)
+        return target
+
+    def quarantine(self, target: Path, record: Path, content: bytes) -> Path:
+        """Move the file to ``target`` with its verdict record at ``record``.
+
+        The record is complete before the file appears, so a quarantined file always has one
+        (a crash in between leaves a record whose file is still claimed, and rescanned).
+        """
+        write_durably(record, content, replace=True)
+        try:
+            return self.move_to(target)
+        except OSError:
+            record.unlink(missing_ok=True)
+            raise
 
 
 class ClaimArea:
@@ -96,41 +153,9 @@ class ClaimArea:
         try:
             os.rename(path, target)
         except FileNotFoundError:
-            self._prune(target.parent)
+            _prune(target.parent, self.directory)
             return None
-        origin = self.staging / sub_path
-        return Claim(target, origin, sub_path)
-
-    def release(self, claim: Claim) -> Path:
-        """Put a claimed file back in staging after a failed scan, without replacing anything.
-
-        Returns where it is now: its staged name, or still the claim when that name has been
-        taken by a newer upload meanwhile (the claim is then retried from where it is).
-        """
-        claim.origin.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(claim.path, claim.origin)
-        except OSError as exc:
-            if exc.errno in (errno.EEXIST, errno.EPERM, errno.EOPNOTSUPP):
-                return claim.path
-            raise
-        os.unlink(claim.path)
-        fsync_directory(claim.origin.parent)
-        self.done(claim)
-        return claim.origin
-
-    def done(self, claim: Claim) -> None:
-        """Remove the claim's now empty directories (the file has been moved on)."""
-        self._prune(claim.path.parent)
-
-    def _prune(self, directory: Path) -> None:
-        """Remove empty directories from ``directory`` up to (not including) the owner's."""
-        while directory != self.directory and self.directory in directory.parents:
-            try:
-                directory.rmdir()
-            except OSError:
-                return
-            directory = directory.parent
+        return Claim(target, self.staging / sub_path, sub_path, self.directory)
 
     def heartbeat(self) -> None:
         """Show other instances sharing the data root that this owner is alive (its

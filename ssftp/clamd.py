@@ -36,6 +36,10 @@ class VerdictKind(StrEnum):
     UNSCANNABLE = "unscannable"
     # Could not be scanned this time (clamd down, timeout, error, unreadable reply): retry.
     ERROR = "error"
+    # Never asked: the operator switched scanning off (``enableVirusScan: false``), so the
+    # file passes to clean/ as it is. clamd never answers this; it is here so that every
+    # scan outcome is one of these kinds.
+    UNSCANNED = "unscanned"
 
 
 @dataclass(frozen=True)

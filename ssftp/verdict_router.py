@@ -1,24 +1,27 @@
-"""Where a claimed file goes once it has a verdict, and the move that takes it there.
+"""Where a verdict sends a claimed file: the decision, and the verdict record that goes with it.
 
-- clean: ``clean/<sub path>``. A newer clean upload of the same name replaces the older one,
-  as a partner re-sending a file expects (a consumer mid-download keeps reading the old bytes).
+- clean (or unscanned, when scanning is off): ``clean/<sub path>``. A newer clean upload of
+  the same name replaces the older one, as a partner re-sending a file expects (a consumer
+  mid-download keeps reading the old bytes).
 - infected or unscannable: ``quarantine/<sub path>``, never replacing anything there (each
   quarantined file is evidence), beside a ``<name>.verdict.json`` record saying why.
 - error (clamd could not answer): back to staging, to be scanned again later.
+
+The move itself is the claim's (:class:`ssftp.claims.Claim`): this module only says where, and
+for quarantine reserves the name (the one thing that cannot be decided without touching disk).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
 
-from ssftp.claims import Claim, ClaimArea
 from ssftp.clamd import VerdictKind
 from ssftp.layout import DataLayout
-from ssftp.moves import move_atomically, numbered_name, write_durably
+from ssftp.moves import numbered_name
 
 VERDICT_RECORD_SUFFIX = ".verdict.json"
 
@@ -30,12 +33,29 @@ class Area(StrEnum):
     STAGING = "staging"
 
 
-def area_for(verdict: VerdictKind) -> Area:
-    if verdict is VerdictKind.CLEAN:
-        return Area.CLEAN
+@dataclass(frozen=True)
+class Route:
+    area: Area
+    # clean/<sub path>, a quarantine name reserved for this file alone, or staging/<sub path>.
+    target: Path
+    # Quarantine only: the verdict record beside ``target`` (it exists already, empty: it is
+    # what reserves the name).
+    record: Path | None = None
+
+
+def route_for(verdict: VerdictKind, sub_path: PurePosixPath, layout: DataLayout) -> Route:
+    """Where a file at ``staging/<sub_path>`` goes with this verdict."""
+    if verdict in (VerdictKind.CLEAN, VerdictKind.UNSCANNED):
+        return Route(Area.CLEAN, layout.clean / sub_path)
     if verdict is VerdictKind.ERROR:
-        return Area.STAGING
-    return Area.QUARANTINE
+        return Route(Area.STAGING, layout.staging / sub_path)
+    target = _reserve_quarantine_path(layout.quarantine / sub_path)
+    return Route(Area.QUARANTINE, target, _record_path(target))
+
+
+def record_content(record: dict[str, object]) -> bytes:
+    """A verdict record's bytes: ASCII-escaped JSON, as names may not be UTF-8."""
+    return json.dumps(record, indent=2).encode()
 
 
 def _record_path(target: Path) -> Path:
@@ -62,34 +82,3 @@ def _reserve_quarantine_path(target: Path) -> Path:
                 record.unlink()
         number += 1
         candidate = numbered_name(target, number)
-
-
-def route(claim: Claim, verdict: VerdictKind, layout: DataLayout, claims: ClaimArea,
-          record: dict[str, Any]) -> Path:
-    """Move a claimed file where its verdict sends it; returns where it is now.
-
-    ``record`` is the verdict record kept beside a quarantined file (its ``destination`` is
-    filled in here, where the quarantine name is chosen).
-    """
-    area = area_for(verdict)
-    if area is Area.STAGING:
-        return claims.release(claim)
-    if area is Area.CLEAN:
-        target = layout.clean / claim.sub_path
-        move_atomically(claim.path, target)
-    else:
-        target = _reserve_quarantine_path(layout.quarantine / claim.sub_path)
-        destination = target.relative_to(layout.root).as_posix()
-        # The record is complete before the file appears, so a quarantined file always has
-        # one (a crash in between leaves a record whose file is still claimed and rescanned).
-        # ASCII-escaped JSON: names may not be UTF-8.
-        write_durably(_record_path(target),
-                      json.dumps({**record, "destination": destination}, indent=2).encode(),
-                      replace=True)
-        try:
-            move_atomically(claim.path, target)
-        except OSError:
-            _record_path(target).unlink(missing_ok=True)
-            raise
-    claims.done(claim)
-    return target

@@ -29,7 +29,7 @@ from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
 from ssftp.staging_queue import is_candidate
-from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area, route
+from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area, record_content, route_for
 from ssftp.webhooks import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -211,7 +211,7 @@ def test_release_puts_the_file_back_when_its_name_is_free(layout):
     area = ClaimArea(layout.staging)
     claim = area.claim(staged)
     staged.parent.rmdir()  # its directory may even have gone meanwhile
-    assert area.release(claim) == staged
+    assert claim.release() == staged
     assert staged.read_bytes() == b"\x00bytes\xff"
     assert staged.stat().st_nlink == 1
     assert not claim.path.exists()
@@ -224,7 +224,7 @@ def test_release_never_replaces_a_newer_upload(layout):
     area = ClaimArea(layout.staging)
     claim = area.claim(staged)
     staged.write_bytes(b"newer")
-    assert area.release(claim) == claim.path
+    assert claim.release() == claim.path
     assert staged.read_bytes() == b"newer"
     assert claim.path.read_bytes() == b"older"
     assert area.held() == [claim.path]
@@ -290,14 +290,25 @@ def test_orphans_are_taken_over_and_their_empty_directories_removed(layout):
 # --- verdict router -------------------------------------------------------------------------
 
 
+def quarantine(layout: DataLayout, claim, verdict: VerdictKind, record: dict) -> Path:
+    """What the scanner does with a quarantine verdict: its record names where the file goes."""
+    route = route_for(verdict, claim.sub_path, layout)
+    assert route.area is Area.QUARANTINE
+    destination = route.target.relative_to(layout.root).as_posix()
+    return claim.quarantine(route.target, route.record,
+                            record_content({**record, "destination": destination}))
+
+
 def test_clean_replaces_an_older_clean_file(layout):
     older = layout.clean / ODD_SUB_PATH
     older.parent.mkdir(parents=True)
     older.write_bytes(b"old clean")
     area = ClaimArea(layout.staging)
     claim = area.claim(stage(layout, ODD_SUB_PATH, b"new clean"))
+    route = route_for(VerdictKind.CLEAN, claim.sub_path, layout)
+    assert (route.area, route.target, route.record) == (Area.CLEAN, older, None)
     with older.open("rb") as reader:  # a consumer mid-download
-        assert route(claim, VerdictKind.CLEAN, layout, area, {}) == older
+        assert claim.move_to(route.target) == older
         assert reader.read() == b"old clean"
     assert older.read_bytes() == b"new clean"
     assert not claim.path.exists()
@@ -312,7 +323,7 @@ def test_quarantine_never_replaces_and_keeps_a_record(layout, verdict):
     for number in (1, 2, 3):
         claim = area.claim(stage(layout, ODD_SUB_PATH, f"evidence {number}".encode()))
         record = {"number": number, "verdict": verdict.value, "file": ODD_SUB_PATH}
-        places.append(route(claim, verdict, layout, area, record))
+        places.append(quarantine(layout, claim, verdict, record))
     directory = layout.quarantine / "partner-a" / "in dir"
     assert places == [directory / "Q1: rapport ünï ✓.txt",
                       directory / "Q1: rapport ünï ✓ (2).txt",
@@ -330,10 +341,11 @@ def test_quarantine_never_replaces_and_keeps_a_record(layout, verdict):
 
 def test_an_upload_named_like_a_record_does_not_replace_the_record(layout):
     area = ClaimArea(layout.staging)
-    first = route(area.claim(stage(layout, "partner-a/x", b"x")), VerdictKind.INFECTED,
-                  layout, area, {"which": "x"})
-    second = route(area.claim(stage(layout, "partner-a/x.verdict.json", b"fake record")),
-                   VerdictKind.INFECTED, layout, area, {"which": "upload"})
+    first = quarantine(layout, area.claim(stage(layout, "partner-a/x", b"x")),
+                       VerdictKind.INFECTED, {"which": "x"})
+    second = quarantine(layout, area.claim(stage(layout, "partner-a/x.verdict.json",
+                                                 b"fake record")),
+                        VerdictKind.INFECTED, {"which": "upload"})
     assert first == layout.quarantine / "partner-a" / "x"
     assert second == layout.quarantine / "partner-a" / "x.verdict (2).json"
     record = layout.quarantine / "partner-a" / "x.verdict.json"
@@ -346,7 +358,9 @@ def test_error_goes_back_to_staging(layout):
     staged = stage(layout, "partner-a/a b/c: d.txt", b"retry me")
     area = ClaimArea(layout.staging)
     claim = area.claim(staged)
-    assert route(claim, VerdictKind.ERROR, layout, area, {}) == staged
+    route = route_for(VerdictKind.ERROR, claim.sub_path, layout)
+    assert (route.area, route.target, route.record) == (Area.STAGING, staged, None)
+    assert claim.release() == staged
     assert staged.read_bytes() == b"retry me"
     assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
     assert area.held() == []
@@ -504,6 +518,38 @@ def test_a_vanished_file_is_none(layout, client, owners):
     assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
 
 
+@pytest.mark.parametrize(("data", "blocked"), [(b"harmless", "clean"), (EICAR, "quarantine")])
+def test_a_file_that_cannot_be_moved_on_stays_claimed_as_an_error(layout, client, owners,
+                                                                    data, blocked):
+    # A file where the account's directory should be: creating it fails, as on a full disk.
+    (layout.root / blocked / "partner-a").write_bytes(b"in the way")
+    scanner = make_scanner(layout, client, owners)
+    result = scanner.scan(stage(layout, "partner-a/stuck.txt", data))
+    assert result.verdict == "error" and result.area is Area.STAGING
+    assert "could not move the file on" in result.detail
+    assert result.sha256 == sha256(data)
+    (claimed,) = scanner.claims.held()
+    assert result.destination == claimed.relative_to(layout.root).as_posix()
+    assert claimed.read_bytes() == data
+    assert files_under(layout.clean) + files_under(layout.quarantine) == [
+        layout.root / blocked / "partner-a"]  # only what was in the way: no record, no file
+
+
+def test_a_failed_move_to_quarantine_takes_its_record_back(layout, client, owners,
+                                                           monkeypatch):
+    def full_disk(source: Path, target: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ssftp.claims.move_atomically", full_disk)
+    scanner = make_scanner(layout, client, owners)
+    result = scanner.scan(stage(layout, "partner-a/eicar.com", EICAR))
+    assert result.verdict == "error" and result.area is Area.STAGING
+    assert "No space left on device" in result.detail
+    assert files_under(layout.quarantine) == []
+    (claimed,) = scanner.claims.held()
+    assert claimed.read_bytes() == EICAR
+
+
 def test_an_orphaned_claim_is_scanned_under_its_staged_name(layout, client, owners):
     dead = ClaimArea(layout.staging, owner=dead_owner())
     orphan = dead.claim(stage(layout, "partner-a/after crash.txt", b"still here")).path
@@ -607,7 +653,7 @@ def scan_result(verdict: str = "infected", **changes) -> ScanResult:
     values = {
         "file": "partner-a/eicar.com", "account": "partner-a", "size": 68,
         "sha256": sha256(EICAR),
-        "verdict": verdict,
+        "verdict": VerdictKind(verdict),
         "signature": "Ssftp.Test.EICAR-HDB.UNOFFICIAL" if verdict == "infected" else None,
         "detail": "Ssftp.Test.EICAR-HDB.UNOFFICIAL FOUND",
         "source": "staging/partner-a/eicar.com",
