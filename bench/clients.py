@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncssh
 
-from tests.support import run_sftp
+from testkit.sftp_client import run_sftp
 
 CIPHER = "aes128-gcm@openssh.com"
 HOST = "127.0.0.1"

@@ -27,8 +27,8 @@ from bench.workloads import Side, Sizes
 from ssftp.clamd import ClamdClient
 from ssftp.clamd_daemon import ClamdDaemon
 from ssftp.errors import ClamdStartError
-from tests.openssh_server import OpenSshServer, free_port, sshd_available
-from tests.support import ClientKey, make_client_key
+from testkit.openssh_server import OpenSshServer, free_port, sshd_available
+from testkit.sftp_client import ClientKey, make_client_key
 
 TMPFS = Path("/dev/shm")
 OPENSSH = "OpenSSH"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssftp.layout import DataLayout
-from tests.openssh_server import free_port
+from testkit.openssh_server import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 120.0

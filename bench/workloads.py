@@ -21,7 +21,7 @@ from bench.clients import Login, idle_sessions, login_rate, timed_sftp, upload_l
 from bench.memory import Memory, tree_memory
 from bench.results import Better, Row, Samples, Target
 from ssftp.clamd import ClamdClient
-from tests.support import make_random_file
+from testkit.files import make_random_file
 
 MB = 1_000_000
 KIB = 1024

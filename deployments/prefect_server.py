@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from ssftp.child_processes import stop_child
 from ssftp.errors import PrefectServerError
+from ssftp.processes import stop_child
 
 OFFLINE_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 

@@ -20,6 +20,7 @@ from ssftp.config.reload import ConfigStore
 from ssftp.errors import WorkerDiedError
 from ssftp.layout import DataLayout
 from ssftp.logs import configure_logging, log_dirs
+from ssftp.processes import run_until_stopped
 
 DEFAULT_PREFECT_PORT = 4200
 
@@ -87,7 +88,7 @@ def _connect_hint(store: ConfigStore, host: str, port: int) -> str:
 
 async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
                  prefect_port: int = DEFAULT_PREFECT_PORT) -> None:
-    from server.app import run_until_stopped, start_service
+    from server.app import start_service
 
     layout: DataLayout = store.layout
     config = store.current.loaded.config
@@ -102,7 +103,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
     worker = None
     try:
         if config.enable_virus_scan and not config.clamav.address:
-            clamd = await asyncio.to_thread(ClamdDaemon.start, layout.system / "clamd",
+            clamd = await asyncio.to_thread(ClamdDaemon.start, layout.clamd,
                                             max_file_size=config.clamav.max_file_size)
         service = await start_service(store, host=host, port=port)
         worker = WorkerThread(store, clamd)

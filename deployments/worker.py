@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TransferDeployments
@@ -24,6 +25,7 @@ from ssftp.config.reload import ActiveConfig, ConfigStore
 from ssftp.errors import NoClamdError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event
+from ssftp.processes import run_until_stopped
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
 from ssftp.webhooks import Notification, notifications_for
@@ -109,8 +111,9 @@ class ScanWorker:
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
                  asyncio.create_task(self.transfers.run(ready_parts[1]))]
         waiting = asyncio.gather(*(part.wait() for part in ready_parts))
+        first: list[asyncio.Future[Any]] = [*parts, waiting]
         try:
-            done, _ = await asyncio.wait([*parts, waiting], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             if waiting in done and ready is not None:
                 ready.set()
             await asyncio.gather(*parts)
@@ -129,8 +132,6 @@ class ScanWorker:
 
 async def run_worker(store: ConfigStore) -> None:
     """``ssftp worker``: the watcher and flows only, with hot reload, until SIGINT/SIGTERM."""
-    from server.app import run_until_stopped
-
     worker = ScanWorker(store)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(store.watch())]
     log_event(logger, "scan worker started", staging=str(store.layout.staging))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,8 +21,10 @@ from server.host_keys import load_host_keys
 from server.sftp_session import SFTPSession
 from server.ssh_server import AccountLookup, AccountSSHServer
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
+from ssftp.errors import ListenError
 from ssftp.layout import DataLayout, remove_stale_temp_files
 from ssftp.logs import APP, configure_logging, log_dirs, log_event
+from ssftp.processes import run_until_stopped
 
 logger = logging.getLogger(APP)
 
@@ -62,26 +63,34 @@ async def start_gateway(
     defender: Defender | None = None,
     durable_uploads: Callable[[], bool] = lambda: True,
 ) -> Gateway:
-    """Listen for SFTP clients; ``port=0`` picks a free port (see ``Gateway.port``)."""
+    """Listen for SFTP clients; ``port=0`` picks a free port (see ``Gateway.port``).
+
+    Raises :class:`ListenError` when the address cannot be had (in use, privileged port, an
+    address not on this machine)."""
     host_keys = load_host_keys(layout.system)
     defender = defender or Defender()
-    acceptor = await asyncssh.listen(
-        host,
-        port,
-        server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads()),
-        server_host_keys=modern_host_keypairs(host_keys),
-        sftp_factory=_create_session,
-        allow_scp=False,
-        allow_pty=False,
-        agent_forwarding=False,
-        x11_forwarding=False,
-        gss_host=None,
-        server_version=SERVER_VERSION,
-        login_timeout=60,
-        keepalive_interval=60,
-        keepalive_count_max=3,
-        **server_algorithm_options(),
-    )
+    try:
+        acceptor = await asyncssh.listen(
+            host,
+            port,
+            server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads()),
+            server_host_keys=modern_host_keypairs(host_keys),
+            sftp_factory=_create_session,
+            allow_scp=False,
+            allow_pty=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            gss_host=None,
+            server_version=SERVER_VERSION,
+            login_timeout=60,
+            keepalive_interval=60,
+            keepalive_count_max=3,
+            **server_algorithm_options(),
+        )
+    except OSError as exc:
+        # asyncio's text is "error while attempting to bind on address (...): <reason>".
+        reason = (exc.strerror or str(exc)).rsplit(": ", 1)[-1]
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from None
     return Gateway(acceptor, host, host_keys)
 
 
@@ -95,19 +104,6 @@ def _apply_defender_settings(defender: Defender, active: ActiveConfig) -> None:
     defender.max_failures = settings.max_failures
     defender.window_seconds = settings.window_seconds
     defender.ban_seconds = settings.ban_seconds
-
-
-async def run_until_stopped() -> None:
-    """Wait for SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 @dataclass

@@ -10,14 +10,13 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from server.app import log_listening, run_until_stopped, start_gateway
+from server.app import log_listening, start_gateway
 from ssftp.accounts import Account, AccountKind, parse_keys
 from ssftp.layout import DataLayout
 from ssftp.logs import configure_logging
 from ssftp.passwords import PasswordVerifier
 from ssftp.permissions import Permissions, parse_permission_names
-
-DEFAULT_PERMISSIONS = "list,download"  # as SFTPGo's portable mode
+from ssftp.processes import run_until_stopped
 
 
 def portable_account(

@@ -87,12 +87,13 @@ class ClamdAddress:
     def parse(cls, value: str) -> ClamdAddress:
         if value.startswith("unix:"):
             return cls(unix_path=value.removeprefix("unix:"))
-        if value.startswith("/"):
+        if "/" in value and not value.startswith("tcp://"):
+            # A socket path, absolute or relative (host:port never holds a slash).
             return cls(unix_path=value)
         host, sep, port = value.removeprefix("tcp://").rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("a clamd address is a socket path (/path or unix:/path) or "
-                             "host:port (or tcp://host:port)")
+            raise ValueError("a clamd address is a socket path (/path, dir/name or unix:path) "
+                             "or host:port (or tcp://host:port)")
         return cls(host=host.strip("[]"), port=int(port))
 
     def __str__(self) -> str:

@@ -14,15 +14,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssftp.child_processes import stop_child
 from ssftp.clamd import ClamdAddress, ClamdClient
 from ssftp.errors import ClamdStartError
 from ssftp.logs import APP, log_event
+from ssftp.processes import stop_child
 
 logger = logging.getLogger(APP)
 
-PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "config"
-TEST_SIGNATURES = PROJECT_CONFIG / "test-signatures"
+# Package data, so an installed ssftp finds them as a checkout does.
+CLAMAV_FILES = Path(__file__).resolve().parent / "clamav"
+TEST_SIGNATURES = CLAMAV_FILES / "test-signatures"
 SYSTEM_DATABASE = Path("/var/lib/clamav")
 CLAMD_BINARIES = ("/usr/sbin/clamd", "clamd")
 
@@ -46,20 +47,25 @@ def render_config(run_dir: Path, database: Path, max_file_size: int,
                   tcp_port: int | None) -> Path:
     """Write clamd.conf for a run directory from the project's template."""
     values = {
-        "@SOCKET@": str(run_dir / "clamd.sock"),
+        "@SOCKET@": str(socket_in(run_dir)),
         "@TCP@": f"TCPSocket {tcp_port}\nTCPAddr 127.0.0.1" if tcp_port is not None else "",
         "@DATABASE@": str(database),
         "@TMPDIR@": str(run_dir / "tmp"),
         "@LOGFILE@": str(run_dir / "clamd.log"),
         "@MAXSIZE@": str(max_file_size),
     }
-    text = (PROJECT_CONFIG / "clamd.conf").read_text()
+    text = (CLAMAV_FILES / "clamd.conf").read_text()
     for placeholder, value in values.items():
         text = text.replace(placeholder, value)
     (run_dir / "tmp").mkdir(parents=True, exist_ok=True)
     conf = run_dir / "clamd.conf"
     conf.write_text(text)
     return conf
+
+
+def socket_in(run_dir: Path) -> Path:
+    """Where the clamd of ``run_dir`` listens."""
+    return run_dir / "clamd.sock"
 
 
 @dataclass
@@ -70,7 +76,7 @@ class ClamdDaemon:
 
     @property
     def socket(self) -> Path:
-        return self.run_dir / "clamd.sock"
+        return socket_in(self.run_dir)
 
     @property
     def address(self) -> ClamdAddress:
@@ -89,7 +95,7 @@ class ClamdDaemon:
                       "signatures only; run freshclam for real protection", logging.WARNING,
                       database=str(database))
         conf = render_config(run_dir, database, max_file_size, tcp_port)
-        (run_dir / "clamd.sock").unlink(missing_ok=True)
+        socket_in(run_dir).unlink(missing_ok=True)
         process = subprocess.Popen([_binary(), "-c", str(conf)], stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         daemon = cls(process, run_dir, tcp_port)

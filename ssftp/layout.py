@@ -94,6 +94,11 @@ class DataLayout:
         return self.root / "system"
 
     @property
+    def clamd(self) -> Path:
+        """The run directory of the clamd that ``ssftp up`` starts (``ssftp scan`` finds it)."""
+        return self.system / "clamd"
+
+    @property
     def default_config(self) -> Path:
         return self.system / "ssftp.yaml"
 

@@ -26,10 +26,6 @@ _ARGON2ID = re.compile(r"^\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$
 _argon2 = PasswordHasher()
 
 
-def looks_like_hash(value: str) -> bool:
-    return value.startswith(("$2a$", "$2b$", "$2y$", "$argon2"))
-
-
 @dataclass(frozen=True)
 class PasswordVerifier:
     """A configured password, parsed once at config load rather than at every login."""

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
-from tests.support import ClientKey, ServerThread, make_client_key, write_config
+from testkit.sftp_client import ClientKey, make_client_key
+from tests.support import ServerThread, write_config
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")

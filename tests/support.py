@@ -1,5 +1,6 @@
-"""Test support: a real ssftp server on 127.0.0.1 (in a thread with its own event loop), real
-client keys, the real OpenSSH ``sftp`` client in batch mode, and a real webhook receiver.
+"""Test support: a real ssftp server on 127.0.0.1 (in a thread with its own event loop) and a
+real webhook receiver. What the benchmarks use too (sshd, the sftp client, keys, files) is in
+:mod:`testkit`.
 
 The server runs in a thread so that tests can drive blocking clients (``sftp`` subprocesses,
 paramiko) against it from the test body.
@@ -8,12 +9,8 @@ paramiko) against it from the test body.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import http.server
 import json
-import os
-import shutil
-import subprocess
 import textwrap
 import threading
 import time
@@ -22,30 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncssh
-
 from server.app import Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
-
-SFTP = shutil.which("sftp")
-
-
-@dataclass(frozen=True)
-class ClientKey:
-    private_path: Path
-    public_line: str
-
-
-def make_client_key(directory: Path, name: str, algorithm: str = "ssh-ed25519",
-                    passphrase: str | None = None) -> ClientKey:
-    key = asyncssh.generate_private_key(algorithm, comment=f"{name}@test")
-    path = directory / name
-    path.write_bytes(key.export_private_key("openssh", passphrase))
-    path.chmod(0o600)
-    public = key.export_public_key("openssh").decode().strip()
-    (directory / f"{name}.pub").write_text(public + "\n")
-    return ClientKey(path, public)
 
 
 class ServerThread:
@@ -86,66 +62,9 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class SftpResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run_sftp(port: int, user: str, commands: list[str], *, cwd: Path,
-             key: Path | None = None, password: str | None = None,
-             timeout: float = 300) -> SftpResult:
-    """Run OpenSSH ``sftp -b`` with either a key or a password (through SSH_ASKPASS)."""
-    assert SFTP, "OpenSSH sftp client is not installed"
-    batch = cwd / f".batch-{os.getpid()}-{threading.get_ident()}"
-    batch.write_text("\n".join(commands) + "\n")
-    args = [SFTP, "-F", "/dev/null", "-P", str(port),
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "Ciphers=aes128-gcm@openssh.com"]
-    env = {**os.environ}
-    if key is not None:
-        args += ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", str(key),
-                 "-o", "PreferredAuthentications=publickey"]
-    else:
-        assert password is not None
-        askpass = cwd / f".askpass-{os.getpid()}"
-        askpass.write_text("#!/bin/sh\nprintf '%s\\n' \"$SSFTP_TEST_PASSWORD\"\n")
-        askpass.chmod(0o700)
-        env.update(SSH_ASKPASS=str(askpass), SSH_ASKPASS_REQUIRE="force",
-                   SSFTP_TEST_PASSWORD=password)
-        # BatchMode=no must come before -b, which would otherwise switch password prompts off.
-        args += ["-o", "BatchMode=no", "-o", "PubkeyAuthentication=no",
-                 "-o", "PreferredAuthentications=password,keyboard-interactive",
-                 "-o", "NumberOfPasswordPrompts=1"]
-    args += ["-b", str(batch), f"{user}@127.0.0.1"]
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    return SftpResult(proc.returncode, proc.stdout, proc.stderr)
-
-
 def unique_name() -> str:
     """A short random token, so tests sharing one server never touch each other's files."""
     return uuid.uuid4().hex[:12]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def make_random_file(path: Path, size: int) -> Path:
-    chunk = 1 << 20
-    with path.open("wb") as handle:
-        remaining = size
-        while remaining:
-            n = min(chunk, remaining)
-            handle.write(os.urandom(n))
-            remaining -= n
-    return path
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 90.0) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from bench.memory import process_tree, tree_memory
 from bench.results import Better, Row, Samples, Target, render_table
-from tests.openssh_server import sshd_available
+from testkit.openssh_server import sshd_available
 
 REPO = Path(__file__).resolve().parents[1]
 

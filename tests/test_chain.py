@@ -18,7 +18,8 @@ import asyncssh
 import httpx
 import pytest
 
-from tests.support import run_sftp, wait_for, write_config
+from testkit.sftp_client import run_sftp
+from tests.support import wait_for, write_config
 from tests.test_cli_pipeline import (
     EICAR,
     EICAR_MARKER,

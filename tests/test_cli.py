@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from ssftp.passwords import PasswordVerifier
-from tests.support import make_random_file, run_sftp, sha256_file
+from testkit.files import make_random_file, sha256_file
+from testkit.openssh_server import free_port
+from testkit.sftp_client import run_sftp
+from tests.support import wait_for
 
 SSFTP = str(Path(sys.executable).with_name("ssftp"))
 SHARED_EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "ssftp-compat-example.yaml"
@@ -140,3 +145,111 @@ def test_portable_default_is_read_only(tmp_path, workdir):
     finally:
         server.stop()
 
+
+
+# --- conventions a new user expects ----------------------------------------------------------
+
+
+def test_version():
+    result = ssftp("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "ssftp 0.1.0"
+
+
+def test_worker_offers_no_listening_options():
+    """The worker listens on nothing: --host/--port would be a lie."""
+    result = ssftp("worker", "--help")
+    assert result.returncode == 0
+    assert "--host" not in result.stdout and "--port" not in result.stdout
+    assert "--config" in result.stdout and "--data-dir" in result.stdout
+
+
+def test_portable_help_says_what_each_option_does_and_its_default():
+    result = ssftp("portable", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for expected in ("the directory the user sees as /", "(default: 2022)",
+                     "(default: 127.0.0.1)", "(default: list,download)"):
+        assert expected in text, expected
+
+
+def test_up_without_a_config_names_the_file_and_the_example_and_creates_nothing(tmp_path):
+    data = tmp_path / "data"
+    result = ssftp("up", "--data-dir", str(data))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"ssftp up: no config file at {data}/system/ssftp.yaml; pass --config FILE, or start "
+        "from config/ssftp.example.yaml of the ssftp source")
+    assert not data.exists()
+
+
+def test_serve_refuses_a_bad_config_before_creating_the_data_root(tmp_path):
+    config = tmp_path / "ssftp.yaml"
+    config.write_text("sftpPort: [\n")
+    result = ssftp("serve", "--config", str(config), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 2 and str(config) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "portable"])
+def test_a_busy_port_is_one_line_and_exit_2(tmp_path, keys, command):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if command == "serve":
+            config = tmp_path / "ssftp.yaml"
+            config.write_text("users:\n  stagingDir:\n    - directory: d\n      auth: "
+                              f"{{username: u, publicKey: \"{keys.partner.public_line}\"}}\n")
+            args = ["serve", "--config", str(config)]
+        else:
+            args = ["portable", "--directory", str(tmp_path / "shared"), "--username", "u",
+                    "--password", "pw"]
+        result = ssftp(*args, "--data-dir", str(tmp_path / "data"), "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"ssftp {command}: cannot listen on 127.0.0.1:{port}: address already in use")
+
+
+def test_text_console_for_a_person_and_json_files_always(tmp_path):
+    shared = tmp_path / "shared"
+    proc = subprocess.Popen(
+        [SSFTP, "portable", "--directory", str(shared), "--username", "u", "--password", "pw",
+         "--port", "0", "--data-dir", str(tmp_path / "data"), "--log-format", "text"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    # "12:00:01 info     listening  host=127.0.0.1 port=40211 host_keys=[...]"
+    assert re.fullmatch(r"\d\d:\d\d:\d\d info +listening  host=127\.0\.0\.1 port=\d+ .*\n", line)
+    record = json.loads((tmp_path / "data" / "log" / "ssftp.log").read_text().splitlines()[0])
+    assert record["event"] == "listening" and record["host"] == "127.0.0.1"
+
+
+def test_log_level_warning_keeps_info_events_out_of_console_and_app_log(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [SSFTP, "portable", "--directory", str(tmp_path / "shared"), "--username", "u",
+         "--password", "pw", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+         "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: answers(port), "the portable server to listen")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "listening" not in out
+    assert "listening" not in (tmp_path / "data" / "log" / "ssftp.log").read_text()
+
+
+def answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

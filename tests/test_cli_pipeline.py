@@ -25,7 +25,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.support import run_sftp, sha256_file, write_config
+from testkit.files import sha256_file
+from testkit.openssh_server import free_port
+from testkit.sftp_client import run_sftp
+from tests.support import write_config
 
 SSFTP = str(Path(sys.executable).with_name("ssftp"))
 REPO = Path(__file__).resolve().parents[1]
@@ -45,12 +48,6 @@ WAIT_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -232,14 +229,15 @@ def up_config() -> str:
 
 
 def launch_up(root: Path, config: Path, data: Path, sftp_port: int,
-              prefect_port: int, env: dict[str, str] | None = None) -> Up:
+              prefect_port: int, env: dict[str, str] | None = None, command: str = SSFTP) -> Up:
     """Start ``ssftp up`` in its own session (so Ctrl-C can go to its group), output to files;
-    by default with no Prefect server named, so it finds or starts one on ``prefect_port``."""
+    by default with no Prefect server named, so it finds or starts one on ``prefect_port``.
+    ``command`` is the ``ssftp`` console script to run (default: this checkout's)."""
     stdout_path, stderr_path = data.with_name(data.name + ".stdout"), \
         data.with_name(data.name + ".stderr")
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
-            [SSFTP, "up", "--config", str(config), "--data-dir", str(data),
+            [command, "up", "--config", str(config), "--data-dir", str(data),
              "--port", str(sftp_port), "--prefect-port", str(prefect_port)],
             cwd=root, env=env if env is not None else child_env(), stdin=subprocess.DEVNULL,
             stdout=out, stderr=err, start_new_session=True)
@@ -295,7 +293,11 @@ class Uploaded:
 @pytest.fixture(scope="module")
 def uploaded(up: Up, tmp_path_factory: pytest.TempPathFactory) -> Uploaded:
     """A partner uploads a normal file into a sub directory with a space, and EICAR."""
-    client = tmp_path_factory.mktemp("up-client")
+    return upload_samples(up, tmp_path_factory.mktemp("up-client"))
+
+
+def upload_samples(up: Up, client: Path) -> Uploaded:
+    """Upload, from the directory ``client``, a normal file and EICAR as the partner does."""
     clean_bytes = b"id,amount\n1,100\n" + os.urandom(64 * 1024)
     (client / "report.csv").write_bytes(clean_bytes)
     (client / "eicar.com").write_bytes(EICAR)
@@ -391,6 +393,30 @@ def test_up_routes_clean_to_clean_and_eicar_to_quarantine(up, uploaded):
     assert eicar_in(up.data / "clean") == []
     # Moved, not copied: nothing of the upload is left in the partner's staging directory.
     assert files_under(up.data / "staging" / ACCOUNT_DIR) == []
+
+
+def test_scan_finds_the_clamd_that_up_started_for_its_data_root(up, tmp_path):
+    (tmp_path / "eicar.com").write_bytes(EICAR)
+    result = ssftp("scan", "--data-dir", str(up.data), str(tmp_path / "eicar.com"), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "infected: Ssftp.Test.EICAR" in result.stdout
+
+
+def test_scan_takes_a_relative_socket_path(up, tmp_path):
+    (tmp_path / "eicar.com").write_bytes(EICAR)
+    result = ssftp("scan", "--clamd", "system/clamd/clamd.sock", str(tmp_path / "eicar.com"),
+                   cwd=up.data)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "infected: Ssftp.Test.EICAR" in result.stdout
+
+
+def test_up_console_has_no_human_prefect_lines_when_not_a_terminal(up, uploaded):
+    """Not a terminal: the console is JSON lines, Prefect's included (the scan run has
+    logged by now); ``ssftp is up.`` and its hints are the only plain text."""
+    wait_until_scanned(up, uploaded)
+    human = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| ")
+    streams = up.stdout + up.stderr_path.read_text(errors="replace")
+    assert not [line for line in streams.splitlines() if human.match(line)]
 
 
 def test_up_shows_the_scan_run_and_its_verdict_table_in_prefect(up, uploaded):

@@ -24,8 +24,10 @@ import asyncssh
 import paramiko
 import pytest
 
+from testkit.files import make_random_file, sha256_file
+from testkit.sftp_client import SFTP, run_sftp
 from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD
-from tests.support import SFTP, make_random_file, run_sftp, sha256_file, unique_name
+from tests.support import unique_name
 
 CLIENTS = ("openssh", "paramiko", "asyncssh")
 LARGE_SIZE = 256 * 1024 * 1024

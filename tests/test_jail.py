@@ -23,8 +23,9 @@ import pytest
 from server.jail import Jail
 from ssftp.errors import Refused
 from ssftp.layout import TEMP_PREFIX
+from testkit.sftp_client import run_sftp
 from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD, PASSWORDS
-from tests.support import run_sftp, unique_name
+from tests.support import unique_name
 
 # -- unit tests of Jail ------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ import os
 import time
 
 from ssftp.layout import TEMP_PREFIX, remove_stale_temp_files
+from testkit.sftp_client import run_sftp
 from tests.conftest import PARTNER_PASSWORD
-from tests.support import run_sftp
 
 
 def events(path):

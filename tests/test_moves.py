@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ssftp.moves import move_atomically
-from tests.support import make_random_file, sha256_file
+from testkit.files import make_random_file, sha256_file
 
 SHM = Path("/dev/shm")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from tests.openssh_server import OpenSshServer, sshd_available
+from testkit.openssh_server import OpenSshServer, sshd_available
 
 pytestmark = pytest.mark.skipif(
     not sshd_available(), reason="OpenSSH server (/usr/sbin/sshd) is not installed"

@@ -24,8 +24,10 @@ import pytest
 
 from ssftp.layout import TEMP_PREFIX
 from ssftp.logs import configure_logging
+from testkit.files import make_random_file
+from testkit.sftp_client import SFTP, run_sftp
 from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD, PASSWORDS
-from tests.support import SFTP, ServerThread, make_random_file, run_sftp, unique_name, write_config
+from tests.support import ServerThread, unique_name, write_config
 
 
 def connect(port: int, username: str, password: str):

@@ -25,17 +25,10 @@ from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import CLAIMS_DIR, DataLayout
 from ssftp.webhooks import EVENT_HEADER, SIGNATURE_HEADER, sign
+from testkit.files import make_random_file, sha256_file
+from testkit.sftp_client import run_sftp
 from tests.conftest import PARTNER_PASSWORD
-from tests.support import (
-    ServerThread,
-    WebhookReceiver,
-    make_random_file,
-    run_sftp,
-    sha256_file,
-    unique_name,
-    wait_for,
-    write_config,
-)
+from tests.support import ServerThread, WebhookReceiver, unique_name, wait_for, write_config
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 SECRET = "webhook-signing-secret"
@@ -299,7 +292,7 @@ def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: P
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     pipeline.clamd.process.send_signal(signal.SIGSTOP)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "ssftp.cli", "worker", "--config", str(config),
+        [sys.executable, "-m", "deployments.cli", "worker", "--config", str(config),
          "--data-dir", str(layout.root)], env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE)
     try:

@@ -4,12 +4,16 @@ in place or renamed over the file; an invalid change is logged and the last good
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
 import asyncssh
 import pytest
 
+from ssftp.config.reload import ConfigStore
+from ssftp.layout import DataLayout
+from ssftp.logs import APP
 from tests.support import ServerThread, write_config
 
 CONFIG = """
@@ -97,3 +101,29 @@ async def test_invalid_change_keeps_last_good_config(server):
     # The last good config is still the one in force, and a later fix is picked up.
     server.config_path.write_text(CONFIG.format(extra=SECOND))
     assert await eventually(lambda: can_login(server.port, "second", "second-pw"))
+
+
+def test_the_same_rejected_change_is_logged_once(tmp_path):
+    """One save raises several file events, and each reloads: the operator reads the problems
+    once per rejected content, and again only when the file changes again."""
+    config = write_config(tmp_path / "ssftp.yaml", CONFIG.format(extra=""))
+    store = ConfigStore.open(config, DataLayout.at(tmp_path / "data"))
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger = logging.getLogger(APP)
+    logger.addHandler(handler)
+    try:
+        bad = CONFIG.format(extra=SECOND).replace("directory: second", "directory: /abs")
+        config.write_text(bad)
+        assert not store.reload()
+        assert not store.reload()
+        rejections = [r for r in seen if r.getMessage().startswith("config change rejected")]
+        assert len(rejections) == 1
+        config.write_text(bad.replace("directory: /abs", "directory: ../up"))
+        assert not store.reload()
+        rejections = [r for r in seen if r.getMessage().startswith("config change rejected")]
+        assert len(rejections) == 2
+        assert "'..'" in " ".join(rejections[-1].fields["problems"])  # type: ignore[attr-defined]
+    finally:
+        logger.removeHandler(handler)

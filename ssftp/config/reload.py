@@ -42,6 +42,8 @@ class ConfigStore:
         self.layout = layout
         self.current = active
         self._listeners: list[Callable[[ActiveConfig], None]] = []
+        # One save can raise several change events: the same rejection is logged once.
+        self._rejected: list[str] = []
 
     @classmethod
     def open(cls, path: Path, layout: DataLayout) -> ConfigStore:
@@ -59,10 +61,13 @@ class ConfigStore:
         try:
             loaded = load_config(self.path)
         except ConfigError as exc:
-            log_event(logger, "config change rejected, keeping the last good config",
-                      logging.ERROR, source=str(self.path),
-                      problems=[issue.describe(exc.source) for issue in exc.issues])
+            problems = [issue.describe(exc.source) for issue in exc.issues]
+            if problems != self._rejected:
+                log_event(logger, "config change rejected, keeping the last good config",
+                          logging.ERROR, source=str(self.path), problems=problems)
+            self._rejected = problems
             return False
+        self._rejected = []
         if loaded.digest == self.current.loaded.digest:
             return False
         log_warnings(loaded)

@@ -1,0 +1,307 @@
+"""The ``ssftp`` command line, and its one error boundary.
+
+Every command is a function that returns an exit status. :func:`main` runs it inside the
+boundary: an expected failure (an :class:`~ssftp.errors.SsftpError`, or an ``OSError`` from the
+system, e.g. a data root that cannot be created) prints ``ssftp <command>: <what is wrong>`` on
+stderr and exits 2. An operator never gets a traceback for a mistake of configuration or
+environment; a traceback means a bug.
+
+Commands import the server, the worker and Prefect only when they run, so ``check-config`` and
+``hash-password`` start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Literal
+
+from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
+from ssftp.clamd_daemon import socket_in
+from ssftp.config import load_config
+from ssftp.config.reload import ConfigStore
+from ssftp.config.schema import ClamavSettings
+from ssftp.errors import ClamdError, PrefectServerError, SsftpError
+from ssftp.layout import DataLayout
+from ssftp.logs import set_console
+from ssftp.passwords import hash_password
+
+DEFAULT_DATA_DIR = "./var/ssftp"
+EXAMPLE_CONFIG = "config/ssftp.example.yaml"
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+              "error": logging.ERROR}
+# Exit statuses.
+OK, FOUND, FAILED = 0, 1, 2
+
+
+def _data_dir_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("SSFTP_DATA_DIR", DEFAULT_DATA_DIR)),
+                        help=f"{help_text} (default: $SSFTP_DATA_DIR or {DEFAULT_DATA_DIR})")
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        help="least important application event shown and kept in log/ssftp.log "
+                             "(transfer and audit logs keep everything) (default: info)")
+    parser.add_argument("--log-format", choices=["auto", "json", "text"], default="auto",
+                        help="console format; files under log/ are always JSON lines "
+                             "(default: auto = text on a terminal, JSON lines otherwise)")
+
+
+def _instance_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path,
+                        help="ssftp.yaml (default: <data dir>/system/ssftp.yaml)")
+    _data_dir_option(parser, "data root with the six areas")
+    _log_options(parser)
+
+
+def _listen_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default: sftpHost, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: sftpPort)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssftp", description="Scanned SFTP gateway")
+    parser.add_argument("--version", action="version", version=f"ssftp {version('ssftp')}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="everything on one machine: Prefect server, clamd, "
+                                        "SFTP server and scan worker")
+    _instance_options(up)
+    _listen_options(up)
+    up.add_argument("--prefect-port", type=int, default=4200,
+                    help="port of the local Prefect server to use or start (default: 4200)")
+
+    serve = commands.add_parser("serve", help="run the SFTP server only")
+    _instance_options(serve)
+    _listen_options(serve)
+
+    worker = commands.add_parser("worker", help="run the staging watcher, scan flows and "
+                                                "transfers only (against PREFECT_API_URL)")
+    _instance_options(worker)
+
+    scan = commands.add_parser("scan", help="scan files with the configured clamd and print "
+                                            "verdicts (moves nothing)")
+    scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    scan.add_argument("--config", type=Path,
+                      help="ssftp.yaml whose clamav section to use "
+                           "(default: <data dir>/system/ssftp.yaml, when it exists)")
+    scan.add_argument("--clamd", help="clamd address (socket path or host:port); "
+                                      "overrides the config")
+    _data_dir_option(scan, "without --clamd or clamav.address: use the clamd that `ssftp up` "
+                           "started for this data root")
+
+    portable = commands.add_parser(
+        "portable", help="one-user SFTP server over a directory (no config file, no scanning)")
+    portable.add_argument("--directory", type=Path, required=True,
+                          help="the directory the user sees as /")
+    portable.add_argument("--username", required=True, help="the one account's name")
+    portable.add_argument("--password", help="plaintext or a bcrypt/argon2id hash "
+                                             "(or set SSFTP_PORTABLE_PASSWORD)")
+    portable.add_argument("--public-key", action="append", default=[],
+                          help="an OpenSSH public key line or a .pub file (repeatable)")
+    portable.add_argument("--permissions", default="list,download",
+                          help="comma-separated SFTPGo names, '*' for all "
+                               "(default: list,download)")
+    portable.add_argument("--host", default="127.0.0.1",
+                          help="address to listen on (default: 127.0.0.1)")
+    portable.add_argument("--port", type=int, default=2022,
+                          help="port to listen on (default: 2022)")
+    _data_dir_option(portable, "where host keys (system/) and logs (log/) are kept")
+    _log_options(portable)
+
+    check = commands.add_parser("check-config", help="validate ssftp.yaml and explain problems")
+    check.add_argument("file", type=Path)
+
+    hasher = commands.add_parser("hash-password", help="print a password hash for ssftp.yaml")
+    hasher.add_argument("--scheme", choices=["bcrypt", "argon2id"], default="bcrypt",
+                        help="(default: bcrypt)")
+    return parser
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    loaded = load_config(args.file)
+    config = loaded.config
+    print(f"{args.file}: valid ({len(config.users.staging_dir)} staging and "
+          f"{len(config.users.clean_dir)} clean accounts, "
+          f"{len(config.sftp_client_downloaders)} downloaders, "
+          f"{len(config.sftp_client_uploaders)} uploaders)")
+    for warning in loaded.warnings:
+        print("warning: " + warning.describe(loaded.source))
+    return OK
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SsftpError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    print(hash_password(password, args.scheme))
+    return OK
+
+
+def _configure_console(args: argparse.Namespace) -> None:
+    """The console format and level for this process, and Prefect's console to match."""
+    chosen: str = args.log_format
+    if chosen == "auto":
+        chosen = "text" if sys.stdout.isatty() else "json"
+    console_format: Literal["json", "text"] = "text" if chosen == "text" else "json"
+    set_console(console_format, LOG_LEVELS[args.log_level])
+    # Prefect reads these when it is first imported, which is after this point.
+    if console_format == "json":
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER", "json")
+    if args.log_level != "info":
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", args.log_level.upper())
+
+
+def _open_store(args: argparse.Namespace) -> ConfigStore:
+    """The instance's config, validated before anything is created on disk."""
+    layout = DataLayout.at(args.data_dir)
+    path: Path = args.config or layout.default_config
+    if not path.exists():
+        hint = ("" if args.config else
+                f"; pass --config FILE, or start from {EXAMPLE_CONFIG} of the ssftp source")
+        raise SsftpError(f"no config file at {path}{hint}")
+    store = ConfigStore.open(path, layout)
+    layout.create()
+    return store
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server import event_loop
+    from server.app import serve
+
+    store = _open_store(args)
+    event_loop.run(serve(store, host=args.host, port=args.port))
+    return OK
+
+
+def _up(args: argparse.Namespace) -> int:
+    from deployments.up import run_up
+    from server import event_loop
+
+    store = _open_store(args)
+    event_loop.run(run_up(store, host=args.host, port=args.port,
+                          prefect_port=args.prefect_port))
+    return OK
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from deployments.prefect_server import is_healthy
+    from deployments.worker import run_worker
+    from ssftp.logs import configure_logging, log_dirs
+
+    store = _open_store(args)
+    configure_logging(log_dirs(store.layout, store.current.loaded.config))
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url or not is_healthy(api_url):
+        raise PrefectServerError(
+            f"no Prefect server answers at PREFECT_API_URL={api_url or ''} (e.g. "
+            "http://127.0.0.1:4200/api, started by `ssftp up` or `prefect server start`)")
+    asyncio.run(run_worker(store))
+    return OK
+
+
+def _scan_settings(args: argparse.Namespace) -> ClamavSettings:
+    config = args.config or DataLayout.at(args.data_dir).default_config
+    if args.config is None and not config.exists():
+        return ClamavSettings()
+    return load_config(config).config.clamav
+
+
+def _clamd_address(args: argparse.Namespace, settings: ClamavSettings) -> ClamdAddress:
+    if configured := args.clamd or settings.address:
+        try:
+            return ClamdAddress.parse(configured)
+        except ValueError as exc:
+            raise ClamdError(str(exc)) from None
+    started = ClamdAddress(unix_path=str(socket_in(DataLayout.at(args.data_dir).clamd)))
+    if ClamdClient(started, timeout=5).ping():
+        return started
+    raise ClamdError("no clamd: pass --clamd, set clamav.address in --config, or give the "
+                     "--data-dir of a running `ssftp up`")
+
+
+def _scan(args: argparse.Namespace) -> int:
+    """Exit status: 0 all clean, 1 something infected or unscannable, 2 could not scan."""
+    settings = _scan_settings(args)
+    address = _clamd_address(args, settings)
+    missing = [path for path in args.paths if not path.exists()]
+    if missing:
+        raise SsftpError(f"no such file or directory: {', '.join(map(str, missing))}")
+    files = _files(args.paths)
+    if not files:
+        raise SsftpError("no files to scan")
+    client = ClamdClient(address, timeout=settings.timeout, max_file_size=settings.max_file_size)
+    worst = OK
+    for path in files:
+        verdict = client.scan(path.absolute(), settings.mode)
+        print(f"{path}: {verdict.kind.value}: {verdict.detail}")
+        status = {VerdictKind.CLEAN: OK, VerdictKind.ERROR: FAILED}.get(verdict.kind, FOUND)
+        worst = max(worst, status)
+    return worst
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        found += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return found
+
+
+def _public_key_lines(values: list[str]) -> list[str]:
+    lines: list[str] = []
+    for value in values:
+        path = Path(value).expanduser()
+        if path.is_file():
+            lines += [line for line in path.read_text().splitlines() if line.strip()]
+        else:
+            lines.append(value)
+    return lines
+
+
+def _portable(args: argparse.Namespace) -> int:
+    from server import event_loop
+    from server.portable import portable_account, run_portable
+
+    password = args.password or os.environ.get("SSFTP_PORTABLE_PASSWORD")
+    account = portable_account(args.directory, args.username, password,
+                               _public_key_lines(args.public_key), args.permissions)
+    layout = DataLayout.at(args.data_dir).create()
+    event_loop.run(run_portable(account, layout, args.host, args.port))
+    return OK
+
+
+COMMANDS = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan,
+            "portable": _portable, "check-config": _check_config,
+            "hash-password": _hash_password}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if "log_format" in args:
+        _configure_console(args)
+    try:
+        return COMMANDS[args.command](args)
+    except SsftpError as exc:
+        print(f"ssftp {args.command}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        # The system refused something the operator can fix (permissions, a full disk).
+        print(f"ssftp {args.command}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        # Ctrl-C before a server took over SIGINT (at a prompt, during start).
+        print(file=sys.stderr)
+    return FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
