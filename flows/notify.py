@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import cast
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from ssftp.logs import AUDIT, log_event
@@ -40,12 +43,13 @@ def _run_name() -> str:
 
 @flow(name="notify", flow_run_name=_run_name)
 async def notify(notifications: list[Notification]) -> None:
+    # Prefect types an async task's call as its result; it is an awaitable of its state.
     states = await asyncio.gather(*(
-        send_webhook.with_options(
+        cast("Awaitable[State[int]]", send_webhook.with_options(
             retries=item.webhook.retries,
             retry_delay_seconds=exponential_delays(item.webhook.retry_delay_seconds,
                                                    item.webhook.retries),
-        )(item, return_state=True)
+        )(item, return_state=True))
         for item in notifications
     ))
     failed = []

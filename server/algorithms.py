@@ -75,7 +75,7 @@ def modern_host_keypairs(keys: list[asyncssh.SSHKey]) -> list[asyncssh.SSHKeyPai
     ``signature_algs`` does not limit what a host key offers: an RSA host key would still sign
     with ssh-rsa (SHA-1) for a client that asks, so each key pair's list is cut down here.
     """
-    keypairs = asyncssh.load_keypairs(keys)
+    keypairs = list(asyncssh.load_keypairs(keys))
     for keypair in keypairs:
         keypair.host_key_algorithms = modern_signatures(keypair.host_key_algorithms)
     return keypairs

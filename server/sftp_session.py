@@ -347,13 +347,14 @@ class SFTPSession(asyncssh.SFTPServer):
         handle.bytes += len(data)
         return data
 
-    def write(self, file_obj: object, offset: int, data: bytes) -> None:
+    def write(self, file_obj: object, offset: int, data: bytes) -> int:
         handle = self._handle(file_obj)
         if not isinstance(handle, UploadHandle):
             raise asyncssh.SFTPPermissionDenied("file is not open for writing")
         assert handle.writer is not None
         handle.writer.write(offset, data)
         handle.bytes += len(data)
+        return len(data)
 
     def fsync(self, file_obj: object) -> None:
         os.fsync(self._handle(file_obj).fileno())

@@ -76,5 +76,6 @@ def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Accoun
 
 
 def accounts_from_config(config: SsftpConfig, layout: DataLayout) -> Mapping[str, Account]:
-    entries = [*config.users.staging_dir, *config.users.clean_dir]
+    entries: list[StagingAccount | CleanAccount] = [*config.users.staging_dir,
+                                                     *config.users.clean_dir]
     return {entry.auth.username: _account(entry, layout) for entry in entries}

@@ -7,10 +7,10 @@ and they must still load; the placeholder key simply cannot be used to log in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ssftp.config.schema import SsftpConfig
+from ssftp.config.schema import AccountEntry, Downloader, SsftpConfig, Uploader
 from ssftp.errors import PasswordFormatError, PublicKeyError
 from ssftp.passwords import PasswordVerifier
 from ssftp.public_keys import parse_public_key
@@ -36,12 +36,12 @@ class ConfigIssue:
         return f"{where}: {self.dotted}: {self.message}"
 
 
-def _accounts(config: SsftpConfig) -> Iterator[tuple[KeyPath, str, str]]:
-    """(key path, area list name, directory) for every account."""
-    for index, account in enumerate(config.users.staging_dir):
-        yield ("users", "stagingDir", index), "stagingDir", account.directory
-    for index, account in enumerate(config.users.clean_dir):
-        yield ("users", "cleanDir", index), "cleanDir", account.directory
+def _accounts(config: SsftpConfig) -> Iterator[tuple[KeyPath, str, AccountEntry]]:
+    """(key path, area list name, account) for every account."""
+    for index, staging in enumerate(config.users.staging_dir):
+        yield ("users", "stagingDir", index), "stagingDir", staging
+    for index, clean in enumerate(config.users.clean_dir):
+        yield ("users", "cleanDir", index), "cleanDir", clean
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -50,12 +50,11 @@ def _overlaps(a: str, b: str) -> bool:
 
 def find_errors(config: SsftpConfig) -> list[ConfigIssue]:
     errors: list[ConfigIssue] = []
-    all_accounts = [*config.users.staging_dir, *config.users.clean_dir]
     seen_users: dict[str, KeyPath] = {}
     seen_dirs: dict[str, list[tuple[KeyPath, str]]] = {"stagingDir": [], "cleanDir": []}
 
-    for (path, area, directory), account in zip(_accounts(config), all_accounts, strict=True):
-        username = account.auth.username
+    for path, area, account in _accounts(config):
+        directory, username = account.directory, account.auth.username
         if username in seen_users:
             first = ConfigIssue(seen_users[username], "").dotted
             errors.append(ConfigIssue((*path, "auth", "username"),
@@ -79,8 +78,9 @@ def find_errors(config: SsftpConfig) -> list[ConfigIssue]:
                 errors.append(ConfigIssue((*path, "auth", "password"), str(exc)))
 
     names: dict[str, KeyPath] = {}
-    endpoints = [("sftpClientDownloaders", config.sftp_client_downloaders),
-                 ("sftpClientUploaders", config.sftp_client_uploaders)]
+    endpoints: list[tuple[str, Sequence[Downloader | Uploader]]] = [
+        ("sftpClientDownloaders", config.sftp_client_downloaders),
+        ("sftpClientUploaders", config.sftp_client_uploaders)]
     for list_name, entries in endpoints:
         for index, entry in enumerate(entries):
             path = (list_name, index, "name")
