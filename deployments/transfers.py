@@ -107,7 +107,6 @@ class TransferDeployments:
         self.data_dir = data_dir
         self.instance = store.current.loaded.config.instance_name
         self.deployment_ids: dict[str, UUID] = {}
-        self.served: list[str] = []
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner = Runner(name=f"ssftp-{self.instance}", query_seconds=POLL_SECONDS,
@@ -155,7 +154,6 @@ class TransferDeployments:
             description=f"ssftp {kind.name}s of instance {self.instance}, scheduled from "
                         f"{self.config_path}")
         self.deployment_ids[kind.name] = await self._runner.aadd_deployment(deployment)
-        self.served.append(kind.name)
         if self._serving is None:
             self._serving = asyncio.create_task(self._runner.start())
 

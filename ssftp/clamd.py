@@ -48,10 +48,6 @@ class Verdict:
     detail: str
     signature: str | None = None
 
-    @property
-    def is_clean(self) -> bool:
-        return self.kind is VerdictKind.CLEAN
-
 
 def parse_reply(reply: bytes) -> Verdict:
     """Read one clamd reply line (``<name>: OK | <signature> FOUND | <message> ERROR``)."""

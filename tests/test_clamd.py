@@ -97,7 +97,7 @@ def test_client_size_limit_needs_no_clamd(tmp_path):
 def test_clamd_unreachable_is_an_error(tmp_path, mode):
     down = ClamdClient(ClamdAddress(unix_path=str(tmp_path / "no-clamd.sock")), timeout=2)
     verdict = getattr(down, mode)(write(tmp_path / "f.txt", b"hello"))
-    assert verdict.kind is VerdictKind.ERROR and not verdict.is_clean
+    assert verdict.kind is VerdictKind.ERROR
     assert "no-clamd.sock" in verdict.detail
 
 
@@ -123,7 +123,7 @@ def tcp_clamd(tmp_path_factory):
 def test_instream_over_tcp(tcp_clamd, tmp_path):
     client = ClamdClient(ClamdAddress(host="127.0.0.1", port=tcp_clamd.tcp_port), timeout=30)
     assert client.scan_stream(write(tmp_path / "e", EICAR)).kind is VerdictKind.INFECTED
-    assert client.scan_stream(write(tmp_path / "c", b"fine")).is_clean
+    assert client.scan_stream(write(tmp_path / "c", b"fine")).kind is VerdictKind.CLEAN
 
 
 def test_hanging_clamd_times_out_as_error(tcp_clamd, tmp_path):
@@ -135,7 +135,7 @@ def test_hanging_clamd_times_out_as_error(tcp_clamd, tmp_path):
     finally:
         os.kill(tcp_clamd.process.pid, signal.SIGCONT)
     assert verdict.kind is VerdictKind.ERROR and "timed out" in verdict.detail
-    assert client.scan_stream(write(tmp_path / "c2", b"fine")).is_clean
+    assert client.scan_stream(write(tmp_path / "c2", b"fine")).kind is VerdictKind.CLEAN
 
 
 def test_daemon_start_failure_is_explained(tmp_path):

@@ -308,13 +308,22 @@ async def test_schedules_follow_the_config_on_hot_reload(prefect_api, instance):
                 break
             await asyncio.sleep(0.1)
         assert await deployment_schedules(download_id) == {}
-        assert sorted(transfers.served) == ["download", "upload"]
+        # Both are served by this process's runner: Prefect knows them without a work pool.
+        assert await work_pools(transfers) == {"download": None, "upload": None}
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
     async with get_client() as client:
         deployment = await client.read_deployment(transfers.deployment_ids["upload"])
     assert deployment.paused  # nobody serves it any more: its schedules are paused
+
+
+async def work_pools(transfers: TransferDeployments) -> dict[str, str | None]:
+    """Which work pool runs each deployment, as the Prefect server records it (None: the
+    process that serves it)."""
+    async with get_client() as client:
+        return {kind: (await client.read_deployment(deployment_id)).work_pool_name
+                for kind, deployment_id in transfers.deployment_ids.items()}
 
 
 def prefect_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -338,7 +347,8 @@ async def test_prefect_yaml_deploys_to_a_work_pool_that_runs_the_transfers(prefe
     store = ConfigStore.open(instance.config, instance.layout)
     transfers = TransferDeployments(store, str(instance.config), str(instance.layout.root))
     await transfers.sync()
-    assert transfers.served == []  # the pool runs them; ssftp only keeps the schedules
+    # The pool runs them; ssftp only keeps the schedules.
+    assert await work_pools(transfers) == {"download": "ssftp"}
     assert await deployment_schedules(transfers.deployment_ids["download"]) == {
         "pooled": ("cron 0 0 1 1 *", {"name": "pooled"})}
 
