@@ -220,10 +220,7 @@ def _scan_settings(args: argparse.Namespace) -> ClamavSettings:
 
 def _clamd_address(args: argparse.Namespace, settings: ClamavSettings) -> ClamdAddress:
     if configured := args.clamd or settings.address:
-        try:
-            return ClamdAddress.parse(configured)
-        except ValueError as exc:
-            raise ClamdError(str(exc)) from None
+        return ClamdAddress.parse(configured)
     started = ClamdAddress(unix_path=str(socket_in(DataLayout.at(args.data_dir).clamd)))
     if ClamdClient(started, timeout=5).ping():
         return started

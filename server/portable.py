@@ -12,6 +12,7 @@ from pathlib import Path
 
 from server.app import log_listening, start_gateway
 from ssftp.accounts import Account, AccountKind, parse_keys
+from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
 from ssftp.logs import configure_logging
 from ssftp.passwords import PasswordVerifier
@@ -25,9 +26,9 @@ def portable_account(
 ) -> Account:
     keys = parse_keys(public_keys)
     if public_keys and not keys:
-        raise ValueError("none of the given public keys is a valid OpenSSH public key")
+        raise InvalidValueError("none of the given public keys is a valid OpenSSH public key")
     if not password and not keys:
-        raise ValueError("give a password or a public key")
+        raise InvalidValueError("give a password or a public key")
     names = [name.strip() for name in permissions.split(",") if name.strip()]
     return Account(
         username=username,

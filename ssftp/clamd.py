@@ -23,6 +23,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from ssftp.errors import InvalidValueError
+
 LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
 DEFAULT_CHUNK = 1 << 20
 
@@ -88,8 +90,8 @@ class ClamdAddress:
             return cls(unix_path=value)
         host, sep, port = value.removeprefix("tcp://").rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("a clamd address is a socket path (/path, dir/name or unix:path) "
-                             "or host:port (or tcp://host:port)")
+            raise InvalidValueError("a clamd address is a socket path (/path, dir/name or "
+                                    "unix:path) or host:port (or tcp://host:port)")
         return cls(host=host.strip("[]"), port=int(port))
 
     def __str__(self) -> str:

@@ -8,8 +8,9 @@ library is called, so code above that sees only this hierarchy::
 
     SsftpError
     ├── ConfigError              ssftp.yaml cannot be used; ``issues`` lists every problem
-    ├── CredentialError          a password hash or public key given to ssftp is unusable
-    │   ├── PasswordFormatError  looks like a hash but is not a valid one
+    ├── InvalidValueError        a value given to ssftp (in ssftp.yaml, on the command line)
+    │   │                        cannot be used: a permission name, a clamd address, ...
+    │   ├── PasswordFormatError  looks like a password hash but is not a valid one
     │   └── PublicKeyError       not an OpenSSH public key ssftp accepts
     ├── Refused                  an SFTP operation the account may not do (told to the client)
     ├── ClamdError               no clamd to scan with
@@ -26,8 +27,8 @@ library is called, so code above that sees only this hierarchy::
         └── WorkerDiedError      the scan worker ended; ``ssftp up`` stops rather than
                                  accept uploads nobody scans
 
-:class:`CredentialError` is also a ``ValueError``: the config schema's validators raise it,
-and pydantic reports a ``ValueError`` as a problem at the key being validated.
+:class:`InvalidValueError` is also a ``ValueError``: the config schema's validators let it
+through, and pydantic reports a ``ValueError`` as a problem at the key being validated.
 """
 
 from __future__ import annotations
@@ -52,15 +53,15 @@ class ConfigError(SsftpError):
         super().__init__(f"invalid config {source}:\n{lines}")
 
 
-class CredentialError(SsftpError, ValueError):
-    """A password hash or public key that cannot be used (the message says why)."""
+class InvalidValueError(SsftpError, ValueError):
+    """A value given to ssftp that cannot be used; the message says which and why."""
 
 
-class PasswordFormatError(CredentialError):
+class PasswordFormatError(InvalidValueError):
     """A value that looks like a hash but is not a valid one (refused, never taken as plaintext)."""
 
 
-class PublicKeyError(CredentialError):
+class PublicKeyError(InvalidValueError):
     """A configured public key that cannot be used."""
 
 

@@ -17,7 +17,7 @@ import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from ssftp.errors import PasswordFormatError
+from ssftp.errors import InvalidValueError, PasswordFormatError
 
 Scheme = Literal["bcrypt", "argon2id", "plaintext"]
 
@@ -68,11 +68,11 @@ class PasswordVerifier:
 def hash_password(password: str, scheme: Literal["bcrypt", "argon2id"] = "bcrypt") -> str:
     """Hash a password for ssftp.yaml (``ssftp hash-password``)."""
     if not password:
-        raise ValueError("refusing to hash an empty password")
+        raise InvalidValueError("refusing to hash an empty password")
     if scheme == "bcrypt":
         encoded = password.encode()
         if len(encoded) > 72:
-            raise ValueError("bcrypt uses at most 72 bytes of a password; use argon2id")
+            raise InvalidValueError("bcrypt uses at most 72 bytes of a password; use argon2id")
         return bcrypt.hashpw(encoded, bcrypt.gensalt(rounds=12)).decode()
     return _argon2.hash(password)
 

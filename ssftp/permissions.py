@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ssftp.errors import Refused
+from ssftp.errors import InvalidValueError, Refused
 
 
 class Permission(StrEnum):
@@ -47,7 +47,7 @@ def parse_permission_names(names: list[str]) -> frozenset[Permission]:
         if name == "*":
             granted.update(Permission)
         elif name in _NEVER:
-            raise ValueError(f"permission {name!r} is not available: {_NEVER[name]}")
+            raise InvalidValueError(f"permission {name!r} is not available: {_NEVER[name]}")
         elif name in _ALIASES:
             granted.add(_ALIASES[name])
         else:
@@ -55,7 +55,8 @@ def parse_permission_names(names: list[str]) -> frozenset[Permission]:
                 granted.add(Permission(name))
             except ValueError:
                 known = ", ".join(sorted([*Permission, *_ALIASES]))
-                raise ValueError(f"unknown permission {name!r} (known: *, {known})") from None
+                raise InvalidValueError(f"unknown permission {name!r} (known: *, {known})"
+                                        ) from None
     return frozenset(granted)
 
 

@@ -253,3 +253,18 @@ def answers(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+@pytest.mark.parametrize(("args", "stdin", "message"), [
+    (["hash-password"], "\n", "ssftp hash-password: refusing to hash an empty password"),
+    (["portable", "--directory", "d", "--username", "u"], "",
+     "ssftp portable: give a password or a public key"),
+    (["portable", "--directory", "d", "--username", "u", "--password", "p",
+      "--permissions", "list,sudo"], "", "ssftp portable: unknown permission 'sudo'"),
+    (["scan", "--clamd", "nonsense", "f"], "", "ssftp scan: a clamd address is a socket path"),
+], ids=["empty-password", "no-credential", "unknown-permission", "bad-clamd-address"])
+def test_bad_values_on_the_command_line_are_one_line_and_exit_2(tmp_path, args, stdin, message):
+    result = subprocess.run([SSFTP, *args], input=stdin, capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
