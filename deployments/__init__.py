@@ -1,1 +1,3 @@
-"""Wiring: the staging watcher that starts scan runs, and the processes that run it."""
+"""The composition root: the ``ssftp`` command line and the processes it runs (``up``, the
+worker with its staging watcher, the Prefect server, the transfer deployments). It wires the
+other packages together; nothing imports it."""

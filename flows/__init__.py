@@ -1,1 +1,2 @@
-"""Prefect flows and tasks: thin orchestration over the plain functions in :mod:`ssftp`."""
+"""Prefect flows and tasks: thin orchestration over :mod:`ssftp` (scan, notify) and
+:mod:`client` (download, upload), adding runs, retries, artifacts and history."""
