@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ssftp.config.rules import ConfigIssue
+    from ssftp.config.issues import ConfigIssue
 
 
 class SsftpError(Exception):

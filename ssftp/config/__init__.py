@@ -1,7 +1,7 @@
 """ssftp.yaml: its schema, the loader that explains errors, and hot reload."""
 
+from ssftp.config.issues import ConfigIssue
 from ssftp.config.loader import LoadedConfig, load_config, parse_config
-from ssftp.config.rules import ConfigIssue
 from ssftp.config.schema import SsftpConfig
 
 __all__ = [

@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ssftp.config.rules import ConfigIssue, KeyPath, find_errors, find_warnings
+from ssftp.config.issues import ConfigIssue, KeyPath
+from ssftp.config.rules import find_errors, find_warnings
 from ssftp.config.schema import SsftpConfig
 from ssftp.errors import ConfigError
 

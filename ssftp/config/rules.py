@@ -8,32 +8,12 @@ and they must still load; the placeholder key simply cannot be used to log in.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
+from ssftp.config.issues import ConfigIssue, KeyPath
 from ssftp.config.schema import AccountEntry, Downloader, SsftpConfig, Uploader
 from ssftp.errors import PasswordFormatError, PublicKeyError
 from ssftp.passwords import PasswordVerifier
 from ssftp.public_keys import parse_public_key
-
-KeyPath = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    path: KeyPath
-    message: str
-    line: int | None = None
-
-    @property
-    def dotted(self) -> str:
-        text = ""
-        for part in self.path:
-            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-        return text or "(top level)"
-
-    def describe(self, source: str) -> str:
-        where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.dotted}: {self.message}"
 
 
 def _accounts(config: SsftpConfig) -> Iterator[tuple[KeyPath, str, AccountEntry]]:
