@@ -20,7 +20,6 @@ import os
 import sys
 from importlib.metadata import version
 from pathlib import Path
-from typing import Literal
 
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
 from ssftp.clamd_daemon import socket_in
@@ -151,10 +150,9 @@ def _hash_password(args: argparse.Namespace) -> int:
 
 def _configure_console(args: argparse.Namespace) -> None:
     """The console format and level for this process, and Prefect's console to match."""
-    chosen: str = args.log_format
-    if chosen == "auto":
-        chosen = "text" if sys.stdout.isatty() else "json"
-    console_format: Literal["json", "text"] = "text" if chosen == "text" else "json"
+    console_format = args.log_format
+    if console_format == "auto":
+        console_format = "text" if sys.stdout.isatty() else "json"
     set_console(console_format, LOG_LEVELS[args.log_level])
     # Prefect reads these when it is first imported, which is after this point.
     if console_format == "json":
