@@ -31,6 +31,9 @@ logger = logging.getLogger(APP)
 SERVER_VERSION = "ssftp"
 # An upload temp file untouched this long belongs to no live session (any instance).
 STALE_TEMP_SECONDS = 24 * 3600
+# How often a running server looks for them again: a crash of another instance sharing the data
+# root (or of a session's process) leaves them while this one keeps running for months.
+STALE_TEMP_SWEEP_SECONDS = 3600
 
 
 def _create_session(chan: asyncssh.SSHServerChannel) -> SFTPSession:
@@ -106,24 +109,47 @@ def _apply_defender_settings(defender: Defender, active: ActiveConfig) -> None:
     defender.ban_seconds = settings.ban_seconds
 
 
+def _remove_stale_temp_files(layout: DataLayout) -> None:
+    for area in (layout.staging, layout.clean):
+        for path in remove_stale_temp_files(area, STALE_TEMP_SECONDS):
+            log_event(logger, "removed stale upload temp file", path=str(path))
+
+
+async def _sweep_stale_temp_files(layout: DataLayout, interval: float) -> None:
+    """Remove stale temp files every ``interval`` seconds, in a thread: walking a large tree
+    (or a slow share) must not stall the sessions on the event loop."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(_remove_stale_temp_files, layout)
+        except OSError as exc:  # a vanished or unreadable area: try again next time
+            log_event(logger, "stale temp file sweep failed", logging.WARNING,
+                      error=str(exc))
+
+
 @dataclass
 class Service:
-    """A started ``ssftp serve``: the gateway plus the config watcher."""
+    """A started ``ssftp serve``: the gateway plus its background tasks (the config watcher,
+    the stale temp file sweep)."""
 
     store: ConfigStore
     gateway: Gateway
-    watcher: asyncio.Task[None]
+    tasks: list[asyncio.Task[None]]
 
     async def stop(self) -> None:
-        self.watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.watcher
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.gateway.close()
         log_event(logger, "stopped")
 
 
-async def start_service(store: ConfigStore, *, host: str | None, port: int | None) -> Service:
-    """Start the SFTP server for a config store, with hot reload of its file."""
+async def start_service(store: ConfigStore, *, host: str | None, port: int | None,
+                        temp_sweep_seconds: float = STALE_TEMP_SWEEP_SECONDS) -> Service:
+    """Start the SFTP server for a config store, with hot reload of its file and a periodic
+    sweep of stale upload temp files (``temp_sweep_seconds`` apart)."""
     layout = store.layout
     config = store.current.loaded.config
     configure_logging(log_dirs(layout, store.current.loaded.config))
@@ -133,9 +159,7 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
     store.on_change(lambda active: _apply_defender_settings(defender, active))
     for account in store.current.accounts.values():
         account.root.mkdir(parents=True, exist_ok=True)
-    for area in (layout.staging, layout.clean):
-        for path in remove_stale_temp_files(area, STALE_TEMP_SECONDS):
-            log_event(logger, "removed stale upload temp file", path=str(path))
+    _remove_stale_temp_files(layout)
 
     gateway = await start_gateway(
         lookup=lambda username: store.current.accounts.get(username),
@@ -146,7 +170,10 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
         durable_uploads=lambda: store.current.loaded.config.fsync_uploads,
     )
     log_listening(gateway)
-    return Service(store, gateway, asyncio.create_task(store.watch()))
+    return Service(store, gateway, [
+        asyncio.create_task(store.watch()),
+        asyncio.create_task(_sweep_stale_temp_files(layout, temp_sweep_seconds)),
+    ])
 
 
 async def serve(store: ConfigStore, *, host: str | None, port: int | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import os
@@ -24,7 +25,7 @@ from asyncssh import SFTPAttrs, SFTPName
 from server.jail import Jail, JailPath
 from server.upload_writer import UploadWriter
 from ssftp.accounts import Account
-from ssftp.errors import Refused
+from ssftp.errors import Refused, UploadFailedError
 from ssftp.layout import is_partial_upload_name, is_reserved_name
 from ssftp.logs import APP, TRANSFER, log_event
 from ssftp.permissions import Permission
@@ -33,6 +34,10 @@ app_log = logging.getLogger(APP)
 transfer_log = logging.getLogger(TRANSFER)
 
 DIR_MODE = 0o750
+
+# C0 controls and DEL: a name holding one (a newline above all) forges lines in every log and
+# listing that prints it, and breaks the scripts that read them.
+_CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F))
 
 
 @dataclass(frozen=True)
@@ -144,10 +149,10 @@ class SFTPSession(asyncssh.SFTPServer):
             self.permissions.require(Permission.LIST, "stat")
             return os.stat(self.jail.resolve(path).host)
 
-    def lstat(self, path: bytes) -> os.stat_result:
+    def lstat(self, path: bytes) -> SFTPAttrs:
         with self._checked("lstat", path):
             self.permissions.require(Permission.LIST, "stat")
-            return os.lstat(self.jail.resolve(path, follow_final=False).host)
+            return _shown_attrs(os.lstat(self.jail.resolve(path, follow_final=False).host))
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         with self._checked("list", path):
@@ -157,9 +162,13 @@ class SFTPSession(asyncssh.SFTPServer):
         yield SFTPName(b"..", attrs=SFTPAttrs.from_local(os.stat(directory)))
         with os.scandir(directory) as entries:
             for entry in entries:
-                if not is_reserved_name(entry.name):
-                    attrs = SFTPAttrs.from_local(entry.stat(follow_symlinks=False))
-                    yield SFTPName(os.fsencode(entry.name), attrs=attrs)
+                if is_reserved_name(entry.name):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # gone since readdir (claimed by the scanner, removed): not listed
+                yield SFTPName(os.fsencode(entry.name), attrs=_shown_attrs(info))
 
     def readlink(self, path: bytes) -> bytes:
         with self._checked("readlink", path):
@@ -187,7 +196,9 @@ class SFTPSession(asyncssh.SFTPServer):
     def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         with self._checked("mkdir", path):
             self.permissions.require(Permission.CREATE_DIRS, "creating a directory")
-            os.mkdir(self.jail.resolve(path, follow_final=False).host, DIR_MODE)
+            target = self.jail.resolve(path, follow_final=False)
+            _require_printable_name(target)
+            os.mkdir(target.host, DIR_MODE)
 
     def rmdir(self, path: bytes) -> None:
         with self._checked("rmdir", path):
@@ -220,6 +231,7 @@ class SFTPSession(asyncssh.SFTPServer):
             target = self.jail.resolve(newpath, follow_final=False)
             if source.virtual == "/":
                 raise Refused("the home directory cannot be renamed")
+            _require_printable_name(target)
             finishing_upload = (is_partial_upload_name(source.name)
                                 and not is_partial_upload_name(target.name))
             if finishing_upload:
@@ -242,28 +254,52 @@ class SFTPSession(asyncssh.SFTPServer):
 
     # -- files: attributes -------------------------------------------------------------
 
-    def _apply_attrs(self, target: int | Path, attrs: SFTPAttrs, *, own_upload: bool) -> None:
-        """Apply what the account may change; ownership is never changed, and a published
-        file's size cannot change in place (it may be waiting for, or past, its scan)."""
-        if attrs.size is not None:
-            if not own_upload:
-                raise Refused("changing a file's size in place is not allowed; upload it again")
-            os.truncate(target, attrs.size)
-        if attrs.permissions is not None and (own_upload or Permission.CHMOD in self.permissions):
+    def _require_attrs_allowed(self, attrs: SFTPAttrs, *, own_upload: bool) -> None:
+        """Refuse the whole request before changing anything when one attribute may not change.
+
+        Ownership never changes; a published file's size cannot change in place (it may be
+        waiting for, or past, its scan); mode and times need ``chmod`` and ``chtimes``, except
+        on the account's own upload in progress (``put -p`` sets them on the open handle). A
+        refusal is a real SSH_FX_PERMISSION_DENIED, never an OK that did nothing: a client
+        that keeps mtimes (asyncssh ``put(preserve=True)``, rclone) must learn they were lost.
+        """
+        if attrs.uid is not None or attrs.gid is not None:
+            raise Refused("changing a file's owner is never allowed")
+        if attrs.size is not None and not own_upload:
+            raise Refused("changing a file's size in place is not allowed; upload it again")
+        if attrs.permissions is not None and not own_upload:
+            self.permissions.require(Permission.CHMOD, "changing permissions")
+        if (attrs.atime is not None or attrs.mtime is not None) and not own_upload:
+            self.permissions.require(Permission.CHTIMES, "changing times")
+
+    @staticmethod
+    def _apply_attrs(target: int | Path, attrs: SFTPAttrs) -> None:
+        if attrs.permissions is not None:
             os.chmod(target, stat.S_IMODE(attrs.permissions) & 0o775)
-        if attrs.mtime is not None and (own_upload or Permission.CHTIMES in self.permissions):
+        if attrs.mtime is not None:
             os.utime(target, (attrs.atime if attrs.atime is not None else attrs.mtime,
                               attrs.mtime))
 
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         with self._checked("setstat", path):
             target = self.jail.resolve(path)
-            self._apply_attrs(target.host, attrs, own_upload=False)
+            if (Permission.CHMOD not in self.permissions and _only_mode(attrs)
+                    and target.host.is_dir()):
+                # Refused, yet answered OK (nothing is changed), for compatibility: OpenSSH's
+                # ``put -r`` sets the mode of every directory it uploaded this way and prints
+                # an error for each refusal. A directory's mode is ssftp's, not the partner's.
+                return
+            self._require_attrs_allowed(attrs, own_upload=False)
+            self._apply_attrs(target.host, attrs)
 
     def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         handle = self._handle(file_obj)
         with self._checked("setstat", handle.virtual.encode()):
-            self._apply_attrs(handle.fileno(), attrs, own_upload=isinstance(handle, UploadHandle))
+            self._require_attrs_allowed(attrs, own_upload=isinstance(handle, UploadHandle))
+            if attrs.size is not None:
+                assert isinstance(handle, UploadHandle) and handle.writer is not None
+                handle.writer.truncate(attrs.size)
+            self._apply_attrs(handle.fileno(), attrs)
 
     def fstat(self, file_obj: object) -> os.stat_result:
         return os.fstat(self._handle(file_obj).fileno())
@@ -285,14 +321,26 @@ class SFTPSession(asyncssh.SFTPServer):
     @staticmethod
     def _open_regular(host: Path, flags: int) -> int:
         """Open an existing regular file that has no other hard link (which could be an
-        alias of a file outside the jail)."""
-        fd = os.open(host, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            os.close(fd)
+        alias of a file outside the jail).
+
+        O_NONBLOCK makes the open itself return at once whatever is there: a FIFO would
+        otherwise block this thread (the event loop, every session) until a writer comes.
+        The type is then checked on the descriptor, which cannot change under us; blocking
+        mode is restored for the regular file that passes.
+        """
+        fd = os.open(host, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            info = os.fstat(fd)
             if stat.S_ISDIR(info.st_mode):
                 raise asyncssh.SFTPFileIsADirectory("is a directory")
-            raise Refused("only regular files without other hard links can be opened")
+            if not stat.S_ISREG(info.st_mode):
+                raise Refused("not a regular file (a FIFO, socket or device): cannot be opened")
+            if info.st_nlink != 1:
+                raise Refused("a file with other hard links cannot be opened")
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
     def _open_download(self, path: bytes) -> DownloadHandle:
@@ -305,6 +353,7 @@ class SFTPSession(asyncssh.SFTPServer):
         if pflags & asyncssh.FXF_READ:
             self.permissions.require(Permission.DOWNLOAD, "opening for reading")
         target = self.jail.resolve(path)
+        _require_printable_name(target)
         exists = os.path.lexists(target.host)
         if exists:
             if pflags & asyncssh.FXF_EXCL:
@@ -357,7 +406,12 @@ class SFTPSession(asyncssh.SFTPServer):
         return len(data)
 
     def fsync(self, file_obj: object) -> None:
-        os.fsync(self._handle(file_obj).fileno())
+        handle = self._handle(file_obj)
+        if isinstance(handle, UploadHandle):
+            assert handle.writer is not None
+            handle.writer.fsync()
+        else:
+            os.fsync(handle.fd)
 
     def close(self, file_obj: object) -> None:
         handle = self._handle(file_obj)
@@ -374,6 +428,9 @@ class SFTPSession(asyncssh.SFTPServer):
             return
         try:
             handle.writer.commit()
+        except UploadFailedError as exc:
+            self._log_transfer("upload", handle, str(exc))
+            raise asyncssh.SFTPFailure(str(exc)) from None
         except FileExistsError:
             self._log_transfer("upload", handle, "target appeared meanwhile; not overwritten")
             raise asyncssh.SFTPFileAlreadyExists("file already exists") from None
@@ -388,3 +445,22 @@ class SFTPSession(asyncssh.SFTPServer):
     def __repr__(self) -> str:
         return f"SFTPSession(user={self.account.username!r})"
 
+
+def _shown_attrs(info: os.stat_result) -> SFTPAttrs:
+    """Attributes as the client sees them: a symlink's size would be the length of its
+    target path, a hint at where it points (a host path), so a link has size 0."""
+    attrs = SFTPAttrs.from_local(info)
+    if stat.S_ISLNK(info.st_mode):
+        attrs.size = 0
+    return attrs
+
+
+def _only_mode(attrs: SFTPAttrs) -> bool:
+    return attrs.permissions is not None and all(
+        value is None for value in (attrs.size, attrs.uid, attrs.gid, attrs.atime, attrs.mtime))
+
+
+def _require_printable_name(target: JailPath) -> None:
+    """Refuse a new name with a control character (before it exists, not when listing)."""
+    if not _CONTROL_CHARACTERS.isdisjoint(target.name):
+        raise Refused("names may not contain control characters (newline, tab, escape, ...)")

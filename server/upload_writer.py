@@ -4,14 +4,20 @@ Nothing downstream (the staging watcher, a consumer listing clean/) can ever see
 written file under its final name: the final name appears only by ``rename`` (or ``link`` when
 the account may not overwrite, so a file that appeared meanwhile is never clobbered) after the
 client closed the handle. An interrupted upload is discarded, never published.
+
+Nor is an upload the client saw fail: clients close the handle after a failed WRITE (a full
+disk, a short write) or FSYNC as after a good one, so the writer remembers the first failure
+and :meth:`UploadWriter.commit` refuses to publish what is then a truncated file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+from ssftp.errors import UploadFailedError
 from ssftp.moves import publish, temp_path_beside
 
 FILE_MODE = 0o640
@@ -24,8 +30,20 @@ class UploadWriter:
         self.append = append
         self.durable = durable
         self.temp = temp_path_beside(target)
+        self.failure: str | None = None  # the first failed operation; the upload is then void
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         self.fd = os.open(self.temp, flags, FILE_MODE)
+
+    @contextlib.contextmanager
+    def _remembering(self, operation: str) -> Iterator[None]:
+        """Let an OSError through to the client, and note it: the upload can no longer be
+        complete, whatever the client does next."""
+        try:
+            yield
+        except OSError as exc:
+            if self.failure is None:
+                self.failure = f"{operation} failed: {exc.strerror or exc}"
+            raise
 
     def start_from(self, existing_fd: int) -> None:
         """Begin with the current content of the target (resume, or a write without truncate)."""
@@ -38,21 +56,40 @@ class UploadWriter:
             offset += copied
 
     def write(self, offset: int, data: bytes) -> None:
-        if self.append:
-            offset = os.fstat(self.fd).st_size
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self.fd, view, offset)
-            offset += written
-            view = view[written:]
+        with self._remembering("write"):
+            if self.append:
+                offset = os.fstat(self.fd).st_size
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self.fd, view, offset)
+                if written == 0:  # would loop for ever; the kernel gave no reason
+                    raise OSError(0, f"short write ({len(view)} bytes not written)")
+                offset += written
+                view = view[written:]
+
+    def fsync(self) -> None:
+        with self._remembering("fsync"):
+            os.fsync(self.fd)
+
+    def truncate(self, size: int) -> None:
+        with self._remembering("truncate"):
+            os.ftruncate(self.fd, size)
 
     def read(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)
 
     def commit(self) -> None:
         """Publish under the final name; raises FileExistsError if that would clobber a file
-        the account may not overwrite (the temp file is then removed)."""
-        os.close(self.fd)
+        the account may not overwrite, and UploadFailedError after a failed write or fsync
+        (in both cases the temp file is removed)."""
+        if self.failure is not None:
+            self.abort()
+            raise UploadFailedError(f"upload not published: {self.failure}")
+        try:
+            os.close(self.fd)  # a network filesystem may report a lost write only here
+        except OSError:
+            self.temp.unlink(missing_ok=True)
+            raise
         publish(self.temp, self.target, replace=self.replace, durable=self.durable)
 
     def abort(self) -> None:

@@ -13,6 +13,8 @@ library is called, so code above that sees only this hierarchy::
     │   ├── PasswordFormatError  looks like a password hash but is not a valid one
     │   └── PublicKeyError       not an OpenSSH public key ssftp accepts
     ├── Refused                  an SFTP operation the account may not do (told to the client)
+    ├── UploadFailedError        a write or fsync of an upload failed (a full disk): the
+    │                            file is discarded at close, never published
     ├── ClamdError               no clamd to scan with
     │   ├── ClamdStartError      our own clamd did not start (with the end of its log)
     │   └── NoClamdError         scanning is on, and no clamd address is known
@@ -71,6 +73,10 @@ class Refused(SsftpError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class UploadFailedError(SsftpError):
+    """An upload the client saw fail (a write, a short write, an fsync): never published."""
 
 
 class ClamdError(SsftpError):

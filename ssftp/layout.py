@@ -27,12 +27,18 @@ PARTIAL_UPLOAD_SUFFIXES = (".filepart",)
 
 
 def is_reserved_name(name: str) -> bool:
-    """True for ssftp's own hidden names (temp files, claims), which no client may see or touch."""
-    return name.startswith(RESERVED_PREFIX)
+    """True for ssftp's own hidden names (temp files, claims), which no client may see or touch.
+
+    In any letter case: on a case-insensitive share ``.SSFTP-tmp-x`` *is* ssftp's temp file,
+    and elsewhere such a look-alike has no business beside ssftp's names either.
+    """
+    return name.casefold().startswith(RESERVED_PREFIX)
 
 
 def is_temp_name(name: str) -> bool:
-    """True for a temp file that is garbage once nobody writes it (not claims: those hold data)."""
+    """True for a temp file that is garbage once nobody writes it (not claims: those hold data).
+
+    Exact case: ssftp writes these names itself, and only its own files are ever deleted."""
     return name.startswith(TEMP_PREFIX)
 
 
@@ -57,10 +63,18 @@ def remove_stale_temp_files(root: Path, older_than_seconds: float) -> list[Path]
     for directory, _, files in os.walk(root):
         for name in files:
             path = Path(directory, name)
-            if is_temp_name(name) and path.lstat().st_mtime < cutoff:
+            if is_temp_name(name) and _modified_before(path, cutoff):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
+
+
+def _modified_before(path: Path, cutoff: float) -> bool:
+    """False for a file gone since it was listed (published or removed by its writer)."""
+    try:
+        return path.lstat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False
 
 
 @dataclass(frozen=True)
