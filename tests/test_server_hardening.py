@@ -26,6 +26,7 @@ import pytest
 from server.app import Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import TEMP_PREFIX, is_reserved_name
+from ssftp.logs import configure_logging
 from testkit.files import make_random_file
 from testkit.sftp_client import run_sftp
 from tests.conftest import PARTNER_PASSWORD, gateway_config
@@ -314,8 +315,6 @@ class SweepingServer(ServerThread):
 
 @pytest.fixture
 def sweeping_server(tmp_path: Path, keys, gateway) -> Iterator[SweepingServer]:
-    from ssftp.logs import configure_logging
-
     config = write_config(tmp_path / "ssftp.yaml", gateway_config(keys))
     server = SweepingServer(config, tmp_path / "data")
     try:
