@@ -3,19 +3,29 @@
 Every error names the file, the line and the key path (``users.stagingDir[1].auth.username``),
 and never echoes a value, since the value may be a password. ``${NAME}`` is replaced by the
 environment variable NAME (``$${`` writes a literal ``${``) so secrets can stay out of the file.
+
+The file may be hostile, or just broken on a bad day, and both ``check-config`` and hot reload
+read it: every limit below turns what would be a hang, a runaway allocation or a traceback into
+one line that names the file. Only a regular file (or a symlink to one) of at most
+:data:`MAX_CONFIG_BYTES` is read, and the YAML is composed with a bound on nesting and on alias
+expansion before anything is expanded.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import ValidationError
+from yaml.composer import Composer
 
 from ssftp.config.issues import ConfigIssue, KeyPath
 from ssftp.config.rules import find_errors, find_warnings
@@ -24,6 +34,19 @@ from ssftp.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{([^}]*)\}?")
 
+_MIB = 1024 * 1024
+# An ssftp.yaml with 10 000 accounts is 1 to 2 MiB; a file is read whole, so bound it.
+MAX_CONFIG_BYTES = 4 * _MIB
+# ssftp.yaml nests 6 levels deep; the rest is headroom for odd but harmless layouts.
+MAX_NESTING = 64
+# What aliases may add to the document, in characters and nodes written out: as much as a whole
+# config file could hold. The load then costs at most what two files of the limit would.
+MAX_ALIAS_EXPANSION = MAX_CONFIG_BYTES
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"))
+
 
 @dataclass(frozen=True)
 class LoadedConfig:
@@ -31,6 +54,86 @@ class LoadedConfig:
     source: str
     warnings: list[ConfigIssue]
     digest: str
+
+
+class _LimitExceeded(yaml.YAMLError):
+    """Valid YAML that ssftp will not compose, with the line of the node that crossed a limit."""
+
+    def __init__(self, problem: str, event: yaml.Event) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.line = event.start_mark.line + 1 if event.start_mark is not None else None
+
+
+class _BoundedLoader(Composer, yaml.CSafeLoader):
+    """libyaml's parser and PyYAML's safe constructor, with PyYAML's composer between them so
+    that nesting and aliases are counted while the node graph is built.
+
+    Nesting costs recursion here and in every walk after, so it is bounded. Aliases are not
+    refused (sSFTP files have none, but an anchor for settings shared by several downloaders is
+    fair use); what they would add once written out is: a node graph of a 1 KiB "billion
+    laughs" is small, its expansion by the line map, the interpolation and the schema is not.
+    A count of aliases alone would not do, since a few aliases nested in each other multiply,
+    and nor would refusing aliases to collections, since many aliases to one long scalar add up
+    too. So each node's written-out size (1, plus a scalar's length, plus its children's sizes,
+    an alias counting as its anchor's size) is known the moment it is composed.
+    """
+
+    def __init__(self, text: str) -> None:
+        yaml.CSafeLoader.__init__(self, text)
+        Composer.__init__(self)
+        self._depth = 0
+        self._written = 0  # written-out size of everything composed so far
+        self._aliased = 0  # the part of it that aliases added
+        self._anchored: dict[str, int] = {}  # written-out size of each anchor's node
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        # The composer asks for a node only where the parser has one.
+        event = cast(yaml.NodeEvent, self.peek_event())
+        if isinstance(event, yaml.AliasEvent):
+            self._expand(event)
+            return super().compose_node(parent, index)
+        nests = isinstance(event, yaml.CollectionStartEvent)
+        if nests:
+            self._depth += 1
+            if self._depth > MAX_NESTING:
+                raise _LimitExceeded(f"nested deeper than {MAX_NESTING} levels", event)
+        start = self._written
+        node = super().compose_node(parent, index)
+        self._depth -= nests
+        self._written += 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0)
+        if event.anchor is not None:
+            self._anchored[event.anchor] = self._written - start
+        return node
+
+    def _expand(self, alias: yaml.NodeEvent) -> None:
+        if alias.anchor in self.anchors and alias.anchor not in self._anchored:
+            raise _LimitExceeded("an alias refers to a collection that contains it "
+                                 "(a structure without end)", alias)
+        # An undefined alias counts nothing here: the composer refuses it next.
+        size = self._anchored.get(str(alias.anchor), 0)
+        self._written += size
+        self._aliased += size
+        if self._aliased > MAX_ALIAS_EXPANSION:
+            raise _LimitExceeded(
+                f"YAML aliases would expand the document by more than "
+                f"{MAX_ALIAS_EXPANSION // _MIB} MiB, a 'billion laughs'; write the repeated "
+                "parts out instead", alias)
+
+
+def _yaml_issue(error: yaml.YAMLError | ValueError | RecursionError) -> ConfigIssue:
+    """One line for anything composing and constructing can raise.
+
+    A ValueError comes from a scalar YAML resolves but Python cannot build (``2020-13-45`` as a
+    date, an integer of 5000 digits); RecursionError should not happen below MAX_NESTING, and
+    still must not become a traceback."""
+    if isinstance(error, RecursionError):
+        return ConfigIssue((), "nested too deeply to read")
+    if isinstance(error, _LimitExceeded):
+        return ConfigIssue((), error.problem, error.line)
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or error
+    return ConfigIssue((), f"not valid YAML: {problem}", mark.line + 1 if mark else None)
 
 
 class _LineMap:
@@ -107,20 +210,49 @@ def _pydantic_issues(error: ValidationError, lines: _LineMap) -> list[ConfigIssu
     return issues
 
 
+def _compose(text: str, source: str) -> tuple[Any, _LineMap]:
+    """The document's data and where each key is, read once by a :class:`_BoundedLoader`.
+
+    The line map walks the nodes before they are constructed: constructing a ``<<`` merge key
+    rewrites its mapping's node, and the map must show the keys as the file has them."""
+    loader = _BoundedLoader(text)
+    lines = _LineMap()
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, lines
+        lines.walk(node, ())
+        return loader.construct_document(node), lines
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise ConfigError(source, [_yaml_issue(exc)]) from None
+    finally:
+        loader.dispose()
+
+
 def parse_config(text: str, source: str = "<config>") -> LoadedConfig:
     """Validate config text; raises :class:`ConfigError` listing every problem."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [ConfigIssue((), f"not valid YAML: {problem}", line)]) from None
+    with _cycle_collection_paused():
+        return _parse(text, source)
 
-    lines = _LineMap()
-    if node is not None:
-        lines.walk(node, ())
+
+@contextmanager
+def _cycle_collection_paused() -> Iterator[None]:
+    """A load builds several objects for each YAML node and each entry, and they all live until
+    it ends; CPython's cycle collector meanwhile walks them again and again (10 000 accounts:
+    twice as long). Nothing a load leaves behind is cyclic garbage worth collecting during it,
+    so the collector waits until it is done. When loads overlap in threads, the one that paused
+    the collector resumes it."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _parse(text: str, source: str) -> LoadedConfig:
+    data, lines = _compose(text, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -148,13 +280,49 @@ def parse_config(text: str, source: str = "<config>") -> LoadedConfig:
     return LoadedConfig(config, source, warnings, digest)
 
 
+def _read_text(path: str | os.PathLike[str], source: str) -> str:
+    """The file's text, if it is a regular file of at most MAX_CONFIG_BYTES.
+
+    The type is checked on the opened descriptor, so nothing can be swapped in between, and the
+    open does not block on a FIFO (O_NONBLOCK) nor take a terminal (O_NOCTTY)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            return _read_regular(descriptor, source).decode("utf-8")
+        finally:
+            os.close(descriptor)
+    except FileNotFoundError:
+        raise _refused(source, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _refused(source, f"cannot read: {exc}") from None
+
+
+def _read_regular(descriptor: int, source: str) -> bytes:
+    """The opened file's bytes, if it is a regular file within MAX_CONFIG_BYTES.
+
+    The size is checked, and then not trusted: a file may grow while it is read, so at most one
+    byte more than the limit is read."""
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for is_kind, name in _NOT_REGULAR if is_kind(info.st_mode)),
+                    "a special file")
+        raise _refused(source, f"not a regular file ({kind}); ssftp.yaml must be a regular "
+                               "file or a symlink to one")
+    if info.st_size <= MAX_CONFIG_BYTES:
+        with open(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) <= MAX_CONFIG_BYTES:
+            return data
+    raise _refused(source, f"larger than {MAX_CONFIG_BYTES} bytes "
+                           f"({MAX_CONFIG_BYTES // _MIB} MiB), the most ssftp reads as a config "
+                           "file")
+
+
+def _refused(source: str, problem: str) -> ConfigError:
+    return ConfigError(source, [ConfigIssue((), problem)])
+
+
 def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
     """Read and validate a config file; raises :class:`ConfigError`."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, [ConfigIssue((), "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, [ConfigIssue((), f"cannot read: {exc}")]) from None
-    return parse_config(text, source)
+    return parse_config(_read_text(path, source), source)

@@ -7,7 +7,9 @@ and they must still load; the placeholder key simply cannot be used to log in.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from ssftp.config.issues import ConfigIssue, KeyPath
 from ssftp.config.schema import AccountEntry, Downloader, SsftpConfig, Uploader
@@ -24,16 +26,86 @@ def _accounts(config: SsftpConfig) -> Iterator[tuple[KeyPath, str, AccountEntry]
         yield ("users", "cleanDir", index), "cleanDir", clean
 
 
-def _overlaps(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+# Every overlap of a config a person wrote is named; the bound is for configs nobody did: n
+# accounts on one directory overlap in n·(n-1)/2 pairs, more lines than anyone reads.
+MAX_REPORTED_OVERLAPS = 100
+
+# Where a directory is named (the entry's key path), and the directory ("*": the whole area).
+_Claim = tuple[KeyPath, str]
+
+
+def _components(directory: str) -> tuple[str, ...]:
+    return () if directory == "*" else tuple(directory.split("/"))
+
+
+def _contains(outer: str, inner: str) -> bool:
+    return outer in ("*", inner) or inner.startswith(outer + "/")
+
+
+@dataclass(frozen=True)
+class _Overlaps:
+    """For each claim, the earlier claims whose directories overlap its own, in file order."""
+
+    earlier: dict[KeyPath, list[_Claim]]
+    # More pairs overlap than MAX_REPORTED_OVERLAPS; ``earlier`` holds that many of them.
+    truncated: bool
+
+    def of(self, path: KeyPath) -> list[_Claim]:
+        return self.earlier.get(path, [])
+
+    def notes(self, path: KeyPath) -> list[ConfigIssue]:
+        """One line saying the list of overlaps below ``path`` is cut short, if it is."""
+        return [ConfigIssue(path, f"more than {MAX_REPORTED_OVERLAPS} pairs of directories "
+                                  "overlap; only those are listed")] if self.truncated else []
+
+
+def _find_overlaps(claims: Sequence[_Claim], reported_from: int = 0) -> _Overlaps:
+    """The overlapping pairs of claims whose later claim is at ``reported_from`` or after (the
+    ones before are only there to be overlapped).
+
+    Sorted by components, the directories inside a directory come right after it. So one pass,
+    keeping the chain of claims that contain the current one, meets each overlapping pair
+    exactly once: O(n log n) plus one step per pair, where
+    comparing each claim with every earlier one took over a minute for 60 000 accounts.
+    """
+    order = sorted(range(len(claims)), key=lambda index: (_components(claims[index][1]), index))
+    chain: list[int] = []  # claims containing the current one, outermost first
+    reported_chain: list[int] = []  # the part of chain at reported_from or after
+    pairs: dict[int, list[int]] = defaultdict(list)
+    found = 0
+    for current in order:
+        while chain and not _contains(claims[chain[-1]][1], claims[current][1]):
+            if chain.pop() >= reported_from:
+                reported_chain.pop()
+        for other in chain if current >= reported_from else reported_chain:
+            found += 1
+            if found > MAX_REPORTED_OVERLAPS:
+                return _overlaps_by_path(claims, pairs, truncated=True)
+            pairs[max(other, current)].append(min(other, current))
+        chain.append(current)
+        if current >= reported_from:
+            reported_chain.append(current)
+    return _overlaps_by_path(claims, pairs, truncated=False)
+
+
+def _overlaps_by_path(claims: Sequence[_Claim], pairs: dict[int, list[int]],
+                      truncated: bool) -> _Overlaps:
+    earlier = {claims[later][0]: [claims[index] for index in sorted(others)]
+               for later, others in pairs.items()}
+    return _Overlaps(earlier, truncated)
 
 
 def find_errors(config: SsftpConfig) -> list[ConfigIssue]:
     errors: list[ConfigIssue] = []
     seen_users: dict[str, KeyPath] = {}
-    seen_dirs: dict[str, list[tuple[KeyPath, str]]] = {"stagingDir": [], "cleanDir": []}
+    accounts = list(_accounts(config))
+    # A '*' account sees the whole area by design; it overlaps no account's own directory.
+    overlaps = {area: _find_overlaps([(path, account.directory)
+                                      for path, in_area, account in accounts
+                                      if in_area == area and account.directory != "*"])
+                for area in ("stagingDir", "cleanDir")}
 
-    for path, area, account in _accounts(config):
+    for path, area, account in accounts:
         directory, username = account.directory, account.auth.username
         if username in seen_users:
             first = ConfigIssue(seen_users[username], "").dotted
@@ -41,21 +113,21 @@ def find_errors(config: SsftpConfig) -> list[ConfigIssue]:
                                       f"username {username!r} is already used by {first}"))
         seen_users.setdefault(username, path)
 
-        for other_path, other in seen_dirs[area]:
-            if directory != "*" and other != "*" and _overlaps(directory, other):
-                what = "is the same as" if directory == other else "overlaps"
-                errors.append(ConfigIssue(
-                    (*path, "directory"),
-                    f"{directory!r} {what} {other!r} of {ConfigIssue(other_path, '').dotted}: "
-                    "accounts would see each other's files",
-                ))
-        seen_dirs[area].append((path, directory))
+        for other_path, other in overlaps[area].of(path):
+            what = "is the same as" if directory == other else "overlaps"
+            errors.append(ConfigIssue(
+                (*path, "directory"),
+                f"{directory!r} {what} {other!r} of {ConfigIssue(other_path, '').dotted}: "
+                "accounts would see each other's files",
+            ))
 
         if account.auth.password is not None:
             try:
                 PasswordVerifier.parse(account.auth.password.get_secret_value())
             except PasswordFormatError as exc:
                 errors.append(ConfigIssue((*path, "auth", "password"), str(exc)))
+    for area, found in overlaps.items():
+        errors.extend(found.notes(("users", area)))
 
     names: dict[str, KeyPath] = {}
     endpoints: list[tuple[str, Sequence[Downloader | Uploader]]] = [
@@ -79,32 +151,36 @@ def _transfer_directory_errors(config: SsftpConfig) -> Iterator[ConfigIssue]:
     their files and credit them to the wrong owner; two uploaders on one directory would race
     to send the same file twice.
     """
-    owners: list[tuple[KeyPath, str]] = [
-        (("users", "stagingDir", index, "directory"), account.directory)
-        for index, account in enumerate(config.users.staging_dir)]
-    for index, downloader in enumerate(config.sftp_client_downloaders):
-        path: KeyPath = ("sftpClientDownloaders", index, "localStagingDirectory")
-        directory = downloader.local_staging_directory
+    owners: list[_Claim] = [(("users", "stagingDir", index, "directory"), account.directory)
+                           for index, account in enumerate(config.users.staging_dir)]
+    downloaders: list[_Claim] = [
+        (("sftpClientDownloaders", index, "localStagingDirectory"),
+         downloader.local_staging_directory)
+        for index, downloader in enumerate(config.sftp_client_downloaders)]
+    found = _find_overlaps([*owners, *((path, directory) for path, directory in downloaders
+                                       if directory != "*")], reported_from=len(owners))
+    for path, directory in downloaders:
         if directory == "*":
             yield ConfigIssue(path, "'*' is not a staging directory; name one")
-            continue
-        yield from _overlap_errors(path, directory, owners, "their files would mix")
-        owners.append((path, directory))
-    uploaders: list[tuple[KeyPath, str]] = []
-    for index, uploader in enumerate(config.sftp_client_uploaders):
-        path = ("sftpClientUploaders", index, "localDirectoryToUpload")
-        directory = uploader.local_directory_to_upload
-        yield from _overlap_errors(path, directory, uploaders,
+        yield from _overlap_errors(path, directory, found.of(path), "their files would mix")
+    yield from found.notes(("sftpClientDownloaders",))
+
+    uploaders: list[_Claim] = [
+        (("sftpClientUploaders", index, "localDirectoryToUpload"),
+         uploader.local_directory_to_upload)
+        for index, uploader in enumerate(config.sftp_client_uploaders)]
+    found = _find_overlaps(uploaders)
+    for path, directory in uploaders:
+        yield from _overlap_errors(path, directory, found.of(path),
                                    "both would send the same files")
-        uploaders.append((path, directory))
+    yield from found.notes(("sftpClientUploaders",))
 
 
-def _overlap_errors(path: KeyPath, directory: str, others: list[tuple[KeyPath, str]],
+def _overlap_errors(path: KeyPath, directory: str, others: list[_Claim],
                     consequence: str) -> Iterator[ConfigIssue]:
     for other_path, other in others:
-        if directory == "*" or other == "*" or _overlaps(directory, other):
-            yield ConfigIssue(path, f"{directory!r} overlaps {other!r} of "
-                                    f"{ConfigIssue(other_path, '').dotted}: {consequence}")
+        yield ConfigIssue(path, f"{directory!r} overlaps {other!r} of "
+                                f"{ConfigIssue(other_path, '').dotted}: {consequence}")
 
 
 def find_warnings(config: SsftpConfig) -> list[ConfigIssue]:
