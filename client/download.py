@@ -8,7 +8,6 @@ complete local copy with the remote file remembered (so it is deleted, not fetch
 
 from __future__ import annotations
 
-import logging
 import posixpath
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
@@ -18,7 +17,7 @@ import asyncssh
 from client.connection import CONNECTION_LOST, reason
 from ssftp.config.schema import Downloader
 from ssftp.layout import DataLayout, is_partial_upload_name
-from ssftp.logs import AUDIT, log_event
+from ssftp.logs import audit_event
 from ssftp.moves import temp_path_beside
 from ssftp.transfer_state import RemoteStamp, TransferState
 from ssftp.transfers import (
@@ -28,8 +27,6 @@ from ssftp.transfers import (
     local_name_problem,
     publish_download,
 )
-
-audit_logger = logging.getLogger(AUDIT)
 
 
 async def _walk(sftp: asyncssh.SFTPClient, root: str, sub_path: PurePosixPath,
@@ -88,8 +85,8 @@ async def download_files(entry: Downloader, layout: DataLayout, state: TransferS
         result = await _fetch(sftp, entry, remote_path, target, sub_path, stamp)
         if result.result == "downloaded":
             state.record_fetched(entry.name, remote_path, stamp)
-            log_event(audit_logger, "download", downloader=entry.name, remote=remote_path,
-                      file=str(target), size=result.bytes, flow_run_id=flow_run_id)
+            audit_event("download", downloader=entry.name, remote=remote_path,
+                        file=str(target), size=result.bytes, flow_run_id=flow_run_id)
             if entry.delete_remote_file_after_download:
                 result = await _delete_remote(sftp, entry, state, remote_path, sub_path, stamp,
                                               "")

@@ -12,7 +12,6 @@ sent again from the start.
 from __future__ import annotations
 
 import contextlib
-import logging
 import posixpath
 import secrets
 from dataclasses import replace
@@ -24,7 +23,7 @@ from client.connection import CONNECTION_LOST, reason
 from ssftp.config.schema import Uploader
 from ssftp.file_stamp import FileStamp
 from ssftp.layout import DataLayout
-from ssftp.logs import AUDIT, log_event
+from ssftp.logs import audit_event
 from ssftp.transfer_state import Delivery, Stage, TransferState
 from ssftp.transfers import (
     Outcome,
@@ -33,9 +32,6 @@ from ssftp.transfers import (
     area_path,
     files_to_upload,
 )
-
-audit_logger = logging.getLogger(AUDIT)
-
 
 ALREADY_THERE = "exists on the remote server (overrideRemoteExistingFile: false)"
 
@@ -174,10 +170,10 @@ def _archive(entry: Uploader, layout: DataLayout, state: TransferState, delivery
              flow_run_id: str | None, detail: str) -> TransferResult:
     archived = archive_uploaded(layout, delivery.local_path, delivery.fingerprint)
     state.finish_delivery(entry.name, delivery.local_path)
-    log_event(audit_logger, "upload", uploader=entry.name, file=str(delivery.local_path),
-              remote=f"{entry.host}:{entry.port}/{delivery.remote_final}",
-              size=delivery.fingerprint.size,
-              archived=str(archived) if archived else None, flow_run_id=flow_run_id)
+    audit_event("upload", uploader=entry.name, file=str(delivery.local_path),
+                remote=f"{entry.host}:{entry.port}/{delivery.remote_final}",
+                size=delivery.fingerprint.size,
+                archived=str(archived) if archived else None, flow_run_id=flow_run_id)
     note = detail or ("" if archived else "a newer version is in clean/ and is sent next")
     name = delivery.local_path.as_posix()
     return TransferResult(name, delivery.fingerprint.size, "uploaded", note)

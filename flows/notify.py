@@ -16,11 +16,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
-from ssftp.logs import AUDIT, log_event
+from ssftp.logs import audit_event
 from ssftp.retry_schedule import exponential_delays
 from ssftp.webhooks import Notification, deliver, safe_url
-
-audit_logger = logging.getLogger(AUDIT)
 
 
 @task(name="send-webhook", cache_policy=NO_CACHE,
@@ -55,9 +53,9 @@ async def notify(notifications: list[Notification]) -> None:
     failed = []
     for item, state in zip(notifications, states, strict=True):
         delivered = state.is_completed()
-        log_event(audit_logger, "webhook", logging.INFO if delivered else logging.ERROR,
-                  file=item.file, webhook=item.event, url=safe_url(item.webhook.url),
-                  delivered=delivered, flow_run_id=flow_run.id)
+        audit_event("webhook", logging.INFO if delivered else logging.ERROR,
+                    file=item.file, webhook=item.event, url=safe_url(item.webhook.url),
+                    delivered=delivered, flow_run_id=flow_run.id)
         if not delivered:
             failed.append(item)
             get_run_logger().error("%s webhook for %s was not delivered after %d retries",

@@ -19,6 +19,8 @@ library is called, so code above that sees only this hierarchy::
     │   ├── ClamdStartError      our own clamd did not start (with the end of its log)
     │   └── NoClamdError         scanning is on, and no clamd address is known
     ├── WebhookError             a receiver did not take a notification (it is retried)
+    ├── AuditLogError            an audit record did not reach every audit.log: the file
+    │                            it is about stays where it was (and is scanned again)
     ├── TransferError            a downloader or uploader could not do its work
     │   ├── RemoteUnavailableError  the remote server is unreachable or went away: retried
     │   ├── RemoteRefusedError      host key, login or key file refused: fix the config
@@ -93,6 +95,14 @@ class NoClamdError(ClamdError):
 
 class WebhookError(SsftpError):
     """The receiver did not take the notification (it will be retried)."""
+
+
+class AuditLogError(SsftpError):
+    """An audit record could not be written to every ``audit.log`` (a full disk, a lost share).
+
+    A file is moved to ``clean/`` or ``quarantine/`` only after its record is written, so
+    this keeps the file where it was, to be tried again.
+    """
 
 
 class TransferError(SsftpError):

@@ -5,18 +5,27 @@ so the logs can be searched and shipped without parsing prose. The files under `
 always JSON lines; the console is JSON lines too, or one readable line per event for a person
 at a terminal (:func:`set_console`). Field names that suggest a secret are masked on the way
 out, as a last line of defence: callers never pass secrets.
+
+Audit records are written with :func:`write_audit_event` (or :func:`audit_event`), never
+through logging's own calls: a logging handler that cannot write says so on stderr and goes
+on, and a file must not reach ``clean/`` or ``quarantine/`` while its record failed to.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import logging.handlers
+import os
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from ssftp.errors import AuditLogError
 
 if TYPE_CHECKING:
     from ssftp.config.schema import SsftpConfig
@@ -109,6 +118,132 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, /,
         logger.log(level, event, extra={"fields": fields})
 
 
+def warn_on_stderr(message: str) -> None:
+    """One line on stderr, for when the logs themselves cannot be written: no file, no
+    handler in between. Control characters (a file name may hold a newline or a terminal
+    escape) are shown escaped, so it stays one line."""
+    line = "".join(char if char.isprintable() else repr(char)[1:-1]
+                   for char in printable(message))
+    print(f"ssftp: {line}", file=sys.stderr, flush=True)
+
+
+class AuditFileHandler(logging.Handler):
+    """``audit.log`` in one log dir, written so that the writer learns whether a record got in.
+
+    logging's file handlers report a failed write on stderr and go on; their buffer even keeps
+    the unwritten rest and writes it later, when what it said may no longer be true. Here each
+    record is one ``write()`` of the whole line to an ``O_APPEND`` descriptor, and a failure
+    raises. A line cut short by a full disk is taken back (``ftruncate`` to where it began,
+    under ``flock`` so that the other processes writing this file wait), so the next record
+    starts on a line of its own.
+
+    No fsync per record: tmpfs, ext4 and XFS reserve the space at ``write()`` (a full disk or
+    a quota is ENOSPC/EDQUOT there), which is what gating a move needs, and an fsync would add a
+    disk rotation per scanned file on a spinning disk. So a record survives a crash of the
+    process, but a power loss can take the last seconds of records while the fsynced moves
+    they describe stay done. A log dir on NFS may report a full disk only at close: keep it
+    local.
+
+    Like ``WatchedFileHandler``, the file is opened again when logrotate moved it away.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        # Scans run in threads, and they share the descriptor, so its flock does not part them.
+        self._write_lock = threading.Lock()
+        self._fd, self._identity = self._open()
+
+    def write(self, record: logging.LogRecord) -> None:
+        """Append ``record`` as one whole line, or raise ``OSError`` leaving the file as it was."""
+        line = (self.format(record) + "\n").encode()
+        with self._write_lock:
+            fd = self._current_fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                start = os.fstat(fd).st_size
+                try:
+                    _write_all(fd, line)
+                except OSError:
+                    os.ftruncate(fd, start)
+                    raise
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """logging's contract, for a stray ``log_event`` on the audit logger."""
+        try:
+            self.write(record)
+        except OSError:
+            self.handleError(record)
+
+    def close(self) -> None:
+        # Closed twice (by configure_logging, again at exit): the number may be reused by then.
+        with self._write_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        super().close()
+
+    def _open(self) -> tuple[int, tuple[int, int]]:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        opened = os.fstat(fd)
+        return fd, (opened.st_dev, opened.st_ino)
+
+    def _current_fd(self) -> int:
+        """The open file, opened again when it was moved away, or when the handler was closed
+        while still attached (Prefect's logging setup closes every handler; the stdlib's file
+        handlers reopen on the next record, and so does this one)."""
+        try:
+            on_disk = os.stat(self.path)
+            moved = (on_disk.st_dev, on_disk.st_ino) != self._identity
+        except FileNotFoundError:
+            moved = True
+        if moved or self._fd < 0:
+            fd, self._identity = self._open()  # may fail: the old one is kept for next time
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = fd
+        return self._fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_audit_event(event: str, level: int = logging.INFO, /, **fields: Any) -> None:
+    """Write one audit record to ``audit.log`` in every log dir (and show it on the console).
+
+    Raises :class:`AuditLogError` naming each file it did not reach; the files it reached keep
+    it, and the caller's next record (say, that the file stayed where it was) follows it there.
+    """
+    logger = logging.getLogger(AUDIT)
+    record = logger.makeRecord(logger.name, level, __file__, 0, event, (), None,
+                               extra={"fields": fields})
+    unwritten = []
+    for handler in logger.handlers:
+        if isinstance(handler, AuditFileHandler):
+            try:
+                handler.write(record)
+            except OSError as exc:
+                unwritten.append(f"{handler.path} ({exc.strerror or exc})")
+        else:
+            handler.handle(record)
+    if unwritten:
+        raise AuditLogError(f"audit record not written to {', '.join(unwritten)}")
+
+
+def audit_event(event: str, level: int = logging.INFO, /, **fields: Any) -> None:
+    """An audit record that gates nothing (a download, a webhook): if it cannot be written,
+    that is one line on stderr and the work goes on."""
+    try:
+        write_audit_event(event, level, **fields)
+    except AuditLogError as exc:
+        warn_on_stderr(f"{event}: {exc}")
+
+
 def log_dirs(layout: DataLayout, config: SsftpConfig) -> list[Path]:
     """Where the logs go: the data root's log/, plus each ``logDests`` file destination."""
     extra = [Path(d.props["path"]) for d in config.log_dests if d.kind == "file"]
@@ -118,7 +253,8 @@ def log_dirs(layout: DataLayout, config: SsftpConfig) -> list[Path]:
 def configure_logging(log_dirs: list[Path], *, stdout: bool = True) -> None:
     """Send the three logs to stdout and to their files in each of ``log_dirs``.
 
-    Files use ``WatchedFileHandler`` so logrotate can rotate them under a running server.
+    Files use ``WatchedFileHandler`` (the audit log :class:`AuditFileHandler`) so logrotate can
+    rotate them under a running server.
     """
     json_lines = JsonLinesFormatter()
     stream = logging.StreamHandler(sys.stdout) if stdout else None
@@ -134,7 +270,8 @@ def configure_logging(log_dirs: list[Path], *, stdout: bool = True) -> None:
         handlers: list[logging.Handler] = [stream] if stream else []
         for directory in dict.fromkeys(path.absolute() for path in log_dirs):
             directory.mkdir(parents=True, exist_ok=True)
-            file = logging.handlers.WatchedFileHandler(directory / filename)
+            file = (AuditFileHandler(directory / filename) if name == AUDIT
+                    else logging.handlers.WatchedFileHandler(directory / filename))
             file.setFormatter(json_lines)
             handlers.append(file)
         for handler in handlers:

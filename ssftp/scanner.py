@@ -2,15 +2,20 @@
 
 :meth:`Scanner.scan` reads top-down: claim the file (out of every client's reach), examine it
 (hash it, ask clamd, check it did not change meanwhile), ask the verdict router where the
-verdict sends it, and have the claim go there. It never raises for a problem with the file or
-with clamd: every outcome is a :class:`ScanResult`, and anything short of a clean verdict for
-exactly these bytes keeps the file out of ``clean/``.
+verdict sends it, write the audit record, and have the claim go there. It never raises for a
+problem with the file, with clamd or with the audit log: every outcome is a :class:`ScanResult`,
+and anything short of a clean verdict for exactly these bytes keeps the file out of ``clean/``.
+
+The audit record of a move comes before the move, and a record that could not be written stops
+it: the file goes back to staging and is scanned again, so no file is in ``clean/`` or
+``quarantine/`` without its record. A move that fails after the record gets a second record.
 
 Prefect flows call this; tests call it directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -22,13 +27,12 @@ from typing import Any
 
 from ssftp.claims import Claim, ClaimArea
 from ssftp.clamd import ClamdClient, ScanMode, Verdict, VerdictKind
+from ssftp.errors import AuditLogError
 from ssftp.file_stamp import FileStamp
 from ssftp.layout import DataLayout
-from ssftp.logs import AUDIT, log_event
+from ssftp.logs import audit_event, warn_on_stderr, write_audit_event
 from ssftp.staging_owners import StagingOwners
-from ssftp.verdict_router import Area, record_content, route_for
-
-audit_logger = logging.getLogger(AUDIT)
+from ssftp.verdict_router import Area, Route, record_content, route_for
 
 _READ_CHUNK = 1 << 20
 
@@ -75,6 +79,16 @@ def _digest(fd: int) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _failed(examined: _Examined, detail: str) -> _Examined:
+    """The same bytes, with an error verdict: not passed on this time, scanned again."""
+    return replace(examined, verdict=Verdict(VerdictKind.ERROR, detail))
+
+
+def _where_now(claim: Claim) -> Path:
+    """Where a file that could not be moved on is: still claimed, or back in staging."""
+    return claim.path if claim.path.exists() else claim.origin
+
+
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
     """The ctime too: a writer can put the old mtime back, never the old ctime."""
     return (FileStamp.of(after) != FileStamp.of(before)
@@ -103,16 +117,20 @@ class Scanner:
             return None
         examined = self._examine(claim)
         try:
-            result = self._move_on(claim, examined, flow_run_id)
+            route = route_for(examined.verdict.kind, claim.sub_path, self.layout)
+        except OSError as exc:  # the quarantine name could not be reserved (a full disk)
+            return self._unmoved(claim, examined, flow_run_id, exc)
+        if route.area is Area.STAGING:
+            return self._back_to_staging(claim, examined, flow_run_id)
+        result = self._result(claim, examined, flow_run_id, route.area, route.target)
+        try:
+            write_audit_event("scan", logging.INFO, **self._record(result))
+        except AuditLogError as exc:
+            return self._unaudited(claim, examined, flow_run_id, route, exc)
+        try:
+            self._move_on(claim, route, result)
         except OSError as exc:
-            # A full disk or a vanished directory while moving: the file stays where it is (its
-            # claim or staging) and is scanned again, never passed on.
-            unmoved = replace(examined, verdict=Verdict(VerdictKind.ERROR,
-                                                        f"could not move the file on: {exc}"))
-            where = claim.path if claim.path.exists() else claim.origin
-            result = self._result(claim, unmoved, flow_run_id, Area.STAGING, where)
-        level = logging.WARNING if result.area is Area.STAGING else logging.INFO
-        log_event(audit_logger, "scan", level, **result.as_dict(), instance=self.instance)
+            return self._unmoved(claim, examined, flow_run_id, exc)
         return result
 
     def _examine(self, claim: Claim) -> _Examined:
@@ -146,21 +164,60 @@ class Scanner:
         finally:
             os.close(fd)
 
-    def _move_on(self, claim: Claim, examined: _Examined,
-                 flow_run_id: str | None) -> ScanResult:
-        """Send the claimed file where its verdict says; the result says where it is now."""
-        route = route_for(examined.verdict.kind, claim.sub_path, self.layout)
-        if route.area is Area.STAGING:
-            return self._result(claim, examined, flow_run_id, route.area, claim.release())
+    def _move_on(self, claim: Claim, route: Route, result: ScanResult) -> None:
+        """Send the claimed file to clean/ or quarantine/, as its (written) record says."""
         if route.record is None:
-            return self._result(claim, examined, flow_run_id, route.area,
-                                claim.move_to(route.target))
-        # Quarantine: the verdict record is this result, so it is built first and written
-        # down before the file appears beside it (a failed move removes it again).
-        result = self._result(claim, examined, flow_run_id, route.area, route.target)
-        claim.quarantine(route.target, route.record,
-                         record_content({**result.as_dict(), "instance": self.instance}))
+            claim.move_to(route.target)
+            return
+        # Quarantine: the verdict record beside the file is this result too; it is written down
+        # before the file appears beside it (a failed move removes it again).
+        claim.quarantine(route.target, route.record, record_content(self._record(result)))
+
+    def _back_to_staging(self, claim: Claim, examined: _Examined,
+                         flow_run_id: str | None) -> ScanResult:
+        """Release a file that was not scanned this time (clamd failed), to be retried."""
+        try:
+            where = claim.release()
+        except OSError as exc:
+            return self._unmoved(claim, examined, flow_run_id, exc)
+        result = self._result(claim, examined, flow_run_id, Area.STAGING, where)
+        audit_event("scan", logging.WARNING, **self._record(result))
         return result
+
+    def _unmoved(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
+                 error: OSError) -> ScanResult:
+        """A full disk or a vanished directory while moving: the file stays where it is (its
+        claim or staging) and is scanned again, never passed on."""
+        stays = _failed(examined, f"could not move the file on: {error}")
+        result = self._result(claim, stays, flow_run_id, Area.STAGING, _where_now(claim))
+        audit_event("scan", logging.WARNING, **self._record(result))
+        return result
+
+    def _unaudited(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
+                   route: Route, error: AuditLogError) -> ScanResult:
+        """The record of a move could not be written: no move, back to staging, retried.
+
+        The one line on stderr is the report (the audit log is what failed), so the record of
+        this outcome is written where it still can be, quietly.
+        """
+        if route.record is not None:
+            route.record.unlink(missing_ok=True)  # the reserved quarantine name is not used
+        sub_path = claim.sub_path.as_posix()
+        warn_on_stderr(f"{sub_path} is not moved to {route.area}/ and will be scanned again: "
+                       f"{error}")
+        stays = _failed(examined, f"not moved to {route.area}/: {error}")
+        try:
+            where = claim.release()
+        except OSError:
+            where = _where_now(claim)
+        result = self._result(claim, stays, flow_run_id, Area.STAGING, where)
+        with contextlib.suppress(AuditLogError):
+            write_audit_event("scan", logging.WARNING, **self._record(result))
+        return result
+
+    def _record(self, result: ScanResult) -> dict[str, Any]:
+        """The audit record of a result (and a quarantined file's verdict record)."""
+        return {**result.as_dict(), "instance": self.instance}
 
     def _result(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
                 area: Area, destination: Path) -> ScanResult:

@@ -4,6 +4,7 @@ watcher's file filter and the config sections the pipeline reads."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -14,6 +15,7 @@ import subprocess
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -120,24 +122,34 @@ def make_scanner(layout: DataLayout, client: ClamdClient | None, owners: Staging
                    claims=ClaimArea(layout.staging))
 
 
-@pytest.fixture
-def audit_log(layout):
-    """The audit log of ``layout``; logging is process-global, so it is restored afterwards."""
+@contextlib.contextmanager
+def logging_into(log_dir: Path) -> Iterator[Path]:
+    """The logs written to ``log_dir`` (its audit.log is yielded); logging is process-global,
+    so it is restored afterwards, and every file handler is closed (a tmpfs can be unmounted)."""
     names = (logs.APP, logs.TRANSFER, logs.AUDIT, "asyncssh")
     saved = {}
     for name in names:
         logger = logging.getLogger(name)
         saved[name] = (logger.handlers[:], logger.level, logger.propagate)
         logger.handlers = []  # so configure_logging does not close the handlers of others
-    logs.configure_logging([layout.log], stdout=False)
-    yield layout.log / "audit.log"
-    for name, (handlers, level, propagate) in saved.items():
-        logger = logging.getLogger(name)
-        for handler in logger.handlers:
-            handler.close()
-        logger.handlers = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
+    logs.configure_logging([log_dir], stdout=False)
+    try:
+        yield log_dir / "audit.log"
+    finally:
+        for name, (handlers, level, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            for handler in logger.handlers:
+                handler.close()
+            logger.handlers = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+@pytest.fixture
+def audit_log(layout):
+    """The audit log of ``layout``."""
+    with logging_into(layout.log) as path:
+        yield path
 
 
 def audit_events(path: Path) -> list[dict]:

@@ -1,0 +1,186 @@
+"""No file reaches ``clean/`` or ``quarantine/`` without its audit record: the record is written
+first, with a write whose failure the scanner sees, on real full filesystems (small tmpfs
+mounts) with a real clamd."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ssftp import logs
+from ssftp.clamd import ClamdClient
+from ssftp.config.schema import SsftpConfig
+from ssftp.layout import DataLayout
+from ssftp.staging_owners import StagingOwners
+from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area
+from tests.conftest import CLAMD_MAX_FILE_SIZE
+from tests.test_scan_core import (
+    EICAR,
+    config_dict,
+    files_under,
+    logging_into,
+    make_scanner,
+    stage,
+)
+
+PAGE = 4096
+# Room left on the audit log's last page: the failing record's first bytes fit, the rest does
+# not, so the write is cut short (the case a plain "write failed" check would miss).
+ROOM_ON_LAST_PAGE = 64
+
+CASES = [(b"harmless bytes", Area.CLEAN, "clean"), (EICAR, Area.QUARANTINE, "infected")]
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``directory``, unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs (a filesystem that can be filled) needs root")
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                   check=True)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+@dataclass
+class Filler:
+    """A file that takes every free page of its filesystem until freed."""
+
+    path: Path
+
+    def fill(self) -> None:
+        with self.path.open("ab", buffering=0) as out, pytest.raises(OSError) as full:
+            while True:
+                out.write(b"\0" * PAGE)
+        assert full.value.errno == errno.ENOSPC
+
+    def free(self) -> None:
+        self.path.unlink()
+
+
+def audit_lines(path: Path) -> list[dict]:
+    """Every line of the audit log, each of which must be a whole JSON record."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def scans(path: Path) -> list[dict]:
+    return [record for record in audit_lines(path) if record["event"] == "scan"]
+
+
+def pad_to_nearly_a_page(audit_log: Path) -> None:
+    """One record that leaves ``ROOM_ON_LAST_PAGE`` bytes on the log's first page."""
+    audit = logging.getLogger(logs.AUDIT)
+    logs.log_event(audit, "padding", pad="")
+    size = audit_log.stat().st_size
+    os.truncate(audit_log, 0)
+    logs.log_event(audit, "padding", pad="x" * (PAGE - ROOM_ON_LAST_PAGE - size))
+    assert audit_log.stat().st_size == PAGE - ROOM_ON_LAST_PAGE
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> DataLayout:
+    return DataLayout.at(tmp_path / "data").create()
+
+
+@pytest.fixture
+def owners() -> StagingOwners:
+    return StagingOwners(SsftpConfig.model_validate(config_dict()))
+
+
+@pytest.fixture
+def client(clamd) -> ClamdClient:
+    return ClamdClient(clamd.address, timeout=30, max_file_size=CLAMD_MAX_FILE_SIZE)
+
+
+@pytest.fixture
+def full_log_dir(layout: DataLayout) -> Iterator[Filler]:
+    """``log/`` on a small tmpfs with the logs written there, then filled up to the last page."""
+    with tmpfs(layout.log, "64k"), logging_into(layout.log) as audit_log:
+        pad_to_nearly_a_page(audit_log)
+        filler = Filler(layout.log / "filler")
+        filler.fill()
+        yield filler
+
+
+@pytest.mark.parametrize(("data", "area", "verdict"), CASES, ids=["clean", "infected"])
+def test_a_file_whose_audit_record_cannot_be_written_stays_in_staging_until_it_can(
+        layout, client, owners, full_log_dir, capfd, data, area, verdict):
+    audit_log = layout.log / "audit.log"
+    staged = stage(layout, "partner-a/report.com", data)
+    scanner = make_scanner(layout, client, owners)
+    capfd.readouterr()
+
+    result = scanner.scan(staged, "run-1")
+    assert result.verdict == "error" and result.area is Area.STAGING
+    assert "audit record not written" in result.detail and str(audit_log) in result.detail
+    assert result.destination == "staging/partner-a/report.com"
+    assert staged.read_bytes() == data and scanner.claims.held() == []
+    assert files_under(layout.clean) + files_under(layout.quarantine) == []  # nor a record
+    [line] = capfd.readouterr().err.splitlines()
+    assert "partner-a/report.com" in line and str(audit_log) in line
+    assert "No space left on device" in line
+    # The line cut short was taken back: only the padding is there, whole.
+    assert [record["event"] for record in audit_lines(audit_log)] == ["padding"]
+    assert audit_log.stat().st_size == PAGE - ROOM_ON_LAST_PAGE
+
+    full_log_dir.free()
+    again = scanner.scan(staged, "run-2")
+    assert again.verdict == verdict and again.area is area
+    moved = layout.root / again.destination
+    assert moved.read_bytes() == data and not staged.exists()
+    [record] = scans(audit_log)
+    assert (record["verdict"], record["destination"], record["flow_run_id"]) == (
+        verdict, f"{area}/partner-a/report.com", "run-2")
+    assert record["sha256"] == again.sha256 and record["size"] == len(data)
+    if area is Area.QUARANTINE:
+        assert moved.with_name(moved.name + VERDICT_RECORD_SUFFIX).is_file()
+
+
+@pytest.mark.parametrize(("data", "area", "verdict"), CASES, ids=["clean", "infected"])
+def test_a_move_that_fails_after_the_record_is_written_gets_a_second_record(
+        layout, client, owners, data, area, verdict):
+    # The destination on a full filesystem of its own: the move (a copy there) fails.
+    with tmpfs(layout.root / area, "64k") as destination, logging_into(layout.log) as audit_log:
+        Filler(destination / "filler").fill()
+        scanner = make_scanner(layout, client, owners)
+        result = scanner.scan(stage(layout, "partner-a/report.com", data), "run-3")
+        assert result.verdict == "error" and "could not move the file on" in result.detail
+        (claimed,) = scanner.claims.held()
+        assert claimed.read_bytes() == data
+        assert not (destination / "partner-a" / "report.com").exists()
+        planned, failed = scans(audit_log)
+    assert (planned["verdict"], planned["destination"]) == (verdict, f"{area}/partner-a/report.com")
+    assert (failed["verdict"], failed["level"]) == ("error", "warning")
+    assert failed["destination"] == claimed.relative_to(layout.root).as_posix()
+    assert failed["sha256"] == planned["sha256"] == result.sha256
+
+
+def test_the_audit_log_is_opened_again_when_logrotate_moved_it(layout, owners):
+    with logging_into(layout.log) as audit_log:
+        scanner = make_scanner(layout, None, owners)
+        scanner.scan(stage(layout, "partner-a/first.txt", b"1"))
+        rotated = audit_log.rename(layout.log / "audit.log.1")
+        scanner.scan(stage(layout, "partner-a/second.txt", b"2"))
+        assert [record["file"] for record in scans(rotated)] == ["partner-a/first.txt"]
+        assert [record["file"] for record in scans(audit_log)] == ["partner-a/second.txt"]
+
+
+def test_the_audit_log_is_opened_again_after_its_handler_was_closed(layout, owners):
+    # Prefect's logging setup (dictConfig) closes every handler, also those still attached.
+    with logging_into(layout.log) as audit_log:
+        for handler in logging.getLogger(logs.AUDIT).handlers:
+            handler.close()
+        make_scanner(layout, None, owners).scan(stage(layout, "partner-a/after.txt", b"1"))
+        assert [record["file"] for record in scans(audit_log)] == ["partner-a/after.txt"]
