@@ -21,6 +21,7 @@ from server.host_keys import load_host_keys
 from server.sftp_session import SFTPSession
 from server.ssh_server import AccountLookup, AccountSSHServer
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
+from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
 from ssftp.layout import DataLayout, remove_stale_temp_files
 from ssftp.logs import APP, configure_logging, log_dirs, log_event
@@ -65,8 +66,12 @@ async def start_gateway(
     port: int,
     defender: Defender | None = None,
     durable_uploads: Callable[[], bool] = lambda: True,
+    limits: Callable[[], LimitsSettings] = LimitsSettings,
 ) -> Gateway:
     """Listen for SFTP clients; ``port=0`` picks a free port (see ``Gateway.port``).
+
+    ``durable_uploads`` and ``limits`` are asked at each connection, so that a config reload
+    applies to the next one.
 
     Raises :class:`ListenError` when the address cannot be had (in use, privileged port, an
     address not on this machine)."""
@@ -76,7 +81,8 @@ async def start_gateway(
         acceptor = await asyncssh.listen(
             host,
             port,
-            server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads()),
+            server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads(),
+                                                    limits()),
             server_host_keys=modern_host_keypairs(host_keys),
             sftp_factory=_create_session,
             allow_scp=False,
@@ -168,6 +174,7 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
         port=config.sftp_port if port is None else port,
         defender=defender,
         durable_uploads=lambda: store.current.loaded.config.fsync_uploads,
+        limits=lambda: store.current.loaded.config.limits,
     )
     log_listening(gateway)
     return Service(store, gateway, [

@@ -15,6 +15,7 @@ import logging
 import os
 import stat
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from asyncssh import SFTPAttrs, SFTPName
 from server.jail import Jail, JailPath
 from server.upload_writer import UploadWriter
 from ssftp.accounts import Account
+from ssftp.config.schema import LimitsSettings
 from ssftp.errors import Refused, UploadFailedError
 from ssftp.layout import is_partial_upload_name, is_reserved_name
 from ssftp.logs import APP, TRANSFER, log_event
@@ -47,6 +49,7 @@ class SessionContext:
     account: Account
     ip: str
     durable_uploads: bool = True
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
 
 @dataclass
@@ -100,6 +103,9 @@ class SFTPSession(asyncssh.SFTPServer):
         self.account = context.account
         self.permissions = context.account.permissions
         self.jail = Jail(context.account.root)
+        self._open_files = 0
+        self._listings: weakref.WeakSet[AsyncIterator[SFTPName]] = weakref.WeakSet()
+        self._limit_logged = False
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -129,6 +135,20 @@ class SFTPSession(asyncssh.SFTPServer):
             ms=round((time.monotonic() - handle.started) * 1000, 1),
             ok=error is None, error=error))
 
+    def _require_free_handle(self, operation: str, path: bytes) -> None:
+        """Refuse an OPEN or OPENDIR beyond ``maxOpenHandles``: every handle may hold a file
+        descriptor, and the process's descriptors are every session's. Logged once per
+        session (a client at its limit may retry in a loop)."""
+        limit = self.context.limits.max_open_handles
+        if self._open_files + len(self._listings) < limit:
+            return
+        if not self._limit_logged:
+            self._limit_logged = True
+            log_event(app_log, "limit reached", logging.WARNING, user=self.account.username,
+                      ip=self.context.ip, op=operation, path=path.decode("utf-8", "replace"),
+                      limit="maxOpenHandles", value=limit)
+        raise asyncssh.SFTPFailure(f"too many open handles ({limit})")
+
     def format_user(self, uid: int | None) -> str:
         return self.account.username  # never reveal host account names
 
@@ -154,7 +174,16 @@ class SFTPSession(asyncssh.SFTPServer):
             self.permissions.require(Permission.LIST, "stat")
             return _shown_attrs(os.lstat(self.jail.resolve(path, follow_final=False).host))
 
-    async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
+    def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
+        """OPENDIR: asyncssh keeps what this returns as the handle until CLOSE (or the end of
+        the session) drops it, and tells the server nothing then; the weak set of listings
+        is their count, as CPython frees the object the moment asyncssh lets go of it."""
+        self._require_free_handle("opendir", path)
+        listing = self._listing(path)
+        self._listings.add(listing)
+        return listing
+
+    async def _listing(self, path: bytes) -> AsyncIterator[SFTPName]:
         with self._checked("list", path):
             self.permissions.require(Permission.LIST, "listing a directory")
             directory = self.jail.resolve(path).host
@@ -313,10 +342,12 @@ class SFTPSession(asyncssh.SFTPServer):
         return file_obj
 
     def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
+        self._require_free_handle("open", path)
         with self._checked("open", path):
-            if pflags & asyncssh.FXF_WRITE:
-                return self._open_upload(path, pflags)
-            return self._open_download(path)
+            handle = (self._open_upload(path, pflags) if pflags & asyncssh.FXF_WRITE
+                      else self._open_download(path))
+        self._open_files += 1
+        return handle
 
     @staticmethod
     def _open_regular(host: Path, flags: int) -> int:
@@ -415,6 +446,7 @@ class SFTPSession(asyncssh.SFTPServer):
 
     def close(self, file_obj: object) -> None:
         handle = self._handle(file_obj)
+        self._open_files -= 1  # asyncssh has dropped the handle, whatever happens below
         if isinstance(handle, DownloadHandle):
             os.close(handle.fd)
             self._log_transfer("download", handle, None)

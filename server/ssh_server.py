@@ -18,6 +18,7 @@ from server.algorithms import modern_signatures
 from server.defender import Defender
 from server.sftp_session import SessionContext
 from ssftp.accounts import Account
+from ssftp.config.schema import LimitsSettings
 from ssftp.logs import APP, log_event
 from ssftp.passwords import DUMMY_VERIFIER
 from ssftp.public_keys import fingerprint_of
@@ -28,10 +29,12 @@ AccountLookup = Callable[[str], Account | None]
 
 
 class AccountSSHServer(asyncssh.SSHServer):
-    def __init__(self, lookup: AccountLookup, defender: Defender, durable_uploads: bool) -> None:
+    def __init__(self, lookup: AccountLookup, defender: Defender, durable_uploads: bool,
+                 limits: LimitsSettings) -> None:
         self._lookup = lookup
         self._defender = defender
         self._durable_uploads = durable_uploads
+        self._limits = limits
         self._ip = "?"
         self._username = ""
         self._account: Account | None = None
@@ -105,7 +108,8 @@ class AccountSSHServer(asyncssh.SSHServer):
         assert self._account is not None
         self._defender.record_success(self._ip)
         self._account.root.mkdir(parents=True, exist_ok=True)
-        self.context = SessionContext(self._account, self._ip, self._durable_uploads)
+        self.context = SessionContext(self._account, self._ip, self._durable_uploads,
+                                      self._limits)
         fields = {"user": self._username, "ip": self._ip, "method": self._method, "ok": True}
         if self._key:
             fields["key"] = self._key

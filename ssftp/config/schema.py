@@ -246,6 +246,19 @@ class DefenderSettings(Model):
     ban_seconds: Annotated[float, Field(ge=0)] = 900.0
 
 
+class LimitsSettings(Model):
+    """Our extension: what one client may hold of the server, so that no account can take it
+    from the others (each refusal is logged once per session).
+
+    ``maxOpenHandles`` bounds the open files and directories of one SFTP session: each holds a
+    file descriptor, and the process has a fixed number of them for every session. 512 is far
+    more than any real client keeps open (OpenSSH's sftp: a few; rclone: its transfers) and
+    leaves a 20 000-descriptor server room for dozens of sessions at their limit.
+    """
+
+    max_open_handles: Annotated[int, Field(ge=1, le=100_000)] = 512
+
+
 class ClamavSettings(Model):
     """Our extension: which clamd scans, and how.
 
@@ -297,6 +310,7 @@ class SsftpConfig(Model):
     # a completed upload into an empty file.
     fsync_uploads: bool = True
     defender: DefenderSettings = Field(default_factory=DefenderSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     # Our extension: the name webhooks and audit records give this instance (in a chain).
     instance_name: Annotated[str, Field(min_length=1, max_length=128)] = Field(
         default_factory=socket.gethostname)
