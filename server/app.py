@@ -19,7 +19,7 @@ from server.algorithms import modern_host_keypairs, server_algorithm_options
 from server.defender import Defender
 from server.host_keys import load_host_keys
 from server.sftp_session import SFTPSession
-from server.ssh_server import AccountLookup, AccountSSHServer
+from server.ssh_server import AccountLookup, AccountSSHServer, Occupancy
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
@@ -77,12 +77,13 @@ async def start_gateway(
     address not on this machine)."""
     host_keys = load_host_keys(layout.system)
     defender = defender or Defender()
+    occupancy = Occupancy()
     try:
         acceptor = await asyncssh.listen(
             host,
             port,
             server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads(),
-                                                    limits()),
+                                                    limits(), occupancy),
             server_host_keys=modern_host_keypairs(host_keys),
             sftp_factory=_create_session,
             allow_scp=False,
@@ -91,7 +92,7 @@ async def start_gateway(
             x11_forwarding=False,
             gss_host=None,
             server_version=SERVER_VERSION,
-            login_timeout=60,
+            login_timeout=limits().login_grace_seconds,
             keepalive_interval=60,
             keepalive_count_max=3,
             **server_algorithm_options(),

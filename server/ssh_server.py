@@ -4,13 +4,19 @@ Accounts come from a lookup function that is called at each login, so a config r
 to the next login while established sessions keep the account they logged in with. Password
 checks run off the event loop (bcrypt and argon2 are slow on purpose), and an unknown user costs
 the same as a wrong password, so timing does not reveal which usernames exist.
+
+The limits that span connections (per account, per address, and those still logging in) are
+counted in one :class:`Occupancy` per listener; a connection beyond one is disconnected with
+the reason, which clients show ("too many connections from 127.0.0.1 (50)").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import asyncssh
 
@@ -28,13 +34,32 @@ logger = logging.getLogger(APP)
 AccountLookup = Callable[[str], Account | None]
 
 
+@dataclass
+class Occupancy:
+    """What the connections of one listener hold now."""
+
+    unauthenticated: int = 0
+    by_address: Counter[str] = field(default_factory=Counter)
+    by_account: Counter[str] = field(default_factory=Counter)
+
+    def leave(self, counter: Counter[str], key: str) -> None:
+        """Count one less, forgetting keys at zero (addresses come and go for months)."""
+        counter[key] -= 1
+        if counter[key] <= 0:
+            del counter[key]
+
+
 class AccountSSHServer(asyncssh.SSHServer):
     def __init__(self, lookup: AccountLookup, defender: Defender, durable_uploads: bool,
-                 limits: LimitsSettings) -> None:
+                 limits: LimitsSettings, occupancy: Occupancy) -> None:
         self._lookup = lookup
         self._defender = defender
         self._durable_uploads = durable_uploads
         self._limits = limits
+        self._occupancy = occupancy
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._admitted = False  # counted by address and as unauthenticated
+        self._account_slot = ""  # the account this connection is counted for, once logged in
         self._ip = "?"
         self._username = ""
         self._account: Account | None = None
@@ -46,6 +71,41 @@ class AccountSSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
         self._ip = str(peer[0]) if peer else "?"
+        self._conn = conn
+        occupancy, limits = self._occupancy, self._limits
+        # Disconnected in the next turn of the loop: asyncssh sends its version line once this
+        # returns, and a client shows the reason only after it.
+        if occupancy.unauthenticated >= limits.max_unauthenticated_connections:
+            asyncio.get_running_loop().call_soon(self._refuse, "maxUnauthenticatedConnections",
+                                                 limits.max_unauthenticated_connections,
+                                                 "too many connections logging in")
+        elif occupancy.by_address[self._ip] >= limits.max_connections_per_address:
+            asyncio.get_running_loop().call_soon(self._refuse, "maxConnectionsPerAddress",
+                                                 limits.max_connections_per_address,
+                                                 f"too many connections from {self._ip}")
+        else:
+            self._admitted = True
+            occupancy.unauthenticated += 1
+            occupancy.by_address[self._ip] += 1
+
+    def _refuse(self, limit: str, value: int, reason: str) -> None:
+        """Log a connection limit and disconnect with the reason, which clients show."""
+        log_event(logger, "limit reached", logging.WARNING, user=self._username, ip=self._ip,
+                  limit=limit, value=value)
+        assert self._conn is not None
+        self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, f"{reason} ({value})")
+
+    def _take_account_slot(self) -> bool:
+        """Count a login against its account, or refuse it when the account is full."""
+        limit = self._limits.max_connections_per_account
+        if self._occupancy.by_account[self._username] >= limit:
+            self._refuse("maxConnectionsPerAccount", limit,
+                         f"too many connections for {self._username}")
+            return False
+        self._account_slot = self._username
+        self._occupancy.by_account[self._username] += 1
+        self._occupancy.unauthenticated -= 1
+        return True
 
     def begin_auth(self, username: str) -> bool:
         self._username = username
@@ -66,7 +126,7 @@ class AccountSSHServer(asyncssh.SSHServer):
         banned = self._defender.is_banned(self._ip)
         if ok and not banned:
             self._method, self._key = method, key
-            return True
+            return self._take_account_slot()
         fields = {"user": self._username, "ip": self._ip, "method": method, "ok": False}
         if key:
             fields["key"] = key
@@ -82,6 +142,12 @@ class AccountSSHServer(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.context is None and self._key_rejected:
             self._count_failure()
+        if self._account_slot:
+            self._occupancy.leave(self._occupancy.by_account, self._account_slot)
+        elif self._admitted:
+            self._occupancy.unauthenticated -= 1
+        if self._admitted:
+            self._occupancy.leave(self._occupancy.by_address, self._ip)
 
     def password_auth_supported(self) -> bool:
         return True

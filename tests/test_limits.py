@@ -4,12 +4,17 @@ real server and real clients."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import socket
+from collections.abc import Iterator
 
 import asyncssh
 import pytest
 
 from ssftp.config.schema import LimitsSettings
-from tests.support import unique_name
+from tests.conftest import PASSWORDS, gateway_config
+from tests.support import ServerThread, unique_name, wait_for, write_config
 from tests.test_permissions_e2e import log_entries, sftp_as, wait_for_log
 
 MAX_HANDLES = LimitsSettings().max_open_handles
@@ -55,3 +60,91 @@ def test_open_handles_per_session_are_bounded(gateway) -> None:
                            what="handle limit refusal")
     assert refusal["user"] == "consumer-a" and refusal["value"] == MAX_HANDLES
     assert len(handle_refusals(gateway)) == 1
+
+
+LIMITED = """
+    limits:
+      maxConnectionsPerAccount: 2
+      maxConnectionsPerAddress: 3
+      maxUnauthenticatedConnections: 2
+    """
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory, keys) -> Iterator[ServerThread]:
+    """A server with small connection limits, so that tests can reach them."""
+    root = tmp_path_factory.mktemp("limited")
+    config = write_config(root / "ssftp.yaml", gateway_config(keys) + LIMITED)
+    server = ServerThread(config, root / "data")
+    yield server
+    server.stop()
+
+
+def connect_as(server: ServerThread, username: str, address: str = "127.0.0.1"):
+    return asyncssh.connect("127.0.0.1", server.port, username=username,
+                            password=PASSWORDS[username], known_hosts=None,
+                            local_addr=(address, 0), login_timeout=30)
+
+
+async def assert_refused(server: ServerThread, username: str, reason: str,
+                         address: str = "127.0.0.1") -> None:
+    with pytest.raises(asyncssh.DisconnectError, match=re.escape(reason)):
+        async with connect_as(server, username, address):
+            pass
+
+
+async def assert_logs_in(server: ServerThread, username: str, address: str = "127.0.0.1") -> None:
+    async with connect_as(server, username, address) as conn, \
+            conn.start_sftp_client() as sftp:
+        assert await sftp.realpath(".") == "/"
+
+
+def limit_refusals(server: ServerThread, limit: str) -> list[dict]:
+    return [e for e in log_entries(server.layout.log)
+            if e.get("event") == "limit reached" and e.get("limit") == limit]
+
+
+def test_connections_per_account_and_address_are_bounded(limited) -> None:
+    """An account's connections beyond maxConnectionsPerAccount are disconnected with the
+    reason while other accounts still log in; an address's beyond maxConnectionsPerAddress
+    likewise while other addresses still do; leaving frees the slot."""
+
+    async def scenario() -> None:
+        async with connect_as(limited, "consumer-a"), connect_as(limited, "consumer-a"):
+            await assert_refused(limited, "consumer-a", "too many connections for consumer-a (2)")
+            async with connect_as(limited, "partner-a"):
+                await assert_refused(limited, "partner-b",
+                                     "too many connections from 127.0.0.1 (3)")
+                await assert_logs_in(limited, "partner-b", address="127.0.0.2")
+        await assert_logs_in(limited, "consumer-a")
+
+    asyncio.run(scenario())
+    (account,) = limit_refusals(limited, "maxConnectionsPerAccount")
+    assert account["user"] == "consumer-a" and account["value"] == 2
+    (address,) = limit_refusals(limited, "maxConnectionsPerAddress")
+    assert address["ip"] == "127.0.0.1" and address["value"] == 3
+
+
+def test_connections_still_logging_in_are_bounded(limited) -> None:
+    """Connections that never log in (a flood, a scanner) take at most
+    maxUnauthenticatedConnections; beyond it a new one is disconnected at once, and once
+    they are gone logins work again."""
+    idle = [socket.create_connection(("127.0.0.1", limited.port)) for _ in range(2)]
+    try:
+        for sock in idle:  # the server has counted them once it has sent its version
+            assert sock.recv(64).startswith(b"SSH-2.0-")
+        asyncio.run(assert_refused(limited, "partner-a", "too many connections logging in (2)",
+                                   address="127.0.0.3"))
+    finally:
+        for sock in idle:
+            sock.close()
+
+    def logs_in() -> bool:
+        with contextlib.suppress(asyncssh.DisconnectError):
+            asyncio.run(assert_logs_in(limited, "partner-a", address="127.0.0.3"))
+            return True
+        return False
+
+    wait_for(logs_in, "a login once the idle connections are gone")
+    (refusal,) = limit_refusals(limited, "maxUnauthenticatedConnections")
+    assert refusal["ip"] == "127.0.0.3" and refusal["value"] == 2

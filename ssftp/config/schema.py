@@ -254,9 +254,19 @@ class LimitsSettings(Model):
     file descriptor, and the process has a fixed number of them for every session. 512 is far
     more than any real client keeps open (OpenSSH's sftp: a few; rclone: its transfers) and
     leaves a 20 000-descriptor server room for dozens of sessions at their limit.
+
+    Connections: an account's parallel transfers (rclone's 4 to 8, a few scripts) fit in
+    ``maxConnectionsPerAccount`` 20; one address gets more (50), since several partners may
+    share one behind NAT. ``maxUnauthenticatedConnections`` (OpenSSH's MaxStartups) bounds
+    those still logging in, in total: each costs a key exchange, and a flood of them must not
+    keep the partners out for longer than ``loginGraceSeconds`` (asked at start only).
     """
 
     max_open_handles: Annotated[int, Field(ge=1, le=100_000)] = 512
+    max_connections_per_account: Annotated[int, Field(ge=1, le=10_000)] = 20
+    max_connections_per_address: Annotated[int, Field(ge=1, le=10_000)] = 50
+    max_unauthenticated_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
+    login_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
 class ClamavSettings(Model):
