@@ -2,8 +2,10 @@
 
 Client paths are virtual: ``/`` is the account root and no host path is ever shown. ``..`` is
 resolved lexically against ``/`` (so it stops at the root), and symlinks found on disk are
-resolved with ``realpath`` and must still land inside the root. ssftp's own hidden temp names
-are not addressable at all, so a client can neither see nor race an upload in progress.
+resolved with ``realpath`` and must still land inside the root. What is opened by that path is
+checked again on the descriptor (:meth:`Jail.verify_fd`), as the directories may change on
+disk between the check and the open. ssftp's own hidden temp names are not addressable at
+all, so a client can neither see nor race an upload in progress.
 """
 
 from __future__ import annotations
@@ -48,6 +50,29 @@ class Jail:
 
     def contains(self, host: str) -> bool:
         return host == str(self.root) or host.startswith(self._prefix)
+
+    def verify_fd(self, fd: int) -> None:
+        """Refuse a descriptor that is not inside the root, whatever its path said.
+
+        :meth:`resolve` checks a path; another writer on shared storage can swap a directory
+        on it for a symlink out before the open by name. So what was opened is checked where
+        the kernel says it is (Linux ``/proc/self/fd``), not where the path led a moment
+        before. The caller closes (and removes) what it opened.
+        """
+        if not self.contains(os.readlink(f"/proc/self/fd/{fd}")):
+            raise Refused("path leads outside the home directory")
+
+    def open_directory(self, host: Path) -> int:
+        """Open a directory (to list, or to create in) and verify the descriptor: what is
+        then read or created through it is inside the jail, whatever happens to the path.
+        O_NONBLOCK: whatever is there, the open returns at once."""
+        fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            self.verify_fd(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def resolve(self, path: bytes, *, follow_final: bool = True) -> JailPath:
         """Map a client path to disk.

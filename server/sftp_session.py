@@ -186,18 +186,22 @@ class SFTPSession(asyncssh.SFTPServer):
     async def _listing(self, path: bytes) -> AsyncIterator[SFTPName]:
         with self._checked("list", path):
             self.permissions.require(Permission.LIST, "listing a directory")
-            directory = self.jail.resolve(path).host
-        yield SFTPName(b".", attrs=SFTPAttrs.from_local(os.stat(directory)))
-        yield SFTPName(b"..", attrs=SFTPAttrs.from_local(os.stat(directory)))
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if is_reserved_name(entry.name):
-                    continue
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # gone since readdir (claimed by the scanner, removed): not listed
-                yield SFTPName(os.fsencode(entry.name), attrs=_shown_attrs(info))
+            fd = self.jail.open_directory(self.jail.resolve(path).host)
+        try:
+            here = SFTPAttrs.from_local(os.fstat(fd))
+            yield SFTPName(b".", attrs=here)
+            yield SFTPName(b"..", attrs=here)
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if is_reserved_name(entry.name):
+                        continue
+                    try:
+                        info = entry.stat(follow_symlinks=False)  # relative to fd, not a path
+                    except FileNotFoundError:
+                        continue  # gone since readdir (claimed by the scanner, removed): not listed
+                    yield SFTPName(os.fsencode(entry.name), attrs=_shown_attrs(info))
+        finally:
+            os.close(fd)
 
     def readlink(self, path: bytes) -> bytes:
         with self._checked("readlink", path):
@@ -349,18 +353,19 @@ class SFTPSession(asyncssh.SFTPServer):
         self._open_files += 1
         return handle
 
-    @staticmethod
-    def _open_regular(host: Path, flags: int) -> int:
-        """Open an existing regular file that has no other hard link (which could be an
-        alias of a file outside the jail).
+    def _open_regular(self, host: Path, flags: int) -> int:
+        """Open an existing regular file inside the jail that has no other hard link (which
+        could be an alias of a file outside the jail).
 
         O_NONBLOCK makes the open itself return at once whatever is there: a FIFO would
         otherwise block this thread (the event loop, every session) until a writer comes.
         The type is then checked on the descriptor, which cannot change under us; blocking
-        mode is restored for the regular file that passes.
+        mode is restored for the regular file that passes. Where it is, is checked on the
+        descriptor too (a directory on the way may have become a symlink out since resolve).
         """
         fd = os.open(host, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
+            self.jail.verify_fd(fd)
             info = os.fstat(fd)
             if stat.S_ISDIR(info.st_mode):
                 raise asyncssh.SFTPFileIsADirectory("is a directory")
@@ -396,7 +401,7 @@ class SFTPSession(asyncssh.SFTPServer):
         elif not pflags & asyncssh.FXF_CREAT:
             raise asyncssh.SFTPNoSuchFile("no such file")
         writer = UploadWriter(
-            target.host,
+            target.host, self.jail,
             replace=exists or Permission.OVERWRITE in self.permissions,
             append=bool(pflags & asyncssh.FXF_APPEND),
             durable=self.context.durable_uploads,

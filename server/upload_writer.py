@@ -8,6 +8,9 @@ client closed the handle. An interrupted upload is discarded, never published.
 Nor is an upload the client saw fail: clients close the handle after a failed WRITE (a full
 disk, a short write) or FSYNC as after a good one, so the writer remembers the first failure
 and :meth:`UploadWriter.commit` refuses to publish what is then a truncated file.
+
+The temp file is created in its directory as opened and verified by descriptor, so a directory
+on the way that another writer swaps for a symlink out can never receive it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from server.jail import Jail
 from ssftp.errors import UploadFailedError
 from ssftp.moves import publish, temp_path_beside
 
@@ -24,15 +28,15 @@ FILE_MODE = 0o640
 
 
 class UploadWriter:
-    def __init__(self, target: Path, *, replace: bool, append: bool, durable: bool) -> None:
+    def __init__(self, target: Path, jail: Jail, *, replace: bool, append: bool,
+                 durable: bool) -> None:
         self.target = target
         self.replace = replace
         self.append = append
         self.durable = durable
         self.temp = temp_path_beside(target)
         self.failure: str | None = None  # the first failed operation; the upload is then void
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        self.fd = os.open(self.temp, flags, FILE_MODE)
+        self.fd = _create_inside(self.temp, jail)
 
     @contextlib.contextmanager
     def _remembering(self, operation: str) -> Iterator[None]:
@@ -96,3 +100,14 @@ class UploadWriter:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.temp.unlink(missing_ok=True)
+
+
+def _create_inside(temp: Path, jail: Jail) -> int:
+    """Create ``temp`` relative to its directory's descriptor, verified inside the jail first:
+    created by path, it could land outside (and be written there) after a swap on the way."""
+    directory = jail.open_directory(temp.parent)
+    try:
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(temp.name, flags, FILE_MODE, dir_fd=directory)
+    finally:
+        os.close(directory)
