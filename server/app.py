@@ -18,7 +18,6 @@ import asyncssh
 from server.algorithms import modern_host_keypairs, server_algorithm_options
 from server.defender import Defender
 from server.host_keys import load_host_keys
-from server.sftp_session import SFTPSession
 from server.ssh_server import AccountLookup, AccountSSHServer, Occupancy
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
@@ -35,12 +34,6 @@ STALE_TEMP_SECONDS = 24 * 3600
 # How often a running server looks for them again: a crash of another instance sharing the data
 # root (or of a session's process) leaves them while this one keeps running for months.
 STALE_TEMP_SWEEP_SECONDS = 3600
-
-
-def _create_session(chan: asyncssh.SSHServerChannel) -> SFTPSession:
-    owner = chan.get_connection().get_owner()
-    assert isinstance(owner, AccountSSHServer) and owner.context is not None
-    return SFTPSession(chan, owner.context)
 
 
 @dataclass
@@ -85,8 +78,7 @@ async def start_gateway(
             server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads(),
                                                     limits(), occupancy),
             server_host_keys=modern_host_keypairs(host_keys),
-            sftp_factory=_create_session,
-            allow_scp=False,
+            line_editor=False,  # SFTP only: the session's channel must be asyncssh's own
             allow_pty=False,
             agent_forwarding=False,
             x11_forwarding=False,

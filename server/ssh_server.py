@@ -19,10 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncssh
+from asyncssh.channel import SSHChannel
+from asyncssh.sftp import MIN_SFTP_VERSION
+from asyncssh.stream import SSHServerStreamSession
 
 from server.algorithms import modern_signatures
 from server.defender import Defender
-from server.sftp_session import SessionContext
+from server.sftp_session import SessionContext, SFTPSession
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.logs import APP, log_event
@@ -49,6 +52,20 @@ class Occupancy:
             del counter[key]
 
 
+class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
+    """asyncssh's own SFTP channel session (what ``sftp_factory`` gives), which also tells its
+    connection when it closes: asyncssh has no public way to count open channels."""
+
+    def __init__(self, sftp_factory: Callable[[SSHChannel[bytes]], SFTPSession],
+                 on_close: Callable[[], None]) -> None:
+        super().__init__(None, sftp_factory, MIN_SFTP_VERSION, allow_scp=False)
+        self._on_close = on_close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._on_close()
+
+
 class AccountSSHServer(asyncssh.SSHServer):
     def __init__(self, lookup: AccountLookup, defender: Defender, durable_uploads: bool,
                  limits: LimitsSettings, occupancy: Occupancy) -> None:
@@ -60,6 +77,8 @@ class AccountSSHServer(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self._admitted = False  # counted by address and as unauthenticated
         self._account_slot = ""  # the account this connection is counted for, once logged in
+        self._sessions = 0
+        self._session_limit_logged = False
         self._ip = "?"
         self._username = ""
         self._account: Account | None = None
@@ -96,7 +115,10 @@ class AccountSSHServer(asyncssh.SSHServer):
         self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, f"{reason} ({value})")
 
     def _take_account_slot(self) -> bool:
-        """Count a login against its account, or refuse it when the account is full."""
+        """Count a login against its account, or refuse it when the account is full. Once:
+        asyncssh asks validate_public_key twice for a key (offered, then signed)."""
+        if self._account_slot:
+            return True
         limit = self._limits.max_connections_per_account
         if self._occupancy.by_account[self._username] >= limit:
             self._refuse("maxConnectionsPerAccount", limit,
@@ -169,6 +191,27 @@ class AccountSSHServer(asyncssh.SSHServer):
         blob = key.public_data
         matched = self._account is not None and self._account.key_matching(blob) is not None
         return self._settle(matched, "publickey", fingerprint_of(blob))
+
+    def session_requested(self) -> _CountedSFTPChannel:
+        """Open an SFTP channel, or refuse one beyond maxSessionsPerConnection (the client
+        shows the reason; logged once per connection)."""
+        limit = self._limits.max_sessions_per_connection
+        if self._sessions >= limit:
+            if not self._session_limit_logged:
+                self._session_limit_logged = True
+                log_event(logger, "limit reached", logging.WARNING, user=self._username,
+                          ip=self._ip, limit="maxSessionsPerConnection", value=limit)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE,
+                                            f"too many sessions on this connection ({limit})")
+        self._sessions += 1
+        return _CountedSFTPChannel(self._start_sftp, self._session_closed)
+
+    def _start_sftp(self, chan: SSHChannel[bytes]) -> SFTPSession:
+        assert isinstance(chan, asyncssh.SSHServerChannel) and self.context is not None
+        return SFTPSession(chan, self.context)
+
+    def _session_closed(self) -> None:
+        self._sessions -= 1
 
     def auth_completed(self) -> None:
         assert self._account is not None

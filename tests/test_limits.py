@@ -148,3 +148,56 @@ def test_connections_still_logging_in_are_bounded(limited) -> None:
     wait_for(logs_in, "a login once the idle connections are gone")
     (refusal,) = limit_refusals(limited, "maxUnauthenticatedConnections")
     assert refusal["ip"] == "127.0.0.3" and refusal["value"] == 2
+
+
+def test_sessions_per_connection_are_bounded(limited) -> None:
+    """A connection's SFTP channels beyond maxSessionsPerConnection are refused with the
+    reason, the open ones go on, and closing one frees its slot."""
+    limit = LimitsSettings().max_sessions_per_connection
+
+    async def scenario() -> None:
+        async with connect_as(limited, "consumer-a") as conn:
+            sessions = [await conn.start_sftp_client() for _ in range(limit)]
+            with pytest.raises(asyncssh.ChannelOpenError,
+                               match=re.escape(f"too many sessions on this connection ({limit})")):
+                await conn.start_sftp_client()
+            assert await sessions[0].realpath(".") == "/"
+            closing = sessions.pop()
+            closing.exit()
+            await closing.wait_closed()
+            sessions.append(await reopened(conn))
+            assert await sessions[-1].realpath(".") == "/"
+            for session in sessions:
+                session.exit()
+
+    async def reopened(conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
+        """The server frees the slot once it has closed its side of the channel too."""
+        for _ in range(200):
+            with contextlib.suppress(asyncssh.ChannelOpenError):
+                return await conn.start_sftp_client()
+            await asyncio.sleep(0.05)
+        raise AssertionError("the closed session's slot was never freed")
+
+    asyncio.run(scenario())
+    wait_for_log(limited.layout.log, lambda e: e.get("limit") == "maxSessionsPerConnection",
+                 what="session limit refusal")
+    (refusal,) = limit_refusals(limited, "maxSessionsPerConnection")
+    assert refusal["user"] == "consumer-a" and refusal["value"] == limit
+
+
+def test_a_key_login_is_counted_once(limited, keys) -> None:
+    """asyncssh asks about a key twice (offered, then signed): a connection that logs in with
+    one still takes one slot of its account, and gives it back when it ends."""
+
+    async def key_login() -> None:
+        async with asyncssh.connect("127.0.0.1", limited.port, username="partner-a",
+                                    client_keys=[str(keys.partner.private_path)],
+                                    known_hosts=None, login_timeout=30) as conn, \
+                conn.start_sftp_client() as sftp:
+            assert await sftp.realpath(".") == "/"
+
+    async def scenario() -> None:
+        for _ in range(3):  # maxConnectionsPerAccount is 2
+            await key_login()
+
+    asyncio.run(scenario())

@@ -255,14 +255,17 @@ class LimitsSettings(Model):
     more than any real client keeps open (OpenSSH's sftp: a few; rclone: its transfers) and
     leaves a 20 000-descriptor server room for dozens of sessions at their limit.
 
-    Connections: an account's parallel transfers (rclone's 4 to 8, a few scripts) fit in
-    ``maxConnectionsPerAccount`` 20; one address gets more (50), since several partners may
-    share one behind NAT. ``maxUnauthenticatedConnections`` (OpenSSH's MaxStartups) bounds
-    those still logging in, in total: each costs a key exchange, and a flood of them must not
-    keep the partners out for longer than ``loginGraceSeconds`` (asked at start only).
+    ``maxSessionsPerConnection`` (OpenSSH's MaxSessions, 10) bounds the SFTP channels of one
+    connection, each with its own handles. An account's parallel transfers (rclone's 4 to
+    8, a few scripts) fit in ``maxConnectionsPerAccount`` 20; one address gets more (50),
+    since several partners may share one behind NAT. ``maxUnauthenticatedConnections``
+    (OpenSSH's MaxStartups) bounds those still logging in, in total: each costs a key
+    exchange, and a flood of them must not keep the partners out for longer than
+    ``loginGraceSeconds`` (asked at start only).
     """
 
     max_open_handles: Annotated[int, Field(ge=1, le=100_000)] = 512
+    max_sessions_per_connection: Annotated[int, Field(ge=1, le=1000)] = 10
     max_connections_per_account: Annotated[int, Field(ge=1, le=10_000)] = 20
     max_connections_per_address: Annotated[int, Field(ge=1, le=10_000)] = 50
     max_unauthenticated_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
