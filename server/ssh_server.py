@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import asyncssh
 from asyncssh.channel import SSHChannel
+from asyncssh.session import DataType
 from asyncssh.sftp import MIN_SFTP_VERSION
 from asyncssh.stream import SSHServerStreamSession
 
@@ -54,12 +55,24 @@ class Occupancy:
 
 class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
     """asyncssh's own SFTP channel session (what ``sftp_factory`` gives), which also tells its
-    connection when it closes: asyncssh has no public way to count open channels."""
+    connection when it closes (asyncssh has no public way to count open channels), and reads
+    no further request while the replies are not being read.
+
+    asyncssh's SFTP server handles one request at a time and writes each reply without
+    waiting; a client that pipelines READs and reads no reply makes it buffer every reply
+    (20 000 of 32 KiB: 600 MiB). Waiting here, before the next request is read, until the
+    channel's write buffer is below its limit (asyncssh's high-water mark, 64 KiB) bounds
+    that to one reply; the client's requests then wait in its own send window.
+    """
 
     def __init__(self, sftp_factory: Callable[[SSHChannel[bytes]], SFTPSession],
                  on_close: Callable[[], None]) -> None:
         super().__init__(None, sftp_factory, MIN_SFTP_VERSION, allow_scp=False)
         self._on_close = on_close
+
+    async def read(self, datatype: DataType, n: int, exact: bool) -> bytes:
+        await self.drain(datatype)
+        return await super().read(datatype, n, exact)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncssh
 import pytest
 
+from bench.servers import SsftpProcess
 from ssftp.config.schema import LimitsSettings
 from tests.conftest import PASSWORDS, gateway_config
 from tests.support import ServerThread, unique_name, wait_for, write_config
@@ -201,3 +204,71 @@ def test_a_key_login_is_counted_once(limited, keys) -> None:
             await key_login()
 
     asyncio.run(scenario())
+
+
+PIPELINED_READS = 20_000
+READ_SIZE = 32 * 1024
+RSS_GROWTH_BOUND = 150 * 1024 * 1024
+
+
+def sftp_packet(kind: int, request_id: int, *fields: bytes) -> bytes:
+    body = bytes([kind]) + request_id.to_bytes(4, "big") + b"".join(fields)
+    return len(body).to_bytes(4, "big") + body
+
+
+def sftp_string(value: bytes) -> bytes:
+    return len(value).to_bytes(4, "big") + value
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_replies_not_read_stop_the_reading_of_requests(tmp_path: Path, keys) -> None:
+    """A client that pipelines 20 000 READs of 32 KiB and reads no reply: the server stops
+    reading its requests while the replies wait (backpressure) instead of buffering them all
+    (RSS 73 -> 690 MiB before); its memory stays within a bound, and another session logs in
+    and downloads meanwhile."""
+    config = write_config(tmp_path / "ssftp.yaml", gateway_config(keys))
+    server = SsftpProcess.start("serve", tmp_path, config, tmp_path / "data")
+    try:
+        name = f"big-{unique_name()}.bin"
+        (server.layout.clean / "partner-a").mkdir(parents=True, exist_ok=True)
+        (server.layout.clean / "partner-a" / name).write_bytes(os.urandom(READ_SIZE))
+        before = rss_bytes(server.pid)
+
+        async def scenario() -> None:
+            async with asyncssh.connect("127.0.0.1", server.port, username="consumer-a",
+                                        password=PASSWORDS["consumer-a"],
+                                        known_hosts=None) as conn:
+                chan, _ = await conn.create_session(asyncssh.SSHClientSession,
+                                                    subsystem="sftp", encoding=None)
+                chan.pause_reading()  # read no reply: they stay with the server
+                handle = sftp_string(b"\0\0\0\0")  # asyncssh's first handle
+                requests = [sftp_packet(1, 3, b""),  # INIT, version 3 (no request id)
+                            sftp_packet(3, 1, sftp_string(name.encode()), b"\0\0\0\1",
+                                        b"\0\0\0\0")]
+                requests += [sftp_packet(5, 2 + i, handle, (0).to_bytes(8, "big"),
+                                         READ_SIZE.to_bytes(4, "big"))
+                             for i in range(PIPELINED_READS)]
+                chan.write(b"".join(requests))
+                async with asyncssh.connect("127.0.0.1", server.port, username="consumer-a",
+                                            password=PASSWORDS["consumer-a"],
+                                            known_hosts=None) as second, \
+                        second.start_sftp_client() as other, other.open(name, "rb") as fresh:
+                    assert len(await fresh.read()) == READ_SIZE
+                peak = before
+                for _ in range(50):  # the server answered 20 000 READs in ~2 s before
+                    peak = max(peak, rss_bytes(server.pid))
+                    if peak - before >= RSS_GROWTH_BOUND:
+                        break
+                    await asyncio.sleep(0.1)
+                assert peak - before < RSS_GROWTH_BOUND, f"RSS {before} -> {peak} bytes"
+                chan.close()
+
+        asyncio.run(scenario())
+    finally:
+        server.stop()
