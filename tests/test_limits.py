@@ -272,3 +272,18 @@ def test_replies_not_read_stop_the_reading_of_requests(tmp_path: Path, keys) -> 
         asyncio.run(scenario())
     finally:
         server.stop()
+
+
+def test_login_grace_time_is_a_setting(tmp_path: Path, keys) -> None:
+    """limits.loginGraceSeconds: a connection that does not log in within it is closed (an
+    idle socket that never even sends its version, here)."""
+    config = write_config(tmp_path / "ssftp.yaml",
+                          gateway_config(keys) + "\n    limits:\n      loginGraceSeconds: 1\n")
+    server = ServerThread(config, tmp_path / "data")
+    try:
+        # The 30 s deadline is half the old fixed 60 s: only the setting closes it in time.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as idle:
+            assert idle.recv(64).startswith(b"SSH-2.0-")
+            assert idle.recv(4096) == b""  # closed by the server
+    finally:
+        server.stop()
