@@ -62,12 +62,17 @@ def bench_config(public_key: str, clamd_socket: Path | None = None) -> str:
     """ssftp.yaml for the run: one staging account to upload to, one clean account to read.
 
     Everything else keeps its default, fsyncUploads included: the figures are those of ssftp as
-    shipped.
+    shipped. Except the connection limits: the memory workload holds 100 idle sessions of one
+    account from one address, which the defaults (20 per account, 50 per address) refuse, as
+    they should for a real partner.
     """
     clamav = f"clamav:\n  address: {clamd_socket}\n" if clamd_socket else ""
     return textwrap.dedent(f"""\
         sftpPort: 0
         instanceName: bench
+        limits:
+          maxConnectionsPerAccount: 200
+          maxConnectionsPerAddress: 200
         users:
           stagingDir:
             - directory: {ACCOUNT_DIRECTORY}
