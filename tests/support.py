@@ -9,19 +9,22 @@ paramiko) against it from the test body.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import json
+import logging
 import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from server.app import Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
+from ssftp.logs import APP
 
 
 class ServerThread:
@@ -139,3 +142,17 @@ class WebhookReceiver:
         self.gate.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextlib.contextmanager
+def app_log_records() -> Iterator[list[logging.LogRecord]]:
+    """The records the application log (``ssftp``) takes while the block runs."""
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger = logging.getLogger(APP)
+    logger.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)

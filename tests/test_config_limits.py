@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import os
 import resource
 import subprocess
@@ -28,7 +27,7 @@ from ssftp.config.reload import ConfigStore
 from ssftp.config.rules import MAX_REPORTED_OVERLAPS
 from ssftp.errors import ConfigError
 from ssftp.layout import DataLayout
-from ssftp.logs import APP
+from tests.support import app_log_records
 
 SSFTP = str(Path(sys.executable).with_name("ssftp"))
 GOOD = """\
@@ -207,12 +206,7 @@ def test_reload_of_a_hostile_file_keeps_the_last_good_config(tmp_path: Path,
     config_path.write_text(GOOD)
     store = ConfigStore.open(config_path, DataLayout.at(tmp_path / "data"))
     good = store.current
-    seen: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = seen.append  # type: ignore[method-assign]
-    logger = logging.getLogger(APP)
-    logger.addHandler(handler)
-    try:
+    with app_log_records() as seen:
         for hostile in ("[" * 100_000, BILLION_LAUGHS):
             config_path.write_text(hostile)
             assert not store.reload()
@@ -221,8 +215,6 @@ def test_reload_of_a_hostile_file_keeps_the_last_good_config(tmp_path: Path,
         config_path.symlink_to("/dev/zero")
         assert not store.reload()
         assert store.current is good
-    finally:
-        logger.removeHandler(handler)
     rejected = [r.fields["problems"] for r in seen  # type: ignore[attr-defined]
                 if r.getMessage().startswith("config change rejected")]
     assert [len(problems) for problems in rejected] == [1, 1, 1]

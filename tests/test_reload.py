@@ -4,7 +4,6 @@ in place or renamed over the file; an invalid change is logged and the last good
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 
@@ -13,8 +12,7 @@ import pytest
 
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
-from ssftp.logs import APP
-from tests.support import ServerThread, write_config
+from tests.support import ServerThread, app_log_records, write_config
 
 CONFIG = """
 sftpPort: 0
@@ -108,12 +106,7 @@ def test_the_same_rejected_change_is_logged_once(tmp_path):
     once per rejected content, and again only when the file changes again."""
     config = write_config(tmp_path / "ssftp.yaml", CONFIG.format(extra=""))
     store = ConfigStore.open(config, DataLayout.at(tmp_path / "data"))
-    seen: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = seen.append  # type: ignore[method-assign]
-    logger = logging.getLogger(APP)
-    logger.addHandler(handler)
-    try:
+    with app_log_records() as seen:
         bad = CONFIG.format(extra=SECOND).replace("directory: second", "directory: /abs")
         config.write_text(bad)
         assert not store.reload()
@@ -125,5 +118,3 @@ def test_the_same_rejected_change_is_logged_once(tmp_path):
         rejections = [r for r in seen if r.getMessage().startswith("config change rejected")]
         assert len(rejections) == 2
         assert "'..'" in " ".join(rejections[-1].fields["problems"])  # type: ignore[attr-defined]
-    finally:
-        logger.removeHandler(handler)
