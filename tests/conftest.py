@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ssftp.clamd import ClamdClient
 from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.config.schema import SsftpConfig
+from ssftp.staging_owners import StagingOwners
 from testkit.sftp_client import ClientKey, make_client_key
 from tests.support import ServerThread, write_config
 
@@ -119,3 +122,32 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield str(PREFECT_API_URL.value())
+
+
+# --- scanning: the accounts a Scanner attributes files to, and its clamd client -------------
+
+
+def config_dict() -> dict:
+    """Two staging accounts and a downloader, for tests that build a Scanner."""
+    return {
+        "users": {
+            "stagingDir": [
+                {"directory": "partner-a", "auth": {"username": "partner-a", "password": "pw-a"}},
+                {"directory": "partner-b", "auth": {"username": "partner-b", "password": "pw-b"}},
+            ],
+        },
+        "sftpClientDownloaders": [
+            {"name": "pull-x", "host": "sftp.example.com", "username": "remote",
+             "password": "pw-r", "localStagingDirectory": "pulled"},
+        ],
+    }
+
+
+@pytest.fixture
+def owners() -> StagingOwners:
+    return StagingOwners(SsftpConfig.model_validate(config_dict()))
+
+
+@pytest.fixture
+def client(clamd) -> ClamdClient:
+    return ClamdClient(clamd.address, timeout=30, max_file_size=CLAMD_MAX_FILE_SIZE)

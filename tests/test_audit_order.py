@@ -17,15 +17,10 @@ from pathlib import Path
 import pytest
 
 from ssftp import logs
-from ssftp.clamd import ClamdClient
-from ssftp.config.schema import SsftpConfig
 from ssftp.layout import DataLayout
-from ssftp.staging_owners import StagingOwners
 from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area
-from tests.conftest import CLAMD_MAX_FILE_SIZE
 from tests.test_scan_core import (
     EICAR,
-    config_dict,
     files_under,
     logging_into,
     make_scanner,
@@ -92,16 +87,6 @@ def pad_to_nearly_a_page(audit_log: Path) -> None:
 @pytest.fixture
 def layout(tmp_path: Path) -> DataLayout:
     return DataLayout.at(tmp_path / "data").create()
-
-
-@pytest.fixture
-def owners() -> StagingOwners:
-    return StagingOwners(SsftpConfig.model_validate(config_dict()))
-
-
-@pytest.fixture
-def client(clamd) -> ClamdClient:
-    return ClamdClient(clamd.address, timeout=30, max_file_size=CLAMD_MAX_FILE_SIZE)
 
 
 @pytest.fixture

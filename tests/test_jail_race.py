@@ -80,22 +80,22 @@ def _prepare(base: Path, outside: Path) -> None:
     (base / "parked-link").symlink_to(outside, target_is_directory=True)
 
 
+def _race_in(account_root: Path, outside: Path) -> Race:
+    name = f"race-{unique_name()}"
+    _prepare(account_root / name, outside)
+    return Race(f"/{name}/race", account_root / name, outside)
+
+
 @pytest.fixture
 def clean_race(gateway, tmp_path: Path) -> Race:
     """``race`` in consumer-a's jail (clean/partner-a/race-<t>/)."""
-    name = f"race-{unique_name()}"
-    base = gateway.layout.clean / "partner-a" / name
-    _prepare(base, tmp_path / "outside")
-    return Race(f"/{name}/race", base, tmp_path / "outside")
+    return _race_in(gateway.layout.clean / "partner-a", tmp_path / "outside")
 
 
 @pytest.fixture
 def staging_race(gateway, tmp_path: Path) -> Race:
     """``race`` in partner-a's upload area (staging/partner-a/race-<t>/)."""
-    name = f"race-{unique_name()}"
-    base = gateway.layout.staging / "partner-a" / name
-    _prepare(base, tmp_path / "outside")
-    return Race(f"/{name}/race", base, tmp_path / "outside")
+    return _race_in(gateway.layout.staging / "partner-a", tmp_path / "outside")
 
 
 async def _read(sftp: asyncssh.SFTPClient, path: str, tally: Tally) -> None:

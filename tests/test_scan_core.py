@@ -91,31 +91,6 @@ def free_closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def config_dict() -> dict:
-    return {
-        "users": {
-            "stagingDir": [
-                {"directory": "partner-a", "auth": {"username": "partner-a", "password": "pw-a"}},
-                {"directory": "partner-b", "auth": {"username": "partner-b", "password": "pw-b"}},
-            ],
-        },
-        "sftpClientDownloaders": [
-            {"name": "pull-x", "host": "sftp.example.com", "username": "remote",
-             "password": "pw-r", "localStagingDirectory": "pulled"},
-        ],
-    }
-
-
-@pytest.fixture
-def owners() -> StagingOwners:
-    return StagingOwners(SsftpConfig.model_validate(config_dict()))
-
-
-@pytest.fixture
-def client(clamd) -> ClamdClient:
-    return ClamdClient(clamd.address, timeout=30, max_file_size=CLAMD_MAX_FILE_SIZE)
-
-
 def make_scanner(layout: DataLayout, client: ClamdClient | None, owners: StagingOwners,
                  mode: str = "auto") -> Scanner:
     return Scanner(layout, client, mode=mode, owners=owners, instance="gw-test",
