@@ -19,6 +19,8 @@ library is called, so code above that sees only this hierarchy::
     │   ├── ClamdStartError      our own clamd did not start (with the end of its log)
     │   └── NoClamdError         scanning is on, and no clamd address is known
     ├── WebhookError             a receiver did not take a notification (it is retried)
+    ├── OutboxError              the webhook outbox (system/outbox.sqlite3) cannot be read
+    │                            or written: the file it is about stays where it was
     ├── AuditLogError            an audit record did not reach every audit.log: the file
     │                            it is about stays where it was (and is scanned again)
     ├── TransferError            a downloader or uploader could not do its work
@@ -95,6 +97,10 @@ class NoClamdError(ClamdError):
 
 class WebhookError(SsftpError):
     """The receiver did not take the notification (it will be retried)."""
+
+
+class OutboxError(SsftpError):
+    """The webhook outbox cannot be read or written (a full disk, a damaged file)."""
 
 
 class AuditLogError(SsftpError):

@@ -13,6 +13,8 @@ import contextlib
 import http.server
 import json
 import logging
+import os
+import subprocess
 import textwrap
 import threading
 import time
@@ -20,6 +22,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from server.app import Service, start_service
 from ssftp.config.reload import ConfigStore
@@ -156,3 +160,18 @@ def app_log_records() -> Iterator[list[logging.LogRecord]]:
         yield seen
     finally:
         logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``directory`` (a filesystem a test can fill up),
+    unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs (a filesystem that can be filled) needs root")
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                   check=True)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)

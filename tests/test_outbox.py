@@ -1,0 +1,148 @@
+"""The webhook outbox on real SQLite files: what is stored survives the process, is handed out
+until delivered, is shared by processes, and fails with one clear error on a full disk or a
+file that is not an outbox."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ssftp.errors import OutboxError
+from ssftp.outbox import Outbox, StoredNotification, event_id
+from tests.support import tmpfs
+
+
+def owed_item(key: str, body: bytes = b"{}") -> StoredNotification:
+    return StoredNotification(id=event_id(key), event="virusFound",
+                              url="http://127.0.0.1:9/hook", file=f"acme/{key}", body=body)
+
+
+def all_owed(outbox: Outbox) -> list[str]:
+    return outbox.owed(stored_before=time.time() + 1, limit=10_000)
+
+
+def test_the_same_key_gives_the_same_id_and_another_key_another() -> None:
+    assert event_id("acme/a.txt|1|virusFound") == event_id("acme/a.txt|1|virusFound")
+    assert event_id("acme/a.txt|1|virusFound") != event_id("acme/a.txt|2|virusFound")
+
+
+def test_what_is_stored_is_owed_until_delivered(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    first, second = owed_item("a", b'{"n": 1}'), owed_item("b")
+    outbox.add([first, second])
+    assert all_owed(outbox) == [first.id, second.id]
+    assert outbox.undelivered([second.id, first.id]) == [first, second]
+
+    outbox.failed(first.id, "HTTP 503")
+    assert all_owed(outbox) == [first.id, second.id]
+    assert outbox.undelivered([first.id])[0].attempts == 1
+
+    outbox.delivered(first.id)
+    assert all_owed(outbox) == [second.id]
+    assert outbox.undelivered([first.id]) == []
+
+
+def test_storing_a_notification_again_keeps_one_row_and_its_delivery(tmp_path: Path) -> None:
+    """A file scanned again after a crash gives the same id: not a second notification, and
+    not one owed again when the first was delivered."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    item = owed_item("a")
+    outbox.add([item])
+    outbox.add([item])
+    assert all_owed(outbox) == [item.id]
+    outbox.delivered(item.id)
+    outbox.add([item])
+    assert all_owed(outbox) == []
+
+
+def test_only_older_notifications_are_owed_and_at_most_the_limit(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox.add([owed_item(str(n)) for n in range(5)])
+    assert outbox.owed(stored_before=time.time() - 3600, limit=10) == []
+    assert len(outbox.owed(stored_before=time.time() + 1, limit=3)) == 3
+
+
+def test_a_stored_notification_survives_a_killed_process(tmp_path: Path) -> None:
+    """``add`` returns only once the row is committed: a process killed right after it (as
+    the move that follows might be) leaves the notification owed."""
+    path = tmp_path / "outbox.sqlite3"
+    item = owed_item("killed")
+    script = (
+        "import os, signal, sys\n"
+        "from ssftp.outbox import Outbox, StoredNotification\n"
+        f"Outbox(__import__('pathlib').Path({str(path)!r})).add([StoredNotification("
+        f"{item.id!r}, {item.event!r}, {item.url!r}, {item.file!r}, {item.body!r})])\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", script], check=False)
+    assert done.returncode == -signal.SIGKILL
+    assert Outbox(path).undelivered([item.id]) == [item]
+
+
+def test_processes_sharing_the_outbox_lose_nothing(tmp_path: Path) -> None:
+    """Workers sharing a data root write one outbox at once: a busy database is waited for,
+    not an error."""
+    path = tmp_path / "outbox.sqlite3"
+    Outbox(path).close()
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ssftp.outbox import Outbox, StoredNotification, event_id\n"
+        f"box = Outbox(Path({str(path)!r}))\n"
+        "for n in range(200):\n"
+        "    key = f'{sys.argv[1]}-{n}'\n"
+        "    box.add([StoredNotification(event_id(key), 'virusFound', 'http://x/', key, b'')])\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script, name]) for name in "abc"]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0]
+    assert len(all_owed(Outbox(path))) == 600
+
+
+def test_a_full_disk_is_one_clear_error_and_keeps_what_was_stored(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "system", "256k") as system:
+        outbox = Outbox(system / "outbox.sqlite3")
+        kept = owed_item("kept")
+        outbox.add([kept])
+        filler = system / "filler"
+        with pytest.raises(OSError), filler.open("wb") as out:
+            while True:
+                out.write(b"\0" * 65536)
+        big = [owed_item(f"big-{n}", os.urandom(4096)) for n in range(64)]
+        with pytest.raises(OutboxError) as raised:
+            outbox.add(big)
+        message = str(raised.value)
+        assert "\n" not in message
+        assert str(system / "outbox.sqlite3") in message
+        assert "full" in message
+        filler.unlink()
+        assert all_owed(outbox) == [kept.id]
+        outbox.close()
+
+
+def test_a_file_that_is_not_an_outbox_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    path.write_bytes(b"not a database, just bytes " * 100)
+    with pytest.raises(OutboxError, match=f"webhook outbox {path}: could not open"):
+        Outbox(path)
+
+
+def test_an_outbox_of_a_newer_ssftp_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version=99")
+    with pytest.raises(OutboxError, match="newer ssftp"):
+        Outbox(path)
+
+
+def test_delivered_rows_are_forgotten_after_a_while(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    done, owed = owed_item("done"), owed_item("owed")
+    outbox.add([done, owed])
+    outbox.delivered(done.id)
+    assert outbox.forget_delivered(delivered_before=time.time() + 1) == 1
+    assert outbox.undelivered([done.id, owed.id]) == [owed]
