@@ -23,7 +23,6 @@ import contextlib
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,6 @@ from ssftp.errors import OutboxError
 SCHEMA_VERSION = 1
 # How long a writer waits for another process's transaction before it fails.
 BUSY_TIMEOUT_MS = 10_000
-# Ids are UUIDv5 in this namespace, so the same key always gives the same id.
-_NAMESPACE = uuid.UUID("6f1b9d1e-8a55-4c1e-9a8e-5f3c2b7d4a10")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notification (
@@ -47,26 +44,18 @@ CREATE TABLE IF NOT EXISTS notification (
     body BLOB NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
-    delivered REAL
+    due REAL NOT NULL,
+    settled REAL,
+    outcome TEXT
 );
-CREATE INDEX IF NOT EXISTS undelivered ON notification (created) WHERE delivered IS NULL;
+CREATE INDEX IF NOT EXISTS owed ON notification (due) WHERE settled IS NULL;
 """
-
-
-def event_id(key: str) -> str:
-    """The id of the notification that ``key`` (what caused it, and for whom) describes.
-
-    Derived, not random: a file scanned again after a crash, before its notification was
-    acknowledged, gives the same key, so the outbox keeps one row and the receiver one event.
-    """
-    return str(uuid.uuid5(_NAMESPACE, key))
-
 
 @dataclass(frozen=True)
 class StoredNotification:
     """One POST owed to one webhook, as the outbox keeps it."""
 
-    id: str
+    id: str  # a UUID, made when the notification is; the receiver's ``eventId``
     event: str
     url: str
     file: str  # printable, for run names and logs
@@ -118,18 +107,19 @@ class Outbox:
             self._db.execute("COMMIT")
 
     def add(self, items: Iterable[StoredNotification]) -> None:
-        """Store notifications durably, all or none. A row whose id is stored already is left
-        as it is: it is the same notification, perhaps delivered already."""
-        rows = [(item.id, time.time(), item.event, item.url, item.file, item.body)
+        """Store notifications durably, all or none, due at once. A row whose id is stored
+        already is left as it is: it is the same notification, perhaps delivered already."""
+        now = time.time()
+        rows = [(item.id, now, item.event, item.url, item.file, item.body, now)
                 for item in items]
         if not rows:
             return
         with self._transaction("store notifications") as db:
             db.executemany("INSERT OR IGNORE INTO notification "
-                           "(id, created, event, url, file, body) VALUES (?, ?, ?, ?, ?, ?)",
-                           rows)
+                           "(id, created, event, url, file, body, due) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def undelivered(self, ids: Sequence[str]) -> list[StoredNotification]:
+    def pending(self, ids: Sequence[str]) -> list[StoredNotification]:
         """Those of ``ids`` still owed, in the order they were stored."""
         found: list[StoredNotification] = []
         with self._lock, self._translated("read notifications"):
@@ -138,34 +128,41 @@ class Outbox:
                 marks = ",".join("?" * len(chunk))
                 found.extend(StoredNotification(*row) for row in self._db.execute(
                     "SELECT id, event, url, file, body, attempts FROM notification "
-                    f"WHERE delivered IS NULL AND id IN ({marks}) ORDER BY created",
+                    f"WHERE settled IS NULL AND id IN ({marks}) ORDER BY rowid",
                     chunk))
         return found
 
-    def owed(self, *, stored_before: float, limit: int) -> list[str]:
-        """Ids of notifications stored before ``stored_before`` and still undelivered, oldest
-        first: what a restart (or a later retry) sends again."""
-        with self._lock, self._translated("list undelivered notifications"):
+    def owed(self, *, now: float, limit: int) -> list[str]:
+        """Ids of the notifications due by ``now`` and not settled, the longest due first:
+        what is sent after a scan, after a restart, and again after a failed delivery."""
+        with self._lock, self._translated("list owed notifications"):
             return [row[0] for row in self._db.execute(
-                "SELECT id FROM notification WHERE delivered IS NULL AND created < ? "
-                "ORDER BY created LIMIT ?", (stored_before, limit))]
+                "SELECT id FROM notification WHERE settled IS NULL AND due <= ? "
+                "ORDER BY due, rowid LIMIT ?", (now, limit))]
 
     def delivered(self, notification_id: str) -> None:
         with self._transaction("mark a notification delivered") as db:
-            db.execute("UPDATE notification SET delivered = ?, attempts = attempts + 1 "
-                       "WHERE id = ?", (time.time(), notification_id))
+            db.execute("UPDATE notification SET settled = ?, outcome = 'delivered', "
+                       "attempts = attempts + 1 WHERE id = ?", (time.time(), notification_id))
 
-    def failed(self, notification_id: str, error: str) -> None:
-        """A delivery (with all its retries) failed; the notification stays owed."""
+    def abandoned(self, notification_id: str, reason: str) -> None:
+        """Never to be sent (its webhook is no longer configured): settled, with the reason."""
+        with self._transaction("mark a notification abandoned") as db:
+            db.execute("UPDATE notification SET settled = ?, outcome = 'abandoned', "
+                       "last_error = ? WHERE id = ?", (time.time(), reason, notification_id))
+
+    def failed(self, notification_id: str, error: str, *, retry_in: float) -> None:
+        """A delivery (with all its retries) failed: still owed, due again in ``retry_in``
+        seconds."""
         with self._transaction("record a failed delivery") as db:
-            db.execute("UPDATE notification SET attempts = attempts + 1, last_error = ? "
-                       "WHERE id = ?", (error, notification_id))
+            db.execute("UPDATE notification SET attempts = attempts + 1, last_error = ?, "
+                       "due = ? WHERE id = ?", (error, time.time() + retry_in, notification_id))
 
-    def forget_delivered(self, *, delivered_before: float) -> int:
-        """Remove rows delivered before the given time (the file would grow forever)."""
-        with self._transaction("remove delivered notifications") as db:
-            return db.execute("DELETE FROM notification WHERE delivered < ?",
-                              (delivered_before,)).rowcount
+    def forget_settled(self, *, settled_before: float) -> int:
+        """Remove rows settled before the given time (the file would grow forever)."""
+        with self._transaction("remove settled notifications") as db:
+            return db.execute("DELETE FROM notification WHERE settled < ?",
+                              (settled_before,)).rowcount
 
     def close(self) -> None:
         with self._lock:

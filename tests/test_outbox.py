@@ -10,27 +10,23 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from ssftp.errors import OutboxError
-from ssftp.outbox import Outbox, StoredNotification, event_id
+from ssftp.outbox import Outbox, StoredNotification
 from tests.support import tmpfs
 
 
 def owed_item(key: str, body: bytes = b"{}") -> StoredNotification:
-    return StoredNotification(id=event_id(key), event="virusFound",
+    return StoredNotification(id=str(uuid.uuid4()), event="virusFound",
                               url="http://127.0.0.1:9/hook", file=f"acme/{key}", body=body)
 
 
 def all_owed(outbox: Outbox) -> list[str]:
-    return outbox.owed(stored_before=time.time() + 1, limit=10_000)
-
-
-def test_the_same_key_gives_the_same_id_and_another_key_another() -> None:
-    assert event_id("acme/a.txt|1|virusFound") == event_id("acme/a.txt|1|virusFound")
-    assert event_id("acme/a.txt|1|virusFound") != event_id("acme/a.txt|2|virusFound")
+    return outbox.owed(now=time.time() + 1, limit=10_000)
 
 
 def test_what_is_stored_is_owed_until_delivered(tmp_path: Path) -> None:
@@ -38,20 +34,21 @@ def test_what_is_stored_is_owed_until_delivered(tmp_path: Path) -> None:
     first, second = owed_item("a", b'{"n": 1}'), owed_item("b")
     outbox.add([first, second])
     assert all_owed(outbox) == [first.id, second.id]
-    assert outbox.undelivered([second.id, first.id]) == [first, second]
+    assert outbox.pending([second.id, first.id]) == [first, second]
 
-    outbox.failed(first.id, "HTTP 503")
-    assert all_owed(outbox) == [first.id, second.id]
-    assert outbox.undelivered([first.id])[0].attempts == 1
+    outbox.failed(first.id, "HTTP 503", retry_in=3600)
+    assert all_owed(outbox) == [second.id]  # not due again for an hour
+    assert outbox.owed(now=time.time() + 7200, limit=10) == [second.id, first.id]
+    assert outbox.pending([first.id])[0].attempts == 1
 
     outbox.delivered(first.id)
     assert all_owed(outbox) == [second.id]
-    assert outbox.undelivered([first.id]) == []
+    assert outbox.pending([first.id]) == []
 
 
 def test_storing_a_notification_again_keeps_one_row_and_its_delivery(tmp_path: Path) -> None:
-    """A file scanned again after a crash gives the same id: not a second notification, and
-    not one owed again when the first was delivered."""
+    """Storing is idempotent: a caller that retries an ``add`` it is not sure of makes no
+    second notification, nor one owed again when the first was delivered."""
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     item = owed_item("a")
     outbox.add([item])
@@ -62,11 +59,20 @@ def test_storing_a_notification_again_keeps_one_row_and_its_delivery(tmp_path: P
     assert all_owed(outbox) == []
 
 
-def test_only_older_notifications_are_owed_and_at_most_the_limit(tmp_path: Path) -> None:
+def test_only_due_notifications_are_owed_and_at_most_the_limit(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     outbox.add([owed_item(str(n)) for n in range(5)])
-    assert outbox.owed(stored_before=time.time() - 3600, limit=10) == []
-    assert len(outbox.owed(stored_before=time.time() + 1, limit=3)) == 3
+    assert outbox.owed(now=time.time() - 3600, limit=10) == []
+    assert len(outbox.owed(now=time.time() + 1, limit=3)) == 3
+
+
+def test_an_abandoned_notification_is_no_longer_owed(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    item = owed_item("a")
+    outbox.add([item])
+    outbox.abandoned(item.id, "webhook no longer configured")
+    assert all_owed(outbox) == []
+    assert outbox.pending([item.id]) == []
 
 
 def test_a_stored_notification_survives_a_killed_process(tmp_path: Path) -> None:
@@ -82,7 +88,7 @@ def test_a_stored_notification_survives_a_killed_process(tmp_path: Path) -> None
         "os.kill(os.getpid(), signal.SIGKILL)\n")
     done = subprocess.run([sys.executable, "-c", script], check=False)
     assert done.returncode == -signal.SIGKILL
-    assert Outbox(path).undelivered([item.id]) == [item]
+    assert Outbox(path).pending([item.id]) == [item]
 
 
 def test_processes_sharing_the_outbox_lose_nothing(tmp_path: Path) -> None:
@@ -93,11 +99,13 @@ def test_processes_sharing_the_outbox_lose_nothing(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from ssftp.outbox import Outbox, StoredNotification, event_id\n"
+        "import uuid\n"
+        "from ssftp.outbox import Outbox, StoredNotification\n"
         f"box = Outbox(Path({str(path)!r}))\n"
         "for n in range(200):\n"
-        "    key = f'{sys.argv[1]}-{n}'\n"
-        "    box.add([StoredNotification(event_id(key), 'virusFound', 'http://x/', key, b'')])\n")
+        "    item = StoredNotification(str(uuid.uuid4()), 'virusFound', 'http://x/',\n"
+        "                              f'{sys.argv[1]}-{n}', b'')\n"
+        "    box.add([item])\n")
     writers = [subprocess.Popen([sys.executable, "-c", script, name]) for name in "abc"]
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0]
     assert len(all_owed(Outbox(path))) == 600
@@ -139,10 +147,10 @@ def test_an_outbox_of_a_newer_ssftp_is_refused(tmp_path: Path) -> None:
         Outbox(path)
 
 
-def test_delivered_rows_are_forgotten_after_a_while(tmp_path: Path) -> None:
+def test_settled_rows_are_forgotten_after_a_while(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     done, owed = owed_item("done"), owed_item("owed")
     outbox.add([done, owed])
     outbox.delivered(done.id)
-    assert outbox.forget_delivered(delivered_before=time.time() + 1) == 1
-    assert outbox.undelivered([done.id, owed.id]) == [owed]
+    assert outbox.forget_settled(settled_before=time.time() + 1) == 1
+    assert outbox.pending([done.id, owed.id]) == [owed]
