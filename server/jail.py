@@ -6,13 +6,20 @@ resolved with ``realpath`` and must still land inside the root. What is opened b
 checked again on the descriptor (:meth:`Jail.verify_fd`), as the directories may change on
 disk between the check and the open. ssftp's own hidden temp names are not addressable at
 all, so a client can neither see nor race an upload in progress.
+
+Nor is anything else done by path after the check: an operation on a name (lstat, mkdir,
+rmdir, unlink, readlink, rename) goes through its directory's verified descriptor
+(:meth:`Jail.open_parent`), and one that follows the final link (stat, statvfs, setstat)
+through a verified ``O_PATH`` descriptor of what the path leads to (:meth:`Jail.open_path`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +66,7 @@ class Jail:
         the kernel says it is (Linux ``/proc/self/fd``), not where the path led a moment
         before. The caller closes (and removes) what it opened.
         """
-        if not self.contains(os.readlink(f"/proc/self/fd/{fd}")):
+        if not self.contains(os.readlink(proc_path(fd))):
             raise Refused("path leads outside the home directory")
 
     def open_directory(self, host: Path) -> int:
@@ -73,6 +80,39 @@ class Jail:
             os.close(fd)
             raise
         return fd
+
+    @contextlib.contextmanager
+    def open_parent(self, target: JailPath) -> Iterator[tuple[int, str]]:
+        """The verified descriptor of the directory holding ``target``, and ``target``'s
+        name in it, to act on that name with ``dir_fd`` (never following a final link):
+        a directory on the way swapped for a symlink out after :meth:`resolve` cannot
+        redirect the call. The root has no directory in the jail: it is ``"."`` in itself.
+        """
+        if target.virtual == "/":
+            directory, name = target.host, "."
+        else:
+            directory, name = target.host.parent, target.host.name
+        fd = self.open_directory(directory)
+        try:
+            yield fd, name
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def open_path(self, target: JailPath) -> Iterator[int]:
+        """A verified ``O_PATH`` descriptor of what ``target`` leads to (the final link
+        followed, as stat does), for calls that read or change the object itself.
+
+        ``O_PATH`` opens anything (a FIFO, a file without read permission) at once without
+        reading it. ``fstat`` and ``fstatvfs`` work on it; ``fchmod`` and ``futimens`` do not
+        (EBADF), so a change goes through :func:`proc_path`, which is this very object.
+        """
+        fd = os.open(target.host, os.O_PATH | os.O_CLOEXEC)
+        try:
+            self.verify_fd(fd)
+            yield fd
+        finally:
+            os.close(fd)
 
     def resolve(self, path: bytes, *, follow_final: bool = True) -> JailPath:
         """Map a client path to disk.
@@ -114,3 +154,9 @@ class Jail:
             raise Refused("path leads outside the home directory")
         relative = host[len(self._prefix):] if host != str(self.root) else ""
         return "/" + relative
+
+
+def proc_path(fd: int) -> str:
+    """The name of an open descriptor's own object (Linux ``/proc/self/fd``): a call by this
+    name acts on exactly what was opened, wherever the path that led there points now."""
+    return f"/proc/self/fd/{fd}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import logging
@@ -23,7 +24,7 @@ from pathlib import Path
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 
-from server.jail import Jail, JailPath
+from server.jail import Jail, JailPath, proc_path
 from server.upload_writer import UploadWriter
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
@@ -167,12 +168,15 @@ class SFTPSession(asyncssh.SFTPServer):
     def stat(self, path: bytes) -> os.stat_result:
         with self._checked("stat", path):
             self.permissions.require(Permission.LIST, "stat")
-            return os.stat(self.jail.resolve(path).host)
+            with self.jail.open_path(self.jail.resolve(path)) as fd:
+                return os.fstat(fd)
 
     def lstat(self, path: bytes) -> SFTPAttrs:
         with self._checked("lstat", path):
             self.permissions.require(Permission.LIST, "stat")
-            return _shown_attrs(os.lstat(self.jail.resolve(path, follow_final=False).host))
+            target = self.jail.resolve(path, follow_final=False)
+            with self.jail.open_parent(target) as (directory, name):
+                return _shown_attrs(os.lstat(name, dir_fd=directory))
 
     def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         """OPENDIR: asyncssh keeps what this returns as the handle until CLOSE (or the end of
@@ -207,9 +211,16 @@ class SFTPSession(asyncssh.SFTPServer):
         with self._checked("readlink", path):
             self.permissions.require(Permission.LIST, "reading a link")
             link = self.jail.resolve(path, follow_final=False)
-            if not link.host.is_symlink():
-                raise asyncssh.SFTPNoSuchFile("not a symbolic link")
-            return self.jail.to_virtual(os.path.realpath(link.host)).encode()
+            with self.jail.open_parent(link) as (directory, name):
+                try:
+                    text = os.readlink(name, dir_fd=directory)
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                        raise
+                    raise asyncssh.SFTPNoSuchFile("not a symbolic link") from None
+                # Relative to the directory where the link really is (its descriptor's).
+                here = os.readlink(proc_path(directory))
+            return self.jail.to_virtual(os.path.realpath(os.path.join(here, text))).encode()
 
     def symlink(self, oldpath: bytes, newpath: bytes) -> None:
         with self._checked("symlink", newpath):
@@ -222,7 +233,8 @@ class SFTPSession(asyncssh.SFTPServer):
     def statvfs(self, path: bytes) -> os.statvfs_result:
         with self._checked("statvfs", path):
             self.permissions.require(Permission.LIST, "statvfs")
-            return os.statvfs(self.jail.resolve(path).host)
+            with self.jail.open_path(self.jail.resolve(path)) as fd:
+                return os.fstatvfs(fd)
 
     # -- directories -------------------------------------------------------------------
 
@@ -231,7 +243,8 @@ class SFTPSession(asyncssh.SFTPServer):
             self.permissions.require(Permission.CREATE_DIRS, "creating a directory")
             target = self.jail.resolve(path, follow_final=False)
             _require_printable_name(target)
-            os.mkdir(target.host, DIR_MODE)
+            with self.jail.open_parent(target) as (directory, name):
+                os.mkdir(name, DIR_MODE, dir_fd=directory)
 
     def rmdir(self, path: bytes) -> None:
         with self._checked("rmdir", path):
@@ -239,7 +252,8 @@ class SFTPSession(asyncssh.SFTPServer):
             target = self.jail.resolve(path, follow_final=False)
             if target.virtual == "/":
                 raise Refused("the home directory cannot be removed")
-            os.rmdir(target.host)
+            with self.jail.open_parent(target) as (directory, name):
+                os.rmdir(name, dir_fd=directory)
 
     # -- files: removing and renaming --------------------------------------------------
 
@@ -254,9 +268,10 @@ class SFTPSession(asyncssh.SFTPServer):
         with self._checked("remove", path):
             target = self.jail.resolve(path, follow_final=False)
             self._require_own_partial_or(Permission.DELETE, target, "deleting a file")
-            if target.host.is_dir() and not target.host.is_symlink():
-                raise asyncssh.SFTPFileIsADirectory("is a directory")
-            os.unlink(target.host)
+            with self.jail.open_parent(target) as (directory, name):
+                if stat.S_ISDIR(os.lstat(name, dir_fd=directory).st_mode):
+                    raise asyncssh.SFTPFileIsADirectory("is a directory")
+                os.unlink(name, dir_fd=directory)
 
     def _rename(self, oldpath: bytes, newpath: bytes, *, replace: bool) -> None:
         with self._checked("rename", oldpath):
@@ -271,13 +286,18 @@ class SFTPSession(asyncssh.SFTPServer):
                 self._require_own_partial_or(Permission.RENAME, source, "renaming")
             else:
                 self.permissions.require(Permission.RENAME, "renaming")
-            if os.path.lexists(target.host):
-                if not replace:
-                    raise asyncssh.SFTPFileAlreadyExists("target already exists")
-                self.permissions.require(Permission.OVERWRITE, "replacing an existing file")
-                os.replace(source.host, target.host)
-            else:
-                os.rename(source.host, target.host)
+            with self.jail.open_parent(source) as (source_dir, source_name), \
+                    self.jail.open_parent(target) as (target_dir, target_name):
+                try:
+                    os.lstat(target_name, dir_fd=target_dir)
+                except FileNotFoundError:
+                    move = os.rename
+                else:
+                    if not replace:
+                        raise asyncssh.SFTPFileAlreadyExists("target already exists")
+                    self.permissions.require(Permission.OVERWRITE, "replacing an existing file")
+                    move = os.replace
+                move(source_name, target_name, src_dir_fd=source_dir, dst_dir_fd=target_dir)
 
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
         self._rename(oldpath, newpath, replace=False)
@@ -314,16 +334,17 @@ class SFTPSession(asyncssh.SFTPServer):
                               attrs.mtime))
 
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
-        with self._checked("setstat", path):
-            target = self.jail.resolve(path)
+        with self._checked("setstat", path), \
+                self.jail.open_path(self.jail.resolve(path)) as fd:
             if (Permission.CHMOD not in self.permissions and _only_mode(attrs)
-                    and target.host.is_dir()):
+                    and stat.S_ISDIR(os.fstat(fd).st_mode)):
                 # Refused, yet answered OK (nothing is changed), for compatibility: OpenSSH's
                 # ``put -r`` sets the mode of every directory it uploaded this way and prints
                 # an error for each refusal. A directory's mode is ssftp's, not the partner's.
                 return
             self._require_attrs_allowed(attrs, own_upload=False)
-            self._apply_attrs(target.host, attrs)
+            # By the descriptor's /proc name: fchmod and futimens refuse an O_PATH one.
+            self._apply_attrs(Path(proc_path(fd)), attrs)
 
     def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         handle = self._handle(file_obj)

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
 
-from tests.support import unique_name
-from tests.test_permissions_e2e import sftp_as
+from tests.support import ServerThread, unique_name, write_config
+from tests.test_audit_order import tmpfs
+from tests.test_permissions_e2e import connect, sftp_as
 
 SWAP_SECONDS = 5.0
 INSIDE = b"inside"
@@ -71,7 +74,7 @@ def swapping(base: Path) -> Iterator[None]:
 
 
 def _prepare(base: Path, outside: Path) -> None:
-    outside.mkdir()
+    outside.mkdir(exist_ok=True)  # it may be a mount point already
     (outside / "x").write_bytes(OUTSIDE)
     (outside / "secret").write_bytes(OUTSIDE)
     base.mkdir()
@@ -159,3 +162,117 @@ async def test_uploads_never_land_in_a_swapped_in_outside_directory(gateway, sta
     published = [path for path in (staging_race.base / "race").iterdir()
                  if path.name.startswith("up-")]
     assert all(path.read_bytes() == INSIDE for path in published)
+
+
+# -- path operations (stat, lstat, readlink, statvfs, setstat, mkdir, rmdir, remove, rename) --
+
+ALL_RIGHTS = "all-rights"
+ALL_RIGHTS_PASSWORD = "all-rights-pw"
+OUTSIDE_MOUNT = "1m"  # outside is a tmpfs of this size: statvfs tells it from the disk
+OUTSIDE_MODE = 0o644
+CHMOD_MODE = 0o604
+ENTRIES = 3000  # names prepared per destructive op: more than a run ever gets through
+
+
+@pytest.fixture(scope="module")
+def all_rights_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """A server with one account that may do everything, in clean/race-area/."""
+    root = tmp_path_factory.mktemp("all-rights")
+    config = write_config(root / "ssftp.yaml", f"""
+    sftpPort: 0
+    users:
+      cleanDir:
+        - directory: race-area
+          permissions: ["*"]
+          auth: {{username: {ALL_RIGHTS}, password: {ALL_RIGHTS_PASSWORD}}}
+    """)
+    server = ServerThread(config, root / "data")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def path_race(all_rights_gateway, tmp_path: Path) -> Iterator[Race]:
+    """``race`` in the all-rights account; outside is its own tmpfs, and both hold the same
+    names (links, directories, files) for every operation, told apart by what they show."""
+    with tmpfs(tmp_path / "outside", OUTSIDE_MOUNT) as outside:
+        race = _race_in(all_rights_gateway.layout.clean / "race-area", outside)
+        inside = race.base / "race"
+        for directory, marker in ((inside, "marker-in"), (outside, "marker-out")):
+            (race.base / marker).write_bytes(b"")
+            (directory / "lnk").symlink_to(race.base / marker)
+            for number in range(ENTRIES):
+                (directory / f"m-{number}").write_bytes(b"")
+                (directory / f"m-{number}").chmod(OUTSIDE_MODE)
+                (directory / f"d-{number}").mkdir()
+                (directory / f"f-{number}").write_bytes(b"")
+                (directory / f"r-{number}").write_bytes(b"")
+        yield race
+
+
+@dataclass
+class Escapes:
+    """Per operation, how often it acted on or showed the outside directory."""
+
+    counts: dict[str, int]
+    calls: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.calls} rounds; escapes {self.counts}"
+
+
+async def _path_ops_round(sftp: asyncssh.SFTPClient, race: Race, number: int,
+                          escapes: Escapes) -> None:
+    """One of each path operation on names in ``race``; what reads shows is counted here,
+    what writes did outside is counted at the end (the outside files tell)."""
+    where = race.virtual
+
+    async def shown(operation: str, call: Any, leaked: Callable[[Any], bool]) -> None:
+        try:
+            answer = await call
+        except asyncssh.SFTPError:
+            return
+        if leaked(answer):
+            escapes.counts[operation] += 1
+
+    await shown("stat", sftp.stat(f"{where}/x"), lambda attrs: attrs.size == len(OUTSIDE))
+    await shown("lstat", sftp.lstat(f"{where}/x"), lambda attrs: attrs.size == len(OUTSIDE))
+    await shown("readlink", sftp.readlink(f"{where}/lnk"),
+                lambda target: target.endswith("marker-out"))
+    await shown("statvfs", sftp.statvfs(where),
+                lambda vfs: vfs.blocks * vfs.frsize == 1 << 20)
+    for call in (sftp.chmod(f"{where}/m-{number}", CHMOD_MODE),
+                 sftp.mkdir(f"{where}/made-{number}"),
+                 sftp.rmdir(f"{where}/d-{number}"), sftp.remove(f"{where}/f-{number}"),
+                 sftp.rename(f"{where}/r-{number}", f"{where}/r-{number}.moved")):
+        with contextlib.suppress(asyncssh.SFTPError):
+            await call
+    escapes.calls += 1
+
+
+def _count_written_outside(outside: Path, escapes: Escapes) -> None:
+    names = set(os.listdir(outside))
+    rounds = range(escapes.calls)
+    escapes.counts["setstat"] = sum(
+        stat.S_IMODE((outside / f"m-{n}").stat().st_mode) != OUTSIDE_MODE for n in rounds)
+    escapes.counts["mkdir"] = sum(f"made-{n}" in names for n in rounds)
+    escapes.counts["rmdir"] = sum(f"d-{n}" not in names for n in rounds)
+    escapes.counts["remove"] = sum(f"f-{n}" not in names for n in rounds)
+    escapes.counts["rename"] = sum(f"r-{n}" not in names for n in rounds)
+
+
+async def test_path_operations_never_reach_a_swapped_in_outside_directory(all_rights_gateway,
+                                                                         path_race):
+    escapes = Escapes(dict.fromkeys(("stat", "lstat", "readlink", "statvfs"), 0))
+    async with connect(all_rights_gateway.port, ALL_RIGHTS, ALL_RIGHTS_PASSWORD) as conn, \
+            conn.start_sftp_client() as sftp:
+        with swapping(path_race.base):
+            deadline = time.monotonic() + SWAP_SECONDS
+            while time.monotonic() < deadline and escapes.calls < ENTRIES:
+                await _path_ops_round(sftp, path_race, escapes.calls, escapes)
+    _count_written_outside(path_race.outside, escapes)
+    assert not any(escapes.counts.values()), str(escapes)
+    # Between swaps the real directory was served (the test exercised the race).
+    inside = {path.name for path in (path_race.base / "race").iterdir()}
+    assert any(name.startswith("made-") for name in inside), str(escapes)
+    assert any(name.endswith(".moved") for name in inside), str(escapes)
