@@ -82,16 +82,14 @@ class Jail:
         return fd
 
     @contextlib.contextmanager
-    def open_parent(self, target: JailPath) -> Iterator[tuple[int, str]]:
-        """The verified descriptor of the directory holding ``target``, and ``target``'s
-        name in it, to act on that name with ``dir_fd`` (never following a final link):
-        a directory on the way swapped for a symlink out after :meth:`resolve` cannot
-        redirect the call. The root has no directory in the jail: it is ``"."`` in itself.
+    def open_parent(self, host: Path) -> Iterator[tuple[int, str]]:
+        """The verified descriptor of the directory holding ``host`` (a path from
+        :meth:`resolve`), and its name in it, to act on that name with ``dir_fd`` (never
+        following a final link): a directory on the way swapped for a symlink out since
+        cannot redirect the call. The root has no directory in the jail: it is ``"."`` in
+        itself.
         """
-        if target.virtual == "/":
-            directory, name = target.host, "."
-        else:
-            directory, name = target.host.parent, target.host.name
+        directory, name = (host, ".") if host == self.root else (host.parent, host.name)
         fd = self.open_directory(directory)
         try:
             yield fd, name
@@ -99,15 +97,15 @@ class Jail:
             os.close(fd)
 
     @contextlib.contextmanager
-    def open_path(self, target: JailPath) -> Iterator[int]:
-        """A verified ``O_PATH`` descriptor of what ``target`` leads to (the final link
+    def open_path(self, host: Path) -> Iterator[int]:
+        """A verified ``O_PATH`` descriptor of what ``host`` leads to (the final link
         followed, as stat does), for calls that read or change the object itself.
 
         ``O_PATH`` opens anything (a FIFO, a file without read permission) at once without
         reading it. ``fstat`` and ``fstatvfs`` work on it; ``fchmod`` and ``futimens`` do not
         (EBADF), so a change goes through :func:`proc_path`, which is this very object.
         """
-        fd = os.open(target.host, os.O_PATH | os.O_CLOEXEC)
+        fd = os.open(host, os.O_PATH | os.O_CLOEXEC)
         try:
             self.verify_fd(fd)
             yield fd

@@ -168,14 +168,14 @@ class SFTPSession(asyncssh.SFTPServer):
     def stat(self, path: bytes) -> os.stat_result:
         with self._checked("stat", path):
             self.permissions.require(Permission.LIST, "stat")
-            with self.jail.open_path(self.jail.resolve(path)) as fd:
+            with self.jail.open_path(self.jail.resolve(path).host) as fd:
                 return os.fstat(fd)
 
     def lstat(self, path: bytes) -> SFTPAttrs:
         with self._checked("lstat", path):
             self.permissions.require(Permission.LIST, "stat")
             target = self.jail.resolve(path, follow_final=False)
-            with self.jail.open_parent(target) as (directory, name):
+            with self.jail.open_parent(target.host) as (directory, name):
                 return _shown_attrs(os.lstat(name, dir_fd=directory))
 
     def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
@@ -211,7 +211,7 @@ class SFTPSession(asyncssh.SFTPServer):
         with self._checked("readlink", path):
             self.permissions.require(Permission.LIST, "reading a link")
             link = self.jail.resolve(path, follow_final=False)
-            with self.jail.open_parent(link) as (directory, name):
+            with self.jail.open_parent(link.host) as (directory, name):
                 try:
                     text = os.readlink(name, dir_fd=directory)
                 except OSError as exc:
@@ -233,7 +233,7 @@ class SFTPSession(asyncssh.SFTPServer):
     def statvfs(self, path: bytes) -> os.statvfs_result:
         with self._checked("statvfs", path):
             self.permissions.require(Permission.LIST, "statvfs")
-            with self.jail.open_path(self.jail.resolve(path)) as fd:
+            with self.jail.open_path(self.jail.resolve(path).host) as fd:
                 return os.fstatvfs(fd)
 
     # -- directories -------------------------------------------------------------------
@@ -243,7 +243,7 @@ class SFTPSession(asyncssh.SFTPServer):
             self.permissions.require(Permission.CREATE_DIRS, "creating a directory")
             target = self.jail.resolve(path, follow_final=False)
             _require_printable_name(target)
-            with self.jail.open_parent(target) as (directory, name):
+            with self.jail.open_parent(target.host) as (directory, name):
                 os.mkdir(name, DIR_MODE, dir_fd=directory)
 
     def rmdir(self, path: bytes) -> None:
@@ -252,7 +252,7 @@ class SFTPSession(asyncssh.SFTPServer):
             target = self.jail.resolve(path, follow_final=False)
             if target.virtual == "/":
                 raise Refused("the home directory cannot be removed")
-            with self.jail.open_parent(target) as (directory, name):
+            with self.jail.open_parent(target.host) as (directory, name):
                 os.rmdir(name, dir_fd=directory)
 
     # -- files: removing and renaming --------------------------------------------------
@@ -268,7 +268,7 @@ class SFTPSession(asyncssh.SFTPServer):
         with self._checked("remove", path):
             target = self.jail.resolve(path, follow_final=False)
             self._require_own_partial_or(Permission.DELETE, target, "deleting a file")
-            with self.jail.open_parent(target) as (directory, name):
+            with self.jail.open_parent(target.host) as (directory, name):
                 if stat.S_ISDIR(os.lstat(name, dir_fd=directory).st_mode):
                     raise asyncssh.SFTPFileIsADirectory("is a directory")
                 os.unlink(name, dir_fd=directory)
@@ -286,8 +286,8 @@ class SFTPSession(asyncssh.SFTPServer):
                 self._require_own_partial_or(Permission.RENAME, source, "renaming")
             else:
                 self.permissions.require(Permission.RENAME, "renaming")
-            with self.jail.open_parent(source) as (source_dir, source_name), \
-                    self.jail.open_parent(target) as (target_dir, target_name):
+            with self.jail.open_parent(source.host) as (source_dir, source_name), \
+                    self.jail.open_parent(target.host) as (target_dir, target_name):
                 try:
                     os.lstat(target_name, dir_fd=target_dir)
                 except FileNotFoundError:
@@ -335,7 +335,7 @@ class SFTPSession(asyncssh.SFTPServer):
 
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         with self._checked("setstat", path), \
-                self.jail.open_path(self.jail.resolve(path)) as fd:
+                self.jail.open_path(self.jail.resolve(path).host) as fd:
             if (Permission.CHMOD not in self.permissions and _only_mode(attrs)
                     and stat.S_ISDIR(os.fstat(fd).st_mode)):
                 # Refused, yet answered OK (nothing is changed), for compatibility: OpenSSH's

@@ -9,8 +9,11 @@ Nor is an upload the client saw fail: clients close the handle after a failed WR
 disk, a short write) or FSYNC as after a good one, so the writer remembers the first failure
 and :meth:`UploadWriter.commit` refuses to publish what is then a truncated file.
 
-The temp file is created in its directory as opened and verified by descriptor, so a directory
-on the way that another writer swaps for a symlink out can never receive it.
+The temp file is created, renamed into place and removed in its directory as opened and
+verified by descriptor (:meth:`Jail.open_parent`), so a directory on the way that another
+writer swaps for a symlink out can never receive it, nor have a file there published in its
+stead. The directory is opened again for the rename rather than held open: a handle holds one
+descriptor (the server's descriptor budget counts one per handle).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from server.jail import Jail
-from ssftp.errors import UploadFailedError
+from ssftp.errors import Refused, UploadFailedError
 from ssftp.moves import publish, temp_path_beside
 
 FILE_MODE = 0o640
@@ -31,12 +34,13 @@ class UploadWriter:
     def __init__(self, target: Path, jail: Jail, *, replace: bool, append: bool,
                  durable: bool) -> None:
         self.target = target
+        self.jail = jail
         self.replace = replace
         self.append = append
         self.durable = durable
         self.temp = temp_path_beside(target)
         self.failure: str | None = None  # the first failed operation; the upload is then void
-        self.fd = _create_inside(self.temp, jail)
+        self.fd = self._create()
 
     @contextlib.contextmanager
     def _remembering(self, operation: str) -> Iterator[None]:
@@ -92,22 +96,31 @@ class UploadWriter:
         try:
             os.close(self.fd)  # a network filesystem may report a lost write only here
         except OSError:
-            self.temp.unlink(missing_ok=True)
+            self._remove_temp()
             raise
-        publish(self.temp, self.target, replace=self.replace, durable=self.durable)
+        try:
+            with self.jail.open_parent(self.temp) as (directory, name):
+                publish(Path(name), Path(self.target.name), replace=self.replace,
+                        durable=self.durable, dir_fd=directory)
+        except Refused as refusal:
+            raise UploadFailedError(f"upload not published: {refusal.reason}") from None
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
-        self.temp.unlink(missing_ok=True)
+        self._remove_temp()
 
+    def _create(self) -> int:
+        """Create the temp file relative to its directory's verified descriptor: created by
+        path, it could land outside (and be written there) after a swap on the way."""
+        with self.jail.open_parent(self.temp) as (directory, name):
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(name, flags, FILE_MODE, dir_fd=directory)
 
-def _create_inside(temp: Path, jail: Jail) -> int:
-    """Create ``temp`` relative to its directory's descriptor, verified inside the jail first:
-    created by path, it could land outside (and be written there) after a swap on the way."""
-    directory = jail.open_directory(temp.parent)
-    try:
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(temp.name, flags, FILE_MODE, dir_fd=directory)
-    finally:
-        os.close(directory)
+    def _remove_temp(self) -> None:
+        """Remove the temp file in its verified directory. When that cannot be opened (gone,
+        or its path now leads out of the jail) the temp file is out of reach: it stays,
+        under a name no client can address, rather than a name outside being removed."""
+        with contextlib.suppress(OSError, Refused), \
+                self.jail.open_parent(self.temp) as (directory, name):
+            os.unlink(name, dir_fd=directory)

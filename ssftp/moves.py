@@ -8,6 +8,7 @@ either the source or the complete target (possibly both, never neither, never a 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -21,7 +22,8 @@ def temp_path_beside(target: Path) -> Path:
     return target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
 
 
-def publish(temp: Path, target: Path, *, replace: bool, durable: bool = True) -> None:
+def publish(temp: Path, target: Path, *, replace: bool, durable: bool = True,
+            dir_fd: int | None = None) -> None:
     """Give a complete temp file its final name: the one way every writer of ssftp makes a
     file appear. Without ``replace`` an existing file is never clobbered: FileExistsError.
     The temp file is gone afterwards, whatever happened.
@@ -30,21 +32,29 @@ def publish(temp: Path, target: Path, *, replace: bool, durable: bool = True) ->
     this returns, so a power cut leaves the old state or the complete new file, never an
     empty file under the final name. Only uploads may opt out (``fsyncUploads: false``).
 
+    ``dir_fd``: ``temp`` and ``target`` are names in the directory open as ``dir_fd``, so the
+    rename happens in exactly the directory the caller checked (the server's jail), even if
+    its path has been swapped for a symlink out since.
+
     A hard link is what refuses atomically to replace; on filesystems without hard links
     (some network shares) it falls back to checking, then renaming.
     """
     try:
         if durable:
-            _fsync_file(temp)
+            _fsync_file(temp, dir_fd)
         if replace:
-            os.replace(temp, target)
+            os.replace(temp, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         else:
-            _link_or_rename(temp, target)
+            _link_or_rename(temp, target, dir_fd)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
         raise
     if durable:
-        fsync_directory(target.parent)
+        if dir_fd is None:
+            fsync_directory(target.parent)
+        else:
+            os.fsync(dir_fd)
 
 
 def write_durably(target: Path, data: bytes, *, replace: bool, mode: int = 0o640) -> None:
@@ -63,21 +73,29 @@ def write_durably(target: Path, data: bytes, *, replace: bool, mode: int = 0o640
     publish(temp, target, replace=replace)
 
 
-def _link_or_rename(temp: Path, target: Path) -> None:
+def _link_or_rename(temp: Path, target: Path, dir_fd: int | None) -> None:
     try:
-        os.link(temp, target)
+        os.link(temp, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
             raise
-        if target.exists():
+        if _lexists(target, dir_fd):
             raise FileExistsError(errno.EEXIST, "file exists", str(target)) from None
-        os.rename(temp, target)
+        os.rename(temp, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
-    os.unlink(temp)
+    os.unlink(temp, dir_fd=dir_fd)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _lexists(path: Path, dir_fd: int | None) -> bool:
+    try:
+        os.lstat(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _fsync_file(path: Path, dir_fd: int | None) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         os.fsync(fd)
     finally:

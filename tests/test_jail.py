@@ -21,7 +21,8 @@ import paramiko
 import pytest
 
 from server.jail import Jail
-from ssftp.errors import Refused
+from server.upload_writer import UploadWriter
+from ssftp.errors import Refused, UploadFailedError
 from ssftp.layout import TEMP_PREFIX
 from testkit.sftp_client import run_sftp
 from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD, PASSWORDS
@@ -753,3 +754,24 @@ async def test_invalid_utf8_and_nul_paths_are_refused(gateway):
             client.open(b"x\x00y", "rb")
         assert client.normalize(".") == "/"
     assert_refusal_logged(gateway, user="partner-a", op="open", path_part="bad-")
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_an_upload_is_never_published_through_a_directory_swapped_out(tmp_path, replace):
+    """Between the upload's open and its close another writer swaps its directory for a
+    symlink to a directory outside that holds a file under the upload's temp name: the close
+    must not publish that file (outside, as if it were the upload), and must say it failed."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "dir").mkdir(parents=True)
+    outside.mkdir()
+    writer = UploadWriter(root / "dir" / "up.txt", Jail(root), replace=replace, append=False,
+                          durable=True)
+    writer.write(0, b"uploaded")
+    (outside / writer.temp.name).write_bytes(b"planted")
+    (root / "dir").rename(root / "parked")
+    (root / "dir").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UploadFailedError, match="outside the home directory"):
+        writer.commit()
+    assert os.listdir(outside) == [writer.temp.name]
+    assert (outside / writer.temp.name).read_bytes() == b"planted"
+    assert not (root / "parked" / "up.txt").exists()

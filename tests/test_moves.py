@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ssftp.moves import move_atomically
+from ssftp.moves import move_atomically, publish, temp_path_beside
 from testkit.files import make_random_file, sha256_file
 
 SHM = Path("/dev/shm")
@@ -66,3 +66,40 @@ def test_failed_cross_filesystem_copy_keeps_source_and_leaves_no_temp(tmp_path, 
     blocked.chmod(0o700)
     assert source.exists()
     assert not [p for p in blocked.iterdir() if p.name.startswith(".ssftp-tmp-")]
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_publish_by_directory_descriptor_stays_in_that_directory(tmp_path, replace):
+    """The upload's directory is swapped for a symlink to another writer's directory, which
+    holds a file under the very temp name: by name the rename would publish that file there;
+    through the descriptor it publishes ours, in the directory that was checked."""
+    checked, outside = tmp_path / "checked", tmp_path / "outside"
+    checked.mkdir()
+    outside.mkdir()
+    temp = temp_path_beside(checked / "final.txt")
+    temp.write_bytes(b"ours")
+    (outside / temp.name).write_bytes(b"planted")
+    directory = os.open(checked, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        checked.rename(tmp_path / "moved")
+        checked.symlink_to(outside, target_is_directory=True)
+        publish(Path(temp.name), Path("final.txt"), replace=replace, dir_fd=directory)
+    finally:
+        os.close(directory)
+    assert sorted(os.listdir(tmp_path / "moved")) == ["final.txt"]
+    assert (tmp_path / "moved" / "final.txt").read_bytes() == b"ours"
+    assert os.listdir(outside) == [temp.name]
+
+
+def test_a_failed_publish_by_descriptor_removes_the_temp_file_there(tmp_path):
+    (tmp_path / "final.txt").write_bytes(b"older")
+    temp = temp_path_beside(tmp_path / "final.txt")
+    temp.write_bytes(b"newer")
+    directory = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(FileExistsError):
+            publish(Path(temp.name), Path("final.txt"), replace=False, dir_fd=directory)
+    finally:
+        os.close(directory)
+    assert os.listdir(tmp_path) == ["final.txt"]
+    assert (tmp_path / "final.txt").read_bytes() == b"older"
