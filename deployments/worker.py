@@ -12,25 +12,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TransferDeployments
-from flows.notify import notify
+from flows.notify import NotifyRuns
 from flows.scan import ScanRuns
 from ssftp.claims import ClaimArea
 from ssftp.clamd import ClamdAddress, ClamdClient
 from ssftp.config.reload import ActiveConfig, ConfigStore
-from ssftp.errors import NoClamdError
+from ssftp.errors import NoClamdError, OutboxError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event
+from ssftp.outbox import Outbox, StoredNotification
 from ssftp.processes import run_until_stopped
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
-from ssftp.webhooks import Notification, notifications_for
+from ssftp.webhooks import notifications_for
 
 logger = logging.getLogger(APP)
+
+# The outbox is looked at this often for what is due (a failed delivery's next try); a start
+# looks at once, for what a crashed predecessor owed.
+OWED_CHECK_SECONDS = 30.0
+# Settled notifications are kept this long (to answer "was it sent?"), then forgotten.
+SETTLED_KEPT_SECONDS = 7 * 24 * 3600.0
 
 
 def build_scanner(layout: DataLayout, active: ActiveConfig, claims: ClaimArea,
@@ -57,6 +66,7 @@ class ScanWorker:
     watcher: StagingWatcher = field(init=False)
     runs: ScanRuns = field(init=False)
     transfers: TransferDeployments = field(init=False)
+    notifier: NotifyRuns = field(init=False)
     _notifying: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
@@ -68,6 +78,8 @@ class ScanWorker:
             staging=layout.staging, claims=claims,
             settings=lambda: self.store.current.loaded.config.scanning,
             scan_batch=self.runs.scan_batch, on_results=self._notify)
+        self.notifier = NotifyRuns(Outbox(layout.outbox),
+                                   lambda: self.store.current.loaded.config.webhooks)
         self.store.on_change(self._reconfigure)
         self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
                                              str(layout.root))
@@ -85,22 +97,37 @@ class ScanWorker:
 
     def _notify(self, results: list[ScanResult], attempts: dict[str, int]) -> None:
         config = self.store.current.loaded.config
-        notifications = [
-            item for result in results
-            for item in notifications_for(config.webhooks, result,
-                                          attempts.get(result.file, 1), config.instance_name)]
-        if notifications:
-            task = asyncio.create_task(self._send(notifications))
-            self._notifying.add(task)
-            task.add_done_callback(self._notifying.discard)
+        owed = [item.stored() for result in results
+                for item in notifications_for(config.webhooks, result,
+                                              attempts.get(result.file, 1), config.instance_name)]
+        if owed:
+            self._in_background(self._store_and_send(owed))
 
-    @staticmethod
-    async def _send(notifications: list[Notification]) -> None:
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
+
+    async def _store_and_send(self, owed: list[StoredNotification]) -> None:
         try:
-            await notify(notifications)
-        except Exception as exc:
-            log_event(logger, "webhook notifications failed", logging.ERROR,
-                      error=f"{type(exc).__name__}: {exc}", count=len(notifications))
+            await asyncio.to_thread(self.notifier.outbox.add, owed)
+        except OutboxError as exc:
+            log_event(logger, "webhook notifications not stored", logging.ERROR,
+                      error=str(exc), count=len(owed))
+            return
+        await self.notifier.send_owed()
+
+    async def _send_owed_periodically(self) -> None:
+        """At start, what a crashed predecessor owed; then what failed and is due again."""
+        outbox = self.notifier.outbox
+        while True:
+            self._in_background(self.notifier.send_owed())
+            try:
+                await asyncio.to_thread(outbox.forget_settled,
+                                        settled_before=time.time() - SETTLED_KEPT_SECONDS)
+            except OutboxError as exc:
+                log_event(logger, "webhook outbox not pruned", logging.WARNING, error=str(exc))
+            await asyncio.sleep(OWED_CHECK_SECONDS)
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Watch staging and scan, and serve the transfers, until cancelled or one part fails;
@@ -109,7 +136,8 @@ class ScanWorker:
         await asyncio.to_thread(self.runs.warm_up)
         ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
-                 asyncio.create_task(self.transfers.run(ready_parts[1]))]
+                 asyncio.create_task(self.transfers.run(ready_parts[1])),
+                 asyncio.create_task(self._send_owed_periodically())]
         waiting = asyncio.gather(*(part.wait() for part in ready_parts))
         first: list[asyncio.Future[Any]] = [*parts, waiting]
         try:

@@ -113,6 +113,11 @@ class DataLayout:
         return self.system / "clamd"
 
     @property
+    def outbox(self) -> Path:
+        """The webhook outbox (:mod:`ssftp.outbox`): notifications owed and delivered."""
+        return self.system / "outbox.sqlite3"
+
+    @property
     def default_config(self) -> Path:
         return self.system / "ssftp.yaml"
 

@@ -4,6 +4,12 @@ The payload keeps sSFTP's fields (``username``, ``scanMessage``, ``filePath``,
 ``timeGenerated``), with ``username`` actually filled, and adds what a receiver needs to act
 without asking back. With a ``secret`` the body is signed: the ``X-Ssftp-Signature`` header is
 ``sha256=<hex HMAC-SHA256 of the exact body bytes>``, as GitHub-style receivers expect.
+
+Every notification has an ``eventId`` (also the ``X-Ssftp-Event-Id`` header). It is sent at
+least once (see :mod:`ssftp.outbox`); a notification sent again carries the same id, so a
+receiver can drop what it has seen. Bodies name files as the data root's areas do
+(``staging/acme/x.pdf``), never by host path, and a file that could not be scanned is told in
+words of ssftp's own, not in clamd's error (which names the socket on the host).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,10 +28,13 @@ from ssftp.clamd import VerdictKind
 from ssftp.config.schema import Webhook
 from ssftp.errors import WebhookError
 from ssftp.logs import printable
+from ssftp.outbox import StoredNotification
 from ssftp.scanner import ScanResult
 
 SIGNATURE_HEADER = "X-Ssftp-Signature"
 EVENT_HEADER = "X-Ssftp-Event"
+EVENT_ID_HEADER = "X-Ssftp-Event-Id"
+NOT_SCANNED_MESSAGE = "the file could not be scanned yet; it stays in staging and is retried"
 VIRUS_FOUND = "virusFound"
 SCAN_ERROR = "scanError"
 
@@ -44,10 +54,12 @@ def event_for(result: ScanResult, attempt: int) -> str | None:
     return None
 
 
-def payload(event: str, result: ScanResult, instance: str) -> dict[str, Any]:
+def payload(event: str, result: ScanResult, instance: str, event_id: str) -> dict[str, Any]:
+    message = NOT_SCANNED_MESSAGE if result.verdict == VerdictKind.ERROR else result.detail
     return {
+        "eventId": event_id,
         "username": result.account or "",
-        "scanMessage": result.detail,
+        "scanMessage": message,
         "filePath": result.source,
         "timeGenerated": datetime.now(UTC).isoformat(timespec="seconds"),
         "event": event,
@@ -74,13 +86,23 @@ class Notification:
     event: str
     body: bytes
     file: str  # for run names and logs: printable even when the name is not UTF-8
+    id: str
 
     @classmethod
     def build(cls, webhook: Webhook, event: str, result: ScanResult,
               instance: str) -> Notification:
+        event_id = str(uuid.uuid4())
         # ASCII-escaped, so a file name that is not valid UTF-8 still makes a valid body.
-        body = json.dumps(payload(event, result, instance)).encode()
-        return cls(webhook, event, body, printable(result.file))
+        body = json.dumps(payload(event, result, instance, event_id)).encode()
+        return cls(webhook, event, body, printable(result.file), event_id)
+
+    @classmethod
+    def from_stored(cls, stored: StoredNotification, webhook: Webhook) -> Notification:
+        return cls(webhook, stored.event, stored.body, stored.file, stored.id)
+
+    def stored(self) -> StoredNotification:
+        """The outbox's row: everything but the webhook's secret and settings."""
+        return StoredNotification(self.id, self.event, self.webhook.url, self.file, self.body)
 
 
 def notifications_for(webhooks: list[Webhook], result: ScanResult, attempt: int,
@@ -96,7 +118,7 @@ async def deliver(notification: Notification) -> int:
     """POST once; raises :class:`WebhookError` unless the receiver answers 2xx."""
     hook = notification.webhook
     headers = {"Content-Type": "application/json", EVENT_HEADER: notification.event,
-               "User-Agent": "ssftp"}
+               EVENT_ID_HEADER: notification.id, "User-Agent": "ssftp"}
     if hook.secret is not None:
         headers[SIGNATURE_HEADER] = sign(notification.body, hook.secret.get_secret_value())
     try:

@@ -93,6 +93,10 @@ class ReceivedRequest:
         return json.loads(self.body)
 
 
+class _BurstServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 64  # a backlog of notifications arrives several at once
+
+
 class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 that records every POST.
 
@@ -128,7 +132,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _BurstServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

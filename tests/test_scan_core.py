@@ -34,6 +34,7 @@ from ssftp.staging_queue import is_candidate
 from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area, record_content, route_for
 from ssftp.webhooks import (
     EVENT_HEADER,
+    EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     Notification,
     WebhookError,
@@ -677,7 +678,8 @@ def test_event_for(verdict, attempt, event):
 
 
 def test_payload_keeps_ssftp_fields_and_adds_the_evidence():
-    body = payload("virusFound", scan_result(), "gw-1")
+    body = payload("virusFound", scan_result(), "gw-1", "id-1")
+    assert body["eventId"] == "id-1"
     assert body["username"] == "partner-a"
     assert body["scanMessage"] == "Ssftp.Test.EICAR-HDB.UNOFFICIAL FOUND"
     assert body["filePath"] == "staging/partner-a/eicar.com"
@@ -688,7 +690,17 @@ def test_payload_keeps_ssftp_fields_and_adds_the_evidence():
     assert body["account"] == "partner-a"
     assert body["instance"] == "gw-1"
     assert body["event"] == "virusFound"
-    assert payload("scanError", scan_result("error", account=None), "gw-1")["username"] == ""
+    assert payload("scanError", scan_result("error", account=None), "gw-1",
+                   "id-2")["username"] == ""
+
+
+def test_a_payload_names_no_host_path():
+    """clamd's error names its socket on the host; a receiver gets ssftp's own words."""
+    result = scan_result(
+        "error", detail="cannot scan with clamd at /srv/ssftp/system/clamd/clamd.sock: [Errno 111]")
+    body = json.dumps(payload("scanError", result, "gw-1", "id-3"))
+    assert "/srv/ssftp" not in body
+    assert "retried" in json.loads(body)["scanMessage"]
 
 
 def test_sign_is_hmac_sha256_of_the_body():
@@ -739,6 +751,7 @@ async def test_deliver_posts_the_signed_body(receiver):
     expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers[SIGNATURE_HEADER], expected)
     assert headers[EVENT_HEADER] == "virusFound"
+    assert headers[EVENT_ID_HEADER] == notification.id == json.loads(body)["eventId"]
     assert headers["Content-Type"] == "application/json"
     assert json.loads(body)["sha256"] == sha256(EICAR)
 
