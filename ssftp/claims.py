@@ -115,10 +115,14 @@ class Claim:
         """Move the file to ``target`` with its verdict record at ``record``.
 
         The record is complete before the file appears, so a quarantined file always has one
-        (a crash in between leaves a record whose file is still claimed, and rescanned).
+        (a crash in between leaves a record whose file is still claimed, and rescanned). It
+        is written to a temp name and renamed over the empty record that reserved the name,
+        so it is never seen half written. If either step fails, the record goes: an empty
+        one left behind would keep the name taken, and the rescanned file would land as
+        ``name (2).ext`` beside a record of nothing.
         """
-        write_durably(record, content, replace=True)
         try:
+            write_durably(record, content, replace=True)
             return self.move_to(target)
         except OSError:
             record.unlink(missing_ok=True)

@@ -152,6 +152,28 @@ def test_a_move_that_fails_after_the_record_is_written_gets_a_second_record(
     assert failed["sha256"] == planned["sha256"] == result.sha256
 
 
+def test_a_verdict_record_that_cannot_be_written_leaves_no_empty_record(layout, client, owners):
+    """quarantine/ is full: the verdict record cannot be written, so the empty record that
+    reserved the name must go too; otherwise the name stays taken and the file, scanned again,
+    lands as ``name (2).ext`` beside a record of nothing (issue 13, item 7)."""
+    with tmpfs(layout.quarantine, "64k") as quarantine, logging_into(layout.log):
+        filler = Filler(quarantine / "filler")
+        filler.fill()
+        scanner = make_scanner(layout, client, owners)
+        result = scanner.scan(stage(layout, "partner-a/eicar.com", EICAR), "run-4")
+        assert result.verdict == "error" and result.area is Area.STAGING
+        assert "No space left on device" in result.detail
+        assert files_under(quarantine) == [quarantine / "filler"]
+        (claimed,) = scanner.claims.held()
+        filler.free()
+        again = scanner.scan(claimed, "run-5")
+        assert (again.verdict, again.destination) == (
+            "infected", "quarantine/partner-a/eicar.com")
+        record = quarantine / "partner-a" / f"eicar.com{VERDICT_RECORD_SUFFIX}"
+        assert json.loads(record.read_bytes())["verdict"] == "infected"
+        assert files_under(quarantine) == [record.with_name("eicar.com"), record]
+
+
 def test_the_audit_log_is_opened_again_when_logrotate_moved_it(layout, owners):
     with logging_into(layout.log) as audit_log:
         scanner = make_scanner(layout, None, owners)
