@@ -4,6 +4,8 @@ It tells the queue what changed in ``staging/`` (watchfiles, i.e. inotify, and a
 then for events that got lost), and hands each batch the queue forms to one scan run.
 Webhook notifications go to their own runs, which the watcher does not wait for. On start it
 sweeps staging, and takes over claims left by a crashed scanner, so a crash loses nothing.
+During a clamd outage it sends the PINGs the queue asks for, and logs the outage's start and
+end once each.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import watchfiles
 
 from ssftp.claims import HEARTBEAT_SECONDS, ClaimArea
+from ssftp.clamd import ClamdClient
 from ssftp.config.schema import ScanningSettings
 from ssftp.layout import is_pending_name
 from ssftp.logs import APP, log_event
@@ -31,6 +34,8 @@ logger = logging.getLogger(APP)
 ScanBatch = Callable[[list[Path]], Awaitable[list[ScanResult]]]
 # Called with each batch's results and the failed-attempt count of each file that failed.
 ResultsHandler = Callable[[list[ScanResult], dict[str, int]], None]
+# The clamd the scans use now (it changes on a config reload); None with scanning off.
+CurrentClamd = Callable[[], ClamdClient | None]
 
 _TICK_SECONDS = 0.05
 # Staging is walked again this often: inotify drops events when its queue overflows, and
@@ -55,12 +60,15 @@ class StagingWatcher:
     settings: Callable[[], ScanningSettings]
     scan_batch: ScanBatch
     on_results: ResultsHandler
+    clamd: CurrentClamd
     queue: StagingQueue = field(init=False)
     # The scan run in flight. One at a time: concurrent runs make the Prefect server's SQLite
     # refuse writers, and its client waits 2 s before each retry (seen in bench/). But the
     # watcher does not wait for the run: the next batch is collected (readiness, batch window)
     # while it scans, and starts as soon as it ends.
     _running: asyncio.Task[None] | None = field(init=False, default=None)
+    # The PING in flight during an outage (it may wait up to clamd.PING_TIMEOUT).
+    _probing: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.queue = StagingQueue(self.staging, self.settings)
@@ -99,9 +107,28 @@ class StagingWatcher:
             # Whatever this process had claimed goes back into the queue too.
             self.queue.run_failed([*batch, *self.claims.held()])
             return
+        was_down = self.queue.in_outage
         self.on_results(results, self.queue.scanned(batch, results))
+        if self.queue.in_outage and not was_down:
+            log_event(logger, "clamd does not answer; scanning waits for it", logging.WARNING,
+                      address=self._clamd_name(),
+                      files=sum(result.clamd_unreachable for result in results))
         # Claims taken over from a dead scanner leave its directories behind, now empty.
         self.claims.remove_empty_orphans()
+
+    async def _probe(self) -> None:
+        """Ask clamd whether it is back; with scanning switched off meanwhile there is nothing
+        to wait for."""
+        client = self.clamd()
+        answered = client is None or await asyncio.to_thread(client.ping)
+        ended = self.queue.probed(answered)
+        if ended is not None:
+            log_event(logger, "scan resumed", address=self._clamd_name(),
+                      seconds=round(ended.seconds, 1), files=ended.files)
+
+    def _clamd_name(self) -> str | None:
+        client = self.clamd()
+        return None if client is None else str(client.address)
 
     async def _watch(self) -> None:
         async for changes in watchfiles.awatch(self.staging, step=20, debounce=200,
@@ -130,18 +157,27 @@ class StagingWatcher:
                 if watch.done():
                     watch.result()  # a watcher failure must stop the service, not go silent
                 self.queue.collect()
-                if self._running is not None and self._running.done():
-                    self._running.result()  # like the watch: a failure stops the service
+                if _finished(self._probing):
+                    self._probing = None
+                if self._probing is None and self.queue.probe_due():
+                    self._probing = asyncio.create_task(self._probe())
+                if _finished(self._running):
                     self._running = None
                 if self._running is None and (batch := self.queue.take_batch()):
                     self._running = asyncio.create_task(self._dispatch(batch))
                     continue
                 await asyncio.sleep(_TICK_SECONDS)
         finally:
-            if self._running is not None:
-                self._running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._running
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+            for task in (self._running, self._probing, watch):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+
+def _finished(task: asyncio.Task[None] | None) -> bool:
+    """True once ``task`` has ended; like the watch, a task that failed stops the service."""
+    if task is None or not task.done():
+        return False
+    task.result()
+    return True

@@ -26,7 +26,7 @@ from ssftp.clamd import ClamdAddress, ClamdClient
 from ssftp.config.reload import ActiveConfig, ConfigStore
 from ssftp.errors import NoClamdError, OutboxError
 from ssftp.layout import DataLayout
-from ssftp.logs import APP, log_event
+from ssftp.logs import APP, log_event, warn_on_stderr
 from ssftp.outbox import Outbox, StoredNotification
 from ssftp.processes import run_until_stopped
 from ssftp.scanner import Scanner, ScanResult
@@ -40,6 +40,17 @@ logger = logging.getLogger(APP)
 OWED_CHECK_SECONDS = 30.0
 # Settled notifications are kept this long (to answer "was it sent?"), then forgotten.
 SETTLED_KEPT_SECONDS = 7 * 24 * 3600.0
+
+
+def warn_if_clamd_is_silent(client: ClamdClient | None) -> None:
+    """At start, a clamd that does not answer PING is said at once (on stderr and in the log,
+    naming its address) rather than found out from the first upload's scanError. Only a
+    warning: clamd may come up later, and files wait in staging for it meanwhile."""
+    if client is None or client.ping():
+        return
+    warn_on_stderr(f"clamd at {client.address} does not answer; staged files wait until it "
+                   "does (check clamav.address)")
+    log_event(logger, "clamd does not answer", logging.WARNING, address=str(client.address))
 
 
 def build_scanner(layout: DataLayout, active: ActiveConfig, claims: ClaimArea,
@@ -77,7 +88,8 @@ class ScanWorker:
         self.watcher = StagingWatcher(
             staging=layout.staging, claims=claims,
             settings=lambda: self.store.current.loaded.config.scanning,
-            scan_batch=self.runs.scan_batch, on_results=self._notify)
+            scan_batch=self.runs.scan_batch, on_results=self._notify,
+            clamd=lambda: self.runs.scanner.client)
         self.notifier = NotifyRuns(Outbox(layout.outbox),
                                    lambda: self.store.current.loaded.config.webhooks)
         self.store.on_change(self._reconfigure)
@@ -133,6 +145,7 @@ class ScanWorker:
         """Watch staging and scan, and serve the transfers, until cancelled or one part fails;
         notifications in flight are given a moment to finish, then cancelled (their runs show
         as cancelled or crashed, not lost silently)."""
+        await asyncio.to_thread(warn_if_clamd_is_silent, self.runs.scanner.client)
         await asyncio.to_thread(self.runs.warm_up)
         ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),

@@ -27,6 +27,9 @@ from ssftp.errors import InvalidValueError
 
 LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
 DEFAULT_CHUNK = 1 << 20
+# A clamd that does not answer PING within this is taken as not there (a blackholed host
+# would otherwise hold a start, or an outage probe, for the whole scan timeout).
+PING_TIMEOUT = 5.0
 
 ScanMode = Literal["auto", "path", "fd", "stream"]
 
@@ -49,6 +52,9 @@ class Verdict:
     kind: VerdictKind
     detail: str
     signature: str | None = None
+    # clamd could not be connected to at all: not about this file, so the staging queue waits
+    # for clamd (PING) instead of retrying every file on its own.
+    unreachable: bool = False
 
 
 def parse_reply(reply: bytes) -> Verdict:
@@ -139,8 +145,11 @@ class ClamdClient:
             return self._read_reply(sock).rstrip(b"\0").decode()
 
     def ping(self) -> bool:
+        """True when clamd answers PONG within ``PING_TIMEOUT`` (or the scan timeout, if
+        shorter): PING is answered at once, so a longer wait would only hold up the caller."""
+        probe = ClamdClient(self.address, timeout=min(PING_TIMEOUT, self.timeout))
         try:
-            return self.command("PING") == "PONG"
+            return probe.command("PING") == "PONG"
         except OSError:
             return False
 
@@ -157,7 +166,13 @@ class ClamdClient:
         try:
             if (limited := self._over_limit(path)) is not None:
                 return limited
-            with self._connect() as sock:
+            try:
+                sock = self._connect()
+            except OSError as exc:
+                return Verdict(VerdictKind.ERROR,
+                               f"cannot scan with clamd at {self.address}: {exc}",
+                               unreachable=True)
+            with sock:
                 send(sock, path)
                 return parse_reply(self._read_reply(sock))
         except TimeoutError:

@@ -1,13 +1,22 @@
 """When something that failed is tried again: exponential backoff.
 
 ``RetrySchedule`` tracks files that could not be scanned, in memory (after a restart every file
-in staging is scanned again anyway); ``exponential_delays`` gives Prefect's task retries
+in staging is scanned again anyway); ``backoff_delay`` is its schedule, which the staging
+queue's clamd probes follow too; ``exponential_delays`` gives Prefect's task retries
 (webhooks, transfers) their delays.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+
+def backoff_delay(failures: int, initial_seconds: float, max_seconds: float) -> float:
+    """The wait after the ``failures``-th failure in a row: doubling from ``initial_seconds``,
+    capped at ``max_seconds``. The exponent is capped too: 2.0 ** 1024 overflows after a long
+    enough outage."""
+    return min(max_seconds, initial_seconds * 2.0 ** min(failures - 1, 64))
 
 
 def exponential_delays(first_delay: float, retries: int) -> list[float]:
@@ -26,9 +35,7 @@ class RetrySchedule:
         """Record a failed attempt; returns how many attempts have failed so far."""
         attempts = self._attempts.get(path, 0) + 1
         self._attempts[path] = attempts
-        # The exponent is capped too: 2.0 ** 1024 overflows after a long enough outage.
-        delay = min(self.max_seconds, self.initial_seconds * 2.0 ** min(attempts - 1, 64))
-        self._due[path] = now + delay
+        self._due[path] = now + backoff_delay(attempts, self.initial_seconds, self.max_seconds)
         return attempts
 
     def succeeded(self, path: Path) -> None:
@@ -48,3 +55,14 @@ class RetrySchedule:
 
     def next_due(self) -> float | None:
         return min(self._due.values(), default=None)
+
+    def hold_all(self) -> None:
+        """Every file waiting for a retry waits until :meth:`release_held` instead (clamd is
+        down: trying them one by one would only fail again); their attempt counts stay."""
+        self._due = dict.fromkeys(self._due, math.inf)
+
+    def release_held(self, now: float) -> int:
+        """Make the held files due ``now``; returns how many there were."""
+        held = [path for path, at in self._due.items() if at == math.inf]
+        self._due.update(dict.fromkeys(held, now))
+        return len(held)

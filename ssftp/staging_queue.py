@@ -3,9 +3,17 @@
 Two of DESIGN's invariants rest on it. "A file is scanned only once it is complete": a
 changed file waits in :mod:`ssftp.readiness` until it stops changing. "A crash loses nothing":
 the claims a dead scanner left are taken over, and a file that comes back from its run
-unscanned (clamd down, a timeout) or whose run failed is retried after
-:mod:`ssftp.retry_schedule`'s backoff. Files that become ready close together share one scan
-run, so a thousand small files do not cost a thousand flow runs.
+unscanned (a timeout, a clamd error) or whose run failed is retried after
+:mod:`ssftp.retry_schedule`'s backoff, its attempts counted across batches. Files that become
+ready close together share one scan run, so a thousand small files do not cost a thousand flow
+runs.
+
+When clamd cannot be reached at all, retrying each file on its own schedule only fails again,
+and writes an audit record and raises a webhook each time. So the queue enters an outage: every
+file that failed waits (a file that arrives meanwhile gets its one first attempt, so it too has
+its record and its ``scanError``), clamd is probed with PING on the backoff schedule, and the
+waiting files are retried together once it answers. One outage is thus one failed attempt per
+file: one audit record, one ``scanError``.
 
 Time comes from an injected clock and file state from an injected stamp function, so the policy
 is tested with a fake clock in milliseconds; the watcher in ``deployments`` does the I/O
@@ -16,12 +24,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ssftp.config.schema import ScanningSettings
 from ssftp.layout import CLAIMS_DIR, is_pending_name
 from ssftp.readiness import ReadinessTracker, StampOf, regular_file_stamp
-from ssftp.retry_schedule import RetrySchedule
+from ssftp.retry_schedule import RetrySchedule, backoff_delay
 from ssftp.scanner import ScanResult
 from ssftp.verdict_router import Area
 
@@ -33,6 +42,24 @@ def is_candidate(staging: Path, path: Path) -> bool:
     except ValueError:
         return False
     return bool(parts) and parts[0] != CLAIMS_DIR and not any(map(is_pending_name, parts))
+
+
+@dataclass
+class _Outage:
+    """clamd stopped answering at ``started``; ``failures`` in a row so far (the scans that
+    found it down, then each PING it did not answer)."""
+
+    started: float
+    failures: int
+    next_probe: float
+
+
+@dataclass(frozen=True)
+class OutageEnded:
+    """clamd answered again after ``seconds``; ``files`` had waited for it."""
+
+    seconds: float
+    files: int
 
 
 class StagingQueue:
@@ -55,6 +82,7 @@ class StagingQueue:
         self._batch: dict[Path, None] = {}
         self._batch_started = 0.0
         self._ready_now: list[Path] = []
+        self._outage: _Outage | None = None
 
     def saw(self, path: Path) -> None:
         """A change was reported for ``path``: it is scanned once it has stopped changing."""
@@ -115,17 +143,58 @@ class StagingQueue:
         now = self._clock()
         for path in paths:
             self.retries.failed(path, now)
+        self._hold_during_outage()
 
     def scanned(self, batch: list[Path], results: list[ScanResult]) -> dict[str, int]:
         """A run of ``batch`` ended with ``results``: a file still in staging could not be
-        scanned and is retried after a backoff. Returns the failed-attempt count of each such
-        file, by its ``ScanResult.file``."""
+        scanned and is retried after a backoff (or, when clamd could not be reached, once
+        clamd answers again). Returns the failed-attempt count of each such file, by its
+        ``ScanResult.file``; a file that is done with starts from zero again."""
         now = self._clock()
+        failed = {self._staging.parent / result.destination: result
+                  for result in results if result.area is Area.STAGING}
         for path in batch:
-            self.retries.succeeded(path)
-        attempts: dict[str, int] = {}
-        for result in results:
-            if result.area is Area.STAGING:
-                where = self._staging.parent / result.destination
-                attempts[result.file] = self.retries.failed(where, now)
+            if path not in failed:
+                self.retries.succeeded(path)
+        attempts = {result.file: self.retries.failed(where, now)
+                    for where, result in failed.items()}
+        for where in failed:
+            # Its release back into staging raised an event, maybe seen before the run ended:
+            # it waits for its retry like any file that failed.
+            self._batch.pop(where, None)
+            self.tracker.forget(where)
+        if self._outage is None and any(r.clamd_unreachable for r in failed.values()):
+            self._outage = _Outage(started=now, failures=1,
+                                   next_probe=now + self._backoff(failures=1))
+        self._hold_during_outage()
         return attempts
+
+    @property
+    def in_outage(self) -> bool:
+        """True from a scan that could not reach clamd until a PING it answers."""
+        return self._outage is not None
+
+    def probe_due(self) -> bool:
+        """True when clamd should be asked (PING) whether it is back."""
+        return self._outage is not None and self._clock() >= self._outage.next_probe
+
+    def probed(self, answered: bool) -> OutageEnded | None:
+        """The PING's outcome: answered ends the outage (its files are due at once), else the
+        next PING waits twice as long, up to ``retryMaxSeconds``."""
+        if self._outage is None:
+            return None
+        now = self._clock()
+        if answered:
+            ended = OutageEnded(now - self._outage.started, self.retries.release_held(now))
+            self._outage = None
+            return ended
+        self._outage.failures += 1
+        self._outage.next_probe = now + self._backoff(self._outage.failures)
+        return None
+
+    def _backoff(self, failures: int) -> float:
+        return backoff_delay(failures, self.retries.initial_seconds, self.retries.max_seconds)
+
+    def _hold_during_outage(self) -> None:
+        if self._outage is not None:
+            self.retries.hold_all()

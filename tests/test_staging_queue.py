@@ -4,6 +4,7 @@ use real files)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from ssftp.file_stamp import FileStamp
 from ssftp.readiness import ReadinessTracker
 from ssftp.retry_schedule import RetrySchedule
 from ssftp.scanner import ScanResult
-from ssftp.staging_queue import StagingQueue
+from ssftp.staging_queue import OutageEnded, StagingQueue
 from ssftp.verdict_router import Area
 
 STAGING = Path("/data/staging")
@@ -345,3 +346,119 @@ def test_a_reload_changes_the_backoff_of_files_that_fail_later() -> None:
     harness.queue.run_failed([path])
     assert harness.after(0.9) == []
     assert harness.after(0.1) == [path]
+
+
+def test_attempts_survive_batches_and_the_backoff_doubles() -> None:
+    """A file that fails batch after batch counts up (main reset it to attempt 1 each time, so
+    it was retried every retryInitialSeconds and raised a scanError each time)."""
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=1,
+                      retryMaxSeconds=4)
+    path = harness.stage("partner-a/f")
+    harness.queue.saw(path)
+    batch = harness.after(0.0)
+    for attempt, delay in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 4.0)):
+        assert harness.queue.scanned(batch, [back_in_staging(path)]) == {"partner-a/f": attempt}
+        assert harness.after(delay - 0.1) == []
+        batch = harness.after(0.1)
+        assert batch == [path]
+
+
+# --- a clamd outage -------------------------------------------------------------------------
+
+
+def unreachable(path: Path) -> ScanResult:
+    """The result of a file whose scan could not connect to clamd at all."""
+    return replace(back_in_staging(path), detail="cannot scan with clamd", clamd_unreachable=True)
+
+
+def test_an_unreachable_clamd_holds_the_failed_files_until_a_ping_answers() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=1,
+                      retryMaxSeconds=8)
+    queue = harness.queue
+    first, second = harness.stage("partner-a/1"), harness.stage("partner-a/2")
+    queue.saw(first)
+    queue.saw(second)
+    batch = harness.after(0.0)
+    assert not queue.in_outage
+    assert queue.scanned(batch, [unreachable(first), unreachable(second)]) == {
+        "partner-a/1": 1, "partner-a/2": 1}
+    assert queue.in_outage
+    # PINGs follow the backoff (1, 2, 4, 8, 8 s); the files are not tried meanwhile.
+    for delay in (1.0, 2.0, 4.0, 8.0, 8.0):
+        assert harness.after(delay - 0.1) == []
+        assert not queue.probe_due()
+        assert harness.after(0.1) == []
+        assert queue.probe_due()
+        assert queue.probed(answered=False) is None
+    queue.saw(first)  # an event (the release back into staging) does not bring it forward
+    queue.walked([first, second])  # nor does a resweep
+    assert harness.after(100.0) == []
+    assert queue.probed(answered=True) == OutageEnded(seconds=123.0, files=2)
+    assert not queue.in_outage and not queue.probe_due()
+    assert harness.after(0.0) == [first, second]
+    # Attempts still count: a failure after the outage is the second, no new scanError.
+    assert queue.scanned([first, second], [back_in_staging(first), scanned_clean(second)]) == {
+        "partner-a/1": 2}
+
+
+def test_a_file_arriving_during_an_outage_gets_its_first_attempt_then_waits_too() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=1)
+    queue = harness.queue
+    early = harness.stage("partner-a/early")
+    queue.saw(early)
+    queue.scanned(harness.after(0.0), [unreachable(early)])
+    late = harness.stage("partner-a/late")
+    queue.saw(late)
+    assert harness.after(0.5) == [late]
+    assert queue.scanned([late], [unreachable(late)]) == {"partner-a/late": 1}
+    assert harness.after(50.0) == []
+    queue.probed(answered=True)
+    assert set(harness.after(0.0)) == {early, late}
+
+
+def test_an_outage_also_holds_files_backing_off_for_other_reasons() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=1)
+    queue = harness.queue
+    timed_out, down = harness.stage("partner-a/timed-out"), harness.stage("partner-a/down")
+    queue.saw(timed_out)
+    queue.scanned(harness.after(0.0), [back_in_staging(timed_out)])
+    assert not queue.in_outage  # a file clamd did not finish is not an outage
+    queue.saw(down)
+    queue.scanned(harness.after(0.5), [unreachable(down)])
+    assert harness.after(10.0) == []
+    queue.run_failed([timed_out])  # a run that failed meanwhile waits for clamd too
+    assert harness.after(10.0) == []
+    queue.probed(answered=True)
+    assert set(harness.after(0.0)) == {timed_out, down}
+
+
+def test_probes_follow_a_reloaded_backoff_and_stop_without_an_outage() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=1)
+    queue = harness.queue
+    assert queue.probed(answered=True) is None and not queue.probe_due()
+    path = harness.stage("partner-a/f")
+    queue.saw(path)
+    queue.scanned(harness.after(0.0), [unreachable(path)])
+    harness.reload(retry_initial_seconds=10.0)
+    harness.after(1.0)
+    queue.probed(answered=False)  # the second failure in a row: 2 x 10 s
+    assert harness.after(19.9) == [] and not queue.probe_due()
+    assert harness.after(0.1) == [] and queue.probe_due()
+
+
+def test_a_release_event_seen_while_the_run_ends_does_not_skip_the_backoff() -> None:
+    """The scan moves a file it could not scan back into staging, and that event can queue it
+    again before its run has ended (a run's bookkeeping takes a second or so): its result
+    must still send it to the back of the backoff (seen: a second attempt 1.7 s into an
+    outage, then a third)."""
+    for result in (back_in_staging, unreachable):
+        harness = Harness(stableSeconds=0.1, batchWindowSeconds=0, retryInitialSeconds=5)
+        path = harness.stage("partner-a/f")
+        harness.queue.saw(path)
+        batch = harness.after(0.1)
+        harness.queue.saw(path)  # released back into staging, the run still going
+        harness.clock.advance(0.5)
+        harness.queue.collect()  # the watcher collects while the run is in flight
+        harness.queue.scanned(batch, [result(path)])
+        assert harness.after(0.0) == [], result.__name__
+        assert harness.after(4.0) == [], result.__name__
