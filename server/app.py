@@ -17,8 +17,15 @@ import asyncssh
 
 from server.algorithms import modern_host_keypairs, server_algorithm_options
 from server.defender import Defender
+from server.descriptors import process_budget
 from server.host_keys import load_host_keys
-from server.ssh_server import AccountLookup, AccountSSHServer, Occupancy
+from server.ssh_server import (
+    REFUSAL_LOG_SECONDS,
+    AccountLookup,
+    AccountSSHServer,
+    Occupancy,
+    RefusalLog,
+)
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
@@ -60,23 +67,30 @@ async def start_gateway(
     defender: Defender | None = None,
     durable_uploads: Callable[[], bool] = lambda: True,
     limits: Callable[[], LimitsSettings] = LimitsSettings,
+    refusal_log_seconds: float = REFUSAL_LOG_SECONDS,
 ) -> Gateway:
     """Listen for SFTP clients; ``port=0`` picks a free port (see ``Gateway.port``).
 
-    ``durable_uploads`` and ``limits`` are asked at each connection, so that a config reload
-    applies to the next one.
+    ``durable_uploads`` is asked at each connection and ``limits`` at each check (connection,
+    login, channel, OPEN), so that a config reload applies to the next one; the login grace
+    time is asyncssh's, set here once. The first gateway of the process raises its descriptor
+    limit and sets the budget all its sessions share (server.descriptors). A refused
+    connection is logged at most once per ``refusal_log_seconds`` per limit and address.
 
     Raises :class:`ListenError` when the address cannot be had (in use, privileged port, an
     address not on this machine)."""
     host_keys = load_host_keys(layout.system)
     defender = defender or Defender()
     occupancy = Occupancy()
+    refusals = RefusalLog(refusal_log_seconds)
+    login_grace = limits().login_grace_seconds
+    process_budget()  # raises the descriptor limit before the first connection
     try:
         acceptor = await asyncssh.listen(
             host,
             port,
             server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads(),
-                                                    limits(), occupancy),
+                                                    limits, occupancy, refusals, login_grace),
             server_host_keys=modern_host_keypairs(host_keys),
             line_editor=False,  # SFTP only: the session's channel must be asyncssh's own
             allow_pty=False,
@@ -84,7 +98,7 @@ async def start_gateway(
             x11_forwarding=False,
             gss_host=None,
             server_version=SERVER_VERSION,
-            login_timeout=limits().login_grace_seconds,
+            login_timeout=login_grace,
             keepalive_interval=60,
             keepalive_count_max=3,
             **server_algorithm_options(),
@@ -98,7 +112,8 @@ async def start_gateway(
 
 def log_listening(gateway: Gateway) -> None:
     log_event(logger, "listening", host=gateway.host, port=gateway.port,
-              host_keys=[key.get_fingerprint() for key in gateway.host_keys])
+              host_keys=[key.get_fingerprint() for key in gateway.host_keys],
+              **process_budget().figures())
 
 
 def _apply_defender_settings(defender: Defender, active: ActiveConfig) -> None:
@@ -146,9 +161,11 @@ class Service:
 
 
 async def start_service(store: ConfigStore, *, host: str | None, port: int | None,
-                        temp_sweep_seconds: float = STALE_TEMP_SWEEP_SECONDS) -> Service:
+                        temp_sweep_seconds: float = STALE_TEMP_SWEEP_SECONDS,
+                        refusal_log_seconds: float = REFUSAL_LOG_SECONDS) -> Service:
     """Start the SFTP server for a config store, with hot reload of its file and a periodic
-    sweep of stale upload temp files (``temp_sweep_seconds`` apart)."""
+    sweep of stale upload temp files (``temp_sweep_seconds`` apart); see start_gateway for
+    ``refusal_log_seconds``."""
     layout = store.layout
     config = store.current.loaded.config
     configure_logging(log_dirs(layout, store.current.loaded.config))
@@ -168,6 +185,7 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
         defender=defender,
         durable_uploads=lambda: store.current.loaded.config.fsync_uploads,
         limits=lambda: store.current.loaded.config.limits,
+        refusal_log_seconds=refusal_log_seconds,
     )
     log_listening(gateway)
     return Service(store, gateway, [

@@ -17,13 +17,15 @@ import os
 import stat
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 
+from server.descriptors import process_budget
 from server.jail import Jail, JailPath, proc_path
 from server.upload_writer import UploadWriter
 from ssftp.accounts import Account
@@ -50,7 +52,8 @@ class SessionContext:
     account: Account
     ip: str
     durable_uploads: bool = True
-    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    # Asked at each OPEN and OPENDIR, so that a reload applies to the session's next one.
+    limits: Callable[[], LimitsSettings] = LimitsSettings
 
 
 @dataclass
@@ -106,7 +109,7 @@ class SFTPSession(asyncssh.SFTPServer):
         self.jail = Jail(context.account.root)
         self._open_files = 0
         self._listings: weakref.WeakSet[AsyncIterator[SFTPName]] = weakref.WeakSet()
-        self._limit_logged = False
+        self._limits_logged: set[str] = set()
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -136,19 +139,31 @@ class SFTPSession(asyncssh.SFTPServer):
             ms=round((time.monotonic() - handle.started) * 1000, 1),
             ok=error is None, error=error))
 
-    def _require_free_handle(self, operation: str, path: bytes) -> None:
-        """Refuse an OPEN or OPENDIR beyond ``maxOpenHandles``: every handle may hold a file
-        descriptor, and the process's descriptors are every session's. Logged once per
-        session (a client at its limit may retry in a loop)."""
-        limit = self.context.limits.max_open_handles
-        if self._open_files + len(self._listings) < limit:
-            return
-        if not self._limit_logged:
-            self._limit_logged = True
+    def _reserve_handle(self, operation: str, path: bytes,
+                        listing: AsyncIterator[SFTPName] | None = None) -> None:
+        """Take a slot for a new OPEN (given back at close) or OPENDIR (``listing``, counted
+        while it exists), or refuse: beyond ``maxOpenHandles`` of this session, or beyond the
+        budget of all sessions (every handle may hold one of the process's descriptors, see
+        server.descriptors). Each limit is logged once per session (a client at its limit
+        may retry in a loop)."""
+        limit = self.context.limits().max_open_handles
+        if self._open_files + len(self._listings) >= limit:
+            self._refuse_handle(operation, path, "maxOpenHandles", limit,
+                                f"too many open handles ({limit})")
+        budget = process_budget()
+        if not budget.take_handle(listing):
+            self._refuse_handle(operation, path, "processHandles", budget.handles,
+                                f"server is busy: too many open handles in all sessions "
+                                f"({budget.handles}); try again later")
+
+    def _refuse_handle(self, operation: str, path: bytes, limit: str, value: int,
+                       reason: str) -> NoReturn:
+        if limit not in self._limits_logged:
+            self._limits_logged.add(limit)
             log_event(app_log, "limit reached", logging.WARNING, user=self.account.username,
                       ip=self.context.ip, op=operation, path=path.decode("utf-8", "replace"),
-                      limit="maxOpenHandles", value=limit)
-        raise asyncssh.SFTPFailure(f"too many open handles ({limit})")
+                      limit=limit, value=value)
+        raise asyncssh.SFTPFailure(reason)
 
     def format_user(self, uid: int | None) -> str:
         return self.account.username  # never reveal host account names
@@ -182,8 +197,8 @@ class SFTPSession(asyncssh.SFTPServer):
         """OPENDIR: asyncssh keeps what this returns as the handle until CLOSE (or the end of
         the session) drops it, and tells the server nothing then; the weak set of listings
         is their count, as CPython frees the object the moment asyncssh lets go of it."""
-        self._require_free_handle("opendir", path)
-        listing = self._listing(path)
+        listing = self._listing(path)  # not started: nothing is opened before the check
+        self._reserve_handle("opendir", path, listing)
         self._listings.add(listing)
         return listing
 
@@ -367,10 +382,14 @@ class SFTPSession(asyncssh.SFTPServer):
         return file_obj
 
     def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
-        self._require_free_handle("open", path)
-        with self._checked("open", path):
-            handle = (self._open_upload(path, pflags) if pflags & asyncssh.FXF_WRITE
-                      else self._open_download(path))
+        self._reserve_handle("open", path)
+        try:
+            with self._checked("open", path):
+                handle = (self._open_upload(path, pflags) if pflags & asyncssh.FXF_WRITE
+                          else self._open_download(path))
+        except BaseException:
+            process_budget().release_file()  # nothing was opened
+            raise
         self._open_files += 1
         return handle
 
@@ -473,6 +492,7 @@ class SFTPSession(asyncssh.SFTPServer):
     def close(self, file_obj: object) -> None:
         handle = self._handle(file_obj)
         self._open_files -= 1  # asyncssh has dropped the handle, whatever happens below
+        process_budget().release_file()
         if isinstance(handle, DownloadHandle):
             os.close(handle.fd)
             self._log_transfer("download", handle, None)

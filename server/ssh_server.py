@@ -6,8 +6,10 @@ checks run off the event loop (bcrypt and argon2 are slow on purpose), and an un
 the same as a wrong password, so timing does not reveal which usernames exist.
 
 The limits that span connections (per account, per address, and those still logging in) are
-counted in one :class:`Occupancy` per listener; a connection beyond one is disconnected with
-the reason, which clients show ("too many connections from 127.0.0.1 (50)").
+counted in one :class:`Occupancy` per listener, and all connections of the process against its
+descriptor budget (server.descriptors); a connection beyond one is disconnected with the
+reason, which clients show ("too many connections from 127.0.0.1 (50)"). The limits are asked
+at each check, so that a reload applies to the next connection, login and channel.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncssh
 from asyncssh.channel import SSHChannel
@@ -26,6 +29,7 @@ from asyncssh.stream import SSHServerStreamSession
 
 from server.algorithms import modern_signatures
 from server.defender import Defender
+from server.descriptors import process_budget
 from server.sftp_session import SessionContext, SFTPSession
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
@@ -36,6 +40,11 @@ from ssftp.public_keys import fingerprint_of
 logger = logging.getLogger(APP)
 
 AccountLookup = Callable[[str], Account | None]
+
+# At most one line per (limit, address) this often, for the connections refused at a limit.
+REFUSAL_LOG_SECONDS = 60.0
+# What asyncssh's login timer closes a connection with (asyncssh is pinned).
+LOGIN_TIMEOUT_REASON = "Login timeout expired"
 
 
 @dataclass
@@ -51,6 +60,39 @@ class Occupancy:
         counter[key] -= 1
         if counter[key] <= 0:
             del counter[key]
+
+
+class RefusalLog:
+    """Logs refused connections as ``limit reached``, at most one line per (limit, address)
+    per interval: a flood from one address would otherwise write a line per connection.
+
+    The first refusal is logged at once. Those that follow within the interval are counted,
+    and when it ends one line says how many (``suppressed``, with the fields of the latest)
+    and starts the next interval; an interval without refusals ends the key, so what is kept
+    is only the addresses refused in the last interval.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._pending: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+
+    def refused(self, limit: str, ip: str, **fields: Any) -> None:
+        key = (limit, ip)
+        if key in self._pending:
+            self._pending[key] = (self._pending[key][0] + 1, fields)
+            return
+        self._log(key, fields)
+
+    def _log(self, key: tuple[str, str], fields: dict[str, Any]) -> None:
+        limit, ip = key
+        log_event(logger, "limit reached", logging.WARNING, ip=ip, limit=limit, **fields)
+        self._pending[key] = (0, fields)
+        asyncio.get_running_loop().call_later(self._interval, self._interval_ended, key)
+
+    def _interval_ended(self, key: tuple[str, str]) -> None:
+        suppressed, fields = self._pending.pop(key)
+        if suppressed:
+            self._log(key, {**fields, "suppressed": suppressed})
 
 
 class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
@@ -81,13 +123,17 @@ class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
 
 class AccountSSHServer(asyncssh.SSHServer):
     def __init__(self, lookup: AccountLookup, defender: Defender, durable_uploads: bool,
-                 limits: LimitsSettings, occupancy: Occupancy) -> None:
+                 limits: Callable[[], LimitsSettings], occupancy: Occupancy,
+                 refusals: RefusalLog, login_grace_seconds: float) -> None:
         self._lookup = lookup
         self._defender = defender
         self._durable_uploads = durable_uploads
         self._limits = limits
         self._occupancy = occupancy
+        self._refusals = refusals
+        self._login_grace_seconds = login_grace_seconds  # asyncssh's, set at start
         self._conn: asyncssh.SSHServerConnection | None = None
+        self._has_descriptor = False  # counted in the process's descriptor budget
         self._admitted = False  # counted by address and as unauthenticated
         self._account_slot = ""  # the account this connection is counted for, once logged in
         self._sessions = 0
@@ -104,10 +150,15 @@ class AccountSSHServer(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername")
         self._ip = str(peer[0]) if peer else "?"
         self._conn = conn
-        occupancy, limits = self._occupancy, self._limits
+        occupancy, limits, budget = self._occupancy, self._limits(), process_budget()
+        self._has_descriptor = True
         # Disconnected in the next turn of the loop: asyncssh sends its version line once this
         # returns, and a client shows the reason only after it.
-        if occupancy.unauthenticated >= limits.max_unauthenticated_connections:
+        if not budget.connection_opened():
+            asyncio.get_running_loop().call_soon(self._refuse, "processConnections",
+                                                 budget.connections,
+                                                 "server is busy: too many connections")
+        elif occupancy.unauthenticated >= limits.max_unauthenticated_connections:
             asyncio.get_running_loop().call_soon(self._refuse, "maxUnauthenticatedConnections",
                                                  limits.max_unauthenticated_connections,
                                                  "too many connections logging in")
@@ -121,9 +172,9 @@ class AccountSSHServer(asyncssh.SSHServer):
             occupancy.by_address[self._ip] += 1
 
     def _refuse(self, limit: str, value: int, reason: str) -> None:
-        """Log a connection limit and disconnect with the reason, which clients show."""
-        log_event(logger, "limit reached", logging.WARNING, user=self._username, ip=self._ip,
-                  limit=limit, value=value)
+        """Log a connection limit (see RefusalLog) and disconnect with the reason, which
+        clients show."""
+        self._refusals.refused(limit, self._ip, user=self._username, value=value)
         assert self._conn is not None
         self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, f"{reason} ({value})")
 
@@ -132,7 +183,7 @@ class AccountSSHServer(asyncssh.SSHServer):
         asyncssh asks validate_public_key twice for a key (offered, then signed)."""
         if self._account_slot:
             return True
-        limit = self._limits.max_connections_per_account
+        limit = self._limits().max_connections_per_account
         if self._occupancy.by_account[self._username] >= limit:
             self._refuse("maxConnectionsPerAccount", limit,
                          f"too many connections for {self._username}")
@@ -175,6 +226,11 @@ class AccountSSHServer(asyncssh.SSHServer):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._has_descriptor:
+            process_budget().connection_closed()
+        if isinstance(exc, asyncssh.ConnectionLost) and exc.reason == LOGIN_TIMEOUT_REASON:
+            self._refusals.refused("loginGraceSeconds", self._ip, user=self._username,
+                                   value=self._login_grace_seconds)
         if self.context is None and self._key_rejected:
             self._count_failure()
         if self._account_slot:
@@ -208,7 +264,7 @@ class AccountSSHServer(asyncssh.SSHServer):
     def session_requested(self) -> _CountedSFTPChannel:
         """Open an SFTP channel, or refuse one beyond maxSessionsPerConnection (the client
         shows the reason; logged once per connection)."""
-        limit = self._limits.max_sessions_per_connection
+        limit = self._limits().max_sessions_per_connection
         if self._sessions >= limit:
             if not self._session_limit_logged:
                 self._session_limit_logged = True

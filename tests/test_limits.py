@@ -7,15 +7,23 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
 import pytest
 
-from bench.servers import SsftpProcess
+from bench.servers import SsftpProcess, child_env, ssftp_command, wait_for_banner
+from server.app import Service, start_service
+from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import LimitsSettings
+from ssftp.layout import DataLayout
+from ssftp.logs import configure_logging
+from testkit.openssh_server import free_port
 from tests.conftest import PASSWORDS, gateway_config
 from tests.support import ServerThread, unique_name, wait_for, write_config
 from tests.test_permissions_e2e import log_entries, sftp_as, wait_for_log
@@ -285,5 +293,257 @@ def test_login_grace_time_is_a_setting(tmp_path: Path, keys) -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as idle:
             assert idle.recv(64).startswith(b"SSH-2.0-")
             assert idle.recv(4096) == b""  # closed by the server
+        refusal = wait_for_log(server.layout.log,
+                               lambda e: e.get("limit") == "loginGraceSeconds",
+                               what="login grace refusal")
+        assert refusal["ip"] == "127.0.0.1" and refusal["value"] == 1
     finally:
         server.stop()
+
+
+# -- the process's descriptors ---------------------------------------------------------------
+
+SOFT_NOFILE, HARD_NOFILE = 128, 256
+SMALL_SESSION_HANDLES = 50
+
+
+@pytest.fixture(scope="module")
+def few_descriptors(tmp_path_factory: pytest.TempPathFactory, keys) -> Iterator[SsftpProcess]:
+    """``ssftp serve`` started with RLIMIT_NOFILE 128 (soft) / 256 (hard), as a container or a
+    systemd unit may start it, and sessions that may hold 50 handles each."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is needed to start the server with a low RLIMIT_NOFILE")
+    root = tmp_path_factory.mktemp("few-descriptors")
+    config = write_config(root / "ssftp.yaml", gateway_config(keys) + f"""
+    limits:
+      maxOpenHandles: {SMALL_SESSION_HANDLES}
+    """)
+    data = root / "data"
+    port = free_port()
+    output = root / "serve.out"
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            ["prlimit", f"--nofile={SOFT_NOFILE}:{HARD_NOFILE}", *ssftp_command(), "serve",
+             "--config", str(config), "--data-dir", str(data), "--port", str(port)],
+            env=child_env(root), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    server = SsftpProcess(process, port, DataLayout.at(data), output)
+    try:
+        wait_for_banner(port, process, "ssftp serve", output)
+        yield server
+    finally:
+        server.stop()
+
+
+def descriptor_budget(server: SsftpProcess) -> dict[str, int]:
+    """The figures the server logs at start: its descriptor limit and what it allows."""
+    listening = wait_for_log(server.layout.log, lambda e: e.get("event") == "listening",
+                             what="listening line")
+    return {"soft": listening["descriptors_at_start"], "limit": listening["descriptors"],
+            "handles": listening["handle_budget"], "connections": listening["connection_budget"]}
+
+
+def test_the_open_handles_of_all_sessions_fit_the_descriptor_limit(few_descriptors) -> None:
+    """The soft RLIMIT_NOFILE is raised to the hard one; the handles of all sessions together
+    stop at a budget below it ("server is busy"), so that the process keeps descriptors for
+    new connections and its logs: another client logs in meanwhile, what is open still reads,
+    and a freed handle lets it download. Before, the sessions took every descriptor (EMFILE
+    for everyone, "Too many open files")."""
+    server = few_descriptors
+    budget = descriptor_budget(server)
+    assert (budget["soft"], budget["limit"]) == (SOFT_NOFILE, HARD_NOFILE)
+    assert 0 < budget["handles"] + budget["connections"] < HARD_NOFILE
+    name = f"busy-{unique_name()}.txt"
+    (server.layout.clean / "partner-a").mkdir(parents=True, exist_ok=True)
+    (server.layout.clean / "partner-a" / name).write_bytes(b"payload")
+
+    async def fill(sessions: list[asyncssh.SFTPClient]) -> tuple[list, asyncssh.SFTPError]:
+        """Open files in one session after the other until the server refuses."""
+        held = []
+        for session in sessions:
+            for _ in range(SMALL_SESSION_HANDLES):
+                try:
+                    held.append(await session.open(name, "rb"))
+                except asyncssh.SFTPError as refusal:
+                    return held, refusal
+        raise AssertionError(f"{len(held)} handles were opened and none was refused")
+
+    async def scenario() -> None:
+        async with connect_to(server, "consumer-a") as conn:
+            sessions = [await conn.start_sftp_client() for _ in range(10)]
+            held, refusal = await fill(sessions)
+            assert "server is busy" in str(refusal.reason), refusal.reason
+            assert len(held) == budget["handles"]
+            busy = sessions[len(held) // SMALL_SESSION_HANDLES]
+            with pytest.raises(asyncssh.SFTPFailure, match="server is busy"):
+                await busy._handler.opendir(b"/")
+            assert await held[0].read() == b"payload"
+            async with connect_to(server, "consumer-a") as second, \
+                    second.start_sftp_client() as other:
+                assert await other.realpath(".") == "/"
+                with pytest.raises(asyncssh.SFTPFailure, match="server is busy"):
+                    await other.open(name, "rb")
+                await held.pop().close()
+                async with other.open(name, "rb") as fresh:
+                    assert await fresh.read() == b"payload"
+            for handle in held:
+                await handle.close()
+            for session in sessions:
+                session.exit()
+
+    asyncio.run(scenario())
+    logins = [e for e in log_entries(server.layout.log) if e.get("event") == "login"]
+    assert len(logins) >= 2 and all(e["ok"] for e in logins)  # the log was written meanwhile
+    wait_for(lambda: len(limit_refusals(server, "processHandles")) >= 2,
+             "a busy refusal logged for each of the two sessions refused")
+    assert len(limit_refusals(server, "processHandles")) == 2  # once per session
+    assert {e["value"] for e in limit_refusals(server, "processHandles")} == {budget["handles"]}
+
+
+def test_connections_beyond_the_descriptor_reserve_are_refused(few_descriptors) -> None:
+    """Connections (a socket each) beyond the share of descriptors kept for them are
+    disconnected with "server is busy"; once some leave, logins work again."""
+    server = few_descriptors
+    allowed = descriptor_budget(server)["connections"]
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(allowed)]
+    try:
+        for sock in idle:
+            assert sock.recv(64).startswith(b"SSH-2.0-")
+        with pytest.raises(asyncssh.DisconnectError, match="server is busy"):
+            asyncio.run(logs_in_to(server, "consumer-a"))
+    finally:
+        for sock in idle:
+            sock.close()
+
+    def logs_in() -> bool:
+        with contextlib.suppress(asyncssh.DisconnectError):
+            asyncio.run(logs_in_to(server, "consumer-a"))
+            return True
+        return False
+
+    wait_for(logs_in, "a login once the idle connections are gone")
+    (refusal,) = limit_refusals(server, "processConnections")
+    assert refusal["value"] == allowed and refusal["ip"] == "127.0.0.1"
+
+
+def connect_to(server: SsftpProcess, username: str):
+    return asyncssh.connect("127.0.0.1", server.port, username=username,
+                            password=PASSWORDS[username], known_hosts=None, login_timeout=30)
+
+
+async def logs_in_to(server: SsftpProcess, username: str) -> None:
+    async with connect_to(server, username) as conn, conn.start_sftp_client() as sftp:
+        assert await sftp.realpath(".") == "/"
+
+
+# -- refusals in a flood are logged in summary -----------------------------------------------
+
+REFUSAL_LOG_SECONDS = 2.0
+FLOOD = 200
+
+
+class SummarisingServer(ServerThread):
+    """A server that logs a refused connection's limit at most once per 2 s per address."""
+
+    async def _start(self) -> Service:
+        store = ConfigStore.open(self.config_path, self.layout)
+        return await start_service(store, host="127.0.0.1", port=0,
+                                   refusal_log_seconds=REFUSAL_LOG_SECONDS)
+
+
+@pytest.fixture
+def summarising(tmp_path: Path, keys, gateway) -> Iterator[SummarisingServer]:
+    config = write_config(tmp_path / "ssftp.yaml", gateway_config(keys) + """
+    limits:
+      maxConnectionsPerAddress: 1
+    """)
+    server = SummarisingServer(config, tmp_path / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+        configure_logging([gateway.layout.log])  # logging is process-wide
+
+
+def test_a_flood_of_refused_connections_is_logged_in_summary(summarising) -> None:
+    """200 connections refused from one address: one line at the first, then at most one per
+    interval, each with the refusals suppressed since the line before, so that every refusal
+    is counted and the log does not grow with the flood (before: 200 lines)."""
+    held = socket.create_connection(("127.0.0.1", summarising.port))  # the address's one slot
+    try:
+        assert held.recv(64).startswith(b"SSH-2.0-")
+        started = time.monotonic()
+        for _ in range(FLOOD):
+            with socket.create_connection(("127.0.0.1", summarising.port), timeout=30) as sock:
+                while sock.recv(4096):  # version, disconnect, then closed by the server
+                    pass
+        elapsed = time.monotonic() - started
+    finally:
+        held.close()
+
+    def counted() -> int:
+        """A line is one refusal, or those it says were suppressed since the line before."""
+        return sum(e.get("suppressed", 1)
+                   for e in limit_refusals(summarising, "maxConnectionsPerAddress"))
+
+    wait_for(lambda: counted() >= FLOOD, "every refusal counted in the log")
+    lines = limit_refusals(summarising, "maxConnectionsPerAddress")
+    assert counted() == FLOOD
+    assert len(lines) <= 2 + elapsed / REFUSAL_LOG_SECONDS, (len(lines), elapsed)
+    assert "suppressed" not in lines[0] and lines[-1]["suppressed"] > 0
+    assert all(e["ip"] == "127.0.0.1" and e["value"] == 1 for e in lines)
+
+
+# -- hot reload --------------------------------------------------------------------------------
+
+
+def limits_config(keys, handles: int, sessions: int, account: int) -> str:
+    return gateway_config(keys) + f"""
+    limits:
+      maxOpenHandles: {handles}
+      maxSessionsPerConnection: {sessions}
+      maxConnectionsPerAccount: {account}
+    """
+
+
+def test_reloaded_limits_apply_to_new_connections_and_the_next_open(tmp_path: Path, keys,
+                                                                     gateway) -> None:
+    """A reload's limits apply to the next connection (per account, per address), to an
+    established connection's next channel, and to an established session's next OPEN (lower
+    and higher); what is already open stays open."""
+    config = write_config(tmp_path / "ssftp.yaml", limits_config(keys, 5, 10, 5))
+    server = ServerThread(config, tmp_path / "data")
+    name = f"reload-{unique_name()}.txt"
+    (server.layout.clean / "partner-a").mkdir(parents=True, exist_ok=True)
+    (server.layout.clean / "partner-a" / name).write_bytes(b"payload")
+
+    def reload_to(handles: int, sessions: int, account: int) -> None:
+        write_config(config, limits_config(keys, handles, sessions, account))
+        wait_for(lambda: server.store.current.loaded.config.limits.max_open_handles == handles,
+                 "the reloaded limits")
+
+    async def scenario() -> None:
+        async with connect_as(server, "consumer-a") as conn, \
+                conn.start_sftp_client() as sftp:
+            held = [await sftp.open(name, "rb") for _ in range(3)]
+            await asyncio.to_thread(reload_to, 2, 1, 1)
+            with pytest.raises(asyncssh.SFTPFailure, match=re.escape("too many open handles (2)")):
+                await sftp.open(name, "rb")
+            assert await held[0].read() == b"payload"
+            with pytest.raises(asyncssh.ChannelOpenError,
+                               match=re.escape("too many sessions on this connection (1)")):
+                await conn.start_sftp_client()
+            await assert_refused(server, "consumer-a", "too many connections for consumer-a (1)")
+            await asyncio.to_thread(reload_to, 8, 10, 5)
+            held += [await sftp.open(name, "rb") for _ in range(5)]  # beyond the first 5
+            with pytest.raises(asyncssh.SFTPFailure, match=re.escape("too many open handles (8)")):
+                await sftp.open(name, "rb")
+            await assert_logs_in(server, "consumer-a")
+            for handle in held:
+                await handle.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+        configure_logging([gateway.layout.log])  # logging is process-wide
