@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ssftp.errors import Refused
 from ssftp.layout import is_reserved_name
+from ssftp.moves import proc_path
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,3 @@ class Jail:
             raise Refused("path leads outside the home directory")
         relative = host[len(self._prefix):] if host != str(self.root) else ""
         return "/" + relative
-
-
-def proc_path(fd: int) -> str:
-    """The name of an open descriptor's own object (Linux ``/proc/self/fd``): a call by this
-    name acts on exactly what was opened, wherever the path that led there points now."""
-    return f"/proc/self/fd/{fd}"

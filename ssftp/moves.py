@@ -12,9 +12,16 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from ssftp.layout import TEMP_PREFIX
+
+
+def proc_path(fd: int) -> str:
+    """The name of an open descriptor's own object (Linux ``/proc/self/fd``): a call by this
+    name acts on exactly what was opened, wherever the path that led there points now."""
+    return f"/proc/self/fd/{fd}"
 
 
 def temp_path_beside(target: Path) -> Path:
@@ -112,18 +119,33 @@ def fsync_directory(directory: Path) -> None:
 
 
 def _copy(source: Path, temp: Path) -> None:
-    with source.open("rb") as reader:
+    reader = _open_regular_file(source)
+    try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         try:
-            size = os.fstat(reader.fileno()).st_size
+            size = os.fstat(reader).st_size
             offset = 0
             while offset < size:
-                sent = os.sendfile(fd, reader.fileno(), offset, size - offset)
+                sent = os.sendfile(fd, reader, offset, size - offset)
                 if sent == 0:
                     break
                 offset += sent
         finally:
             os.close(fd)
+    finally:
+        os.close(reader)
+
+
+def _open_regular_file(source: Path) -> int:
+    """Open ``source`` to copy it, refusing all but a regular file: a symlink (ELOOP) would be
+    followed, copying what it points at (maybe outside every area), and a FIFO would block
+    the copy for ever (O_NONBLOCK: the open itself returns at once). Such a file only moves
+    by rename, on one filesystem; across two it stays where it is, and the caller says so."""
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file: it is never copied", str(source))
+    return fd
 
 
 def move_atomically(source: Path, target: Path) -> None:

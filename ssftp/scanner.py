@@ -31,6 +31,7 @@ from ssftp.errors import AuditLogError
 from ssftp.file_stamp import FileStamp
 from ssftp.layout import DataLayout
 from ssftp.logs import audit_event, warn_on_stderr, write_audit_event
+from ssftp.moves import proc_path
 from ssftp.staging_owners import StagingOwners
 from ssftp.verdict_router import Area, Route, record_content, route_for
 
@@ -89,6 +90,17 @@ def _failed(examined: _Examined, detail: str) -> _Examined:
 def _where_now(claim: Claim) -> Path:
     """Where a file that could not be moved on is: still claimed, or back in staging."""
     return claim.path if claim.path.exists() else claim.origin
+
+
+def _still_named(path: Path, info: os.stat_result) -> bool:
+    """``path`` still names the file ``info`` is of: the claim is moved on by its name, so the
+    name must hold what was scanned (another writer on the share may have swapped a directory
+    on the way, which leaves the file's own stat untouched)."""
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino)
 
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
@@ -156,8 +168,9 @@ class Scanner:
                 return _Examined(Verdict(VerdictKind.UNSCANNED,
                                          "scanning is switched off (enableVirusScan: false)"),
                                  sha256, size)
-            verdict = self.client.scan(claim.path, self.mode)
-            if _changed(before, os.fstat(fd)) or size != before.st_size:
+            verdict = self.client.scan(self._clamd_reads(claim, fd), self.mode)
+            if (_changed(before, os.fstat(fd)) or size != before.st_size
+                    or not _still_named(claim.path, before)):
                 verdict = Verdict(VerdictKind.ERROR, "the file changed while it was being scanned")
             return _Examined(verdict, sha256, size)
         except OSError as exc:
@@ -165,6 +178,14 @@ class Scanner:
             return _Examined(Verdict(VerdictKind.ERROR, f"could not be read: {exc}"))
         finally:
             os.close(fd)
+
+    def _clamd_reads(self, claim: Claim, fd: int) -> Path:
+        """What clamd is given to scan: the descriptor's own /proc name, which the client opens
+        (fd mode) or streams (stream mode) as exactly the file that was hashed, whatever the
+        claim's name holds by then. In path mode clamd opens a name itself, in its own
+        process, where our /proc/self is not ours: it gets the claim's name, and the check
+        afterwards that the name still holds this file is what stands behind the verdict."""
+        return claim.path if self.mode == "path" else Path(proc_path(fd))
 
     def _move_on(self, claim: Claim, route: Route, result: ScanResult) -> None:
         """Send the claimed file to clean/ or quarantine/, as its (written) record says."""

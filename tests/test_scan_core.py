@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import subprocess
 import textwrap
 import threading
@@ -45,7 +46,7 @@ from ssftp.webhooks import (
     sign,
 )
 from tests.conftest import CLAMD_MAX_FILE_SIZE
-from tests.support import WebhookReceiver
+from tests.support import WebhookReceiver, tmpfs
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MODES = ["auto", "path", "fd", "stream"]
@@ -991,3 +992,75 @@ def test_a_file_changed_during_its_scan_is_not_passed_on(layout, owners, tmp_pat
         assert files_under(layout.clean) == []
     finally:
         daemon.stop()
+
+
+def _replace_once_opened(claims: ClaimArea, data: bytes, done: threading.Event) -> None:
+    """As soon as this process holds a claimed file open (the scanner is hashing it), move its
+    directory aside and put another with ``data`` under the same name, as another writer on
+    the share could. The opened file itself is not touched: its stat (ctime too) stays."""
+    fds = Path("/proc/self/fd")
+    while not done.is_set():
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                opened = Path(os.readlink(fd))
+                if claims.directory in opened.parents:
+                    opened.parent.rename(opened.parent.with_name(f"{TEMP_PREFIX}parked"))
+                    opened.parent.mkdir()
+                    opened.write_bytes(data)
+                    return
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_clamd_scans_the_bytes_that_were_hashed_not_what_the_name_holds_later(
+        layout, client, owners, mode):
+    """EICAR takes the claimed file's name while the file is hashed (the big file keeps the
+    scanner busy far longer than the swap takes): clamd must read the opened file, not the
+    name again, and the file now under the name is not what was scanned, so it is not passed
+    on. Before, clamd was given the name: the verdict was EICAR's, the hash the old bytes'."""
+    big = os.urandom(1 << 16) * 1024  # 64 MiB, harmless
+    scanner = make_scanner(layout, client, owners, mode)
+    done = threading.Event()
+    swapper = threading.Thread(target=_replace_once_opened,
+                               args=(scanner.claims, EICAR, done), daemon=True)
+    swapper.start()
+    try:
+        result = scanner.scan(stage(layout, "partner-a/big.bin", big))
+    finally:
+        done.set()
+        swapper.join(timeout=30)
+    assert result is not None
+    assert (result.verdict, result.sha256) == ("error", sha256(big)), result.detail
+    assert "changed" in result.detail and result.area is Area.STAGING
+    assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
+    assert (layout.staging / "partner-a" / "big.bin").read_bytes() == EICAR  # released
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_link_or_fifo_bound_for_quarantine_on_another_filesystem_is_never_copied(
+        layout, client, owners, tmp_path, kind):
+    """quarantine/ on a filesystem of its own: a move there is a copy, which would follow a
+    symlink (copying a file outside every area) or block for ever reading a FIFO. Such a file
+    is not copied: it stays claimed (an error, never clean), and the scanner returns."""
+    secret = tmp_path / "outside-secret.txt"
+    secret.write_bytes(b"not for partners")
+    staged = layout.staging / "partner-a" / "odd.txt"
+    staged.parent.mkdir(parents=True)
+    if kind == "symlink":
+        staged.symlink_to(secret)
+    else:
+        os.mkfifo(staged)
+    with tmpfs(layout.quarantine, "1m"):
+        scanner = make_scanner(layout, client, owners)
+        outcome: list[ScanResult | None] = []
+        worker = threading.Thread(target=lambda: outcome.append(scanner.scan(staged)),
+                                  daemon=True)
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "the scanner is stuck moving the file"
+        moved = files_under(layout.quarantine)
+    (result,) = outcome
+    assert result is not None and result.area is Area.STAGING
+    assert result.verdict == "error" and "could not move the file on" in result.detail
+    assert moved == [] and files_under(layout.clean) == []
+    (claimed,) = scanner.claims.held()
+    assert claimed.is_symlink() if kind == "symlink" else stat.S_ISFIFO(claimed.lstat().st_mode)
