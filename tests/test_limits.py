@@ -1,5 +1,6 @@
-"""One account cannot exhaust the server (issue 12, item 4): the per-session limits, with the
-real server and real clients."""
+"""One account cannot exhaust the server (issue 12, item 4): the limits per session, connection,
+account and address, the process's descriptor budget, refusals logged in summary and limits on
+reload, with the real server and real clients."""
 
 from __future__ import annotations
 
