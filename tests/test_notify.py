@@ -5,6 +5,7 @@ keeps a failed notification owed for later."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -106,5 +107,5 @@ def test_a_large_backlog_goes_in_runs_of_ids_only(prefect_api: str, tmp_path: Pa
 def test_redelivery_waits_longer_each_time_up_to_an_hour() -> None:
     delays = [redelivery_delay(attempts) for attempts in range(1, 12)]
     assert delays[0] == 60
-    assert all(later >= earlier for earlier, later in zip(delays, delays[1:], strict=False))
+    assert all(later >= earlier for earlier, later in itertools.pairwise(delays))
     assert delays[-1] == 3600

@@ -248,7 +248,8 @@ class DefenderSettings(Model):
 
 class LimitsSettings(Model):
     """Our extension: what one client may hold of the server, so that no account can take it
-    from the others (each refusal is logged once per session).
+    from the others. A refused operation is logged once per session; refused connections once
+    per address and limit, then as a count each minute (a flood writes a few lines, not one each).
 
     ``maxOpenHandles`` bounds the open files and directories of one SFTP session: each holds a
     file descriptor, and the process has a fixed number of them for every session. 512 is far
