@@ -67,10 +67,10 @@ def test_a_file_clamd_answered_about_is_not_an_outage(clamd: ClamdDaemon,
 # --- end to end: ssftp worker through an outage ----------------------------------------------
 
 
-def outage_config(directory: Path, clamd_socket: Path, receiver: WebhookReceiver) -> Path:
+def outage_config(directory: Path, clamd: Path | str, receiver: WebhookReceiver) -> Path:
     return write_config(directory / "ssftp.yaml", f"""
     clamav:
-      address: {clamd_socket}
+      address: "{clamd}"
     scanning:
       stableSeconds: 0.1
       retryInitialSeconds: 1
@@ -86,11 +86,13 @@ def outage_config(directory: Path, clamd_socket: Path, receiver: WebhookReceiver
     """)
 
 
-class Worker:
-    """``ssftp worker`` in a subprocess, its stdout and stderr in files."""
+class Ssftp:
+    """``ssftp <command>`` in a subprocess on Prefect's test server, its stdout and stderr in
+    files."""
 
-    def __init__(self, directory: Path, config: Path, data: Path, api_url: str) -> None:
-        self.stdout, self.stderr = directory / "worker.out", directory / "worker.err"
+    def __init__(self, directory: Path, config: Path, data: Path, api_url: str,
+                 *command: str) -> None:
+        self.stdout, self.stderr = directory / "ssftp.out", directory / "ssftp.err"
         self.data = data
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("PREFECT_")}
@@ -98,7 +100,7 @@ class Worker:
                    PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.proc = subprocess.Popen(
-                [SSFTP, "worker", "--config", str(config), "--data-dir", str(data)],
+                [SSFTP, *command, "--config", str(config), "--data-dir", str(data)],
                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
 
     def output(self) -> str:
@@ -145,8 +147,8 @@ def test_an_outage_is_one_attempt_and_one_scan_error_per_file_then_scanning_resu
     data = tmp_path / "data"
     (data / "staging" / "drop").mkdir(parents=True)
     names = ["first.txt", "second.txt"]
-    worker = Worker(tmp_path, outage_config(tmp_path, clamd_socket, receiver), data,
-                    prefect_api)
+    worker = Ssftp(tmp_path, outage_config(tmp_path, clamd_socket, receiver), data,
+                   prefect_api, "worker")
     clamd = None
     try:
         wait_for(lambda: worker.events("scan worker started") or worker.proc.poll() is not None,
@@ -188,3 +190,23 @@ def test_an_outage_is_one_attempt_and_one_scan_error_per_file_then_scanning_resu
         if clamd is not None:
             clamd.stop()
     assert code == 0, f"worker exit status {code} after SIGINT\n{worker.output()}"
+
+
+def test_up_warns_at_start_that_its_clamd_address_does_not_answer_and_runs_on(
+        tmp_path: Path, prefect_api: str, receiver: WebhookReceiver) -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    data = tmp_path / "data"
+    config = outage_config(tmp_path, address, receiver)
+    up = Ssftp(tmp_path, config, data, prefect_api, "up", "--host", "127.0.0.1",
+               "--port", str(free_port()))
+    try:
+        wait_for(lambda: "ssftp is up." in up.stdout.read_text() or up.proc.poll() is not None,
+                 "ssftp up to be up")
+        assert up.proc.poll() is None, up.output()
+        assert f"clamd at tcp://{address} does not answer" in up.stderr.read_text(), \
+            up.output()
+        (warning,) = up.events("clamd does not answer")
+        assert warning["address"] == f"tcp://{address}"
+    finally:
+        code = up.stop()
+    assert code == 0, f"ssftp up exit status {code} after SIGINT\n{up.output()}"
