@@ -4,12 +4,10 @@ mounts) with a real clamd."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from ssftp import logs
 from ssftp.layout import DataLayout
 from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area
+from tests.support import tmpfs
 from tests.test_scan_core import (
     EICAR,
     files_under,
@@ -33,20 +32,6 @@ PAGE = 4096
 ROOM_ON_LAST_PAGE = 64
 
 CASES = [(b"harmless bytes", Area.CLEAN, "clean"), (EICAR, Area.QUARANTINE, "infected")]
-
-
-@contextlib.contextmanager
-def tmpfs(directory: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted on ``directory``, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs (a filesystem that can be filled) needs root")
-    directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
-                   check=True)
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", str(directory)], check=True)
 
 
 @dataclass

@@ -22,8 +22,7 @@ from typing import Any
 import asyncssh
 import pytest
 
-from tests.support import ServerThread, unique_name, write_config
-from tests.test_audit_order import tmpfs
+from tests.support import ServerThread, tmpfs, unique_name, write_config
 from tests.test_permissions_e2e import connect, sftp_as
 
 SWAP_SECONDS = 5.0
