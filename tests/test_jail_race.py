@@ -275,3 +275,26 @@ async def test_path_operations_never_reach_a_swapped_in_outside_directory(all_ri
     inside = {path.name for path in (path_race.base / "race").iterdir()}
     assert any(name.startswith("made-") for name in inside), str(escapes)
     assert any(name.endswith(".moved") for name in inside), str(escapes)
+
+
+async def test_path_operations_act_on_the_object_itself(all_rights_gateway):
+    """Without a race: setstat changes the file's own mode and times (through its O_PATH
+    descriptor's /proc name), stat of a FIFO answers at once (O_PATH never waits for a
+    writer), and the names in the root itself work (the root is "." in its descriptor)."""
+    area = all_rights_gateway.layout.clean / "race-area"
+    name = f"plain-{unique_name()}"
+    (area / name).write_bytes(INSIDE)
+    os.mkfifo(area / f"{name}.fifo")
+    async with connect(all_rights_gateway.port, ALL_RIGHTS, ALL_RIGHTS_PASSWORD) as conn, \
+            conn.start_sftp_client() as sftp:
+        await sftp.setstat(name, asyncssh.SFTPAttrs(permissions=CHMOD_MODE,
+                                                     atime=1_000_000_000, mtime=1_000_000_000))
+        fifo = await sftp.stat(f"{name}.fifo")
+        await sftp.mkdir(f"{name}.d")
+        await sftp.rename(f"{name}.d", f"{name}.moved")
+        root = await sftp.lstat("/")
+    info = (area / name).stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_mtime) == (CHMOD_MODE, 1_000_000_000)
+    assert fifo.permissions is not None and stat.S_ISFIFO(fifo.permissions)
+    assert (area / f"{name}.moved").is_dir() and not (area / f"{name}.d").exists()
+    assert root.permissions is not None and stat.S_ISDIR(root.permissions)
