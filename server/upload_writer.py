@@ -89,7 +89,8 @@ class UploadWriter:
     def commit(self) -> None:
         """Publish under the final name; raises FileExistsError if that would clobber a file
         the account may not overwrite, and UploadFailedError after a failed write or fsync
-        (in both cases the temp file is removed)."""
+        (in both cases the temp file is removed) or when the directory's path now leads out
+        of the jail (the temp file is then out of reach, see :meth:`_remove_temp`)."""
         if self.failure is not None:
             self.abort()
             raise UploadFailedError(f"upload not published: {self.failure}")
