@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from ssftp.outbox import Outbox, StoredNotification
 from ssftp.processes import run_until_stopped
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
+from ssftp.verdict_router import Area
 from ssftp.webhooks import notifications_for
 
 logger = logging.getLogger(APP)
@@ -54,8 +55,10 @@ def warn_if_clamd_is_silent(client: ClamdClient | None) -> None:
 
 
 def build_scanner(layout: DataLayout, active: ActiveConfig, claims: ClaimArea,
-                  started_clamd: ClamdAddress | None) -> Scanner:
-    """The scanner a config asks for; ``started_clamd`` is the one ``ssftp up`` started."""
+                  started_clamd: ClamdAddress | None,
+                  owe: Callable[[ScanResult], None] | None = None) -> Scanner:
+    """The scanner a config asks for; ``started_clamd`` is the one ``ssftp up`` started, and
+    ``owe`` stores the webhooks of a file about to move."""
     config = active.loaded.config
     client = None
     if config.enable_virus_scan:
@@ -67,7 +70,7 @@ def build_scanner(layout: DataLayout, active: ActiveConfig, claims: ClaimArea,
         client = ClamdClient(address, timeout=config.clamav.timeout,
                              max_file_size=config.clamav.max_file_size)
     return Scanner(layout, client, mode=config.clamav.mode, owners=StagingOwners(config),
-                   instance=config.instance_name, claims=claims)
+                   instance=config.instance_name, claims=claims, owe=owe)
 
 
 @dataclass
@@ -83,15 +86,15 @@ class ScanWorker:
     def __post_init__(self) -> None:
         layout = self.store.layout
         claims = ClaimArea(layout.staging)
+        self.notifier = NotifyRuns(Outbox(layout.outbox),
+                                   lambda: self.store.current.loaded.config.webhooks)
         self.runs = ScanRuns(build_scanner(layout, self.store.current, claims,
-                                           self.started_clamd))
+                                           self.started_clamd, self._owe))
         self.watcher = StagingWatcher(
             staging=layout.staging, claims=claims,
             settings=lambda: self.store.current.loaded.config.scanning,
             scan_batch=self.runs.scan_batch, on_results=self._notify,
             clamd=lambda: self.runs.scanner.client)
-        self.notifier = NotifyRuns(Outbox(layout.outbox),
-                                   lambda: self.store.current.loaded.config.webhooks)
         self.store.on_change(self._reconfigure)
         self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
                                              str(layout.root))
@@ -102,18 +105,29 @@ class ScanWorker:
     def _reconfigure(self, active: ActiveConfig) -> None:
         try:
             self.runs.scanner = build_scanner(self.store.layout, active, self.watcher.claims,
-                                              self.started_clamd)
+                                              self.started_clamd, self._owe)
         except NoClamdError as exc:
             log_event(logger, "config change not applied to scanning", logging.ERROR,
                       error=str(exc))
 
-    def _notify(self, results: list[ScanResult], attempts: dict[str, int]) -> None:
+    def _owe(self, result: ScanResult) -> None:
+        """The scanner's hook (in its thread), between a file's audit record and its move to
+        quarantine/ or clean/: the webhooks it owes are stored first, so a crash after the
+        move cannot lose them. Raises OutboxError, and the file then stays."""
         config = self.store.current.loaded.config
-        owed = [item.stored() for result in results
+        self.notifier.outbox.add(
+            item.stored() for item in notifications_for(config.webhooks, result, 1,
+                                                        config.instance_name))
+
+    def _notify(self, results: list[ScanResult], attempts: dict[str, int]) -> None:
+        """After a run: store what the files left in staging owe (a first failure's scanError;
+        a crash before this loses nothing, as such a file is scanned again), then send all
+        that is owed, the moved files' included."""
+        config = self.store.current.loaded.config
+        owed = [item.stored() for result in results if result.area is Area.STAGING
                 for item in notifications_for(config.webhooks, result,
                                               attempts.get(result.file, 1), config.instance_name)]
-        if owed:
-            self._in_background(self._store_and_send(owed))
+        self._in_background(self._store_and_send(owed))
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -122,7 +136,8 @@ class ScanWorker:
 
     async def _store_and_send(self, owed: list[StoredNotification]) -> None:
         try:
-            await asyncio.to_thread(self.notifier.outbox.add, owed)
+            if owed:
+                await asyncio.to_thread(self.notifier.outbox.add, owed)
         except OutboxError as exc:
             log_event(logger, "webhook notifications not stored", logging.ERROR,
                       error=str(exc), count=len(owed))

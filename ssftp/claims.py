@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ssftp.layout import CLAIMS_DIR
-from ssftp.moves import fsync_directory, move_atomically, write_durably
+from ssftp.moves import fsync_directory, move_atomically
 
 # Claims of another host are taken over only when its owner directory has not been touched
 # for this long (a live scanner touches it every HEARTBEAT_SECONDS).
@@ -111,18 +111,16 @@ class Claim:
         _prune(self.path.parent, self.owner_directory)
         return target
 
-    def quarantine(self, target: Path, record: Path, content: bytes) -> Path:
-        """Move the file to ``target`` with its verdict record at ``record``.
+    def quarantine(self, target: Path, record: Path) -> Path:
+        """Move the file to ``target``, beside its verdict record at ``record``.
 
-        The record is complete before the file appears, so a quarantined file always has one
-        (a crash in between leaves a record whose file is still claimed, and rescanned). It
-        is written to a temp name and renamed over the empty record that reserved the name,
-        so it is never seen half written. If either step fails, the record goes: an empty
-        one left behind would keep the name taken, and the rescanned file would land as
-        ``name (2).ext`` beside a record of nothing.
+        The record is complete before the file appears (it is what reserved the name), so a
+        quarantined file always has one; a crash in between leaves a record whose file is
+        still claimed, and rescanned. If the move fails, the record goes: left behind it would
+        keep the name taken, and the rescanned file would land as ``name (2).ext`` beside a
+        record of nothing.
         """
         try:
-            write_durably(record, content, replace=True)
             return self.move_to(target)
         except OSError:
             record.unlink(missing_ok=True)

@@ -6,9 +6,11 @@ verdict sends it, write the audit record, and have the claim go there. It never 
 problem with the file, with clamd or with the audit log: every outcome is a :class:`ScanResult`,
 and anything short of a clean verdict for exactly these bytes keeps the file out of ``clean/``.
 
-The audit record of a move comes before the move, and a record that could not be written stops
-it: the file goes back to staging and is scanned again, so no file is in ``clean/`` or
-``quarantine/`` without its record. A move that fails after the record gets a second record.
+The audit record of a move comes before the move, and so do the webhooks it owes (stored in the
+outbox by the ``owe`` hook, so a crash after the move cannot lose them). A record or a webhook
+that could not be stored stops the move: the file goes back to staging and is scanned again, so
+no file is in ``clean/`` or ``quarantine/`` without its record and its notifications. A move
+that fails after the record gets a second record.
 
 Prefect flows call this; tests call it directly.
 """
@@ -20,6 +22,7 @@ import hashlib
 import logging
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +30,7 @@ from typing import Any
 
 from ssftp.claims import Claim, ClaimArea
 from ssftp.clamd import ClamdClient, ScanMode, Verdict, VerdictKind
-from ssftp.errors import AuditLogError
+from ssftp.errors import AuditLogError, OutboxError
 from ssftp.file_stamp import FileStamp
 from ssftp.layout import DataLayout
 from ssftp.logs import audit_event, warn_on_stderr, write_audit_event
@@ -109,12 +112,20 @@ def _changed(before: os.stat_result, after: os.stat_result) -> bool:
             or after.st_ctime_ns != before.st_ctime_ns)
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _owes_nothing(result: ScanResult) -> None:
+    """The ``owe`` hook of a scanner without webhooks (``ssftp scan``, tests)."""
+
+
 class Scanner:
     """Everything one scanning process needs: where the data is, which clamd, who owns what."""
 
     def __init__(self, layout: DataLayout, client: ClamdClient | None, *,
                  mode: ScanMode = "auto", owners: StagingOwners, instance: str,
-                 claims: ClaimArea) -> None:
+                 claims: ClaimArea, owe: Callable[[ScanResult], None] | None = None) -> None:
         self.layout = layout
         # None when the operator switched scanning off: files pass through, marked unscanned.
         self.client = client
@@ -123,6 +134,9 @@ class Scanner:
         self.instance = instance
         # One per process, shared by every scanner it builds (its slots are unique only there).
         self.claims = claims
+        # Stores durably what a file about to be moved owes (its webhooks, in the outbox);
+        # raises OutboxError when it cannot, and the file then stays.
+        self.owe = owe or _owes_nothing
 
     def scan(self, path: Path, flow_run_id: str | None = None) -> ScanResult | None:
         """Scan a staged (or orphaned claimed) file and move it on; None if it is gone."""
@@ -130,19 +144,27 @@ class Scanner:
         if claim is None:
             return None
         examined = self._examine(claim)
+        when = _now()
+
+        def bound_for(area: Area, target: Path) -> ScanResult:
+            return self._result(claim, examined, flow_run_id, area, target, when)
+
         try:
-            route = route_for(examined.verdict.kind, claim.sub_path, self.layout)
+            route = route_for(examined.verdict.kind, claim.sub_path, self.layout,
+                              lambda target: record_content(self._record(
+                                  bound_for(Area.QUARANTINE, target))))
         except OSError as exc:  # the quarantine name could not be reserved (a full disk)
             return self._unmoved(claim, examined, flow_run_id, exc)
         if route.area is Area.STAGING:
             return self._back_to_staging(claim, examined, flow_run_id)
-        result = self._result(claim, examined, flow_run_id, route.area, route.target)
+        result = bound_for(route.area, route.target)
         try:
             write_audit_event("scan", logging.INFO, **self._record(result))
-        except AuditLogError as exc:
-            return self._unaudited(claim, examined, flow_run_id, route, exc)
+            self.owe(result)
+        except (AuditLogError, OutboxError) as exc:
+            return self._unrecorded(claim, examined, flow_run_id, route, exc)
         try:
-            self._move_on(claim, route, result)
+            self._move_on(claim, route)
         except OSError as exc:
             return self._unmoved(claim, examined, flow_run_id, exc)
         return result
@@ -187,14 +209,13 @@ class Scanner:
         afterwards that the name still holds this file is what stands behind the verdict."""
         return claim.path if self.mode == "path" else Path(proc_path(fd))
 
-    def _move_on(self, claim: Claim, route: Route, result: ScanResult) -> None:
+    @staticmethod
+    def _move_on(claim: Claim, route: Route) -> None:
         """Send the claimed file to clean/ or quarantine/, as its (written) record says."""
         if route.record is None:
             claim.move_to(route.target)
-            return
-        # Quarantine: the verdict record beside the file is this result too; it is written down
-        # before the file appears beside it (a failed move removes it again).
-        claim.quarantine(route.target, route.record, record_content(self._record(result)))
+        else:  # beside its verdict record, which the route's reservation wrote
+            claim.quarantine(route.target, route.record)
 
     def _back_to_staging(self, claim: Claim, examined: _Examined,
                          flow_run_id: str | None) -> ScanResult:
@@ -216,12 +237,13 @@ class Scanner:
         audit_event("scan", logging.WARNING, **self._record(result))
         return result
 
-    def _unaudited(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
-                   route: Route, error: AuditLogError) -> ScanResult:
-        """The record of a move could not be written: no move, back to staging, retried.
+    def _unrecorded(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
+                    route: Route, error: AuditLogError | OutboxError) -> ScanResult:
+        """The record of a move, or a webhook it owes, could not be stored: no move, back to
+        staging, retried.
 
-        The one line on stderr is the report (the audit log is what failed), so the record of
-        this outcome is written where it still can be, quietly.
+        The one line on stderr is the report (the audit log may be what failed), so the record
+        of this outcome is written where it still can be, quietly.
         """
         if route.record is not None:
             route.record.unlink(missing_ok=True)  # the reserved quarantine name is not used
@@ -243,7 +265,7 @@ class Scanner:
         return {**result.as_dict(), "instance": self.instance}
 
     def _result(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
-                area: Area, destination: Path) -> ScanResult:
+                area: Area, destination: Path, when: str | None = None) -> ScanResult:
         verdict = examined.verdict
         return ScanResult(
             file=claim.sub_path.as_posix(),
@@ -256,7 +278,7 @@ class Scanner:
             source=self._relative(claim.origin),
             destination=self._relative(destination),
             area=area,
-            time=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            time=when or _now(),
             flow_run_id=flow_run_id,
             clamd_unreachable=verdict.unreachable,
         )

@@ -8,20 +8,22 @@
 - error (clamd could not answer): back to staging, to be scanned again later.
 
 The move itself is the claim's (:class:`ssftp.claims.Claim`): this module only says where, and
-for quarantine reserves the name (the one thing that cannot be decided without touching disk).
+for quarantine reserves the name (the one thing that cannot be decided without touching disk)
+by creating the verdict record, complete: a crash never leaves an empty record that keeps a
+name taken for nothing.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
 from ssftp.clamd import VerdictKind
 from ssftp.layout import DataLayout
-from ssftp.moves import numbered_name
+from ssftp.moves import numbered_name, write_durably
 
 VERDICT_RECORD_SUFFIX = ".verdict.json"
 
@@ -38,18 +40,20 @@ class Route:
     area: Area
     # clean/<sub path>, a quarantine name reserved for this file alone, or staging/<sub path>.
     target: Path
-    # Quarantine only: the verdict record beside ``target`` (it exists already, empty: it is
-    # what reserves the name).
+    # Quarantine only: the verdict record beside ``target`` (it exists already, complete: it
+    # is what reserves the name).
     record: Path | None = None
 
 
-def route_for(verdict: VerdictKind, sub_path: PurePosixPath, layout: DataLayout) -> Route:
-    """Where a file at ``staging/<sub_path>`` goes with this verdict."""
+def route_for(verdict: VerdictKind, sub_path: PurePosixPath, layout: DataLayout,
+              record_for: Callable[[Path], bytes]) -> Route:
+    """Where a file at ``staging/<sub_path>`` goes with this verdict; ``record_for(target)``
+    is the verdict record of the file if it goes to ``target`` in quarantine."""
     if verdict in (VerdictKind.CLEAN, VerdictKind.UNSCANNED):
         return Route(Area.CLEAN, layout.clean / sub_path)
     if verdict is VerdictKind.ERROR:
         return Route(Area.STAGING, layout.staging / sub_path)
-    target = _reserve_quarantine_path(layout.quarantine / sub_path)
+    target = _reserve_quarantine_path(layout.quarantine / sub_path, record_for)
     return Route(Area.QUARANTINE, target, _record_path(target))
 
 
@@ -62,17 +66,17 @@ def _record_path(target: Path) -> Path:
     return target.with_name(target.name + VERDICT_RECORD_SUFFIX)
 
 
-def _reserve_quarantine_path(target: Path) -> Path:
+def _reserve_quarantine_path(target: Path, record_for: Callable[[Path], bytes]) -> Path:
     """``target``, or ``name (2).ext`` ... when that name is taken, reserved by creating its
-    record exclusively: two scans (threads, instances) can never pick the same name."""
+    record exclusively (written whole to a temp name, then linked, which refuses a name that
+    exists): two scans (threads, instances) can never pick the same name."""
     target.parent.mkdir(parents=True, exist_ok=True)
     candidate, number = target, 1
     while True:
         if not candidate.exists():
             record = _record_path(candidate)
             try:
-                os.close(os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                                 0o640))
+                write_durably(record, record_for(candidate), replace=False)
             except FileExistsError:
                 pass
             else:

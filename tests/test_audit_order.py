@@ -1,6 +1,6 @@
-"""No file reaches ``clean/`` or ``quarantine/`` without its audit record: the record is written
-first, with a write whose failure the scanner sees, on real full filesystems (small tmpfs
-mounts) with a real clamd."""
+"""No file reaches ``clean/`` or ``quarantine/`` without its audit record, its verdict record and
+the webhooks it owes: each is written first, by a write whose failure the scanner sees, on real
+full filesystems (small tmpfs mounts) with a real clamd."""
 
 from __future__ import annotations
 
@@ -8,15 +8,20 @@ import errno
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from ssftp import logs
+from ssftp.config.schema import Webhook
 from ssftp.layout import DataLayout
+from ssftp.outbox import Outbox
+from ssftp.scanner import ScanResult
 from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area
+from ssftp.webhooks import notifications_for
 from tests.support import tmpfs
 from tests.test_scan_core import (
     EICAR,
@@ -46,8 +51,12 @@ class Filler:
                 out.write(b"\0" * PAGE)
         assert full.value.errno == errno.ENOSPC
 
-    def free(self) -> None:
-        self.path.unlink()
+    def free(self, pages: int | None = None) -> None:
+        """Free every page it holds, or only that many."""
+        if pages is None:
+            self.path.unlink()
+        else:
+            os.truncate(self.path, self.path.stat().st_size - pages * PAGE)
 
 
 def audit_lines(path: Path) -> list[dict]:
@@ -123,7 +132,10 @@ def test_a_move_that_fails_after_the_record_is_written_gets_a_second_record(
         layout, client, owners, data, area, verdict):
     # The destination on a full filesystem of its own: the move (a copy there) fails.
     with tmpfs(layout.root / area, "64k") as destination, logging_into(layout.log) as audit_log:
-        Filler(destination / "filler").fill()
+        filler = Filler(destination / "filler")
+        filler.fill()
+        if area is Area.QUARANTINE:
+            filler.free(pages=1)  # room for the verdict record, which comes first; not the file
         scanner = make_scanner(layout, client, owners)
         result = scanner.scan(stage(layout, "partner-a/report.com", data), "run-3")
         assert result.verdict == "error" and "could not move the file on" in result.detail
@@ -157,6 +169,74 @@ def test_a_verdict_record_that_cannot_be_written_leaves_no_empty_record(layout, 
         record = quarantine / "partner-a" / f"eicar.com{VERDICT_RECORD_SUFFIX}"
         assert json.loads(record.read_bytes())["verdict"] == "infected"
         assert files_under(quarantine) == [record.with_name("eicar.com"), record]
+
+
+HOOK = Webhook.model_validate({"name": "virusFound", "url": "http://127.0.0.1:9/hook"})
+
+
+@dataclass
+class Owed:
+    """The worker's ``owe`` hook on a real outbox, noting what was on disk when it ran."""
+
+    layout: DataLayout
+    outbox: Outbox
+    seen: list[tuple[bool, dict]] = field(default_factory=list)
+
+    def __call__(self, result: ScanResult) -> None:
+        moved = self.layout.root / result.destination
+        record = moved.with_name(moved.name + VERDICT_RECORD_SUFFIX)
+        self.seen.append((moved.exists(), json.loads(record.read_bytes())))
+        self.outbox.add(item.stored() for item in notifications_for([HOOK], result, 1, "gw"))
+
+    def bodies(self) -> list[dict]:
+        owed = self.outbox.owed(now=time.time() + 1, limit=100)
+        return [json.loads(item.body) for item in self.outbox.pending(owed)]
+
+
+def test_a_quarantined_file_has_its_record_and_webhook_stored_before_it_moves(
+        layout, client, owners):
+    """A crash right before the move must leave the webhook owed and the verdict record
+    whole: on the main this replaces, the webhook was built only after the scan run returned
+    (a crash lost it) and the record that reserved the name was empty until the move."""
+    owed = Owed(layout, Outbox(layout.system / "outbox.sqlite3"))
+    with logging_into(layout.log):
+        result = make_scanner(layout, client, owners, owe=owed).scan(
+            stage(layout, "partner-a/eicar.com", EICAR), "run-6")
+    assert (result.verdict, result.destination) == ("infected", "quarantine/partner-a/eicar.com")
+    [(moved_yet, record)] = owed.seen
+    assert not moved_yet
+    assert (record["verdict"], record["destination"]) == (
+        "infected", "quarantine/partner-a/eicar.com")
+    [body] = owed.bodies()
+    assert (body["event"], body["destination"], body["sha256"]) == (
+        "virusFound", result.destination, result.sha256)
+
+
+def test_a_file_whose_webhook_cannot_be_stored_stays_in_staging_until_it_can(
+        layout, client, owners, capfd):
+    with tmpfs(layout.system, "256k") as system, logging_into(layout.log) as audit_log:
+        owed = Owed(layout, Outbox(system / "outbox.sqlite3"))
+        filler = Filler(system / "filler")
+        filler.fill()
+        scanner = make_scanner(layout, client, owners, owe=owed)
+        staged = stage(layout, "partner-a/eicar.com", EICAR)
+        capfd.readouterr()
+
+        result = scanner.scan(staged, "run-7")
+        assert result.verdict == "error" and result.area is Area.STAGING
+        assert "webhook outbox" in result.detail and "full" in result.detail
+        assert staged.read_bytes() == EICAR and scanner.claims.held() == []
+        assert files_under(layout.quarantine) == []  # nor the record that reserved the name
+        [line] = capfd.readouterr().err.splitlines()
+        assert "partner-a/eicar.com" in line and "webhook outbox" in line
+        planned, stayed = scans(audit_log)
+        assert (planned["verdict"], stayed["verdict"]) == ("infected", "error")
+
+        filler.free()
+        again = scanner.scan(staged, "run-8")
+        assert (again.verdict, again.area) == ("infected", Area.QUARANTINE)
+        assert [body["destination"] for body in owed.bodies()] == [again.destination]
+        owed.outbox.close()
 
 
 def test_the_audit_log_is_opened_again_when_logrotate_moved_it(layout, owners):

@@ -16,7 +16,7 @@ import subprocess
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -94,9 +94,9 @@ def free_closed_port() -> int:
 
 
 def make_scanner(layout: DataLayout, client: ClamdClient | None, owners: StagingOwners,
-                 mode: str = "auto") -> Scanner:
+                 mode: str = "auto", owe: Callable[[ScanResult], None] | None = None) -> Scanner:
     return Scanner(layout, client, mode=mode, owners=owners, instance="gw-test",
-                   claims=ClaimArea(layout.staging))
+                   claims=ClaimArea(layout.staging), owe=owe)
 
 
 @contextlib.contextmanager
@@ -281,11 +281,14 @@ def test_orphans_are_taken_over_and_their_empty_directories_removed(layout):
 
 def quarantine(layout: DataLayout, claim, verdict: VerdictKind, record: dict) -> Path:
     """What the scanner does with a quarantine verdict: its record names where the file goes."""
-    route = route_for(verdict, claim.sub_path, layout)
+    route = route_for(verdict, claim.sub_path, layout, lambda target: record_content(
+        {**record, "destination": target.relative_to(layout.root).as_posix()}))
     assert route.area is Area.QUARANTINE
-    destination = route.target.relative_to(layout.root).as_posix()
-    return claim.quarantine(route.target, route.record,
-                            record_content({**record, "destination": destination}))
+    return claim.quarantine(route.target, route.record)
+
+
+def no_record(target: Path) -> bytes:
+    raise AssertionError(f"only a quarantine verdict has a record (asked for {target})")
 
 
 def test_clean_replaces_an_older_clean_file(layout):
@@ -294,7 +297,7 @@ def test_clean_replaces_an_older_clean_file(layout):
     older.write_bytes(b"old clean")
     area = ClaimArea(layout.staging)
     claim = area.claim(stage(layout, ODD_SUB_PATH, b"new clean"))
-    route = route_for(VerdictKind.CLEAN, claim.sub_path, layout)
+    route = route_for(VerdictKind.CLEAN, claim.sub_path, layout, no_record)
     assert (route.area, route.target, route.record) == (Area.CLEAN, older, None)
     with older.open("rb") as reader:  # a consumer mid-download
         assert claim.move_to(route.target) == older
@@ -347,7 +350,7 @@ def test_error_goes_back_to_staging(layout):
     staged = stage(layout, "partner-a/a b/c: d.txt", b"retry me")
     area = ClaimArea(layout.staging)
     claim = area.claim(staged)
-    route = route_for(VerdictKind.ERROR, claim.sub_path, layout)
+    route = route_for(VerdictKind.ERROR, claim.sub_path, layout, no_record)
     assert (route.area, route.target, route.record) == (Area.STAGING, staged, None)
     assert claim.release() == staged
     assert staged.read_bytes() == b"retry me"
