@@ -9,6 +9,7 @@ missing=()
 command -v sftp >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
+command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)  # tests/test_off_loop.py: a FUSE mount that hangs
 if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
     sudo=""

@@ -3,6 +3,8 @@
 The base class's path mapping is disabled (it fails closed), so every operation the server
 supports is one of the methods below and no request can reach the disk unchecked. A refusal is
 logged and answered with SSH_FX_PERMISSION_DENIED; filesystem errors keep their own codes.
+Whatever touches the disk runs in the session's own thread, never on the event loop that every
+session shares (server.off_loop): a hung filesystem holds only the sessions that use it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from asyncssh import SFTPAttrs, SFTPName
 
 from server.descriptors import process_budget
 from server.jail import Jail, JailPath, proc_path
+from server.off_loop import off_loop, run_off_loop, session_executor
 from server.upload_writer import UploadWriter
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
@@ -43,6 +46,8 @@ DIR_MODE = 0o750
 # C0 controls and DEL: a name holding one (a newline above all) forges lines in every log and
 # listing that prints it, and breaks the scripts that read them.
 _CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F))
+
+_LISTING_BATCH = 64  # entries per trip off the loop (see _next_names); asyncssh sends 128
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,9 @@ class SFTPSession(asyncssh.SFTPServer):
         self._open_files = 0
         self._listings: weakref.WeakSet[AsyncIterator[SFTPName]] = weakref.WeakSet()
         self._limits_logged: set[str] = set()
+        # Every call that touches the disk runs there (server.off_loop). The handle counts,
+        # the listings and the budget shared by all sessions stay with the event loop.
+        self.executor = session_executor()
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -176,16 +184,19 @@ class SFTPSession(asyncssh.SFTPServer):
 
     # -- paths -----------------------------------------------------------------------------
 
+    @off_loop
     def realpath(self, path: bytes) -> bytes:
         with self._checked("realpath", path):
             return self.jail.to_virtual(self.jail.resolve(path).host).encode()
 
+    @off_loop
     def stat(self, path: bytes) -> os.stat_result:
         with self._checked("stat", path):
             self.permissions.require(Permission.LIST, "stat")
             with self.jail.open_path(self.jail.resolve(path).host) as fd:
                 return os.fstat(fd)
 
+    @off_loop
     def lstat(self, path: bytes) -> SFTPAttrs:
         with self._checked("lstat", path):
             self.permissions.require(Permission.LIST, "stat")
@@ -203,25 +214,34 @@ class SFTPSession(asyncssh.SFTPServer):
         return listing
 
     async def _listing(self, path: bytes) -> AsyncIterator[SFTPName]:
+        fd, here, entries = await self._open_listing(path)
+        # Closing a directory on the loop is safe: it frees memory and descriptors, and no
+        # filesystem (NFS, FUSE) waits for its server to let a directory go.
+        try:
+            with entries:
+                yield SFTPName(b".", attrs=here)
+                yield SFTPName(b"..", attrs=here)
+                while names := await run_off_loop(self.executor, _next_names, entries):
+                    for name in names:
+                        yield name
+        finally:
+            os.close(fd)  # the entries stat relative to it
+
+    @off_loop
+    def _open_listing(self, path: bytes,
+                      ) -> tuple[int, SFTPAttrs, os._ScandirIterator[str]]:
+        """The checks and the open of a listing, at its first READDIR (asyncssh's OPENDIR
+        only keeps the generator)."""
         with self._checked("list", path):
             self.permissions.require(Permission.LIST, "listing a directory")
             fd = self.jail.open_directory(self.jail.resolve(path).host)
         try:
-            here = SFTPAttrs.from_local(os.fstat(fd))
-            yield SFTPName(b".", attrs=here)
-            yield SFTPName(b"..", attrs=here)
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    if is_reserved_name(entry.name):
-                        continue
-                    try:
-                        info = entry.stat(follow_symlinks=False)  # relative to fd, not a path
-                    except FileNotFoundError:
-                        continue  # gone since readdir (claimed by the scanner, removed): not listed
-                    yield SFTPName(os.fsencode(entry.name), attrs=_shown_attrs(info))
-        finally:
+            return fd, SFTPAttrs.from_local(os.fstat(fd)), os.scandir(fd)
+        except BaseException:
             os.close(fd)
+            raise
 
+    @off_loop
     def readlink(self, path: bytes) -> bytes:
         with self._checked("readlink", path):
             self.permissions.require(Permission.LIST, "reading a link")
@@ -245,6 +265,7 @@ class SFTPSession(asyncssh.SFTPServer):
         with self._checked("link", newpath):
             raise Refused("creating links is not allowed")
 
+    @off_loop
     def statvfs(self, path: bytes) -> os.statvfs_result:
         with self._checked("statvfs", path):
             self.permissions.require(Permission.LIST, "statvfs")
@@ -253,6 +274,7 @@ class SFTPSession(asyncssh.SFTPServer):
 
     # -- directories -------------------------------------------------------------------
 
+    @off_loop
     def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         with self._checked("mkdir", path):
             self.permissions.require(Permission.CREATE_DIRS, "creating a directory")
@@ -261,6 +283,7 @@ class SFTPSession(asyncssh.SFTPServer):
             with self.jail.open_parent(target.host) as (directory, name):
                 os.mkdir(name, DIR_MODE, dir_fd=directory)
 
+    @off_loop
     def rmdir(self, path: bytes) -> None:
         with self._checked("rmdir", path):
             self.permissions.require(Permission.DELETE, "removing a directory")
@@ -279,6 +302,7 @@ class SFTPSession(asyncssh.SFTPServer):
             return
         self.permissions.require(permission, action)
 
+    @off_loop
     def remove(self, path: bytes) -> None:
         with self._checked("remove", path):
             target = self.jail.resolve(path, follow_final=False)
@@ -314,9 +338,11 @@ class SFTPSession(asyncssh.SFTPServer):
                     move = os.replace
                 move(source_name, target_name, src_dir_fd=source_dir, dst_dir_fd=target_dir)
 
+    @off_loop
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
         self._rename(oldpath, newpath, replace=False)
 
+    @off_loop
     def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
         self._rename(oldpath, newpath, replace=True)
 
@@ -348,6 +374,7 @@ class SFTPSession(asyncssh.SFTPServer):
             os.utime(target, (attrs.atime if attrs.atime is not None else attrs.mtime,
                               attrs.mtime))
 
+    @off_loop
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         with self._checked("setstat", path), \
                 self.jail.open_path(self.jail.resolve(path).host) as fd:
@@ -361,6 +388,7 @@ class SFTPSession(asyncssh.SFTPServer):
             # By the descriptor's /proc name: fchmod and futimens refuse an O_PATH one.
             self._apply_attrs(Path(proc_path(fd)), attrs)
 
+    @off_loop
     def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         handle = self._handle(file_obj)
         with self._checked("setstat", handle.virtual.encode()):
@@ -370,8 +398,13 @@ class SFTPSession(asyncssh.SFTPServer):
                 handle.writer.truncate(attrs.size)
             self._apply_attrs(handle.fileno(), attrs)
 
+    @off_loop
     def fstat(self, file_obj: object) -> os.stat_result:
         return os.fstat(self._handle(file_obj).fileno())
+
+    @off_loop
+    def fstatvfs(self, file_obj: object) -> os.statvfs_result:
+        return os.fstatvfs(self._handle(file_obj).fileno())
 
     # -- files: open, read, write, close -----------------------------------------------
 
@@ -381,17 +414,21 @@ class SFTPSession(asyncssh.SFTPServer):
             raise asyncssh.SFTPInvalidHandle("invalid handle")
         return file_obj
 
-    def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
+    async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
         self._reserve_handle("open", path)
         try:
-            with self._checked("open", path):
-                handle = (self._open_upload(path, pflags) if pflags & asyncssh.FXF_WRITE
-                          else self._open_download(path))
+            handle = await self._opened(path, pflags)
         except BaseException:
             process_budget().release_file()  # nothing was opened
             raise
         self._open_files += 1
         return handle
+
+    @off_loop
+    def _opened(self, path: bytes, pflags: int) -> DownloadHandle | UploadHandle:
+        with self._checked("open", path):
+            return (self._open_upload(path, pflags) if pflags & asyncssh.FXF_WRITE
+                    else self._open_download(path))
 
     def _open_regular(self, host: Path, flags: int) -> int:
         """Open an existing regular file inside the jail that has no other hard link (which
@@ -459,6 +496,7 @@ class SFTPSession(asyncssh.SFTPServer):
         return UploadHandle(target.virtual, writer=writer,
                             readable=bool(pflags & asyncssh.FXF_READ))
 
+    @off_loop
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
         handle = self._handle(file_obj)
         if isinstance(handle, UploadHandle):
@@ -472,6 +510,7 @@ class SFTPSession(asyncssh.SFTPServer):
         handle.bytes += len(data)
         return data
 
+    @off_loop
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
         handle = self._handle(file_obj)
         if not isinstance(handle, UploadHandle):
@@ -481,6 +520,7 @@ class SFTPSession(asyncssh.SFTPServer):
         handle.bytes += len(data)
         return len(data)
 
+    @off_loop
     def fsync(self, file_obj: object) -> None:
         handle = self._handle(file_obj)
         if isinstance(handle, UploadHandle):
@@ -489,23 +529,23 @@ class SFTPSession(asyncssh.SFTPServer):
         else:
             os.fsync(handle.fd)
 
-    def close(self, file_obj: object) -> None:
+    async def close(self, file_obj: object) -> None:
         handle = self._handle(file_obj)
         self._open_files -= 1  # asyncssh has dropped the handle, whatever happens below
         process_budget().release_file()
         if isinstance(handle, DownloadHandle):
-            os.close(handle.fd)
+            await run_off_loop(self.executor, os.close, handle.fd)  # FUSE flushes on close
             self._log_transfer("download", handle, None)
             return
         assert handle.writer is not None
         # asyncssh also calls close() for handles still open when the session ends: that is
         # an interrupted upload, which must never appear under its final name.
         if _client_has_left(self.channel):
-            handle.writer.abort()
+            await run_off_loop(self.executor, handle.writer.abort)
             self._log_transfer("upload", handle, "session ended before the file was closed")
             return
         try:
-            handle.writer.commit()
+            await run_off_loop(self.executor, handle.writer.commit)
         except UploadFailedError as exc:
             self._log_transfer("upload", handle, str(exc))
             raise asyncssh.SFTPFailure(str(exc)) from None
@@ -518,7 +558,9 @@ class SFTPSession(asyncssh.SFTPServer):
         self._log_transfer("upload", handle, None)
 
     def exit(self) -> None:
-        """Nothing to do: close() already settled every open handle."""
+        """close() already settled every open handle. The session's thread is let go, not
+        waited for: it may be stuck on a hung filesystem, and ends when that call returns."""
+        self.executor.shutdown(wait=False)
 
     def __repr__(self) -> str:
         return f"SFTPSession(user={self.account.username!r})"
@@ -531,6 +573,27 @@ def _shown_attrs(info: os.stat_result) -> SFTPAttrs:
     if stat.S_ISLNK(info.st_mode):
         attrs.size = 0
     return attrs
+
+
+def _next_names(entries: Iterator[os.DirEntry[str]]) -> list[SFTPName]:
+    """The next names of a listing with their attributes; empty at its end.
+
+    Up to ``_LISTING_BATCH`` per call, each call one trip to the session's thread: a trip
+    costs some 40 microseconds, dozens of times the stat of a cached entry (about one), so
+    one trip per entry would make a listing many times slower.
+    """
+    names: list[SFTPName] = []
+    for entry in entries:
+        if is_reserved_name(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)  # relative to the directory, not a path
+        except FileNotFoundError:
+            continue  # gone since readdir (claimed by the scanner, removed): not listed
+        names.append(SFTPName(os.fsencode(entry.name), attrs=_shown_attrs(info)))
+        if len(names) == _LISTING_BATCH:
+            break
+    return names
 
 
 def _only_mode(attrs: SFTPAttrs) -> bool:

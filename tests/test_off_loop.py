@@ -1,0 +1,212 @@
+"""A hung filesystem ties up only the sessions that touch it (issue 12, item 3).
+
+Under one account's root is an ``sshfs`` mount of a local sshd; SIGSTOP on that sshd makes every
+call that reaches the mount hang, as on a dead NFS server. While one session is stuck in a stat,
+a listing or a read there, other sessions (another account, and the same account outside the
+mount) log in, list and download; once the sshd goes on, the stuck request is answered too.
+Everything is real: the server, the asyncssh clients, sshd, sshfs and the kernel's FUSE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import asyncssh
+import pytest
+
+from testkit.openssh_server import OpenSshServer, sshd_available
+from testkit.sftp_client import make_client_key
+from tests.support import ServerThread, unique_name, write_config
+from tests.test_permissions_e2e import connect
+
+PASSWORD = "off-loop-secret-pw"
+DEADLINE = 30.0  # generous: the work it bounds takes well under a second when nothing hangs
+PAYLOAD = b"answered while another session hangs\n"
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """Two download accounts, each with its own root."""
+    root = tmp_path_factory.mktemp("off-loop")
+    config = write_config(root / "ssftp.yaml", f"""
+    sftpPort: 0
+    users:
+      cleanDir:
+        - directory: reader-a
+          auth:
+            username: reader-a
+            password: {PASSWORD}
+        - directory: reader-b
+          auth:
+            username: reader-b
+            password: {PASSWORD}
+    """)
+    gateway = ServerThread(config, root / "data")
+    yield gateway
+    gateway.stop()
+
+
+def _process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants: sshd serves each connection in child processes."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat_line = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat_line.rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+# Where the kernel has a thread wait for a FUSE daemon: for its answer to a request (stat,
+# open, readdir), or for a page that a read request is filling (older kernels: on_page).
+FUSE_WAITS = frozenset({"request_wait_answer", "folio_wait_bit_common",
+                        "wait_on_page_bit_common"})
+
+
+def _threads_waiting_on_fuse() -> int:
+    """Threads of this process (the server's among them) waiting for a FUSE daemon."""
+    count = 0
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            count += (task / "wchan").read_text() in FUSE_WAITS
+    return count
+
+
+@dataclass
+class HungMount:
+    """An sshfs mount whose server can be stopped (every call under it hangs) and resumed."""
+
+    path: Path  # the mount point, inside reader-a's root
+    remote: Path  # the directory sshd serves: what the mount shows, written to directly
+    sshd: OpenSshServer
+
+    def _signal_sshd(self, signum: signal.Signals) -> None:
+        for pid in _process_tree(self.sshd.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def hang(self) -> None:
+        self._signal_sshd(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_sshd(signal.SIGCONT)
+
+
+@pytest.fixture
+def hung_mount(server: ServerThread, tmp_path: Path) -> Iterator[HungMount]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a FUSE filesystem needs root")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse: FUSE is not available here")
+    if shutil.which("sshfs") is None or shutil.which("fusermount") is None:
+        pytest.skip("sshfs is not installed (Debian package sshfs)")
+    if not sshd_available():
+        pytest.skip("OpenSSH sshd is not installed")
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    mount_point = server.layout.clean / "reader-a" / f"share-{unique_name()}"
+    mount_point.mkdir(parents=True)
+    key = make_client_key(tmp_path, "sshfs")
+    with OpenSshServer.start(tmp_path / "sshd", authorized_keys=[key.public_line],
+                             sftp_root=remote) as sshd:
+        subprocess.run(
+            ["sshfs", f"{sshd.username}@{sshd.host}:{remote}", str(mount_point),
+             "-p", str(sshd.port), "-o", f"IdentityFile={key.private_path},BatchMode=yes,"
+             "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"],
+            check=True, timeout=DEADLINE, capture_output=True)
+        mount = HungMount(mount_point, remote, sshd)
+        try:
+            yield mount
+        finally:
+            mount.resume()
+            subprocess.run(["fusermount", "-u", "-z", str(mount_point)], check=True)
+            mount_point.rmdir()
+
+
+async def _others_work(server: ServerThread) -> None:
+    """What must go on while one session hangs: another account, and the hung session's own
+    account outside the mount, log in, list and download."""
+    for user, directory in (("reader-b", "/"), ("reader-a", "/outside")):
+        async with connect(server.port, user, PASSWORD) as conn, \
+                conn.start_sftp_client() as sftp:
+            assert "plain.txt" in await sftp.listdir(directory)
+            async with sftp.open(f"{directory.rstrip('/')}/plain.txt", "rb") as file:
+                assert await file.read() == PAYLOAD
+
+
+async def _within(work: Awaitable[T], what: str) -> T:
+    """``work``, or a clear failure at the deadline (which only turns a hang into one)."""
+    try:
+        return await asyncio.wait_for(work, DEADLINE)
+    except TimeoutError:
+        raise AssertionError(f"gave up waiting for {what} after {DEADLINE:.0f} s") from None
+
+
+async def _until(condition: Callable[[], object], what: str) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.05)
+    await _within(poll(), what)
+
+
+async def _read(file: asyncssh.SFTPClientFile | None) -> bytes:
+    assert file is not None
+    return await file.read()
+
+
+@pytest.mark.parametrize("operation", ["stat", "listing", "read"])
+def test_a_hung_filesystem_ties_up_only_its_session(
+        server: ServerThread, hung_mount: HungMount, operation: str) -> None:
+    for root in ("reader-a/outside", "reader-b"):
+        (server.layout.clean / root).mkdir(parents=True, exist_ok=True)
+        (server.layout.clean / root / "plain.txt").write_bytes(PAYLOAD)
+    (hung_mount.remote / "hung.txt").write_bytes(PAYLOAD)  # never seen through the mount yet
+    (hung_mount.remote / "folder").mkdir()
+    (hung_mount.remote / "folder" / "inside.txt").write_bytes(PAYLOAD)
+    hung = f"/{hung_mount.path.name}/hung.txt"
+
+    async def scenario() -> None:
+        async with connect(server.port, "reader-a", PASSWORD) as conn, \
+                conn.start_sftp_client() as stuck:
+            opened = await stuck.open(hung, "rb") if operation == "read" else None
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
+                "stat": lambda: stuck.stat(hung),
+                "listing": lambda: stuck.listdir(f"/{hung_mount.path.name}/folder"),
+                "read": lambda: _read(opened),
+            }
+            assert _threads_waiting_on_fuse() == 0
+            hung_mount.hang()
+            try:
+                pending = asyncio.ensure_future(calls[operation]())
+                await _until(lambda: _threads_waiting_on_fuse() or pending.done(),
+                             "the server to be inside the hung call")
+                assert not pending.done()
+                await _within(_others_work(server), "the other sessions")
+                assert not pending.done()  # still hung: the others were served meanwhile
+            finally:
+                hung_mount.resume()
+            result = await _within(pending, "the hung call once its filesystem is back")
+            if operation == "stat":
+                assert isinstance(result, asyncssh.SFTPAttrs) and result.size == len(PAYLOAD)
+            elif operation == "listing":
+                assert isinstance(result, list) and "inside.txt" in result
+            else:
+                assert result == PAYLOAD
+
+    asyncio.run(scenario())
