@@ -3,6 +3,8 @@
 Order of start: the Prefect server (found or started), clamd (unless one is configured), the
 SFTP server, then the scan worker. The worker runs on its own thread and event loop, so
 scanning and Prefect's bookkeeping never hold up SFTP clients. Ctrl-C stops all in reverse.
+The clamd it starts is supervised (started again when it dies); it and the Prefect server die
+with ``up``, and a start stops what a SIGKILLed ``up`` left (``ssftp.processes``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 
 from deployments.prefect_server import OFFLINE_ENV, PrefectServer, ensure_prefect_server
-from ssftp.clamd_daemon import ClamdDaemon
+from ssftp.clamd_daemon import ClamdDaemon, supervise
 from ssftp.config.reload import ConfigStore
 from ssftp.errors import WorkerDiedError
 from ssftp.layout import DataLayout
@@ -96,15 +98,19 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
     os.environ.update({key: os.environ.get(key, value) for key, value in OFFLINE_ENV.items()})
     os.environ.setdefault("PREFECT_HOME", str(layout.system / "prefect"))
     prefect: PrefectServer = await asyncio.to_thread(
-        ensure_prefect_server, layout.system / "prefect", prefect_port)
+        ensure_prefect_server, layout.system / "prefect", prefect_port,
+        pid_file=layout.prefect_pid_file)
     os.environ["PREFECT_API_URL"] = prefect.api_url
     clamd = None
+    supervisor = None
     service = None
     worker = None
     try:
         if config.enable_virus_scan and not config.clamav.address:
             clamd = await asyncio.to_thread(ClamdDaemon.start, layout.clamd,
-                                            max_file_size=config.clamav.max_file_size)
+                                            max_file_size=config.clamav.max_file_size,
+                                            pid_file=layout.clamd_pid_file)
+            supervisor = asyncio.create_task(supervise(clamd))
         service = await start_service(store, host=host, port=port)
         worker = WorkerThread(store, clamd)
         worker.start()
@@ -124,6 +130,10 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
             worker.stop()
         if service is not None:
             await service.stop()
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         if clamd is not None:
             clamd.stop()
         prefect.stop()

@@ -3,21 +3,29 @@
 Used by ``ssftp up`` when no clamd is configured, and by the tests. Without a real signature
 database (no freshclam run, as on an offline machine) it loads the shipped EICAR test
 signatures and says so loudly: such a clamd finds the test file and nothing else.
+
+``ssftp up`` keeps its clamd running (:func:`supervise`): a clamd that dies (a crash, the OOM
+killer) is reaped and started again after a backoff of its own, or scanning would stop for
+good while uploads pile up in staging. Its stdout and stderr go to its log: the reason a start
+fails (``Failed to lock the log file``) is printed there, before its log is open. The price: a
+clamd in the foreground also echoes each log line on stdout, so most lines appear twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
+import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssftp.clamd import ClamdAddress, ClamdClient
 from ssftp.errors import ClamdStartError
 from ssftp.logs import APP, log_event
-from ssftp.processes import stop_child
+from ssftp.processes import describe_exit, record_pid, spawn_child, stop_child, stop_leftover
 
 logger = logging.getLogger(APP)
 
@@ -26,6 +34,8 @@ CLAMAV_FILES = Path(__file__).resolve().parent / "clamav"
 TEST_SIGNATURES = CLAMAV_FILES / "test-signatures"
 SYSTEM_DATABASE = Path("/var/lib/clamav")
 CLAMD_BINARIES = ("/usr/sbin/clamd", "clamd")
+# How much of the end of clamd's log is read for a tail (it grows for as long as clamd runs).
+LOG_TAIL_BYTES = 64 * 1024
 
 
 def signature_database() -> tuple[Path, bool]:
@@ -63,6 +73,31 @@ def render_config(run_dir: Path, database: Path, max_file_size: int,
     return conf
 
 
+def clamd_argv(conf: Path) -> list[str]:
+    """The command line of a clamd with ``conf``: a start after a crash knows it by this."""
+    return [_binary(), "-c", str(conf)]
+
+
+def is_clamd(argv: list[str]) -> bool:
+    return bool(argv) and Path(argv[0]).name == "clamd"
+
+
+def clear_stale_socket(path: Path) -> None:
+    """Remove the socket a dead clamd left, only once nothing answers on it: a live clamd
+    keeps its socket (a new one could not bind, and would take it away from its clients)."""
+    if not path.exists():
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink(missing_ok=True)
+            return
+    raise ClamdStartError(f"{path} already answers: another clamd runs on this directory "
+                          "(not one that this data root's pid file names); stop it first")
+
+
 def socket_in(run_dir: Path) -> Path:
     """Where the clamd of ``run_dir`` listens."""
     return run_dir / "clamd.sock"
@@ -73,10 +108,23 @@ class ClamdDaemon:
     process: subprocess.Popen[bytes]
     run_dir: Path
     tcp_port: int | None
+    # Where the current clamd is recorded, so a start after a SIGKILL can stop it.
+    pid_file: Path | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    # Where this clamd's lines begin in the shared log: its errors, not an earlier clamd's.
+    log_start: int = 0
 
     @property
     def socket(self) -> Path:
         return socket_in(self.run_dir)
+
+    @property
+    def conf(self) -> Path:
+        return self.run_dir / "clamd.conf"
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir / "clamd.log"
 
     @property
     def address(self) -> ClamdAddress:
@@ -85,7 +133,9 @@ class ClamdDaemon:
     @classmethod
     def start(cls, run_dir: Path, *, max_file_size: int = 100 * 1024 * 1024,
               tcp_port: int | None = None, database: Path | None = None,
-              ready_timeout: float = 120.0) -> ClamdDaemon:
+              ready_timeout: float = 120.0, pid_file: Path | None = None) -> ClamdDaemon:
+        """Start clamd and wait until it answers. With ``pid_file``, first stop the clamd that
+        a killed predecessor recorded there (it holds the log's lock and the socket)."""
         run_dir.mkdir(parents=True, exist_ok=True)
         test_only = False
         if database is None:
@@ -95,26 +145,124 @@ class ClamdDaemon:
                       "signatures only; run freshclam for real protection", logging.WARNING,
                       database=str(database))
         conf = render_config(run_dir, database, max_file_size, tcp_port)
-        socket_in(run_dir).unlink(missing_ok=True)
-        process = subprocess.Popen([_binary(), "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        daemon = cls(process, run_dir, tcp_port)
-        client = ClamdClient(daemon.address, timeout=5)
-        deadline = time.monotonic() + ready_timeout
-        while not client.ping():
-            if process.poll() is not None or time.monotonic() > deadline:
-                daemon.stop()
-                raise ClamdStartError(f"clamd did not start: {daemon.log_tail()}")
-            time.sleep(0.1)
-        log_event(logger, "clamd started", socket=str(daemon.socket), tcp_port=tcp_port,
-                  version=client.command("VERSION"))
+        if pid_file is not None and (left := stop_leftover(
+                pid_file, is_clamd, what="clamd", error=ClamdStartError, grace_seconds=15)):
+            log_event(logger, "stopped the clamd a killed ssftp left running", logging.WARNING,
+                      pid=left.pid, pid_file=str(pid_file))
+        log_start = _size_of(run_dir / "clamd.log")
+        daemon = cls(_spawn(conf, run_dir), run_dir, tcp_port, pid_file, log_start=log_start)
+        daemon._record()
+        daemon.wait_ready(ready_timeout)
         return daemon
 
-    def log_tail(self, lines: int = 10) -> str:
-        log = self.run_dir / "clamd.log"
-        if not log.exists():
+    def respawn(self) -> None:
+        """Start a new clamd in place of the one that exited (same config, socket, log)."""
+        self.log_start = _size_of(self.log)
+        self.started_at = time.monotonic()
+        self.process = _spawn(self.conf, self.run_dir)
+        self._record()
+
+    def _record(self) -> None:
+        if self.pid_file is not None:
+            record_pid(self.pid_file, self.process.pid)
+
+    def wait_ready(self, ready_timeout: float) -> None:
+        client = ClamdClient(self.address, timeout=5)
+        deadline = time.monotonic() + ready_timeout
+        while not client.ping():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise ClamdStartError(f"clamd did not start: {self.log_tail(since_start=True)}")
+            time.sleep(0.1)
+        log_event(logger, "clamd started", socket=str(self.socket), tcp_port=self.tcp_port,
+                  pid=self.process.pid, version=client.command("VERSION"))
+
+    def log_tail(self, lines: int = 10, *, since_start: bool = False) -> str:
+        """The last ``lines`` of clamd's log, one line; ``since_start``: only this clamd's."""
+        try:
+            with self.log.open("rb") as log:
+                size = log.seek(0, 2)
+                begin = max(self.log_start if since_start else 0, size - LOG_TAIL_BYTES)
+                log.seek(begin)
+                text = log.read().decode(errors="replace")
+        except FileNotFoundError:
             return "(no log)"
-        return " | ".join(log.read_text(errors="replace").splitlines()[-lines:])
+        return " | ".join(text.splitlines()[-lines:]) or "(nothing in its log)"
 
     def stop(self) -> None:
         stop_child(self.process, grace_seconds=15)
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _spawn(conf: Path, run_dir: Path) -> subprocess.Popen[bytes]:
+    clear_stale_socket(socket_in(run_dir))
+    with (run_dir / "clamd.log").open("ab") as log:
+        return spawn_child(clamd_argv(conf), output=log)
+
+
+@dataclass
+class RestartBackoff:
+    """How long to wait before starting clamd again: ``first_seconds``, doubling up to
+    ``longest_seconds`` while it keeps dying (a clamd that cannot start must not take the
+    machine), and from ``first_seconds`` again once one ran ``stable_after_seconds``."""
+
+    first_seconds: float = 1.0
+    longest_seconds: float = 60.0
+    stable_after_seconds: float = 300.0
+    _failures: int = 0
+
+    def next_delay(self, ran_seconds: float) -> float:
+        if ran_seconds >= self.stable_after_seconds:
+            self._failures = 0
+        delay = min(self.longest_seconds, self.first_seconds * 2.0 ** min(self._failures, 32))
+        self._failures += 1
+        return delay
+
+
+async def supervise(daemon: ClamdDaemon, backoff: RestartBackoff | None = None,
+                    poll_seconds: float = 0.5) -> None:
+    """Keep ``daemon``'s clamd running until cancelled: reap it when it exits, log how it
+    ended with the end of its log, and start it again after the backoff. Polling (not a thread
+    blocked in ``wait``): a cancel at shutdown leaves nothing behind."""
+    backoff = backoff or RestartBackoff()
+    while True:
+        while (code := daemon.process.poll()) is None:
+            await asyncio.sleep(poll_seconds)
+        ran = time.monotonic() - daemon.started_at
+        delay = backoff.next_delay(ran)
+        log_event(logger, "clamd died", logging.ERROR, exit=describe_exit(code),
+                  pid=daemon.process.pid, ran_seconds=round(ran, 1), restart_in_seconds=delay,
+                  log_tail=daemon.log_tail(since_start=True))
+        while not await _respawn_after(daemon, delay):
+            delay = backoff.next_delay(ran_seconds=0)
+        await _until_answering(daemon, poll_seconds)
+
+
+async def _respawn_after(daemon: ClamdDaemon, delay: float) -> bool:
+    await asyncio.sleep(delay)
+    try:
+        daemon.respawn()
+    except (ClamdStartError, OSError) as exc:  # e.g. something else took the socket
+        log_event(logger, "clamd restart failed", logging.ERROR, error=str(exc))
+        return False
+    return True
+
+
+async def _until_answering(daemon: ClamdDaemon, poll_seconds: float) -> None:
+    """Log when the new clamd answers (loading signatures takes a while); return early when
+    it exits instead, for :func:`supervise` to see."""
+    client = ClamdClient(daemon.address, timeout=5)
+    while daemon.process.poll() is None:
+        if await asyncio.to_thread(client.ping):
+            log_event(logger, "clamd restarted", pid=daemon.process.pid,
+                      socket=str(daemon.socket))
+            return
+        await asyncio.sleep(poll_seconds)

@@ -118,6 +118,16 @@ class DataLayout:
         return self.system / "outbox.sqlite3"
 
     @property
+    def clamd_pid_file(self) -> Path:
+        """Which clamd ``ssftp up`` runs: a start after a SIGKILL stops the one left behind."""
+        return self.system / "clamd.pid"
+
+    @property
+    def prefect_pid_file(self) -> Path:
+        """Which Prefect server ``ssftp up`` started, for the same reason."""
+        return self.system / "prefect-server.pid"
+
+    @property
     def default_config(self) -> Path:
         return self.system / "ssftp.yaml"
 
