@@ -12,8 +12,10 @@ their pid files (it stops them, comes up and scans).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -29,19 +31,22 @@ from deployments.prefect_server import is_healthy, is_prefect_server
 from ssftp.clamd import ClamdAddress, ClamdClient
 from ssftp.clamd_daemon import (
     TEST_SIGNATURES,
+    ClamdDaemon,
     RestartBackoff,
     clamd_argv,
     clear_stale_socket,
     is_clamd,
     render_config,
     socket_in,
+    supervise,
 )
 from ssftp.errors import ClamdStartError
 from ssftp.layout import DataLayout
+from ssftp.logs import APP
 from ssftp.processes import ProcessId, describe_exit, record_pid, stop_leftover
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
-from tests.support import write_config
+from tests.support import app_log_records, write_config
 from tests.test_cli_pipeline import (
     ACCOUNT_DIR,
     PARTNER,
@@ -215,6 +220,61 @@ def test_a_socket_something_answers_on_is_kept_and_named(tmp_path):
             clear_stale_socket(path)
     assert "\n" not in str(refused.value)
     assert path.exists()
+
+
+# --- clamd's own output, and a supervised clamd -------------------------------------------
+
+
+LOCK_LOG = """
+import fcntl, sys, time
+log = open(sys.argv[1], "a")
+fcntl.lockf(log, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_failed_clamd_start_says_why_from_this_start_only(tmp_path, started):
+    """clamd prints why it cannot start (its log is locked) on its console, before its log
+    is open: that reaches the error, and an earlier clamd's log lines do not."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "clamd.log").write_text("an earlier clamd's last words\n")
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_LOG, str(run_dir / "clamd.log")],
+                              stdout=subprocess.PIPE)
+    started.append(holder)
+    assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+    with pytest.raises(ClamdStartError) as failed:
+        ClamdDaemon.start(run_dir, database=TEST_SIGNATURES, ready_timeout=60)
+    message = str(failed.value)
+    assert "Failed to lock the log file" in message
+    assert "earlier clamd" not in message
+
+
+async def test_supervise_restarts_a_killed_clamd_and_logs_how_it_died(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger=APP)  # "clamd restarted" is an info line
+    pid_file = tmp_path / "clamd.pid"
+    daemon = ClamdDaemon.start(tmp_path / "run", database=TEST_SIGNATURES, pid_file=pid_file)
+    first = daemon.process.pid
+    with app_log_records() as records:
+        supervisor = asyncio.create_task(supervise(daemon, poll_seconds=0.1))
+        try:
+            os.kill(first, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while not [r for r in records if r.getMessage() == "clamd restarted"]:
+                assert time.monotonic() < deadline, "no 'clamd restarted' within 60 s"
+                await asyncio.sleep(0.1)
+            assert json.loads(pid_file.read_text())["pid"] == daemon.process.pid != first
+        finally:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+            daemon.stop()
+    (died,) = [r.__dict__["fields"] for r in records if r.getMessage() == "clamd died"]
+    assert died["exit"] == "killed by SIGKILL" and died["pid"] == first
+    assert died["restart_in_seconds"] == 1
+    assert "Self checking every" in died["log_tail"]
+    assert not pid_file.exists()  # stopped cleanly: nothing for a next start to stop
 
 
 # --- a child dies with its process, not with the thread that started it ----------------------
