@@ -14,6 +14,7 @@ clamd in the foreground also echoes each log line on stdout, so most lines appea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import socket
@@ -247,9 +248,16 @@ async def supervise(daemon: ClamdDaemon, backoff: RestartBackoff | None = None,
 
 
 async def _respawn_after(daemon: ClamdDaemon, delay: float) -> bool:
+    """Respawn off the event loop (it writes the pid file durably). A cancel waits for a
+    respawn under way, so that whoever cancelled stops the clamd it started, not the last."""
     await asyncio.sleep(delay)
+    respawn = asyncio.ensure_future(asyncio.to_thread(daemon.respawn))
     try:
-        daemon.respawn()
+        await asyncio.shield(respawn)
+    except asyncio.CancelledError:
+        with contextlib.suppress(ClamdStartError, OSError):
+            await respawn
+        raise
     except (ClamdStartError, OSError) as exc:  # e.g. something else took the socket
         log_event(logger, "clamd restart failed", logging.ERROR, error=str(exc))
         return False
