@@ -210,3 +210,32 @@ def test_a_hung_filesystem_ties_up_only_its_session(
                 assert result == PAYLOAD
 
     asyncio.run(scenario())
+
+
+def test_downloads_read_ahead_answer_every_read_with_the_file_s_bytes(server: ServerThread) -> None:
+    """Reads are answered from the block read ahead when they can be (server: one trip off
+    the loop per several READs): whole files in order, many requests in flight, two files
+    interleaved in one session, jumps back and forth, short reads at the end and past it."""
+    names = {f"ahead-{unique_name()}.bin": size for size in (5 * 1024 * 1024 + 7, 70_001)}
+    contents = {name: os.urandom(size) for name, size in names.items()}
+    for name, content in contents.items():
+        (server.layout.clean / "reader-a" / name).write_bytes(content)
+    first, second = contents
+
+    async def scenario() -> None:
+        async with connect(server.port, "reader-a", PASSWORD) as conn, \
+                conn.start_sftp_client() as sftp:
+            for name, content in contents.items():  # in order, 128 requests in flight
+                async with sftp.open(name, "rb", block_size=32768, max_requests=128) as file:
+                    assert await file.read() == content
+            async with sftp.open(first, "rb") as one, sftp.open(second, "rb") as two:
+                for offset, size in ((0, 65536), (65536, 65536), (10, 100), (131072, 4096),
+                                     (1 << 20, 300_000), (len(contents[first]) - 5, 100),
+                                     (len(contents[first]) + 10, 100), (0, 1)):
+                    await one.seek(offset)
+                    assert await one.read(size) == contents[first][offset:offset + size]
+                    await two.seek(offset % 70_001)
+                    assert await two.read(size) == \
+                        contents[second][offset % 70_001:offset % 70_001 + size]
+
+    asyncio.run(scenario())
