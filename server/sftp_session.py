@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import stat
+import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -75,9 +76,13 @@ class _Handle:
         raise NotImplementedError
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """For asyncssh's ranges extension (SEEK_DATA/SEEK_HOLE); reads and writes use
-        explicit offsets, so moving the position affects nothing else."""
-        return os.lseek(self.fileno(), offset, whence)
+        """For asyncssh's ranges extension (SEEK_DATA/SEEK_HOLE, asked by its clients' get):
+        every byte counts as data, the file has no holes. Answered without the filesystem,
+        as asyncssh calls this on the event loop, where an lseek could hang every session
+        (on FUSE and NFS 4.2 it asks the server); a sparse file is then sent whole, its holes
+        as the zeros they read as. Reads and writes use explicit offsets: nothing else
+        depends on a position."""
+        return sys.maxsize if whence == os.SEEK_HOLE else offset
 
 
 @dataclass

@@ -88,24 +88,37 @@ def _threads_waiting_on_fuse() -> int:
     return count
 
 
+def _sshfs_pid(mount_point: Path) -> int:
+    """The FUSE daemon serving ``mount_point`` (sshfs goes to the background once mounted)."""
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if argv[0].endswith(b"sshfs") and os.fsencode(mount_point) in argv:
+                return int(entry)
+    raise AssertionError(f"no sshfs process serving {mount_point}")
+
+
 @dataclass
 class HungMount:
-    """An sshfs mount whose server can be stopped (every call under it hangs) and resumed."""
+    """An sshfs mount whose servers can be stopped (every call under it hangs) and resumed:
+    the sshd, as a dead NFS server, and sshfs, as a stopped FUSE daemon (which would answer
+    some requests itself: an lseek, which sshfs does not implement)."""
 
     path: Path  # the mount point, inside reader-a's root
     remote: Path  # the directory sshd serves: what the mount shows, written to directly
     sshd: OpenSshServer
+    sshfs: int
 
-    def _signal_sshd(self, signum: signal.Signals) -> None:
-        for pid in _process_tree(self.sshd.process.pid):
+    def _signal(self, signum: signal.Signals) -> None:
+        for pid in [*_process_tree(self.sshd.process.pid), self.sshfs]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
     def hang(self) -> None:
-        self._signal_sshd(signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        self._signal_sshd(signal.SIGCONT)
+        self._signal(signal.SIGCONT)
 
 
 @pytest.fixture
@@ -130,13 +143,20 @@ def hung_mount(server: ServerThread, tmp_path: Path) -> Iterator[HungMount]:
              "-p", str(sshd.port), "-o", f"IdentityFile={key.private_path},BatchMode=yes,"
              "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"],
             check=True, timeout=DEADLINE, capture_output=True)
-        mount = HungMount(mount_point, remote, sshd)
+        mount = HungMount(mount_point, remote, sshd, _sshfs_pid(mount_point))
         try:
             yield mount
         finally:
             mount.resume()
             subprocess.run(["fusermount", "-u", "-z", str(mount_point)], check=True)
             mount_point.rmdir()
+
+
+def _place_plain_files(server: ServerThread) -> None:
+    """What :func:`_others_work` lists and downloads."""
+    for root in ("reader-a/outside", "reader-b"):
+        (server.layout.clean / root).mkdir(parents=True, exist_ok=True)
+        (server.layout.clean / root / "plain.txt").write_bytes(PAYLOAD)
 
 
 async def _others_work(server: ServerThread) -> None:
@@ -170,12 +190,16 @@ async def _read(file: asyncssh.SFTPClientFile | None) -> bytes:
     return await file.read()
 
 
+async def _ranges(file: asyncssh.SFTPClientFile | None) -> list[tuple[int, int]]:
+    """Where the file has data: asyncssh's ranges extension, which its clients' get() asks."""
+    assert file is not None
+    return [extent async for extent in file.request_ranges(0, len(PAYLOAD))]
+
+
 @pytest.mark.parametrize("operation", ["stat", "listing", "read"])
 def test_a_hung_filesystem_ties_up_only_its_session(
         server: ServerThread, hung_mount: HungMount, operation: str) -> None:
-    for root in ("reader-a/outside", "reader-b"):
-        (server.layout.clean / root).mkdir(parents=True, exist_ok=True)
-        (server.layout.clean / root / "plain.txt").write_bytes(PAYLOAD)
+    _place_plain_files(server)
     (hung_mount.remote / "hung.txt").write_bytes(PAYLOAD)  # never seen through the mount yet
     (hung_mount.remote / "folder").mkdir()
     (hung_mount.remote / "folder" / "inside.txt").write_bytes(PAYLOAD)
@@ -208,6 +232,29 @@ def test_a_hung_filesystem_ties_up_only_its_session(
                 assert isinstance(result, list) and "inside.txt" in result
             else:
                 assert result == PAYLOAD
+
+    asyncio.run(scenario())
+
+
+def test_ranges_are_answered_without_the_filesystem(
+        server: ServerThread, hung_mount: HungMount) -> None:
+    """asyncssh runs the ranges extension (where a file has data, which its clients' get()
+    asks first) on the event loop, through the handle's seek: an lseek there would hang every
+    session. Answered without the filesystem instead: at once while it hangs, all data."""
+    _place_plain_files(server)
+    (hung_mount.remote / "hung.txt").write_bytes(PAYLOAD)
+
+    async def scenario() -> None:
+        async with connect(server.port, "reader-a", PASSWORD) as conn, \
+                conn.start_sftp_client() as sftp:
+            file = await sftp.open(f"/{hung_mount.path.name}/hung.txt", "rb")
+            hung_mount.hang()
+            try:
+                assert await _within(_ranges(file), "the ranges") == [(0, len(PAYLOAD))]
+                await _within(_others_work(server), "the other sessions")
+            finally:
+                hung_mount.resume()
+            await file.close()
 
     asyncio.run(scenario())
 
