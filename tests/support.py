@@ -101,8 +101,9 @@ class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 that records every POST.
 
     ``/dead`` answers 503, and while ``gate`` is cleared it first waits for the gate, so a test
-    can hold a delivery in flight for as long as it needs. Every other path answers ``status``
-    (200 unless a test changes it).
+    can hold a delivery in flight for as long as it needs; ``/held`` waits for the gate too,
+    then answers ``status``. Every other path answers ``status`` (200 unless a test changes
+    it) at once.
     """
 
     def __init__(self) -> None:
@@ -119,11 +120,9 @@ class WebhookReceiver:
                 request = ReceivedRequest(self.path, dict(self.headers.items()),
                                           self.rfile.read(length))
                 receiver.arrived.append(request)
-                if self.path.startswith("/dead"):
+                if self.path.startswith(("/dead", "/held")):
                     receiver.gate.wait(timeout=120)
-                    status = 503
-                else:
-                    status = receiver.status
+                status = 503 if self.path.startswith("/dead") else receiver.status
                 receiver.requests.append(request)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
