@@ -23,6 +23,7 @@ from typing import TypeVar
 import asyncssh
 import pytest
 
+from bench.servers import SsftpProcess
 from testkit.openssh_server import OpenSshServer, sshd_available
 from testkit.sftp_client import make_client_key
 from tests.support import ServerThread, unique_name, write_config
@@ -32,13 +33,7 @@ PASSWORD = "off-loop-secret-pw"
 DEADLINE = 30.0  # generous: the work it bounds takes well under a second when nothing hangs
 PAYLOAD = b"answered while another session hangs\n"
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    """Two download accounts, each with its own root."""
-    root = tmp_path_factory.mktemp("off-loop")
-    config = write_config(root / "ssftp.yaml", f"""
+CONFIG = f"""
     sftpPort: 0
     users:
       cleanDir:
@@ -50,8 +45,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
           auth:
             username: reader-b
             password: {PASSWORD}
-    """)
-    gateway = ServerThread(config, root / "data")
+    """  # two download accounts, each with its own root
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    root = tmp_path_factory.mktemp("off-loop")
+    gateway = ServerThread(write_config(root / "ssftp.yaml", CONFIG), root / "data")
     yield gateway
     gateway.stop()
 
@@ -79,10 +79,10 @@ FUSE_WAITS = frozenset({"request_wait_answer", "folio_wait_bit_common",
                         "wait_on_page_bit_common"})
 
 
-def _threads_waiting_on_fuse() -> int:
-    """Threads of this process (the server's among them) waiting for a FUSE daemon."""
+def _threads_waiting_on_fuse(pid: int | str = "self") -> int:
+    """Threads of a process (this one, the server's thread among them) waiting for FUSE."""
     count = 0
-    for task in Path("/proc/self/task").iterdir():
+    for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
             count += (task / "wchan").read_text() in FUSE_WAITS
     return count
@@ -123,6 +123,12 @@ class HungMount:
 
 @pytest.fixture
 def hung_mount(server: ServerThread, tmp_path: Path) -> Iterator[HungMount]:
+    with _hung_mount(server.layout.clean / "reader-a", tmp_path) as mount:
+        yield mount
+
+
+@contextlib.contextmanager
+def _hung_mount(account_root: Path, tmp_path: Path) -> Iterator[HungMount]:
     if os.geteuid() != 0:
         pytest.skip("mounting a FUSE filesystem needs root")
     if not os.path.exists("/dev/fuse"):
@@ -132,8 +138,8 @@ def hung_mount(server: ServerThread, tmp_path: Path) -> Iterator[HungMount]:
     if not sshd_available():
         pytest.skip("OpenSSH sshd is not installed")
     remote = tmp_path / "remote"
-    remote.mkdir()
-    mount_point = server.layout.clean / "reader-a" / f"share-{unique_name()}"
+    remote.mkdir(parents=True)
+    mount_point = account_root / f"share-{unique_name()}"
     mount_point.mkdir(parents=True)
     key = make_client_key(tmp_path, "sshfs")
     with OpenSshServer.start(tmp_path / "sshd", authorized_keys=[key.public_line],
@@ -286,3 +292,31 @@ def test_downloads_read_ahead_answer_every_read_with_the_file_s_bytes(server: Se
                         contents[second][offset % 70_001:offset % 70_001 + size]
 
     asyncio.run(scenario())
+
+
+def test_the_server_stops_while_a_call_hangs(tmp_path: Path) -> None:
+    """Ctrl-C stops ``ssftp serve`` while a session's call hangs on a dead share: the
+    session's thread does not hold the process (a ThreadPoolExecutor's would: its threads
+    are joined at exit, and this one returns only when the share does)."""
+    config = write_config(tmp_path / "ssftp.yaml", CONFIG)
+    server = SsftpProcess.start("serve", tmp_path, config, tmp_path / "data")
+    try:
+        with _hung_mount(server.layout.clean / "reader-a", tmp_path / "mount") as mount:
+            (mount.remote / "hung.txt").write_bytes(PAYLOAD)
+
+            async def scenario() -> None:
+                async with connect(server.port, "reader-a", PASSWORD) as conn, \
+                        conn.start_sftp_client() as sftp:
+                    mount.hang()
+                    pending = asyncio.ensure_future(sftp.stat(f"/{mount.path.name}/hung.txt"))
+                    await _until(lambda: _threads_waiting_on_fuse(server.pid) or pending.done(),
+                                 "the server to be inside the hung call")
+                    assert not pending.done()
+                    os.killpg(server.pid, signal.SIGINT)
+                    await _until(lambda: server.process.poll() is not None, "the server to stop")
+                    with pytest.raises(asyncssh.Error):
+                        await _within(pending, "the stat to end with its connection")
+
+            asyncio.run(scenario())
+    finally:
+        server.stop()
