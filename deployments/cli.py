@@ -76,7 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     _instance_options(up)
     _listen_options(up)
     up.add_argument("--prefect-port", type=int, default=4200,
-                    help="port of the local Prefect server to use or start (default: 4200)")
+                    help="port of the Prefect server this instance starts; something already "
+                         "answering there is an error (default: 4200)")
+    up.add_argument("--prefect-url", metavar="URL",
+                    help="use this running Prefect server's API (e.g. http://127.0.0.1:4200/api, "
+                         "another instance's) instead of starting one (default: "
+                         "$PREFECT_API_URL, else start one)")
 
     serve = commands.add_parser("serve", help="run the SFTP server only")
     _instance_options(serve)
@@ -189,7 +194,7 @@ def _up(args: argparse.Namespace) -> int:
 
     store = _open_store(args)
     event_loop.run(run_up(store, host=args.host, port=args.port,
-                          prefect_port=args.prefect_port))
+                          prefect_port=args.prefect_port, prefect_url=args.prefect_url))
     return OK
 
 

@@ -1,17 +1,25 @@
-"""The Prefect server that ``ssftp up`` talks to: one named by ``PREFECT_API_URL``, one already
-answering on the local port (another instance of a chain started it), or its own.
+"""The Prefect server that ``ssftp up`` talks to: its own, started on ``--prefect-port``, or
+someone else's, only when told so (``--prefect-url``, or ``PREFECT_API_URL``). A port where
+something already answers is an error, never a server adopted in silence: another
+instance's runs would show in this one's UI, and that instance's stop would pull the API from
+under this one.
 
 Its own runs as a child process with its SQLite database under ``system/prefect``, analytics
-off, so it works offline and keeps the run history with the rest of the instance's state. It
+off, its UI pointed at its own port (``PREFECT_UI_API_URL``: by default the UI calls 4200),
+so it works offline and keeps the run history with the rest of the instance's state. It
 dies with ``ssftp up`` (also a SIGKILLed one: ``ssftp.processes.spawn_child``), and its pid
 file lets the next start stop one that a killed ``up`` left shutting down, before it looks
-for a server on the port (it would adopt a server about to go away).
+at the port.
+
+Before the server stops, what Prefect's log and event workers still hold is sent
+(:func:`flush_prefect_workers`): left to Python's exit, their flush waits for a server gone.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -35,10 +43,17 @@ def is_healthy(api_url: str) -> bool:
         return False
 
 
+OURS = "started by this instance"
+# How long a stop waits for each of Prefect's log and event workers to send what it holds.
+FLUSH_SECONDS = 3.0
+
+
 @dataclass
 class PrefectServer:
     api_url: str
-    # None when the server belongs to someone else (PREFECT_API_URL, or already running).
+    # OURS, or "not ours: " and what named it (--prefect-url, PREFECT_API_URL).
+    owner: str
+    # None when the server belongs to someone else.
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     pid_file: Path | None = None
@@ -46,6 +61,10 @@ class PrefectServer:
     @property
     def ui_url(self) -> str:
         return self.api_url.removesuffix("/api")
+
+    def describe(self) -> str:
+        """``http://127.0.0.1:4200 (started by this instance)``: for the banner."""
+        return f"{self.ui_url} ({self.owner})"
 
     def stop(self) -> None:
         if self.process is not None:
@@ -66,25 +85,49 @@ def _log_tail(log: Path, lines: int = 15) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def ensure_prefect_server(home: Path, port: int, *, pid_file: Path | None = None,
+def _answers(port: int) -> bool:
+    """Whether anything accepts a connection on 127.0.0.1:``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def named_server(url: str | None) -> PrefectServer | None:
+    """Someone else's server, when ``url`` (``--prefect-url``) or ``PREFECT_API_URL`` names
+    one: it must answer."""
+    source = "--prefect-url"
+    if not url:
+        source, url = "PREFECT_API_URL", os.environ.get("PREFECT_API_URL")
+    if not url:
+        return None
+    if not is_healthy(url):
+        raise PrefectServerError(f"{source} {url} does not answer (the API URL, e.g. "
+                                 "http://127.0.0.1:4200/api)")
+    return PrefectServer(url, f"not ours: {source}")
+
+
+def ensure_prefect_server(home: Path, port: int, *, url: str | None = None,
+                          pid_file: Path | None = None,
                           ready_timeout: float = 120.0) -> PrefectServer:
-    """Find or start the Prefect server; blocks until it answers (first start migrates its DB,
-    ~10 s). ``pid_file`` records the one started, and names one a killed predecessor left."""
-    if api_url := os.environ.get("PREFECT_API_URL"):
-        if not is_healthy(api_url):
-            raise PrefectServerError(f"PREFECT_API_URL={api_url} does not answer")
-        return PrefectServer(api_url)
+    """The server named (``url``, else ``PREFECT_API_URL``), or our own started on ``port``;
+    blocks until it answers (a first start migrates its DB, ~10 s). ``pid_file`` records the
+    one started, and names one a killed predecessor left."""
+    if named := named_server(url):
+        return named
     api_url = f"http://127.0.0.1:{port}/api"
     if pid_file is not None and (left := stop_leftover(
             pid_file, is_prefect_server, what="the Prefect server", error=PrefectServerError,
             grace_seconds=20)):
         log_event(logger, "stopped the Prefect server a killed ssftp left running",
                   logging.WARNING, pid=left.pid, pid_file=str(pid_file))
-    if is_healthy(api_url):
-        return PrefectServer(api_url)
+    if _answers(port):
+        what = "a Prefect server" if is_healthy(api_url) else "something"
+        raise PrefectServerError(
+            f"--prefect-port {port} is taken ({what} answers on 127.0.0.1:{port}): choose a "
+            f"free one, or use that server with --prefect-url {api_url}")
     home.mkdir(parents=True, exist_ok=True)
     log = home / "server.log"
-    env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(home)}
+    env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": api_url}
     prefect = Path(sys.executable).with_name("prefect")
     with log.open("ab") as output:
         process = spawn_child(
@@ -92,7 +135,7 @@ def ensure_prefect_server(home: Path, port: int, *, pid_file: Path | None = None
              "--analytics-off"], output=output, env=env)
     if pid_file is not None:
         record_pid(pid_file, process.pid)
-    server = PrefectServer(api_url, process, log, pid_file)
+    server = PrefectServer(api_url, OURS, process, log, pid_file)
     deadline = time.monotonic() + ready_timeout
     while not is_healthy(api_url):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -101,3 +144,19 @@ def ensure_prefect_server(home: Path, port: int, *, pid_file: Path | None = None
                                      f"end of {log}:\n{_log_tail(log)}")
         time.sleep(0.25)
     return server
+
+
+def flush_prefect_workers(timeout: float = FLUSH_SECONDS) -> None:
+    """Send what Prefect's log and event workers still hold, and stop them, while the API
+    still answers; waits up to ``timeout`` for each, and logs those that did not finish (what
+    they held is lost to the UI, not to ssftp: its own logs have it). Not on a thread with a
+    running event loop (``drain_all`` would return a coroutine): ``asyncio.to_thread`` it."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        drained = worker.drain_all(timeout=timeout, at_exit=False)
+        assert isinstance(drained, tuple), "called on a thread with a running event loop"
+        if drained[1]:
+            log_event(logger, "Prefect worker not flushed in time", logging.WARNING,
+                      worker=worker.__name__, timeout_seconds=timeout)

@@ -1,10 +1,15 @@
 """``ssftp up``: the whole gateway in one process tree, for one machine.
 
-Order of start: the Prefect server (found or started), clamd (unless one is configured), the
-SFTP server, then the scan worker. The worker runs on its own thread and event loop, so
-scanning and Prefect's bookkeeping never hold up SFTP clients. Ctrl-C stops all in reverse.
-The clamd it starts is supervised (started again when it dies); it and the Prefect server die
-with ``up``, and a start stops what a SIGKILLed ``up`` left (``ssftp.processes``).
+Order of start: the Prefect server (its own, or the one it is told to use), clamd (unless one
+is configured), the SFTP server, then the scan worker. The worker runs on its own thread and
+event loop, so scanning and Prefect's bookkeeping never hold up SFTP clients. The clamd it
+starts is supervised (started again when it dies); it and the Prefect server die with ``up``,
+and a start stops what a SIGKILLed ``up`` left (``ssftp.processes``).
+
+SIGINT/SIGTERM stops all in reverse, the Prefect server last: the SFTP listener closes, the
+worker is given the time left to finish its scans, Prefect's log and event workers are
+flushed while the API still answers, then clamd and the server stop. The whole stop is
+bounded (``StopDeadline``): past it, the process says what still ran and exits.
 """
 
 from __future__ import annotations
@@ -16,15 +21,24 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from deployments.prefect_server import OFFLINE_ENV, PrefectServer, ensure_prefect_server
+from deployments.prefect_server import (
+    OFFLINE_ENV,
+    PrefectServer,
+    ensure_prefect_server,
+    flush_prefect_workers,
+)
 from ssftp.clamd_daemon import ClamdDaemon, supervise
 from ssftp.config.reload import ConfigStore
 from ssftp.errors import WorkerDiedError
 from ssftp.layout import DataLayout
 from ssftp.logs import configure_logging, log_dirs
-from ssftp.processes import run_until_stopped
+from ssftp.processes import StopDeadline, run_until_stopped
 
 DEFAULT_PREFECT_PORT = 4200
+# The worker's part of the stop's budget (``STOP_SECONDS`` in all) for its scans and
+# notifications; then Prefect's workers are flushed (``FLUSH_SECONDS``), and what is left goes
+# to clamd and the Prefect server.
+WORKER_STOP_SECONDS = 6.0
 
 
 @dataclass
@@ -75,11 +89,13 @@ class WorkerThread:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float) -> None:
+        """Cancel the worker and wait up to ``timeout`` for its thread (scans under way
+        finish their file, notifications in flight get a moment: ``ScanWorker.run``)."""
         if self._loop is not None and self._task is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._task.cancel)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=timeout)
 
 
 def _connect_hint(store: ConfigStore, host: str, port: int) -> str:
@@ -89,7 +105,8 @@ def _connect_hint(store: ConfigStore, host: str, port: int) -> str:
 
 
 async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
-                 prefect_port: int = DEFAULT_PREFECT_PORT) -> None:
+                 prefect_port: int = DEFAULT_PREFECT_PORT,
+                 prefect_url: str | None = None) -> None:
     from server.app import start_service
 
     layout: DataLayout = store.layout
@@ -98,7 +115,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
     os.environ.update({key: os.environ.get(key, value) for key, value in OFFLINE_ENV.items()})
     os.environ.setdefault("PREFECT_HOME", str(layout.system / "prefect"))
     prefect: PrefectServer = await asyncio.to_thread(
-        ensure_prefect_server, layout.system / "prefect", prefect_port,
+        ensure_prefect_server, layout.system / "prefect", prefect_port, url=prefect_url,
         pid_file=layout.prefect_pid_file)
     os.environ["PREFECT_API_URL"] = prefect.api_url
     clamd = None
@@ -116,7 +133,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
         worker.start()
         gateway = service.gateway
         print(f"\nssftp is up.\n  upload:    {_connect_hint(store, gateway.host, gateway.port)}\n"
-              f"  Prefect:   {prefect.ui_url}\n  data root: {layout.root}\n"
+              f"  Prefect:   {prefect.describe()}\n  data root: {layout.root}\n"
               "Ctrl-C stops everything.\n", flush=True)
         stopped = asyncio.create_task(run_until_stopped())
         while not stopped.done():
@@ -126,14 +143,22 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
                 stopped.cancel()
                 raise WorkerDiedError(f"the scan worker stopped: {worker.error!r}")
     finally:
-        if worker is not None:
-            worker.stop()
+        deadline = StopDeadline()
+        deadline.arm("closing the SFTP server")
         if service is not None:
             await service.stop()
+        if worker is not None:
+            deadline.step("stopping the scan worker")
+            await asyncio.to_thread(worker.stop, WORKER_STOP_SECONDS)
+        deadline.step("flushing Prefect's log and event workers")
+        await asyncio.to_thread(flush_prefect_workers)
+        deadline.step("stopping clamd")
         if supervisor is not None:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
         if clamd is not None:
-            clamd.stop()
-        prefect.stop()
+            await asyncio.to_thread(clamd.stop)
+        deadline.step("stopping the Prefect server")
+        await asyncio.to_thread(prefect.stop)
+        deadline.step("exiting (Python's exit handlers)")

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployments.prefect_server import flush_prefect_workers
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TransferDeployments
 from flows.notify import NotifyRuns
@@ -28,7 +29,7 @@ from ssftp.errors import NoClamdError, OutboxError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, warn_on_stderr
 from ssftp.outbox import Outbox, StoredNotification
-from ssftp.processes import run_until_stopped
+from ssftp.processes import StopDeadline, run_until_stopped
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
 from ssftp.verdict_router import Area
@@ -198,8 +199,15 @@ async def run_worker(store: ConfigStore) -> None:
             if task is not stopped:
                 task.result()
     finally:
+        # Bounded like ``ssftp up``'s stop; Prefect's workers are flushed while the API
+        # answers, or Python's exit would wait on them for as long as it does not.
+        deadline = StopDeadline()
+        deadline.arm("stopping the scan worker")
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        deadline.step("flushing Prefect's log and event workers")
+        await asyncio.to_thread(flush_prefect_workers)
+        deadline.step("exiting (Python's exit handlers)")
         log_event(logger, "scan worker stopped")

@@ -6,9 +6,13 @@ signatures and says so loudly: such a clamd finds the test file and nothing else
 
 ``ssftp up`` keeps its clamd running (:func:`supervise`): a clamd that dies (a crash, the OOM
 killer) is reaped and started again after a backoff of its own, or scanning would stop for
-good while uploads pile up in staging. Its stdout and stderr go to its log: the reason a start
-fails (``Failed to lock the log file``) is printed there, before its log is open. The price: a
-clamd in the foreground also echoes each log line on stdout, so most lines appear twice.
+good while uploads pile up in staging. Its console (stdout and stderr) is read through a pipe
+and only its last lines are kept, in memory (``ssftp.processes.ConsoleTail``): the reason a
+start fails (``Failed to lock the log file``) is printed there, before its log is open, and
+they end the start error and the 'clamd died' line. Not a file: a clamd in the foreground
+echoes every log line on its console, so a console file would double clamd.log and grow past
+clamd's own cap (``LogFileMaxSize``, 1 MB) for as long as clamd runs; and these lines are this
+clamd's only, never an earlier one's.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from pathlib import Path
 from ssftp.clamd import ClamdAddress, ClamdClient
 from ssftp.errors import ClamdStartError
 from ssftp.logs import APP, log_event
-from ssftp.processes import describe_exit, record_pid, spawn_child, stop_child, stop_leftover
+from ssftp.processes import (
+    ConsoleTail,
+    describe_exit,
+    record_pid,
+    spawn_with_console,
+    stop_child,
+    stop_leftover,
+)
 
 logger = logging.getLogger(APP)
 
@@ -35,8 +46,8 @@ CLAMAV_FILES = Path(__file__).resolve().parent / "clamav"
 TEST_SIGNATURES = CLAMAV_FILES / "test-signatures"
 SYSTEM_DATABASE = Path("/var/lib/clamav")
 CLAMD_BINARIES = ("/usr/sbin/clamd", "clamd")
-# How much of the end of clamd's log is read for a tail (it grows for as long as clamd runs).
-LOG_TAIL_BYTES = 64 * 1024
+# How long to wait for the last console lines of a clamd that has exited.
+CONSOLE_SETTLE_SECONDS = 2.0
 
 
 def signature_database() -> tuple[Path, bool]:
@@ -107,13 +118,13 @@ def socket_in(run_dir: Path) -> Path:
 @dataclass
 class ClamdDaemon:
     process: subprocess.Popen[bytes]
+    # The last lines the current clamd printed.
+    console: ConsoleTail
     run_dir: Path
     tcp_port: int | None
     # Where the current clamd is recorded, so a start after a SIGKILL can stop it.
     pid_file: Path | None = None
     started_at: float = field(default_factory=time.monotonic)
-    # Where this clamd's lines begin in the shared log: its errors, not an earlier clamd's.
-    log_start: int = 0
 
     @property
     def socket(self) -> Path:
@@ -150,17 +161,15 @@ class ClamdDaemon:
                 pid_file, is_clamd, what="clamd", error=ClamdStartError, grace_seconds=15)):
             log_event(logger, "stopped the clamd a killed ssftp left running", logging.WARNING,
                       pid=left.pid, pid_file=str(pid_file))
-        log_start = _size_of(run_dir / "clamd.log")
-        daemon = cls(_spawn(conf, run_dir), run_dir, tcp_port, pid_file, log_start=log_start)
+        daemon = cls(*_spawn(conf, run_dir), run_dir, tcp_port, pid_file)
         daemon._record()
         daemon.wait_ready(ready_timeout)
         return daemon
 
     def respawn(self) -> None:
         """Start a new clamd in place of the one that exited (same config, socket, log)."""
-        self.log_start = _size_of(self.log)
         self.started_at = time.monotonic()
-        self.process = _spawn(self.conf, self.run_dir)
+        self.process, self.console = _spawn(self.conf, self.run_dir)
         self._record()
 
     def _record(self) -> None:
@@ -173,22 +182,16 @@ class ClamdDaemon:
         while not client.ping():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise ClamdStartError(f"clamd did not start: {self.log_tail(since_start=True)}")
+                raise ClamdStartError(f"clamd did not start: {self.console_tail()}")
             time.sleep(0.1)
         log_event(logger, "clamd started", socket=str(self.socket), tcp_port=self.tcp_port,
                   pid=self.process.pid, version=client.command("VERSION"))
 
-    def log_tail(self, lines: int = 10, *, since_start: bool = False) -> str:
-        """The last ``lines`` of clamd's log, one line; ``since_start``: only this clamd's."""
-        try:
-            with self.log.open("rb") as log:
-                size = log.seek(0, 2)
-                begin = max(self.log_start if since_start else 0, size - LOG_TAIL_BYTES)
-                log.seek(begin)
-                text = log.read().decode(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return " | ".join(text.splitlines()[-lines:]) or "(nothing in its log)"
+    def console_tail(self, lines: int = 10) -> str:
+        """The last ``lines`` this clamd printed, as one line."""
+        settle = CONSOLE_SETTLE_SECONDS if self.process.poll() is not None else 0.0
+        return " | ".join(self.console.last(lines, settle_seconds=settle)) or \
+            "(nothing on its console)"
 
     def stop(self) -> None:
         stop_child(self.process, grace_seconds=15)
@@ -196,17 +199,9 @@ class ClamdDaemon:
             self.pid_file.unlink(missing_ok=True)
 
 
-def _size_of(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _spawn(conf: Path, run_dir: Path) -> subprocess.Popen[bytes]:
+def _spawn(conf: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], ConsoleTail]:
     clear_stale_socket(socket_in(run_dir))
-    with (run_dir / "clamd.log").open("ab") as log:
-        return spawn_child(clamd_argv(conf), output=log)
+    return spawn_with_console(clamd_argv(conf))
 
 
 @dataclass
@@ -241,7 +236,7 @@ async def supervise(daemon: ClamdDaemon, backoff: RestartBackoff | None = None,
         delay = backoff.next_delay(ran)
         log_event(logger, "clamd died", logging.ERROR, exit=describe_exit(code),
                   pid=daemon.process.pid, ran_seconds=round(ran, 1), restart_in_seconds=delay,
-                  log_tail=daemon.log_tail(since_start=True))
+                  log_tail=daemon.console_tail())
         while not await _respawn_after(daemon, delay):
             delay = backoff.next_delay(ran_seconds=0)
         await _until_answering(daemon, poll_seconds)

@@ -12,11 +12,15 @@ child is forked by one spawner thread that lives as long as the process, whichev
 
 What a SIGKILLed predecessor left running anyway (a signal ignored, a daemon still shutting
 down when the next start comes) is found through its pid file: the next start stops it.
+
+A stop is bounded (:class:`StopDeadline`): past it, the process says what was still running
+and exits, rather than hang in a flush or an exit handler that waits for a server gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import queue
@@ -29,7 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from ssftp.errors import SsftpError
 from ssftp.moves import write_durably
@@ -48,6 +52,42 @@ os.execvp(sys.argv[2], sys.argv[2:])
 """
 
 ChildOutput = IO[bytes] | int
+
+
+# How long a whole stop may take, from SIGINT/SIGTERM to the end of the process.
+STOP_SECONDS = 15.0
+# The exit status of a stop that its deadline ended.
+FORCED_EXIT_STATUS = 2
+
+
+class StopDeadline:
+    """The bound of a stop: :meth:`arm` when the stop begins, :meth:`step` as it goes. Once
+    ``seconds`` have passed (a flush stuck on a dead server, a thread that never ends, an exit
+    handler of a library waiting for either) one line on stderr names the step under way and
+    the threads that still run, and the process ends with ``os._exit``: its children get their
+    SIGTERM from the kernel (``spawn_child``). The line is written with ``os.write``: the
+    logging handlers' locks may be held by the very thread that hangs."""
+
+    def __init__(self, seconds: float = STOP_SECONDS) -> None:
+        self.seconds = seconds
+        self._step = "stopping"
+        self._timer = threading.Timer(seconds, self._force)
+        self._timer.daemon = True  # the timer itself never keeps the process alive
+
+    def arm(self, step: str) -> None:
+        self._step = step
+        self._timer.start()
+
+    def step(self, step: str) -> None:
+        self._step = step
+
+    def _force(self) -> None:
+        running = sorted(thread.name for thread in threading.enumerate()
+                         if not thread.daemon and thread is not threading.main_thread())
+        line = (f"ssftp: the stop took more than {self.seconds:.0f} s, forced exit while "
+                f"{self._step} (threads still running: {', '.join(running) or 'main only'})\n")
+        os.write(2, line.encode(errors="replace"))
+        os._exit(FORCED_EXIT_STATUS)
 
 
 async def run_until_stopped() -> None:
@@ -75,6 +115,50 @@ def spawn_child(argv: list[str], *, output: ChildOutput,
                                 stderr=output, start_new_session=True)
 
     return _on_spawner_thread(start)
+
+
+# A console keeps this many of its last lines, each cut at this many bytes.
+CONSOLE_LINES = 50
+CONSOLE_LINE_BYTES = 4096
+
+
+class ConsoleTail:
+    """The last lines a child printed on stdout and stderr, read from a pipe by a thread of
+    its own until the child exits: what says why it failed to start or why it died, without a
+    file that grows as long as it runs (a clamd in the foreground echoes every log line)."""
+
+    def __init__(self, pipe: BinaryIO, lines: int = CONSOLE_LINES) -> None:
+        self._lines: collections.deque[str] = collections.deque(maxlen=lines)
+        self._reader = threading.Thread(target=self._read, args=(pipe,), name="child-console",
+                                        daemon=True)
+        self._reader.start()
+
+    def _read(self, pipe: BinaryIO) -> None:
+        with pipe:
+            for line in iter(lambda: pipe.readline(CONSOLE_LINE_BYTES), b""):
+                self._lines.append(line.decode(errors="replace").rstrip("\r\n"))
+
+    def last(self, lines: int, *, settle_seconds: float = 0.0) -> list[str]:
+        """The last ``lines`` read; ``settle_seconds``: first wait that long for the rest of
+        the output of a child that has exited (the reader may be a line or two behind)."""
+        if settle_seconds:
+            self._reader.join(timeout=settle_seconds)
+        return list(self._lines)[-lines:]
+
+
+def spawn_with_console(argv: list[str], *,
+                       env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes],
+                                                                    ConsoleTail]:
+    """:func:`spawn_child`, its stdout and stderr kept in a :class:`ConsoleTail`."""
+    read_end, write_end = os.pipe()
+    try:
+        process = spawn_child(argv, output=write_end, env=env)
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)  # the child holds its copy: the reader sees EOF when it exits
+    return process, ConsoleTail(os.fdopen(read_end, "rb"))
 
 
 _Request = tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]

@@ -4,7 +4,8 @@ A partner uploads to instance A with OpenSSH ``sftp``; A scans; A's uploader (a 
 served by A, on an interval schedule) sends the clean file to B's staging account; B scans it
 again; a consumer downloads it from B. EICAR uploaded to A stays in A's quarantine and never
 reaches B. Both instances report to one Prefect server, the one B's ``up`` starts (the test
-harness runs no scheduler, and schedules are what this tests), where the runs are checked.
+harness runs no scheduler, and schedules are what this tests), where the runs are checked: A
+is told to use it (``PREFECT_API_URL``), as ``up`` adopts no server on its own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.test_cli_pipeline import (
     EICAR_MARKER,
     Up,
     api_post,
+    child_env,
     free_port,
     launch_up,
     shut_down,
@@ -103,8 +105,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         wait_until_up(b)
         trust(b, root / "a-data")
         a = launch_up(root, write_config(root / "a.yaml", config_a(b_port)), root / "a-data",
-                      free_port(), prefect_port)
+                      free_port(), free_port(), env=child_env(PREFECT_API_URL=b.api))
         wait_until_up(a)
+        assert f"http://127.0.0.1:{prefect_port} (not ours: PREFECT_API_URL)" in a.stdout
         partner_dir = root / "partner"
         partner_dir.mkdir()
         (partner_dir / "report.csv").write_bytes(REPORT)

@@ -198,13 +198,14 @@ class Up:
             found.setdefault(proc.pid, proc)
         return [proc for proc in found.values() if proc.pid != self.proc.pid]
 
-    def interrupt(self) -> int | None:
-        """Ctrl-C as a terminal sends it (to the process group); the exit code, or None."""
+    def interrupt(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Ctrl-C as a terminal sends it (to the process group); the exit code, or None when
+        it has not exited within ``timeout``."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGINT)
         try:
-            return self.proc.wait(timeout=STOP_TIMEOUT)
+            return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
 
@@ -229,16 +230,19 @@ def up_config() -> str:
 
 
 def launch_up(root: Path, config: Path, data: Path, sftp_port: int,
-              prefect_port: int, env: dict[str, str] | None = None, command: str = SSFTP) -> Up:
+              prefect_port: int, env: dict[str, str] | None = None, command: str = SSFTP,
+              prefect_url: str | None = None) -> Up:
     """Start ``ssftp up`` in its own session (so Ctrl-C can go to its group), output to files;
-    by default with no Prefect server named, so it finds or starts one on ``prefect_port``.
+    by default with no Prefect server named, so it starts one on ``prefect_port``; with
+    ``prefect_url``, it uses that one (``--prefect-url``, another instance's ``Up.api``).
     ``command`` is the ``ssftp`` console script to run (default: this checkout's)."""
     stdout_path, stderr_path = data.with_name(data.name + ".stdout"), \
         data.with_name(data.name + ".stderr")
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
             [command, "up", "--config", str(config), "--data-dir", str(data),
-             "--port", str(sftp_port), "--prefect-port", str(prefect_port)],
+             "--port", str(sftp_port), "--prefect-port", str(prefect_port),
+             *(["--prefect-url", prefect_url] if prefect_url else [])],
             cwd=root, env=env if env is not None else child_env(), stdin=subprocess.DEVNULL,
             stdout=out, stderr=err, start_new_session=True)
     return Up(proc, root, data, stdout_path, stderr_path, sftp_port, prefect_port, [])
@@ -362,8 +366,39 @@ def test_up_prints_where_to_connect_and_the_prefect_ui(up):
     assert hint, up.tail()
     assert int(hint.group(1)) == up.sftp_port, "--port did not override sftpPort: 0"
     assert hint.group(2) == PARTNER
-    assert f"http://127.0.0.1:{up.prefect_port}" in text
+    assert f"Prefect:   http://127.0.0.1:{up.prefect_port} (started by this instance)" in text
     assert str(up.data) in text
+
+
+def ui_settings(port: int) -> dict[str, Any]:
+    response = httpx.get(f"http://127.0.0.1:{port}/ui-settings", timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_up_points_its_prefect_ui_at_its_own_port(up):
+    """Prefect's default would send the UI to the API on 4200: another server, or none.
+    (The UI reads its settings at /ui-settings, beside the API, not under /api.)"""
+    assert ui_settings(up.prefect_port)["api_url"] == up.api
+
+
+@pytest.mark.parametrize("taken_by", ["prefect", "other"])
+def test_up_on_a_busy_prefect_port_says_so_naming_the_option(up, tmp_path, taken_by):
+    """Something answering on the port (this module's Prefect server, or any listener) is
+    not adopted: a one-line error naming --prefect-port, and nothing started."""
+    config = write_config(tmp_path / "ssftp.yaml", up_config())
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = up.prefect_port if taken_by == "prefect" else listener.getsockname()[1]
+        result = ssftp("up", "--config", str(config), "--data-dir", str(tmp_path / "data"),
+                       "--port", str(free_port()), "--prefect-port", str(port), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"ssftp up: --prefect-port {port} is taken"), line
+    assert f"--prefect-url http://127.0.0.1:{port}/api" in line
+    assert "ssftp is up." not in result.stdout
+    assert not list((tmp_path / "data" / "system").glob("prefect/*.db"))
 
 
 def test_up_started_its_own_prefect_server_with_sqlite_under_system(up):
@@ -580,16 +615,18 @@ def test_worker_scans_a_dropped_file_against_a_shared_prefect_server(up, clamd, 
     assert code == 0, f"worker exit status {code} after SIGINT\n{log()}"
 
 
-# --- a second ssftp up on the same Prefect port (a chain sharing one UI) -------------------------
+# --- a second ssftp up told to use the first one's Prefect server (a chain sharing one UI) --------
 
 
 def test_second_up_shares_the_running_prefect_server_and_leaves_it_running(up, tmp_path):
     assert up.proc.poll() is None, "ssftp up is not running"
     config = write_config(tmp_path / "ssftp.yaml", up_config())
-    second = launch_up(tmp_path, config, tmp_path / "data", free_port(), up.prefect_port)
+    second = launch_up(tmp_path, config, tmp_path / "data", free_port(), free_port(),
+                       prefect_url=up.api)
     try:
         wait_until_up(second)
-        assert f"http://127.0.0.1:{up.prefect_port}" in second.stdout
+        assert f"Prefect:   http://127.0.0.1:{up.prefect_port} (not ours: --prefect-url)" \
+            in second.stdout
         assert not [p.cmdline for p in second.children if "prefect" in p.cmdline], \
             "a second Prefect server was started"
         assert not list((second.data / "system").glob("prefect/*.db"))
@@ -619,7 +656,8 @@ def test_second_up_shares_the_running_prefect_server_and_leaves_it_running(up, t
 def start_on_busy_port(up: Up, tmp_path: Path) -> tuple[Up, int | None]:
     """A second ``ssftp up`` told to listen on the first one's SFTP port."""
     config = write_config(tmp_path / "ssftp.yaml", up_config())
-    busy = launch_up(tmp_path, config, tmp_path / "data", up.sftp_port, up.prefect_port)
+    busy = launch_up(tmp_path, config, tmp_path / "data", up.sftp_port, free_port(),
+                     prefect_url=up.api)
     try:
         code = busy.proc.wait(timeout=START_TIMEOUT)
     except subprocess.TimeoutExpired:

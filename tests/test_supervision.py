@@ -43,7 +43,14 @@ from ssftp.clamd_daemon import (
 from ssftp.errors import ClamdStartError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP
-from ssftp.processes import ProcessId, describe_exit, record_pid, stop_leftover
+from ssftp.processes import (
+    CONSOLE_LINES,
+    ProcessId,
+    describe_exit,
+    record_pid,
+    spawn_with_console,
+    stop_leftover,
+)
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.support import app_log_records, write_config
@@ -249,6 +256,37 @@ def test_a_failed_clamd_start_says_why_from_this_start_only(tmp_path, started):
     message = str(failed.value)
     assert "Failed to lock the log file" in message
     assert "earlier clamd" not in message
+
+
+CHATTY = """
+for number in range(200_000):
+    print("line", number, flush=number % 1000 == 0)
+"""
+
+
+def test_a_console_keeps_its_last_lines_only_in_memory(tmp_path):
+    """A child that prints 2.6 MB: its last lines are kept, nothing else, and no file is
+    written (a console file would grow for as long as the child runs)."""
+    process, console = spawn_with_console([sys.executable, "-c", CHATTY])
+    assert process.wait(timeout=60) == 0
+    kept = console.last(10 * CONSOLE_LINES, settle_seconds=30)
+    assert kept == [f"line {number}" for number in range(200_000 - CONSOLE_LINES, 200_000)]
+    assert console.last(3) == ["line 199997", "line 199998", "line 199999"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_clamd_writes_each_log_line_once(tmp_path):
+    """clamd in the foreground echoes its log lines on its console: that no longer goes to
+    clamd.log too (each line twice, past clamd's own 1 MB cap), but to the kept tail."""
+    daemon = ClamdDaemon.start(tmp_path / "run", database=TEST_SIGNATURES)
+    try:
+        assert "Self checking every" in daemon.console_tail()
+    finally:
+        daemon.stop()
+    lines = daemon.log.read_text().splitlines()
+    assert len([line for line in lines if "Self checking every" in line]) == 1, lines
+    assert sorted(path.name for path in daemon.run_dir.iterdir()) == \
+        ["clamd.conf", "clamd.log", "tmp"]
 
 
 async def test_supervise_restarts_a_killed_clamd_and_logs_how_it_died(tmp_path, caplog):
