@@ -44,8 +44,11 @@ def is_healthy(api_url: str) -> bool:
 
 
 OURS = "started by this instance"
-# How long a stop waits for each of Prefect's log and event workers to send what it holds.
-FLUSH_SECONDS = 3.0
+# How long a stop waits for each of Prefect's log and event workers to send what it holds,
+# and for the server to exit after SIGTERM (then SIGKILL): with the worker's part (up.py),
+# within the 15 s a whole stop may take.
+FLUSH_SECONDS = 2.0
+SERVER_STOP_SECONDS = 5.0
 
 
 @dataclass
@@ -68,7 +71,7 @@ class PrefectServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            stop_child(self.process, grace_seconds=20)
+            stop_child(self.process, grace_seconds=SERVER_STOP_SECONDS)
         if self.pid_file is not None:
             self.pid_file.unlink(missing_ok=True)
 

@@ -36,9 +36,9 @@ from ssftp.processes import StopDeadline, run_until_stopped
 
 DEFAULT_PREFECT_PORT = 4200
 # The worker's part of the stop's budget (``STOP_SECONDS`` in all) for its scans and
-# notifications; then Prefect's workers are flushed (``FLUSH_SECONDS``), and what is left goes
-# to clamd and the Prefect server.
-WORKER_STOP_SECONDS = 6.0
+# notifications; then Prefect's workers are flushed (``FLUSH_SECONDS`` each), clamd stops,
+# and the Prefect server (``SERVER_STOP_SECONDS``).
+WORKER_STOP_SECONDS = 5.0
 
 
 @dataclass
