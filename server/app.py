@@ -29,7 +29,7 @@ from server.ssh_server import (
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
-from ssftp.layout import DataLayout, remove_stale_temp_files
+from ssftp.layout import DataLayout, remove_stale_partial_uploads, remove_stale_temp_files
 from ssftp.logs import APP, configure_logging, log_dirs, log_event
 from ssftp.processes import run_until_stopped
 
@@ -123,19 +123,25 @@ def _apply_defender_settings(defender: Defender, active: ActiveConfig) -> None:
     defender.ban_seconds = settings.ban_seconds
 
 
-def _remove_stale_temp_files(layout: DataLayout) -> None:
+def _remove_stale_temp_files(layout: DataLayout, partial_ttl: float) -> None:
+    """Remove ssftp's stale temp files, and the uploads in progress nobody finished within
+    ``partialUploadTtlSeconds`` (``partial_ttl``): kept for a resume, or a client's temp name."""
     for area in (layout.staging, layout.clean):
         for path in remove_stale_temp_files(area, STALE_TEMP_SECONDS):
             log_event(logger, "removed stale upload temp file", path=str(path))
+        for path in remove_stale_partial_uploads(area, partial_ttl):
+            log_event(logger, "removed unfinished upload", path=str(path),
+                      ttl_seconds=partial_ttl)
 
 
-async def _sweep_stale_temp_files(layout: DataLayout, interval: float) -> None:
+async def _sweep_stale_temp_files(layout: DataLayout, interval: float,
+                                  partial_ttl: Callable[[], float]) -> None:
     """Remove stale temp files every ``interval`` seconds, in a thread: walking a large tree
     (or a slow share) must not stall the sessions on the event loop."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(_remove_stale_temp_files, layout)
+            await asyncio.to_thread(_remove_stale_temp_files, layout, partial_ttl())
         except OSError as exc:  # a vanished or unreadable area: try again next time
             log_event(logger, "stale temp file sweep failed", logging.WARNING,
                       error=str(exc))
@@ -175,7 +181,11 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
     store.on_change(lambda active: _apply_defender_settings(defender, active))
     for account in store.current.accounts.values():
         account.root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(layout)
+    def partial_ttl() -> float:  # asked at each sweep: a reload applies to the next one
+        return store.current.loaded.config.partial_upload_ttl_seconds
+
+    _remove_stale_temp_files(layout, partial_ttl())
+
 
     gateway = await start_gateway(
         lookup=lambda username: store.current.accounts.get(username),
@@ -190,7 +200,7 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
     log_listening(gateway)
     return Service(store, gateway, [
         asyncio.create_task(store.watch()),
-        asyncio.create_task(_sweep_stale_temp_files(layout, temp_sweep_seconds)),
+        asyncio.create_task(_sweep_stale_temp_files(layout, temp_sweep_seconds, partial_ttl)),
     ])
 
 

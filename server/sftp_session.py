@@ -31,7 +31,7 @@ from asyncssh import SFTPAttrs, SFTPName
 from server.descriptors import process_budget
 from server.jail import Jail, JailPath, proc_path
 from server.off_loop import SessionThread, off_loop, run_off_loop
-from server.upload_writer import UploadWriter
+from server.upload_writer import UploadWriter, partial_path, stat_partial
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import Refused, UploadFailedError
@@ -149,6 +149,8 @@ class SFTPSession(asyncssh.SFTPServer):
         # the listings and the budget shared by all sessions stay with the event loop.
         self.executor = SessionThread()
         self._ahead = _ReadAhead()
+        # This session's open uploads by virtual path: visible to it alone (see _stat_or_upload).
+        self._uploads: dict[str, UploadHandle] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -221,19 +223,47 @@ class SFTPSession(asyncssh.SFTPServer):
             return self.jail.to_virtual(self.jail.resolve(path).host).encode()
 
     @off_loop
-    def stat(self, path: bytes) -> os.stat_result:
+    def stat(self, path: bytes) -> SFTPAttrs:
         with self._checked("stat", path):
             self.permissions.require(Permission.LIST, "stat")
-            with self.jail.open_path(self.jail.resolve(path).host) as fd:
-                return os.fstat(fd)
+            target = self.jail.resolve(path)
+            return _shown_attrs(self._stat_or_upload(target, self._stat_following))
 
     @off_loop
     def lstat(self, path: bytes) -> SFTPAttrs:
         with self._checked("lstat", path):
             self.permissions.require(Permission.LIST, "stat")
             target = self.jail.resolve(path, follow_final=False)
-            with self.jail.open_parent(target.host) as (directory, name):
-                return _shown_attrs(os.lstat(name, dir_fd=directory))
+            return _shown_attrs(self._stat_or_upload(target, self._stat_not_following))
+
+    def _stat_or_upload(self, target: JailPath,
+                        stat_on_disk: Callable[[Path], os.stat_result]) -> os.stat_result:
+        """What a client sees at a path: the upload this session is writing there (sshfs
+        LSTATs the file it has just created before it writes, and gives up when it is not
+        there), else what is on disk, else the account's interrupted upload of that path
+        (``sftp reput``, ``lftp put -c`` and ``curl -C -`` ask its size to resume from). An
+        upload in progress is never listed, nor seen by another account or the scanner."""
+        own = self._uploads.get(target.virtual)
+        if own is not None:
+            return os.fstat(own.fileno())
+        try:
+            return stat_on_disk(target.host)
+        except FileNotFoundError:
+            interrupted = stat_partial(self.jail, self._partial_path(target))
+            if interrupted is None:
+                raise
+            return interrupted
+
+    def _partial_path(self, target: JailPath) -> Path:
+        return partial_path(self.jail, self.account.username, target.virtual)
+
+    def _stat_following(self, host: Path) -> os.stat_result:
+        with self.jail.open_path(host) as fd:
+            return os.fstat(fd)
+
+    def _stat_not_following(self, host: Path) -> os.stat_result:
+        with self.jail.open_parent(host) as (directory, name):
+            return os.lstat(name, dir_fd=directory)
 
     def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         """OPENDIR: asyncssh keeps what this returns as the handle until CLOSE (or the end of
@@ -453,6 +483,8 @@ class SFTPSession(asyncssh.SFTPServer):
             process_budget().release_file()  # nothing was opened
             raise
         self._open_files += 1
+        if isinstance(handle, UploadHandle):
+            self._uploads[handle.virtual] = handle
         return handle
 
     @off_loop
@@ -499,6 +531,11 @@ class SFTPSession(asyncssh.SFTPServer):
         target = self.jail.resolve(path)
         _require_printable_name(target)
         exists = os.path.lexists(target.host)
+        partial = self._partial_path(target)
+        # Without truncate (or exclusive create) an open continues the account's interrupted
+        # upload of this path, if one waits: see server.upload_writer.
+        resume = (not exists and not pflags & (asyncssh.FXF_TRUNC | asyncssh.FXF_EXCL)
+                  and stat_partial(self.jail, partial) is not None)
         if exists:
             if pflags & asyncssh.FXF_EXCL:
                 raise asyncssh.SFTPFileAlreadyExists("file already exists")
@@ -506,13 +543,14 @@ class SFTPSession(asyncssh.SFTPServer):
                 raise asyncssh.SFTPFileIsADirectory("is a directory")
             self._require_own_partial_or(Permission.OVERWRITE, target,
                                          "replacing an existing file")
-        elif not pflags & asyncssh.FXF_CREAT:
+        elif not pflags & asyncssh.FXF_CREAT and not resume:
             raise asyncssh.SFTPNoSuchFile("no such file")
         writer = UploadWriter(
             target.host, self.jail,
             replace=exists or Permission.OVERWRITE in self.permissions,
             append=bool(pflags & asyncssh.FXF_APPEND),
             durable=self.context.durable_uploads,
+            partial=partial, resume=resume,
         )
         if exists and not pflags & asyncssh.FXF_TRUNC:
             try:
@@ -569,7 +607,8 @@ class SFTPSession(asyncssh.SFTPServer):
         if not isinstance(handle, UploadHandle):
             raise asyncssh.SFTPPermissionDenied("file is not open for writing")
         assert handle.writer is not None
-        handle.writer.write(offset, data)
+        with self._checked("write", handle.virtual.encode()):
+            handle.writer.write(offset, data)
         handle.bytes += len(data)
         return len(data)
 
@@ -593,11 +632,15 @@ class SFTPSession(asyncssh.SFTPServer):
             self._log_transfer("download", handle, None)
             return
         assert handle.writer is not None
+        if self._uploads.get(handle.virtual) is handle:
+            del self._uploads[handle.virtual]
         # asyncssh also calls close() for handles still open when the session ends: that is
-        # an interrupted upload, which must never appear under its final name.
+        # an interrupted upload, which must never appear under its final name (it is kept,
+        # hidden, for a resume).
         if _client_has_left(self.channel):
-            await run_off_loop(self.executor, handle.writer.abort)
-            self._log_transfer("upload", handle, "session ended before the file was closed")
+            kept = await run_off_loop(self.executor, handle.writer.suspend)
+            self._log_transfer("upload", handle, "session ended before the file was closed"
+                               + ("; kept for a resume" if kept else ""))
             return
         try:
             await run_off_loop(self.executor, handle.writer.commit)

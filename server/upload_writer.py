@@ -3,7 +3,15 @@
 Nothing downstream (the staging watcher, a consumer listing clean/) can ever see a partly
 written file under its final name: the final name appears only by ``rename`` (or ``link`` when
 the account may not overwrite, so a file that appeared meanwhile is never clobbered) after the
-client closed the handle. An interrupted upload is discarded, never published.
+client closed the handle. An interrupted upload is never published: it is kept for a resume.
+
+Resume: when the connection drops with a handle still open, the bytes received move to the
+account's partial slot for that path (:func:`partial_path`, hidden like every reserved name,
+removed after ``partialUploadTtlSeconds``). A later open of that path for writing without
+truncate takes the slot back as its temp file and accepts only writes that continue it
+(:meth:`UploadWriter.write`); its clean close publishes the whole file, which is then scanned
+like any upload. Only a dropped connection is kept that way: a write that failed leaves a
+file of unknown content, and is discarded (below).
 
 Nor is an upload the client saw fail: clients close the handle after a failed WRITE (a full
 disk, a short write) or FSYNC as after a good one, so the writer remembers the first failure
@@ -19,28 +27,59 @@ descriptor (the server's descriptor budget counts one per handle).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from server.jail import Jail
 from ssftp.errors import Refused, UploadFailedError
+from ssftp.layout import PARTIALS_DIR
 from ssftp.moves import publish, temp_path_beside
 
 FILE_MODE = 0o640
+_PARTIALS_DIR_MODE = 0o750
+
+
+def partial_path(jail: Jail, username: str, virtual: str) -> Path:
+    """Where an interrupted upload of ``virtual`` by ``username`` waits for its resume.
+
+    Named by a hash of account and path: one slot per final name, no client-chosen name on
+    disk (a long path would not fit in a name), and an account sharing the root with another
+    never finds the other's partial."""
+    digest = hashlib.sha256(f"{username}\0{virtual}".encode()).hexdigest()[:32]
+    return jail.root / PARTIALS_DIR / digest
+
+
+def stat_partial(jail: Jail, partial: Path) -> os.stat_result | None:
+    """The interrupted upload waiting in ``partial``, if there is one."""
+    try:
+        with jail.open_parent(partial) as (directory, name):
+            return os.lstat(name, dir_fd=directory)
+    except FileNotFoundError:
+        return None
 
 
 class UploadWriter:
+    """One upload. With ``partial`` (its slot, see :func:`partial_path`) an interruption is
+    kept there (:meth:`suspend`); with ``resume`` too, an upload waiting there is continued."""
+
     def __init__(self, target: Path, jail: Jail, *, replace: bool, append: bool,
-                 durable: bool) -> None:
+                 durable: bool, partial: Path | None = None, resume: bool = False) -> None:
         self.target = target
         self.jail = jail
         self.replace = replace
         self.append = append
         self.durable = durable
+        self.partial = partial
         self.temp = temp_path_beside(target)
         self.failure: str | None = None  # the first failed operation; the upload is then void
-        self.fd = self._create()
+        # A refused write changed nothing: what is there is still a good start to resume from.
+        self.resumable_failure = False
+        taken = self._take_partial() if resume else None
+        # Where a resumed upload continues; None for a new one.
+        self.resumed_at = None if taken is None else os.fstat(taken).st_size
+        self.fd = self._create() if taken is None else taken
 
     @contextlib.contextmanager
     def _remembering(self, operation: str) -> Iterator[None]:
@@ -64,6 +103,11 @@ class UploadWriter:
             offset += copied
 
     def write(self, offset: int, data: bytes) -> None:
+        """Write ``data`` at ``offset``; a resumed upload refuses (Refused, nothing written)
+        a write that is not a continuation: before the bytes it resumed from, which are
+        already here, or beyond the end so far, which would leave a hole of zeros."""
+        if self.resumed_at is not None:
+            self._require_continuation(offset)
         with self._remembering("write"):
             if self.append:
                 offset = os.fstat(self.fd).st_size
@@ -74,6 +118,18 @@ class UploadWriter:
                     raise OSError(0, f"short write ({len(view)} bytes not written)")
                 offset += written
                 view = view[written:]
+
+    def _require_continuation(self, offset: int) -> None:
+        assert self.resumed_at is not None
+        size = os.fstat(self.fd).st_size
+        if self.resumed_at <= offset <= size:
+            return
+        if self.failure is None:
+            self.failure = f"a write at byte {offset} was refused"
+            self.resumable_failure = True
+        raise Refused(f"this upload resumes an interrupted one of {self.resumed_at} bytes and "
+                      f"has {size} now: a write at byte {offset} is not a continuation "
+                      f"(write from byte {size}, or open with truncate to start over)")
 
     def fsync(self) -> None:
         with self._remembering("fsync"):
@@ -92,7 +148,10 @@ class UploadWriter:
         (in both cases the temp file is removed) or when the directory's path now leads out
         of the jail (the temp file is then out of reach, see :meth:`_remove_temp`)."""
         if self.failure is not None:
-            self.abort()
+            if self.resumable_failure:
+                self.suspend()
+            else:
+                self.abort()
             raise UploadFailedError(f"upload not published: {self.failure}")
         try:
             os.close(self.fd)  # a network filesystem may report a lost write only here
@@ -105,11 +164,59 @@ class UploadWriter:
                         durable=self.durable, dir_fd=directory)
         except Refused as refusal:
             raise UploadFailedError(f"upload not published: {refusal.reason}") from None
+        self._drop_partial()  # superseded by the file just published
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self._remove_temp()
+
+    def suspend(self) -> bool:
+        """The connection is gone with the upload open: keep what was received in the
+        partial slot for a resume, or discard it (nothing received, no slot, a failed write,
+        or the slot out of reach). True when it was kept."""
+        received = 0
+        with contextlib.suppress(OSError):
+            received = os.fstat(self.fd).st_size
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        if (self.partial is not None and received > 0
+                and (self.failure is None or self.resumable_failure)):
+            with contextlib.suppress(OSError, Refused):
+                self._keep_partial(self.partial)
+                return True
+        self._remove_temp()
+        return False
+
+    def _keep_partial(self, partial: Path) -> None:
+        with self.jail.open_parent(partial.parent) as (root, partials), \
+                contextlib.suppress(FileExistsError):
+            os.mkdir(partials, _PARTIALS_DIR_MODE, dir_fd=root)
+        self._move(self.temp, partial)
+
+    def _take_partial(self) -> int | None:
+        """Make the upload waiting in the partial slot this writer's temp file; its
+        descriptor, or None when there is none. The rename is atomic: of two sessions that
+        resume at once, one gets it, the other starts anew."""
+        assert self.partial is not None
+        try:
+            self._move(self.partial, self.temp)
+        except FileNotFoundError:
+            return None
+        with self.jail.open_parent(self.temp) as (directory, name):
+            return os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+
+    def _drop_partial(self) -> None:
+        if self.partial is not None:
+            with contextlib.suppress(OSError, Refused), \
+                    self.jail.open_parent(self.partial) as (directory, name):
+                os.unlink(name, dir_fd=directory)
+
+    def _move(self, source: Path, target: Path) -> None:
+        """Rename by the verified descriptors of both directories (see the module's doc)."""
+        with self.jail.open_parent(source) as (source_dir, source_name), \
+                self.jail.open_parent(target) as (target_dir, target_name):
+            os.replace(source_name, target_name, src_dir_fd=source_dir, dst_dir_fd=target_dir)
 
     def _create(self) -> int:
         """Create the temp file relative to its directory's verified descriptor: created by

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,20 @@ RESERVED_PREFIX = ".ssftp-"
 TEMP_PREFIX = RESERVED_PREFIX + "tmp-"
 # Where the scanner holds the files it is scanning: staging/.ssftp-claims/<owner>/<sub path>.
 CLAIMS_DIR = RESERVED_PREFIX + "claims"
+# Where the server keeps interrupted uploads for a resume, in each account's root:
+# <root>/.ssftp-partials/<hash of account and path>. Never scanned, removed after
+# ``partialUploadTtlSeconds``.
+PARTIALS_DIR = RESERVED_PREFIX + "partials"
 
-# Temp names that clients use before renaming to the final name (WinSCP's resumable
-# transfers). Such a file is an upload still in progress: never scanned under this name.
+# Temp names that clients upload to before renaming to the final name. Such a file is an
+# upload still in progress: never scanned under this name, its rename to the final name needs
+# only the ``upload`` permission, and one left behind is removed after
+# ``partialUploadTtlSeconds``. The conventions (see README "Client temp names"):
+# - ``NAME.filepart``: WinSCP (resumable transfers) and rclone;
+# - ``.in.NAME``: lftp with ``set xfer:use-temp-file yes`` (its ``xfer:temp-file-name``
+#   default ``.in.*``; lftp 4.9 measured), so also ``.in.NAME.`` of other lftp versions.
 PARTIAL_UPLOAD_SUFFIXES = (".filepart",)
+PARTIAL_UPLOAD_PREFIXES = (".in.",)
 
 
 def is_reserved_name(name: str) -> bool:
@@ -43,8 +54,11 @@ def is_temp_name(name: str) -> bool:
 
 
 def is_partial_upload_name(name: str) -> bool:
-    """True for a client's in-progress upload name (e.g. ``report.csv.filepart``)."""
-    return name.endswith(PARTIAL_UPLOAD_SUFFIXES)
+    """True for a client's in-progress upload name (``report.csv.filepart``,
+    ``.in.report.csv``): the conventions listed at ``PARTIAL_UPLOAD_SUFFIXES``."""
+    return name.endswith(PARTIAL_UPLOAD_SUFFIXES) or any(
+        name.startswith(prefix) and len(name) > len(prefix)
+        for prefix in PARTIAL_UPLOAD_PREFIXES)
 
 
 def is_pending_name(name: str) -> bool:
@@ -58,12 +72,37 @@ def remove_stale_temp_files(root: Path, older_than_seconds: float) -> list[Path]
     Only old ones: several instances may share the data root, and a young temp file may be an
     upload another instance is receiving right now.
     """
-    cutoff = time.time() - older_than_seconds
+    return _remove_old_files(root, time.time() - older_than_seconds,
+                             lambda relative: is_temp_name(relative.name))
+
+
+def remove_stale_partial_uploads(root: Path, older_than_seconds: float,
+                                 now: float | None = None) -> list[Path]:
+    """Delete the uploads in progress that nobody finished: interrupted uploads the server
+    kept for a resume (in a ``PARTIALS_DIR``) and clients' temp files (``*.filepart``,
+    ``.in.NAME.``) whose client went away. Untouched for ``older_than_seconds``
+    (``partialUploadTtlSeconds``) before ``now`` (the clock, unless a test gives one): a
+    resume or a live client keeps changing the file's mtime."""
+    cutoff = (time.time() if now is None else now) - older_than_seconds
+    return _remove_old_files(root, cutoff, _is_partial_upload)
+
+
+def _is_partial_upload(relative: Path) -> bool:
+    """Never one in the scanner's claims: those hold files being scanned."""
+    directories = relative.parts[:-1]
+    return CLAIMS_DIR not in directories and (
+        directories[-1:] == (PARTIALS_DIR,) or is_partial_upload_name(relative.name))
+
+
+def _remove_old_files(root: Path, cutoff: float,
+                      garbage: Callable[[Path], bool]) -> list[Path]:
+    """Remove the files below ``root`` for which ``garbage`` (of the path relative to
+    ``root``) holds and that were last modified before ``cutoff``."""
     removed = []
     for directory, _, files in os.walk(root):
         for name in files:
             path = Path(directory, name)
-            if is_temp_name(name) and _modified_before(path, cutoff):
+            if garbage(path.relative_to(root)) and _modified_before(path, cutoff):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed

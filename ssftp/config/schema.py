@@ -323,6 +323,10 @@ class SsftpConfig(Model):
     # Our extension: fsync each upload before it becomes visible, so a power cut cannot turn
     # a completed upload into an empty file.
     fsync_uploads: bool = True
+    # Our extension: how long an interrupted upload is kept (hidden) for a resume, and a
+    # client's own temp file (``*.filepart``, lftp's ``.in.NAME``) left by a client that went
+    # away, before both are removed. A day covers a partner whose link failed overnight.
+    partial_upload_ttl_seconds: Annotated[float, Field(gt=0, le=365 * 24 * 3600)] = 24 * 3600.0
     defender: DefenderSettings = Field(default_factory=DefenderSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     # Our extension: the name webhooks and audit records give this instance (in a chain).

@@ -1,0 +1,393 @@
+"""Uploads in progress: seen by the session that writes them, client temp names, resume.
+
+Issue 14. sshfs creates a file, LSTATs it and gives up when it is not there (a 0-byte file was
+then published); lftp's ``xfer:use-temp-file`` name ``.in.NAME.`` was stranded in staging; an
+interrupted upload was discarded, so ``sftp reput``, ``lftp put -c`` and paramiko append could
+not resume. Real clients against a real server (the module's ``gateway``, no scanning: a
+published upload stays in staging), and the plain functions directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncssh
+import paramiko
+import pytest
+
+from server.jail import Jail
+from server.upload_writer import UploadWriter, partial_path
+from ssftp.errors import Refused, UploadFailedError
+from ssftp.layout import (
+    CLAIMS_DIR,
+    PARTIALS_DIR,
+    TEMP_PREFIX,
+    is_partial_upload_name,
+    remove_stale_partial_uploads,
+)
+from ssftp.staging_queue import is_candidate
+from testkit.sftp_client import run_sftp
+from tests.conftest import PASSWORDS, Keys
+from tests.support import ServerThread, unique_name
+
+SSHFS = shutil.which("sshfs")
+FUSERMOUNT = shutil.which("fusermount3") or shutil.which("fusermount")
+LFTP = shutil.which("lftp")
+SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
+
+
+def connect(gateway: ServerThread, username: str) -> asyncssh.SSHClientConnection:
+    return asyncssh.connect("127.0.0.1", gateway.port, username=username,
+                            password=PASSWORDS[username], known_hosts=None, client_keys=None,
+                            agent_path=None, preferred_auth="password")
+
+
+@contextlib.asynccontextmanager
+async def sftp_as(gateway: ServerThread, username: str) -> AsyncIterator[asyncssh.SFTPClient]:
+    async with connect(gateway, username) as conn, conn.start_sftp_client() as sftp:
+        yield sftp
+
+
+def staged(gateway: ServerThread, name: str, account: str = "partner-a") -> Path:
+    return gateway.layout.staging / account / name
+
+
+def partials(gateway: ServerThread, account: str = "partner-a") -> list[Path]:
+    directory = gateway.layout.staging / account / PARTIALS_DIR
+    return sorted(directory.iterdir()) if directory.exists() else []
+
+
+def wait_until(predicate: object, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def bytes_sent(gateway: ServerThread, name: str) -> int:
+    """What the last published upload of ``name`` received: less than the file when it was
+    resumed. The record is written just after the close's reply: waited for."""
+    found: list[int] = []
+
+    def published() -> bool:
+        found[:] = [record["bytes"] for record in map(json.loads, (
+                    gateway.layout.log / "transfer.log").read_text().splitlines())
+                    if record.get("path") == f"/{name}" and record.get("ok")]
+        return bool(found)
+
+    wait_until(published, f"the transfer record of {name}")
+    return found[-1]
+
+
+async def interrupted_upload(gateway: ServerThread, name: str, data: bytes) -> None:
+    """Write ``data`` to ``name`` and drop the connection with the file still open."""
+    before = set(partials(gateway))
+    conn = await connect(gateway, "partner-a")
+    try:
+        sftp = await conn.start_sftp_client()
+        handle = await sftp.open(name, "wb")
+        await handle.write(data, 0)
+        await sftp.stat("/")  # the write has been answered
+    finally:
+        conn.abort()
+    deadline = time.monotonic() + 30
+    while not set(partials(gateway)) - before:
+        assert time.monotonic() < deadline, "the interrupted upload was not kept"
+        await asyncio.sleep(0.05)  # the client's side of the connection runs on this loop
+
+
+# -- names and the sweep (plain functions) -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [
+    "report.csv.filepart",  # WinSCP, rclone
+    ".in.report.csv",  # lftp 4.9 xfer:use-temp-file (xfer:temp-file-name .in.*)
+    ".in.report.csv.",  # the same, other lftp versions
+    ".in.x",
+])
+def test_client_temp_names_are_uploads_in_progress(tmp_path: Path, name: str) -> None:
+    assert is_partial_upload_name(name)
+    assert not is_candidate(tmp_path, tmp_path / "partner-a" / name)
+
+
+@pytest.mark.parametrize("name", ["report.csv", ".in.", ".inbox", "in.report.", "x.filepart.csv"])
+def test_other_names_are_not(tmp_path: Path, name: str) -> None:
+    assert not is_partial_upload_name(name)
+    assert is_candidate(tmp_path, tmp_path / "partner-a" / name)
+
+
+def test_server_partials_are_never_scanned(tmp_path: Path) -> None:
+    assert not is_candidate(tmp_path, tmp_path / "partner-a" / PARTIALS_DIR / "0123abcd")
+
+
+def test_stale_partial_uploads_are_removed_after_the_ttl(tmp_path: Path) -> None:
+    now = 2_000_000_000.0
+    ttl = 24 * 3600
+
+    def make(relative: str, age: float) -> Path:
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (now - age, now - age))
+        return path
+
+    old = [make(f"partner-a/{PARTIALS_DIR}/0123abcd", ttl + 1),
+           make("partner-a/sub/big.iso.filepart", ttl + 60),
+           make("partner-a/.in.report.csv", 10 * ttl)]
+    kept = [make(f"partner-a/{PARTIALS_DIR}/4567cdef", ttl - 60),  # may still be resumed
+            make("partner-a/young.filepart", 1),
+            make("partner-a/report.csv", 10 * ttl),  # a complete upload: the scanner's
+            make(f"{CLAIMS_DIR}/partner-a/claimed.filepart", 10 * ttl),
+            make(f"partner-a/{TEMP_PREFIX}0123", 10 * ttl)]  # the temp sweep's (its own TTL)
+    assert sorted(remove_stale_partial_uploads(tmp_path, ttl, now=now)) == sorted(old)
+    assert not any(path.exists() for path in old)
+    assert all(path.exists() for path in kept)
+
+
+# -- the writer's resume rules (plain, on a temp directory) --------------------------------
+
+
+def writer_for(root: Path, name: str, *, resume: bool) -> UploadWriter:
+    jail = Jail(root)
+    return UploadWriter(root / name, jail, replace=False, append=False, durable=False,
+                        partial=partial_path(jail, "partner-a", f"/{name}"), resume=resume)
+
+
+def test_a_resume_continues_only_at_the_exact_offset(tmp_path: Path) -> None:
+    first = writer_for(tmp_path, "up.bin", resume=True)  # nothing to resume: a new upload
+    assert first.resumed_at is None
+    first.write(0, b"0123456789")
+    assert first.suspend()
+    assert not (tmp_path / "up.bin").exists()
+
+    second = writer_for(tmp_path, "up.bin", resume=True)
+    assert second.resumed_at == 10
+    for offset in (0, 9, 11):
+        with pytest.raises(Refused, match=f"resumes an interrupted one of 10 bytes.*"
+                                          f"write at byte {offset} is not a continuation"):
+            second.write(offset, b"x")
+    with pytest.raises(UploadFailedError, match="write at byte 0 was refused"):
+        second.commit()
+    assert not (tmp_path / "up.bin").exists()
+
+    third = writer_for(tmp_path, "up.bin", resume=True)  # the refusal changed nothing
+    assert third.resumed_at == 10
+    third.write(10, b"abc")
+    third.write(13, b"def")
+    third.commit()
+    assert (tmp_path / "up.bin").read_bytes() == b"0123456789abcdef"
+    assert os.listdir(tmp_path / PARTIALS_DIR) == []
+
+
+def test_a_failed_write_discards_the_interrupted_upload(tmp_path: Path) -> None:
+    writer = writer_for(tmp_path, "up.bin", resume=False)
+    writer.write(0, b"good")
+    writer.failure = "write failed: No space left on device"  # as _remembering notes it
+    assert not writer.suspend()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_interrupted_upload_is_not_kept(tmp_path: Path) -> None:
+    assert not writer_for(tmp_path, "up.bin", resume=False).suspend()
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- visible to the session that writes it -------------------------------------------------
+
+
+async def test_an_upload_in_progress_is_seen_by_its_session_only(gateway: ServerThread) -> None:
+    name = f"visible-{unique_name()}.bin"
+    async with sftp_as(gateway, "partner-a") as sftp, \
+            sftp_as(gateway, "partner-a") as other, sftp_as(gateway, "partner-b") as stranger:
+        handle = await sftp.open(name, "wb")
+        assert (await sftp.lstat(name)).size == 0  # what sshfs asks right after the create
+        await handle.write(b"x" * 1000, 0)
+        assert (await sftp.stat(name)).size == 1000
+        assert (await sftp.lstat(f"/./{name}")).size == 1000
+        assert (await handle.stat()).size == 1000
+        for client in (other, stranger):
+            with pytest.raises(asyncssh.SFTPNoSuchFile):
+                await client.stat(name)
+        assert name not in await sftp.listdir("/")
+        assert not staged(gateway, name).exists()
+        await handle.close()
+        assert (await other.stat(name)).size == 1000
+    assert staged(gateway, name).read_bytes() == b"x" * 1000
+
+
+async def test_a_zero_length_upload_closed_cleanly_is_published(gateway: ServerThread) -> None:
+    name = f"empty-{unique_name()}.txt"
+    async with sftp_as(gateway, "partner-a") as sftp:
+        handle = await sftp.open(name, "wb")
+        assert (await sftp.lstat(name)).size == 0
+        await handle.close()
+    assert staged(gateway, name).read_bytes() == b""
+
+
+@pytest.fixture
+def sshfs_mount(gateway: ServerThread, keys: Keys, tmp_path: Path) -> Iterator[Path]:
+    if SSHFS is None or FUSERMOUNT is None:
+        pytest.skip("sshfs is not installed")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        pytest.skip("/dev/fuse is not available")
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    subprocess.run([SSHFS, "partner-a@127.0.0.1:/", str(mount), "-p", str(gateway.port),
+                    "-o", f"IdentityFile={keys.partner.private_path}", *SSH_OPTIONS],
+                   check=True, timeout=60, stdin=subprocess.DEVNULL)
+    try:
+        yield mount
+    finally:
+        subprocess.run([FUSERMOUNT, "-u", "-z", str(mount)], check=False, timeout=60)
+
+
+def test_sshfs_cp_into_a_staging_mount(gateway: ServerThread, sshfs_mount: Path,
+                                       tmp_path: Path) -> None:
+    t = unique_name()
+    source = tmp_path / "src"
+    (source / "tree" / "inner").mkdir(parents=True)
+    files = {"one.bin": os.urandom(300_000), "tree/a.txt": b"a\n",
+             "tree/inner/b.bin": os.urandom(70_000)}
+    for relative, data in files.items():
+        (source / relative).write_bytes(data)
+    commands = [["cp", str(source / "one.bin"), str(sshfs_mount / f"cp-{t}.bin")],
+                ["cp", "-r", str(source / "tree"), str(sshfs_mount / f"tree-{t}")]]
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (command, result.stderr)
+    # FUSE sends the release (sshfs's CLOSE, which publishes) after cp has returned.
+    published = [f"cp-{t}.bin", f"tree-{t}/a.txt", f"tree-{t}/inner/b.bin"]
+    wait_until(lambda: all(staged(gateway, name).exists() for name in published),
+               "the copies to be published")
+    assert staged(gateway, f"cp-{t}.bin").read_bytes() == files["one.bin"]
+    assert staged(gateway, f"tree-{t}/a.txt").read_bytes() == files["tree/a.txt"]
+    assert staged(gateway, f"tree-{t}/inner/b.bin").read_bytes() == files["tree/inner/b.bin"]
+
+
+# -- client temp names -----------------------------------------------------------------------
+
+
+def lftp(gateway: ServerThread, keys: Keys, commands: str,
+         cwd: Path) -> subprocess.CompletedProcess[str]:
+    assert LFTP is not None
+    connect_program = " ".join(["ssh", "-a", "-x", "-i", str(keys.partner.private_path),
+                                *SSH_OPTIONS])
+    script = (f"set sftp:connect-program \"{connect_program}\"; set net:max-retries 1; "
+              f"set cmd:fail-exit yes; open -u partner-a, -p {gateway.port} "
+              f"sftp://127.0.0.1; {commands}; bye")
+    return subprocess.run([LFTP, "-c", script], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.skipif(LFTP is None, reason="lftp is not installed")
+def test_lftp_temp_file_upload_is_published(gateway: ServerThread, keys: Keys,
+                                            workdir: Path) -> None:
+    name = f"lftp-{unique_name()}.csv"
+    data = os.urandom(200_000)
+    (workdir / name).write_bytes(data)
+    result = lftp(gateway, keys, f"set xfer:use-temp-file yes; put {name}", workdir)
+    assert result.returncode == 0, result.stderr
+    assert staged(gateway, name).read_bytes() == data
+    assert not staged(gateway, f".in.{name}").exists()
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+
+async def test_an_interrupted_upload_is_kept_hidden_for_its_account(gateway: ServerThread) -> None:
+    name = f"kept-{unique_name()}.bin"
+    await interrupted_upload(gateway, name, b"p" * 5000)
+    assert not staged(gateway, name).exists()
+    async with sftp_as(gateway, "partner-a") as sftp:
+        assert (await sftp.stat(name)).size == 5000  # what a resuming client asks
+        assert (await sftp.lstat(name)).size == 5000
+        assert name not in await sftp.listdir("/")
+    async with sftp_as(gateway, "partner-b") as stranger:
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            await stranger.stat(name)
+    async with sftp_as(gateway, "partner-a") as sftp, \
+            sftp.open(name, "wb") as handle:  # a new upload (truncate) starts over
+        await handle.write(b"new", 0)
+    assert staged(gateway, name).read_bytes() == b"new"
+    async with sftp_as(gateway, "partner-a") as sftp:
+        assert (await sftp.stat(name)).size == 3
+
+
+async def test_a_resume_at_a_wrong_offset_is_refused_with_the_reason(
+        gateway: ServerThread) -> None:
+    name = f"wrong-{unique_name()}.bin"
+    await interrupted_upload(gateway, name, b"a" * 4096)
+    async with sftp_as(gateway, "partner-a") as sftp:
+        handle = await sftp.open(name, asyncssh.FXF_WRITE, encoding=None)
+        with pytest.raises(asyncssh.SFTPPermissionDenied,
+                           match="write at byte 100 is not a continuation"):
+            await handle.write(b"b", 100)
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="write from byte 4096"):
+            await handle.write(b"b", 5000)
+        with pytest.raises(asyncssh.SFTPFailure, match="not published"):
+            await handle.close()
+        assert not staged(gateway, name).exists()
+        async with sftp.open(name, asyncssh.FXF_WRITE, encoding=None) as handle:  # still resumable
+            await handle.write(b"b" * 10, 4096)
+    assert staged(gateway, name).read_bytes() == b"a" * 4096 + b"b" * 10
+
+
+async def test_openssh_reput_resumes(gateway: ServerThread, keys: Keys, workdir: Path) -> None:
+    name = f"reput-{unique_name()}.bin"
+    data = os.urandom(3 << 20)
+    (workdir / name).write_bytes(data)
+    await interrupted_upload(gateway, name, data[:1 << 20])
+    result = run_sftp(gateway.port, "partner-a", [f"reput {name}"], cwd=workdir,
+                      key=keys.partner.private_path)
+    assert result.returncode == 0, result.stderr
+    assert sha256(staged(gateway, name).read_bytes()) == sha256(data)
+    assert bytes_sent(gateway, name) == len(data) - (1 << 20)
+    assert not [path for path in partials(gateway) if path.stat().st_size == 1 << 20]
+
+
+@pytest.mark.skipif(LFTP is None, reason="lftp is not installed")
+async def test_lftp_put_continue_resumes(gateway: ServerThread, keys: Keys,
+                                         workdir: Path) -> None:
+    name = f"lftp-c-{unique_name()}.bin"
+    data = os.urandom(2 << 20)
+    (workdir / name).write_bytes(data)
+    await interrupted_upload(gateway, name, data[:700_000])
+    result = lftp(gateway, keys, f"put -c {name}", workdir)
+    assert result.returncode == 0, result.stderr
+    assert sha256(staged(gateway, name).read_bytes()) == sha256(data)
+    assert bytes_sent(gateway, name) == len(data) - 700_000
+
+
+async def test_paramiko_append_resumes(gateway: ServerThread) -> None:
+    name = f"append-{unique_name()}.bin"
+    data = os.urandom(1 << 20)
+    await interrupted_upload(gateway, name, data[:300_000])
+    transport = paramiko.Transport(("127.0.0.1", gateway.port))
+    try:
+        transport.connect(username="partner-a", password=PASSWORDS["partner-a"])
+        client = paramiko.SFTPClient.from_transport(transport)
+        assert client is not None
+        offset = client.stat(name).st_size
+        assert offset == 300_000
+        with client.open(name, "a") as handle:
+            handle.write(data[offset:])
+        client.close()
+    finally:
+        transport.close()
+    assert sha256(staged(gateway, name).read_bytes()) == sha256(data)
+    assert bytes_sent(gateway, name) == len(data) - 300_000
