@@ -35,6 +35,7 @@ from ssftp.layout import (
     remove_stale_partial_uploads,
 )
 from ssftp.staging_queue import is_candidate
+from testkit.files import make_random_file
 from testkit.sftp_client import run_sftp
 from tests.conftest import PASSWORDS, Keys
 from tests.support import ServerThread, unique_name
@@ -42,6 +43,8 @@ from tests.support import ServerThread, unique_name
 SSHFS = shutil.which("sshfs")
 FUSERMOUNT = shutil.which("fusermount3") or shutil.which("fusermount")
 LFTP = shutil.which("lftp")
+CURL = shutil.which("curl")
+PSFTP = shutil.which("psftp")
 SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
 
@@ -391,3 +394,73 @@ async def test_paramiko_append_resumes(gateway: ServerThread) -> None:
         transport.close()
     assert sha256(staged(gateway, name).read_bytes()) == sha256(data)
     assert bytes_sent(gateway, name) == len(data) - 300_000
+
+
+def test_openssh_reput_after_the_client_was_killed(gateway: ServerThread, keys: Keys,
+                                                   workdir: Path) -> None:
+    """SIGKILL to ``sftp`` in the middle of a 50 MiB ``put`` (its ``ssh`` child then closes
+    the channel), then ``reput``: the file is whole, and only the rest was sent again."""
+    name = f"killed-{unique_name()}.bin"
+    source = make_random_file(workdir / name, 50 << 20)
+    batch = workdir / "put.batch"
+    batch.write_text(f"put {name}\n")
+    args = ["sftp", "-F", "/dev/null", "-P", str(gateway.port), *SSH_OPTIONS,
+            "-i", str(keys.partner.private_path),
+            "-l", "16000",  # Kbit/s: about 2 MB/s, so the put is surely still running
+            "-b", str(batch), "partner-a@127.0.0.1"]
+    proc = subprocess.Popen(args, cwd=workdir, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def received() -> int:
+            temps = [path for path in staged(gateway, "").iterdir()
+                     if path.name.startswith(TEMP_PREFIX)]
+            return sum(path.stat().st_size for path in temps)
+
+        wait_until(lambda: received() >= 1 << 20, "the put to start", seconds=60)
+        assert proc.poll() is None, "the put finished before it could be killed"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    wait_until(lambda: any(path.stat().st_size >= 1 << 20 for path in partials(gateway)),
+               "the interrupted upload to be kept")
+    assert not staged(gateway, name).exists()
+    result = run_sftp(gateway.port, "partner-a", [f"reput {name}"], cwd=workdir,
+                      key=keys.partner.private_path)
+    assert result.returncode == 0, result.stderr
+    assert sha256(staged(gateway, name).read_bytes()) == sha256(source.read_bytes())
+    assert bytes_sent(gateway, name) < 50 << 20
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is not installed")
+async def test_curl_continue_resumes(gateway: ServerThread, workdir: Path) -> None:
+    assert CURL is not None
+    name = f"curl-{unique_name()}.bin"
+    data = os.urandom(1 << 20)
+    (workdir / name).write_bytes(data)
+    await interrupted_upload(gateway, name, data[:400_000])
+    result = subprocess.run(
+        [CURL, "--silent", "--show-error", "--insecure", "-u",
+         f"partner-a:{PASSWORDS['partner-a']}", "-T", name, "-C", "-",
+         f"sftp://127.0.0.1:{gateway.port}/{name}"],
+        cwd=workdir, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert sha256(staged(gateway, name).read_bytes()) == sha256(data)
+    assert bytes_sent(gateway, name) == len(data) - 400_000
+
+
+@pytest.mark.skipif(PSFTP is None, reason="psftp (putty-tools) is not installed")
+async def test_psftp_reput_resumes(gateway: ServerThread, workdir: Path) -> None:
+    assert PSFTP is not None
+    name = f"psftp-{unique_name()}.bin"
+    data = os.urandom(1 << 20)
+    (workdir / name).write_bytes(data)
+    await interrupted_upload(gateway, name, data[:500_000])
+    (workdir / "reput.batch").write_text(f"reput {name}\n")
+    host_key = gateway.service.gateway.host_keys[0].get_fingerprint()
+    result = subprocess.run(
+        [PSFTP, "-batch", "-P", str(gateway.port), "-pw", PASSWORDS["partner-a"],
+         "-hostkey", host_key, "-b", "reput.batch", "partner-a@127.0.0.1"],
+        cwd=workdir, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sha256(staged(gateway, name).read_bytes()) == sha256(data)
+    assert bytes_sent(gateway, name) == len(data) - 500_000
