@@ -45,7 +45,11 @@ CONFIG = f"""
           auth:
             username: reader-b
             password: {PASSWORD}
-    """  # two download accounts, each with its own root
+        - directory: reader-c
+          auth:
+            username: reader-c
+            password: {PASSWORD}
+    """  # download accounts, each with its own root (reader-c's is a mount point itself)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +132,9 @@ def hung_mount(server: ServerThread, tmp_path: Path) -> Iterator[HungMount]:
 
 
 @contextlib.contextmanager
-def _hung_mount(account_root: Path, tmp_path: Path) -> Iterator[HungMount]:
+def _hung_mount(account_root: Path, tmp_path: Path, *,
+                at_root: bool = False) -> Iterator[HungMount]:
+    """A mount in ``account_root``, or (``at_root``) on it."""
     if os.geteuid() != 0:
         pytest.skip("mounting a FUSE filesystem needs root")
     if not os.path.exists("/dev/fuse"):
@@ -139,8 +145,8 @@ def _hung_mount(account_root: Path, tmp_path: Path) -> Iterator[HungMount]:
         pytest.skip("OpenSSH sshd is not installed")
     remote = tmp_path / "remote"
     remote.mkdir(parents=True)
-    mount_point = account_root / f"share-{unique_name()}"
-    mount_point.mkdir(parents=True)
+    mount_point = account_root if at_root else account_root / f"share-{unique_name()}"
+    mount_point.mkdir(parents=True, exist_ok=at_root)
     key = make_client_key(tmp_path, "sshfs")
     with OpenSshServer.start(tmp_path / "sshd", authorized_keys=[key.public_line],
                              sftp_root=remote) as sshd:
@@ -155,7 +161,8 @@ def _hung_mount(account_root: Path, tmp_path: Path) -> Iterator[HungMount]:
         finally:
             mount.resume()
             subprocess.run(["fusermount", "-u", "-z", str(mount_point)], check=True)
-            mount_point.rmdir()
+            if not at_root:
+                mount_point.rmdir()
 
 
 def _place_plain_files(server: ServerThread) -> None:
@@ -240,6 +247,34 @@ def test_a_hung_filesystem_ties_up_only_its_session(
                 assert result == PAYLOAD
 
     asyncio.run(scenario())
+
+
+def test_an_account_whose_root_hangs_ties_up_only_its_own_session(
+        server: ServerThread, tmp_path: Path) -> None:
+    """The login of an account whose root is on the hung filesystem: creating and resolving
+    the root ran on the event loop at login, so every session hung with it."""
+    _place_plain_files(server)
+    with _hung_mount(server.layout.clean / "reader-c", tmp_path, at_root=True) as mount:
+        (mount.remote / "inside.txt").write_bytes(PAYLOAD)
+
+        async def stuck_session() -> list[str]:
+            async with connect(server.port, "reader-c", PASSWORD) as conn, \
+                    conn.start_sftp_client() as sftp:
+                return await sftp.listdir("/")
+
+        async def scenario() -> None:
+            mount.hang()
+            try:
+                stuck = asyncio.ensure_future(stuck_session())
+                await _until(lambda: _threads_waiting_on_fuse() or stuck.done(),
+                             "the server to be inside the hung call")
+                await _within(_others_work(server), "the other sessions")
+                assert not stuck.done()
+            finally:
+                mount.resume()
+            assert "inside.txt" in await _within(stuck, "the session once its root is back")
+
+        asyncio.run(scenario())
 
 
 def test_ranges_are_answered_without_the_filesystem(
