@@ -31,6 +31,7 @@ from asyncssh import SFTPAttrs, SFTPName
 from server.descriptors import process_budget
 from server.jail import Jail, JailPath, proc_path
 from server.off_loop import SessionThread, off_loop, run_off_loop
+from server.recent_uploads import recent_uploads
 from server.upload_writer import UploadWriter, partial_path, stat_partial
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
@@ -140,8 +141,8 @@ class SFTPSession(asyncssh.SFTPServer):
         super().__init__(chan)
         self.context = context
         self.account = context.account
-        self._jail: Jail | None = None
         self.permissions = context.account.permissions
+        self.jail = Jail(context.account.root)
         self._open_files = 0
         self._listings: weakref.WeakSet[AsyncIterator[SFTPName]] = weakref.WeakSet()
         self._limits_logged: set[str] = set()
@@ -151,18 +152,6 @@ class SFTPSession(asyncssh.SFTPServer):
         self._ahead = _ReadAhead()
         # This session's open uploads by virtual path: visible to it alone (see _stat_or_upload).
         self._uploads: dict[str, UploadHandle] = {}
-
-    @property
-    def jail(self) -> Jail:
-        """Made on first use, which is in the session's thread (every path operation is):
-        creating and resolving the account root touches the filesystem it is on, which may be
-        the one that hangs. (Not functools.cached_property: on Python 3.11 its lock is one for
-        all instances, so one session's hung root would hold up every other session's.)"""
-        if self._jail is None:
-            root = self.account.root
-            root.mkdir(parents=True, exist_ok=True)
-            self._jail = Jail(root)
-        return self._jail
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -421,22 +410,25 @@ class SFTPSession(asyncssh.SFTPServer):
 
     # -- files: attributes -------------------------------------------------------------
 
-    def _require_attrs_allowed(self, attrs: SFTPAttrs, *, own_upload: bool) -> None:
+    def _require_attrs_allowed(self, attrs: SFTPAttrs, *, own_upload: bool,
+                               just_uploaded: bool) -> None:
         """Refuse the whole request before changing anything when one attribute may not change.
 
         Ownership never changes; a published file's size cannot change in place (it may be
         waiting for, or past, its scan); mode and times need ``chmod`` and ``chtimes``, except
-        on the account's own upload in progress (``put -p`` sets them on the open handle). A
-        refusal is a real SSH_FX_PERMISSION_DENIED, never an OK that did nothing: a client
-        that keeps mtimes (asyncssh ``put(preserve=True)``, rclone) must learn they were lost.
+        on the account's own upload in progress (``put -p`` sets them on the open handle) or
+        just published (``just_uploaded``: set by path after the close, see
+        server.recent_uploads). A refusal is a real SSH_FX_PERMISSION_DENIED, never an OK
+        that did nothing: a client that keeps mtimes must learn they were lost.
         """
         if attrs.uid is not None or attrs.gid is not None:
             raise Refused("changing a file's owner is never allowed")
         if attrs.size is not None and not own_upload:
             raise Refused("changing a file's size in place is not allowed; upload it again")
-        if attrs.permissions is not None and not own_upload:
+        own = own_upload or just_uploaded
+        if attrs.permissions is not None and not own:
             self.permissions.require(Permission.CHMOD, "changing permissions")
-        if (attrs.atime is not None or attrs.mtime is not None) and not own_upload:
+        if (attrs.atime is not None or attrs.mtime is not None) and not own:
             self.permissions.require(Permission.CHTIMES, "changing times")
 
     @staticmethod
@@ -449,15 +441,39 @@ class SFTPSession(asyncssh.SFTPServer):
 
     @off_loop
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
-        with self._checked("setstat", path), \
-                self.jail.open_path(self.jail.resolve(path).host) as fd:
+        with self._checked("setstat", path):
+            target = self.jail.resolve(path)
+            uploaded = self._recent_upload(target.host)
+            if uploaded is not None:
+                try:
+                    self._require_attrs_allowed(attrs, own_upload=False, just_uploaded=True)
+                    self._apply_attrs(Path(proc_path(uploaded)), attrs)
+                finally:
+                    os.close(uploaded)
+                return
+            self._setstat_on_disk(target.host, attrs)
+
+    def _recent_upload(self, host: Path) -> int | None:
+        """A descriptor (the caller closes it) of this account's upload of the last moments
+        at ``host`` (server.recent_uploads), when that is what is there now, or when nothing
+        is: the scanner has claimed it since (moved it out of the home, the same inode)."""
+        try:
+            with self.jail.open_path(host) as fd:
+                info = os.fstat(fd)
+                here: tuple[int, int] | None = (info.st_dev, info.st_ino)
+        except FileNotFoundError:
+            here = None
+        return recent_uploads().open(self.account.username, host, here)
+
+    def _setstat_on_disk(self, host: Path, attrs: SFTPAttrs) -> None:
+        with self.jail.open_path(host) as fd:
             if (Permission.CHMOD not in self.permissions and _only_mode(attrs)
                     and stat.S_ISDIR(os.fstat(fd).st_mode)):
                 # Refused, yet answered OK (nothing is changed), for compatibility: OpenSSH's
                 # ``put -r`` sets the mode of every directory it uploaded this way and prints
                 # an error for each refusal. A directory's mode is ssftp's, not the partner's.
                 return
-            self._require_attrs_allowed(attrs, own_upload=False)
+            self._require_attrs_allowed(attrs, own_upload=False, just_uploaded=False)
             # By the descriptor's /proc name: fchmod and futimens refuse an O_PATH one.
             self._apply_attrs(Path(proc_path(fd)), attrs)
 
@@ -465,11 +481,27 @@ class SFTPSession(asyncssh.SFTPServer):
     def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         handle = self._handle(file_obj)
         with self._checked("setstat", handle.virtual.encode()):
-            self._require_attrs_allowed(attrs, own_upload=isinstance(handle, UploadHandle))
-            if attrs.size is not None:
-                assert isinstance(handle, UploadHandle) and handle.writer is not None
-                handle.writer.truncate(attrs.size)
-            self._apply_attrs(handle.fileno(), attrs)
+            self._set_handle_attrs(handle, attrs)
+
+    def _set_handle_attrs(self, handle: DownloadHandle | UploadHandle,
+                          attrs: SFTPAttrs) -> None:
+        self._require_attrs_allowed(attrs, own_upload=isinstance(handle, UploadHandle),
+                                    just_uploaded=False)
+        if attrs.size is not None:
+            assert isinstance(handle, UploadHandle) and handle.writer is not None
+            handle.writer.truncate(attrs.size)
+        self._apply_attrs(handle.fileno(), attrs)
+
+    def _commit(self, writer: UploadWriter) -> None:
+        """Publish an upload and remember it for a while (server.recent_uploads), by a
+        descriptor taken before the rename: the scanner may claim the file at once."""
+        inode = os.open(proc_path(writer.fd), os.O_PATH | os.O_CLOEXEC)
+        try:
+            writer.commit()
+        except BaseException:
+            os.close(inode)
+            raise
+        recent_uploads().remember(self.account.username, writer.target, inode)
 
     @off_loop
     def fstat(self, file_obj: object) -> os.stat_result:
@@ -655,7 +687,7 @@ class SFTPSession(asyncssh.SFTPServer):
                                + ("; kept for a resume" if kept else ""))
             return
         try:
-            await run_off_loop(self.executor, handle.writer.commit)
+            await run_off_loop(self.executor, self._commit, handle.writer)
         except UploadFailedError as exc:
             self._log_transfer("upload", handle, str(exc))
             raise asyncssh.SFTPFailure(str(exc)) from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +25,12 @@ import asyncssh
 from asyncssh.channel import SSHChannel
 from asyncssh.session import DataType
 from asyncssh.sftp import MIN_SFTP_VERSION
-from asyncssh.stream import SSHServerStreamSession
+from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 
 from server.algorithms import modern_signatures
 from server.defender import Defender
 from server.descriptors import process_budget
+from server.exec_commands import run_command
 from server.sftp_session import SessionContext, SFTPSession
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
@@ -109,8 +110,31 @@ class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
 
     def __init__(self, sftp_factory: Callable[[SSHChannel[bytes]], SFTPSession],
                  on_close: Callable[[], None]) -> None:
-        super().__init__(None, sftp_factory, MIN_SFTP_VERSION, allow_scp=False)
+        super().__init__(self._start_exec, sftp_factory, MIN_SFTP_VERSION, allow_scp=False)
         self._on_close = on_close
+        self._session_factory_for_exec = sftp_factory
+
+    def _start_exec(self, stdin: SSHReader[bytes], stdout: SSHWriter[bytes],
+                    stderr: SSHWriter[bytes]) -> Awaitable[None]:
+        """Every channel that is not SFTP (exec, shell, another subsystem) goes here: the hash
+        commands run in an SFTP session of their own (server.exec_commands), everything else
+        is refused there. In bytes, as asyncssh sets up its SFTP channels: a command's input
+        is a file's bytes, not text."""
+        assert self._chan is not None
+        self._chan.set_encoding(None)
+        self._encoding = None
+        session = self._session_factory_for_exec(self._chan)
+        return self._run_exec(self._chan, session, stdin, stdout, stderr)
+
+    @staticmethod
+    async def _run_exec(chan: SSHChannel[bytes], session: SFTPSession, stdin: SSHReader[bytes],
+                        stdout: SSHWriter[bytes], stderr: SSHWriter[bytes]) -> None:
+        try:
+            status = await run_command(chan.get_command(), session, stdin, stdout, stderr)
+        finally:
+            session.exit()  # asyncssh calls it only for the SFTP sessions it runs itself
+        assert isinstance(chan, asyncssh.SSHServerChannel)
+        chan.exit(status)
 
     async def read(self, datatype: DataType, n: int, exact: bool) -> bytes:
         await self.drain(datatype)
@@ -285,6 +309,7 @@ class AccountSSHServer(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         assert self._account is not None
         self._defender.record_success(self._ip)
+        self._account.root.mkdir(parents=True, exist_ok=True)
         self.context = SessionContext(self._account, self._ip, self._durable_uploads,
                                       self._limits)
         fields = {"user": self._username, "ip": self._ip, "method": self._method, "ok": True}
