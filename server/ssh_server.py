@@ -309,7 +309,6 @@ class AccountSSHServer(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         assert self._account is not None
         self._defender.record_success(self._ip)
-        self._account.root.mkdir(parents=True, exist_ok=True)
         self.context = SessionContext(self._account, self._ip, self._durable_uploads,
                                       self._limits)
         fields = {"user": self._username, "ip": self._ip, "method": self._method, "ok": True}
