@@ -11,9 +11,10 @@ runs.
 When clamd cannot be reached at all, retrying each file on its own schedule only fails again,
 and writes an audit record and raises a webhook each time. So the queue enters an outage: every
 file that failed waits (a file that arrives meanwhile gets its one first attempt, so it too has
-its record and its ``scanError``), clamd is probed with PING on the backoff schedule, and the
-waiting files are retried together once it answers. One outage is thus one failed attempt per
-file: one audit record, one ``scanError``.
+its record and its ``scanError``), clamd is probed with PING on the backoff schedule (but at
+least every :data:`PROBE_MAX_SECONDS`: a PING is cheap, and clamd back must not wait for
+``retryMaxSeconds``), and the waiting files are retried together once it answers. One outage
+is thus one failed attempt per file: one audit record, one ``scanError``.
 
 Time comes from an injected clock and file state from an injected stamp function, so the policy
 is tested with a fake clock in milliseconds; the watcher in ``deployments`` does the I/O
@@ -33,6 +34,9 @@ from ssftp.readiness import ReadinessTracker, StampOf, regular_file_stamp
 from ssftp.retry_schedule import RetrySchedule, backoff_delay
 from ssftp.scanner import ScanResult
 from ssftp.verdict_router import Area
+
+# The longest wait between two PINGs of an outage (unless retryInitialSeconds is longer).
+PROBE_MAX_SECONDS = 30.0
 
 
 def is_candidate(staging: Path, path: Path) -> bool:
@@ -165,7 +169,7 @@ class StagingQueue:
             self.tracker.forget(where)
         if self._outage is None and any(r.clamd_unreachable for r in failed.values()):
             self._outage = _Outage(started=now, failures=1,
-                                   next_probe=now + self._backoff(failures=1))
+                                   next_probe=now + self._probe_delay(failures=1))
         self._hold_during_outage()
         return attempts
 
@@ -180,7 +184,7 @@ class StagingQueue:
 
     def probed(self, answered: bool) -> OutageEnded | None:
         """The PING's outcome: answered ends the outage (its files are due at once), else the
-        next PING waits twice as long, up to ``retryMaxSeconds``."""
+        next PING waits twice as long, up to :data:`PROBE_MAX_SECONDS`."""
         if self._outage is None:
             return None
         now = self._clock()
@@ -189,8 +193,12 @@ class StagingQueue:
             self._outage = None
             return ended
         self._outage.failures += 1
-        self._outage.next_probe = now + self._backoff(self._outage.failures)
+        self._outage.next_probe = now + self._probe_delay(self._outage.failures)
         return None
+
+    def _probe_delay(self, failures: int) -> float:
+        return min(self._backoff(failures),
+                   max(PROBE_MAX_SECONDS, self.retries.initial_seconds))
 
     def _backoff(self, failures: int) -> float:
         return backoff_delay(failures, self.retries.initial_seconds, self.retries.max_seconds)

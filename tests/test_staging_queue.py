@@ -14,7 +14,7 @@ from ssftp.file_stamp import FileStamp
 from ssftp.readiness import ReadinessTracker
 from ssftp.retry_schedule import RetrySchedule
 from ssftp.scanner import ScanResult
-from ssftp.staging_queue import OutageEnded, StagingQueue
+from ssftp.staging_queue import PROBE_MAX_SECONDS, OutageEnded, StagingQueue
 from ssftp.verdict_router import Area
 
 STAGING = Path("/data/staging")
@@ -444,6 +444,21 @@ def test_probes_follow_a_reloaded_backoff_and_stop_without_an_outage() -> None:
     queue.probed(answered=False)  # the second failure in a row: 2 x 10 s
     assert harness.after(19.9) == [] and not queue.probe_due()
     assert harness.after(0.1) == [] and queue.probe_due()
+
+
+def test_probes_wait_at_most_half_a_minute_whatever_the_retry_maximum() -> None:
+    """A PING is cheap: clamd back after a long outage is found within 30 s, not after
+    ``retryMaxSeconds`` (600 s by default), while the files themselves still back off."""
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=10,
+                      retryMaxSeconds=600)
+    queue = harness.queue
+    path = harness.stage("partner-a/f")
+    queue.saw(path)
+    queue.scanned(harness.after(0.0), [unreachable(path)])
+    for delay in (10.0, 20.0, PROBE_MAX_SECONDS, PROBE_MAX_SECONDS):
+        assert harness.after(delay - 0.1) == [] and not queue.probe_due()
+        assert harness.after(0.1) == [] and queue.probe_due()
+        queue.probed(answered=False)
 
 
 def test_a_release_event_seen_while_the_run_ends_does_not_skip_the_backoff() -> None:
