@@ -141,8 +141,8 @@ class SFTPSession(asyncssh.SFTPServer):
         super().__init__(chan)
         self.context = context
         self.account = context.account
-        self._jail: Jail | None = None
         self.permissions = context.account.permissions
+        self.jail = Jail(context.account.root)
         self._open_files = 0
         self._listings: weakref.WeakSet[AsyncIterator[SFTPName]] = weakref.WeakSet()
         self._limits_logged: set[str] = set()
@@ -152,18 +152,6 @@ class SFTPSession(asyncssh.SFTPServer):
         self._ahead = _ReadAhead()
         # This session's open uploads by virtual path: visible to it alone (see _stat_or_upload).
         self._uploads: dict[str, UploadHandle] = {}
-
-    @property
-    def jail(self) -> Jail:
-        """Made on first use, which is in the session's thread (every path operation is):
-        creating and resolving the account root touches the filesystem it is on, which may be
-        the one that hangs. (Not functools.cached_property: on Python 3.11 its lock is one for
-        all instances, so one session's hung root would hold up every other session's.)"""
-        if self._jail is None:
-            root = self.account.root
-            root.mkdir(parents=True, exist_ok=True)
-            self._jail = Jail(root)
-        return self._jail
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -237,14 +225,14 @@ class SFTPSession(asyncssh.SFTPServer):
 
     @off_loop
     def stat(self, path: bytes) -> SFTPAttrs:
-        with self._checked("stat", path):
+        with self._checked("stat", path), self._voiding_own_upload("stat", path):
             self.permissions.require(Permission.LIST, "stat")
             target = self.jail.resolve(path)
             return _shown_attrs(self._stat_or_upload(target, self._stat_following))
 
     @off_loop
     def lstat(self, path: bytes) -> SFTPAttrs:
-        with self._checked("lstat", path):
+        with self._checked("lstat", path), self._voiding_own_upload("lstat", path):
             self.permissions.require(Permission.LIST, "stat")
             target = self.jail.resolve(path, follow_final=False)
             return _shown_attrs(self._stat_or_upload(target, self._stat_not_following))
@@ -266,6 +254,20 @@ class SFTPSession(asyncssh.SFTPServer):
             if interrupted is None:
                 raise
             return interrupted
+
+    @contextlib.contextmanager
+    def _voiding_own_upload(self, operation: str, path: bytes) -> Iterator[None]:
+        """A failed STAT/LSTAT of the file this session is writing voids that upload: sshfs
+        then fails the create and closes the handle as after a success, which must not
+        publish an empty file. (The client saw an error about that very file.)"""
+        try:
+            yield
+        except Exception:
+            with contextlib.suppress(Refused):
+                own = self._uploads.get(self.jail.virtual(path))
+                if own is not None and own.writer is not None:
+                    own.writer.void(f"{operation} of the file was refused or failed")
+            raise
 
     def _partial_path(self, target: JailPath) -> Path:
         return partial_path(self.jail, self.account.username, target.virtual)

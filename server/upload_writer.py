@@ -131,6 +131,11 @@ class UploadWriter:
                       f"has {size} now: a write at byte {offset} is not a continuation "
                       f"(write from byte {size}, or open with truncate to start over)")
 
+    def void(self, reason: str) -> None:
+        """The client saw a request about this upload fail: it is never published."""
+        if self.failure is None:
+            self.failure = reason
+
     def fsync(self) -> None:
         with self._remembering("fsync"):
             os.fsync(self.fd)

@@ -34,11 +34,12 @@ from ssftp.layout import (
     is_partial_upload_name,
     remove_stale_partial_uploads,
 )
+from ssftp.logs import configure_logging
 from ssftp.staging_queue import is_candidate
 from testkit.files import make_random_file
 from testkit.sftp_client import run_sftp
 from tests.conftest import PASSWORDS, Keys
-from tests.support import ServerThread, unique_name
+from tests.support import ServerThread, unique_name, write_config
 
 SSHFS = shutil.which("sshfs")
 FUSERMOUNT = shutil.which("fusermount3") or shutil.which("fusermount")
@@ -240,6 +241,50 @@ async def test_a_zero_length_upload_closed_cleanly_is_published(gateway: ServerT
         assert (await sftp.lstat(name)).size == 0
         await handle.close()
     assert staged(gateway, name).read_bytes() == b""
+
+
+@pytest.fixture
+def upload_only_gateway(gateway: ServerThread,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """An account that may upload but not list (nor so stat)."""
+    root = tmp_path_factory.mktemp("upload-only")
+    config = write_config(root / "ssftp.yaml", """
+    sftpPort: 0
+    fsyncUploads: false
+    users:
+      stagingDir:
+        - directory: drop
+          permissions: [upload]
+          auth: {username: dropper, password: dropper-pw}
+    """)
+    server = ServerThread(config, root / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+        # Logging is process-wide: point it back at this module's gateway.
+        configure_logging([gateway.layout.log])
+
+
+async def test_a_refused_stat_of_the_file_being_written_voids_it(
+        upload_only_gateway: ServerThread) -> None:
+    """What sshfs does where it may not stat: OPEN(CREAT), LSTAT refused, CLOSE. The client
+    saw its new file fail: nothing is published, and the close says so."""
+    name = f"voided-{unique_name()}.txt"
+    async with asyncssh.connect("127.0.0.1", upload_only_gateway.port, username="dropper",
+                                password="dropper-pw", known_hosts=None, client_keys=None,
+                                agent_path=None, preferred_auth="password") as conn, \
+            conn.start_sftp_client() as sftp:
+        handle = await sftp.open(name, "wb")
+        with pytest.raises(asyncssh.SFTPPermissionDenied):
+            await sftp.lstat(name)
+        with pytest.raises(asyncssh.SFTPFailure, match="lstat of the file was refused"):
+            await handle.close()
+        async with sftp.open(f"ok-{name}", "wb") as other:  # a clean close publishes
+            await other.write(b"kept", 0)
+    drop = upload_only_gateway.layout.staging / "drop"
+    assert not (drop / name).exists()
+    assert (drop / f"ok-{name}").read_bytes() == b"kept"
 
 
 @pytest.fixture
