@@ -141,8 +141,8 @@ class SFTPSession(asyncssh.SFTPServer):
         super().__init__(chan)
         self.context = context
         self.account = context.account
+        self._jail: Jail | None = None
         self.permissions = context.account.permissions
-        self.jail = Jail(context.account.root)
         self._open_files = 0
         self._listings: weakref.WeakSet[AsyncIterator[SFTPName]] = weakref.WeakSet()
         self._limits_logged: set[str] = set()
@@ -152,6 +152,18 @@ class SFTPSession(asyncssh.SFTPServer):
         self._ahead = _ReadAhead()
         # This session's open uploads by virtual path: visible to it alone (see _stat_or_upload).
         self._uploads: dict[str, UploadHandle] = {}
+
+    @property
+    def jail(self) -> Jail:
+        """Made on first use, which is in the session's thread (every path operation is):
+        creating and resolving the account root touches the filesystem it is on, which may be
+        the one that hangs. (Not functools.cached_property: on Python 3.11 its lock is one for
+        all instances, so one session's hung root would hold up every other session's.)"""
+        if self._jail is None:
+            root = self.account.root
+            root.mkdir(parents=True, exist_ok=True)
+            self._jail = Jail(root)
+        return self._jail
 
     # -- bookkeeping ---------------------------------------------------------------------
 
