@@ -76,6 +76,7 @@ async def start_gateway(
     time is asyncssh's, set here once. The first gateway of the process raises its descriptor
     limit and sets the budget all its sessions share (server.descriptors). A refused
     connection is logged at most once per ``refusal_log_seconds`` per limit and address.
+    The channel window (``limits.channelWindowBytes``) is asyncssh's, set here once too.
 
     Raises :class:`ListenError` when the address cannot be had (in use, privileged port, an
     address not on this machine)."""
@@ -83,7 +84,7 @@ async def start_gateway(
     defender = defender or Defender()
     occupancy = Occupancy()
     refusals = RefusalLog(refusal_log_seconds)
-    login_grace = limits().login_grace_seconds
+    login_grace, window = limits().login_grace_seconds, limits().channel_window_bytes
     process_budget()  # raises the descriptor limit before the first connection
     try:
         acceptor = await asyncssh.listen(
@@ -101,6 +102,7 @@ async def start_gateway(
             login_timeout=login_grace,
             keepalive_interval=60,
             keepalive_count_max=3,
+            window=window,
             **server_algorithm_options(),
         )
     except OSError as exc:
@@ -185,7 +187,6 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
         return store.current.loaded.config.partial_upload_ttl_seconds
 
     _remove_stale_temp_files(layout, partial_ttl())
-
 
     gateway = await start_gateway(
         lookup=lambda username: store.current.accounts.get(username),

@@ -28,6 +28,7 @@ from typing import NoReturn
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 
+from server.compat import stderr_notices
 from server.descriptors import process_budget
 from server.jail import Jail, JailPath, proc_path
 from server.off_loop import SessionThread, off_loop, run_off_loop
@@ -150,6 +151,7 @@ class SFTPSession(asyncssh.SFTPServer):
         # the listings and the budget shared by all sessions stay with the event loop.
         self.executor = SessionThread()
         self._ahead = _ReadAhead()
+        self._show_refusal = stderr_notices(chan)
         # This session's open uploads by virtual path: visible to it alone (see _stat_or_upload).
         self._uploads: dict[str, UploadHandle] = {}
 
@@ -169,13 +171,15 @@ class SFTPSession(asyncssh.SFTPServer):
 
     @contextlib.contextmanager
     def _checked(self, operation: str, path: bytes) -> Iterator[None]:
-        """Turn a policy refusal into a logged SSH_FX_PERMISSION_DENIED."""
+        """Turn a policy refusal into a logged SSH_FX_PERMISSION_DENIED, its reason also
+        written on the session's stderr (server.compat: most clients show only the code)."""
         try:
             yield
         except Refused as refusal:
+            shown = path.decode("utf-8", "replace")
             log_event(app_log, "refused", logging.WARNING, user=self.account.username,
-                      ip=self.context.ip, op=operation,
-                      path=path.decode("utf-8", "replace"), reason=refusal.reason)
+                      ip=self.context.ip, op=operation, path=shown, reason=refusal.reason)
+            self._show_refusal(operation, shown, refusal.reason)
             raise asyncssh.SFTPPermissionDenied(refusal.reason) from None
 
     def _log_transfer(self, direction: str, handle: _Handle, error: str | None) -> None:
@@ -324,7 +328,7 @@ class SFTPSession(asyncssh.SFTPServer):
             self.permissions.require(Permission.LIST, "listing a directory")
             fd = self.jail.open_directory(self.jail.resolve(path).host)
         try:
-            return fd, SFTPAttrs.from_local(os.fstat(fd)), os.scandir(fd)
+            return fd, _shown_attrs(os.fstat(fd)), os.scandir(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -530,8 +534,8 @@ class SFTPSession(asyncssh.SFTPServer):
         recent_uploads().remember(self.account.username, writer.target, inode)
 
     @off_loop
-    def fstat(self, file_obj: object) -> os.stat_result:
-        return os.fstat(self._handle(file_obj).fileno())
+    def fstat(self, file_obj: object) -> SFTPAttrs:
+        return _shown_attrs(os.fstat(self._handle(file_obj).fileno()))
 
     @off_loop
     def fstatvfs(self, file_obj: object) -> os.statvfs_result:
@@ -736,8 +740,12 @@ class SFTPSession(asyncssh.SFTPServer):
 
 def _shown_attrs(info: os.stat_result) -> SFTPAttrs:
     """Attributes as the client sees them: a symlink's size would be the length of its
-    target path, a hint at where it points (a host path), so a link has size 0."""
+    target path, a hint at where it points (a host path), so a link has size 0. No owner is
+    sent (the UIDGID flag is off): host ids and names are not the partner's business, and
+    OpenSSH's sftp then shows the names users-groups-by-id@openssh.com gives (server.compat:
+    the account's name and "ssftp")."""
     attrs = SFTPAttrs.from_local(info)
+    attrs.uid = attrs.gid = attrs.owner = attrs.group = None
     if stat.S_ISLNK(info.st_mode):
         attrs.size = 0
     return attrs

@@ -28,6 +28,7 @@ from asyncssh.sftp import MIN_SFTP_VERSION
 from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 
 from server.algorithms import modern_signatures
+from server.compat import run_sftp_server
 from server.defender import Defender
 from server.descriptors import process_budget
 from server.exec_commands import run_command
@@ -106,6 +107,9 @@ class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
     (20 000 of 32 KiB: 600 MiB). Waiting here, before the next request is read, until the
     channel's write buffer is below its limit (asyncssh's high-water mark, 64 KiB) bounds
     that to one reply; the client's requests then wait in its own send window.
+
+    The SFTP session itself runs in server.compat's handler (asyncssh's, the OpenSSH way:
+    an exit status at the end, trailing bytes in requests ignored).
     """
 
     def __init__(self, sftp_factory: Callable[[SSHChannel[bytes]], SFTPSession],
@@ -135,6 +139,19 @@ class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
             session.exit()  # asyncssh calls it only for the SFTP sessions it runs itself
         assert isinstance(chan, asyncssh.SSHServerChannel)
         chan.exit(status)
+
+    def session_started(self) -> None:
+        """What asyncssh's own does for the ``sftp`` subsystem, with server.compat's handler.
+        Anything else (exec, shell, another subsystem) is asyncssh's too: see _start_exec."""
+        assert self._chan is not None and self._conn is not None
+        if self._chan.get_subsystem() != "sftp":
+            super().session_started()
+            return
+        stdin, stdout = SSHReader[bytes](self, self._chan), SSHWriter[bytes](self, self._chan)
+        server = self._init_sftp_server()
+        assert isinstance(server, SFTPSession)
+        self._conn.create_task(run_sftp_server(server, stdin, stdout, self._sftp_version),
+                               stdin.logger)
 
     async def read(self, datatype: DataType, n: int, exact: bool) -> bytes:
         await self.drain(datatype)

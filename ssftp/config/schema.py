@@ -263,6 +263,13 @@ class LimitsSettings(Model):
     (OpenSSH's MaxStartups) bounds those still logging in, in total: each costs a key
     exchange, and a flood of them must not keep the partners out for longer than
     ``loginGraceSeconds`` (asked at start only).
+
+    ``channelWindowBytes`` is the SSH window each SFTP channel advertises: how much a client
+    may send before the server acknowledges it. It bounds the unacknowledged data buffered
+    per channel, so it is what a channel can cost in memory at worst: 16 MiB when the disk
+    is slower than the link (``maxSessionsPerConnection`` times that per connection). With
+    asyncssh's 2 MiB, topped up at half, uploads through a 40 ms-each-way link ran at 0.64x
+    OpenSSH's speed; with 16 MiB at 2.2x. Asked at start only.
     """
 
     max_open_handles: Annotated[int, Field(ge=1, le=100_000)] = 512
@@ -271,6 +278,7 @@ class LimitsSettings(Model):
     max_connections_per_address: Annotated[int, Field(ge=1, le=10_000)] = 50
     max_unauthenticated_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
     login_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    channel_window_bytes: Annotated[int, Field(ge=64 * 1024, le=1 << 30)] = 16 << 20
 
 
 class ClamavSettings(Model):

@@ -1,0 +1,168 @@
+"""What asyncssh's SFTP server does differently from OpenSSH's, changed for the clients that
+depend on OpenSSH's way; the one place ssftp reaches into asyncssh's SFTP protocol code
+(asyncssh is pinned: a new version must be checked against this module).
+
+- **Trailing bytes.** OpenSSH's sftp-server discards whatever follows the fields of a request,
+  whatever its type (``process()``: "discard the remaining bytes from the current packet");
+  asyncssh answers SSH_FX_BAD_MESSAGE. rclone 1.60 (its pkg/sftp, the Debian build) sends
+  WRITE packets whose length covers its whole 32 KiB buffer while the data string holds the
+  bytes it read: every file over 32 KiB failed. Every request is read the OpenSSH way, so
+  another client with the same habit in another request works too; only the declared fields
+  are used, and nothing is logged per packet.
+- **Exit status.** asyncssh closes the channel without an ``exit-status``; OpenSSH's scp (9.x
+  speaks SFTP) and ``ssh -s sftp`` scripts take the missing status as a failure (scp exits 1
+  after every copy). A session the client ended (EOF) exits 0, one ended on an error 1, as
+  OpenSSH's sftp-server does.
+- **users-groups-by-id@openssh.com.** OpenSSH's sftp asks it for ``ls -l`` and prints numeric
+  ids without it; asyncssh does not offer it. It is answered with the session's
+  ``format_user``/``format_group`` (the account name and "ssftp": no host account is named).
+
+:class:`RefusalNotices` is the other half of what clients show: OpenSSH's sftp, psftp, rclone
+and curl print a status code's text ("Permission denied"), never the server's message, while
+ssh and PuTTY print what the server writes on the channel's stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from asyncssh.channel import SSHServerChannel
+from asyncssh.packet import SSHPacket, String
+from asyncssh.sftp import FXP_EXTENDED_REPLY, SFTPHandler, SFTPServer, SFTPServerHandler
+from asyncssh.stream import SSHReader, SSHWriter
+
+USERS_GROUPS_BY_ID = b"users-groups-by-id@openssh.com"
+
+# At most this many refusal lines on a session's stderr at once, then one per interval: a
+# client looping on a refusal must not flood its user's terminal (nor the channel).
+NOTICE_BURST = 10
+NOTICE_INTERVAL_SECONDS = 1.0
+
+
+class _LenientPacket(SSHPacket):
+    """A request whose bytes after its fields are ignored (see the module docstring)."""
+
+    def check_end(self) -> None:
+        return None
+
+
+class _ExitStatus(SFTPHandler):
+    """Sends the exit status once asyncssh's server has settled its handles, just before it
+    closes the channel (placed between SFTPServerHandler and SFTPHandler in the MRO)."""
+
+    async def _cleanup(self, exc: Exception | None) -> None:
+        if self._writer is not None:
+            channel = self._writer.channel
+            assert isinstance(channel, SSHServerChannel)
+            channel.exit(0 if exc is None else 1)
+        await super()._cleanup(exc)
+
+
+class _IdNames:
+    """The reply to users-groups-by-id@openssh.com: one name per id asked, in order."""
+
+    def __init__(self, users: Sequence[str], groups: Sequence[str]) -> None:
+        self.users, self.groups = users, groups
+
+    def encode(self, sftp_version: int) -> bytes:
+        def names(values: Sequence[str]) -> bytes:
+            return String(b"".join(String(value) for value in values))
+        return names(self.users) + names(self.groups)
+
+    def __str__(self) -> str:  # asyncssh's debug log of what it sends
+        return f"users {list(self.users)}, groups {list(self.groups)}"
+
+
+def _ids(data: bytes) -> list[int]:
+    packet = SSHPacket(data)
+    ids = []
+    while packet:
+        ids.append(packet.get_uint32())
+    return ids
+
+
+async def _process_users_groups_by_id(handler: SFTPServerHandler,
+                                      packet: SSHPacket) -> _IdNames:
+    uids, gids = _ids(packet.get_string()), _ids(packet.get_string())
+    server = handler._server
+    return _IdNames([server.format_user(uid) for uid in uids],
+                    [server.format_group(gid) for gid in gids])
+
+
+_Handler = Callable[[SFTPServerHandler, SSHPacket], Awaitable[object]]
+
+
+class CompatSFTPHandler(SFTPServerHandler, _ExitStatus):
+    """asyncssh's SFTP server session, the OpenSSH way (see the module docstring)."""
+
+    # Class attributes in asyncssh, declared there as instance ones (hence the noqa).
+    _extensions: list[tuple[bytes, bytes]] = [  # noqa: RUF012
+        *SFTPServerHandler._extensions, (USERS_GROUPS_BY_ID, b"1")]
+    _packet_handlers: dict[int | bytes, _Handler | None] = {  # noqa: RUF012
+        **SFTPServerHandler._packet_handlers,
+        USERS_GROUPS_BY_ID: _process_users_groups_by_id,
+    }
+    _return_types: dict[object, int] = {  # noqa: RUF012
+        **SFTPServerHandler._return_types, USERS_GROUPS_BY_ID: FXP_EXTENDED_REPLY}
+
+    async def recv_packet(self) -> SSHPacket:
+        packet = await super().recv_packet()
+        return _LenientPacket(packet.get_remaining_payload())
+
+
+async def run_sftp_server(server: SFTPServer, reader: SSHReader[bytes],
+                          writer: SSHWriter[bytes], sftp_version: int) -> None:
+    """What asyncssh's own ``run_sftp_server`` does, with :class:`CompatSFTPHandler`."""
+    reader.logger.info("Starting SFTP server")
+    await CompatSFTPHandler(server, reader, writer, sftp_version).run()
+
+
+def _printable(text: str) -> str:
+    """Control characters (an escape sequence in a path) never reach the user's terminal."""
+    return "".join("?" if ord(char) < 0x20 or ord(char) == 0x7F else char for char in text)
+
+
+class RefusalNotices:
+    """The reason of each refusal, as a line for the session's stderr (``write``), at most
+    ``burst`` at once and then one per ``interval`` seconds (a token bucket): the lines
+    beyond are dropped, the SFTP status message still carries every reason."""
+
+    def __init__(self, write: Callable[[bytes], None], *, burst: int = NOTICE_BURST,
+                 interval: float = NOTICE_INTERVAL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._write, self._burst, self._interval, self._clock = write, burst, interval, clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def show(self, operation: str, path: str, reason: str) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) / self._interval)
+        self._last = now
+        if self._tokens < 1:
+            return
+        self._tokens -= 1
+        self._write(f"ssftp: {_printable(operation)} {_printable(path)} refused: "
+                    f"{_printable(reason)}\n".encode())
+
+
+
+def stderr_notices(channel: SSHServerChannel[bytes]) -> Callable[[str, str, str], None]:
+    """``RefusalNotices.show`` for ``channel``'s stderr, callable from a session's thread
+    (where refusals happen, server.off_loop): the line is written on the event loop."""
+    loop = asyncio.get_running_loop()
+
+    def write(line: bytes) -> None:
+        if not channel.is_closing():
+            channel.write_stderr(line)
+
+    notices = RefusalNotices(write)
+
+    def show(operation: str, path: str, reason: str) -> None:
+        # The loop is closed if the server stopped while this session's call hung.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(notices.show, operation, path, reason)
+
+    return show
