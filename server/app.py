@@ -131,7 +131,8 @@ def _remove_stale_temp_files(layout: DataLayout, partial_ttl: float) -> None:
     for area in (layout.staging, layout.clean):
         for path in remove_stale_temp_files(area, STALE_TEMP_SECONDS):
             log_event(logger, "removed stale upload temp file", path=str(path))
-        for path in remove_stale_partial_uploads(area, partial_ttl):
+        for path in remove_stale_partial_uploads(area, partial_ttl,
+                                                 client_temp_names=area == layout.staging):
             log_event(logger, "removed unfinished upload", path=str(path),
                       ttl_seconds=partial_ttl)
 

@@ -76,22 +76,29 @@ def remove_stale_temp_files(root: Path, older_than_seconds: float) -> list[Path]
                              lambda relative: is_temp_name(relative.name))
 
 
-def remove_stale_partial_uploads(root: Path, older_than_seconds: float,
-                                 now: float | None = None) -> list[Path]:
+def remove_stale_partial_uploads(root: Path, older_than_seconds: float, *,
+                                 client_temp_names: bool, now: float | None = None,
+                                 ) -> list[Path]:
     """Delete the uploads in progress that nobody finished: interrupted uploads the server
-    kept for a resume (in a ``PARTIALS_DIR``) and clients' temp files (``*.filepart``,
-    ``.in.NAME.``) whose client went away. Untouched for ``older_than_seconds``
-    (``partialUploadTtlSeconds``) before ``now`` (the clock, unless a test gives one): a
-    resume or a live client keeps changing the file's mtime."""
+    kept for a resume (in a ``PARTIALS_DIR``) and, with ``client_temp_names``, clients' temp
+    files (``*.filepart``, ``.in.NAME``) whose client went away. Untouched for
+    ``older_than_seconds`` (``partialUploadTtlSeconds``) before ``now`` (the clock, unless a
+    test gives one): a resume or a live client keeps changing the file's mtime.
+
+    Client temp names are for staging only: in ``clean/`` such a name may be a file that was
+    scanned before it counted as one (``.in.*`` did not), and a clean file is never deleted.
+    """
     cutoff = (time.time() if now is None else now) - older_than_seconds
-    return _remove_old_files(root, cutoff, _is_partial_upload)
+    return _remove_old_files(root, cutoff, lambda relative: _is_partial_upload(
+        relative, client_temp_names=client_temp_names))
 
 
-def _is_partial_upload(relative: Path) -> bool:
+def _is_partial_upload(relative: Path, *, client_temp_names: bool) -> bool:
     """Never one in the scanner's claims: those hold files being scanned."""
     directories = relative.parts[:-1]
     return CLAIMS_DIR not in directories and (
-        directories[-1:] == (PARTIALS_DIR,) or is_partial_upload_name(relative.name))
+        directories[-1:] == (PARTIALS_DIR,)
+        or (client_temp_names and is_partial_upload_name(relative.name)))
 
 
 def _remove_old_files(root: Path, cutoff: float,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ import asyncssh
 import paramiko
 import pytest
 
+from server.app import _remove_stale_temp_files as remove_stale_files
 from server.jail import Jail
 from server.upload_writer import UploadWriter, partial_path
 from ssftp.errors import Refused, UploadFailedError
@@ -31,15 +33,16 @@ from ssftp.layout import (
     CLAIMS_DIR,
     PARTIALS_DIR,
     TEMP_PREFIX,
+    DataLayout,
     is_partial_upload_name,
     remove_stale_partial_uploads,
 )
-from ssftp.logs import configure_logging
+from ssftp.logs import APP, configure_logging
 from ssftp.staging_queue import is_candidate
 from testkit.files import make_random_file
 from testkit.sftp_client import run_sftp
 from tests.conftest import PASSWORDS, Keys
-from tests.support import ServerThread, unique_name, write_config
+from tests.support import ServerThread, app_log_records, unique_name, write_config
 
 SSHFS = shutil.which("sshfs")
 FUSERMOUNT = shutil.which("fusermount3") or shutil.which("fusermount")
@@ -158,9 +161,42 @@ def test_stale_partial_uploads_are_removed_after_the_ttl(tmp_path: Path) -> None
             make("partner-a/report.csv", 10 * ttl),  # a complete upload: the scanner's
             make(f"{CLAIMS_DIR}/partner-a/claimed.filepart", 10 * ttl),
             make(f"partner-a/{TEMP_PREFIX}0123", 10 * ttl)]  # the temp sweep's (its own TTL)
-    assert sorted(remove_stale_partial_uploads(tmp_path, ttl, now=now)) == sorted(old)
+    assert sorted(remove_stale_partial_uploads(tmp_path, ttl, client_temp_names=True,
+                                               now=now)) == sorted(old)
     assert not any(path.exists() for path in old)
     assert all(path.exists() for path in kept)
+
+
+def test_clean_files_with_client_temp_names_are_never_removed(tmp_path: Path) -> None:
+    """In clean/ only the server's partials go: ``.in.x`` there passed its scan (before that
+    name counted as in progress)."""
+    now = 2_000_000_000.0
+    files = {name: tmp_path / "partner-a" / name
+             for name in (".in.settings", "old.filepart", f"{PARTIALS_DIR}/0123abcd")}
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (now - 10 * 86400, now - 10 * 86400))
+    assert remove_stale_partial_uploads(tmp_path, 86400, client_temp_names=False,
+                                        now=now) == [files[f"{PARTIALS_DIR}/0123abcd"]]
+    assert files[".in.settings"].exists() and files["old.filepart"].exists()
+
+
+def test_the_server_sweep_logs_each_unfinished_upload_it_removes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=APP)
+    layout = DataLayout.at(tmp_path).create()
+    stale = layout.staging / "partner-a" / ".in.report.csv"
+    stale.parent.mkdir()
+    stale.write_bytes(b"left by lftp")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    with app_log_records() as records:
+        remove_stale_files(layout, partial_ttl=600)
+    assert not stale.exists()
+    assert [(record.getMessage(), record.fields["path"]) for record in records
+            if "unfinished" in record.getMessage()] == [
+        ("removed unfinished upload", str(stale))]
 
 
 # -- the writer's resume rules (plain, on a temp directory) --------------------------------
