@@ -10,6 +10,11 @@ command -v sftp >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
 command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)  # tests/test_off_loop.py: a FUSE mount that hangs
+# The clients of tests/test_interop_matrix.py (sftp, scp, sshfs above; paramiko, asyncssh in .venv).
+command -v lftp >/dev/null 2>&1 || missing+=(lftp)
+command -v rclone >/dev/null 2>&1 || missing+=(rclone)
+command -v psftp >/dev/null 2>&1 || missing+=(putty-tools)  # psftp, pscp, puttygen
+command -v curl >/dev/null 2>&1 || missing+=(curl)  # sftp:// through libssh2
 if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
     sudo=""

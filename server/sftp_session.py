@@ -473,6 +473,10 @@ class SFTPSession(asyncssh.SFTPServer):
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         with self._checked("setstat", path):
             target = self.jail.resolve(path)
+            writing = self._uploads.get(target.virtual)
+            if writing is not None:  # sshfs sets times by path on the file it is writing
+                self._set_handle_attrs(writing, attrs)
+                return
             uploaded = self._recent_upload(target.host)
             if uploaded is not None:
                 try:
