@@ -151,7 +151,10 @@ class RefusalNotices:
 
 def stderr_notices(channel: SSHServerChannel[bytes]) -> Callable[[str, str, str], None]:
     """``RefusalNotices.show`` for ``channel``'s stderr, callable from a session's thread
-    (where refusals happen, server.off_loop): the line is written on the event loop."""
+    (where refusals happen, server.off_loop): the line is written on the event loop. Only for
+    the ``sftp`` subsystem: an exec command (server.exec_commands) reports its own errors."""
+    if channel.get_subsystem() != "sftp":
+        return lambda operation, path, reason: None
     loop = asyncio.get_running_loop()
 
     def write(line: bytes) -> None:

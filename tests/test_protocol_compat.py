@@ -285,6 +285,25 @@ def test_psftp_shows_the_reason_of_a_refused_get(gateway: ServerThread, workdir:
     assert "downloading needs the 'download' permission" in shown, shown
 
 
+def test_an_exec_command_s_refusal_is_on_stderr_once(gateway: ServerThread,
+                                                      keys: Keys) -> None:
+    """A hash command reports its own errors (server.exec_commands): no second line."""
+    name = f"fifo-{unique_name()}"
+    clean = gateway.layout.clean / "partner-a"
+    clean.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(clean / name)  # refused by the session: not a regular file
+
+    async def run() -> asyncssh.SSHCompletedProcess:
+        async with asyncssh.connect("127.0.0.1", gateway.port, username="consumer-a",
+                                    client_keys=[str(keys.consumer.private_path)],
+                                    known_hosts=None) as conn:
+            return await conn.run(f"sha256sum {name}")
+
+    result = asyncio.run(run())
+    assert result.exit_status == 1
+    assert isinstance(result.stderr, str) and len(result.stderr.splitlines()) == 1, result.stderr
+
+
 def test_refusal_notices_are_rate_limited() -> None:
     """A client looping on a refusal gets a burst of reasons, then one per interval."""
     clock = [1000.0]
