@@ -148,7 +148,6 @@ class RefusalNotices:
                     f"{_printable(reason)}\n".encode())
 
 
-
 def stderr_notices(channel: SSHServerChannel[bytes]) -> Callable[[str, str, str], None]:
     """``RefusalNotices.show`` for ``channel``'s stderr, callable from a session's thread
     (where refusals happen, server.off_loop): the line is written on the event loop. Only for
