@@ -9,9 +9,12 @@ OpenSSH sftp and scp, lftp, rclone, PuTTY psftp and pscp, curl (libssh2), sshfs,
 asyncssh. A row whose client is not installed (or sshfs without /dev/fuse) is skipped with the
 reason. Files are small (rclone's uploads over 32 KiB are helper X1's row of issue 14).
 
-Rows that fail on ssftp because of an issue 14 defect still being fixed are strict xfails
-(they turn red once fixed: then unmark them). Rows ssftp refuses on purpose (a staging
-account downloading) assert the client shows the reason.
+Every row passes on both servers. On main before issue 14's fixes (0e30df1) 22 ssftp rows
+failed and no OpenSSH row: scp's exit status, rclone SetModTime, sshfs in staging, mtimes set
+by path, lftp temp names, resume, refusals without their reason. A
+client's own limit is an operation its driver does not have (``None``, with the reason). The
+row ssftp refuses on purpose (a staging account downloading) asserts the client shows the
+reason, or what the client can show of it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import pytest
 from testkit.clients import HOST, Run, Target, missing, rclone, rclone_remote, run, scp_args
 from testkit.openssh_server import OpenSshServer, sshd_available
 from testkit.sftp_client import run_sftp
-from tests.support import unique_name
+from tests.support import unique_name, wait_for
 
 CONTENT = b"matrix row data\n" * 64  # 1 KiB: below rclone's 32 KiB write trouble
 MTIME = 1_000_000_000
@@ -116,6 +119,10 @@ class Client:
     mkdir: Callable[[Client, str], Run] | None = None
     upload_tree: Callable[[Client, Path, str], Run] | None = None
     upload_keeping_mtime: Callable[[Client, Path, str], Run] | None = None
+    # The client's own temp-name convention: bytes to a temp name, then a rename.
+    upload_via_temp_name: Callable[[Client, Path, str], Run] | None = None
+    # Continue an upload that an earlier session left at part of the file.
+    resume: Callable[[Client, Path, str], Run] | None = None
 
 
 class OpenSSHSftp(Client):
@@ -143,6 +150,14 @@ class OpenSSHSftp(Client):
 
     def upload_keeping_mtime(self, local, remote):
         return self._batch(self.server.uploader, [f"put -p {local} {remote}"])
+
+    def upload_via_temp_name(self, local, remote):
+        """WinSCP's convention, by hand: ``NAME.filepart``, then a rename."""
+        return self._batch(self.server.uploader, [f"put {local} {remote}.filepart",
+                                                  f"rename {remote}.filepart {remote}"])
+
+    def resume(self, local, remote):
+        return self._batch(self.server.uploader, [f"reput {local} {remote}"])
 
 
 class Scp(Client):
@@ -199,6 +214,13 @@ class Lftp(Client):
 
     def upload_tree(self, local, remote):
         return self._lftp(self.server.uploader, [f"mirror -R {local} {remote}"])
+
+    def upload_via_temp_name(self, local, remote):
+        return self._lftp(self.server.uploader, ["set xfer:use-temp-file yes",
+                                                 f"put {local} -o {remote}"])
+
+    def resume(self, local, remote):
+        return self._lftp(self.server.uploader, [f"put -c {local} -o {remote}"])
 
 
 class Rclone(Client):
@@ -266,6 +288,13 @@ class Psftp(Putty):
 
     upload_keeping_mtime = None  # psftp's put has no -p (pscp -p has)
 
+    def upload_via_temp_name(self, local, remote):
+        return self._batch(self.server.uploader, [f'put "{local}" "{remote}.filepart"',
+                                                  f'mv "{remote}.filepart" "{remote}"'])
+
+    def resume(self, local, remote):
+        return self._batch(self.server.uploader, [f'reput "{local}" "{remote}"'])
+
 
 class Pscp(Putty):
     program = "pscp"
@@ -317,6 +346,9 @@ class Curl(Client):
 
     def mkdir(self, remote):
         return self._curl(self.server.uploader, "", "-Q", f"mkdir {remote}")
+
+    def resume(self, local, remote):
+        return self._curl(self.server.uploader, remote, "-C", "-", "-T", str(local))
 
 
 class Sshfs(Client):
@@ -400,6 +432,20 @@ class Paramiko(Client):
         return self._sftp(self.server.uploader,
                           lambda sftp: (sftp.put(str(local), remote), sftp.utime(remote, times)))
 
+    def upload_via_temp_name(self, local, remote):
+        return self._sftp(self.server.uploader,
+                          lambda sftp: (sftp.put(str(local), f"{remote}.filepart"),
+                                        sftp.rename(f"{remote}.filepart", remote)))
+
+    def resume(self, local, remote):
+        """An append of what the server does not have yet (what paramiko users write;
+        "r+" would open for reading too, which a staging account may not)."""
+        def append(sftp: paramiko.SFTPClient) -> None:
+            offset = sftp.stat(remote).st_size or 0
+            with sftp.open(remote, "a") as handle:
+                handle.write(local.read_bytes()[offset:])
+        return self._sftp(self.server.uploader, append)
+
 
 class Asyncssh(Client):
     def _sftp(self, target: Target, action: Callable[[asyncssh.SFTPClient], object]) -> Run:
@@ -431,15 +477,17 @@ class Asyncssh(Client):
         return self._sftp(self.server.uploader,
                           lambda sftp: sftp.put(local, remote, preserve=True))
 
+    def upload_via_temp_name(self, local, remote):
+        async def put_then_rename(sftp: asyncssh.SFTPClient) -> None:
+            await sftp.put(local, f"{remote}.filepart")
+            await sftp.rename(f"{remote}.filepart", remote)
+        return self._sftp(self.server.uploader, put_then_rename)
+
 
 CLIENTS: dict[str, type[Client]] = {
     "sftp": OpenSSHSftp, "scp": Scp, "lftp": Lftp, "rclone": Rclone, "psftp": Psftp,
     "pscp": Pscp, "curl": Curl, "sshfs": Sshfs, "paramiko": Paramiko, "asyncssh": Asyncssh,
 }
-
-# Rows that fail on ssftp today because of an issue 14 defect another helper is fixing.
-KNOWN: dict[tuple[str, str], str] = {}
-
 
 def _why_not_here(client: str) -> str | None:
     program = CLIENTS[client].program
@@ -456,10 +504,7 @@ def _rows(operation: str, *, optional: bool = False) -> list[object]:
         for client, cls in CLIENTS.items():
             if optional and getattr(cls, operation) is None:
                 continue
-            marks = []
-            if server == "ssftp" and (client, operation) in KNOWN:
-                marks.append(pytest.mark.xfail(strict=True, reason=KNOWN[(client, operation)]))
-            rows.append(pytest.param(server, client, marks=marks, id=f"{server}-{client}"))
+            rows.append(pytest.param(server, client, id=f"{server}-{client}"))
     return rows
 
 
@@ -564,6 +609,56 @@ def test_mtime_kept(server, client, make_client, workdir):
 # through sshfs a refusal is the kernel's EACCES. None of them shows the channel's stderr.
 SHOWN_INSTEAD = {"curl": "Permission denied", "rclone": "permission denied",
                  "sshfs": "Permission denied"}
+
+
+@pytest.mark.parametrize(("server", "client"), _rows("upload_via_temp_name", optional=True))
+def test_temp_name_upload(server, client, make_client, workdir):
+    driver = make_client(server, client)
+    remote = f"temp-{client}-{unique_name()}.csv"
+    assert driver.upload_via_temp_name is not None
+    _ok(driver.upload_via_temp_name(_local_file(workdir), remote))
+    assert driver.server.uploaded(remote).read_bytes() == CONTENT
+    assert [p.name for p in driver.server.upload_root.iterdir() if remote in p.name] == [remote]
+
+
+def _interrupt_upload(target: Target, remote: str, first: bytes) -> None:
+    """Write the first bytes of ``remote`` and drop the connection without a close."""
+    transport = paramiko.Transport((HOST, target.port))
+    transport.connect(username=target.user, pkey=paramiko.PKey.from_path(target.key))
+    sftp = paramiko.SFTPClient.from_transport(transport)
+    assert sftp is not None
+    handle = sftp.open(remote, "w")
+    handle.write(first)
+    handle.flush()
+    sftp.stat(".")  # a round trip: the WRITE has been answered
+    transport.close()
+    wait_for(lambda: _size_shown(target, remote) == len(first),
+             "the interrupted upload's size shown to a new session", timeout=15)
+
+
+def _size_shown(target: Target, remote: str) -> int | None:
+    """The size a new session sees at ``remote`` (the server settles a dropped session's
+    upload after the disconnect reaches it)."""
+    with paramiko.Transport((HOST, target.port)) as transport:
+        transport.connect(username=target.user, pkey=paramiko.PKey.from_path(target.key))
+        sftp = paramiko.SFTPClient.from_transport(transport)
+        assert sftp is not None
+        try:
+            return sftp.stat(remote).st_size
+        except FileNotFoundError:
+            return None
+
+
+@pytest.mark.parametrize(("server", "client"), _rows("resume", optional=True))
+def test_resume(server, client, make_client, workdir):
+    driver = make_client(server, client)
+    remote = f"resume-{client}-{unique_name()}.csv"
+    local = _local_file(workdir)
+    _interrupt_upload(driver.server.uploader, remote, CONTENT[:len(CONTENT) // 2])
+    assert driver.resume is not None
+    _ok(driver.resume(local, remote))
+    landed = driver.server.uploaded(remote)
+    assert landed.read_bytes() == CONTENT
 
 
 @pytest.mark.parametrize("client", list(CLIENTS))
