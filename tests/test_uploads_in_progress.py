@@ -363,6 +363,21 @@ def test_sshfs_cp_into_a_staging_mount(gateway: ServerThread, sshfs_mount: Path,
     assert staged(gateway, f"tree-{t}/inner/b.bin").read_bytes() == files["tree/inner/b.bin"]
 
 
+def test_sshfs_cp_p_keeps_the_mtime(gateway: ServerThread, sshfs_mount: Path,
+                                    tmp_path: Path) -> None:
+    """``cp -p`` sets the times by path (SETSTAT) on the file sshfs is still writing."""
+    name = f"cp-p-{unique_name()}.bin"
+    data = os.urandom(100_000)
+    (tmp_path / name).write_bytes(data)
+    os.utime(tmp_path / name, (1_600_000_000, 1_600_000_000))
+    result = subprocess.run(["cp", "-p", str(tmp_path / name), str(sshfs_mount / name)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    wait_until(staged(gateway, name).exists, "the copy to be published")
+    assert staged(gateway, name).read_bytes() == data
+    assert staged(gateway, name).stat().st_mtime == 1_600_000_000
+
+
 # -- client temp names -----------------------------------------------------------------------
 
 
