@@ -15,7 +15,7 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 TIMEOUT = 120.0
-_SSH_OPTIONS = ("-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+SSH_OPTIONS = ("-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                 "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
                 "-o", "PreferredAuthentications=publickey")
@@ -56,13 +56,13 @@ def run(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
 
 def ssh(target: Target, command: str) -> Run:
     """OpenSSH ``ssh`` running one exec command."""
-    return run(["ssh", *_SSH_OPTIONS, "-i", str(target.key), "-p", str(target.port),
+    return run(["ssh", *SSH_OPTIONS, "-i", str(target.key), "-p", str(target.port),
                 f"{target.user}@{HOST}", command])
 
 
 def scp_args(target: Target) -> list[str]:
     """``scp`` (SFTP protocol, the default since OpenSSH 9.0) up to its source and target."""
-    return ["scp", *_SSH_OPTIONS, "-i", str(target.key), "-P", str(target.port)]
+    return ["scp", *SSH_OPTIONS, "-i", str(target.key), "-P", str(target.port)]
 
 
 def scp_remote(target: Target, path: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from server.exec_commands import HashCommand, parse_command
 from ssftp.errors import Refused
-from testkit.clients import Target, missing, rclone, rclone_remote, ssh
+from testkit.clients import HOST, SSH_OPTIONS, Target, missing, rclone, rclone_remote, run, ssh
 from tests.support import unique_name
 
 CONTENT = b"clean bytes for the consumer\n" * 100
@@ -70,6 +70,13 @@ def test_other_commands_are_refused_with_the_reason(command, reason, consumer_ta
     result = ssh(consumer_target, command)
     assert result.returncode == 1, result.output
     assert reason in result.stderr.splitlines()[-1] and result.stdout == "", result.output
+
+
+def test_a_shell_is_refused_with_the_reason(consumer_target):
+    result = run(["ssh", *SSH_OPTIONS, "-T", "-i", str(consumer_target.key), "-p",
+                  str(consumer_target.port), f"{consumer_target.user}@{HOST}"])
+    assert result.returncode == 1
+    assert "no shell here: only SFTP and the commands md5sum" in result.stderr
 
 
 def test_staging_account_may_not_hash(gateway, keys):
