@@ -33,9 +33,3 @@ async def test_legacy_algorithms_are_refused(gateway, legacy):
 async def test_rsa_host_key_uses_sha2(gateway):
     async with await connect(gateway.port, server_host_key_algs=["rsa-sha2-512"]) as conn:
         assert conn.get_extra_info("server_version") == "SSH-2.0-ssftp"
-
-
-async def test_no_shell_or_exec(gateway):
-    async with await connect(gateway.port) as conn:
-        with pytest.raises(asyncssh.ChannelOpenError):
-            await conn.run("id", check=True)

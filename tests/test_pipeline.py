@@ -125,7 +125,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iter
     stack.start_worker()
     yield stack
     for worker in stack.workers:
-        worker.stop()
+        worker.stop(timeout=30)
     server.stop()
     stack.clamd.stop()
     receiver.stop()
@@ -320,7 +320,7 @@ def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: P
     try:
         wait_for((layout.clean / "crash" / "survivor.txt").exists, "the file in clean")
     finally:
-        restarted.stop()
+        restarted.stop(timeout=30)
     assert (layout.clean / "crash" / "survivor.txt").read_bytes() == b"must survive a crash\n"
     assert not tree(claims)
 
