@@ -22,13 +22,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from server.app import Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
-from ssftp.logs import APP
+from ssftp.logs import APP, configure_logging
 
 
 class ServerThread:
@@ -149,6 +150,20 @@ class WebhookReceiver:
         self.gate.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+S = TypeVar("S", bound=ServerThread)
+
+
+@contextlib.contextmanager
+def beside(server: S, gateway: ServerThread) -> Iterator[S]:
+    """A test's own server next to its module's gateway: stopped afterwards, and logging
+    (process-wide: the server pointed it at its own log dir) sent back to the gateway's."""
+    try:
+        yield server
+    finally:
+        server.stop()
+        configure_logging([gateway.layout.log])
 
 
 @contextlib.contextmanager

@@ -23,10 +23,9 @@ from server.app import Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import LimitsSettings
 from ssftp.layout import DataLayout
-from ssftp.logs import configure_logging
 from testkit.openssh_server import free_port
 from tests.conftest import PASSWORDS, gateway_config
-from tests.support import ServerThread, unique_name, wait_for, write_config
+from tests.support import ServerThread, beside, unique_name, wait_for, write_config
 from tests.test_permissions_e2e import log_entries, sftp_as, wait_for_log
 
 MAX_HANDLES = LimitsSettings().max_open_handles
@@ -458,12 +457,8 @@ def summarising(tmp_path: Path, keys, gateway) -> Iterator[SummarisingServer]:
     limits:
       maxConnectionsPerAddress: 1
     """)
-    server = SummarisingServer(config, tmp_path / "data")
-    try:
+    with beside(SummarisingServer(config, tmp_path / "data"), gateway) as server:
         yield server
-    finally:
-        server.stop()
-        configure_logging([gateway.layout.log])  # logging is process-wide
 
 
 def test_a_flood_of_refused_connections_is_logged_in_summary(summarising) -> None:
@@ -543,8 +538,5 @@ def test_reloaded_limits_apply_to_new_connections_and_the_next_open(tmp_path: Pa
             for handle in held:
                 await handle.close()
 
-    try:
+    with beside(server, gateway):
         asyncio.run(scenario())
-    finally:
-        server.stop()
-        configure_logging([gateway.layout.log])  # logging is process-wide

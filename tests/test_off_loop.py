@@ -23,6 +23,7 @@ from typing import TypeVar
 import asyncssh
 import pytest
 
+from bench.memory import process_tree
 from bench.servers import SsftpProcess
 from testkit.openssh_server import OpenSshServer, sshd_available
 from testkit.sftp_client import make_client_key
@@ -58,23 +59,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     gateway = ServerThread(write_config(root / "ssftp.yaml", CONFIG), root / "data")
     yield gateway
     gateway.stop()
-
-
-def _process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants: sshd serves each connection in child processes."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                stat_line = Path(f"/proc/{entry}/stat").read_text()
-                parent = int(stat_line.rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
 
 
 # Where the kernel has a thread wait for a FUSE daemon: for its answer to a request (stat,
@@ -114,7 +98,7 @@ class HungMount:
     sshfs: int
 
     def _signal(self, signum: signal.Signals) -> None:
-        for pid in [*_process_tree(self.sshd.process.pid), self.sshfs]:
+        for pid in [*process_tree(self.sshd.process.pid), self.sshfs]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 

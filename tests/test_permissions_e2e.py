@@ -23,11 +23,10 @@ import asyncssh
 import pytest
 
 from ssftp.layout import TEMP_PREFIX
-from ssftp.logs import configure_logging
 from testkit.files import make_random_file
 from testkit.sftp_client import SFTP, run_sftp
 from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD, PASSWORDS
-from tests.support import ServerThread, unique_name, write_config
+from tests.support import ServerThread, beside, unique_name, write_config
 
 
 def connect(port: int, username: str, password: str):
@@ -449,13 +448,8 @@ def defended_server(tmp_path: Path, gateway) -> Iterator[ServerThread]:
                 username: guarded
                 password: guarded-right-pw
         """)
-    server = ServerThread(config, tmp_path / "data")
-    try:
+    with beside(ServerThread(config, tmp_path / "data"), gateway) as server:
         yield server
-    finally:
-        server.stop()
-        # Logging is process-wide: point it back at this module's gateway.
-        configure_logging([gateway.layout.log])
 
 
 async def test_defender_bans_after_repeated_wrong_passwords(defended_server):

@@ -26,11 +26,10 @@ import pytest
 from server.app import Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import TEMP_PREFIX, is_reserved_name
-from ssftp.logs import configure_logging
 from testkit.files import make_random_file
 from testkit.sftp_client import run_sftp
 from tests.conftest import PARTNER_PASSWORD, gateway_config
-from tests.support import ServerThread, unique_name, wait_for, write_config
+from tests.support import ServerThread, beside, unique_name, wait_for, write_config
 from tests.test_permissions_e2e import (
     assert_denied,
     download,
@@ -318,12 +317,8 @@ class SweepingServer(ServerThread):
 @pytest.fixture
 def sweeping_server(tmp_path: Path, keys, gateway) -> Iterator[SweepingServer]:
     config = write_config(tmp_path / "ssftp.yaml", gateway_config(keys))
-    server = SweepingServer(config, tmp_path / "data")
-    try:
+    with beside(SweepingServer(config, tmp_path / "data"), gateway) as server:
         yield server
-    finally:
-        server.stop()
-        configure_logging([gateway.layout.log])  # logging is process-wide
 
 
 def test_stale_temp_files_are_removed_while_the_server_runs(sweeping_server):

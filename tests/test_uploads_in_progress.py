@@ -37,12 +37,12 @@ from ssftp.layout import (
     is_partial_upload_name,
     remove_stale_partial_uploads,
 )
-from ssftp.logs import APP, configure_logging
+from ssftp.logs import APP
 from ssftp.staging_queue import is_candidate
 from testkit.files import make_random_file
 from testkit.sftp_client import run_sftp
 from tests.conftest import PASSWORDS, Keys
-from tests.support import ServerThread, app_log_records, unique_name, write_config
+from tests.support import ServerThread, app_log_records, beside, unique_name, write_config
 
 SSHFS = shutil.which("sshfs")
 FUSERMOUNT = shutil.which("fusermount3") or shutil.which("fusermount")
@@ -293,13 +293,8 @@ def upload_only_gateway(gateway: ServerThread,
           permissions: [upload]
           auth: {username: dropper, password: dropper-pw}
     """)
-    server = ServerThread(config, root / "data")
-    try:
+    with beside(ServerThread(config, root / "data"), gateway) as server:
         yield server
-    finally:
-        server.stop()
-        # Logging is process-wide: point it back at this module's gateway.
-        configure_logging([gateway.layout.log])
 
 
 async def test_a_refused_stat_of_the_file_being_written_voids_it(
