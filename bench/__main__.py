@@ -17,7 +17,8 @@ from bench.servers import BenchSetupError
 from bench.workloads import KIB, MIB, Sizes
 
 # A run small enough for the test suite: every workload and server, a few seconds of load.
-SMOKE = Sizes(rounds=2, big_file_bytes=4 * MIB, small_files=20, logins=5, idle_sessions=5,
+SMOKE = Sizes(rounds=2, big_file_bytes=4 * MIB, far_file_bytes=1 * MIB, small_files=20,
+              logins=5, idle_sessions=5,
               pipeline_files=20, pipeline_file_bytes=4 * KIB, latency_samples=3)
 
 

@@ -117,6 +117,8 @@ def _sftp_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
     rows = []
     say("workload: one big file up and down")
     rows += workloads.big_file(ssftp, reference, client, sizes)
+    say("workload: one file over a long link")
+    rows += workloads.far_upload(ssftp, reference, client, sizes)
     say("workload: many small files in one session")
     rows += workloads.many_files(ssftp, reference, client, sizes)
     say("workload: logins per second")

@@ -9,11 +9,13 @@ not arrive whole is an error, not a figure) and emptied before the next one, out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,6 +23,7 @@ from bench.clients import Login, idle_sessions, login_rate, timed_sftp, upload_l
 from bench.memory import Memory, tree_memory
 from bench.results import Better, Row, Samples, Target
 from ssftp.clamd import ClamdClient
+from testkit.delay_proxy import delay_proxy
 from testkit.files import make_random_file
 
 MB = 1_000_000
@@ -48,6 +51,8 @@ class Sizes:
 
     rounds: int = 5
     big_file_bytes: int = 256 * MIB
+    far_file_bytes: int = 64 * MIB
+    link_delay_seconds: float = 0.04  # each way: a continent away
     small_files: int = 1000
     small_file_bytes: int = 4 * KIB
     logins: int = 50
@@ -125,6 +130,54 @@ def big_file(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) ->
     for side in sides:
         (side.download_dir / "down.bin").unlink()
     source.unlink()
+    return rows
+
+
+@contextlib.contextmanager
+def _delayed_port(target: int, delay: float) -> Iterator[int]:
+    """A port on 127.0.0.1 that reaches ``target`` ``delay`` seconds later each way
+    (testkit.delay_proxy, on a thread of its own while the blocking ``sftp`` runs)."""
+    listening: list[int] = []
+    started, stop = threading.Event(), asyncio.Event()
+
+    async def serve() -> None:
+        async with delay_proxy(target, delay) as port:
+            listening.append(port)
+            started.set()
+            await stop.wait()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        if not started.wait(timeout=30):
+            raise RuntimeError("the delay proxy did not start")
+        yield listening[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        loop.close()
+
+
+def far_upload(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
+    """One file uploaded over a long link: what the SSH window lets through when every
+    acknowledgement takes ``2 x link_delay_seconds`` to come back; MB/s."""
+    size = sizes.far_file_bytes
+    make_random_file(client / "far.bin", size)
+    sides = [side for side in (ssftp, reference) if side is not None]
+
+    def upload(side: Side) -> float:
+        with _delayed_port(side.uploader.port, sizes.link_delay_seconds) as port:
+            seconds = timed_sftp(replace(side.uploader, port=port), ["put far.bin far.bin"],
+                                 client)
+        _expect_file(side.upload_dir / "far.bin", size)
+        (side.upload_dir / "far.bin").unlink()
+        return size / seconds / MB
+
+    name = f"upload 1x{size / MIB:g} MiB, {sizes.link_delay_seconds * 1000:g} ms each way"
+    rows = [_row(name, "MB/s", Better.HIGHER, _alternate(sides, sizes.rounds, upload), ssftp,
+                 reference, Target.ratio_at_least(1.0))]
+    (client / "far.bin").unlink()
     return rows
 
 

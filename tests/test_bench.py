@@ -85,7 +85,8 @@ def test_smoke_run_of_the_harness(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     document = json.loads(results.read_text())
     rows = {row["name"]: row for row in document["rows"]}
-    expected = ["upload 1x4 MiB", "download 1x4 MiB", "upload 20x4 KiB, one session",
+    expected = ["upload 1x4 MiB", "download 1x4 MiB", "upload 1x1 MiB, 40 ms each way",
+                "upload 20x4 KiB, one session",
                 "logins, 5 in a row", "memory, 5 idle sessions (RSS)",
                 "memory, 5 idle sessions (PSS)", "pipeline 20x4 KiB: upload end -> all in clean/",
                 "pipeline 20x4 KiB: upload start -> all in clean/",
@@ -94,12 +95,12 @@ def test_smoke_run_of_the_harness(tmp_path):
     for name, row in rows.items():
         assert row["median"] is not None and row["median"] >= 0, name
         assert len(row["samples"]) == (3 if name.startswith("latency") else 2), name
-    for name in expected[:6]:
+    for name in expected[:7]:
         reference = rows[name]["reference"]
         if sshd_available():
             assert reference["name"] == "OpenSSH" and len(reference["samples"]) == 2, name
             assert rows[name]["ratio"] > 0, name
-    assert rows[expected[6]]["reference"]["name"] == "raw clamd CONTSCAN"
+    assert rows[expected[7]]["reference"]["name"] == "raw clamd CONTSCAN"
     assert document["context"]["workdir_filesystem"]
     # The table on stdout has a line per row, and the run directory was removed.
     assert all(name in proc.stdout for name in expected)
