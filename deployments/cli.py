@@ -15,20 +15,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from ssftp.audit_history import AUDIT_LOG, audit_logs, file_history, format_record, parse_query
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
 from ssftp.clamd_daemon import socket_in
 from ssftp.config import load_config
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import ClamavSettings
-from ssftp.errors import ClamdError, PrefectServerError, SsftpError
+from ssftp.errors import ClamdError, InvalidValueError, PrefectServerError, SsftpError
 from ssftp.layout import DataLayout
-from ssftp.logs import set_console
+from ssftp.logs import log_dirs, set_console
 from ssftp.passwords import hash_password
 
 DEFAULT_DATA_DIR = "./var/ssftp"
@@ -120,6 +122,17 @@ def _parser() -> argparse.ArgumentParser:
                           help="port to listen on (default: 2022)")
     _data_dir_option(portable, "where host keys (system/) and logs (log/) are kept")
     _log_options(portable)
+
+    status = commands.add_parser("status", help="a file's history from the audit log, by its "
+                                                "path or sha256")
+    status.add_argument("file", metavar="PATH|SHA256",
+                        help="<account dir>/<sub path> (or clean/..., quarantine/...), or a "
+                             "sha256 (a prefix of at least 12 hex digits will do)")
+    status.add_argument("--config", type=Path,
+                        help="ssftp.yaml whose logDests file destinations hold audit logs too "
+                             "(default: <data dir>/system/ssftp.yaml, when it exists)")
+    status.add_argument("--json", action="store_true", help="print the records as a JSON array")
+    _data_dir_option(status, "data root whose log/audit.log to read")
 
     check = commands.add_parser("check-config", help="validate ssftp.yaml and explain problems")
     check.add_argument("file", type=Path)
@@ -251,6 +264,34 @@ def _scan(args: argparse.Namespace) -> int:
     return worst
 
 
+def _status(args: argparse.Namespace) -> int:
+    """Exit status: 0 the file is in the audit log, 1 it is not, 2 bad input."""
+    layout = DataLayout.at(args.data_dir)
+    if not layout.root.is_dir():
+        raise InvalidValueError(f"no data dir at {layout.root}")
+    query = parse_query(args.file, layout.root)
+    records = file_history(_audit_logs(args, layout), query, layout.root)
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        for record in records:
+            print(format_record(record))
+    return OK if records else FOUND
+
+
+def _audit_logs(args: argparse.Namespace, layout: DataLayout) -> list[Path]:
+    """The audit logs of the first log dir that has one: the data root's log/, else a
+    ``logDests`` file destination (where a split deployment ships them)."""
+    config = args.config or layout.default_config
+    dirs = [layout.log]
+    if args.config is not None or config.exists():
+        dirs = log_dirs(layout, load_config(config).config)
+    for directory in dirs:
+        if logs := audit_logs(directory):
+            return logs
+    raise InvalidValueError(f"no {AUDIT_LOG} in {', '.join(map(str, dirs))}")
+
+
 def _files(paths: list[Path]) -> list[Path]:
     found = []
     for path in paths:
@@ -282,7 +323,7 @@ def _portable(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan,
-            "portable": _portable, "check-config": _check_config,
+            "portable": _portable, "status": _status, "check-config": _check_config,
             "hash-password": _hash_password}
 
 

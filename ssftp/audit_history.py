@@ -1,0 +1,191 @@
+"""One file's history from the audit log, for ``ssftp status PATH|SHA256``.
+
+The audit log (JSON lines in ``log/audit.log``, rotated by logrotate to ``audit.log.1``,
+``audit.log.2.gz``, ...) is the record of every file's life; this reads it back for one file,
+oldest record first.
+
+**Names.** Records name a file in different ways: a scan's ``file`` is the staging sub path
+(``<account dir>/<sub path>``), its ``source`` and ``destination`` are relative to the data root
+(``staging/...``, ``clean/...``, ``quarantine/...``), a download's ``file`` is an absolute path in
+staging, an upload's ``file`` is relative to ``clean/`` and its ``archived`` absolute. So each
+is reduced to one *name key* (:func:`name_key`): the path relative to the data root, with
+``staging/`` and ``clean/`` taken off, because a file keeps its sub path from staging to clean.
+Quarantine and upload archive names keep their area: they are names of their own.
+
+**Linking rule.** A file is its names and its contents (sha256s). Two passes over the logs:
+
+1. the records that name the asked path, or whose sha256 is (or starts with) the asked one;
+   their names and sha256s are the file's;
+2. the history: every record whose sha256 is one of the file's, and every record without a
+   sha256 (a download, a webhook, an upload, a scan that could not read the file) that names
+   one of the file's names.
+
+So by path, the history holds every version ever stored under that path, and by sha256 every
+name those bytes had; a record carrying other bytes under the same name is left out. The
+linking stops after one step on purpose: a closure would run from an empty file to every
+empty file and on to all their names.
+
+**Speed.** Each pass reads the lines as bytes and JSON-parses only those that contain one of
+the names or sha256s (as they are spelt in JSON): about a second per pass over 1 M records
+(see the README), so no index is kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ssftp.errors import InvalidValueError
+
+AUDIT_LOG = "audit.log"
+# Areas that hold a file under the same sub path: its name there is the sub path alone.
+_SHARED_AREAS = ("staging", "clean")
+_NAMED_AREAS = ("staging", "clean", "quarantine", "uploadarchive")
+_NAME_FIELDS = ("file", "source", "destination", "archived")
+_MIN_PREFIX = 12
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_ROTATED = re.compile(re.escape(AUDIT_LOG) + r"\.(\d+)(\.gz)?")
+# Shown first on a text line, in this order; other fields follow as they were written.
+_FIRST_FIELDS = ("file", "verdict", "signature", "destination", "sha256", "size")
+_NOT_SHOWN = ("time", "event", "level", "log")
+
+
+@dataclass(frozen=True)
+class Query:
+    """What was asked for: a name key, or a sha256 (or a prefix of one, lower case)."""
+
+    name: str | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class _File:
+    """The names and contents of the file being followed."""
+
+    names: set[str]
+    sha256s: set[str]
+
+
+def parse_query(text: str, root: Path) -> Query:
+    """A sha256 (64 hex digits, or a prefix of at least 12) or a path as the audit log names
+    files; raises :class:`InvalidValueError` for anything else."""
+    if "/" not in text and _HEX.fullmatch(text):
+        if len(text) < _MIN_PREFIX or len(text) > 64:
+            raise InvalidValueError(f"{text!r}: a sha256 is 64 hex digits (a prefix of at "
+                                    f"least {_MIN_PREFIX} will do)")
+        return Query(sha256=text.lower())
+    parts = PurePosixPath(text).parts
+    if ".." in parts or len([part for part in parts if part != "/"]) < 2:
+        raise InvalidValueError(f"{text!r} is neither a sha256 nor a path "
+                                "<account dir>/<sub path> (or clean/..., quarantine/...)")
+    return Query(name=name_key(text, root))
+
+
+def name_key(path: str, root: Path) -> str:
+    """The one name of a file that every record's way of naming it reduces to."""
+    for base in dict.fromkeys((root.absolute().as_posix(), root.resolve().as_posix())):
+        if path.startswith(base + "/"):
+            path = path[len(base) + 1:]
+            break
+    path = PurePosixPath(path).as_posix()
+    area, _, rest = path.partition("/")
+    return rest if area in _SHARED_AREAS and rest else path
+
+
+def audit_logs(log_dir: Path) -> list[Path]:
+    """``audit.log`` and its rotated copies in ``log_dir``, oldest first."""
+    rotated = [(int(match[1]), path) for path in log_dir.glob(AUDIT_LOG + ".*")
+               if (match := _ROTATED.fullmatch(path.name))]
+    current = log_dir / AUDIT_LOG
+    return ([path for _, path in sorted(rotated, reverse=True)]
+            + ([current] if current.exists() else []))
+
+
+def file_history(logs: list[Path], query: Query, root: Path) -> list[dict[str, Any]]:
+    """The records of the asked file, oldest first (see the module's linking rule).
+
+    Raises :class:`InvalidValueError` when a sha256 prefix fits more than one file."""
+    asked = _File({query.name} if query.name else set(), set())
+    for record in _records(logs, _needles(asked, query.sha256)):
+        if _names_asked(record, query, root):
+            asked.names |= _names(record, root)
+            if sha256 := record.get("sha256"):
+                asked.sha256s.add(sha256)
+    if query.sha256 and len(asked.sha256s) > 1:
+        raise InvalidValueError(f"{query.sha256} is the start of {len(asked.sha256s)} sha256s "
+                                f"({', '.join(sorted(asked.sha256s))}): give more digits")
+    if not asked.names and not asked.sha256s:
+        return []
+    return [record for record in _records(logs, _needles(asked))
+            if _belongs(record, asked, root)]
+
+
+def _names_asked(record: dict[str, Any], query: Query, root: Path) -> bool:
+    sha256 = record.get("sha256")
+    if query.sha256:
+        return isinstance(sha256, str) and sha256.startswith(query.sha256)
+    return query.name in _names(record, root)
+
+
+def _belongs(record: dict[str, Any], file: _File, root: Path) -> bool:
+    sha256 = record.get("sha256")
+    if sha256:
+        return sha256 in file.sha256s
+    return not file.names.isdisjoint(_names(record, root))
+
+
+def _names(record: dict[str, Any], root: Path) -> set[str]:
+    return {name_key(value, root) for field in _NAME_FIELDS
+            if isinstance(value := record.get(field), str) and value}
+
+
+def _needles(file: _File, sha256_prefix: str | None = None) -> re.Pattern[bytes]:
+    """What a line must contain to be worth parsing: a name or sha256 as JSON spells it."""
+    spelt = [json.dumps(name)[1:-1].encode() for name in file.names]
+    spelt += [sha256.encode() for sha256 in file.sha256s]
+    if sha256_prefix:
+        spelt.append(sha256_prefix.encode())
+    return re.compile(b"|".join(re.escape(needle) for needle in sorted(spelt)))
+
+
+def _records(logs: Iterable[Path], needles: re.Pattern[bytes]) -> Iterator[dict[str, Any]]:
+    """The records of ``logs`` (in order) whose line contains a needle; a line that is not
+    a JSON object (cut short by a crash) is passed over."""
+    for path in logs:
+        with _open(path) as lines:
+            for line in lines:
+                if needles.search(line):
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict):
+                        yield record
+
+
+def _open(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """One line for a person: time, event, then the fields that are set as ``key=value``."""
+    first = [key for key in _FIRST_FIELDS if key in record]
+    rest = [key for key in record if key not in _FIRST_FIELDS and key not in _NOT_SHOWN]
+    fields = " ".join(f"{key}={_shown(record[key])}" for key in first + rest
+                      if record[key] is not None)
+    return f"{record.get('time', '?')}  {record.get('event', '?'):<8}  {fields}"
+
+
+def _shown(value: Any) -> str:
+    """A value as one word: text with spaces, control characters or undecodable bytes in
+    quotes, escaped, so each record stays one line."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    if text and text.isprintable() and " " not in text:
+        return text
+    return json.dumps(text)

@@ -1,0 +1,231 @@
+"""``ssftp status PATH|SHA256``: a file's history from the audit log (ssftp.audit_history).
+
+The audit lines are made by the audit log's own formatter, so they are spelt as the running
+gateway spells them: one file's life across its names (an absolute staging path for a download,
+the staging sub path for a scan and a webhook, clean/ and quarantine/ destinations, an upload's
+path in clean/), rotated and gzipped logs, and the command itself in a subprocess.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ssftp.audit_history import (
+    Query,
+    audit_logs,
+    file_history,
+    format_record,
+    name_key,
+    parse_query,
+)
+from ssftp.errors import InvalidValueError
+from ssftp.logs import AUDIT, JsonLinesFormatter
+
+SSFTP = str(Path(sys.executable).with_name("ssftp"))
+SHA_X = "a1" * 32
+SHA_X2 = "b2" * 32
+SHA_Y = "a1" * 6 + "c3" * 26  # shares its first 12 digits with SHA_X
+_FORMATTER = JsonLinesFormatter()
+
+
+def audit_line(event: str, level: int = logging.INFO, /, **fields: Any) -> str:
+    """A record as write_audit_event writes it."""
+    record = logging.getLogger(AUDIT).makeRecord(AUDIT, level, __file__, 0, event, (), None,
+                                                 extra={"fields": fields})
+    return _FORMATTER.format(record) + "\n"
+
+
+def scan(root: Path, file: str, sha256: str, verdict: str, destination: str,
+         signature: str | None = None, flow_run_id: str = "run-1") -> str:
+    return audit_line("scan", file=file, account="acme", size=68, sha256=sha256, verdict=verdict,
+                      signature=signature, detail="", source=f"staging/{file}",
+                      destination=destination, area=destination.partition("/")[0],
+                      time="2026-12-01T12:00:00", flow_run_id=flow_run_id, instance="a")
+
+
+def x_history(root: Path) -> list[str]:
+    """The life of acme/in/x.dat: fetched, a failed scan, clean, its webhook, sent onward."""
+    return [
+        audit_line("download", downloader="partner", remote="/out/x.dat",
+                   file=f"{root}/staging/acme/in/x.dat", size=68, flow_run_id="dl-run"),
+        scan(root, "acme/in/x.dat", SHA_X, "error", "staging/acme/in/x.dat"),
+        scan(root, "acme/in/x.dat", SHA_X, "clean", "clean/acme/in/x.dat", flow_run_id="run-2"),
+        audit_line("webhook", file="acme/in/x.dat", webhook="clean", url="http://h/",
+                   delivered=True, event_id="e1", flow_run_id="notify-run"),
+        audit_line("upload", uploader="onward", file="acme/in/x.dat", remote="h:22/x.dat",
+                   size=68, archived=f"{root}/uploadarchive/acme/in/x.dat",
+                   flow_run_id="ul-run"),
+    ]
+
+
+def others(root: Path) -> list[str]:
+    """Other files: infected acme/in/y.dat, and one whose name contains x.dat's."""
+    return [
+        scan(root, "acme/in/y.dat", SHA_Y, "infected", "quarantine/acme/in/y.dat",
+             signature="Eicar-Test-Signature"),
+        audit_line("webhook", file="acme/in/y.dat", webhook="infected", url="http://h/",
+                   delivered=False, event_id="e2", flow_run_id="notify-run"),
+        scan(root, "acme/in/x.dat.old", SHA_X2, "clean", "clean/acme/in/x.dat.old"),
+    ]
+
+
+def write_log(root: Path, lines: list[str], name: str = "audit.log") -> Path:
+    log = root / "log"
+    log.mkdir(parents=True, exist_ok=True)
+    path = log / name
+    if name.endswith(".gz"):
+        with gzip.open(path, "wt") as file:
+            file.writelines(lines)
+    else:
+        path.write_text("".join(lines))
+    return path
+
+
+def events(records: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    return [(record["event"], record.get("verdict")) for record in records]
+
+
+X_EVENTS = [("download", None), ("scan", "error"), ("scan", "clean"), ("webhook", None),
+            ("upload", None)]
+
+
+@pytest.mark.parametrize("asked", ["acme/in/x.dat", "staging/acme/in/x.dat",
+                                   "clean/acme/in/x.dat", SHA_X, SHA_X.upper(), SHA_X[:14]])
+def test_history_follows_the_file_across_its_names(tmp_path, asked):
+    lines = x_history(tmp_path)
+    write_log(tmp_path, [*others(tmp_path)[:1], *lines[:3], *others(tmp_path)[1:], *lines[3:]])
+    records = file_history(audit_logs(tmp_path / "log"), parse_query(asked, tmp_path), tmp_path)
+    assert events(records) == X_EVENTS
+    assert records[0]["downloader"] == "partner" and records[-1]["uploader"] == "onward"
+
+
+def test_quarantined_file_by_its_quarantine_name(tmp_path):
+    write_log(tmp_path, [*x_history(tmp_path), *others(tmp_path)])
+    records = file_history(audit_logs(tmp_path / "log"),
+                           parse_query("quarantine/acme/in/y.dat", tmp_path), tmp_path)
+    assert events(records) == [("scan", "infected"), ("webhook", None)]
+    assert records[0]["signature"] == "Eicar-Test-Signature"
+
+
+def test_other_bytes_under_the_same_name_are_another_file_by_sha(tmp_path):
+    """By path: every version stored there; by sha256: only the records of those bytes (and
+    the records without a sha256 that name the file)."""
+    new_version = scan(tmp_path, "acme/in/x.dat", SHA_X2, "clean", "clean/acme/in/x.dat")
+    write_log(tmp_path, [*x_history(tmp_path), new_version])
+    logs = audit_logs(tmp_path / "log")
+    by_path = file_history(logs, parse_query("acme/in/x.dat", tmp_path), tmp_path)
+    assert [record.get("sha256") for record in by_path][-1] == SHA_X2
+    by_sha = file_history(logs, Query(sha256=SHA_X), tmp_path)
+    assert events(by_sha) == X_EVENTS
+
+
+def test_same_bytes_under_another_name_join_by_sha(tmp_path):
+    copy = scan(tmp_path, "acme/copy.dat", SHA_X, "clean", "clean/acme/copy.dat")
+    write_log(tmp_path, [*x_history(tmp_path), copy])
+    records = file_history(audit_logs(tmp_path / "log"), Query(sha256=SHA_X), tmp_path)
+    assert records[-1]["file"] == "acme/copy.dat"
+
+
+def test_ambiguous_sha_prefix_is_refused(tmp_path):
+    write_log(tmp_path, [*x_history(tmp_path), *others(tmp_path)])
+    with pytest.raises(InvalidValueError, match="start of 2 sha256s"):
+        file_history(audit_logs(tmp_path / "log"), parse_query(SHA_X[:12], tmp_path), tmp_path)
+
+
+def test_unknown_file_has_no_history(tmp_path):
+    write_log(tmp_path, x_history(tmp_path))
+    logs = audit_logs(tmp_path / "log")
+    assert file_history(logs, parse_query("acme/in/x", tmp_path), tmp_path) == []
+    assert file_history(logs, parse_query("f" * 64, tmp_path), tmp_path) == []
+
+
+def test_rotated_and_gzipped_logs_are_read_oldest_first(tmp_path):
+    lines = x_history(tmp_path)
+    write_log(tmp_path, lines[:1], "audit.log.3.gz")
+    write_log(tmp_path, lines[1:2], "audit.log.2.gz")
+    write_log(tmp_path, lines[2:3], "audit.log.1")
+    write_log(tmp_path, lines[3:])
+    write_log(tmp_path, lines[:1], "audit.log.1.unrelated")
+    logs = audit_logs(tmp_path / "log")
+    assert [path.name for path in logs] == ["audit.log.3.gz", "audit.log.2.gz", "audit.log.1",
+                                            "audit.log"]
+    records = file_history(logs, parse_query("acme/in/x.dat", tmp_path), tmp_path)
+    assert events(records) == X_EVENTS
+
+
+def test_a_line_cut_short_is_passed_over(tmp_path):
+    lines = x_history(tmp_path)
+    write_log(tmp_path, [lines[0], lines[1][:40] + "\n", *lines[2:]])
+    records = file_history(audit_logs(tmp_path / "log"),
+                           parse_query("acme/in/x.dat", tmp_path), tmp_path)
+    assert len(records) == len(X_EVENTS) - 1
+
+
+def test_names_with_odd_characters_match_as_json_spells_them(tmp_path):
+    name = "acme/in/é \"q\"\nx.dat"
+    write_log(tmp_path, [scan(tmp_path, name, SHA_X, "clean", f"clean/{name}")])
+    records = file_history(audit_logs(tmp_path / "log"), parse_query(name, tmp_path), tmp_path)
+    assert len(records) == 1
+    line = format_record(records[0])
+    assert "\n" not in line and 'file="acme/in/\\u00e9 \\"q\\"\\nx.dat"' in line
+
+
+@pytest.mark.parametrize("bad", ["x.dat", "abc123", "a1" * 33, "acme/../etc/passwd", ""])
+def test_bad_input_is_refused(tmp_path, bad):
+    with pytest.raises(InvalidValueError):
+        parse_query(bad, tmp_path)
+
+
+def test_name_key(tmp_path):
+    assert name_key(f"{tmp_path}/staging/acme/x", tmp_path) == "acme/x"
+    assert name_key("clean/acme/x", tmp_path) == "acme/x"
+    assert name_key("quarantine/acme/x", tmp_path) == "quarantine/acme/x"
+    assert name_key(f"{tmp_path}/uploadarchive/acme/x", tmp_path) == "uploadarchive/acme/x"
+
+
+def test_text_line_shows_time_event_and_the_fields_that_are_set():
+    record = json.loads(scan(Path("/d"), "acme/y", SHA_Y, "infected", "quarantine/acme/y",
+                             signature="Eicar-Test-Signature"))
+    line = format_record(record)
+    assert line.startswith(record["time"] + "  scan      file=acme/y verdict=infected "
+                           "signature=Eicar-Test-Signature destination=quarantine/acme/y "
+                           f"sha256={SHA_Y} size=68 ")
+    assert "flow_run_id=run-1" in line and 'detail=""' in line and "level=" not in line
+
+
+def ssftp_status(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SSFTP, "status", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_status_command(tmp_path):
+    write_log(tmp_path, [*x_history(tmp_path), *others(tmp_path)])
+    data = ["--data-dir", str(tmp_path)]
+
+    text = ssftp_status("clean/acme/in/x.dat", *data)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert [line.split()[1] for line in lines] == [event for event, _ in X_EVENTS]
+    assert "verdict=clean" in lines[2] and "flow_run_id=run-2" in lines[2]
+
+    as_json = ssftp_status(SHA_Y, "--json", *data)
+    assert as_json.returncode == 0, as_json.stderr
+    assert events(json.loads(as_json.stdout)) == [("scan", "infected"), ("webhook", None)]
+
+    missing = ssftp_status("acme/in/z.dat", *data)
+    assert (missing.returncode, missing.stdout) == (1, "")
+
+    for args, reason in [(["x.dat", *data], "neither a sha256 nor a path"),
+                         ([SHA_X[:12], *data], "give more digits"),
+                         (["acme/x", "--data-dir", str(tmp_path / "none")], "no data dir at"),
+                         (["acme/x", "--data-dir", str(tmp_path / "log")], "no audit.log in")]:
+        bad = ssftp_status(*args)
+        assert bad.returncode == 2 and bad.stderr.startswith("ssftp status: ")
+        assert reason in bad.stderr and len(bad.stderr.splitlines()) == 1
