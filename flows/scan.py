@@ -1,8 +1,13 @@
 """The scan flow: one run per batch of completed staged files, one task per slice of the batch.
 
-A run's verdict table (an artifact) and its logs show every file, so a thousand small files
+A run's verdict tables (artifacts) and its logs show every file, so a thousand small files
 cost one flow run and a few task runs, not a thousand runs. The work itself is
 :meth:`ssftp.scanner.Scanner.scan`; this module only spreads it over threads and reports.
+
+What a run found is in the run itself, so an operator sees every infection in the runs list:
+its final state is named ``Quarantined``, ``Retrying`` or ``Completed`` (with the counts as
+its message), its name leads with what matters ("scan 2 infected of 50 from acme"), and its
+tags say the instance, the accounts and ``infected`` / ``unscannable`` / ``waiting``.
 """
 
 from __future__ import annotations
@@ -11,13 +16,20 @@ import asyncio
 import logging
 import math
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
+from prefect.states import Completed, State
 
+from ssftp.clamd import VerdictKind
 from ssftp.logs import printable
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.verdict_router import Area
@@ -28,8 +40,16 @@ SCAN_THREADS = 4
 # (~5 ms each) stays small next to scanning.
 MAX_FILES_PER_TASK = 50
 
+# Every row in full (the whole sha256): for scripts and the API; the audit log has it too.
 VERDICT_TABLE_KEY = "scan-verdicts"
+# The table to read in the UI: the account first and the hash shortened, so signature and
+# destination fit on the screen.
+SUMMARY_TABLE_KEY = "scan-summary"
+SHORT_SHA256 = 12
 _HEX_PREFIX = "hex:"
+_DOWNLOADER_PREFIX = "downloader:"
+# Accounts a run name spells out; more are counted.
+_NAMED_ACCOUNTS = 2
 
 
 def slices(paths: list[str], workers: int = SCAN_THREADS,
@@ -42,9 +62,91 @@ def slices(paths: list[str], workers: int = SCAN_THREADS,
 
 
 def verdict_row(result: ScanResult) -> dict[str, object]:
-    return {"file": printable(result.file), "size": result.size, "sha256": result.sha256,
+    return {"file": printable(result.file), "account": printable(result.account or ""),
+            "size": result.size, "sha256": result.sha256, "verdict": result.verdict,
+            "signature": result.signature or "", "destination": printable(result.destination),
+            "detail": printable(result.detail)}
+
+
+def summary_row(result: ScanResult) -> dict[str, object]:
+    """A verdict row narrowed for the screen: who and what first, the hash's first 12 hex
+    (enough to tell files apart; the full value is in the verdict table and the audit log)."""
+    return {"account": printable(result.account or ""), "file": printable(result.file),
             "verdict": result.verdict, "signature": result.signature or "",
-            "destination": printable(result.destination), "detail": printable(result.detail)}
+            "destination": printable(result.destination),
+            "sha256": (result.sha256 or "")[:SHORT_SHA256], "size": result.size,
+            "detail": printable(result.detail)}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a scan run's final state, name and tags say: the counts and the accounts."""
+
+    clean: int
+    infected: int
+    unscannable: int
+    waiting: int
+    accounts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, results: Iterable[ScanResult]) -> RunSummary:
+        results = list(results)
+        return cls(clean=sum(r.area is Area.CLEAN for r in results),
+                   infected=sum(r.verdict is VerdictKind.INFECTED for r in results),
+                   unscannable=sum(r.verdict is VerdictKind.UNSCANNABLE for r in results),
+                   waiting=sum(r.area is Area.STAGING for r in results),
+                   accounts=tuple(sorted({r.account for r in results if r.account})))
+
+    @property
+    def files(self) -> int:
+        return self.clean + self.infected + self.unscannable + self.waiting
+
+    def state_name(self) -> str:
+        """``Quarantined`` wins over ``Retrying``: an infection is what the operator must not
+        miss, and the ``waiting`` tag and the message still show the files left to retry."""
+        if self.infected or self.unscannable:
+            return "Quarantined"
+        return "Retrying" if self.waiting else "Completed"
+
+    def message(self) -> str:
+        return (f"{self.clean} clean, {self.infected} infected, {self.unscannable} "
+                f"unscannable, {self.waiting} waiting")
+
+    def run_name(self) -> str:
+        """"scan 2 infected of 50 from acme": the files that need a look first, then the
+        batch and where it came from ("scan 50 clean from acme" when nothing does)."""
+        if not self.files:
+            return "scan nothing"
+        notable = [f"{count} {what}" for count, what in ((self.infected, "infected"),
+                                                         (self.unscannable, "unscannable"),
+                                                         (self.waiting, "waiting")) if count]
+        head = (f"{', '.join(notable)} of {self.files}" if notable
+                else f"{self.clean} clean")
+        return f"scan {head}{self._origin()}"
+
+    def _origin(self) -> str:
+        if not self.accounts:
+            return ""
+        named = ", ".join(printable(account) for account in self.accounts[:_NAMED_ACCOUNTS])
+        rest = len(self.accounts) - _NAMED_ACCOUNTS
+        return f" from {named}" + (f" and {rest} more" if rest > 0 else "")
+
+    def tags(self, instance: str) -> list[str]:
+        """Tags to filter runs by in the UI: the instance, each account (a downloader is
+        already named ``downloader:<name>``), and what needs a look."""
+        accounts = [account if account.startswith(_DOWNLOADER_PREFIX) else f"account:{account}"
+                    for account in self.accounts]
+        flags = [flag for flag, count in (("infected", self.infected),
+                                          ("unscannable", self.unscannable),
+                                          ("waiting", self.waiting)) if count]
+        return [f"instance:{instance}", *accounts, *flags]
+
+    def final_state(self, results: list[ScanResult]) -> State[list[ScanResult]]:
+        """Completed-type whatever the outcome: every file was dealt with (moved on, or back in
+        staging for the watcher to retry with its own backoff). A Failed-type state would
+        make the watcher retry the whole batch (``StagingQueue.run_failed``) and would count
+        a clamd outage as a broken run. The results stay the run's data for the caller."""
+        return Completed(name=self.state_name(), message=self.message(), data=results)
 
 
 def to_parameter(path: Path) -> str:
@@ -112,22 +214,33 @@ def _run_name() -> str:
     return f"scan {_label(flow_run.parameters.get('paths', []))}"
 
 
-async def scan_and_report(scanner: Scanner, paths: list[str]) -> list[ScanResult]:
-    """The body of a scan run: scan the batch in slices, then publish its verdict table."""
+async def _label_run(run_id: str, summary: RunSummary, instance: str) -> None:
+    """Name and tag the run after what it found: known only now, so set in one API call."""
+    async with get_client() as client:
+        await client.update_flow_run(UUID(run_id), name=summary.run_name(),
+                                     tags=[*flow_run.tags, *summary.tags(instance)])
+
+
+async def scan_and_report(scanner: Scanner, paths: list[str]) -> State[list[ScanResult]]:
+    """The body of a scan run: scan the batch in slices, publish its verdict tables, name and
+    tag the run; its final state carries the results."""
     run_id = flow_run.id
     slots = asyncio.Semaphore(SCAN_THREADS)
     parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots)
                                    for part in slices(paths)))
     results = [result for part in parts for result in part]
-    counts = {area: sum(r.area is area for r in results) for area in Area}
+    summary = RunSummary.of(results)
+    await acreate_table_artifact(table=[summary_row(result) for result in results],
+                                 key=SUMMARY_TABLE_KEY, description=summary.message())
     await acreate_table_artifact(
         table=[verdict_row(result) for result in results], key=VERDICT_TABLE_KEY,
-        description=(f"{counts[Area.CLEAN]} clean, {counts[Area.QUARANTINE]} quarantined, "
-                     f"{counts[Area.STAGING]} left in staging to retry"))
-    if counts[Area.STAGING]:
+        description=f"{summary.message()} (every row in full)")
+    if summary.waiting:
         get_run_logger().warning("%d file(s) could not be scanned and will be retried",
-                                 counts[Area.STAGING])
-    return results
+                                 summary.waiting)
+    if run_id is not None:
+        await _label_run(run_id, summary, scanner.instance)
+    return summary.final_state(results)
 
 
 class ScanRuns:
@@ -144,7 +257,7 @@ class ScanRuns:
         self.scanner = scanner
 
         @flow(name="scan", flow_run_name=_run_name)
-        async def scan_batch(paths: list[str]) -> list[ScanResult]:
+        async def scan_batch(paths: list[str]) -> State[list[ScanResult]]:
             return await scan_and_report(self.scanner, paths)
 
         self._flow = scan_batch
@@ -159,5 +272,8 @@ class ScanRuns:
         self._flow.serialize_parameters({"paths": []})
 
     async def scan_batch(self, paths: list[Path]) -> list[ScanResult]:
-        """One scan run for these staged (or claimed) files."""
-        return await self._flow([to_parameter(path) for path in paths])
+        """One scan run for these staged (or claimed) files.
+
+        The run ends in the state its body returns, and Prefect hands the caller that
+        state's data (the results), not the state: hence the cast."""
+        return cast("list[ScanResult]", await self._flow([to_parameter(path) for path in paths]))
