@@ -25,9 +25,10 @@ name those bytes had; a record carrying other bytes under the same name is left 
 linking stops after one step on purpose: a closure would run from an empty file to every
 empty file and on to all their names.
 
-**Speed.** Each pass reads the lines as bytes and JSON-parses only those that contain one of
-the names or sha256s (as they are spelt in JSON): about a second per pass over 1 M records
-(see the README), so no index is kept.
+**Speed.** Each pass searches the logs as bytes, a chunk at a time, for the names and
+sha256s (as JSON spells them), and JSON-parses only the lines that hold one: 0.6 s for
+``ssftp status`` over 1 M records (428 MB) in the page cache, by path or by sha256, 0.23 s of
+it the command's start. So no index is kept.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ from ssftp.errors import InvalidValueError
 AUDIT_LOG = "audit.log"
 # Areas that hold a file under the same sub path: its name there is the sub path alone.
 _SHARED_AREAS = ("staging", "clean")
-_NAMED_AREAS = ("staging", "clean", "quarantine", "uploadarchive")
 _NAME_FIELDS = ("file", "source", "destination", "archived")
 _MIN_PREFIX = 12
+_CHUNK = 1 << 22
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _ROTATED = re.compile(re.escape(AUDIT_LOG) + r"\.(\d+)(\.gz)?")
 # Shown first on a text line, in this order; other fields follow as they were written.
@@ -145,28 +146,59 @@ def _names(record: dict[str, Any], root: Path) -> set[str]:
             if isinstance(value := record.get(field), str) and value}
 
 
-def _needles(file: _File, sha256_prefix: str | None = None) -> re.Pattern[bytes]:
-    """What a line must contain to be worth parsing: a name or sha256 as JSON spells it."""
-    spelt = [json.dumps(name)[1:-1].encode() for name in file.names]
-    spelt += [sha256.encode() for sha256 in file.sha256s]
+def _needles(file: _File, sha256_prefix: str | None = None) -> list[bytes]:
+    """What a line must contain to be worth parsing: a name or sha256 as JSON spells it (one
+    that holds another needle is left out: the other finds its lines)."""
+    spelt = {json.dumps(name)[1:-1].encode() for name in file.names}
+    spelt |= {sha256.encode() for sha256 in file.sha256s}
     if sha256_prefix:
-        spelt.append(sha256_prefix.encode())
-    return re.compile(b"|".join(re.escape(needle) for needle in sorted(spelt)))
+        spelt.add(sha256_prefix.encode())
+    return [needle for needle in spelt
+            if not any(other != needle and other in needle for other in spelt)]
 
 
-def _records(logs: Iterable[Path], needles: re.Pattern[bytes]) -> Iterator[dict[str, Any]]:
+def _records(logs: Iterable[Path], needles: list[bytes]) -> Iterator[dict[str, Any]]:
     """The records of ``logs`` (in order) whose line contains a needle; a line that is not
     a JSON object (cut short by a crash) is passed over."""
     for path in logs:
-        with _open(path) as lines:
-            for line in lines:
-                if needles.search(line):
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(record, dict):
-                        yield record
+        with _open(path) as file:
+            for line in _lines_with(file, needles):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    yield record
+
+
+def _lines_with(file: io.BufferedIOBase, needles: list[bytes]) -> Iterator[bytes]:
+    """The lines of ``file`` that contain a needle.
+
+    The needles are searched for in whole chunks, and only the lines around a hit are cut
+    out: testing every line in Python took 1.3 s a pass over 1 M records, this 0.2 s."""
+    rest = b""
+    while chunk := file.read(_CHUNK):
+        chunk = rest + chunk
+        end = chunk.rfind(b"\n") + 1
+        rest = chunk[end:]
+        yield from _hits(chunk, end, needles)
+    yield from _hits(rest, len(rest), needles)
+
+
+def _hits(chunk: bytes, end: int, needles: list[bytes]) -> Iterator[bytes]:
+    """The lines of ``chunk[:end]`` that contain a needle, each once, in order. One
+    ``bytes.find`` per needle: a regex of alternatives was twice as slow as all of them."""
+    lines: set[tuple[int, int]] = set()
+    for needle in needles:
+        position = chunk.find(needle, 0, end)
+        while position >= 0:
+            start = chunk.rfind(b"\n", 0, position) + 1
+            stop = chunk.find(b"\n", position, end)
+            stop = end if stop < 0 else stop
+            lines.add((start, stop))
+            position = chunk.find(needle, stop, end)
+    for start, stop in sorted(lines):
+        yield chunk[start:stop]
 
 
 def _open(path: Path) -> io.BufferedIOBase:

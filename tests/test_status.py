@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ssftp import audit_history
 from ssftp.audit_history import (
     Query,
     audit_logs,
@@ -158,6 +159,16 @@ def test_rotated_and_gzipped_logs_are_read_oldest_first(tmp_path):
     assert [path.name for path in logs] == ["audit.log.3.gz", "audit.log.2.gz", "audit.log.1",
                                             "audit.log"]
     records = file_history(logs, parse_query("acme/in/x.dat", tmp_path), tmp_path)
+    assert events(records) == X_EVENTS
+
+
+def test_lines_across_read_chunks_are_found_whole(tmp_path, monkeypatch):
+    """The logs are searched a chunk at a time: a line across chunks (or longer than one)
+    is still found, once."""
+    monkeypatch.setattr(audit_history, "_CHUNK", 37)
+    write_log(tmp_path, [*x_history(tmp_path), *others(tmp_path)])
+    records = file_history(audit_logs(tmp_path / "log"),
+                           parse_query("acme/in/x.dat", tmp_path), tmp_path)
     assert events(records) == X_EVENTS
 
 
