@@ -9,10 +9,12 @@ path in clean/), rotated and gzipped logs, and the command itself in a subproces
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,13 @@ from ssftp.audit_history import (
     name_key,
     parse_query,
 )
+from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.errors import InvalidValueError
+from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, JsonLinesFormatter
+from testkit.files import make_random_file, sha256_file
+from tests.support import ServerThread, WebhookReceiver, wait_for, write_config
+from tests.test_pipeline import EICAR, Pipeline, pipeline_config
 
 SSFTP = str(Path(sys.executable).with_name("ssftp"))
 SHA_X = "a1" * 32
@@ -240,3 +247,56 @@ def test_status_command(tmp_path):
         bad = ssftp_status(*args)
         assert bad.returncode == 2 and bad.stderr.startswith("ssftp status: ")
         assert reason in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+# --- end to end: the records a real gateway wrote (sftp uploads, clamd, Prefect, webhooks) ---
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterator[Pipeline]:
+    root = tmp_path_factory.mktemp("status")
+    receiver = WebhookReceiver()
+    clamd = ClamdDaemon.start(root / "clamd", database=TEST_SIGNATURES)
+    config = write_config(root / "ssftp.yaml", pipeline_config(clamd.socket, receiver))
+    server = ServerThread(config, root / "data")
+    stack = Pipeline(root, DataLayout.at(root / "data"), config, server, receiver,
+                     root / "clamd", clamd)
+    stack.start_worker()
+    yield stack
+    for worker in stack.workers:
+        worker.stop(timeout=30)
+    server.stop()
+    clamd.stop()
+    receiver.stop()
+
+
+def test_status_of_files_through_a_real_gateway(pipeline: Pipeline, workdir: Path):
+    (workdir / "eicar.com").write_bytes(EICAR)
+    make_random_file(workdir / "report.csv", 10_000)
+    pipeline.upload(workdir, ["mkdir in", "put eicar.com in/eicar.com",
+                              "put report.csv in/report.csv"])
+    infected = "partner-a/in/eicar.com"
+    wait_for(lambda: len([r for r in pipeline.audit() if r["event"] == "webhook"
+                          and r["file"] == infected]) == 2,
+             "both virusFound webhooks settled in the audit log")
+    wait_for(pipeline.clean("in/report.csv").exists, "report.csv in clean")
+    data = ["--data-dir", str(pipeline.layout.root), "--config", str(pipeline.config)]
+
+    by_sha = ssftp_status(hashlib.sha256(EICAR).hexdigest(), "--json", *data)
+    assert by_sha.returncode == 0, by_sha.stderr
+    scan_record, *webhooks = json.loads(by_sha.stdout)
+    assert (scan_record["verdict"], scan_record["destination"]) == (
+        "infected", f"quarantine/{infected}")
+    assert scan_record["signature"].endswith(".UNOFFICIAL") and scan_record["flow_run_id"]
+    assert sorted(hook["delivered"] for hook in webhooks) == [False, True]
+
+    by_path = ssftp_status(f"quarantine/{infected}", *data)
+    assert by_path.returncode == 0, by_path.stderr
+    assert [line.split()[1] for line in by_path.stdout.splitlines()] == [
+        "scan", "webhook", "webhook"]
+    assert f"signature={scan_record['signature']}" in by_path.stdout
+
+    clean = ssftp_status("clean/partner-a/in/report.csv", *data)
+    assert clean.returncode == 0, clean.stderr
+    assert "verdict=clean" in clean.stdout
+    assert f"sha256={sha256_file(workdir / 'report.csv')}" in clean.stdout
