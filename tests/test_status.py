@@ -249,6 +249,24 @@ def test_status_command(tmp_path):
         assert reason in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
+def test_status_reads_a_log_dest_when_the_data_root_has_no_log(tmp_path):
+    """A split deployment: the audit log shipped to a logDests file destination."""
+    shipped = tmp_path / "shipped"
+    write_log(shipped, x_history(tmp_path))
+    config = write_config(tmp_path / "ssftp.yaml", f"""
+    logDests:
+      - kind: file
+        props:
+          path: {shipped / "log"}
+    """)
+    data = ["--data-dir", str(tmp_path), "--config", str(config)]
+    found = ssftp_status("acme/in/x.dat", *data)
+    assert found.returncode == 0, found.stderr
+    assert len(found.stdout.splitlines()) == len(X_EVENTS)
+    missing = ssftp_status("acme/in/x.dat", "--data-dir", str(tmp_path))
+    assert missing.returncode == 2 and "no audit.log in" in missing.stderr
+
+
 # --- end to end: the records a real gateway wrote (sftp uploads, clamd, Prefect, webhooks) ---
 
 
