@@ -335,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SsftpError as exc:
         print(f"ssftp {args.command}: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        # The reader of our output went away (``ssftp status ... | head``): what it read was
+        # whole, and nothing failed. stdout goes to /dev/null, or Python's exit flush fails.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
     except OSError as exc:
         # The system refused something the operator can fix (permissions, a full disk).
         print(f"ssftp {args.command}: {exc}", file=sys.stderr)

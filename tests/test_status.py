@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import logging
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -247,6 +248,19 @@ def test_status_command(tmp_path):
         bad = ssftp_status(*args)
         assert bad.returncode == 2 and bad.stderr.startswith("ssftp status: ")
         assert reason in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
+    """``ssftp status ... | head -n 1``: on main, 'ssftp status: [Errno 32] Broken pipe' and
+    exit 2 once the history outgrew the pipe."""
+    write_log(tmp_path, [scan(tmp_path, "acme/in/x.dat", SHA_X, "error", "staging/acme/in/x.dat")
+                         for _ in range(5000)])
+    piped = subprocess.run(
+        ["bash", "-c", f"{shlex.quote(SSFTP)} status acme/in/x.dat --data-dir "
+                       f"{shlex.quote(str(tmp_path))} | head -n 1; exit ${{PIPESTATUS[0]}}"],
+        capture_output=True, text=True, timeout=60)
+    assert (piped.returncode, piped.stderr) == (0, "")
+    assert len(piped.stdout.splitlines()) == 1
 
 
 def test_status_reads_a_log_dest_when_the_data_root_has_no_log(tmp_path):
