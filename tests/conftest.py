@@ -12,6 +12,7 @@ import pytest
 from ssftp.clamd import ClamdClient
 from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.config.schema import SsftpConfig
+from ssftp.layout import DataLayout
 from ssftp.staging_owners import StagingOwners
 from testkit.sftp_client import ClientKey, make_client_key
 from tests.support import ServerThread, write_config
@@ -125,6 +126,13 @@ def prefect_api() -> Iterator[str]:
 
 
 # --- scanning: the accounts a Scanner attributes files to, and its clamd client -------------
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> DataLayout:
+    """A fresh data root (every area created) in the test's own directory."""
+    return DataLayout.at(tmp_path / "data").create()
+
 
 
 def config_dict() -> dict:

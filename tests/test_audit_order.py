@@ -78,10 +78,6 @@ def pad_to_nearly_a_page(audit_log: Path) -> None:
     assert audit_log.stat().st_size == PAGE - ROOM_ON_LAST_PAGE
 
 
-@pytest.fixture
-def layout(tmp_path: Path) -> DataLayout:
-    return DataLayout.at(tmp_path / "data").create()
-
 
 @pytest.fixture
 def full_log_dir(layout: DataLayout) -> Iterator[Filler]:

@@ -56,10 +56,6 @@ ODD_SUB_PATH = "partner-a/in dir/Q1: rapport ünï ✓.txt"
 # --- helpers and fixtures -------------------------------------------------------------------
 
 
-@pytest.fixture
-def layout(tmp_path) -> DataLayout:
-    return DataLayout.at(tmp_path / "data").create()
-
 
 def stage(layout: DataLayout, sub_path: str, data: bytes) -> Path:
     path = layout.staging / sub_path

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 
@@ -22,8 +21,8 @@ from ssftp.layout import DataLayout
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
 from ssftp.verdict_router import Area
+from tests.test_scan_core import EICAR, stage
 
-EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 INSTANCE = "runs-test"
 
 
@@ -103,17 +102,6 @@ def test_the_summary_row_leads_with_the_account_and_shortens_the_hash():
 
 # --- real runs: the Prefect harness and a real clamd ----------------------------------------
 
-
-@pytest.fixture
-def layout(tmp_path: Path) -> DataLayout:
-    return DataLayout.at(tmp_path / "data").create()
-
-
-def stage(layout: DataLayout, sub_path: str, data: bytes) -> Path:
-    path = layout.staging / sub_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def scanner_for(layout: DataLayout, client: ClamdClient, owners: StagingOwners) -> Scanner:

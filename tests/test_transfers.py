@@ -77,10 +77,6 @@ def remote(server: OpenSshServer) -> Path:
     return path
 
 
-@pytest.fixture
-def layout(tmp_path: Path) -> DataLayout:
-    return DataLayout.at(tmp_path / "data").create()
-
 
 @pytest.fixture
 def client_key(layout: DataLayout, client_keys: ClientKeys) -> str:
