@@ -25,7 +25,7 @@ from ssftp.config.schema import Webhook
 from ssftp.errors import OutboxError
 from ssftp.logs import APP, audit_event, log_event
 from ssftp.outbox import Outbox, StoredNotification
-from ssftp.retry_schedule import exponential_delays
+from ssftp.retry_schedule import backoff_delay, exponential_delays
 from ssftp.webhooks import Notification, deliver, safe_url
 
 # Ids per run: a run stays readable in the UI, and its parameters far below Prefect's limit.
@@ -43,7 +43,7 @@ app_log = logging.getLogger(APP)
 
 def redelivery_delay(attempts: int) -> float:
     """How long a notification that has failed ``attempts`` times waits before the next."""
-    return min(REDELIVERY_MAX_SECONDS, REDELIVERY_SECONDS * 2 ** max(0, attempts - 1))
+    return backoff_delay(attempts, REDELIVERY_SECONDS, REDELIVERY_MAX_SECONDS)
 
 
 def webhook_for(stored: StoredNotification, webhooks: list[Webhook]) -> Webhook | None:

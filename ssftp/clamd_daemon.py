@@ -38,6 +38,7 @@ from ssftp.processes import (
     stop_child,
     stop_leftover,
 )
+from ssftp.retry_schedule import backoff_delay
 
 logger = logging.getLogger(APP)
 
@@ -218,9 +219,8 @@ class RestartBackoff:
     def next_delay(self, ran_seconds: float) -> float:
         if ran_seconds >= self.stable_after_seconds:
             self._failures = 0
-        delay = min(self.longest_seconds, self.first_seconds * 2.0 ** min(self._failures, 32))
         self._failures += 1
-        return delay
+        return backoff_delay(self._failures, self.first_seconds, self.longest_seconds)
 
 
 async def supervise(daemon: ClamdDaemon, backoff: RestartBackoff | None = None,

@@ -2,7 +2,8 @@
 
 ``RetrySchedule`` tracks files that could not be scanned, in memory (after a restart every file
 in staging is scanned again anyway); ``backoff_delay`` is its schedule, which the staging
-queue's clamd probes follow too; ``exponential_delays`` gives Prefect's task retries
+queue's clamd probes, the webhook outbox's redeliveries and clamd's restarts follow too;
+``exponential_delays`` gives Prefect's task retries
 (webhooks, transfers) their delays.
 """
 
