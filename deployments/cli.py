@@ -22,7 +22,14 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from ssftp.audit_history import AUDIT_LOG, audit_logs, file_history, format_record, parse_query
+from ssftp.audit_history import (
+    AUDIT_LOG,
+    AuditSource,
+    audit_logs,
+    file_history,
+    format_record,
+    parse_query,
+)
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
 from ssftp.clamd_daemon import socket_in
 from ssftp.config import load_config
@@ -130,9 +137,13 @@ def _parser() -> argparse.ArgumentParser:
                              "sha256 (a prefix of at least 12 hex digits will do)")
     status.add_argument("--config", type=Path,
                         help="ssftp.yaml whose logDests file destinations hold audit logs too "
-                             "(default: <data dir>/system/ssftp.yaml, when it exists)")
+                             "(default: <data dir>/system/ssftp.yaml, when it exists; with "
+                             "several --data-dir, each one's own)")
     status.add_argument("--json", action="store_true", help="print the records as a JSON array")
-    _data_dir_option(status, "data root whose log/audit.log to read")
+    status.add_argument("--data-dir", type=Path, action="append", dest="data_dirs",
+                        help="data root whose log/audit.log to read; give it once per "
+                             "instance to follow a file along a chain (default: "
+                             f"$SSFTP_DATA_DIR or {DEFAULT_DATA_DIR})")
 
     check = commands.add_parser("check-config", help="validate ssftp.yaml and explain problems")
     check.add_argument("file", type=Path)
@@ -266,11 +277,13 @@ def _scan(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     """Exit status: 0 the file is in the audit log, 1 it is not, 2 bad input."""
-    layout = DataLayout.at(args.data_dir)
-    if not layout.root.is_dir():
-        raise InvalidValueError(f"no data dir at {layout.root}")
-    query = parse_query(args.file, layout.root)
-    records = file_history(_audit_logs(args, layout), query, layout.root)
+    data_dirs = args.data_dirs or [Path(os.environ.get("SSFTP_DATA_DIR", DEFAULT_DATA_DIR))]
+    if args.config is not None and len(data_dirs) > 1:
+        raise InvalidValueError("--config goes with one --data-dir (with several, each one's "
+                                "system/ssftp.yaml is read)")
+    sources = [_audit_source(DataLayout.at(data_dir), args.config) for data_dir in data_dirs]
+    query = parse_query(args.file, sources[0].root)
+    records = file_history(sources, query)
     if args.json:
         print(json.dumps(records, indent=2))
     else:
@@ -279,16 +292,19 @@ def _status(args: argparse.Namespace) -> int:
     return OK if records else FOUND
 
 
-def _audit_logs(args: argparse.Namespace, layout: DataLayout) -> list[Path]:
-    """The audit logs of the first log dir that has one: the data root's log/, else a
-    ``logDests`` file destination (where a split deployment ships them)."""
-    config = args.config or layout.default_config
-    dirs = [layout.log]
-    if args.config is not None or config.exists():
-        dirs = log_dirs(layout, load_config(config).config)
+def _audit_source(layout: DataLayout, config_path: Path | None) -> AuditSource:
+    """An instance's audit logs: those of the first log dir that has one, the data root's
+    log/, else a ``logDests`` file destination (where a split deployment ships them)."""
+    if not layout.root.is_dir():
+        raise InvalidValueError(f"no data dir at {layout.root}")
+    path = config_path or layout.default_config
+    dirs, instance = [layout.log], None
+    if config_path is not None or path.exists():
+        config = load_config(path).config
+        dirs, instance = log_dirs(layout, config), config.instance_name
     for directory in dirs:
         if logs := audit_logs(directory):
-            return logs
+            return AuditSource(logs, layout.root, instance)
     raise InvalidValueError(f"no {AUDIT_LOG} in {', '.join(map(str, dirs))}")
 
 

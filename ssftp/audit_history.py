@@ -1,8 +1,8 @@
 """One file's history from the audit log, for ``ssftp status PATH|SHA256``.
 
 The audit log (JSON lines in ``log/audit.log``, rotated by logrotate to ``audit.log.1``,
-``audit.log.2.gz``, ...) is the record of every file's life; this reads it back for one file,
-oldest record first.
+``audit.log.2.gz``, ... or, with ``dateext``, ``audit.log-20261201``, ``audit.log-20261202.gz``)
+is the record of every file's life; this reads it back for one file, oldest record first.
 
 **Names.** Records name a file in different ways: a scan's ``file`` is the staging sub path
 (``<account dir>/<sub path>``), its ``source`` and ``destination`` are relative to the data root
@@ -24,6 +24,12 @@ So by path, the history holds every version ever stored under that path, and by 
 name those bytes had; a record carrying other bytes under the same name is left out. The
 linking stops after one step on purpose: a closure would run from an empty file to every
 empty file and on to all their names.
+
+**Across a chain.** Instances hand a file on by its bytes, under names of their own (A's
+``partner/report.csv`` arrives at B as ``from-a/report.csv``). So over several instances' logs,
+a sha256 that pass 1 found on one instance counts as asked on the others, and each instance's
+history is then found in its own logs by the rule above; the records of all are merged by
+time, each marked with its instance.
 
 **Speed.** Each pass searches the logs as bytes, a chunk at a time, for the names and
 sha256s (as JSON spells them), and JSON-parses only the lines that hold one: 0.6-0.7 s for
@@ -51,7 +57,10 @@ _NAME_FIELDS = ("file", "source", "destination", "archived")
 _MIN_PREFIX = 12
 _CHUNK = 1 << 22
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_ROTATED = re.compile(re.escape(AUDIT_LOG) + r"\.(\d+)(\.gz)?")
+# logrotate's names for old copies: numbered (``audit.log.2.gz``, higher is older) or, with
+# ``dateext``, dated (``audit.log-20261201.gz``, by its dateformat, later sorts later).
+_NUMBERED = re.compile(re.escape(AUDIT_LOG) + r"\.(\d+)(?:\.gz)?")
+_DATED = re.compile(re.escape(AUDIT_LOG) + r"-(\d[\d_-]*)(?:\.gz)?")
 # Shown first on a text line, in this order; other fields follow as they were written.
 _FIRST_FIELDS = ("file", "verdict", "signature", "destination", "sha256", "size")
 _NOT_SHOWN = ("time", "event", "level", "log")
@@ -65,12 +74,24 @@ class Query:
     sha256: str | None = None
 
 
+@dataclass(frozen=True)
+class AuditSource:
+    """One instance's audit logs (oldest first), the data root its records name files under,
+    and the instance name its records are marked with in a merged history: its config's
+    ``instanceName``; without a config (None), the name its own records give, else the root."""
+
+    logs: list[Path]
+    root: Path
+    instance: str | None
+
+
 @dataclass
 class _File:
-    """The names and contents of the file being followed."""
+    """The names and contents of the file being followed, and whether any record named it."""
 
     names: set[str]
     sha256s: set[str]
+    found: bool = False
 
 
 def parse_query(text: str, root: Path) -> Query:
@@ -100,40 +121,88 @@ def name_key(path: str, root: Path) -> str:
 
 
 def audit_logs(log_dir: Path) -> list[Path]:
-    """``audit.log`` and its rotated copies in ``log_dir``, oldest first."""
-    rotated = [(int(match[1]), path) for path in log_dir.glob(AUDIT_LOG + ".*")
-               if (match := _ROTATED.fullmatch(path.name))]
+    """``audit.log`` and its rotated copies in ``log_dir``, oldest first.
+
+    Numbered copies come before dated ones: where both are, the numbered are left from
+    before ``dateext`` was turned on (logrotate no longer touches them)."""
+    numbered, dated = [], []
+    for path in log_dir.glob(AUDIT_LOG + "[.-]*"):
+        if match := _NUMBERED.fullmatch(path.name):
+            numbered.append((-int(match[1]), path))
+        elif match := _DATED.fullmatch(path.name):
+            dated.append((match[1], path))
     current = log_dir / AUDIT_LOG
-    return ([path for _, path in sorted(rotated, reverse=True)]
+    return ([path for _, path in sorted(numbered)] + [path for _, path in sorted(dated)]
             + ([current] if current.exists() else []))
 
 
-def file_history(logs: list[Path], query: Query, root: Path) -> list[dict[str, Any]]:
-    """The records of the asked file, oldest first (see the module's linking rule).
+def file_history(sources: list[AuditSource], query: Query) -> list[dict[str, Any]]:
+    """The records of the asked file, oldest first (see the module's linking rule). Over
+    several instances' logs, merged by time, each with its ``instance`` (see "Across a
+    chain"); one instance's come as written.
 
     Raises :class:`InvalidValueError` when a sha256 prefix fits more than one file."""
-    asked = _File({query.name} if query.name else set(), set())
-    found = False
-    for record in _records(logs, _needles(asked, query.sha256)):
-        if _names_asked(record, query, root):
-            found = True
-            asked.names |= _names(record, root)
-            if sha256 := record.get("sha256"):
-                asked.sha256s.add(sha256)
-    if query.sha256 and len(asked.sha256s) > 1:
-        raise InvalidValueError(f"{query.sha256} is the start of {len(asked.sha256s)} sha256s "
-                                f"({', '.join(sorted(asked.sha256s))}): give more digits")
-    if not found:
-        return []  # not named anywhere: no second pass
-    return [record for record in _records(logs, _needles(asked))
-            if _belongs(record, asked, root)]
+    files = [_identify(source.logs, source.root, query) for source in sources]
+    everywhere = set().union(*(file.sha256s for file in files))
+    _refuse_ambiguous(query, everywhere)
+    if len(sources) == 1:
+        return _history(sources[0].logs, sources[0].root, files[0])
+    records = []
+    for source, file in zip(sources, files, strict=True):
+        if elsewhere := everywhere - file.sha256s:
+            _add(file, _identify(source.logs, source.root, Query(), elsewhere))
+        found = _history(source.logs, source.root, file)
+        instance = source.instance or _instance_named(found) or str(source.root)
+        records += [{**record, "instance": record.get("instance") or instance}
+                    for record in found]
+    return sorted(records, key=lambda record: str(record.get("time", "")))
+
+
+def _instance_named(records: list[dict[str, Any]]) -> str | None:
+    """The instance that the records name themselves (a scan's record does)."""
+    return next((str(record["instance"]) for record in records if record.get("instance")),
+                None)
+
+
+def _identify(logs: list[Path], root: Path, query: Query,
+              sha256s: frozenset[str] | set[str] = frozenset()) -> _File:
+    """Pass 1: the names and sha256s of the records that name the asked path, start with the
+    asked sha256, or carry one of ``sha256s``."""
+    file = _File({query.name} if query.name else set(), set(sha256s))
+    for record in _records(logs, _needles(file, query.sha256)):
+        sha256 = record.get("sha256")
+        if _names_asked(record, query, root) or sha256 in sha256s:
+            file.found = True
+            file.names |= _names(record, root)
+            if sha256:
+                file.sha256s.add(sha256)
+    return file
+
+
+def _add(file: _File, more: _File) -> None:
+    file.names |= more.names
+    file.sha256s |= more.sha256s
+    file.found = file.found or more.found
+
+
+def _refuse_ambiguous(query: Query, sha256s: set[str]) -> None:
+    if query.sha256 and len(sha256s) > 1:
+        raise InvalidValueError(f"{query.sha256} is the start of {len(sha256s)} sha256s "
+                                f"({', '.join(sorted(sha256s))}): give more digits")
+
+
+def _history(logs: list[Path], root: Path, file: _File) -> list[dict[str, Any]]:
+    """Pass 2: every record of the file, oldest first; none when no record named it."""
+    if not file.found:
+        return []
+    return [record for record in _records(logs, _needles(file)) if _belongs(record, file, root)]
 
 
 def _names_asked(record: dict[str, Any], query: Query, root: Path) -> bool:
     sha256 = record.get("sha256")
     if query.sha256:
         return isinstance(sha256, str) and sha256.startswith(query.sha256)
-    return query.name in _names(record, root)
+    return query.name is not None and query.name in _names(record, root)
 
 
 def _belongs(record: dict[str, Any], file: _File, root: Path) -> bool:

@@ -10,7 +10,10 @@ is told to use it (``PREFECT_API_URL``), as ``up`` adopts no server on its own.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,3 +187,25 @@ def test_each_hop_scanned_and_the_runs_are_in_prefect(chain):
     assert upload_run["deployment_id"] == deployment["id"]
     assert by_id[b_scans[0]["flow_run_id"]]["state_type"] == "COMPLETED"
     assert [schedule["slug"] for schedule in deployment["schedules"]] == ["to-b"]
+
+
+def ssftp_status(*args: str) -> subprocess.CompletedProcess[str]:
+    ssftp = str(Path(sys.executable).with_name("ssftp"))
+    return subprocess.run([ssftp, "status", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_status_follows_the_file_through_both_instances(chain):
+    """``ssftp status`` over A's and B's data dirs, by A's path and by the sha256: the upload
+    to A, A's scan, A's upload to B, then B's scan, in time order (on main ``--data-dir`` could
+    be given once: the last one won and A's part was missing)."""
+    wait_for(lambda: any(record["file"].endswith("report.csv")
+                         for record in audit(chain.b, "scan")), "B scanned report.csv",
+             timeout=180)
+    data = ["--data-dir", str(chain.a.data), "--data-dir", str(chain.b.data)]
+    for asked in ("partner/report.csv", hashlib.sha256(REPORT).hexdigest()):
+        result = ssftp_status(asked, "--json", *data)
+        assert result.returncode == 0, result.stderr
+        steps = [(record["instance"], record["event"], record.get("verdict"))
+                 for record in json.loads(result.stdout) if record["event"] != "webhook"]
+        assert steps == [("chain-a", "scan", "clean"), ("chain-a", "upload", None),
+                         ("chain-b", "scan", "clean")], asked

@@ -23,6 +23,7 @@ import pytest
 
 from ssftp import audit_history
 from ssftp.audit_history import (
+    AuditSource,
     Query,
     audit_logs,
     file_history,
@@ -43,6 +44,11 @@ SHA_X = "a1" * 32
 SHA_X2 = "b2" * 32
 SHA_Y = "a1" * 6 + "c3" * 26  # shares its first 12 digits with SHA_X
 _FORMATTER = JsonLinesFormatter()
+
+
+def history(logs: list[Path], query: Query, root: Path) -> list[dict[str, Any]]:
+    """One instance's history, as ``ssftp status --data-dir`` reads it."""
+    return file_history([AuditSource(logs, root, "a")], query)
 
 
 def audit_line(event: str, level: int = logging.INFO, /, **fields: Any) -> str:
@@ -111,14 +117,14 @@ X_EVENTS = [("download", None), ("scan", "error"), ("scan", "clean"), ("webhook"
 def test_history_follows_the_file_across_its_names(tmp_path, asked):
     lines = x_history(tmp_path)
     write_log(tmp_path, [*others(tmp_path)[:1], *lines[:3], *others(tmp_path)[1:], *lines[3:]])
-    records = file_history(audit_logs(tmp_path / "log"), parse_query(asked, tmp_path), tmp_path)
+    records = history(audit_logs(tmp_path / "log"), parse_query(asked, tmp_path), tmp_path)
     assert events(records) == X_EVENTS
     assert records[0]["downloader"] == "partner" and records[-1]["uploader"] == "onward"
 
 
 def test_quarantined_file_by_its_quarantine_name(tmp_path):
     write_log(tmp_path, [*x_history(tmp_path), *others(tmp_path)])
-    records = file_history(audit_logs(tmp_path / "log"),
+    records = history(audit_logs(tmp_path / "log"),
                            parse_query("quarantine/acme/in/y.dat", tmp_path), tmp_path)
     assert events(records) == [("scan", "infected"), ("webhook", None)]
     assert records[0]["signature"] == "Eicar-Test-Signature"
@@ -130,30 +136,30 @@ def test_other_bytes_under_the_same_name_are_another_file_by_sha(tmp_path):
     new_version = scan(tmp_path, "acme/in/x.dat", SHA_X2, "clean", "clean/acme/in/x.dat")
     write_log(tmp_path, [*x_history(tmp_path), new_version])
     logs = audit_logs(tmp_path / "log")
-    by_path = file_history(logs, parse_query("acme/in/x.dat", tmp_path), tmp_path)
+    by_path = history(logs, parse_query("acme/in/x.dat", tmp_path), tmp_path)
     assert [record.get("sha256") for record in by_path][-1] == SHA_X2
-    by_sha = file_history(logs, Query(sha256=SHA_X), tmp_path)
+    by_sha = history(logs, Query(sha256=SHA_X), tmp_path)
     assert events(by_sha) == X_EVENTS
 
 
 def test_same_bytes_under_another_name_join_by_sha(tmp_path):
     copy = scan(tmp_path, "acme/copy.dat", SHA_X, "clean", "clean/acme/copy.dat")
     write_log(tmp_path, [*x_history(tmp_path), copy])
-    records = file_history(audit_logs(tmp_path / "log"), Query(sha256=SHA_X), tmp_path)
+    records = history(audit_logs(tmp_path / "log"), Query(sha256=SHA_X), tmp_path)
     assert records[-1]["file"] == "acme/copy.dat"
 
 
 def test_ambiguous_sha_prefix_is_refused(tmp_path):
     write_log(tmp_path, [*x_history(tmp_path), *others(tmp_path)])
     with pytest.raises(InvalidValueError, match="start of 2 sha256s"):
-        file_history(audit_logs(tmp_path / "log"), parse_query(SHA_X[:12], tmp_path), tmp_path)
+        history(audit_logs(tmp_path / "log"), parse_query(SHA_X[:12], tmp_path), tmp_path)
 
 
 def test_unknown_file_has_no_history(tmp_path):
     write_log(tmp_path, x_history(tmp_path))
     logs = audit_logs(tmp_path / "log")
-    assert file_history(logs, parse_query("acme/in/x", tmp_path), tmp_path) == []
-    assert file_history(logs, parse_query("f" * 64, tmp_path), tmp_path) == []
+    assert history(logs, parse_query("acme/in/x", tmp_path), tmp_path) == []
+    assert history(logs, parse_query("f" * 64, tmp_path), tmp_path) == []
 
 
 def test_rotated_and_gzipped_logs_are_read_oldest_first(tmp_path):
@@ -166,8 +172,64 @@ def test_rotated_and_gzipped_logs_are_read_oldest_first(tmp_path):
     logs = audit_logs(tmp_path / "log")
     assert [path.name for path in logs] == ["audit.log.3.gz", "audit.log.2.gz", "audit.log.1",
                                             "audit.log"]
-    records = file_history(logs, parse_query("acme/in/x.dat", tmp_path), tmp_path)
+    records = history(logs, parse_query("acme/in/x.dat", tmp_path), tmp_path)
     assert events(records) == X_EVENTS
+
+
+def test_dated_rotations_are_read_in_date_order_after_numbered_ones(tmp_path):
+    """logrotate with ``dateext`` names its copies by date (``audit.log-20261130.gz``): on
+    main they were passed over, and the history lost everything but today's log."""
+    lines = x_history(tmp_path)
+    write_log(tmp_path, lines[:1], "audit.log.1.gz")  # left from before dateext was on
+    write_log(tmp_path, lines[1:2], "audit.log-20261129.gz")
+    write_log(tmp_path, lines[2:3], "audit.log-20261130")
+    write_log(tmp_path, lines[3:])
+    write_log(tmp_path, lines[:1], "audit.log-old.txt")
+    logs = audit_logs(tmp_path / "log")
+    assert [path.name for path in logs] == ["audit.log.1.gz", "audit.log-20261129.gz",
+                                            "audit.log-20261130", "audit.log"]
+    assert events(history(logs, parse_query("acme/in/x.dat", tmp_path), tmp_path)) == X_EVENTS
+
+
+def timed(lines: list[str], minute: int, instance: str) -> list[str]:
+    """The records one second apart from ``12:<minute>:00``, and scans naming ``instance``,
+    as that instance writes them."""
+    records = [json.loads(line) for line in lines]
+    for second, record in enumerate(records):
+        record["time"] = f"2026-12-01T12:{minute:02d}:{second:02d}.000+00:00"
+        if "instance" in record:
+            record["instance"] = instance
+    return [json.dumps(record) + "\n" for record in records]
+
+
+def chained(a_root: Path, b_root: Path) -> list[AuditSource]:
+    """acme/in/x.dat's life on A (x_history), then on B, where it arrived as from-a/x.dat:
+    scanned, its webhook; and another file of B's under x.dat's name on A."""
+    write_log(a_root, timed(x_history(a_root), 0, "a"))
+    write_log(b_root, timed([
+        scan(b_root, "from-a/x.dat", SHA_X, "clean", "clean/from-a/x.dat", flow_run_id="b-run"),
+        audit_line("webhook", file="from-a/x.dat", webhook="clean", url="http://h/",
+                   delivered=True, event_id="b1", flow_run_id="b-notify"),
+        scan(b_root, "acme/in/x.dat", SHA_X2, "clean", "clean/acme/in/x.dat"),
+    ], 1, "b"))
+    return [AuditSource(audit_logs(a_root / "log"), a_root, "a"),
+            AuditSource(audit_logs(b_root / "log"), b_root, "b")]
+
+
+@pytest.mark.parametrize("asked", ["acme/in/x.dat", SHA_X, SHA_X[:12]])
+def test_history_follows_the_file_along_a_chain_by_its_bytes(tmp_path, asked):
+    sources = chained(tmp_path / "a", tmp_path / "b")
+    records = file_history(sources, parse_query(asked, tmp_path / "a"))
+    on_b = [(record["event"], record["file"]) for record in records
+            if record["instance"] == "b"]
+    # B's own file under the asked name is B's history only when asked by that path.
+    assert on_b[:2] == [("scan", "from-a/x.dat"), ("webhook", "from-a/x.dat")]
+    assert on_b[2:] == ([("scan", "acme/in/x.dat")] if asked == "acme/in/x.dat" else [])
+    a_events = [(record["event"], record.get("verdict")) for record in records
+                if record["instance"] == "a"]
+    assert a_events == X_EVENTS
+    times = [record["time"] for record in records]
+    assert times == sorted(times)
 
 
 def test_lines_across_read_chunks_are_found_whole(tmp_path, monkeypatch):
@@ -175,7 +237,7 @@ def test_lines_across_read_chunks_are_found_whole(tmp_path, monkeypatch):
     is still found, once."""
     monkeypatch.setattr(audit_history, "_CHUNK", 37)
     write_log(tmp_path, [*x_history(tmp_path), *others(tmp_path)])
-    records = file_history(audit_logs(tmp_path / "log"),
+    records = history(audit_logs(tmp_path / "log"),
                            parse_query("acme/in/x.dat", tmp_path), tmp_path)
     assert events(records) == X_EVENTS
 
@@ -183,7 +245,7 @@ def test_lines_across_read_chunks_are_found_whole(tmp_path, monkeypatch):
 def test_a_line_cut_short_is_passed_over(tmp_path):
     lines = x_history(tmp_path)
     write_log(tmp_path, [lines[0], lines[1][:40] + "\n", *lines[2:]])
-    records = file_history(audit_logs(tmp_path / "log"),
+    records = history(audit_logs(tmp_path / "log"),
                            parse_query("acme/in/x.dat", tmp_path), tmp_path)
     assert len(records) == len(X_EVENTS) - 1
 
@@ -191,7 +253,7 @@ def test_a_line_cut_short_is_passed_over(tmp_path):
 def test_names_with_odd_characters_match_as_json_spells_them(tmp_path):
     name = "acme/in/é \"q\"\nx.dat"
     write_log(tmp_path, [scan(tmp_path, name, SHA_X, "clean", f"clean/{name}")])
-    records = file_history(audit_logs(tmp_path / "log"), parse_query(name, tmp_path), tmp_path)
+    records = history(audit_logs(tmp_path / "log"), parse_query(name, tmp_path), tmp_path)
     assert len(records) == 1
     line = format_record(records[0])
     assert "\n" not in line and 'file="acme/in/\\u00e9 \\"q\\"\\nx.dat"' in line
@@ -248,6 +310,21 @@ def test_status_command(tmp_path):
         bad = ssftp_status(*args)
         assert bad.returncode == 2 and bad.stderr.startswith("ssftp status: ")
         assert reason in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_status_command_over_two_data_dirs(tmp_path):
+    chained(tmp_path / "a", tmp_path / "b")
+    data = ["--data-dir", str(tmp_path / "a"), "--data-dir", str(tmp_path / "b")]
+    both = ssftp_status(SHA_X, *data)
+    assert both.returncode == 0, both.stderr
+    assert [line.split()[1] for line in both.stdout.splitlines()] == [
+        "download", "scan", "scan", "webhook", "upload", "scan", "webhook"]
+    # Without a config, a record that names no instance gets the name the others give.
+    assert both.stdout.splitlines()[-1].endswith("instance=b")
+
+    bad = ssftp_status(SHA_X, *data, "--config", str(tmp_path / "a.yaml"))
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
+    assert "--config goes with one --data-dir" in bad.stderr
 
 
 def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
