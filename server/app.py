@@ -26,6 +26,7 @@ from server.ssh_server import (
     Occupancy,
     RefusalLog,
 )
+from server.verdict_wait import Areas, VerdictWatch
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
@@ -68,6 +69,7 @@ async def start_gateway(
     durable_uploads: Callable[[], bool] = lambda: True,
     limits: Callable[[], LimitsSettings] = LimitsSettings,
     refusal_log_seconds: float = REFUSAL_LOG_SECONDS,
+    verdicts: VerdictWatch | None = None,
 ) -> Gateway:
     """Listen for SFTP clients; ``port=0`` picks a free port (see ``Gateway.port``).
 
@@ -77,6 +79,7 @@ async def start_gateway(
     limit and sets the budget all its sessions share (server.descriptors). A refused
     connection is logged at most once per ``refusal_log_seconds`` per limit and address.
     The channel window (``limits.channelWindowBytes``) is asyncssh's, set here once too.
+    ``verdicts``: what the close of an upload waits for (server.verdict_wait), if anything.
 
     Raises :class:`ListenError` when the address cannot be had (in use, privileged port, an
     address not on this machine)."""
@@ -91,7 +94,8 @@ async def start_gateway(
             host,
             port,
             server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads(),
-                                                    limits, occupancy, refusals, login_grace),
+                                                    limits, occupancy, refusals, login_grace,
+                                                    verdicts),
             server_host_keys=modern_host_keypairs(host_keys),
             line_editor=False,  # SFTP only: the session's channel must be asyncssh's own
             allow_pty=False,
@@ -198,6 +202,8 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
         durable_uploads=lambda: store.current.loaded.config.fsync_uploads,
         limits=lambda: store.current.loaded.config.limits,
         refusal_log_seconds=refusal_log_seconds,
+        verdicts=VerdictWatch(
+            Areas.of(layout), lambda: store.current.loaded.config.scanning.verdict_on_close),
     )
     log_listening(gateway)
     return Service(store, gateway, [

@@ -22,7 +22,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NoReturn
 
 import asyncssh
@@ -34,6 +34,7 @@ from server.jail import Jail, JailPath, proc_path
 from server.off_loop import SessionThread, off_loop, run_off_loop
 from server.recent_uploads import recent_uploads
 from server.upload_writer import UploadWriter, partial_path, stat_partial
+from server.verdict_wait import PublishedFile, VerdictWatch, verdict_at_close
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import Refused, UploadFailedError
@@ -66,6 +67,8 @@ class SessionContext:
     durable_uploads: bool = True
     # Asked at each OPEN and OPENDIR, so that a reload applies to the session's next one.
     limits: Callable[[], LimitsSettings] = LimitsSettings
+    # scanning.verdictOnClose (server.verdict_wait); None where nothing scans (portable mode).
+    verdicts: VerdictWatch | None = None
 
 
 @dataclass
@@ -526,16 +529,25 @@ class SFTPSession(asyncssh.SFTPServer):
             handle.writer.truncate(attrs.size)
         self._apply_attrs(handle.fileno(), attrs)
 
-    def _commit(self, writer: UploadWriter) -> None:
+    def _commit(self, writer: UploadWriter, follow: bool) -> PublishedFile | None:
         """Publish an upload and remember it for a while (server.recent_uploads), by a
-        descriptor taken before the rename: the scanner may claim the file at once."""
+        descriptor taken before the rename: the scanner may claim the file at once. With
+        ``follow``, the published file to wait for the verdict of (the caller closes it);
+        its descriptor too is taken before, as a failure after the publish must not fail it."""
         inode = os.open(proc_path(writer.fd), os.O_PATH | os.O_CLOEXEC)
+        followed = os.dup(inode) if follow else None
         try:
             writer.commit()
         except BaseException:
             os.close(inode)
+            if followed is not None:
+                os.close(followed)
             raise
         recent_uploads().remember(self.account.username, writer.target, inode)
+        if followed is None:
+            return None
+        assert self.context.verdicts is not None
+        return PublishedFile.just_published(followed, writer.target, self.context.verdicts.areas)
 
     @off_loop
     def fstat(self, file_obj: object) -> SFTPAttrs:
@@ -720,8 +732,10 @@ class SFTPSession(asyncssh.SFTPServer):
             self._log_transfer("upload", handle, "session ended before the file was closed"
                                + ("; kept for a resume" if kept else ""))
             return
+        seconds = self._verdict_seconds(handle)
         try:
-            await run_off_loop(self.executor, self._commit, handle.writer)
+            published = await run_off_loop(self.executor, self._commit, handle.writer,
+                                           seconds is not None)
         except UploadFailedError as exc:
             self._log_transfer("upload", handle, str(exc))
             raise asyncssh.SFTPFailure(str(exc)) from None
@@ -732,6 +746,40 @@ class SFTPSession(asyncssh.SFTPServer):
             self._log_transfer("upload", handle, f"publish failed: {exc.strerror}")
             raise
         self._log_transfer("upload", handle, None)
+        if published is not None and seconds is not None:
+            await self._tell_verdict(handle, published, seconds)
+
+    def _verdict_seconds(self, handle: UploadHandle) -> float | None:
+        """How long this close waits for the verdict (``scanning.verdictOnClose``), or None;
+        asked at each close, so that a reload applies to the next one. Not at all for a
+        client's temp name (``NAME.filepart``): it is scanned only once renamed."""
+        verdicts = self.context.verdicts
+        if verdicts is None or is_partial_upload_name(PurePosixPath(handle.virtual).name):
+            return None
+        return verdicts.seconds()
+
+    async def _tell_verdict(self, handle: UploadHandle, published: PublishedFile,
+                            seconds: float) -> None:
+        """Wait for the published file's verdict (server.verdict_wait) and answer an infected
+        or unscannable one with SSH_FX_FAILURE, its reason also on the session's stderr
+        (OpenSSH's sftp prints only the code's text). The wait holds a descriptor, counted
+        in the process's budget: without room there, the close answers OK at once."""
+        budget = process_budget()
+        if not budget.take_handle():
+            await run_off_loop(self.executor, published.close)
+            return
+        try:
+            message = await verdict_at_close(self.executor, published, seconds,
+                                             lambda: _client_has_left(self.channel))
+        finally:
+            budget.release_file()
+        if message is None:
+            return
+        log_event(app_log, "verdict told", user=self.account.username,
+                  ip=self.context.ip, path=handle.virtual, message=message)
+        self._show_refusal("upload", handle.virtual, message)
+        await asyncio.sleep(0)  # the stderr line (written in the next turn) before the reply
+        raise asyncssh.SFTPFailure(message)
 
     def exit(self) -> None:
         """close() already settled every open handle. The session's thread is let go, not

@@ -33,6 +33,7 @@ from server.defender import Defender
 from server.descriptors import process_budget
 from server.exec_commands import run_command
 from server.sftp_session import SessionContext, SFTPSession
+from server.verdict_wait import VerdictWatch
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.logs import APP, log_event
@@ -165,8 +166,10 @@ class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
 class AccountSSHServer(asyncssh.SSHServer):
     def __init__(self, lookup: AccountLookup, defender: Defender, durable_uploads: bool,
                  limits: Callable[[], LimitsSettings], occupancy: Occupancy,
-                 refusals: RefusalLog, login_grace_seconds: float) -> None:
+                 refusals: RefusalLog, login_grace_seconds: float,
+                 verdicts: VerdictWatch | None = None) -> None:
         self._lookup = lookup
+        self._verdicts = verdicts
         self._defender = defender
         self._durable_uploads = durable_uploads
         self._limits = limits
@@ -327,7 +330,7 @@ class AccountSSHServer(asyncssh.SSHServer):
         assert self._account is not None
         self._defender.record_success(self._ip)
         self.context = SessionContext(self._account, self._ip, self._durable_uploads,
-                                      self._limits)
+                                      self._limits, self._verdicts)
         fields = {"user": self._username, "ip": self._ip, "method": self._method, "ok": True}
         if self._key:
             fields["key"] = self._key

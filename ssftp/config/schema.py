@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictFloat,
     field_validator,
     model_validator,
 )
@@ -303,6 +304,9 @@ class ClamavSettings(Model):
         return value
 
 
+VERDICT_ON_CLOSE_MAX = 300.0
+
+
 class ScanningSettings(Model):
     """Our extension: how the staging watcher turns completed files into scan runs."""
 
@@ -316,6 +320,11 @@ class ScanningSettings(Model):
     # doubling each time up to the maximum.
     retry_initial_seconds: Annotated[float, Field(gt=0)] = 5.0
     retry_max_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # The close reply of an upload waits up to this long for the file's verdict, and reports
+    # an infected or unscannable file as a failure (server.verdict_wait); None: it does not
+    # wait. Strict: ``true`` is not one second. At most five minutes: a close reply held
+    # longer looks like a hung server.
+    verdict_on_close: Annotated[StrictFloat, Field(gt=0, le=VERDICT_ON_CLOSE_MAX)] | None = None
 
 
 class SsftpConfig(Model):
