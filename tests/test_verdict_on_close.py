@@ -9,16 +9,20 @@ OpenSSH ``sftp -b``, which prints the infection and stops at the failed ``put``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import textwrap
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from deployments.up import WorkerThread
+from server.descriptors import process_budget
 from server.off_loop import SessionThread
 from server.verdict_wait import (
     MESSAGE_LIMIT,
@@ -344,6 +348,26 @@ def test_sftp_prints_the_infection_and_stops(stack: Stack, workdir: Path):
     assert "sftp> ls" not in result.stdout  # the batch ended at the put
 
 
+def test_the_status_message_is_the_verdict(stack: Stack, workdir: Path):
+    """Clients that show the server's message (asyncssh, paramiko, WinSCP) get it there."""
+    name = f"eicar-{unique_name()}.com"
+    (workdir / name).write_bytes(EICAR)
+
+    async def put() -> asyncssh.SFTPError:
+        async with asyncssh.connect(
+                "127.0.0.1", stack.server.port, username="partner-a",
+                password=PARTNER_PASSWORD, known_hosts=None, client_keys=None, agent_path=None,
+                preferred_auth="password") as conn, conn.start_sftp_client() as sftp:
+            with pytest.raises(asyncssh.SFTPFailure) as caught:
+                await sftp.put(str(workdir / name), name)
+            return caught.value
+
+    failure = asyncio.run(put())
+    quarantined = stack.layout.quarantine / "partner-a" / name
+    record = json.loads(quarantined.with_name(name + VERDICT_RECORD_SUFFIX).read_text())
+    assert failure.reason == f"infected: {record['signature']}"
+
+
 def test_sftp_puts_a_clean_file_as_before(stack: Stack, workdir: Path):
     name = f"clean-{unique_name()}.txt"
     result = stack.put(workdir, name, b"nothing to see\n")
@@ -382,6 +406,81 @@ def test_a_client_temp_name_is_answered_at_once(tmp_path: Path, clamd, workdir: 
         staged = server.layout.staging / "partner-a"
         assert (staged / "eicar.com.filepart").read_bytes() == EICAR
         assert (staged / ".in.eicar.com").read_bytes() == EICAR
+    finally:
+        server.stop()
+
+
+WAITING = 16
+
+
+def descriptors_below(directory: Path) -> int:
+    """How many of this process's descriptors (the server runs in it) are of files there."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{name}").startswith(f"{directory}/")
+    return count
+
+
+def free_handles() -> int:
+    """How many more handles the process's budget would let the sessions open now."""
+    budget, taken = process_budget(), 0
+    while budget.take_handle():
+        taken += 1
+    for _ in range(taken):
+        budget.release_file()
+    return taken
+
+
+def test_many_waiting_closes_take_no_thread_and_one_counted_descriptor_each(
+        tmp_path: Path, clamd):
+    """Sixteen partners close an upload at once and nothing scans: each wait holds one
+    descriptor, counted in the handles' budget, and no thread of its own; when the partners
+    go away the waits end (long before their 300 s) and give both back."""
+    config = write_config(tmp_path / "ssftp.yaml", stack_config(clamd.socket, "300"))
+    server = ServerThread(config, tmp_path / "data")
+    staging = server.layout.staging / "partner-a"
+
+    def threads_but_sessions() -> int:
+        return sum(thread.name != "ssftp-session" for thread in threading.enumerate())
+
+    async def scenario() -> None:
+        free_before, threads_before = free_handles(), threads_but_sessions()
+        connections = [await asyncssh.connect(
+            "127.0.0.1", server.port, username="partner-a", password=PARTNER_PASSWORD,
+            known_hosts=None, client_keys=None, agent_path=None, preferred_auth="password")
+            for _ in range(WAITING)]
+        closes = []
+        for number, conn in enumerate(connections):
+            sftp = await conn.start_sftp_client()
+            upload = await sftp.open(f"file-{number}.bin", "wb")
+            await upload.write(b"x" * number)
+            closes.append(asyncio.ensure_future(upload.close()))
+
+        async def all_waiting() -> None:
+            # Published, and each held twice: by recent uploads (server.recent_uploads), and
+            # by its wait.
+            while (len(list(staging.glob("file-*.bin"))) < WAITING
+                   or descriptors_below(staging) < 2 * WAITING):
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(all_waiting(), 60)
+        assert not any(close.done() for close in closes)  # all waiting for a verdict
+        assert descriptors_below(staging) == 2 * WAITING
+        assert free_handles() == free_before - WAITING
+        assert threads_but_sessions() < threads_before + WAITING
+        for conn in connections:
+            conn.close()
+        await asyncio.gather(*closes, return_exceptions=True)
+
+        async def all_given_back() -> None:
+            while free_handles() != free_before or descriptors_below(staging) != WAITING:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(all_given_back(), 60)  # only recent uploads' are left
+
+    try:
+        asyncio.run(scenario())
     finally:
         server.stop()
 
