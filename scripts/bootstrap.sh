@@ -15,6 +15,8 @@ command -v lftp >/dev/null 2>&1 || missing+=(lftp)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 command -v psftp >/dev/null 2>&1 || missing+=(putty-tools)  # psftp, pscp, puttygen
 command -v curl >/dev/null 2>&1 || missing+=(curl)  # sftp:// through libssh2
+# Docker (docker.io, docker-compose, mmdebstrap, a running dockerd, the base image) is set up by
+# scripts/docker-test-env.sh, which tests/test_docker.py runs itself: nothing else needs it.
 if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
     sudo=""

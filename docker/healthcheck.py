@@ -1,0 +1,77 @@
+"""The ssftp image's HEALTHCHECK: what "healthy" means depends on what the container runs.
+
+The command is read from PID 1's command line (tini, then the command), so one image serves
+every role without a per-service healthcheck in compose.yaml:
+
+- ``ssftp serve`` / ``ssftp up``: the SFTP port answers with an SSH banner;
+- ``ssftp worker``: the Prefect API it needs answers (``PREFECT_API_URL``);
+- ``prefect server start``: its API answers ``/health``.
+
+Exit 0 healthy, 1 not (Docker's convention), with one line saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+
+DEFAULT_SFTP_PORT = 2002
+DEFAULT_PREFECT_PORT = 4200
+TIMEOUT_SECONDS = 4.0
+
+
+def option(argv: list[str], name: str, default: str) -> str:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``argv``."""
+    for at, word in enumerate(argv):
+        if word == name and at + 1 < len(argv):
+            return argv[at + 1]
+        if word.startswith(name + "="):
+            return word.split("=", 1)[1]
+    return default
+
+
+def ssh_banner(port: int) -> str | None:
+    """Why 127.0.0.1:``port`` is not an SSH server, or None when it answers like one."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_SECONDS) as conn:
+            banner = conn.recv(256)
+    except OSError as exc:
+        return f"SFTP port {port}: {exc}"
+    return None if banner.startswith(b"SSH-") else f"SFTP port {port}: no SSH banner"
+
+
+def api_health(api_url: str) -> str | None:
+    """Why the Prefect API at ``api_url`` is not healthy, or None when it is."""
+    try:
+        response = httpx.get(f"{api_url.rstrip('/')}/health", timeout=TIMEOUT_SECONDS)
+    except httpx.HTTPError as exc:
+        return f"Prefect API {api_url}: {exc}"
+    return None if response.is_success else f"Prefect API {api_url}: {response.status_code}"
+
+
+def problem(argv: list[str]) -> str | None:
+    """What is wrong with the container running ``argv``, or None."""
+    if "serve" in argv or "up" in argv:
+        return ssh_banner(int(option(argv, "--port", str(DEFAULT_SFTP_PORT))))
+    if "worker" in argv:
+        return api_health(os.environ.get("PREFECT_API_URL", ""))
+    if "server" in argv:
+        port = option(argv, "--port", str(DEFAULT_PREFECT_PORT))
+        return api_health(f"http://127.0.0.1:{port}/api")
+    return None
+
+
+def main() -> int:
+    argv = Path("/proc/1/cmdline").read_bytes().decode(errors="replace").split("\0")
+    if (why := problem(argv)) is not None:
+        print(why)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Make this machine able to build and run docker/compose.yaml, idempotently; run by tests/test_docker.py
+# (only when that test runs: the rest of the suite needs no Docker) and usable by hand:
+#   1. Debian's docker.io, docker-compose and mmdebstrap (apt-get, only the missing ones);
+#   2. a Docker daemon: when none answers, start dockerd (root only) and wait until `docker info`
+#      answers; its pid goes to $SSFTP_DOCKERD_PIDFILE when set, so the caller can stop what it started;
+#   3. the base image debian:bookworm-slim: pulled where a registry answers, else built from
+#      Debian's packages with mmdebstrap, trusting the host's extra CA certificates (a
+#      TLS-inspecting proxy would otherwise break pip inside the builds).
+# Exit 0 when Docker is ready; exit 3 with one line on stderr when it cannot be here (not root, no apt).
+set -euo pipefail
+
+say() { echo "docker-test-env: $*" >&2; }
+unavailable() { say "$*"; exit 3; }
+
+as_root=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo -n true 2>/dev/null || unavailable "not root and no passwordless sudo"
+    as_root="sudo -n"
+fi
+
+missing=()
+command -v docker >/dev/null 2>&1 || missing+=(docker.io)
+command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 ||
+    missing+=(docker-compose)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+if [ ${#missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 || unavailable "no apt-get to install ${missing[*]}"
+    say "installing Debian packages: ${missing[*]}"
+    $as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    command -v dockerd >/dev/null 2>&1 || unavailable "no daemon answers and no dockerd to start"
+    log="${SSFTP_DOCKERD_LOG:-/tmp/ssftp-dockerd.log}"
+    say "starting dockerd (log $log)"
+    # setsid: the daemon outlives this script and is stopped by whoever started us (by its pid).
+    $as_root setsid dockerd >"$log" 2>&1 </dev/null &
+    pid=$!
+    [ -z "${SSFTP_DOCKERD_PIDFILE:-}" ] || echo "$pid" >"$SSFTP_DOCKERD_PIDFILE"
+    for _ in $(seq 120); do
+        docker info >/dev/null 2>&1 && break
+        kill -0 "$pid" 2>/dev/null || unavailable "dockerd exited at start: $(tail -n 1 "$log")"
+        sleep 0.5
+    done
+    docker info >/dev/null 2>&1 || unavailable "dockerd did not answer within 60 s (log $log)"
+fi
+
+base=debian:bookworm-slim
+if ! docker image inspect "$base" >/dev/null 2>&1 && ! docker pull -q "$base" >/dev/null 2>&1; then
+    say "no registry: building $base from Debian's packages with mmdebstrap"
+    cas=/usr/local/share/ca-certificates
+    hooks=()
+    if compgen -G "$cas/*.crt" >/dev/null; then
+        hooks=(--customize-hook="mkdir -p \"\$1$cas\" && cp $cas/*.crt \"\$1$cas/\""
+            --customize-hook='chroot "$1" update-ca-certificates >/dev/null 2>&1')
+    fi
+    $as_root mmdebstrap --quiet --variant=minbase --include=ca-certificates "${hooks[@]}" \
+        bookworm - | docker import - "$base" >/dev/null
+fi
