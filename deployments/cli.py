@@ -36,6 +36,7 @@ from ssftp.config import load_config
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import ClamavSettings
 from ssftp.errors import ClamdError, InvalidValueError, PrefectServerError, SsftpError
+from ssftp.health import Address, parse_listen
 from ssftp.layout import DataLayout
 from ssftp.logs import log_dirs, set_console
 from ssftp.passwords import hash_password
@@ -75,6 +76,12 @@ def _listen_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default: sftpPort)")
 
 
+def _metrics_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help="serve /metrics (Prometheus) and /healthz there (default: "
+                             "metrics.listen, else off)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssftp", description="Scanned SFTP gateway")
     parser.add_argument("--version", action="version", version=f"ssftp {version('ssftp')}")
@@ -84,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                                         "SFTP server and scan worker")
     _instance_options(up)
     _listen_options(up)
+    _metrics_option(up)
     up.add_argument("--prefect-port", type=int, default=4200,
                     help="port of the Prefect server this instance starts; something already "
                          "answering there is an error (default: 4200)")
@@ -95,10 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the SFTP server only")
     _instance_options(serve)
     _listen_options(serve)
+    _metrics_option(serve)
 
     worker = commands.add_parser("worker", help="run the staging watcher, scan flows and "
                                                 "transfers only (against PREFECT_API_URL)")
     _instance_options(worker)
+    _metrics_option(worker)
 
     scan = commands.add_parser("scan", help="scan files with the configured clamd and print "
                                             "verdicts (moves nothing)")
@@ -203,12 +213,24 @@ def _open_store(args: argparse.Namespace) -> ConfigStore:
     return store
 
 
+def _metrics_address(args: argparse.Namespace, store: ConfigStore) -> Address | None:
+    """Where /metrics and /healthz are served: --metrics-listen, else metrics.listen."""
+    if args.metrics_listen is not None:
+        try:
+            return parse_listen(args.metrics_listen)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"--metrics-listen: {exc}") from None
+    configured = store.current.loaded.config.metrics.listen
+    return None if configured is None else parse_listen(configured)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from server import event_loop
     from server.app import serve
 
     store = _open_store(args)
-    event_loop.run(serve(store, host=args.host, port=args.port))
+    event_loop.run(serve(store, host=args.host, port=args.port,
+                         metrics=_metrics_address(args, store)))
     return OK
 
 
@@ -218,7 +240,8 @@ def _up(args: argparse.Namespace) -> int:
 
     store = _open_store(args)
     event_loop.run(run_up(store, host=args.host, port=args.port,
-                          prefect_port=args.prefect_port, prefect_url=args.prefect_url))
+                          prefect_port=args.prefect_port, prefect_url=args.prefect_url,
+                          metrics=_metrics_address(args, store)))
     return OK
 
 
@@ -228,13 +251,14 @@ def _worker(args: argparse.Namespace) -> int:
     from ssftp.logs import configure_logging, log_dirs
 
     store = _open_store(args)
+    metrics = _metrics_address(args, store)
     configure_logging(log_dirs(store.layout, store.current.loaded.config))
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url or not is_healthy(api_url):
         raise PrefectServerError(
             f"no Prefect server answers at PREFECT_API_URL={api_url or ''} (e.g. "
             "http://127.0.0.1:4200/api, started by `ssftp up` or `prefect server start`)")
-    asyncio.run(run_worker(store))
+    asyncio.run(run_worker(store, api_url, metrics))
     return OK
 
 

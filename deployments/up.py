@@ -20,19 +20,26 @@ import contextvars
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from deployments.prefect_server import (
     OFFLINE_ENV,
     PrefectServer,
     ensure_prefect_server,
     flush_prefect_workers,
+    is_healthy,
 )
 from ssftp.clamd_daemon import ClamdDaemon, supervise
 from ssftp.config.reload import ConfigStore
 from ssftp.errors import WorkerDiedError
+from ssftp.health import Address, Check, Status, metrics_listening, up_or_down
 from ssftp.layout import DataLayout
 from ssftp.logs import configure_logging, log_dirs
 from ssftp.processes import StopDeadline, run_until_stopped
+
+if TYPE_CHECKING:
+    from deployments.worker import ScanWorker
+    from server.app import Gateway
 
 DEFAULT_PREFECT_PORT = 4200
 # The worker's part of the stop's budget (``STOP_SECONDS`` in all) for its scans and
@@ -52,6 +59,7 @@ class WorkerThread:
     _task: asyncio.Task[None] | None = field(init=False, default=None)
     _ready: threading.Event = field(init=False, default_factory=threading.Event)
     error: BaseException | None = field(init=False, default=None)
+    scan_worker: ScanWorker | None = field(init=False, default=None)
 
     def start(self) -> None:
         # The caller's context goes along: Prefect keeps its settings (the API URL) there.
@@ -69,6 +77,7 @@ class WorkerThread:
         self._loop = asyncio.get_running_loop()
         try:
             worker = ScanWorker(self.store, self.clamd.address if self.clamd else None)
+            self.scan_worker = worker
             ready = asyncio.Event()
             self._task = asyncio.create_task(worker.run(ready))
             await asyncio.wait([self._task, asyncio.create_task(ready.wait())],
@@ -84,6 +93,11 @@ class WorkerThread:
                 pass
             except BaseException as exc:
                 self.error = exc
+
+    def clamd_status(self) -> Status:
+        """/healthz's clamd check, on the clamd the worker scans with now."""
+        assert self.scan_worker is not None  # set before start() returns
+        return self.scan_worker.clamd_status()
 
     @property
     def alive(self) -> bool:
@@ -104,9 +118,15 @@ def _connect_hint(store: ConfigStore, host: str, port: int) -> str:
     return f"sftp -P {port} {user}@{host}"
 
 
+def _health_checks(gateway: Gateway, worker: WorkerThread,
+                   prefect: PrefectServer) -> dict[str, Check]:
+    return {"sftp": lambda: up_or_down(gateway.listening), "clamd": worker.clamd_status,
+            "prefect": lambda: up_or_down(is_healthy(prefect.api_url))}
+
+
 async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
                  prefect_port: int = DEFAULT_PREFECT_PORT,
-                 prefect_url: str | None = None) -> None:
+                 prefect_url: str | None = None, metrics: Address | None = None) -> None:
     from server.app import start_service
 
     layout: DataLayout = store.layout
@@ -122,6 +142,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
     supervisor = None
     service = None
     worker = None
+    listening = contextlib.ExitStack()  # /metrics and /healthz, once every part is up
     try:
         if config.enable_virus_scan and not config.clamav.address:
             clamd = await asyncio.to_thread(ClamdDaemon.start, layout.clamd,
@@ -132,6 +153,8 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
         worker = WorkerThread(store, clamd)
         worker.start()
         gateway = service.gateway
+        listening.enter_context(metrics_listening(metrics,
+                                                  _health_checks(gateway, worker, prefect)))
         print(f"\nssftp is up.\n  upload:    {_connect_hint(store, gateway.host, gateway.port)}\n"
               f"  Prefect:   {prefect.describe()}\n  data root: {layout.root}\n"
               "Ctrl-C stops everything.\n", flush=True)
@@ -145,6 +168,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
     finally:
         deadline = StopDeadline()
         deadline.arm("closing the SFTP server")
+        listening.close()
         if service is not None:
             await service.stop()
         if worker is not None:

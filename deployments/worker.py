@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployments.prefect_server import flush_prefect_workers
+from deployments.prefect_server import flush_prefect_workers, is_healthy
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TransferDeployments
 from flows.notify import NotifyRuns
@@ -26,6 +26,7 @@ from ssftp.claims import ClaimArea
 from ssftp.clamd import ClamdAddress, ClamdClient
 from ssftp.config.reload import ActiveConfig, ConfigStore
 from ssftp.errors import NoClamdError, OutboxError
+from ssftp.health import Address, Status, clamd_status, metrics_listening, up_or_down
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, warn_on_stderr
 from ssftp.outbox import Outbox, StoredNotification
@@ -102,6 +103,10 @@ class ScanWorker:
         if not self.store.current.loaded.config.enable_virus_scan:
             log_event(logger, "virus scanning is OFF (enableVirusScan: false): staged files "
                       "go to clean/ unscanned", logging.WARNING)
+
+    def clamd_status(self) -> Status:
+        """/healthz's clamd check, on the clamd the scans use now (a reload may change it)."""
+        return clamd_status(self.runs.scanner.client)
 
     def _reconfigure(self, active: ActiveConfig) -> None:
         try:
@@ -187,14 +192,19 @@ class ScanWorker:
                         await task
 
 
-async def run_worker(store: ConfigStore) -> None:
-    """``ssftp worker``: the watcher and flows only, with hot reload, until SIGINT/SIGTERM."""
+async def run_worker(store: ConfigStore, api_url: str, metrics: Address | None = None) -> None:
+    """``ssftp worker``: the watcher and flows only, with hot reload, until SIGINT/SIGTERM;
+    ``/metrics`` and ``/healthz`` on ``metrics`` when given (its Prefect check asks
+    ``api_url``)."""
     worker = ScanWorker(store)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(store.watch())]
     log_event(logger, "scan worker started", staging=str(store.layout.staging))
+    checks = {"clamd": worker.clamd_status,
+              "prefect": lambda: up_or_down(is_healthy(api_url))}
     try:
-        stopped = asyncio.create_task(run_until_stopped())
-        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        with metrics_listening(metrics, checks):
+            stopped = asyncio.create_task(run_until_stopped())
+            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stopped:
                 task.result()

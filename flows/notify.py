@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from ssftp.config.schema import Webhook
 from ssftp.errors import OutboxError
 from ssftp.logs import APP, audit_event, log_event
+from ssftp.metrics import WEBHOOKS
 from ssftp.outbox import Outbox, StoredNotification
 from ssftp.retry_schedule import backoff_delay, exponential_delays
 from ssftp.webhooks import Notification, deliver, safe_url
@@ -142,8 +143,9 @@ class NotifyRuns:
             )(item, return_state=True))
 
     async def _settle(self, item: Notification, state: State[int], attempts: int) -> bool:
-        """Mark the outcome in the outbox and the audit log."""
+        """Mark the outcome in the outbox, the audit log and ``ssftp_webhooks_total``."""
         delivered = state.is_completed()
+        WEBHOOKS.labels(name=item.webhook.name, result="delivered" if delivered else "failed").inc()
         if delivered:
             await asyncio.to_thread(self.outbox.delivered, item.id)
         else:

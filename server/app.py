@@ -30,6 +30,7 @@ from server.verdict_wait import Areas, VerdictWatch
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
+from ssftp.health import Address, metrics_listening, up_or_down
 from ssftp.layout import DataLayout, remove_stale_partial_uploads, remove_stale_temp_files
 from ssftp.logs import APP, configure_logging, log_dirs, log_event
 from ssftp.processes import run_until_stopped
@@ -53,6 +54,12 @@ class Gateway:
     @property
     def port(self) -> int:
         return int(self.acceptor.get_port())
+
+    @property
+    def listening(self) -> bool:
+        """True while the listener accepts connections (read from /healthz's thread: one
+        flag of asyncio's server, no call into the event loop)."""
+        return bool(self.acceptor.is_serving())
 
     async def close(self) -> None:
         self.acceptor.close()
@@ -212,10 +219,13 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
     ])
 
 
-async def serve(store: ConfigStore, *, host: str | None, port: int | None) -> None:
-    """Run the SFTP server for a config store until SIGINT/SIGTERM."""
+async def serve(store: ConfigStore, *, host: str | None, port: int | None,
+                metrics: Address | None = None) -> None:
+    """Run the SFTP server for a config store until SIGINT/SIGTERM, with ``/metrics`` and
+    ``/healthz`` on ``metrics`` when given."""
     service = await start_service(store, host=host, port=port)
     try:
-        await run_until_stopped()
+        with metrics_listening(metrics, {"sftp": lambda: up_or_down(service.gateway.listening)}):
+            await run_until_stopped()
     finally:
         await service.stop()

@@ -12,6 +12,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ssftp.metrics import DEFENDER_BANS
+
 
 @dataclass
 class Defender:
@@ -41,6 +43,7 @@ class Defender:
         if len(failures) >= self.max_failures:
             del self._failures[ip]
             self._banned_until[ip] = now + self.ban_seconds
+            DEFENDER_BANS.inc()
             return True
         return False
 

@@ -37,6 +37,7 @@ from server.verdict_wait import VerdictWatch
 from ssftp.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.logs import APP, log_event
+from ssftp.metrics import LOGINS, SESSIONS
 from ssftp.passwords import DUMMY_VERIFIER
 from ssftp.public_keys import fingerprint_of
 
@@ -257,17 +258,22 @@ class AccountSSHServer(asyncssh.SSHServer):
         if ok and not banned:
             self._method, self._key = method, key
             return self._take_account_slot()
-        fields = {"user": self._username, "ip": self._ip, "method": method, "ok": False}
-        if key:
-            fields["key"] = key
+        fields = {"key": key} if key else {}
         if banned:
             fields["reason"] = "address banned after repeated failures"
         elif method == "password":
             self._count_failure()
         else:
             self._key_rejected = True
-        log_event(logger, "login", logging.WARNING, **fields)
+        self._log_login(method, "banned" if banned else "failed", **fields)
         return False
+
+    def _log_login(self, method: str, result: str, **fields: str) -> None:
+        """The login's log line and its ``ssftp_logins_total`` count, from the same facts."""
+        LOGINS.labels(method=method, result=result).inc()
+        log_event(logger, "login", logging.INFO if result == "ok" else logging.WARNING,
+                  user=self._username, ip=self._ip, method=method, ok=result == "ok",
+                  **fields)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._has_descriptor:
@@ -277,6 +283,8 @@ class AccountSSHServer(asyncssh.SSHServer):
                                    value=self._login_grace_seconds)
         if self.context is None and self._key_rejected:
             self._count_failure()
+        if self.context is not None:
+            SESSIONS.dec()
         if self._account_slot:
             self._occupancy.leave(self._occupancy.by_account, self._account_slot)
         elif self._admitted:
@@ -331,7 +339,5 @@ class AccountSSHServer(asyncssh.SSHServer):
         self._defender.record_success(self._ip)
         self.context = SessionContext(self._account, self._ip, self._durable_uploads,
                                       self._limits, self._verdicts)
-        fields = {"user": self._username, "ip": self._ip, "method": self._method, "ok": True}
-        if self._key:
-            fields["key"] = self._key
-        log_event(logger, "login", **fields)
+        SESSIONS.inc()
+        self._log_login(self._method, "ok", **({"key": self._key} if self._key else {}))

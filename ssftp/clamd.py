@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from ssftp.errors import InvalidValueError
+from ssftp.metrics import CLAMD_UP
 
 LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
 DEFAULT_CHUNK = 1 << 20
@@ -146,12 +147,16 @@ class ClamdClient:
 
     def ping(self) -> bool:
         """True when clamd answers PONG within ``PING_TIMEOUT`` (or the scan timeout, if
-        shorter): PING is answered at once, so a longer wait would only hold up the caller."""
+        shorter): PING is answered at once, so a longer wait would only hold up the caller.
+        The answer is ``ssftp_clamd_up``: every PING (at start, during an outage, after a
+        restart, at each /healthz) is what the process knows of clamd, with no poll of its own."""
         probe = ClamdClient(self.address, timeout=min(PING_TIMEOUT, self.timeout))
         try:
-            return probe.command("PING") == "PONG"
+            answered = probe.command("PING") == "PONG"
         except OSError:
-            return False
+            answered = False
+        CLAMD_UP.set(answered)
+        return answered
 
     def _over_limit(self, path: Path) -> Verdict | None:
         if self.max_file_size is None:

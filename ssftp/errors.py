@@ -28,7 +28,7 @@ library is called, so code above that sees only this hierarchy::
     │   ├── RemoteRefusedError      host key, login or key file refused: fix the config
     │   └── TransferFailedError     some files failed, the others were transferred
     └── ServiceError             a part of the running gateway cannot start or stopped
-        ├── ListenError          the SFTP address cannot be listened on (port in use)
+        ├── ListenError          an address to listen on (SFTP, metrics) cannot be had
         ├── PrefectServerError   no Prefect server answers, or ours did not start
         └── WorkerDiedError      the scan worker ended; ``ssftp up`` stops rather than
                                  accept uploads nobody scans
@@ -132,7 +132,8 @@ class ServiceError(SsftpError):
 
 
 class ListenError(ServiceError):
-    """The SFTP server cannot listen on its address (in use, privileged, not local)."""
+    """The SFTP server or the metrics listener cannot listen on its address (in use,
+    privileged, not local)."""
 
 
 class PrefectServerError(ServiceError):

@@ -32,6 +32,10 @@ class RetrySchedule:
         self._attempts: dict[Path, int] = {}
         self._due: dict[Path, float] = {}
 
+    def __len__(self) -> int:
+        """Files waiting for their next attempt (held during an outage included)."""
+        return len(self._due)
+
     def failed(self, path: Path, now: float) -> int:
         """Record a failed attempt; returns how many attempts have failed so far."""
         attempts = self._attempts.get(path, 0) + 1

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from ssftp.errors import AuditLogError, OutboxError
 from ssftp.file_stamp import FileStamp
 from ssftp.layout import DataLayout
 from ssftp.logs import audit_event, warn_on_stderr, write_audit_event
+from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.moves import proc_path
 from ssftp.staging_owners import StagingOwners
 from ssftp.verdict_router import Area, Route, record_content, route_for
@@ -73,6 +75,8 @@ class _Examined:
     verdict: Verdict
     sha256: str | None = None
     size: int | None = None
+    # When the upload closed (its mtime as the scan found it), for ``ssftp_scan_seconds``.
+    mtime: float | None = None
 
 
 def _digest(fd: int) -> tuple[str, int]:
@@ -116,6 +120,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _count(result: ScanResult, mtime: float | None) -> None:
+    """The scan metrics: every attempt by its verdict, and for a file that left staging the
+    time since its upload closed. A client that keeps mtimes (``put -p``) sets the source's
+    time instead: such a file lands in the histogram's top bucket."""
+    SCANS.labels(verdict=result.verdict.value).inc()
+    if result.area is not Area.STAGING and mtime is not None:
+        SCAN_SECONDS.observe(max(0.0, time.time() - mtime))
+
+
 def _owes_nothing(result: ScanResult) -> None:
     """The ``owe`` hook of a scanner without webhooks (``ssftp scan``, tests)."""
 
@@ -144,6 +157,12 @@ class Scanner:
         if claim is None:
             return None
         examined = self._examine(claim)
+        result = self._settle(claim, examined, flow_run_id)
+        _count(result, examined.mtime)
+        return result
+
+    def _settle(self, claim: Claim, examined: _Examined, flow_run_id: str | None) -> ScanResult:
+        """Route the verdict, record it, and move the file there (or back to staging)."""
         when = _now()
 
         def bound_for(area: Area, target: Path) -> ScanResult:
@@ -189,12 +208,12 @@ class Scanner:
             if self.client is None:
                 return _Examined(Verdict(VerdictKind.UNSCANNED,
                                          "scanning is switched off (enableVirusScan: false)"),
-                                 sha256, size)
+                                 sha256, size, before.st_mtime)
             verdict = self.client.scan(self._clamd_reads(claim, fd), self.mode)
             if (_changed(before, os.fstat(fd)) or size != before.st_size
                     or not _still_named(claim.path, before)):
                 verdict = Verdict(VerdictKind.ERROR, "the file changed while it was being scanned")
-            return _Examined(verdict, sha256, size)
+            return _Examined(verdict, sha256, size, before.st_mtime)
         except OSError as exc:
             # An I/O error reading it (a failing disk or share): worth another try later.
             return _Examined(Verdict(VerdictKind.ERROR, f"could not be read: {exc}"))

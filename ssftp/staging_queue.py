@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ssftp.config.schema import ScanningSettings
 from ssftp.layout import CLAIMS_DIR, is_pending_name
+from ssftp.metrics import STAGING_FILES
 from ssftp.readiness import ReadinessTracker, StampOf, regular_file_stamp
 from ssftp.retry_schedule import RetrySchedule, backoff_delay
 from ssftp.scanner import ScanResult
@@ -87,6 +88,13 @@ class StagingQueue:
         self._batch_started = 0.0
         self._ready_now: list[Path] = []
         self._outage: _Outage | None = None
+        # Counted when scraped, from the queue itself: there is no second count to drift.
+        STAGING_FILES.set_function(self.waiting_files)
+
+    def waiting_files(self) -> int:
+        """Files the queue holds: changing, ready, batched, or waiting for a retry (or for
+        clamd); not those a run is scanning now. Only lengths: safe from a scrape's thread."""
+        return len(self.tracker) + len(self._ready_now) + len(self._batch) + len(self.retries)
 
     def saw(self, path: Path) -> None:
         """A change was reported for ``path``: it is scanned once it has stopped changing."""

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ssftp.clamd import ClamdAddress, ScanMode
+from ssftp.health import parse_listen
 from ssftp.layout import RESERVED_PREFIX, is_reserved_name
 from ssftp.permissions import parse_permission_names
 
@@ -327,6 +328,20 @@ class ScanningSettings(Model):
     verdict_on_close: Annotated[StrictFloat, Field(gt=0, le=VERDICT_ON_CLOSE_MAX)] | None = None
 
 
+class MetricsSettings(Model):
+    """Our extension: where ``/metrics`` (Prometheus) and ``/healthz`` are served; off when
+    ``listen`` is absent. ``--metrics-listen`` on ``up``, ``serve`` and ``worker`` overrides it."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+
 class SsftpConfig(Model):
     sftp_port: Annotated[int, Field(ge=0, le=65535)] = 2002
     # Our extension: loopback unless the operator says otherwise (or passes --host).
@@ -351,6 +366,7 @@ class SsftpConfig(Model):
         default_factory=socket.gethostname)
     clamav: ClamavSettings = Field(default_factory=ClamavSettings)
     scanning: ScanningSettings = Field(default_factory=ScanningSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     transfers: TransferSettings = Field(default_factory=TransferSettings)
     webhooks: list[Webhook] = Field(default_factory=list)
     log_dests: list[LogDest] = Field(default_factory=list)

@@ -1,0 +1,59 @@
+"""Every Prometheus metric ssftp exports, defined once, in ssftp's own registry.
+
+Each metric is changed at exactly one place, where the fact is already known (the login log
+line, the transfer log line, the scan's result, the PING's answer, the webhook's settlement),
+so no second bookkeeping can drift from the logs. Label values are bounded: a method, a
+result, a verdict kind, a configured webhook name; never a file name, a user or an address.
+
+The registry is ours, not prometheus_client's global default: Prefect registers its own
+client counters there (events and logs emitted), which are not ssftp's contract and change
+with Prefect's version; ``/metrics`` (:mod:`ssftp.health`) serves exactly what is below. The
+metrics are module-level, one set per process: ``ssftp up`` runs the SFTP server and the
+worker in one process, and one scrape sees both. Defining them once at import is also what
+lets tests and a second gateway in one process start without a duplicate-registration error;
+their figures then add up, so tests compare values before and after.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+# Upload close -> verdict: from a tenth of a second (a small file on an idle gateway) to an
+# hour (a backlog, or clamd down); slower ones fall in +Inf.
+SCAN_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                        1800.0, 3600.0)
+
+LOGINS = Counter(
+    "ssftp_logins", "SFTP login attempts, by method (password, publickey) and result (ok, "
+    "failed, banned); a key the account does not have counts as failed (clients offer each "
+    "key they hold)", ["method", "result"], registry=REGISTRY)
+SESSIONS = Gauge("ssftp_sessions", "SSH connections logged in now", registry=REGISTRY)
+UPLOAD_BYTES = Counter(
+    "ssftp_upload_bytes", "Bytes received in SFTP uploads (counted as each upload ends)",
+    registry=REGISTRY)
+DOWNLOAD_BYTES = Counter(
+    "ssftp_download_bytes", "Bytes sent in SFTP downloads (counted as each download ends)",
+    registry=REGISTRY)
+TRANSFERS = Counter(
+    "ssftp_transfers", "SFTP transfers through the server that ended, by direction (upload, "
+    "download) and result (ok, failed)", ["direction", "result"], registry=REGISTRY)
+SCANS = Counter(
+    "ssftp_scans", "Scan attempts, by verdict (clean, infected, unscannable, error, "
+    "unscanned); an error is retried", ["verdict"], registry=REGISTRY)
+SCAN_SECONDS = Histogram(
+    "ssftp_scan_seconds", "Seconds from an upload's close (the staged file's mtime) to its "
+    "verdict, for files that left staging", buckets=SCAN_SECONDS_BUCKETS, registry=REGISTRY)
+STAGING_FILES = Gauge(
+    "ssftp_staging_files", "Staged files waiting: changing, batched, or waiting for a retry "
+    "(or for clamd)", registry=REGISTRY)
+CLAMD_UP = Gauge(
+    "ssftp_clamd_up", "1 when clamd answered its last PING, else 0 (PINGs at start, during "
+    "an outage, after a restart, and at each /healthz)", registry=REGISTRY)
+WEBHOOKS = Counter(
+    "ssftp_webhooks", "Webhook notifications settled, by webhook name (virusFound, "
+    "scanError) and result (delivered, failed: after its retries; it stays owed)",
+    ["name", "result"], registry=REGISTRY)
+DEFENDER_BANS = Counter(
+    "ssftp_defender_bans", "Addresses banned after repeated failed logins", registry=REGISTRY)
