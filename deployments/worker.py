@@ -20,6 +20,7 @@ from typing import Any
 from deployments.prefect_server import flush_prefect_workers, is_healthy
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TransferDeployments
+from flows.events import emit_waiting
 from flows.notify import NotifyRuns
 from flows.scan import ScanRuns
 from ssftp.claims import ClaimArea
@@ -128,8 +129,10 @@ class ScanWorker:
     def _notify(self, results: list[ScanResult], attempts: dict[str, int]) -> None:
         """After a run: store what the files left in staging owe (a first failure's scanError;
         a crash before this loses nothing, as such a file is scanned again), then send all
-        that is owed, the moved files' included."""
+        that is owed, the moved files' included. Their ``ssftp.file.waiting`` events go out
+        here too, by the same first-failure rule: only now are the attempts counted."""
         config = self.store.current.loaded.config
+        emit_waiting(results, attempts, config.instance_name)
         owed = [item.stored() for result in results if result.area is Area.STAGING
                 for item in notifications_for(config.webhooks, result,
                                               attempts.get(result.file, 1), config.instance_name)]

@@ -29,6 +29,7 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
+from flows.events import outcome_event
 from ssftp.clamd import VerdictKind
 from ssftp.logs import printable
 from ssftp.scanner import Scanner, ScanResult
@@ -170,7 +171,8 @@ def from_parameter(value: str) -> Path:
 def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
                 logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
                 ) -> list[ScanResult]:
-    """Scan a slice; the run's log gets one line per file.
+    """Scan a slice; the run's log gets one line per file, and Prefect an event per file
+    moved on (:mod:`flows.events`), sent as it is found, for an Automation to react to.
 
     Clean files share one log entry per slice (a line each): a Prefect log call per file cost
     as much as the scan itself. Anything not clean gets a warning entry of its own.
@@ -182,6 +184,9 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
             lines.append(f"{printable(str(from_parameter(path)))}: gone before it could be "
                          "scanned")
             continue
+        event = outcome_event(result, scanner.instance)
+        if event is not None:
+            event.emit()
         line = (f"{printable(result.file)}: {result.verdict} ({printable(result.detail)}) -> "
                 f"{printable(result.destination)}")
         if result.area is Area.CLEAN:

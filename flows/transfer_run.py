@@ -10,9 +10,10 @@ overlap (``ssftp.run_lock``): a run that finds the previous one still going does
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
@@ -28,14 +29,16 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 
 from client.kinds import Entry, TransferKind
+from flows.events import sha256_of, transfer_event
 from ssftp.config.loader import load_config
-from ssftp.config.schema import RemoteEndpoint
+from ssftp.config.schema import Downloader, RemoteEndpoint, SsftpConfig
 from ssftp.errors import ConfigError, RemoteUnavailableError, TransferError, TransferFailedError
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, configure_logging, log_dirs, printable
 from ssftp.retry_schedule import exponential_delays
 from ssftp.run_lock import exclusive_run
-from ssftp.transfers import TransferResult
+from ssftp.staging_owners import StagingOwners
+from ssftp.transfers import TransferResult, area_path
 
 
 def host_limit_name(entry: RemoteEndpoint) -> str:
@@ -109,12 +112,42 @@ async def run_transfer(kind: TransferKind[Entry], name: str, config: str,
             retry_condition_fn=_retry_when_unavailable,
         )(kind, entry, layout, limits.connect_timeout_seconds, host_limit)
     await _report(kind, entry, results)
+    await asyncio.to_thread(_announce_moved, kind, entry, layout, settings, results)
     failed = [result for result in results if result.result == "failed"]
     if failed:
         first = failed[0]
         raise TransferFailedError(f"{len(failed)} of {len(results)} file(s) failed; first: "
                                   f"{first.file}: {first.detail}")
     return results
+
+
+def _local_copy(entry: Entry, layout: DataLayout, file: str) -> tuple[str, Path]:
+    """How a moved file is named locally (``<account dir>/<sub path>``, as its scan events
+    name it) and where its bytes are now: in staging until the scanner takes a download, in
+    uploadarchive/ once an upload is delivered."""
+    if isinstance(entry, Downloader):
+        sub_path = PurePosixPath(file)
+        return ((PurePosixPath(entry.local_staging_directory) / sub_path).as_posix(),
+                area_path(layout.staging, entry.local_staging_directory, sub_path))
+    return file, layout.uploadarchive / file
+
+
+def _announce_moved(kind: TransferKind[Entry], entry: Entry, layout: DataLayout,
+                    settings: SsftpConfig, results: list[TransferResult]) -> None:
+    """One Prefect event per file moved (``ssftp.file.downloaded`` / ``uploaded``), keyed by
+    the sha256 of its local copy, read here (the transfer does not hash); a copy that moved
+    on before it was read (the scanner took the download) gives an unhashed event, and the
+    file's scan event carries its sha256."""
+    owners = StagingOwners(settings)
+    run_id = str(flow_run.id) if flow_run.id else None
+    for result in results:
+        if result.result != kind.done:
+            continue
+        path, copy = _local_copy(entry, layout, result.file)
+        transfer_event(result, path=path, sha256=sha256_of(copy, result.bytes),
+                       account=owners.owner_of(PurePosixPath(path)),
+                       instance=settings.instance_name, flow_run_id=run_id,
+                       entry=(kind.role, entry.name)).emit()
 
 
 async def _report(kind: TransferKind[Entry], entry: Entry,

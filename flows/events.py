@@ -1,0 +1,193 @@
+"""Prefect events, one per file outcome: what an Automation reacts to and the Event Feed shows.
+
+Every event's resource is the file's content, ``ssftp.file.<sha256>``, so one file's whole path
+through chained instances that share a Prefect server (received, scanned, uploaded onward,
+downloaded, scanned again) is one resource filter in the Event Feed. Its labels say where the
+file was seen (all strings, "" when a value does not apply or is not known):
+
+==================  =====================================================================
+``ssftp.path``      ``<account dir>/<sub path>``, as the audit log and the verdict table name it
+``ssftp.size``      bytes, in decimal
+``ssftp.account``   the staging account or ``downloader:<name>`` that owns the file
+``ssftp.instance``  ``instanceName`` of the instance that emitted the event
+``ssftp.signature`` what clamd found (infected files only)
+``ssftp.verdict``   ``clean``, ``infected``, ``unscannable``, ``unscanned`` or ``error``
+==================  =====================================================================
+
+Related resources: the flow run (``prefect.flow-run.<id>``, role ``flow-run``, as Prefect
+names it), the account (``ssftp.account.<name>``, role ``account``), the instance
+(``ssftp.instance.<name>``, role ``instance``) and, for transfers, the downloader or uploader
+(``ssftp.downloader.<name>`` / ``ssftp.uploader.<name>``).
+
+A file whose content could not be hashed (it could not be opened or read; a transfer's copy
+that had moved on before it could be read) has no content identity: its resource is then
+``ssftp.file.unhashed.<instance>.<path>``, distinct per file and still under ``ssftp.file.``.
+
+Names come from file names, which may hold control bytes or bytes that are not UTF-8: every
+label is made printable first. Building an event is plain functions (tested directly);
+:meth:`FileEvent.emit` hands it to Prefect's events worker, which batches the sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect.events import emit_event
+
+from ssftp.clamd import VerdictKind
+from ssftp.logs import printable
+from ssftp.scanner import ScanResult
+from ssftp.transfers import Outcome, TransferResult
+from ssftp.verdict_router import Area
+from ssftp.webhooks import event_for
+
+FILE_RESOURCE = "ssftp.file."
+CLEAN = "ssftp.file.clean"
+INFECTED = "ssftp.file.infected"
+UNSCANNABLE = "ssftp.file.unscannable"
+WAITING = "ssftp.file.waiting"
+DOWNLOADED = "ssftp.file.downloaded"
+UPLOADED = "ssftp.file.uploaded"
+# The event of a transfer row that moved a file.
+MOVED: dict[Outcome, str] = {"downloaded": DOWNLOADED, "uploaded": UPLOADED}
+
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileEvent:
+    """One event as Prefect's ``emit_event`` takes it."""
+
+    name: str
+    resource: dict[str, str]
+    related: list[dict[str, str]]
+    payload: dict[str, Any]
+
+    def emit(self) -> None:
+        emit_event(self.name, resource=self.resource, related=self.related,
+                   payload=self.payload)
+
+
+def label(text: str) -> str:
+    """A name as a label: valid UTF-8 (``printable``) and without control characters (shown
+    escaped), so the Event Feed shows one line and a filter can be typed."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1]
+                   for char in printable(text))
+
+
+def resource_id(sha256: str | None, instance: str, path: str) -> str:
+    if sha256:
+        return f"{FILE_RESOURCE}{sha256}"
+    return f"{FILE_RESOURCE}unhashed.{label(instance)}.{label(path)}"
+
+
+def file_resource(*, sha256: str | None, path: str, size: int | None, account: str | None,
+                  instance: str, signature: str | None = None,
+                  verdict: str = "") -> dict[str, str]:
+    return {"prefect.resource.id": resource_id(sha256, instance, path),
+            "prefect.resource.name": label(path),
+            "ssftp.path": label(path),
+            "ssftp.size": "" if size is None else str(size),
+            "ssftp.account": label(account or ""),
+            "ssftp.instance": label(instance),
+            "ssftp.signature": label(signature or ""),
+            "ssftp.verdict": verdict}
+
+
+def _related(kind: str, name: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"ssftp.{kind}.{label(name)}",
+            "prefect.resource.role": kind, "prefect.resource.name": label(name)}
+
+
+def related_resources(*, flow_run_id: str | None, account: str | None, instance: str,
+                      entry: tuple[str, str] | None = None) -> list[dict[str, str]]:
+    """The run, the account, the instance and the transfer entry (role, name) an event
+    involves; what is not known is left out."""
+    related = []
+    if flow_run_id:
+        related.append({"prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
+                        "prefect.resource.role": "flow-run"})
+    if account:
+        related.append(_related("account", account))
+    related.append(_related("instance", instance))
+    if entry is not None:
+        related.append(_related(*entry))
+    return related
+
+
+def _scan_event(name: str, result: ScanResult, instance: str) -> FileEvent:
+    return FileEvent(
+        name=name,
+        resource=file_resource(sha256=result.sha256, path=result.file, size=result.size,
+                               account=result.account, instance=instance,
+                               signature=result.signature, verdict=str(result.verdict)),
+        related=related_resources(flow_run_id=result.flow_run_id, account=result.account,
+                                  instance=instance),
+        payload={"sha256": result.sha256, "detail": printable(result.detail),
+                 "source": printable(result.source),
+                 "destination": printable(result.destination), "time": result.time})
+
+
+def outcome_event(result: ScanResult, instance: str) -> FileEvent | None:
+    """The event of a file the scan moved on: ``clean`` (also unscanned, with scanning off:
+    its verdict label says so), ``infected`` or ``unscannable``. None for a file left in
+    staging: whether it raises ``waiting`` is known only once its attempts are counted
+    (:func:`waiting_event`)."""
+    if result.area is Area.CLEAN:
+        return _scan_event(CLEAN, result, instance)
+    if result.area is Area.QUARANTINE:
+        name = INFECTED if result.verdict is VerdictKind.INFECTED else UNSCANNABLE
+        return _scan_event(name, result, instance)
+    return None
+
+
+def waiting_event(result: ScanResult, instance: str, attempt: int) -> FileEvent | None:
+    """``waiting`` for a file left in staging, on the first failure of an outage only: the
+    rule of the ``scanError`` webhook (:func:`ssftp.webhooks.event_for`), so a file retried
+    with backoff raises one event, not one per retry."""
+    if result.area is not Area.STAGING or event_for(result, attempt) is None:
+        return None
+    return _scan_event(WAITING, result, instance)
+
+
+def emit_waiting(results: Iterable[ScanResult], attempts: dict[str, int],
+                 instance: str) -> None:
+    """After a run, with each failed file's attempt count (the staging queue's)."""
+    for result in results:
+        event = waiting_event(result, instance, attempts.get(result.file, 1))
+        if event is not None:
+            event.emit()
+
+
+def sha256_of(path: Path, size: int) -> str | None:
+    """The sha256 of the file at ``path`` if it is still the one moved (``size`` bytes);
+    None when it is gone or has other contents by now."""
+    digest = hashlib.sha256()
+    read = 0
+    try:
+        with path.open("rb") as file:
+            while chunk := file.read(_READ_CHUNK):
+                digest.update(chunk)
+                read += len(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest() if read == size else None
+
+
+def transfer_event(result: TransferResult, *, path: str, sha256: str | None,
+                   account: str | None, instance: str, flow_run_id: str | None,
+                   entry: tuple[str, str]) -> FileEvent:
+    """``downloaded`` or ``uploaded`` for one file (a row whose result is one of those) that a
+    downloader or uploader ``entry`` (role, name) moved. ``path`` names the file locally
+    (``<account dir>/<sub path>``, as its scan events do)."""
+    return FileEvent(
+        name=MOVED[result.result],
+        resource=file_resource(sha256=sha256, path=path, size=result.bytes, account=account,
+                               instance=instance),
+        related=related_resources(flow_run_id=flow_run_id, account=account,
+                                  instance=instance, entry=entry),
+        payload={"sha256": sha256, "bytes": result.bytes, "detail": printable(result.detail)})
