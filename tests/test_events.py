@@ -3,8 +3,9 @@
 The events are built by plain functions, tested directly. Then, with real parts: scans through
 the scan flow on the session's Prefect test harness with a real clamd, transfers by the
 download and upload flows against a real OpenSSH sshd, a real ``ssftp worker`` whose clamd
-fails every scan, and an Automation created through the API whose ``call-webhook`` action
-reaches a real HTTP receiver. Events are read back through the API (``/events/filter``).
+fails every scan, an Automation created through the API whose ``call-webhook`` action
+reaches a real HTTP receiver, and test_chain's two chained ``ssftp up``. Events are read back
+through the API (``/events/filter``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncssh
+import httpx
 import pytest
 from prefect.automations import Automation
 from prefect.client.orchestration import get_client
@@ -48,6 +50,7 @@ from ssftp.transfers import TransferResult
 from ssftp.verdict_router import Area
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import WebhookReceiver, unique_name, wait_for
+from tests.test_chain import REPORT, chain  # noqa: F401 (fixture)
 from tests.test_outage import Ssftp, outage_config
 from tests.test_scan_core import EICAR, stage
 from tests.test_transfer_flows import Instance, client_key, sshd  # noqa: F401 (fixtures)
@@ -343,3 +346,27 @@ async def run_name(resource_id: str) -> str:
     async with get_client() as client:
         run = await client.read_flow_run(UUID(resource_id.removeprefix("prefect.flow-run.")))
     return run.name
+
+
+# --- one filter follows a file through a chain ------------------------------------------------
+
+
+def test_one_resource_filter_follows_a_file_through_two_chained_instances(chain):  # noqa: F811
+    """test_chain's A -> B chain (two ``ssftp up``, one Prefect server): the clean file's
+    sha256 alone finds A's scan, A's upload to B and B's scan, oldest first."""
+    wait_for((chain.b.data / "clean" / "inbound" / "report.csv").is_file, "report.csv on B",
+             timeout=180)
+    resource = "ssftp.file." + sha256(REPORT)
+    expected = [("chain-a", CLEAN), ("chain-a", UPLOADED), ("chain-b", CLEAN)]
+    steps: list[tuple[str, str]] = []
+
+    def all_stored() -> bool:
+        response = httpx.post(f"{chain.b.api}/events/filter", timeout=30, json={
+            "filter": {"resource": {"id": [resource]}, "order": "ASC"}, "limit": 50})
+        response.raise_for_status()
+        steps[:] = [(event["resource"]["ssftp.instance"], event["event"])
+                    for event in response.json()["events"]]
+        return len(steps) >= len(expected)
+
+    wait_for(all_stored, f"the events of {resource}", timeout=60)
+    assert steps == expected
