@@ -3,8 +3,11 @@
 The command is read from PID 1's command line (tini, then the command), so one image serves
 every role without a per-service healthcheck in compose.yaml:
 
-- ``ssftp serve`` / ``ssftp up``: the SFTP port answers with an SSH banner;
-- ``ssftp worker``: the Prefect API it needs answers (``PREFECT_API_URL``);
+- ``ssftp serve``, ``worker`` or ``up`` with ``--metrics-listen HOST:PORT`` (as
+  docker/compose.yaml runs them): their ``/healthz`` answers 200 (every part the process runs
+  is up: the SFTP listener; clamd and the Prefect API for a worker);
+- without it, ``serve`` / ``up``: the SFTP port answers with an SSH banner, and ``worker``: the
+  Prefect API it needs answers (``PREFECT_API_URL``);
 - ``prefect server start``: its API answers ``/health``.
 
 Exit 0 healthy, 1 not (Docker's convention), with one line saying why.
@@ -21,7 +24,8 @@ import httpx
 
 DEFAULT_SFTP_PORT = 2002
 DEFAULT_PREFECT_PORT = 4200
-TIMEOUT_SECONDS = 4.0
+# /healthz bounds each of its checks to 2 s (a worker has two); the HEALTHCHECK allows 10 s.
+TIMEOUT_SECONDS = 8.0
 
 
 def option(argv: list[str], name: str, default: str) -> str:
@@ -44,17 +48,34 @@ def ssh_banner(port: int) -> str | None:
     return None if banner.startswith(b"SSH-") else f"SFTP port {port}: no SSH banner"
 
 
+def http_ok(url: str) -> str | None:
+    """Why ``url`` does not answer 2xx, or None when it does (with /healthz's body)."""
+    try:
+        response = httpx.get(url, timeout=TIMEOUT_SECONDS)
+    except httpx.HTTPError as exc:
+        return f"{url}: {exc}"
+    return None if response.is_success else f"{url}: {response.status_code} {response.text}"
+
+
 def api_health(api_url: str) -> str | None:
     """Why the Prefect API at ``api_url`` is not healthy, or None when it is."""
-    try:
-        response = httpx.get(f"{api_url.rstrip('/')}/health", timeout=TIMEOUT_SECONDS)
-    except httpx.HTTPError as exc:
-        return f"Prefect API {api_url}: {exc}"
-    return None if response.is_success else f"Prefect API {api_url}: {response.status_code}"
+    return http_ok(f"{api_url.rstrip('/')}/health")
+
+
+def healthz_url(listen: str) -> str:
+    """``http://127.0.0.1:9464/healthz`` for ``--metrics-listen 0.0.0.0:9464``."""
+    host, _, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
 
 
 def problem(argv: list[str]) -> str | None:
     """What is wrong with the container running ``argv``, or None."""
+    ssftp = "serve" in argv or "up" in argv or "worker" in argv
+    if ssftp and (listen := option(argv, "--metrics-listen", "")):
+        return http_ok(healthz_url(listen))
     if "serve" in argv or "up" in argv:
         return ssh_banner(int(option(argv, "--port", str(DEFAULT_SFTP_PORT))))
     if "worker" in argv:

@@ -16,21 +16,26 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from ssftp.health import MetricsListener
 from ssftp.passwords import hash_password
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
@@ -40,6 +45,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker" / "compose.yaml"
 ENV_SCRIPT = REPO / "scripts" / "docker-test-env.sh"
+HEALTHCHECK = REPO / "docker" / "healthcheck.py"
 UNAVAILABLE = 3  # docker-test-env.sh: Docker cannot run here
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -78,6 +84,66 @@ def phase(name: str) -> Iterator[None]:
     finally:
         PHASES[name] = round(time.monotonic() - started, 1)
         print(f"docker phase {name}: {PHASES[name]} s", flush=True)
+
+
+# --- docker/healthcheck.py, the image's HEALTHCHECK, as plain functions ---------------------------
+
+
+def load_healthcheck() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("healthcheck", HEALTHCHECK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+healthcheck = load_healthcheck()
+
+
+@pytest.mark.parametrize(("listen", "url"), [
+    ("0.0.0.0:9464", "http://127.0.0.1:9464/healthz"),
+    ("[::]:9464", "http://127.0.0.1:9464/healthz"),
+    ("[::1]:9000", "http://[::1]:9000/healthz"),
+    ("10.0.0.5:9464", "http://10.0.0.5:9464/healthz"),
+])
+def test_healthcheck_asks_healthz_where_metrics_listen_points(listen, url):
+    assert healthcheck.healthz_url(listen) == url
+
+
+def test_healthcheck_reads_both_option_spellings():
+    argv = ["tini", "--", "ssftp", "serve", "--port=2222", "--metrics-listen", "0.0.0.0:1"]
+    assert healthcheck.option(argv, "--port", "2002") == "2222"
+    assert healthcheck.option(argv, "--metrics-listen", "") == "0.0.0.0:1"
+    assert healthcheck.option(argv, "--host", "x") == "x"
+
+
+def test_healthcheck_of_a_worker_is_its_healthz_naming_what_is_down():
+    well = MetricsListener(("127.0.0.1", 0), {"clamd": lambda: "up", "prefect": lambda: "up"})
+    ill = MetricsListener(("127.0.0.1", 0), {"clamd": lambda: "down", "prefect": lambda: "up"})
+    try:
+        argv = ["tini", "--", "ssftp", "worker", "--metrics-listen"]
+        assert healthcheck.problem([*argv, f"0.0.0.0:{well.port}"]) is None
+        why = healthcheck.problem([*argv, f"127.0.0.1:{ill.port}"])
+        assert why is not None and "503" in why and "clamd" in why, why
+    finally:
+        well.stop()
+        ill.stop()
+
+
+def test_healthcheck_of_serve_without_healthz_is_the_ssh_banner():
+    with socket.create_server(("127.0.0.1", 0)) as ssh, socket.create_server(
+            ("127.0.0.1", 0)) as silent:
+        def greet() -> None:
+            conn, _ = ssh.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-test\r\n")
+
+        threading.Thread(target=greet, daemon=True).start()
+        port, other = ssh.getsockname()[1], silent.getsockname()[1]
+        assert healthcheck.problem(["tini", "--", "ssftp", "serve", "--port", str(port)]) is None
+        silent.close()  # nothing listens there any more
+        why = healthcheck.problem(["tini", "--", "ssftp", "serve", "--port", str(other)])
+        assert why is not None and f"SFTP port {other}" in why, why
 
 
 # --- Docker on this machine, once per session -------------------------------------------------
@@ -253,10 +319,12 @@ def stack(docker: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def running(stack: Stack) -> Stack:
     """The stack built (cold: whatever the cache holds; then warm: all cached) and up, every
     service healthy."""
+    # docker-compose 1.29 builds one image after another unless told; v2 always in parallel.
+    build = ["build", "--parallel"] if stack.compose[0] == "docker-compose" else ["build"]
     with phase("build"):
-        stack.run("build", timeout=BUILD_TIMEOUT)
+        stack.run(*build, timeout=BUILD_TIMEOUT)
     with phase("build again (cached)"):
-        stack.run("build", timeout=BUILD_TIMEOUT)
+        stack.run(*build, timeout=BUILD_TIMEOUT)
     with phase("up -d until healthy"):
         stack.run("up", "-d", timeout=UP_TIMEOUT)
         wait_for("every service healthy", lambda: all_healthy(stack), UP_TIMEOUT,
@@ -357,6 +425,14 @@ def test_the_scan_runs_are_in_the_published_prefect_api(running, uploaded):
              details=lambda: repr(state))
     settings = httpx.get(f"http://127.0.0.1:{running.prefect_port}/ui-settings", timeout=10)
     assert settings.json()["api_url"] == running.api
+
+
+def test_the_prefect_ui_is_served_on_the_published_port(running):
+    """The UI's files are written at start to a directory the server can write (as the
+    non-root user, not into the installed package)."""
+    page = httpx.get(f"http://127.0.0.1:{running.prefect_port}/", timeout=30)
+    assert page.status_code == 200, page.text[:300]
+    assert "<html" in page.text.lower(), page.text[:300]
 
 
 def test_two_workers_share_the_data_root_and_each_file_is_scanned_once(
