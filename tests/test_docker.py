@@ -390,6 +390,13 @@ def test_every_service_is_healthy_and_runs_as_intended(running):
     # The SFTP server and the worker are the non-root ssftp user; the API answers outside.
     assert running.in_sftp("id", "-un").strip() == "ssftp"
     assert httpx.get(f"{running.api}/health", timeout=10).is_success
+    # Published on SSFTP_BIND (127.0.0.1) only.
+    sftp = running.containers("sftp")[0]
+    assert docker_out("port", sftp, "2002").split() == [f"127.0.0.1:{running.sftp_port}"]
+    # A fresh database volume: clamd runs on the offline test signatures and says so (freshclam
+    # runs beside it, where the network allows).
+    clamd = running.run("logs", "--no-color", "clamd").stdout
+    assert "no real signature database" in clamd, clamd[-2000:]
 
 
 def test_eicar_is_quarantined_and_the_clean_file_is_clean(running, uploaded):
