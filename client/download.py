@@ -8,6 +8,7 @@ complete local copy with the remote file remembered (so it is deleted, not fetch
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
@@ -16,6 +17,7 @@ import asyncssh
 
 from client.connection import CONNECTION_LOST, reason
 from ssftp.config.schema import Downloader
+from ssftp.file_stamp import FileStamp, sha256_if_unchanged
 from ssftp.layout import DataLayout, is_partial_upload_name
 from ssftp.logs import audit_event
 from ssftp.moves import temp_path_beside
@@ -86,10 +88,11 @@ async def download_files(entry: Downloader, layout: DataLayout, state: TransferS
         if result.result == "downloaded":
             state.record_fetched(entry.name, remote_path, stamp)
             audit_event("download", downloader=entry.name, remote=remote_path,
-                        file=str(target), size=result.bytes, flow_run_id=flow_run_id)
+                        file=str(target), size=result.bytes, sha256=result.sha256,
+                        flow_run_id=flow_run_id)
             if entry.delete_remote_file_after_download:
                 result = await _delete_remote(sftp, entry, state, remote_path, sub_path, stamp,
-                                              "")
+                                              "", result.sha256)
         results.append(result)
     return results
 
@@ -104,16 +107,20 @@ async def _fetch(sftp: asyncssh.SFTPClient, entry: Downloader, remote_path: str,
     temp = temp_path_beside(target)
     try:
         await sftp.get(remote_path, temp)
-        size = temp.stat().st_size
+        received = FileStamp.of(temp.stat())
+        size = received.size
         after = await sftp.stat(remote_path)
         if (size, after.size, after.mtime) != (stamp.size, stamp.size, stamp.mtime):
             return TransferResult(name, size, "failed",
                                   f"changed while downloading ({stamp.size} bytes listed, "
                                   f"{size} received); fetched again next run")
+        # Hashed while still under its temp name, where nothing else reads or moves it: once
+        # published, the scanner may take it within a second.
+        sha256 = await asyncio.to_thread(sha256_if_unchanged, temp, received)
         if not publish_download(temp, target, replace=entry.override_existing_file):
             return TransferResult(name, 0, "skipped",
                                   "exists locally (overrideExistingFile: false)")
-        return TransferResult(name, size, "downloaded")
+        return TransferResult(name, size, "downloaded", sha256=sha256)
     except CONNECTION_LOST:
         raise
     except (asyncssh.SFTPError, OSError) as exc:
@@ -124,7 +131,7 @@ async def _fetch(sftp: asyncssh.SFTPClient, entry: Downloader, remote_path: str,
 
 async def _delete_remote(sftp: asyncssh.SFTPClient, entry: Downloader, state: TransferState,
                          remote_path: str, sub_path: PurePosixPath, stamp: RemoteStamp,
-                         earlier: str) -> TransferResult:
+                         earlier: str, sha256: str | None = None) -> TransferResult:
     name = sub_path.as_posix()
     try:
         await sftp.remove(remote_path)
@@ -138,4 +145,4 @@ async def _delete_remote(sftp: asyncssh.SFTPClient, entry: Downloader, state: Tr
     state.forget_fetched(entry.name, remote_path)
     detail = f"{earlier}; remote copy deleted" if earlier else "remote copy deleted"
     return TransferResult(name, 0 if earlier else stamp.size,
-                          "skipped" if earlier else "downloaded", detail)
+                          "skipped" if earlier else "downloaded", detail, sha256)

@@ -11,6 +11,7 @@ sent again from the start.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import posixpath
 import secrets
@@ -21,7 +22,7 @@ import asyncssh
 
 from client.connection import CONNECTION_LOST, reason
 from ssftp.config.schema import Uploader
-from ssftp.file_stamp import FileStamp
+from ssftp.file_stamp import FileStamp, sha256_if_unchanged
 from ssftp.layout import DataLayout
 from ssftp.logs import audit_event
 from ssftp.transfer_state import Delivery, Stage, TransferState
@@ -105,7 +106,7 @@ async def _upload(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
     delivery = replace(delivery, stage=Stage.PUBLISHING)
     state.save_delivery(delivery)
     failed = await _publish_or_undo(sftp, entry, state, delivery)
-    return failed or _archive(entry, layout, state, delivery, flow_run_id, "")
+    return failed or await _archive(entry, layout, state, delivery, flow_run_id, "")
 
 
 async def _publish_or_undo(sftp: asyncssh.SFTPClient, entry: Uploader, state: TransferState,
@@ -158,25 +159,29 @@ async def _resume(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
             failed = await _publish_or_undo(sftp, entry, state, delivery)
             if failed is not None:
                 return failed
-        return _archive(entry, layout, state, delivery, flow_run_id,
-                        "delivery finished after an interruption")
+        return await _archive(entry, layout, state, delivery, flow_run_id,
+                              "delivery finished after an interruption")
     if temp_exists:
         await _remove_quietly(sftp, delivery.remote_temp)
     state.finish_delivery(entry.name, delivery.local_path)
     return None
 
 
-def _archive(entry: Uploader, layout: DataLayout, state: TransferState, delivery: Delivery,
-             flow_run_id: str | None, detail: str) -> TransferResult:
+async def _archive(entry: Uploader, layout: DataLayout, state: TransferState,
+                   delivery: Delivery, flow_run_id: str | None, detail: str) -> TransferResult:
+    """Move the delivered file to uploadarchive/, hashed first: in clean/ it is still the
+    file that was sent when its stamp says so (None when a newer version took its place)."""
+    sha256 = await asyncio.to_thread(sha256_if_unchanged, layout.clean / delivery.local_path,
+                                     delivery.fingerprint)
     archived = archive_uploaded(layout, delivery.local_path, delivery.fingerprint)
     state.finish_delivery(entry.name, delivery.local_path)
     audit_event("upload", uploader=entry.name, file=str(delivery.local_path),
                 remote=f"{entry.host}:{entry.port}/{delivery.remote_final}",
-                size=delivery.fingerprint.size,
+                size=delivery.fingerprint.size, sha256=sha256,
                 archived=str(archived) if archived else None, flow_run_id=flow_run_id)
     note = detail or ("" if archived else "a newer version is in clean/ and is sent next")
     name = delivery.local_path.as_posix()
-    return TransferResult(name, delivery.fingerprint.size, "uploaded", note)
+    return TransferResult(name, delivery.fingerprint.size, "uploaded", note, sha256)
 
 
 async def _remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> None:

@@ -19,27 +19,26 @@ names it), the account (``ssftp.account.<name>``, role ``account``), the instanc
 (``ssftp.instance.<name>``, role ``instance``) and, for transfers, the downloader or uploader
 (``ssftp.downloader.<name>`` / ``ssftp.uploader.<name>``).
 
-A file whose content could not be hashed (it could not be opened or read; a transfer's copy
-that had moved on before it could be read) has no content identity: its resource is then
+A file whose content could not be hashed (the scanner could not read it; a transfer's local
+copy changed before it was hashed) has no content identity: its resource is then
 ``ssftp.file.unhashed.<instance>.<path>``, distinct per file and still under ``ssftp.file.``.
 
 Names come from file names, which may hold control bytes or bytes that are not UTF-8: every
-label is made printable first. Building an event is plain functions (tested directly);
-:meth:`FileEvent.emit` hands it to Prefect's events worker, which batches the sends.
+label is made printable and one line first (``ssftp.logs.one_line``). Building an event is
+plain functions (tested directly); :meth:`FileEvent.emit` hands it to Prefect's events
+worker, which batches the sends.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prefect.events import emit_event
 
 from ssftp.clamd import VerdictKind
-from ssftp.logs import printable
+from ssftp.logs import one_line, printable
 from ssftp.scanner import ScanResult
 from ssftp.transfers import Outcome, TransferResult
 from ssftp.verdict_router import Area
@@ -54,8 +53,6 @@ DOWNLOADED = "ssftp.file.downloaded"
 UPLOADED = "ssftp.file.uploaded"
 # The event of a transfer row that moved a file.
 MOVED: dict[Outcome, str] = {"downloaded": DOWNLOADED, "uploaded": UPLOADED}
-
-_READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -72,35 +69,28 @@ class FileEvent:
                    payload=self.payload)
 
 
-def label(text: str) -> str:
-    """A name as a label: valid UTF-8 (``printable``) and without control characters (shown
-    escaped), so the Event Feed shows one line and a filter can be typed."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1]
-                   for char in printable(text))
-
-
 def resource_id(sha256: str | None, instance: str, path: str) -> str:
     if sha256:
         return f"{FILE_RESOURCE}{sha256}"
-    return f"{FILE_RESOURCE}unhashed.{label(instance)}.{label(path)}"
+    return f"{FILE_RESOURCE}unhashed.{one_line(instance)}.{one_line(path)}"
 
 
 def file_resource(*, sha256: str | None, path: str, size: int | None, account: str | None,
                   instance: str, signature: str | None = None,
                   verdict: str = "") -> dict[str, str]:
     return {"prefect.resource.id": resource_id(sha256, instance, path),
-            "prefect.resource.name": label(path),
-            "ssftp.path": label(path),
+            "prefect.resource.name": one_line(path),
+            "ssftp.path": one_line(path),
             "ssftp.size": "" if size is None else str(size),
-            "ssftp.account": label(account or ""),
-            "ssftp.instance": label(instance),
-            "ssftp.signature": label(signature or ""),
+            "ssftp.account": one_line(account or ""),
+            "ssftp.instance": one_line(instance),
+            "ssftp.signature": one_line(signature or ""),
             "ssftp.verdict": verdict}
 
 
 def _related(kind: str, name: str) -> dict[str, str]:
-    return {"prefect.resource.id": f"ssftp.{kind}.{label(name)}",
-            "prefect.resource.role": kind, "prefect.resource.name": label(name)}
+    return {"prefect.resource.id": f"ssftp.{kind}.{one_line(name)}",
+            "prefect.resource.role": kind, "prefect.resource.name": one_line(name)}
 
 
 def related_resources(*, flow_run_id: str | None, account: str | None, instance: str,
@@ -163,31 +153,17 @@ def emit_waiting(results: Iterable[ScanResult], attempts: dict[str, int],
             event.emit()
 
 
-def sha256_of(path: Path, size: int) -> str | None:
-    """The sha256 of the file at ``path`` if it is still the one moved (``size`` bytes);
-    None when it is gone or has other contents by now."""
-    digest = hashlib.sha256()
-    read = 0
-    try:
-        with path.open("rb") as file:
-            while chunk := file.read(_READ_CHUNK):
-                digest.update(chunk)
-                read += len(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest() if read == size else None
-
-
-def transfer_event(result: TransferResult, *, path: str, sha256: str | None,
-                   account: str | None, instance: str, flow_run_id: str | None,
+def transfer_event(result: TransferResult, *, path: str, account: str | None,
+                   instance: str, flow_run_id: str | None,
                    entry: tuple[str, str]) -> FileEvent:
     """``downloaded`` or ``uploaded`` for one file (a row whose result is one of those) that a
     downloader or uploader ``entry`` (role, name) moved. ``path`` names the file locally
     (``<account dir>/<sub path>``, as its scan events do)."""
     return FileEvent(
         name=MOVED[result.result],
-        resource=file_resource(sha256=sha256, path=path, size=result.bytes, account=account,
-                               instance=instance),
+        resource=file_resource(sha256=result.sha256, path=path, size=result.bytes,
+                               account=account, instance=instance),
         related=related_resources(flow_run_id=flow_run_id, account=account,
                                   instance=instance, entry=entry),
-        payload={"sha256": sha256, "bytes": result.bytes, "detail": printable(result.detail)})
+        payload={"sha256": result.sha256, "bytes": result.bytes,
+                 "detail": printable(result.detail)})

@@ -10,7 +10,6 @@ overlap (``ssftp.run_lock``): a run that finds the previous one still going does
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from pathlib import Path, PurePosixPath
@@ -29,7 +28,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 
 from client.kinds import Entry, TransferKind
-from flows.events import sha256_of, transfer_event
+from flows.events import transfer_event
 from ssftp.config.loader import load_config
 from ssftp.config.schema import Downloader, RemoteEndpoint, SsftpConfig
 from ssftp.errors import ConfigError, RemoteUnavailableError, TransferError, TransferFailedError
@@ -38,7 +37,7 @@ from ssftp.logs import AUDIT, configure_logging, log_dirs, printable
 from ssftp.retry_schedule import exponential_delays
 from ssftp.run_lock import exclusive_run
 from ssftp.staging_owners import StagingOwners
-from ssftp.transfers import TransferResult, area_path
+from ssftp.transfers import TransferResult
 
 
 def host_limit_name(entry: RemoteEndpoint) -> str:
@@ -112,7 +111,7 @@ async def run_transfer(kind: TransferKind[Entry], name: str, config: str,
             retry_condition_fn=_retry_when_unavailable,
         )(kind, entry, layout, limits.connect_timeout_seconds, host_limit)
     await _report(kind, entry, results)
-    await asyncio.to_thread(_announce_moved, kind, entry, layout, settings, results)
+    _announce_moved(kind, settings, entry, results)
     failed = [result for result in results if result.result == "failed"]
     if failed:
         first = failed[0]
@@ -121,31 +120,25 @@ async def run_transfer(kind: TransferKind[Entry], name: str, config: str,
     return results
 
 
-def _local_copy(entry: Entry, layout: DataLayout, file: str) -> tuple[str, Path]:
-    """How a moved file is named locally (``<account dir>/<sub path>``, as its scan events
-    name it) and where its bytes are now: in staging until the scanner takes a download, in
-    uploadarchive/ once an upload is delivered."""
+def _local_name(entry: Entry, file: str) -> str:
+    """How a moved file is named locally, ``<account dir>/<sub path>``, as its scan events
+    name it (a download's row names its sub path under the downloader's staging dir)."""
     if isinstance(entry, Downloader):
-        sub_path = PurePosixPath(file)
-        return ((PurePosixPath(entry.local_staging_directory) / sub_path).as_posix(),
-                area_path(layout.staging, entry.local_staging_directory, sub_path))
-    return file, layout.uploadarchive / file
+        return (PurePosixPath(entry.local_staging_directory) / file).as_posix()
+    return file
 
 
-def _announce_moved(kind: TransferKind[Entry], entry: Entry, layout: DataLayout,
-                    settings: SsftpConfig, results: list[TransferResult]) -> None:
+def _announce_moved(kind: TransferKind[Entry], settings: SsftpConfig,
+                    entry: Entry, results: list[TransferResult]) -> None:
     """One Prefect event per file moved (``ssftp.file.downloaded`` / ``uploaded``), keyed by
-    the sha256 of its local copy, read here (the transfer does not hash); a copy that moved
-    on before it was read (the scanner took the download) gives an unhashed event, and the
-    file's scan event carries its sha256."""
+    the sha256 the transfer took of its local copy."""
     owners = StagingOwners(settings)
     run_id = str(flow_run.id) if flow_run.id else None
     for result in results:
         if result.result != kind.done:
             continue
-        path, copy = _local_copy(entry, layout, result.file)
-        transfer_event(result, path=path, sha256=sha256_of(copy, result.bytes),
-                       account=owners.owner_of(PurePosixPath(path)),
+        path = _local_name(entry, result.file)
+        transfer_event(result, path=path, account=owners.owner_of(PurePosixPath(path)),
                        instance=settings.instance_name, flow_run_id=run_id,
                        entry=(kind.role, entry.name)).emit()
 

@@ -18,7 +18,6 @@ Prefect flows call this; tests call it directly.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import stat
@@ -32,15 +31,13 @@ from typing import Any
 from ssftp.claims import Claim, ClaimArea
 from ssftp.clamd import ClamdClient, ScanMode, Verdict, VerdictKind
 from ssftp.errors import AuditLogError, OutboxError
-from ssftp.file_stamp import FileStamp
+from ssftp.file_stamp import FileStamp, sha256_of
 from ssftp.layout import DataLayout
 from ssftp.logs import audit_event, warn_on_stderr, write_audit_event
 from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.moves import proc_path
 from ssftp.staging_owners import StagingOwners
 from ssftp.verdict_router import Area, Route, record_content, route_for
-
-_READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -77,16 +74,6 @@ class _Examined:
     size: int | None = None
     # When the upload closed (its mtime as the scan found it), for ``ssftp_scan_seconds``.
     mtime: float | None = None
-
-
-def _digest(fd: int) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    os.lseek(fd, 0, os.SEEK_SET)
-    while chunk := os.read(fd, _READ_CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _failed(examined: _Examined, detail: str) -> _Examined:
@@ -204,7 +191,7 @@ class Scanner:
                 return _Examined(Verdict(VerdictKind.UNSCANNABLE,
                                          f"has {before.st_nlink} hard links; only a file with "
                                          "a single name can be passed as clean"))
-            sha256, size = _digest(fd)
+            sha256, size = sha256_of(fd)
             if self.client is None:
                 return _Examined(Verdict(VerdictKind.UNSCANNED,
                                          "scanning is switched off (enableVirusScan: false)"),

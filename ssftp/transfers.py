@@ -29,12 +29,14 @@ Outcome = Literal["downloaded", "uploaded", "skipped", "failed"]
 
 @dataclass(frozen=True)
 class TransferResult:
-    """One row of a transfer run's table: which file, how many bytes, what happened."""
+    """One row of a transfer run's table: which file, how many bytes, what happened, and the
+    sha256 of what was moved (hashed from the local copy as it was sent or received)."""
 
     file: str
     bytes: int
     result: Outcome
     detail: str = ""
+    sha256: str | None = None
 
 
 def local_name_problem(name: str) -> str | None:

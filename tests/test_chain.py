@@ -22,6 +22,7 @@ import asyncssh
 import httpx
 import pytest
 
+from flows.events import CLEAN, UPLOADED
 from testkit.sftp_client import run_sftp
 from tests.support import wait_for, write_config
 from tests.test_cli_pipeline import (
@@ -209,3 +210,24 @@ def test_status_follows_the_file_through_both_instances(chain):
                  for record in json.loads(result.stdout) if record["event"] != "webhook"]
         assert steps == [("chain-a", "scan", "clean"), ("chain-a", "upload", None),
                          ("chain-b", "scan", "clean")], asked
+
+
+def test_one_event_resource_filter_follows_the_file_through_both_instances(chain):
+    """The clean file's sha256 alone finds, in the shared Prefect server's events, A's scan,
+    A's upload to B and B's scan, oldest first."""
+    wait_for((chain.b.data / "clean" / "inbound" / "report.csv").is_file, "report.csv on B",
+             timeout=180)
+    resource = "ssftp.file." + hashlib.sha256(REPORT).hexdigest()
+    expected = [("chain-a", CLEAN), ("chain-a", UPLOADED), ("chain-b", CLEAN)]
+    steps: list[tuple[str, str]] = []
+
+    def all_stored() -> bool:
+        response = httpx.post(f"{chain.b.api}/events/filter", timeout=30, json={
+            "filter": {"resource": {"id": [resource]}, "order": "ASC"}, "limit": 50})
+        response.raise_for_status()
+        steps[:] = [(event["resource"]["ssftp.instance"], event["event"])
+                    for event in response.json()["events"]]
+        return len(steps) >= len(expected)
+
+    wait_for(all_stored, f"the events of {resource}", timeout=60)
+    assert steps == expected

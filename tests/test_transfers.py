@@ -24,10 +24,10 @@ from client.download import download_files
 from client.upload import remote_paths, upload_files
 from ssftp.config.schema import Downloader, Uploader
 from ssftp.errors import RemoteRefusedError, RemoteUnavailableError
-from ssftp.file_stamp import FileStamp
+from ssftp.file_stamp import FileStamp, sha256_if_unchanged
 from ssftp.layout import TEMP_PREFIX, DataLayout
 from ssftp.transfer_state import Delivery, Stage, TransferState
-from ssftp.transfers import TransferResult
+from ssftp.transfers import Outcome, TransferResult
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import unique_name
 
@@ -149,6 +149,11 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def moved(file: str, data: bytes, outcome: Outcome, detail: str = "") -> TransferResult:
+    """The row of a file moved: its size and the sha256 of what was sent or received."""
+    return TransferResult(file, len(data), outcome, detail, sha(data))
+
+
 def tree(root: Path) -> dict[str, str]:
     """Every file below ``root`` (relative posix path) with the sha256 of its content."""
     if not root.exists():
@@ -199,9 +204,9 @@ async def test_download_keeps_sub_directories_and_ignores_fileparts(
     results = await run_download(entry, layout, state)
 
     assert sorted(results, key=lambda row: row.file) == [
-        TransferResult("a/deep/big.bin", 300_000, "downloaded"),
-        TransferResult("a/x.txt", len(a), "downloaded"),
-        TransferResult("b/x.txt", len(b), "downloaded"),
+        moved("a/deep/big.bin", big, "downloaded"),
+        moved("a/x.txt", a, "downloaded"),
+        moved("b/x.txt", b, "downloaded"),
     ]
     staged = layout.staging / "inbox"
     assert tree(staged) == {"a/deep/big.bin": sha(big), "a/x.txt": sha(a), "b/x.txt": sha(b)}
@@ -234,7 +239,7 @@ async def test_download_does_not_fetch_an_unchanged_file_again(
     changed = write(remote / "a.txt", "second version, longer").read_bytes()
     third = await run_download(entry, layout, state)
 
-    assert third == [TransferResult("a.txt", len(changed), "downloaded")]
+    assert third == [moved("a.txt", changed, "downloaded")]
     assert (staged / "a.txt").read_bytes() == changed
     assert (staged / "b.txt").stat().st_ino == before.st_ino
     no_temp_files(layout.staging)
@@ -250,8 +255,8 @@ async def test_download_deletes_remote_copies_and_fetches_a_new_file_of_the_same
     results = await run_download(entry, layout, state)
 
     assert by_file(results) == {
-        "one.txt": TransferResult("one.txt", len(one), "downloaded", "remote copy deleted"),
-        "sub/two.bin": TransferResult("sub/two.bin", len(two), "downloaded",
+        "one.txt": moved("one.txt", one, "downloaded", "remote copy deleted"),
+        "sub/two.bin": moved("sub/two.bin", two, "downloaded",
                                       "remote copy deleted"),
     }
     assert tree(remote) == {}
@@ -266,7 +271,7 @@ async def test_download_deletes_remote_copies_and_fetches_a_new_file_of_the_same
 
     results = await run_download(entry, layout, state)
 
-    assert results == [TransferResult("one.txt", len(again), "downloaded",
+    assert results == [moved("one.txt", again, "downloaded",
                                       "remote copy deleted")]
     assert (staged / "one.txt").read_bytes() == again
     assert tree(remote) == {}
@@ -286,7 +291,7 @@ async def test_download_keeps_the_local_copy_when_the_remote_delete_fails(
         results = await run_download(entry, layout, state)
 
         rows = by_file(results)
-        assert rows["gone.txt"] == TransferResult("gone.txt", len(gone), "downloaded",
+        assert rows["gone.txt"] == moved("gone.txt", gone, "downloaded",
                                                   "remote copy deleted")
         assert rows["stuck.txt"].result == "failed"
         assert rows["stuck.txt"].bytes == len(stuck)
@@ -328,7 +333,7 @@ async def test_download_without_override_skips_only_files_that_exist_locally(
     assert by_file(results) == {
         "staged.txt": TransferResult("staged.txt", 0, "skipped", skip),
         "c/cleaned.txt": TransferResult("c/cleaned.txt", 0, "skipped", skip),
-        "new.txt": TransferResult("new.txt", len(new), "downloaded"),
+        "new.txt": moved("new.txt", new, "downloaded"),
     }
     assert tree(layout.staging / "inbox") == {"staged.txt": sha(old_staged),
                                               "new.txt": sha(new)}
@@ -356,7 +361,7 @@ async def test_download_skips_names_reserved_for_ssftp(
     results = await run_download(entry, layout, state)
 
     rows = by_file(results)
-    assert rows["fine.txt"] == TransferResult("fine.txt", len(fine), "downloaded")
+    assert rows["fine.txt"] == moved("fine.txt", fine, "downloaded")
     for name in (".ssftp-tmp-evil", ".ssftp-claims"):
         assert rows[name].result == "skipped"
         assert rows[name].bytes == 0
@@ -383,7 +388,7 @@ async def test_upload_sends_sub_directories_and_archives(
     results = await run_upload(entry, layout, state)
 
     assert sorted(results, key=lambda row: row.file) == [
-        TransferResult(f"outbox/{name}", len(data), "uploaded")
+        moved(f"outbox/{name}", data, "uploaded")
         for name, data in sorted(files.items())
     ]
     expected = {name: sha(data) for name, data in files.items()}
@@ -413,7 +418,7 @@ async def test_upload_without_override_leaves_remote_files_alone(
         "outbox/a.txt": TransferResult(
             "outbox/a.txt", 0, "skipped",
             "exists on the remote server (overrideRemoteExistingFile: false)"),
-        "outbox/b.txt": TransferResult("outbox/b.txt", len(local_b), "uploaded"),
+        "outbox/b.txt": moved("outbox/b.txt", local_b, "uploaded"),
     }
     assert tree(remote) == {"a.txt": sha(remote_old), "b.txt": sha(local_b)}
     assert tree(outbox) == {"a.txt": sha(local_a)}
@@ -423,7 +428,7 @@ async def test_upload_without_override_leaves_remote_files_alone(
     entry = make_uploader(server, remote.name, overrideRemoteExistingFile=True)
     results = await run_upload(entry, layout, state)
 
-    assert results == [TransferResult("outbox/a.txt", len(local_a), "uploaded")]
+    assert results == [moved("outbox/a.txt", local_a, "uploaded")]
     assert tree(remote) == {"a.txt": sha(local_a), "b.txt": sha(local_b)}
     assert tree(outbox) == {}
     assert tree(layout.uploadarchive) == {"outbox/a.txt": sha(local_a),
@@ -455,7 +460,7 @@ async def test_resume_publishing_with_temp_gone_archives_without_sending_again(
 
     results = await run_upload(entry, layout, state)
 
-    assert results == [TransferResult("outbox/r.txt", len(data), "uploaded",
+    assert results == [moved("outbox/r.txt", data, "uploaded",
                                       "delivery finished after an interruption")]
     after = final.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -476,7 +481,7 @@ async def test_resume_publishing_with_temp_present_renames_it(
 
     results = await run_upload(entry, layout, state)
 
-    assert results == [TransferResult("outbox/sub/p.bin", len(data), "uploaded",
+    assert results == [moved("outbox/sub/p.bin", data, "uploaded",
                                       "delivery finished after an interruption")]
     assert tree(remote) == {"sub/p.bin": sha(data)}
     # Renamed, not sent again.
@@ -496,7 +501,7 @@ async def test_resume_sending_removes_the_partial_temp_and_sends_again(
 
     results = await run_upload(entry, layout, state)
 
-    assert results == [TransferResult("outbox/s.bin", len(data), "uploaded")]
+    assert results == [moved("outbox/s.bin", data, "uploaded")]
     assert tree(remote) == {"s.bin": sha(data)}
     no_fileparts(remote)
     assert tree(layout.uploadarchive) == {"outbox/s.bin": sha(data)}
@@ -519,7 +524,7 @@ async def test_resume_publishing_without_override_when_final_name_was_taken(
         "outbox/q.txt": TransferResult(
             "outbox/q.txt", 0, "skipped",
             "exists on the remote server (overrideRemoteExistingFile: false)"),
-        "outbox/other.txt": TransferResult("outbox/other.txt", len(other), "uploaded"),
+        "outbox/other.txt": moved("outbox/other.txt", other, "uploaded"),
     }
     assert tree(remote) == {"q.txt": sha(theirs), "other.txt": sha(other)}
     assert tree(layout.clean / "outbox") == {"q.txt": sha(data)}
@@ -534,7 +539,7 @@ async def test_upload_archive_keeps_an_earlier_delivery_of_the_same_name(
 
     results = await run_upload(entry, layout, state)
 
-    assert results == [TransferResult("outbox/report.txt", len(data), "uploaded")]
+    assert results == [moved("outbox/report.txt", data, "uploaded")]
     assert tree(remote) == {"report.txt": sha(data)}
     assert tree(layout.uploadarchive / "outbox") == {"report.txt": sha(earlier),
                                                      "report (2).txt": sha(data)}
@@ -605,7 +610,7 @@ async def test_private_key_formats(server, remote, layout, client_keys, state):
         entry = make_downloader(server, remote, name=f"dl-{key_name}", privateKeyPath=key_name,
                                 **settings)
         results = await run_download(entry, layout, state)
-        assert results == [TransferResult("k.txt", len(data), "downloaded")]
+        assert results == [moved("k.txt", data, "downloaded")]
 
     client_keys.ed25519.write_private_key(layout.system / "ed_openssh")
     await fetch_with("ed_openssh")
@@ -687,3 +692,19 @@ async def test_download_from_an_ssftp_clean_account_with_delete(gateway, layout)
     staged = layout.staging / "hop" / "deep" / "handed-on.bin"
     assert staged.read_bytes() == b"\x00scanned once\xff" * 500
     assert not (published / "deep" / "handed-on.bin").exists()
+
+
+def test_sha256_only_of_the_file_the_stamp_describes(tmp_path: Path):
+    """What a transfer names a moved file by: its bytes as sent or received, never a file put
+    in its place meanwhile (another inode, other bytes, a link)."""
+    path = tmp_path / "moved.bin"
+    path.write_bytes(b"12345")
+    stamp = FileStamp.of(path.stat())
+    assert sha256_if_unchanged(path, stamp) == hashlib.sha256(b"12345").hexdigest()
+    path.write_bytes(b"1234")
+    assert sha256_if_unchanged(path, stamp) is None
+    path.unlink()
+    assert sha256_if_unchanged(path, stamp) is None
+    (tmp_path / "other").write_bytes(b"12345")
+    path.symlink_to(tmp_path / "other")
+    assert sha256_if_unchanged(path, FileStamp.of((tmp_path / "other").stat())) is None
