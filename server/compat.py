@@ -34,6 +34,8 @@ from asyncssh.packet import SSHPacket, String
 from asyncssh.sftp import FXP_EXTENDED_REPLY, SFTPHandler, SFTPServer, SFTPServerHandler
 from asyncssh.stream import SSHReader, SSHWriter
 
+from ssftp.logs import one_line
+
 USERS_GROUPS_BY_ID = b"users-groups-by-id@openssh.com"
 
 # At most this many refusal lines on a session's stderr at once, then one per interval: a
@@ -120,11 +122,6 @@ async def run_sftp_server(server: SFTPServer, reader: SSHReader[bytes],
     await CompatSFTPHandler(server, reader, writer, sftp_version).run()
 
 
-def _printable(text: str) -> str:
-    """Control characters (an escape sequence in a path) never reach the user's terminal."""
-    return "".join("?" if ord(char) < 0x20 or ord(char) == 0x7F else char for char in text)
-
-
 class RefusalNotices:
     """The reason of each refusal, as a line for the session's stderr (``write``), at most
     ``burst`` at once and then one per ``interval`` seconds (a token bucket): the lines
@@ -144,8 +141,9 @@ class RefusalNotices:
         if self._tokens < 1:
             return
         self._tokens -= 1
-        self._write(f"ssftp: {_printable(operation)} {_printable(path)} refused: "
-                    f"{_printable(reason)}\n".encode())
+        # Control characters (an escape sequence in a path) never reach the user's terminal.
+        self._write(f"ssftp: {one_line(operation)} {one_line(path)} refused: "
+                    f"{one_line(reason)}\n".encode())
 
 
 def stderr_notices(channel: SSHServerChannel[bytes]) -> Callable[[str, str, str], None]:

@@ -48,6 +48,7 @@ from pathlib import Path
 from server.off_loop import SessionThread, run_off_loop
 from ssftp.clamd import VerdictKind
 from ssftp.layout import DataLayout
+from ssftp.logs import one_line
 from ssftp.moves import proc_path
 from ssftp.retry_schedule import backoff_delay
 from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area
@@ -88,12 +89,11 @@ class Told:
     message: str | None
 
 
-def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """``text`` safe for a terminal (C0, DEL and C1 controls as "?") and at most ``limit``
-    characters: a signature or a reason comes from clamd, a name from the partner."""
-    shown = "".join("?" if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F else char
-                    for char in text)
-    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+def shown(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` safe for a terminal (``one_line``) and at most ``limit`` characters: a
+    signature or a reason comes from clamd, a name from the partner."""
+    line = one_line(text)
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def verdict_message(record: object, destination: str, size: int) -> str | None:
@@ -111,7 +111,7 @@ def verdict_message(record: object, destination: str, size: int) -> str | None:
         why = record.get("detail")
     else:
         return None
-    return printable(f"{verdict}: {why if isinstance(why, str) and why else 'no detail'}")
+    return shown(f"{verdict}: {why if isinstance(why, str) and why else 'no detail'}")
 
 
 def _read_record(path: Path) -> object:

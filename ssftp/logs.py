@@ -118,13 +118,17 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, /,
         logger.log(level, event, extra={"fields": fields})
 
 
+def one_line(text: str) -> str:
+    """``printable`` text with every control character (C0, DEL, C1: a file name may hold a
+    newline or a terminal escape) shown escaped: safe for a terminal, one line in a feed."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1]
+                   for char in printable(text))
+
+
 def warn_on_stderr(message: str) -> None:
     """One line on stderr, for when the logs themselves cannot be written: no file, no
-    handler in between. Control characters (a file name may hold a newline or a terminal
-    escape) are shown escaped, so it stays one line."""
-    line = "".join(char if char.isprintable() else repr(char)[1:-1]
-                   for char in printable(message))
-    print(f"ssftp: {line}", file=sys.stderr, flush=True)
+    handler in between."""
+    print(f"ssftp: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 class AuditFileHandler(logging.Handler):

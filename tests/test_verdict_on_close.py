@@ -125,7 +125,7 @@ def test_the_message_is_printable_and_short():
     message = verdict_message(record(signature="Evil\x1b[2J\nSig\x9b" + "x" * 500),
                               "quarantine/partner-a/x.com", 68)
     assert message is not None
-    assert message.startswith("infected: Evil?[2J?Sig?xxx")
+    assert message.startswith("infected: Evil\\x1b[2J\\nSig\\x9bxxx")
     assert len(message) == MESSAGE_LIMIT and message.endswith("...")
     assert verdict_message(record(signature=""), "quarantine/partner-a/x.com", 68) == \
         "infected: no detail"
