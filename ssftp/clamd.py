@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from ssftp.errors import InvalidValueError
-from ssftp.metrics import CLAMD_UP
+from ssftp.metrics import clamd_answered
 
 LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
 DEFAULT_CHUNK = 1 << 20
@@ -155,7 +155,7 @@ class ClamdClient:
             answered = probe.command("PING") == "PONG"
         except OSError:
             answered = False
-        CLAMD_UP.set(answered)
+        clamd_answered(answered)
         return answered
 
     def _over_limit(self, path: Path) -> Verdict | None:

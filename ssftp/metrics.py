@@ -16,6 +16,8 @@ their figures then add up, so tests compare values before and after.
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
@@ -48,12 +50,26 @@ SCAN_SECONDS = Histogram(
 STAGING_FILES = Gauge(
     "ssftp_staging_files", "Staged files waiting: changing, batched, or waiting for a retry "
     "(or for clamd)", registry=REGISTRY)
+# Exported from the first PING on (:func:`clamd_answered`): a process that talks to no clamd
+# (``serve``) has no such figure, rather than a 0 that an alert would read as "clamd is down".
 CLAMD_UP = Gauge(
     "ssftp_clamd_up", "1 when clamd answered its last PING, else 0 (PINGs at start, during "
-    "an outage, after a restart, and at each /healthz)", registry=REGISTRY)
+    "an outage, after a restart, and at each /healthz)", registry=None)
+_clamd_up_lock = threading.Lock()
+_clamd_up_exported = False
 WEBHOOKS = Counter(
     "ssftp_webhooks", "Webhook notifications settled, by webhook name (virusFound, "
     "scanError) and result (delivered, failed: after its retries; it stays owed)",
     ["name", "result"], registry=REGISTRY)
 DEFENDER_BANS = Counter(
     "ssftp_defender_bans", "Addresses banned after repeated failed logins", registry=REGISTRY)
+
+
+def clamd_answered(answered: bool) -> None:
+    """What the last PING said, as ``ssftp_clamd_up``, exported once a PING has been made."""
+    global _clamd_up_exported
+    with _clamd_up_lock:
+        if not _clamd_up_exported:
+            REGISTRY.register(CLAMD_UP)
+            _clamd_up_exported = True
+    CLAMD_UP.set(answered)

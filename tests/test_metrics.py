@@ -162,7 +162,8 @@ def test_listener_serves_ssftp_metrics_only():
     assert response.headers["content-type"].startswith("text/plain")
     names = {name for name, _ in scraped(response.text)}
     assert set(EXPORTED) - {"ssftp_webhooks_total", "ssftp_logins_total",
-                            "ssftp_transfers_total", "ssftp_scans_total"} <= names
+                            "ssftp_transfers_total", "ssftp_scans_total",
+                            "ssftp_clamd_up"} <= names
     # Prefect's own client counters live in the default registry, not in ours.
     assert all(name.startswith("ssftp_") for name in names), names
 
@@ -332,6 +333,10 @@ metrics:
         assert health.status_code == 200
         assert health.json() == {"status": "ok", "checks": {"sftp": "up"}}
         assert answer(f"http://127.0.0.1:{configured}/healthz") is None
+        # serve talks to no clamd: no ssftp_clamd_up (on main a 0, read as "clamd is down").
+        scrape = httpx.get(f"http://127.0.0.1:{flagged}/metrics", timeout=10).text
+        names = {name for name, _ in scraped(scrape)}
+        assert "ssftp_sessions" in names and "ssftp_clamd_up" not in names
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=STOP_TIMEOUT)
