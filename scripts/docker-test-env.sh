@@ -57,6 +57,12 @@ if ! docker image inspect "$base" >/dev/null 2>&1 && ! docker pull -q "$base" >/
         hooks=(--customize-hook="mkdir -p \"\$1$cas\" && cp $cas/*.crt \"\$1$cas/\""
             --customize-hook='chroot "$1" update-ca-certificates >/dev/null 2>&1')
     fi
-    $as_root mmdebstrap --quiet --variant=minbase --include=ca-certificates "${hooks[@]}" \
-        bookworm - | docker import - "$base" >/dev/null
+    # Without manuals, documentation and translations, as Debian's own slim image (the
+    # dpkg options stay in the image, for the packages our Dockerfiles add).
+    slim=(--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
+        --dpkgopt='path-include=/usr/share/doc/*/copyright'
+        --dpkgopt='path-exclude=/usr/share/locale/*'
+        --dpkgopt='path-include=/usr/share/locale/locale.alias')
+    $as_root mmdebstrap --quiet --variant=minbase --include=ca-certificates "${slim[@]}" \
+        "${hooks[@]}" bookworm - | docker import - "$base" >/dev/null
 fi

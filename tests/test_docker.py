@@ -322,6 +322,9 @@ def running(stack: Stack) -> Stack:
     # docker-compose 1.29 builds one image after another unless told; v2 always in parallel.
     build = ["build", "--parallel"] if stack.compose[0] == "docker-compose" else ["build"]
     with phase("build"):
+        # The three images, one service each (in parallel, three services of the one ssftp
+        # image would build it three times over); then the other two of ssftp's, all cached.
+        stack.run(*build, "postgres", "clamd", "prefect-server", timeout=BUILD_TIMEOUT)
         stack.run(*build, timeout=BUILD_TIMEOUT)
     with phase("build again (cached)"):
         stack.run(*build, timeout=BUILD_TIMEOUT)
