@@ -29,7 +29,6 @@ from tests.test_cli_pipeline import (
     EICAR,
     EICAR_MARKER,
     Up,
-    api_post,
     child_env,
     free_port,
     launch_up,
@@ -179,14 +178,18 @@ def test_each_hop_scanned_and_the_runs_are_in_prefect(chain):
         "report.csv")]
     assert len(uploads) == 1  # delivered once, never twice
 
-    flow_runs = api_post(chain.b, "/flow_runs/filter", {"limit": 200})
-    by_id = {run["id"]: run for run in flow_runs}
+    # Both records are written while their runs go on (an upload's run still reports, a
+    # scan's still publishes its tables): wait for the runs to end.
+    def run(flow_run_id: str) -> dict:
+        return httpx.get(f"{chain.b.api}/flow_runs/{flow_run_id}", timeout=30).json()
+
+    for run_id in (uploads[0]["flow_run_id"], b_scans[0]["flow_run_id"]):
+        wait_for(lambda run_id=run_id: run(run_id)["state_type"] == "COMPLETED",
+                 f"run {run_id} completed", timeout=60)
     deployment = httpx.get(f"{chain.b.api}/deployments/name/upload/chain-a", timeout=30).json()
-    upload_run = by_id[uploads[0]["flow_run_id"]]
+    upload_run = run(uploads[0]["flow_run_id"])
     assert upload_run["name"] == "upload to-b"
-    assert upload_run["state_type"] == "COMPLETED"
     assert upload_run["deployment_id"] == deployment["id"]
-    assert by_id[b_scans[0]["flow_run_id"]]["state_type"] == "COMPLETED"
     assert [schedule["slug"] for schedule in deployment["schedules"]] == ["to-b"]
 
 
