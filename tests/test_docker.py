@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from ssftp.config import load_config
 from ssftp.health import MetricsListener
 from ssftp.passwords import hash_password
 from testkit.openssh_server import free_port
@@ -146,6 +147,13 @@ def test_healthcheck_of_serve_without_healthz_is_the_ssh_banner():
         assert why is not None and f"SFTP port {other}" in why, why
 
 
+def test_the_shipped_docker_config_is_valid_and_scans_with_the_clamd_service():
+    loaded = load_config(REPO / "docker" / "config" / "ssftp.yaml")
+    assert loaded.config.clamav.address == "clamd:3310"
+    assert loaded.config.enable_virus_scan
+    assert loaded.warnings == []
+
+
 # --- Docker on this machine, once per session -------------------------------------------------
 
 
@@ -205,6 +213,7 @@ class Stack:
     config_dir: Path
     sftp_port: int
     prefect_port: int
+    postgres_password: str
     down: bool = field(default=False)
 
     @property
@@ -296,7 +305,8 @@ def stack(docker: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterat
     (config_dir / "ssftp.yaml").chmod(0o644)
     sftp_port, prefect_port = free_ports(2)
     env_file = root / ".env"
-    env_file.write_text(f"POSTGRES_PASSWORD={secrets.token_hex(16)}\n"
+    password = secrets.token_hex(16)
+    env_file.write_text(f"POSTGRES_PASSWORD={password}\n"
                         f"SSFTP_SFTP_PORT={sftp_port}\nSSFTP_PREFECT_PORT={prefect_port}\n"
                         f"SSFTP_BIND=127.0.0.1\nSSFTP_CONFIG_DIR={config_dir}\n")
     project = f"ssftp-test-{secrets.token_hex(4)}"
@@ -305,7 +315,7 @@ def stack(docker: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterat
            if not key.startswith(("SSFTP_", "POSTGRES_", "CLAMAV_", "COMPOSE_"))}
     compose = [*docker, "--project-name", project, "--file", str(COMPOSE_FILE),
                "--env-file", str(env_file)]
-    instance = Stack(compose, project, env, root, config_dir, sftp_port, prefect_port)
+    instance = Stack(compose, project, env, root, config_dir, sftp_port, prefect_port, password)
     try:
         yield instance
     finally:
@@ -435,6 +445,20 @@ def test_the_scan_runs_are_in_the_published_prefect_api(running, uploaded):
              details=lambda: repr(state))
     settings = httpx.get(f"http://127.0.0.1:{running.prefect_port}/ui-settings", timeout=10)
     assert settings.json()["api_url"] == running.api
+    # The runs are in PostgreSQL (a wrong database URL would fall back to SQLite silently).
+    stored = running.run("exec", "-T", "postgres", "psql", "-U", "prefect", "-d", "prefect",
+                         "-tAc", "select count(*) from flow_run where name like 'scan%'").stdout
+    assert int(stored.strip()) >= 1, stored
+
+
+def test_no_secret_is_baked_into_an_image(running):
+    """POSTGRES_PASSWORD reaches the containers from the env file, never an image."""
+    for image in ("ssftp:latest", "ssftp-postgres:latest", "ssftp-clamd:latest"):
+        baked = docker_out("image", "inspect", image) + docker_out("history", "--no-trunc",
+                                                                    image)
+        assert running.postgres_password not in baked, image
+    postgres = running.containers("postgres")[0]
+    assert running.postgres_password in docker_out("inspect", postgres)
 
 
 def test_the_prefect_ui_is_served_on_the_published_port(running):
@@ -468,6 +492,14 @@ def test_two_workers_share_the_data_root_and_each_file_is_scanned_once(
         scanned_by = [worker for worker, seen in by_worker.items() if file in seen]
         assert len(scanned_by) == 1, (file, by_worker)
     print("files scanned per worker: " + repr(sorted(len(seen) for seen in by_worker.values())))
+    # Each scans: with the one that scanned most stopped, the other scans the next file.
+    busiest = max(by_worker, key=lambda worker: len(by_worker[worker]))
+    docker_out("stop", busiest)
+    upload(running, tmp_path, {"after-stop.txt": b"scanned by the other worker\n"})
+    other = next(worker for worker in by_worker if worker != busiest)
+    wait_for("the other worker scanning after-stop.txt",
+             lambda: f"{ACCOUNT_DIR}/after-stop.txt" in console_scans(other),
+             details=running.logs)
 
 
 def console_scans(container: str) -> set[str]:
