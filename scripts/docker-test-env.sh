@@ -1,39 +1,48 @@
 #!/usr/bin/env bash
 # Make this machine able to build and run docker/compose.yaml, idempotently; run by tests/test_docker.py
 # (only when that test runs: the rest of the suite needs no Docker) and usable by hand:
-#   1. Debian's docker.io, docker-compose and mmdebstrap (apt-get, only the missing ones);
+#   1. Debian's docker.io and docker-compose (apt-get, only the missing ones; mmdebstrap too
+#      when step 3 needs it);
 #   2. a Docker daemon: when none answers, start dockerd (root only) and wait until `docker info`
 #      answers; its pid goes to $SSFTP_DOCKERD_PIDFILE when set, so the caller can stop what it started;
 #   3. the base image debian:bookworm-slim: pulled where a registry answers, else built from
 #      Debian's packages with mmdebstrap, trusting the host's extra CA certificates (a
 #      TLS-inspecting proxy would otherwise break pip inside the builds).
-# Exit 0 when Docker is ready; exit 3 with one line on stderr when it cannot be here (not root, no apt).
+# Exit 0 when Docker is ready; exit 3 with one line on stderr when it cannot be here (something
+# needs root and this is not root, without passwordless sudo; no apt-get; no dockerd).
 set -euo pipefail
 
 say() { echo "docker-test-env: $*" >&2; }
 unavailable() { say "$*"; exit 3; }
 
+# Root only for what needs it (installing, starting dockerd, mmdebstrap): a user of a running
+# daemon (the docker group) needs none.
 as_root=""
-if [ "$(id -u)" -ne 0 ]; then
-    sudo -n true 2>/dev/null || unavailable "not root and no passwordless sudo"
+need_root() {
+    [ "$(id -u)" -eq 0 ] && return
+    sudo -n true 2>/dev/null || unavailable "$1 needs root: not root and no passwordless sudo"
     as_root="sudo -n"
-fi
+}
+
+install_missing() {
+    [ $# -gt 0 ] || return 0
+    command -v apt-get >/dev/null 2>&1 || unavailable "no apt-get to install $*"
+    need_root "installing $*"
+    say "installing Debian packages: $*"
+    $as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends \
+        "$@" >/dev/null
+}
 
 missing=()
 command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 ||
     missing+=(docker-compose)
-command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
-if [ ${#missing[@]} -gt 0 ]; then
-    command -v apt-get >/dev/null 2>&1 || unavailable "no apt-get to install ${missing[*]}"
-    say "installing Debian packages: ${missing[*]}"
-    $as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-fi
+install_missing "${missing[@]}"
 
 if ! docker info >/dev/null 2>&1; then
     command -v dockerd >/dev/null 2>&1 || unavailable "no daemon answers and no dockerd to start"
+    need_root "starting dockerd"
     log="${SSFTP_DOCKERD_LOG:-/tmp/ssftp-dockerd.log}"
     say "starting dockerd (log $log)"
     # setsid: the daemon outlives this script and is stopped by whoever started us (by its pid).
@@ -50,6 +59,8 @@ fi
 
 base=debian:bookworm-slim
 if ! docker image inspect "$base" >/dev/null 2>&1 && ! docker pull -q "$base" >/dev/null 2>&1; then
+    command -v mmdebstrap >/dev/null 2>&1 || install_missing mmdebstrap
+    need_root "building $base with mmdebstrap"
     say "no registry: building $base from Debian's packages with mmdebstrap"
     cas=/usr/local/share/ca-certificates
     hooks=()
