@@ -27,11 +27,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +41,7 @@ from ssftp.health import MetricsListener
 from ssftp.passwords import hash_password
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
+from tests.test_cli_pipeline import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
@@ -58,24 +59,9 @@ SERVICES = ("postgres", "prefect-server", "clamd", "sftp", "worker")
 
 BUILD_TIMEOUT = 900.0
 UP_TIMEOUT = 300.0
-WAIT_TIMEOUT = 180.0
 
-T = TypeVar("T")
 # How long each phase took, printed at the end of the module (the figures of the README).
 PHASES: dict[str, float] = {}
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT_TIMEOUT,
-             details: Callable[[], str] = lambda: "") -> T:
-    """Poll ``probe`` until it returns something truthy; fail saying what never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s\n{details()}")
-        time.sleep(1)
 
 
 @contextlib.contextmanager
