@@ -86,6 +86,10 @@ class Claim:
     sub_path: PurePosixPath
     # The claiming process's directory (``.ssftp-claims/<owner>``): pruning stops there.
     owner_directory: Path = field(repr=False)
+    # When the file last changed while it waited to be claimed (its ctime then: the publish
+    # of an upload, or a download, or a SETSTAT right after): for ``ssftp_scan_seconds``. Not
+    # the mtime, which a client that keeps times (``put -p``) sets to the source's.
+    staged_at: float | None = None
 
     def release(self) -> Path:
         """Put the file back in staging after a failed scan, without replacing anything.
@@ -153,11 +157,13 @@ class ClaimArea:
         target = slot / sub_path
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            # Before the rename, which is a change of its own.
+            staged_at = os.lstat(path).st_ctime
             os.rename(path, target)
         except FileNotFoundError:
             _prune(target.parent, self.directory)
             return None
-        return Claim(target, self.staging / sub_path, sub_path, self.directory)
+        return Claim(target, self.staging / sub_path, sub_path, self.directory, staged_at)
 
     def heartbeat(self) -> None:
         """Show other instances sharing the data root that this owner is alive (its

@@ -45,7 +45,8 @@ SCANS = Counter(
     "ssftp_scans", "Scan attempts, by verdict (clean, infected, unscannable, error, "
     "unscanned); an error is retried", ["verdict"], registry=REGISTRY)
 SCAN_SECONDS = Histogram(
-    "ssftp_scan_seconds", "Seconds from an upload's close (the staged file's mtime) to its "
+    "ssftp_scan_seconds", "Seconds from an upload's close (the staged file's last change, "
+    "which a client cannot set; after a failed attempt, its return to staging) to its "
     "verdict, for files that left staging", buckets=SCAN_SECONDS_BUCKETS, registry=REGISTRY)
 STAGING_FILES = Gauge(
     "ssftp_staging_files", "Staged files waiting: changing, batched, or waiting for a retry "

@@ -72,8 +72,6 @@ class _Examined:
     verdict: Verdict
     sha256: str | None = None
     size: int | None = None
-    # When the upload closed (its mtime as the scan found it), for ``ssftp_scan_seconds``.
-    mtime: float | None = None
 
 
 def _failed(examined: _Examined, detail: str) -> _Examined:
@@ -107,13 +105,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _count(result: ScanResult, mtime: float | None) -> None:
+def _count(result: ScanResult, staged_at: float | None) -> None:
     """The scan metrics: every attempt by its verdict, and for a file that left staging the
-    time since its upload closed. A client that keeps mtimes (``put -p``) sets the source's
-    time instead: such a file lands in the histogram's top bucket."""
+    time since it was staged (:attr:`Claim.staged_at`)."""
     SCANS.labels(verdict=result.verdict.value).inc()
-    if result.area is not Area.STAGING and mtime is not None:
-        SCAN_SECONDS.observe(max(0.0, time.time() - mtime))
+    if result.area is not Area.STAGING and staged_at is not None:
+        SCAN_SECONDS.observe(max(0.0, time.time() - staged_at))
 
 
 def _owes_nothing(result: ScanResult) -> None:
@@ -145,7 +142,7 @@ class Scanner:
             return None
         examined = self._examine(claim)
         result = self._settle(claim, examined, flow_run_id)
-        _count(result, examined.mtime)
+        _count(result, claim.staged_at)
         return result
 
     def _settle(self, claim: Claim, examined: _Examined, flow_run_id: str | None) -> ScanResult:
@@ -195,12 +192,12 @@ class Scanner:
             if self.client is None:
                 return _Examined(Verdict(VerdictKind.UNSCANNED,
                                          "scanning is switched off (enableVirusScan: false)"),
-                                 sha256, size, before.st_mtime)
+                                 sha256, size)
             verdict = self.client.scan(self._clamd_reads(claim, fd), self.mode)
             if (_changed(before, os.fstat(fd)) or size != before.st_size
                     or not _still_named(claim.path, before)):
                 verdict = Verdict(VerdictKind.ERROR, "the file changed while it was being scanned")
-            return _Examined(verdict, sha256, size, before.st_mtime)
+            return _Examined(verdict, sha256, size)
         except OSError as exc:
             # An I/O error reading it (a failing disk or share): worth another try later.
             return _Examined(Verdict(VerdictKind.ERROR, f"could not be read: {exc}"))

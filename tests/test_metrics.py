@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -255,6 +257,20 @@ def test_scans_are_counted_by_verdict_and_timed_from_the_upload(layout, client, 
     assert sample("ssftp_scans_total", verdict="clean") == clean + 1
     assert sample("ssftp_scans_total", verdict="infected") == infected + 1
     assert sample("ssftp_scan_seconds_count") == timed + 2
+
+
+def test_a_file_with_its_source_mtime_is_timed_from_its_staging(layout, client, owners):
+    """``put -p`` leaves the source's mtime (here a year ago) on the staged file: on main the
+    histogram took that as the upload's close and counted a year-long scan."""
+    scanner = make_scanner(layout, client, owners)
+    staged = stage(layout, "partner-a/kept-times.txt", b"times kept\n")
+    year_ago = time.time() - 365 * 24 * 3600
+    os.utime(staged, (year_ago, year_ago))
+    slow = sample("ssftp_scan_seconds_bucket", le="+Inf") - sample("ssftp_scan_seconds_bucket",
+                                                                   le="3600.0")
+    assert scanner.scan(staged) is not None
+    assert (sample("ssftp_scan_seconds_bucket", le="+Inf")
+            - sample("ssftp_scan_seconds_bucket", le="3600.0")) == slow
 
 
 def test_a_scan_that_could_not_reach_clamd_is_an_error_and_not_timed(layout, owners, tmp_path):
