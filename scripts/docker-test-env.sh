@@ -35,7 +35,9 @@ install_missing() {
 }
 
 missing=()
-command -v docker >/dev/null 2>&1 || missing+=(docker.io)
+# dockerd, not docker: a machine may have a client alone (this kind has one in /usr/local/bin).
+command -v docker >/dev/null 2>&1 && { command -v dockerd >/dev/null 2>&1 ||
+    docker info >/dev/null 2>&1; } || missing+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 ||
     missing+=(docker-compose)
 install_missing "${missing[@]}"
