@@ -39,6 +39,8 @@ class TransferKind(Generic[Entry]):
     role: str
     # A transferred file's result in the run's table.
     done: Outcome
+    # Its ``direction`` in ``ssftp_transfers_total`` (the SFTP server's are upload, download).
+    direction: str
     # The ssftp.yaml key that switches the whole kind on.
     switch: str
     enabled: Callable[[SsftpConfig], bool]
@@ -61,17 +63,23 @@ class TransferKind(Generic[Entry]):
         as TransferErrors (``client.connection``), a file's failure as a row."""
         with TransferState.open(layout.system) as state:
             async with open_sftp(entry, layout.system, timeout) as sftp:
-                return await self.body(entry, layout, state, sftp, flow_run_id)
+                rows = await self.body(entry, layout, state, sftp, flow_run_id)
+            state.add_to_totals(self.direction, [
+                "ok" if row.result == self.done else "failed" for row in rows
+                if row.result in (self.done, "failed")])
+            return rows
 
 
 DOWNLOAD: TransferKind[Downloader] = TransferKind(
-    name="download", role="downloader", done="downloaded", switch="enableSftpClientDownloader",
+    name="download", role="downloader", done="downloaded", direction="pull",
+    switch="enableSftpClientDownloader",
     enabled=lambda config: config.enable_sftp_client_downloader,
     entries=lambda config: config.sftp_client_downloaders,
     body=download_files)
 
 UPLOAD: TransferKind[Uploader] = TransferKind(
-    name="upload", role="uploader", done="uploaded", switch="enableSftpClientUploader",
+    name="upload", role="uploader", done="uploaded", direction="push",
+    switch="enableSftpClientUploader",
     enabled=lambda config: config.enable_sftp_client_uploader,
     entries=lambda config: config.sftp_client_uploaders,
     body=upload_files)

@@ -30,6 +30,7 @@ from ssftp.errors import NoClamdError, OutboxError
 from ssftp.health import Address, Status, clamd_status, metrics_listening, up_or_down
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, warn_on_stderr
+from ssftp.metrics import TRANSFERS
 from ssftp.outbox import Outbox, StoredNotification
 from ssftp.processes import StopDeadline, run_until_stopped
 from ssftp.scanner import Scanner, ScanResult
@@ -101,6 +102,8 @@ class ScanWorker:
         self.store.on_change(self._reconfigure)
         self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
                                              str(layout.root))
+        # The transfers' runs count their files in system/: this process exports them.
+        TRANSFERS.read_from(layout.system)
         if not self.store.current.loaded.config.enable_virus_scan:
             log_event(logger, "virus scanning is OFF (enableVirusScan: false): staged files "
                       "go to clean/ unscanned", logging.WARNING)

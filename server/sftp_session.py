@@ -195,7 +195,7 @@ class SFTPSession(asyncssh.SFTPServer):
         The metrics count the same transfer: its bytes and its result.
         """
         (UPLOAD_BYTES if direction == "upload" else DOWNLOAD_BYTES).inc(handle.bytes)
-        TRANSFERS.labels(direction=direction, result="ok" if error is None else "failed").inc()
+        TRANSFERS.inc(direction, "ok" if error is None else "failed")
         asyncio.get_running_loop().call_soon(functools.partial(
             log_event, transfer_log, "transfer",
             logging.INFO if error is None else logging.WARNING,

@@ -1,9 +1,10 @@
 """Every Prometheus metric ssftp exports, defined once, in ssftp's own registry.
 
 Each metric is changed at exactly one place, where the fact is already known (the login log
-line, the transfer log line, the scan's result, the PING's answer, the webhook's settlement),
-so no second bookkeeping can drift from the logs. Label values are bounded: a method, a
-result, a verdict kind, a configured webhook name; never a file name, a user or an address.
+line, the transfer log line or a scheduled transfer's run, the scan's result, the PING's
+answer, the webhook's settlement), so no second bookkeeping can drift from the logs. Label
+values are bounded: a method, a result, a verdict kind, a configured webhook name; never a
+file name, a user or an address.
 
 The registry is ours, not prometheus_client's global default: Prefect registers its own
 client counters there (events and logs emitted), which are not ssftp's contract and change
@@ -16,11 +17,64 @@ their figures then add up, so tests compare values before and after.
 
 from __future__ import annotations
 
+import collections
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ssftp.transfer_state import STATE_FILE, TransferState
 
 REGISTRY = CollectorRegistry()
+
+
+class TransferTotals(Collector):
+    """``ssftp_transfers_total{direction,result}``: files moved (``ok``) or not (``failed``).
+
+    The SFTP server's (``upload``, ``download``) are counted here, in this process. The
+    downloaders' and uploaders' (``pull``, ``push``) run in processes of their own (a Prefect
+    runner's subprocess per run, or a work pool's worker), so each run adds its figures to
+    ``system/transfers.sqlite`` (ssftp.transfer_state), and a process that serves the
+    transfers (``worker``, ``up``) reads them there when scraped (:meth:`read_from`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._lock = threading.Lock()
+        self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._state: Path | None = None
+        registry.register(self)
+
+    def inc(self, direction: str, result: str) -> None:
+        with self._lock:
+            self._counts[direction, result] += 1
+
+    def read_from(self, system: Path) -> None:
+        """Export the scheduled transfers' figures, kept under this ``system/``."""
+        self._state = system
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts = collections.Counter(self._counts)
+        if self._state is not None and (self._state / STATE_FILE).exists():
+            with TransferState.open(self._state) as state:
+                counts.update(state.totals())
+        family = self._family()
+        for (direction, result), files in sorted(counts.items()):
+            family.add_metric([direction, result], files)
+        yield family
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "ssftp_transfers", "Files transferred, by direction (upload, download: through "
+            "the SFTP server; pull, push: the downloaders' and uploaders') and result (ok, "
+            "failed)", labels=["direction", "result"])
+
 
 # Upload close -> verdict: from a tenth of a second (a small file on an idle gateway) to an
 # hour (a backlog, or clamd down); slower ones fall in +Inf.
@@ -38,9 +92,7 @@ UPLOAD_BYTES = Counter(
 DOWNLOAD_BYTES = Counter(
     "ssftp_download_bytes", "Bytes sent in SFTP downloads (counted as each download ends)",
     registry=REGISTRY)
-TRANSFERS = Counter(
-    "ssftp_transfers", "SFTP transfers through the server that ended, by direction (upload, "
-    "download) and result (ok, failed)", ["direction", "result"], registry=REGISTRY)
+TRANSFERS = TransferTotals(REGISTRY)
 SCANS = Counter(
     "ssftp_scans", "Scan attempts, by verdict (clean, infected, unscannable, error, "
     "unscanned); an error is retried", ["verdict"], registry=REGISTRY)

@@ -5,6 +5,10 @@ remote server is not fetched again until it changes. Uploaders keep a journal of
 progress, so a crash between the remote rename and the local archive neither loses the file nor
 sends it twice: the next run finds the journal entry and finishes the delivery.
 
+It also keeps the files each kind moved and failed to move, in all (``totals``): the runs are
+processes of their own (a Prefect runner's subprocess, or a work pool's worker), and the process
+that exports the metrics reads the figures here (``ssftp_transfers_total``, ssftp.metrics).
+
 Runs of different downloaders may be separate processes, so the DB is in WAL mode with a busy
 timeout, and every method is one short transaction.
 """
@@ -14,6 +18,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -42,6 +48,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     stage TEXT NOT NULL,
     updated_at REAL NOT NULL,
     PRIMARY KEY (uploader, local_path)
+);
+CREATE TABLE IF NOT EXISTS totals (
+    direction TEXT NOT NULL,
+    result TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    PRIMARY KEY (direction, result)
 );
 """
 
@@ -133,3 +145,21 @@ class TransferState:
     def finish_delivery(self, uploader: str, local_path: PurePosixPath) -> None:
         self._db.execute("DELETE FROM deliveries WHERE uploader = ? AND local_path = ?",
                          (uploader, os.fsencode(local_path)))
+
+    # -- totals, for the metrics -------------------------------------------------------
+
+    def add_to_totals(self, direction: str, results: Iterable[str]) -> None:
+        """Count one run's files moved (``ok``) and failed, in one statement (so one
+        transaction)."""
+        counted = Counter(results)
+        if not counted:
+            return
+        self._db.execute(
+            "INSERT INTO totals VALUES " + ", ".join(["(?, ?, ?)"] * len(counted))
+            + " ON CONFLICT (direction, result) DO UPDATE SET files = files + excluded.files",
+            [value for result, files in counted.items() for value in (direction, result, files)])
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        """Files by (direction, result), since the data root was made."""
+        rows = self._db.execute("SELECT direction, result, files FROM totals").fetchall()
+        return {(direction, result): files for direction, result, files in rows}

@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncssh
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from flows.events import CLEAN, UPLOADED
 from testkit.sftp_client import run_sftp
@@ -47,6 +48,7 @@ class Chain:
     a: Up
     b: Up
     partner_dir: Path
+    a_metrics: str  # A's /metrics
 
 
 def config_b() -> str:
@@ -64,12 +66,14 @@ def config_b() -> str:
     """
 
 
-def config_a(b_port: int) -> str:
+def config_a(b_port: int, metrics_port: int) -> str:
     return f"""
     sftpPort: 0
     instanceName: chain-a
     fsyncUploads: false
     enableSftpClientUploader: true
+    metrics:
+      listen: "127.0.0.1:{metrics_port}"
     users:
       stagingDir:
         - directory: partner
@@ -107,8 +111,10 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     try:
         wait_until_up(b)
         trust(b, root / "a-data")
-        a = launch_up(root, write_config(root / "a.yaml", config_a(b_port)), root / "a-data",
-                      free_port(), free_port(), env=child_env(PREFECT_API_URL=b.api))
+        metrics_port = free_port()
+        a = launch_up(root, write_config(root / "a.yaml", config_a(b_port, metrics_port)),
+                      root / "a-data", free_port(), free_port(),
+                      env=child_env(PREFECT_API_URL=b.api))
         wait_until_up(a)
         assert f"http://127.0.0.1:{prefect_port} (not ours: PREFECT_API_URL)" in a.stdout
         partner_dir = root / "partner"
@@ -118,7 +124,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         result = run_sftp(a.sftp_port, PARTNER, ["put report.csv", "put eicar.com"],
                           cwd=partner_dir, password=PARTNER_PW)
         assert result.returncode == 0, result.stderr
-        yield Chain(a, b, partner_dir)
+        yield Chain(a, b, partner_dir, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         if a is not None:
             shut_down(a)
@@ -234,3 +240,18 @@ def test_one_event_resource_filter_follows_the_file_through_both_instances(chain
 
     wait_for(all_stored, f"the events of {resource}", timeout=60)
     assert steps == expected
+
+
+def test_a_scrape_counts_the_uploaders_pushes_made_in_their_own_processes(chain):
+    """A's uploader runs are subprocesses of A's Prefect runner; A's /metrics has their files
+    (on main ssftp_transfers_total had the SFTP server's only: no ``push``)."""
+    wait_for((chain.b.data / "clean" / "inbound" / "report.csv").is_file, "report.csv on B",
+             timeout=180)
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(
+                   httpx.get(chain.a_metrics, timeout=30).text)
+               for sample in family.samples}
+    pushed = ("ssftp_transfers_total", (("direction", "push"), ("result", "ok")))
+    uploaded = ("ssftp_transfers_total", (("direction", "upload"), ("result", "ok")))
+    assert samples[pushed] == 1  # report.csv; EICAR never left A
+    assert samples[uploaded] == 2  # the partner's two puts

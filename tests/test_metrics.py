@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.defender import Defender
@@ -30,8 +31,9 @@ from ssftp.config.schema import ScanningSettings
 from ssftp.errors import ConfigError, InvalidValueError, ListenError
 from ssftp.file_stamp import FileStamp
 from ssftp.health import MetricsListener, clamd_status, health_report, parse_listen
-from ssftp.metrics import REGISTRY
+from ssftp.metrics import REGISTRY, TransferTotals
 from ssftp.staging_queue import StagingQueue
+from ssftp.transfer_state import STATE_FILE, TransferState
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD
@@ -237,6 +239,31 @@ def test_upload_and_download_bytes_and_transfers_move(gateway, workdir):
     assert sample("ssftp_transfers_total", direction="upload", result="ok") == uploads + 1
     assert sample("ssftp_upload_bytes_total") == up_bytes + len(data)
     assert sample("ssftp_download_bytes_total") == down_bytes + len(data)
+
+
+def test_scheduled_transfers_are_the_data_roots_totals_and_the_servers_are_added(tmp_path):
+    """The downloaders' and uploaders' runs are processes of their own: they count their
+    files in system/transfers.sqlite, and the process that serves them exports the sum."""
+    registry = CollectorRegistry()
+    totals = TransferTotals(registry)
+    system = tmp_path / "system"
+    system.mkdir()
+    totals.read_from(system)
+    assert registry.get_sample_value("ssftp_transfers_total", {"direction": "pull",
+                                                               "result": "ok"}) is None
+    assert not (system / STATE_FILE).exists()  # a scrape creates nothing
+    with TransferState.open(system) as run_one, TransferState.open(system) as run_two:
+        run_one.add_to_totals("pull", ["ok", "ok", "failed"])
+        run_two.add_to_totals("pull", ["ok"])
+        run_two.add_to_totals("push", [])
+    totals.inc("upload", "ok")
+
+    def value(direction: str, result: str) -> float | None:
+        return registry.get_sample_value("ssftp_transfers_total",
+                                         {"direction": direction, "result": result})
+
+    assert (value("pull", "ok"), value("pull", "failed"), value("upload", "ok")) == (3, 1, 1)
+    assert value("push", "ok") is None
 
 
 def test_a_ban_is_counted_once():
