@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from ssftp.health import parse_listen
+
 DEFAULT_SFTP_PORT = 2002
 DEFAULT_PREFECT_PORT = 4200
 # /healthz bounds each of its checks to 2 s (a worker has two); the HEALTHCHECK allows 10 s.
@@ -63,10 +65,10 @@ def api_health(api_url: str) -> str | None:
 
 
 def healthz_url(listen: str) -> str:
-    """``http://127.0.0.1:9464/healthz`` for ``--metrics-listen 0.0.0.0:9464``."""
-    host, _, port = listen.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if host in ("0.0.0.0", "::", ""):
+    """``http://127.0.0.1:9464/healthz`` for ``--metrics-listen 0.0.0.0:9464`` (read as the
+    listener reads it, ssftp.health.parse_listen)."""
+    host, port = parse_listen(listen)
+    if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
 
