@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import os
-import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from deployments.prefect_server import (
@@ -31,87 +28,16 @@ from deployments.prefect_server import (
 )
 from ssftp.clamd_daemon import ClamdDaemon, supervise
 from ssftp.config.reload import ConfigStore
-from ssftp.errors import WorkerDiedError
-from ssftp.health import Address, Check, Status, metrics_listening, up_or_down
+from ssftp.health import Address, Check, metrics_listening, up_or_down
 from ssftp.layout import DataLayout
 from ssftp.logs import configure_logging, log_dirs
 from ssftp.processes import StopDeadline, run_until_stopped
 
 if TYPE_CHECKING:
-    from deployments.worker import ScanWorker
+    from deployments.worker import WorkerThread
     from server.app import Gateway
 
 DEFAULT_PREFECT_PORT = 4200
-# The worker's part of the stop's budget (``STOP_SECONDS`` in all) for its scans and
-# notifications; then Prefect's workers are flushed (``FLUSH_SECONDS`` each), clamd stops,
-# and the Prefect server (``SERVER_STOP_SECONDS``).
-WORKER_STOP_SECONDS = 5.0
-
-
-@dataclass
-class WorkerThread:
-    """A scan worker on its own thread and event loop."""
-
-    store: ConfigStore
-    clamd: ClamdDaemon | None
-    _thread: threading.Thread = field(init=False)
-    _loop: asyncio.AbstractEventLoop | None = field(init=False, default=None)
-    _task: asyncio.Task[None] | None = field(init=False, default=None)
-    _ready: threading.Event = field(init=False, default_factory=threading.Event)
-    error: BaseException | None = field(init=False, default=None)
-    scan_worker: ScanWorker | None = field(init=False, default=None)
-
-    def start(self) -> None:
-        # The caller's context goes along: Prefect keeps its settings (the API URL) there.
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(target=context.run, args=(asyncio.run, self._main()),
-                                        name="ssftp-scan-worker", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self.error is not None:
-            raise self.error
-
-    async def _main(self) -> None:
-        from deployments.worker import ScanWorker
-
-        self._loop = asyncio.get_running_loop()
-        try:
-            worker = ScanWorker(self.store, self.clamd.address if self.clamd else None)
-            self.scan_worker = worker
-            ready = asyncio.Event()
-            self._task = asyncio.create_task(worker.run(ready))
-            await asyncio.wait([self._task, asyncio.create_task(ready.wait())],
-                               return_when=asyncio.FIRST_COMPLETED)
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self._ready.set()
-        if self._task is not None:
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            except BaseException as exc:
-                self.error = exc
-
-    def clamd_status(self) -> Status:
-        """/healthz's clamd check, on the clamd the worker scans with now."""
-        assert self.scan_worker is not None  # set before start() returns
-        return self.scan_worker.clamd_status()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self, timeout: float) -> None:
-        """Cancel the worker and wait up to ``timeout`` for its thread (scans under way
-        finish their file, notifications in flight get a moment: ``ScanWorker.run``)."""
-        if self._loop is not None and self._task is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._task.cancel)
-        self._thread.join(timeout=timeout)
-
-
 def _connect_hint(store: ConfigStore, host: str, port: int) -> str:
     staging = store.current.loaded.config.users.staging_dir
     user = staging[0].auth.username if staging else "<user>"
@@ -138,6 +64,10 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
         ensure_prefect_server, layout.system / "prefect", prefect_port, url=prefect_url,
         pid_file=layout.prefect_pid_file)
     os.environ["PREFECT_API_URL"] = prefect.api_url
+    # Only now: the worker's modules load Prefect's flow machinery, which reads the API URL
+    # once, as it loads.
+    from deployments.worker import WORKER_STOP_SECONDS, WorkerThread, check_alive
+
     clamd = None
     supervisor = None
     service = None
@@ -161,10 +91,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
         stopped = asyncio.create_task(run_until_stopped())
         while not stopped.done():
             await asyncio.wait([stopped], timeout=1)
-            if not worker.alive:
-                # Uploads would pile up unscanned without anyone noticing: stop loudly.
-                stopped.cancel()
-                raise WorkerDiedError(f"the scan worker stopped: {worker.error!r}")
+            check_alive(worker, stopped)
     finally:
         deadline = StopDeadline()
         deadline.arm("closing the SFTP server")

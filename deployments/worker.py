@@ -2,16 +2,18 @@
 deployments (downloaders and uploaders).
 
 ``ssftp worker`` runs it against ``PREFECT_API_URL``; ``ssftp up`` runs it beside the SFTP
-server. A config reload swaps the scanner (accounts, clamd settings, scanning on/off) and the
-webhooks, and updates the transfer schedules; runs in progress finish with what they started
-with.
+server. Either way on a thread and event loop of its own (:class:`WorkerThread`). A config
+reload swaps the scanner (accounts, clamd settings, scanning on/off) and the webhooks, and
+updates the transfer schedules; runs in progress finish with what they started with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -25,8 +27,9 @@ from flows.notify import NotifyRuns
 from flows.scan import ScanRuns
 from ssftp.claims import ClaimArea
 from ssftp.clamd import ClamdAddress, ClamdClient
+from ssftp.clamd_daemon import ClamdDaemon
 from ssftp.config.reload import ActiveConfig, ConfigStore
-from ssftp.errors import NoClamdError, OutboxError
+from ssftp.errors import NoClamdError, OutboxError, WorkerDiedError
 from ssftp.health import Address, Status, clamd_status, metrics_listening, up_or_down
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, warn_on_stderr
@@ -198,31 +201,117 @@ class ScanWorker:
                         await task
 
 
+# The worker's part of the stop's budget (``STOP_SECONDS`` in all) for its scans and
+# notifications; then Prefect's workers are flushed (``FLUSH_SECONDS`` each), clamd stops,
+# and the Prefect server (``SERVER_STOP_SECONDS``).
+WORKER_STOP_SECONDS = 5.0
+
+
+@dataclass
+class WorkerThread:
+    """A scan worker on its own thread and event loop."""
+
+    store: ConfigStore
+    clamd: ClamdDaemon | None
+    _thread: threading.Thread = field(init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(init=False, default=None)
+    _task: asyncio.Task[None] | None = field(init=False, default=None)
+    _ready: threading.Event = field(init=False, default_factory=threading.Event)
+    error: BaseException | None = field(init=False, default=None)
+    scan_worker: ScanWorker | None = field(init=False, default=None)
+
+    def start(self) -> None:
+        # The caller's context goes along: Prefect keeps its settings (the API URL) there.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(asyncio.run, self._main()),
+                                        name="ssftp-scan-worker", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self.error is not None:
+            raise self.error
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            worker = ScanWorker(self.store, self.clamd.address if self.clamd else None)
+            self.scan_worker = worker
+            ready = asyncio.Event()
+            self._task = asyncio.create_task(worker.run(ready))
+            await asyncio.wait([self._task, asyncio.create_task(ready.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._ready.set()
+        if self._task is not None:
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            except BaseException as exc:
+                self.error = exc
+
+    def clamd_status(self) -> Status:
+        """/healthz's clamd check, on the clamd the worker scans with now."""
+        assert self.scan_worker is not None  # set before start() returns
+        return self.scan_worker.clamd_status()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float) -> None:
+        """Cancel the worker and wait up to ``timeout`` for its thread (scans under way
+        finish their file, notifications in flight get a moment: ``ScanWorker.run``)."""
+        if self._loop is not None and self._task is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(timeout=timeout)
+
+
+
+def check_alive(worker: WorkerThread, stopped: asyncio.Task[None]) -> None:
+    """Raise WorkerDiedError (and give up waiting for ``stopped``) when the worker has ended:
+    uploads would pile up unscanned without anyone noticing, so the process stops loudly."""
+    if not worker.alive:
+        stopped.cancel()
+        raise WorkerDiedError(f"the scan worker stopped: {worker.error!r}")
+
+
 async def run_worker(store: ConfigStore, api_url: str, metrics: Address | None = None) -> None:
     """``ssftp worker``: the watcher and flows only, with hot reload, until SIGINT/SIGTERM;
     ``/metrics`` and ``/healthz`` on ``metrics`` when given (its Prefect check asks
-    ``api_url``)."""
-    worker = ScanWorker(store)
-    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(store.watch())]
+    ``api_url``).
+
+    The scan worker runs on a thread of its own, as in ``ssftp up``, so the main thread keeps
+    SIGTERM: Prefect's flow engine takes SIGTERM over while a flow runs on the main thread
+    (its handler raises TerminationSignal), and a ``docker stop`` during a scan or a
+    notification crashed the worker with exit 1 instead of stopping it."""
+    worker = WorkerThread(store, None)
+    worker.start()
+    watch = asyncio.create_task(store.watch())
     log_event(logger, "scan worker started", staging=str(store.layout.staging))
     checks = {"clamd": worker.clamd_status,
               "prefect": lambda: up_or_down(is_healthy(api_url))}
     try:
         with metrics_listening(metrics, checks):
             stopped = asyncio.create_task(run_until_stopped())
-            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopped:
-                task.result()
+            while not stopped.done():
+                await asyncio.wait([stopped, watch], timeout=1,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if watch.done():
+                    stopped.cancel()
+                    watch.result()
+                check_alive(worker, stopped)
     finally:
         # Bounded like ``ssftp up``'s stop; Prefect's workers are flushed while the API
         # answers, or Python's exit would wait on them for as long as it does not.
         deadline = StopDeadline()
         deadline.arm("stopping the scan worker")
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+        await asyncio.to_thread(worker.stop, WORKER_STOP_SECONDS)
         deadline.step("flushing Prefect's log and event workers")
         await asyncio.to_thread(flush_prefect_workers)
         deadline.step("exiting (Python's exit handlers)")

@@ -245,6 +245,13 @@ def docker_out(*args: str) -> str:
                           timeout=60).stdout
 
 
+def container_tail(container: str, lines: int = 40) -> str:
+    """The end of a container's console, for a failure's message."""
+    done = subprocess.run(["docker", "logs", "--tail", str(lines), container],
+                          capture_output=True, text=True, timeout=60)
+    return (done.stdout + done.stderr)[-6000:]
+
+
 def exit_code(container: str) -> int:
     return int(docker_out("inspect", "--format", "{{.State.ExitCode}}", container))
 
@@ -525,9 +532,13 @@ def test_stop_is_clean_within_dockers_10_seconds_and_down_leaves_nothing(running
         running.run("stop", "--timeout", "10", timeout=120)
     exits = {service: [exit_code(container) for container in ids]
              for service, ids in containers.items()}
-    assert all(code != 137 for codes in exits.values() for code in codes), exits
+    unclean = "".join(f"\n--- {container} exited {exit_code(container)} ---\n"
+                      + container_tail(container)
+                      for ids in containers.values() for container in ids
+                      if exit_code(container) not in (0, 143))
+    assert all(code != 137 for codes in exits.values() for code in codes), (exits, unclean)
     # ssftp's own stop is a clean one: exit 0.
-    assert exits["sftp"] == [0] and exits["worker"] == [0, 0], exits
+    assert exits["sftp"] == [0] and exits["worker"] == [0, 0], (exits, unclean)
     with phase("down -v"):
         running.run("down", "--volumes", timeout=180)
     running.down = True

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.up import WorkerThread
+from deployments.worker import WorkerThread
 from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import CLAIMS_DIR, DataLayout

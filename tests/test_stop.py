@@ -7,8 +7,11 @@ The rounds share one data root (the Prefect database migrates once) and one webh
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from tests.test_cli_pipeline import (
     wait_for,
     wait_until_up,
 )
+from tests.test_outage import Ssftp, outage_config
 
 ROUNDS = 10
 # How long ``up`` may take to stop; a stop forced at that bound exits 2, not 0.
@@ -154,3 +158,62 @@ def upload(instance: Up, client: Path, names: list[str]) -> None:
     put = run_sftp(instance.sftp_port, PARTNER, [f"put {name}" for name in names], cwd=client,
                    password=PARTNER_PW, timeout=120)
     assert put.returncode == 0, put.stdout + put.stderr
+
+
+class StallingClamd:
+    """A clamd on a Unix socket that answers PING and never answers a scan: a scan run stays
+    in progress for as long as the test wants."""
+
+    def __init__(self, path: Path) -> None:
+        self.scans = threading.Event()
+        self._listener = socket.socket(socket.AF_UNIX)
+        self._listener.bind(str(path))
+        self._listener.listen()
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            command = conn.recv(4096)
+            if b"PING" in command:
+                conn.sendall(b"PONG\0")
+                conn.close()
+            else:
+                self._held.append(conn)  # read, never answered
+                self.scans.set()
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+def test_a_sigterm_during_a_scan_run_stops_the_worker_cleanly(tmp_path: Path, prefect_api: str):
+    """``docker stop`` sends SIGTERM, often while a scan run is in progress. Prefect's flow
+    engine takes SIGTERM over while a flow runs on the main thread (its handler raises
+    TerminationSignal): on main, ``ssftp worker`` then died with exit 1 and a traceback."""
+    clamd = StallingClamd(tmp_path / "clamd.sock")
+    receiver = WebhookReceiver()
+    config = outage_config(tmp_path, tmp_path / "clamd.sock", receiver)
+    config.write_text(config.read_text().replace("clamav:\n", "clamav:\n  timeout: 3\n", 1))
+    data = tmp_path / "data"
+    worker = Ssftp(tmp_path, config, data, prefect_api, "worker")
+    try:
+        wait_for("the worker to start", lambda: worker.events("scan worker started")
+                 or worker.proc.poll() is not None)
+        staged = data / "staging" / "drop" / "x.txt"
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        staged.write_bytes(b"scanned while the worker is stopped\n")
+        assert clamd.scans.wait(60), worker.output()
+        worker.proc.send_signal(signal.SIGTERM)
+        code = worker.proc.wait(timeout=STOP_SECONDS + 10)
+    finally:
+        worker.stop()
+        clamd.close()
+        receiver.stop()
+    assert code == 0, f"exit status {code} after SIGTERM\n{worker.output()}"
+    assert "Traceback" not in worker.stderr.read_text(), worker.output()

@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from deployments.up import WorkerThread
+from deployments.worker import WorkerThread
 from server.descriptors import process_budget
 from server.off_loop import SessionThread
 from server.verdict_wait import (
