@@ -1,7 +1,10 @@
 """The staging watcher: the I/O side of the staging queue (:mod:`ssftp.staging_queue`).
 
-It tells the queue what changed in ``staging/`` (watchfiles, i.e. inotify, and a walk now and
-then for events that got lost), and hands each batch the queue forms to one scan run.
+It tells the queue what changed in ``staging/`` (inotify, :mod:`deployments.tree_watch`, and a
+walk now and then for events that got lost), and hands each batch the queue forms to one scan
+run. A watch that fails is logged and replaced by walks every few seconds until it can be set
+up again: a name, a full queue of kernel events or a directory that cannot be watched never
+stops the scanning.
 Webhook notifications go to their own runs, which the watcher does not wait for. On start it
 sweeps staging, and takes over claims left by a crashed scanner, so a crash loses nothing.
 During a clamd outage it sends the PINGs the queue asks for, and logs the outage's start and
@@ -19,12 +22,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import watchfiles
-
+from deployments.tree_watch import Change, Kind, TreeWatch
 from ssftp.claims import HEARTBEAT_SECONDS, ClaimArea
 from ssftp.clamd import ClamdClient
 from ssftp.config.schema import ScanningSettings
-from ssftp.layout import is_pending_name
+from ssftp.layout import is_reserved_name
 from ssftp.logs import APP, log_event
 from ssftp.scanner import ScanResult
 from ssftp.staging_queue import StagingQueue, is_candidate
@@ -38,16 +40,19 @@ ResultsHandler = Callable[[list[ScanResult], dict[str, int]], None]
 CurrentClamd = Callable[[], ClamdClient | None]
 
 _TICK_SECONDS = 0.05
-# Staging is walked again this often: inotify drops events when its queue overflows, and
-# reports names that are not UTF-8 in a lossy form; a walk finds what events missed.
+# Staging is walked again this often, a safety net for events that got lost.
 RESWEEP_SECONDS = 300.0
+# While the watch is down (it failed, or cannot see everything) staging is walked this often,
+# and the watch is set up again this often.
+UNWATCHED_SWEEP_SECONDS = 2.0
+REWATCH_SECONDS = 60.0
 
 
 def staged_files(staging: Path, below: Path | None = None) -> list[Path]:
     """Every candidate file below ``below`` (default: all of staging)."""
     found = []
     for directory, dirs, names in os.walk(below or staging):
-        dirs[:] = [d for d in dirs if not is_pending_name(d)]
+        dirs[:] = [d for d in dirs if not is_reserved_name(d)]
         found += [path for name in names
                   if is_candidate(staging, path := Path(directory, name))]
     return found
@@ -69,6 +74,10 @@ class StagingWatcher:
     _running: asyncio.Task[None] | None = field(init=False, default=None)
     # The PING in flight during an outage (it may wait up to clamd.PING_TIMEOUT).
     _probing: asyncio.Task[None] | None = field(init=False, default=None)
+    # How often staging is walked (more often while the watch is down), and whether a walk is
+    # due now (the watch was set up again, or failed).
+    _sweep_every: float = field(init=False, default=RESWEEP_SECONDS)
+    _sweep_due: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.queue = StagingQueue(self.staging, self.settings)
@@ -84,19 +93,17 @@ class StagingWatcher:
         for path in staged_files(self.staging):
             self.queue.saw(path)
 
-    def _changed(self, changes: set[tuple[watchfiles.Change, str]]) -> None:
-        for change, name in changes:
-            path = Path(name)
-            if not is_candidate(self.staging, path):
-                continue
-            if change is watchfiles.Change.deleted:
-                self.queue.forget(path)
-            elif path.is_dir() and not path.is_symlink():
-                # A directory moved in whole brings files that raise no events of their own.
-                for inner in staged_files(self.staging, path):
-                    self.queue.saw(inner)
-            else:
-                self.queue.saw(path)
+    def _changed(self, change: Change) -> None:
+        if not is_candidate(self.staging, change.path):
+            return
+        if change.kind is Kind.DELETED:
+            self.queue.forget(change.path)
+        elif change.kind is Kind.DIRECTORY:
+            # A directory moved in whole brings files that raise no events of their own.
+            for inner in staged_files(self.staging, change.path):
+                self.queue.saw(inner)
+        else:
+            self.queue.saw(change.path)
 
     async def _dispatch(self, batch: list[Path]) -> None:
         try:
@@ -131,17 +138,42 @@ class StagingWatcher:
         return None if client is None else str(client.address)
 
     async def _watch(self) -> None:
-        async for changes in watchfiles.awatch(self.staging, step=20, debounce=200,
-                                               recursive=True, ignore_permission_denied=True):
-            self._changed(changes)
+        """Report what changes in staging, for ever. A watch that fails (whatever the reason:
+        no reason to stop scanning) is logged once, staging is walked every
+        UNWATCHED_SWEEP_SECONDS instead, and the watch is set up again after REWATCH_SECONDS.
+        Each new watch is followed by a walk: a file that arrived before it was set up is
+        found by one or the other (seeing it twice is harmless)."""
+        failure = ""
+        while True:
+            try:
+                watch = TreeWatch(self.staging, is_reserved_name)
+                try:
+                    watch.start()
+                    self._sweep_every = RESWEEP_SECONDS
+                    self._sweep_due = True
+                    if failure:
+                        log_event(logger, "staging watch resumed")
+                        failure = ""
+                    async for change in watch.changes():
+                        self._changed(change)
+                finally:
+                    watch.close()
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                if reason != failure:
+                    log_event(logger, "staging watch failed; staging is walked instead",
+                              logging.ERROR, error=reason, every_seconds=UNWATCHED_SWEEP_SECONDS)
+                failure = reason
+            self._sweep_every = UNWATCHED_SWEEP_SECONDS
+            self._sweep_due = True
+            await asyncio.sleep(REWATCH_SECONDS)
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Watch and scan until cancelled."""
         watch = asyncio.create_task(self._watch())
         try:
-            # watchfiles needs a moment to set up its watches; sweeping after that start means a
-            # file arriving meanwhile is seen by one or the other (seeing it twice is harmless).
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0)  # the watch is set up (a synchronous start) before the sweep
+            self._sweep_due = False
             self.sweep()
             if ready is not None:
                 ready.set()
@@ -151,11 +183,10 @@ class StagingWatcher:
                 if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
                     self.claims.heartbeat()
                     last_heartbeat = time.monotonic()
-                if time.monotonic() - last_sweep > RESWEEP_SECONDS:
+                if self._sweep_due or time.monotonic() - last_sweep > self._sweep_every:
+                    self._sweep_due = False
                     self.queue.walked(await asyncio.to_thread(staged_files, self.staging))
                     last_sweep = time.monotonic()
-                if watch.done():
-                    watch.result()  # a watcher failure must stop the service, not go silent
                 self.queue.collect()
                 if _finished(self._probing):
                     self._probing = None

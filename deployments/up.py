@@ -85,10 +85,11 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
         gateway = service.gateway
         listening.enter_context(metrics_listening(metrics,
                                                   _health_checks(gateway, worker, prefect)))
+        stopped = asyncio.create_task(run_until_stopped())
+        await asyncio.sleep(0)  # its handlers take SIGINT before the banner invites a Ctrl-C
         print(f"\nssftp is up.\n  upload:    {_connect_hint(store, gateway.host, gateway.port)}\n"
               f"  Prefect:   {prefect.describe()}\n  data root: {layout.root}\n"
               "Ctrl-C stops everything.\n", flush=True)
-        stopped = asyncio.create_task(run_until_stopped())
         while not stopped.done():
             await asyncio.wait([stopped], timeout=1)
             check_alive(worker, stopped)

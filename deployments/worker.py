@@ -290,12 +290,13 @@ async def run_worker(store: ConfigStore, api_url: str, metrics: Address | None =
     worker = WorkerThread(store, None)
     worker.start()
     watch = asyncio.create_task(store.watch())
-    log_event(logger, "scan worker started", staging=str(store.layout.staging))
     checks = {"clamd": worker.clamd_status,
               "prefect": lambda: up_or_down(is_healthy(api_url))}
     try:
         with metrics_listening(metrics, checks):
             stopped = asyncio.create_task(run_until_stopped())
+            await asyncio.sleep(0)  # its handlers take SIGINT before "started" is said
+            log_event(logger, "scan worker started", staging=str(store.layout.staging))
             while not stopped.done():
                 await asyncio.wait([stopped, watch], timeout=1,
                                    return_when=asyncio.FIRST_COMPLETED)
