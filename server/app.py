@@ -136,13 +136,15 @@ def _apply_defender_settings(defender: Defender, active: ActiveConfig) -> None:
     defender.ban_seconds = settings.ban_seconds
 
 
-def _remove_stale_temp_files(layout: DataLayout, partial_ttl: float) -> None:
+def _remove_stale_temp_files(layout: DataLayout, partial_ttl: float, *,
+                             now: float | None = None) -> None:
     """Remove ssftp's stale temp files, and the uploads in progress nobody finished within
-    ``partialUploadTtlSeconds`` (``partial_ttl``): kept for a resume, or a client's temp name."""
+    ``partialUploadTtlSeconds`` (``partial_ttl``): kept for a resume, or a client's temp name.
+    Their age is counted to ``now`` (the clock, unless a test gives one)."""
     for area in (layout.staging, layout.clean):
-        for path in remove_stale_temp_files(area, STALE_TEMP_SECONDS):
+        for path in remove_stale_temp_files(area, STALE_TEMP_SECONDS, now=now):
             log_event(logger, "removed stale upload temp file", path=str(path))
-        for path in remove_stale_partial_uploads(area, partial_ttl,
+        for path in remove_stale_partial_uploads(area, partial_ttl, now=now,
                                                  client_temp_names=area == layout.staging):
             log_event(logger, "removed unfinished upload", path=str(path),
                       ttl_seconds=partial_ttl)

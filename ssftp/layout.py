@@ -66,14 +66,16 @@ def is_pending_name(name: str) -> bool:
     return is_reserved_name(name) or is_partial_upload_name(name)
 
 
-def remove_stale_temp_files(root: Path, older_than_seconds: float) -> list[Path]:
+def remove_stale_temp_files(root: Path, older_than_seconds: float, *,
+                            now: float | None = None) -> list[Path]:
     """Delete ssftp temp files left by a crash (an upload that was never closed).
 
-    Only old ones: several instances may share the data root, and a young temp file may be an
-    upload another instance is receiving right now.
+    Only old ones (untouched for ``older_than_seconds`` before ``now``, the clock unless a
+    test gives one; see :func:`_untouched_since`): several instances may share the data
+    root, and a young temp file may be an upload another instance is receiving right now.
     """
-    return _remove_old_files(root, time.time() - older_than_seconds,
-                             lambda relative: is_temp_name(relative.name))
+    cutoff = (time.time() if now is None else now) - older_than_seconds
+    return _remove_old_files(root, cutoff, lambda relative: is_temp_name(relative.name))
 
 
 def remove_stale_partial_uploads(root: Path, older_than_seconds: float, *,
@@ -83,7 +85,8 @@ def remove_stale_partial_uploads(root: Path, older_than_seconds: float, *,
     kept for a resume (in a ``PARTIALS_DIR``) and, with ``client_temp_names``, clients' temp
     files (``*.filepart``, ``.in.NAME``) whose client went away. Untouched for
     ``older_than_seconds`` (``partialUploadTtlSeconds``) before ``now`` (the clock, unless a
-    test gives one): a resume or a live client keeps changing the file's mtime.
+    test gives one): a resume or a live client keeps changing the file (see
+    :func:`_untouched_since`).
 
     Client temp names are for staging only: in ``clean/`` such a name may be a file that was
     scanned before it counted as one (``.in.*`` did not), and a clean file is never deleted.
@@ -104,21 +107,25 @@ def _is_partial_upload(relative: Path, *, client_temp_names: bool) -> bool:
 def _remove_old_files(root: Path, cutoff: float,
                       garbage: Callable[[Path], bool]) -> list[Path]:
     """Remove the files below ``root`` for which ``garbage`` (of the path relative to
-    ``root``) holds and that were last modified before ``cutoff``."""
+    ``root``) holds and that were last touched before ``cutoff``."""
     removed = []
     for directory, _, files in os.walk(root):
         for name in files:
             path = Path(directory, name)
-            if garbage(path.relative_to(root)) and _modified_before(path, cutoff):
+            if garbage(path.relative_to(root)) and _untouched_since(path, cutoff):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
 
 
-def _modified_before(path: Path, cutoff: float) -> bool:
-    """False for a file gone since it was listed (published or removed by its writer)."""
+def _untouched_since(path: Path, cutoff: float) -> bool:
+    """Whether nothing has changed ``path`` since ``cutoff``, by the server's own clock: its
+    ctime, which every write, rename (kept for a resume) and attribute change sets to now.
+    Not its mtime: a client sets that (``put -p``, SETSTAT on its open handle), and a partial
+    dated 2100 would be kept for ever. False for a file gone since it was listed (published
+    or removed by its writer)."""
     try:
-        return path.lstat().st_mtime < cutoff
+        return path.lstat().st_ctime < cutoff
     except FileNotFoundError:
         return False
 

@@ -28,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssftp.claims import sub_path_of
 from ssftp.config.schema import ScanningSettings
-from ssftp.layout import CLAIMS_DIR, is_pending_name
+from ssftp.layout import is_pending_name, is_reserved_name
 from ssftp.metrics import STAGING_FILES
 from ssftp.readiness import ReadinessTracker, StampOf, regular_file_stamp
 from ssftp.retry_schedule import RetrySchedule, backoff_delay
@@ -41,12 +42,16 @@ PROBE_MAX_SECONDS = 30.0
 
 
 def is_candidate(staging: Path, path: Path) -> bool:
-    """True for a path the scanner may take: not ssftp's own, not an upload in progress."""
+    """True for a path the scanner may take: not ssftp's own (in no reserved directory), not
+    an upload in progress. Only a file's own name marks an upload in progress: a directory
+    named like a client's temp file (``x.filepart/``) is a directory like any other, whose
+    files are scanned (they would otherwise wait, unscanned and never swept, for ever)."""
     try:
         parts = path.relative_to(staging).parts
     except ValueError:
         return False
-    return bool(parts) and parts[0] != CLAIMS_DIR and not any(map(is_pending_name, parts))
+    return (bool(parts) and not any(map(is_reserved_name, parts[:-1]))
+            and not is_pending_name(parts[-1]))
 
 
 @dataclass
@@ -154,7 +159,7 @@ class StagingQueue:
         and whatever it had claimed) are retried after a backoff."""
         now = self._clock()
         for path in paths:
-            self.retries.failed(path, now)
+            self.retries.failed(path, now, self._origin(path))
         self._hold_during_outage()
 
     def scanned(self, batch: list[Path], results: list[ScanResult]) -> dict[str, int]:
@@ -165,10 +170,11 @@ class StagingQueue:
         now = self._clock()
         failed = {self._staging.parent / result.destination: result
                   for result in results if result.area is Area.STAGING}
+        failed_files = {self._origin(where) for where in failed}
         for path in batch:
-            if path not in failed:
-                self.retries.succeeded(path)
-        attempts = {result.file: self.retries.failed(where, now)
+            if (origin := self._origin(path)) not in failed_files:
+                self.retries.succeeded(path, origin)
+        attempts = {result.file: self.retries.failed(where, now, self._origin(where))
                     for where, result in failed.items()}
         for where in failed:
             # Its release back into staging raised an event, maybe seen before the run ended:
@@ -180,6 +186,10 @@ class StagingQueue:
                                    next_probe=now + self._probe_delay(failures=1))
         self._hold_during_outage()
         return attempts
+
+    def _origin(self, path: Path) -> Path:
+        """Where a staged or claimed file was staged: what its attempts are counted by."""
+        return self._staging / sub_path_of(self._staging, path)
 
     @property
     def in_outage(self) -> bool:

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import pytest
 
-from server.app import Service, start_service
+from server.app import STALE_TEMP_SWEEP_SECONDS, Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, configure_logging
@@ -35,8 +35,12 @@ from ssftp.logs import APP, configure_logging
 class ServerThread:
     """``ssftp serve`` for one config file, on a free port, until ``stop()``."""
 
-    def __init__(self, config_path: Path, data_dir: Path) -> None:
+    def __init__(self, config_path: Path, data_dir: Path, *,
+                 temp_sweep_seconds: float = STALE_TEMP_SWEEP_SECONDS) -> None:
+        """``temp_sweep_seconds``: how often stale temp files and unfinished uploads are
+        swept (an hour, as in production, unless a test needs to see the sweep)."""
         self.config_path = config_path
+        self.temp_sweep_seconds = temp_sweep_seconds
         self.layout = DataLayout.at(data_dir).create()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -45,7 +49,8 @@ class ServerThread:
 
     async def _start(self) -> Service:
         store = ConfigStore.open(self.config_path, self.layout)
-        return await start_service(store, host="127.0.0.1", port=0)
+        return await start_service(store, host="127.0.0.1", port=0,
+                                   temp_sweep_seconds=self.temp_sweep_seconds)
 
     def _call(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=60)

@@ -42,15 +42,17 @@ def test_logins_and_transfers_are_logged_without_secrets(gateway, keys, workdir)
         assert secret not in everything
 
 
-def test_stale_temp_files_are_removed_young_ones_kept(tmp_path):
+def test_stale_temp_files_are_removed_by_the_servers_clock(tmp_path):
+    """Young ones are kept (another instance may be receiving them), whatever their mtime."""
     old = tmp_path / "a" / f"{TEMP_PREFIX}old"
     young = tmp_path / f"{TEMP_PREFIX}young"
     normal = tmp_path / "a" / "report.csv"
     old.parent.mkdir()
     for path in (old, young, normal):
         path.write_text("x")
-    past = time.time() - 3 * 24 * 3600
-    os.utime(old, (past, past))
-    os.utime(normal, (past, past))
-    assert remove_stale_temp_files(tmp_path, 24 * 3600) == [old]
-    assert not old.exists() and young.exists() and normal.exists()
+    os.utime(young, (0, 0))  # a client's mtime says nothing of when the server wrote it
+    created = time.time()
+    assert remove_stale_temp_files(tmp_path, 24 * 3600, now=created + 3600) == []
+    assert sorted(remove_stale_temp_files(tmp_path, 24 * 3600, now=created + 3 * 24 * 3600)) \
+        == sorted([old, young])
+    assert not old.exists() and not young.exists() and normal.exists()

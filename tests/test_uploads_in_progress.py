@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import subprocess
+import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ import asyncssh
 import paramiko
 import pytest
 
+from deployments.staging_watcher import staged_files
 from server.app import _remove_stale_temp_files as remove_stale_files
 from server.jail import Jail
 from server.upload_writer import UploadWriter, partial_path
@@ -41,7 +43,7 @@ from ssftp.logs import APP
 from ssftp.staging_queue import is_candidate
 from testkit.files import make_random_file
 from testkit.sftp_client import run_sftp
-from tests.conftest import PASSWORDS, Keys
+from tests.conftest import PASSWORDS, Keys, gateway_config
 from tests.support import ServerThread, app_log_records, beside, unique_name, write_config
 
 SSHFS = shutil.which("sshfs")
@@ -138,47 +140,75 @@ def test_other_names_are_not(tmp_path: Path, name: str) -> None:
     assert is_candidate(tmp_path, tmp_path / "partner-a" / name)
 
 
+def test_a_directory_named_like_a_temp_file_is_a_directory(tmp_path: Path) -> None:
+    """Only a file's own name marks it as in progress: the files of ``x.filepart/`` are
+    scanned (they were never scanned nor swept)."""
+    inner = tmp_path / "partner-a" / "x.filepart" / ".in.dir" / "inner.txt"
+    inner.parent.mkdir(parents=True)
+    inner.write_bytes(b"x")
+    (inner.parent / "still-writing.filepart").write_bytes(b"x")
+    assert is_candidate(tmp_path, inner)
+    assert staged_files(tmp_path) == [inner]
+
+
 def test_server_partials_are_never_scanned(tmp_path: Path) -> None:
     assert not is_candidate(tmp_path, tmp_path / "partner-a" / PARTIALS_DIR / "0123abcd")
 
 
 def test_stale_partial_uploads_are_removed_after_the_ttl(tmp_path: Path) -> None:
-    now = 2_000_000_000.0
+    """Age is the server's clock (ctime): the same files are kept a minute before the TTL
+    and removed a second after it, whatever their mtime says."""
     ttl = 24 * 3600
 
-    def make(relative: str, age: float) -> Path:
+    def make(relative: str) -> Path:
         path = tmp_path / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
-        os.utime(path, (now - age, now - age))
         return path
 
-    old = [make(f"partner-a/{PARTIALS_DIR}/0123abcd", ttl + 1),
-           make("partner-a/sub/big.iso.filepart", ttl + 60),
-           make("partner-a/.in.report.csv", 10 * ttl)]
-    kept = [make(f"partner-a/{PARTIALS_DIR}/4567cdef", ttl - 60),  # may still be resumed
-            make("partner-a/young.filepart", 1),
-            make("partner-a/report.csv", 10 * ttl),  # a complete upload: the scanner's
-            make(f"{CLAIMS_DIR}/partner-a/claimed.filepart", 10 * ttl),
-            make(f"partner-a/{TEMP_PREFIX}0123", 10 * ttl)]  # the temp sweep's (its own TTL)
+    old = [make(f"partner-a/{PARTIALS_DIR}/0123abcd"),
+           make("partner-a/sub/big.iso.filepart"),
+           make("partner-a/.in.report.csv"),
+           make("partner-a/dir.filepart/inner.filepart")]
+    kept = [make("partner-a/report.csv"),  # a complete upload: the scanner's
+            make("partner-a/dir.filepart/inner.txt"),  # a directory named like one is not
+            make(f"{CLAIMS_DIR}/partner-a/claimed.filepart"),
+            make(f"partner-a/{TEMP_PREFIX}0123")]  # the temp sweep's (its own TTL)
+    created = time.time()
+    assert remove_stale_partial_uploads(tmp_path, ttl, client_temp_names=True,
+                                        now=created + ttl - 60) == []  # may still be resumed
     assert sorted(remove_stale_partial_uploads(tmp_path, ttl, client_temp_names=True,
-                                               now=now)) == sorted(old)
+                                               now=created + ttl + 1)) == sorted(old)
     assert not any(path.exists() for path in old)
     assert all(path.exists() for path in kept)
+
+
+def test_a_client_set_mtime_does_not_keep_a_partial_upload(tmp_path: Path) -> None:
+    """A client sets the mtime of its upload (SETSTAT on the open handle, ``put -p``): a
+    partial dated 2100 is as old as its last change, and one dated 1970 as young."""
+    future = tmp_path / "partner-a" / "future.filepart"
+    past = future.with_name("past.filepart")
+    future.parent.mkdir()
+    for path, when in ((future, 4_102_444_800), (past, 0)):
+        path.write_bytes(b"x")
+        os.utime(path, (when, when))
+    now = time.time()
+    assert remove_stale_partial_uploads(tmp_path, 600, client_temp_names=True, now=now) == []
+    assert sorted(remove_stale_partial_uploads(tmp_path, 600, client_temp_names=True,
+                                               now=now + 601)) == sorted([future, past])
 
 
 def test_clean_files_with_client_temp_names_are_never_removed(tmp_path: Path) -> None:
     """In clean/ only the server's partials go: ``.in.x`` there passed its scan (before that
     name counted as in progress)."""
-    now = 2_000_000_000.0
     files = {name: tmp_path / "partner-a" / name
              for name in (".in.settings", "old.filepart", f"{PARTIALS_DIR}/0123abcd")}
     for path in files.values():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
-        os.utime(path, (now - 10 * 86400, now - 10 * 86400))
     assert remove_stale_partial_uploads(tmp_path, 86400, client_temp_names=False,
-                                        now=now) == [files[f"{PARTIALS_DIR}/0123abcd"]]
+                                        now=time.time() + 10 * 86400) == [
+        files[f"{PARTIALS_DIR}/0123abcd"]]
     assert files[".in.settings"].exists() and files["old.filepart"].exists()
 
 
@@ -189,10 +219,8 @@ def test_the_server_sweep_logs_each_unfinished_upload_it_removes(
     stale = layout.staging / "partner-a" / ".in.report.csv"
     stale.parent.mkdir()
     stale.write_bytes(b"left by lftp")
-    an_hour_ago = time.time() - 3600
-    os.utime(stale, (an_hour_ago, an_hour_ago))
     with app_log_records() as records:
-        remove_stale_files(layout, partial_ttl=600)
+        remove_stale_files(layout, partial_ttl=600, now=time.time() + 3600)
     assert not stale.exists()
     assert [(record.getMessage(), record.fields["path"]) for record in records
             if "unfinished" in record.getMessage()] == [
@@ -420,6 +448,45 @@ async def test_an_interrupted_upload_is_kept_hidden_for_its_account(gateway: Ser
     assert staged(gateway, name).read_bytes() == b"new"
     async with sftp_as(gateway, "partner-a") as sftp:
         assert (await sftp.stat(name)).size == 3
+
+
+YEAR_2100 = 4_102_444_800.0
+
+
+@pytest.fixture
+def short_ttl_server(tmp_path: Path, keys: Keys, gateway: ServerThread) -> Iterator[ServerThread]:
+    """The standard accounts, unfinished uploads kept 2 s, swept every fraction of a second."""
+    config = write_config(tmp_path / "ssftp.yaml",
+                          textwrap.dedent(gateway_config(keys)) + "partialUploadTtlSeconds: 2\n")
+    with beside(ServerThread(config, tmp_path / "data", temp_sweep_seconds=0.2),
+                gateway) as server:
+        yield server
+
+
+async def test_a_client_set_mtime_does_not_keep_unfinished_uploads_past_their_ttl(
+        short_ttl_server: ServerThread) -> None:
+    """An interrupted upload and a client's temp file, both dated 2100 by their client on the
+    open handle, are removed once untouched for partialUploadTtlSeconds (by the server's
+    clock, not the client's mtime: they were kept for ever)."""
+    server, name = short_ttl_server, f"dated-{unique_name()}.bin"
+    async with connect(server, "partner-a") as conn, conn.start_sftp_client() as sftp, \
+            sftp.open(f"{name}.filepart", "wb") as handle:
+        await handle.write(b"t" * 1000, 0)
+        await handle.utime((YEAR_2100, YEAR_2100))
+    conn = await connect(server, "partner-a")
+    try:
+        sftp = await conn.start_sftp_client()
+        handle = await sftp.open(name, "wb")
+        await handle.write(b"p" * 1000, 0)
+        await handle.utime((YEAR_2100, YEAR_2100))
+    finally:
+        conn.abort()
+    temp_name = staged(server, f"{name}.filepart")
+    deadline = time.monotonic() + 60
+    while temp_name.exists() or partials(server):
+        assert time.monotonic() < deadline, (
+            f"kept past their TTL: {temp_name.exists()=}, {partials(server)=}")
+        await asyncio.sleep(0.1)
 
 
 async def test_a_resume_at_a_wrong_offset_is_refused_with_the_reason(
