@@ -51,7 +51,7 @@ from ssftp.layout import DataLayout
 from ssftp.logs import one_line
 from ssftp.moves import proc_path
 from ssftp.retry_schedule import backoff_delay
-from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area
+from ssftp.verdict_router import Area, record_path
 
 FIRST_LOOK_SECONDS = 0.05
 LOOK_MAX_SECONDS = 0.5
@@ -171,7 +171,7 @@ class PublishedFile:
             return Told(None)
         if here.is_relative_to(self._areas.quarantine):
             destination = Path(Area.QUARANTINE, here.relative_to(self._areas.quarantine))
-            record = _read_record(here.with_name(here.name + VERDICT_RECORD_SUFFIX))
+            record = _read_record(record_path(here))
             return Told(verdict_message(record, destination.as_posix(), info.st_size)
                         or "quarantined")
         return None

@@ -73,6 +73,15 @@ def _prune(directory: Path, owner_directory: Path) -> None:
         directory = directory.parent
 
 
+def sub_path_of(staging: Path, path: Path) -> PurePosixPath:
+    """The staging sub path of a staged file, or of a claimed one (any owner's)."""
+    relative = PurePosixPath(path.relative_to(staging))
+    if relative.parts[0] == CLAIMS_DIR:
+        # .ssftp-claims/<owner>/<n>/<sub path>
+        return PurePosixPath(*relative.parts[3:])
+    return relative
+
+
 @dataclass(frozen=True)
 class Claim:
     """A claimed file, and the only way it leaves its claim: back to staging, or on to where
@@ -142,11 +151,7 @@ class ClaimArea:
 
     def sub_path_of(self, path: Path) -> PurePosixPath:
         """The staging sub path of a staged file, or of a claimed one (any owner's)."""
-        relative = PurePosixPath(path.relative_to(self.staging))
-        if relative.parts[0] == CLAIMS_DIR:
-            # .ssftp-claims/<owner>/<n>/<sub path>
-            return PurePosixPath(*relative.parts[3:])
-        return relative
+        return sub_path_of(self.staging, path)
 
     def claim(self, path: Path) -> Claim | None:
         """Take ``path`` (staged, or claimed by a dead owner); None when it is gone already."""

@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from ssftp.layout import TEMP_PREFIX
+from ssftp.names import numbered
 
 
 def proc_path(fd: int) -> str:
@@ -170,8 +171,9 @@ def move_atomically(source: Path, target: Path) -> None:
 
 
 def numbered_name(target: Path, number: int) -> Path:
-    """``name.ext`` for 1, ``name (2).ext`` for 2 ...: how a taken name is kept apart."""
-    return target if number == 1 else target.with_name(f"{target.stem} ({number}){target.suffix}")
+    """``name.ext`` for 1, ``name (2).ext`` for 2 ...: how a taken name is kept apart (within
+    the bytes a name may have, :func:`ssftp.names.numbered`)."""
+    return target.with_name(numbered(target.name, number))
 
 
 def link_without_replacing(source: Path, target: Path) -> Path:

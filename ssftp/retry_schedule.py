@@ -26,6 +26,12 @@ def exponential_delays(first_delay: float, retries: int) -> list[float]:
 
 
 class RetrySchedule:
+    """Files waiting for their next attempt, by where they are now; their failed attempts by
+    the file: its staged path (``origin``), which a file keeps while where it is changes (a
+    claim that could not be released is retried from a new claim each time). The same
+    failure twice is the same file's second attempt, never a new first one (which would
+    raise another ``scanError``)."""
+
     def __init__(self, initial_seconds: float, max_seconds: float) -> None:
         self.initial_seconds = initial_seconds
         self.max_seconds = max_seconds
@@ -36,15 +42,17 @@ class RetrySchedule:
         """Files waiting for their next attempt (held during an outage included)."""
         return len(self._due)
 
-    def failed(self, path: Path, now: float) -> int:
-        """Record a failed attempt; returns how many attempts have failed so far."""
-        attempts = self._attempts.get(path, 0) + 1
-        self._attempts[path] = attempts
+    def failed(self, path: Path, now: float, origin: Path | None = None) -> int:
+        """Record a failed attempt of the file staged at ``origin`` (by default ``path``
+        itself) and now at ``path``; returns how many attempts of it have failed so far."""
+        origin = origin or path
+        attempts = self._attempts.get(origin, 0) + 1
+        self._attempts[origin] = attempts
         self._due[path] = now + backoff_delay(attempts, self.initial_seconds, self.max_seconds)
         return attempts
 
-    def succeeded(self, path: Path) -> None:
-        self._attempts.pop(path, None)
+    def succeeded(self, path: Path, origin: Path | None = None) -> None:
+        self._attempts.pop(origin or path, None)
         self._due.pop(path, None)
 
     def waiting(self, path: Path, now: float) -> bool:

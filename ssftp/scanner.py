@@ -33,9 +33,10 @@ from ssftp.clamd import ClamdClient, ScanMode, Verdict, VerdictKind
 from ssftp.errors import AuditLogError, OutboxError
 from ssftp.file_stamp import FileStamp, sha256_of
 from ssftp.layout import DataLayout
-from ssftp.logs import audit_event, warn_on_stderr, write_audit_event
+from ssftp.logs import audit_event, one_line, warn_on_stderr, write_audit_event
 from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.moves import proc_path
+from ssftp.names import safe_sub_path
 from ssftp.staging_owners import StagingOwners
 from ssftp.verdict_router import Area, Route, record_content, route_for
 
@@ -58,6 +59,9 @@ class ScanResult:
     flow_run_id: str | None
     # The verdict is an error because clamd could not be reached (see ``Verdict.unreachable``).
     clamd_unreachable: bool = False
+    # The staging sub path, escaped (``caf\\xe9.txt``), when the file left staging under a
+    # safe name of its own (ssftp.names): what its writer called it.
+    original_name: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         # Shallow: every field is a plain value, and dataclasses.asdict's deep copy was a
@@ -137,7 +141,10 @@ class Scanner:
 
     def scan(self, path: Path, flow_run_id: str | None = None) -> ScanResult | None:
         """Scan a staged (or orphaned claimed) file and move it on; None if it is gone."""
-        claim = self.claims.claim(path)
+        try:
+            claim = self.claims.claim(path)
+        except OSError as exc:
+            return self._unclaimed(path, flow_run_id, exc)
         if claim is None:
             return None
         examined = self._examine(claim)
@@ -263,6 +270,20 @@ class Scanner:
             write_audit_event("scan", logging.WARNING, **self._record(result))
         return result
 
+    def _unclaimed(self, path: Path, flow_run_id: str | None, error: OSError) -> ScanResult:
+        """The file could not be taken out of staging (a path longer than the system allows
+        under the claims, a directory it may not write): it stays, and is tried again."""
+        sub_path = self.claims.sub_path_of(path)
+        result = ScanResult(
+            file=sub_path.as_posix(), account=self.owners.owner_of(sub_path), size=None,
+            sha256=None, verdict=VerdictKind.ERROR, signature=None,
+            detail=f"could not be claimed for scanning: {error.strerror or error}",
+            source=self._relative(self.layout.staging / sub_path),
+            destination=self._relative(path), area=Area.STAGING, time=_now(),
+            flow_run_id=flow_run_id)
+        audit_event("scan", logging.WARNING, **self._record(result))
+        return result
+
     def _record(self, result: ScanResult) -> dict[str, Any]:
         """The audit record of a result (and a quarantined file's verdict record)."""
         return {**result.as_dict(), "instance": self.instance}
@@ -270,6 +291,7 @@ class Scanner:
     def _result(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
                 area: Area, destination: Path, when: str | None = None) -> ScanResult:
         verdict = examined.verdict
+        renamed = area is not Area.STAGING and safe_sub_path(claim.sub_path) != claim.sub_path
         return ScanResult(
             file=claim.sub_path.as_posix(),
             account=self.owners.owner_of(claim.sub_path),
@@ -284,6 +306,7 @@ class Scanner:
             time=when or _now(),
             flow_run_id=flow_run_id,
             clamd_unreachable=verdict.unreachable,
+            original_name=one_line(claim.sub_path.as_posix()) if renamed else None,
         )
 
     def _relative(self, path: Path) -> str:

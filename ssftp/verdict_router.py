@@ -1,10 +1,14 @@
 """Where a verdict sends a claimed file: the decision, and the verdict record that goes with it.
 
+Each name on the way is the file's own, or its safe name when consumers could not carry it
+(:mod:`ssftp.names`): the same in ``clean/`` and ``quarantine/``.
+
 - clean (or unscanned, when scanning is off): ``clean/<sub path>``. A newer clean upload of
   the same name replaces the older one, as a partner re-sending a file expects (a consumer
   mid-download keeps reading the old bytes).
 - infected or unscannable: ``quarantine/<sub path>``, never replacing anything there (each
-  quarantined file is evidence), beside a ``<name>.verdict.json`` record saying why.
+  quarantined file is evidence), beside a ``<name>.verdict.json`` record saying why
+  (:func:`record_path`: shortened when that would not fit in a name).
 - error (clamd could not answer): back to staging, to be scanned again later.
 
 The move itself is the claim's (:class:`ssftp.claims.Claim`): this module only says where, and
@@ -24,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from ssftp.clamd import VerdictKind
 from ssftp.layout import DataLayout
 from ssftp.moves import numbered_name, write_durably
+from ssftp.names import fitting, safe_sub_path
 
 VERDICT_RECORD_SUFFIX = ".verdict.json"
 
@@ -49,12 +54,13 @@ def route_for(verdict: VerdictKind, sub_path: PurePosixPath, layout: DataLayout,
               record_for: Callable[[Path], bytes]) -> Route:
     """Where a file at ``staging/<sub_path>`` goes with this verdict; ``record_for(target)``
     is the verdict record of the file if it goes to ``target`` in quarantine."""
-    if verdict in (VerdictKind.CLEAN, VerdictKind.UNSCANNED):
-        return Route(Area.CLEAN, layout.clean / sub_path)
     if verdict is VerdictKind.ERROR:
         return Route(Area.STAGING, layout.staging / sub_path)
-    target = _reserve_quarantine_path(layout.quarantine / sub_path, record_for)
-    return Route(Area.QUARANTINE, target, _record_path(target))
+    outward = safe_sub_path(sub_path)
+    if verdict in (VerdictKind.CLEAN, VerdictKind.UNSCANNED):
+        return Route(Area.CLEAN, layout.clean / outward)
+    target = _reserve_quarantine_path(layout.quarantine / outward, record_for)
+    return Route(Area.QUARANTINE, target, record_path(target))
 
 
 def record_content(record: dict[str, object]) -> bytes:
@@ -62,8 +68,10 @@ def record_content(record: dict[str, object]) -> bytes:
     return json.dumps(record, indent=2).encode()
 
 
-def _record_path(target: Path) -> Path:
-    return target.with_name(target.name + VERDICT_RECORD_SUFFIX)
+def record_path(target: Path) -> Path:
+    """The verdict record beside a quarantined file: ``<name>.verdict.json``, or, when that is
+    longer than a name may be, the name shortened and told apart by its hash."""
+    return target.with_name(fitting(target.name, VERDICT_RECORD_SUFFIX))
 
 
 def _reserve_quarantine_path(target: Path, record_for: Callable[[Path], bytes]) -> Path:
@@ -74,7 +82,7 @@ def _reserve_quarantine_path(target: Path, record_for: Callable[[Path], bytes]) 
     candidate, number = target, 1
     while True:
         if not candidate.exists():
-            record = _record_path(candidate)
+            record = record_path(candidate)
             try:
                 write_durably(record, record_for(candidate), replace=False)
             except FileExistsError:

@@ -29,10 +29,17 @@ from ssftp.config import load_config
 from ssftp.config.schema import SsftpConfig, Webhook
 from ssftp.errors import ConfigError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
+from ssftp.names import safe_name
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
 from ssftp.staging_queue import is_candidate
-from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area, record_content, route_for
+from ssftp.verdict_router import (
+    VERDICT_RECORD_SUFFIX,
+    Area,
+    record_content,
+    record_path,
+    route_for,
+)
 from ssftp.webhooks import (
     EVENT_HEADER,
     EVENT_ID_HEADER,
@@ -577,27 +584,70 @@ def test_a_failed_scan_is_audited_as_a_warning(layout, tmp_path, owners, audit_l
     assert event["flow_run_id"] == "run-6" and event["instance"] == "gw-test"
 
 
-def test_an_infected_file_with_a_non_utf8_name_is_quarantined_with_a_record(
-        layout, client, owners):
+def test_an_infected_file_with_a_non_utf8_name_is_quarantined_under_a_safe_name(
+        layout, client, owners, audit_log):
+    """Its safe name (ssftp.names) is the one consumers, logs and Prefect carry; the audit
+    record keeps the original bytes, escaped."""
     directory = layout.staging / "partner-a"
     directory.mkdir(parents=True)
     staged = non_utf8_path(directory, b"bad\xff.com")
     staged.write_bytes(EICAR)
     result = make_scanner(layout, client, owners).scan(staged)
     assert result.verdict == "infected"
-    quarantined = non_utf8_path(layout.quarantine / "partner-a", b"bad\xff.com")
+    quarantined = layout.quarantine / "partner-a" / safe_name(staged.name)
     assert quarantined.read_bytes() == EICAR
-    assert quarantined.with_name(quarantined.name + VERDICT_RECORD_SUFFIX).is_file()
+    assert files_under(layout.quarantine) == [quarantined, record_path(quarantined)]
+    assert json.loads(record_path(quarantined).read_text())["destination"] == \
+        f"quarantine/partner-a/{quarantined.name}"
+    (event,) = audit_events(audit_log)
+    assert event["original_name"] == "partner-a/bad\\xff.com"
+    assert event["file"] == "partner-a/" + staged.name  # the bytes, JSON-escaped
+    assert event["destination"] == f"quarantine/partner-a/{quarantined.name}"
 
 
-def test_a_file_with_a_non_utf8_name_is_audited(layout, owners, audit_log):
-    directory = layout.staging / "partner-a"
+def test_a_file_with_a_non_utf8_name_is_audited_and_cleaned_under_a_safe_name(
+        layout, owners, audit_log):
+    directory = layout.staging / "partner-a" / os.fsdecode(b"d\xe9")
     directory.mkdir(parents=True)
-    staged = non_utf8_path(directory, b"caf\xe9.txt")
+    staged = non_utf8_path(directory, b"caf\xe9\n.txt")
     staged.write_bytes(b"latin-1 name")
     result = make_scanner(layout, None, owners).scan(staged)
     assert result.area is Area.CLEAN
-    assert [event["event"] for event in audit_events(audit_log)] == ["scan"]
+    cleaned = layout.clean / "partner-a" / safe_name(directory.name) / safe_name(staged.name)
+    assert cleaned.read_bytes() == b"latin-1 name"
+    assert result.destination == cleaned.relative_to(layout.root).as_posix()
+    assert result.destination.encode("utf-8")
+    (event,) = audit_events(audit_log)
+    assert event["event"] == "scan" and event["original_name"] == "partner-a/d\\xe9/caf\\xe9\\n.txt"
+
+
+def test_a_name_too_long_for_its_verdict_record_is_quarantined_once(layout, client, owners):
+    """A name of 243-255 bytes: ``<name>.verdict.json`` would be longer than a name may be.
+    The record gets a shortened name; the file keeps its own (it was found, retried every
+    few seconds for ever, and never reached quarantine)."""
+    name = "e" * 246 + ".com"  # 250 bytes
+    staged = stage(layout, f"partner-a/{name}", EICAR)
+    result = make_scanner(layout, client, owners).scan(staged)
+    assert (result.verdict, result.area) == ("infected", Area.QUARANTINE)
+    quarantined = layout.quarantine / "partner-a" / name
+    assert quarantined.read_bytes() == EICAR
+    assert record_path(quarantined).name != name + VERDICT_RECORD_SUFFIX
+    assert json.loads(record_path(quarantined).read_text())["verdict"] == "infected"
+    again = make_scanner(layout, client, owners).scan(stage(layout, f"partner-a/{name}", EICAR))
+    assert again.destination == f"quarantine/partner-a/{'e' * 246} (2).com"
+    assert record_path(layout.root / again.destination).is_file()
+
+
+def test_a_file_that_cannot_be_claimed_is_an_error_that_stays(layout, client, owners):
+    """A sub path as long as the system allows in staging is longer than it allows below the
+    claims: the scan is an attempt that failed (retried), not a crash of the run."""
+    room = 4080 - len(os.fsencode(layout.staging / "partner-a" / "f.txt"))  # PATH_MAX 4096
+    deep = "/".join(["d" * 200] * (room // 201) + ["d" * (room % 201)])
+    staged = stage(layout, f"partner-a/{deep}/f.txt", b"deep")
+    result = make_scanner(layout, client, owners).scan(staged)
+    assert (result.verdict, result.area) == ("error", Area.STAGING)
+    assert "could not be claimed" in result.detail
+    assert staged.read_bytes() == b"deep"
 
 
 # --- staging owners -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from ssftp.config.schema import ScanningSettings
 from ssftp.file_stamp import FileStamp
+from ssftp.layout import CLAIMS_DIR
 from ssftp.readiness import ReadinessTracker
 from ssftp.retry_schedule import RetrySchedule
 from ssftp.scanner import ScanResult
@@ -477,3 +478,21 @@ def test_a_release_event_seen_while_the_run_ends_does_not_skip_the_backoff() -> 
         harness.queue.scanned(batch, [result(path)])
         assert harness.after(0.0) == [], result.__name__
         assert harness.after(4.0) == [], result.__name__
+
+
+def test_a_file_retried_from_a_new_claim_each_time_counts_its_attempts() -> None:
+    """A claimed file that cannot be released (or moved on) is retried from where it is, a new
+    claim each time: its attempts are counted by the file, so it raises one first failure
+    (one scanError), not one per retry."""
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=1,
+                      retryMaxSeconds=1)
+    staged = harness.stage("partner-a/long.bin")
+    claims = STAGING / CLAIMS_DIR / "host.1.2"
+    batch = [staged]
+    for attempt, slot in enumerate(("0-aa", "1-bb", "2-cc"), start=1):
+        where = claims / slot / "partner-a" / "long.bin"
+        result = replace(back_in_staging(staged),
+                         destination=f"staging/{where.relative_to(STAGING)}")
+        assert harness.queue.scanned(batch, [result]) == {"partner-a/long.bin": attempt}
+        batch = harness.after(1.0)
+        assert batch == [where]
