@@ -13,9 +13,9 @@ start, or created or moved in) and loses it when it is moved away (or removed). 
 arrive in a new directory before its watch raise no events of their own: the directory is
 reported instead (:attr:`Kind.DIRECTORY`), for the caller to walk. When the watch can no longer
 see everything (the kernel's queue overflowed, a directory could not be watched: the
-``max_user_watches`` limit, a directory it may not read) it raises :class:`WatchIncomplete`,
-and the caller walks the tree instead. ssftp's own directories (claims, partials) are not
-watched: nothing in them is ever a file to scan.
+``max_user_watches`` limit, a directory it may not read) it raises
+:class:`~ssftp.errors.WatchIncompleteError`, and the caller walks the tree instead. ssftp's
+own directories (claims, partials) are not watched: nothing in them is ever a file to scan.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from pathlib import Path
 
 from asyncinotify import Event, InitFlags, Inotify, Mask
 
+from ssftp.errors import WatchIncompleteError
+
 # Files: created (written in place), closed after writing, renamed in or out, removed.
 # Directories report the same events, with ISDIR.
 _EVENTS = (Mask.CREATE | Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.MOVED_FROM | Mask.DELETE
@@ -40,10 +42,6 @@ _LEFT = Mask.DELETE | Mask.MOVED_FROM
 _EVENTS_PER_READ = 256
 # A directory that vanished, or became something else, before it was watched: nothing to watch.
 _GONE = (errno.ENOENT, errno.ENOTDIR)
-
-
-class WatchIncomplete(Exception):
-    """The watch no longer sees every change below its root (the message says why)."""
 
 
 class Kind(Enum):
@@ -74,11 +72,13 @@ class TreeWatch:
 
     def start(self) -> None:
         """Watch every directory of the tree as it is now; a change from here on is reported
-        by :meth:`changes`. Raises WatchIncomplete."""
+        by :meth:`changes`. Raises WatchIncompleteError."""
         self._watch_tree(self.root)
 
     async def changes(self) -> AsyncIterator[Change]:
-        """Each change as it happens (after :meth:`start`), for ever; raises WatchIncomplete."""
+        """Each change as it happens (after :meth:`start`), for ever.
+
+        Raises WatchIncompleteError."""
         while True:
             event = await self._inotify.get()
             for change in self._changes_of(event):
@@ -86,11 +86,11 @@ class TreeWatch:
 
     def _changes_of(self, event: Event) -> list[Change]:
         if Mask.Q_OVERFLOW in event.mask:
-            raise WatchIncomplete("the kernel's queue of events overflowed")
+            raise WatchIncompleteError("the kernel's queue of events overflowed")
         watch, path = event.watch, event.path
         if event.name is None or watch is None or path is None:
             if Mask.IGNORED in event.mask and watch is not None and watch.path == self.root:
-                raise WatchIncomplete(f"{self.root} was removed or moved away")
+                raise WatchIncompleteError(f"{self.root} was removed or moved away")
             return []  # about a watched directory itself: its parent reported it
         if Mask.ISDIR not in event.mask:
             return [Change(Kind.DELETED if event.mask & _LEFT else Kind.CHANGED, path)]
@@ -116,7 +116,7 @@ class TreeWatch:
                                 and entry.is_dir(follow_symlinks=False)]
             except OSError as exc:
                 if exc.errno not in _GONE:
-                    raise WatchIncomplete(f"{directory} cannot be watched: "
+                    raise WatchIncompleteError(f"{directory} cannot be watched: "
                                           f"{exc.strerror or exc}") from None
 
     def _unwatch_tree(self, top: Path) -> None:

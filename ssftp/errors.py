@@ -30,6 +30,9 @@ library is called, so code above that sees only this hierarchy::
     └── ServiceError             a part of the running gateway cannot start or stopped
         ├── ListenError          an address to listen on (SFTP, metrics) cannot be had
         ├── PrefectServerError   no Prefect server answers, or ours did not start
+        ├── WatchIncompleteError the staging watch no longer sees every change (a full
+        │                        kernel queue, a directory it cannot watch): staging is
+        │                        walked instead
         └── WorkerDiedError      the scan worker ended; ``ssftp up`` stops rather than
                                  accept uploads nobody scans
 
@@ -138,6 +141,11 @@ class ListenError(ServiceError):
 
 class PrefectServerError(ServiceError):
     """No Prefect server answers, or ours did not start (the message has its log's end)."""
+
+
+class WatchIncompleteError(ServiceError):
+    """The inotify watch of staging no longer sees every change below it (the message says
+    why); the scan worker walks staging instead until a new watch is set up."""
 
 
 class WorkerDiedError(ServiceError):

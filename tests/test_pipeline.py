@@ -24,6 +24,7 @@ from deployments.worker import WorkerThread
 from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import CLAIMS_DIR, DataLayout
+from ssftp.names import safe_name
 from ssftp.webhooks import EVENT_HEADER, SIGNATURE_HEADER, sign
 from testkit.files import make_random_file, sha256_file
 from testkit.sftp_client import run_sftp
@@ -268,6 +269,53 @@ def test_a_file_over_the_scan_limit_is_quarantined_as_unscannable(pipeline: Pipe
     assert not pipeline.clean(name).exists()
     wait_for(lambda: pipeline.receiver.received("/hook", name), "the scanError webhook")
     assert pipeline.receiver.received("/hook", name)[0].json()["event"] == "scanError"
+
+
+def test_names_that_are_not_utf8_reach_their_areas_under_safe_names_and_the_worker_lives(
+        pipeline: Pipeline, workdir: Path):
+    """Another writer on the share (or a remote server's Latin-1 names) puts a directory and
+    files named in bytes that are not UTF-8 into staging: each reaches clean/ or quarantine/
+    once, under its safe name, and the scan worker goes on (watchfiles stopped, and the
+    worker with it, at the first such name)."""
+    top = pipeline.staged(f"latin1-{unique_name()}")
+    directory = Path(os.fsdecode(os.fsencode(top) + b"/d\xe9"))
+    directory.mkdir(parents=True)
+    clean_file = Path(os.fsdecode(os.fsencode(directory) + b"/caf\xe9.txt"))
+    infected = Path(os.fsdecode(os.fsencode(top) + b"/eicar-\xe9\x1b]0;x\x07.com"))
+    clean_file.write_bytes(b"written in place by another writer\n")
+    infected.write_bytes(EICAR)
+    area = pipeline.layout.root
+    cleaned = (area / "clean" / clean_file.relative_to(pipeline.layout.staging).parent.parent
+               / safe_name(directory.name) / safe_name(clean_file.name))
+    quarantined = (area / "quarantine" / infected.relative_to(pipeline.layout.staging).parent
+                   / safe_name(infected.name))
+    wait_for(lambda: cleaned.exists() and quarantined.exists(), "both under safe names")
+    assert cleaned.read_bytes() == b"written in place by another writer\n"
+    assert quarantined.read_bytes() == EICAR
+    assert not tree(top)
+    assert all(worker.alive for worker in pipeline.workers)
+    name = f"after-{unique_name()}.txt"  # and the watch still sees new files
+    (workdir / name).write_bytes(b"later")
+    pipeline.upload(workdir, [f"put {name}"])
+    wait_for(pipeline.clean(name).exists, "a later upload in clean")
+
+
+def test_an_eicar_upload_with_a_250_byte_name_is_quarantined_once_with_one_virus_found(
+        pipeline: Pipeline, workdir: Path):
+    """``<name>.verdict.json`` would pass the 255 bytes a name may have: the file was found,
+    never moved, and retried for ever, each retry a new first failure with a scanError."""
+    name = f"{unique_name()}-".ljust(246, "e") + ".com"
+    assert len(name) == 250
+    (workdir / name).write_bytes(EICAR)
+    pipeline.upload(workdir, [f"put {name}"])
+    wait_for(pipeline.quarantined(name).exists, "EICAR with a long name in quarantine")
+    wait_for(lambda: pipeline.receiver.received("/hook", name), "its virusFound webhook")
+    scans = [r for r in pipeline.audit() if r.get("event") == "scan"
+             and r.get("file") == f"partner-a/{name}"]
+    assert [(r["verdict"], r["destination"]) for r in scans] == [
+        ("infected", f"quarantine/partner-a/{name}")]
+    assert [r.json()["event"] for r in pipeline.receiver.received("/hook", name)] == [
+        "virusFound"]
 
 
 def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: Path,
