@@ -228,3 +228,23 @@ def test_a_notification_its_receiver_refuses_does_not_hold_up_the_others(
     assert sorted(sent) == sorted([refused.id, refused.id, *(item.id for item in others)])
     assert [item.id for item in outbox.pending([refused.id, *(o.id for o in others)])] == [
         refused.id]
+
+
+def test_a_dead_receiver_does_not_hold_up_the_next_run(prefect_api: str, tmp_path: Path,
+                                                       receiver: WebhookReceiver,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """More is owed than one run takes: the first run, all to a dead receiver, fails, and the
+    next one, to a good receiver, goes at once, not at the next periodic look at the outbox
+    (on the main this replaces, a failed run ended the sending)."""
+    monkeypatch.setattr(notify, "IDS_PER_RUN", 5)
+    dead, good = f"{receiver.url}/dead", f"{receiver.url}/good"
+    to_dead = [stored(dead, f"acme/dead-{n}.exe") for n in range(5)]
+    to_good = [stored(good, f"acme/good-{n}.exe") for n in range(2)]
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox.add(to_dead + to_good)
+
+    asyncio.run(NotifyRuns(outbox, lambda: [hook(dead), hook(good)]).send_owed())
+
+    assert sorted(event_ids(receiver.requests, "/good")) == sorted(item.id for item in to_good)
+    assert len(event_ids(receiver.requests, "/dead")) == 2
+    assert len(outbox.pending([item.id for item in to_dead + to_good])) == 5
