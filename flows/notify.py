@@ -53,6 +53,7 @@ from ssftp.webhooks import Notification, deliver, safe_url
 IDS_PER_RUN = 200
 # A notification whose retries all failed is due again after this, doubling each time, up to
 # the most; a receiver that is down for a day gets one attempt an hour, not a flood.
+# ``scripts/webhook_backlog.py`` measures what a dead receiver's cycles cost Prefect's DB.
 REDELIVERY_SECONDS = 60.0
 REDELIVERY_MAX_SECONDS = 3600.0
 # POSTs in flight at once per receiver and run, once its first was delivered.
@@ -61,9 +62,10 @@ CONCURRENT_POSTS = 8
 app_log = logging.getLogger(APP)
 
 
-def redelivery_delay(attempts: int) -> float:
-    """How long a notification that has failed ``attempts`` times waits before the next."""
-    return backoff_delay(attempts, REDELIVERY_SECONDS, REDELIVERY_MAX_SECONDS)
+def redelivery_delay(step: int) -> float:
+    """The wait before a notification's next attempt when its receiver has failed ``step``
+    times in a row (its ``backoff``, one step more than before)."""
+    return backoff_delay(step, REDELIVERY_SECONDS, REDELIVERY_MAX_SECONDS)
 
 
 def webhook_for(stored: StoredNotification, webhooks: list[Webhook]) -> Webhook | None:

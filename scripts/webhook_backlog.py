@@ -97,7 +97,7 @@ def measure(notifications: int, cycles: int) -> None:
             print(f"{cycle:5d}  " + "  ".join(f"{now[t] - previous[t]:>15d}" for t in now)
                   + f"  {(now_size - previous_size) / 1024:15.0f}")
             previous, previous_size = now, now_size
-        print(f"total  " + "  ".join(f"{previous[t] - before[t]:>15d}" for t in previous)
+        print("total  " + "  ".join(f"{previous[t] - before[t]:>15d}" for t in previous)
               + f"  {(previous_size - start) / 1024:15.0f}")
         owed = len(outbox.owed(now=time.time() + 10**9, limit=10 * notifications))
         print(f"still owed: {owed} of {notifications}")
