@@ -14,6 +14,12 @@ lets them share the outbox too, and ``busy_timeout`` makes a writer wait for ano
 of failing. No secret is stored: a row names its webhook by event and URL, and the secret,
 timeout and retries come from the config when it is delivered.
 
+A notification counts its ``attempts`` (POSTs with their retries, each a Prefect task run)
+apart from its ``backoff``: how many times in a row the wait before its next attempt was
+lengthened. A dead receiver lengthens the wait of everything owed to it at once
+(:meth:`Outbox.receiver_down`), also of what was never tried, so its backoff grows per
+receiver, not per notification, and a cycle tries one of them, not all.
+
 Every ``sqlite3`` error is translated here, into :class:`~ssftp.errors.OutboxError`.
 """
 
@@ -23,33 +29,41 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ssftp.errors import OutboxError
 
 # Bumped when the table changes; a newer file than this code understands is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # How long a writer waits for another process's transaction before it fails.
 BUSY_TIMEOUT_MS = 10_000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS notification (
-    id TEXT PRIMARY KEY,
-    created REAL NOT NULL,
-    event TEXT NOT NULL,
-    url TEXT NOT NULL,
-    file TEXT NOT NULL,
-    body BLOB NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    due REAL NOT NULL,
-    settled REAL,
-    outcome TEXT
-);
-CREATE INDEX IF NOT EXISTS owed ON notification (due) WHERE settled IS NULL;
-"""
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS notification (
+        id TEXT PRIMARY KEY,
+        created REAL NOT NULL,
+        event TEXT NOT NULL,
+        url TEXT NOT NULL,
+        file TEXT NOT NULL,
+        body BLOB NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        due REAL NOT NULL,
+        settled REAL,
+        outcome TEXT,
+        backoff INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS owed ON notification (due) WHERE settled IS NULL",
+    "CREATE INDEX IF NOT EXISTS owed_by_url ON notification (url) WHERE settled IS NULL",
+)
+# Schema 1 had no backoff column: a notification's wait grew with its own attempts.
+_FROM_SCHEMA_1 = (
+    "ALTER TABLE notification ADD COLUMN backoff INTEGER NOT NULL DEFAULT 0",
+    "UPDATE notification SET backoff = attempts",
+)
+
 
 @dataclass(frozen=True)
 class StoredNotification:
@@ -60,7 +74,8 @@ class StoredNotification:
     url: str
     file: str  # printable, for run names and logs
     body: bytes
-    attempts: int = 0
+    attempts: int = 0  # POSTs made, each with its retries
+    backoff: int = 0  # waits lengthened in a row: the next is ``backoff + 1`` steps long
 
 
 class Outbox:
@@ -81,12 +96,15 @@ class Outbox:
     def _prepare(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise OutboxError(f"webhook outbox {self.path} was written by a newer ssftp "
-                              f"(schema {version}, this one knows {SCHEMA_VERSION})")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # In one transaction: processes opening an older file at once upgrade it once.
+        with self._transaction("open") as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise OutboxError(f"webhook outbox {self.path} was written by a newer ssftp "
+                                  f"(schema {version}, this one knows {SCHEMA_VERSION})")
+            for statement in (_FROM_SCHEMA_1 if version == 1 else ()) + _SCHEMA:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextlib.contextmanager
     def _translated(self, action: str) -> Iterator[None]:
@@ -127,8 +145,9 @@ class Outbox:
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
                 found.extend(StoredNotification(*row) for row in self._db.execute(
-                    "SELECT id, event, url, file, body, attempts FROM notification "
-                    f"WHERE settled IS NULL AND id IN ({marks}) ORDER BY rowid",
+                    "SELECT id, event, url, file, body, attempts, backoff "
+                    f"FROM notification WHERE settled IS NULL AND id IN ({marks}) "
+                    "ORDER BY rowid",
                     chunk))
         return found
 
@@ -153,10 +172,36 @@ class Outbox:
 
     def failed(self, notification_id: str, error: str, *, retry_in: float) -> None:
         """A delivery (with all its retries) failed: still owed, due again in ``retry_in``
-        seconds."""
+        seconds, its backoff one step longer."""
         with self._transaction("record a failed delivery") as db:
             db.execute("UPDATE notification SET attempts = attempts + 1, last_error = ?, "
-                       "due = ? WHERE id = ?", (error, time.time() + retry_in, notification_id))
+                       "backoff = backoff + 1, due = ? WHERE id = ?",
+                       (error, time.time() + retry_in, notification_id))
+
+    def receiver_down(self, notification_id: str, error: str, *,
+                      retry_in: Callable[[int], float]) -> tuple[int, float]:
+        """A delivery failed, and its receiver took nothing else: everything owed to the same
+        URL waits for one backoff step more than the longest of them, ``retry_in(step)``
+        seconds (none sooner than it was due already). Returns how many others wait, and
+        that wait."""
+        receiver = "url = (SELECT url FROM notification WHERE id = ?) AND settled IS NULL"
+        with self._transaction("defer a receiver's notifications") as db:
+            db.execute("UPDATE notification SET attempts = attempts + 1, last_error = ? "
+                       "WHERE id = ?", (error, notification_id))
+            step: int = db.execute(f"SELECT COALESCE(MAX(backoff), 0) + 1 FROM notification "
+                                   f"WHERE {receiver}", (notification_id,)).fetchone()[0]
+            wait = retry_in(step)
+            waiting: int = db.execute(
+                f"UPDATE notification SET backoff = ?, due = MAX(due, ?) WHERE {receiver}",
+                (step, time.time() + wait, notification_id)).rowcount
+            return max(waiting - 1, 0), wait
+
+    def deferred(self, ids: Sequence[str], *, until: float) -> None:
+        """Not attempted (their receiver failed another one): still owed, due at ``until``
+        at the soonest, their backoff as it was."""
+        with self._transaction("defer notifications") as db:
+            db.executemany("UPDATE notification SET due = MAX(due, ?) WHERE id = ?",
+                           [(until, item) for item in ids])
 
     def forget_settled(self, *, settled_before: float) -> int:
         """Remove rows settled before the given time (the file would grow forever)."""

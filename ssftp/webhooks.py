@@ -14,6 +14,7 @@ words of ssftp's own, not in clamd's error (which names the socket on the host).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -115,15 +116,29 @@ def notifications_for(webhooks: list[Webhook], result: ScanResult, attempt: int,
 
 
 async def deliver(notification: Notification) -> int:
-    """POST once; raises :class:`WebhookError` unless the receiver answers 2xx."""
+    """POST once; raises :class:`WebhookError` unless the receiver answers 2xx, in full, within
+    the webhook's ``timeout``.
+
+    The timeout bounds the whole attempt (connect, send, wait, read the answer to its end):
+    httpx's own is per read, and a receiver that trickled its answer a byte at a time kept a
+    delivery open for ever, neither delivered nor retried. The answer's body is read and
+    dropped, so a large one costs no memory.
+    """
     hook = notification.webhook
     headers = {"Content-Type": "application/json", EVENT_HEADER: notification.event,
                EVENT_ID_HEADER: notification.id, "User-Agent": "ssftp"}
     if hook.secret is not None:
         headers[SIGNATURE_HEADER] = sign(notification.body, hook.secret.get_secret_value())
     try:
-        async with httpx.AsyncClient(timeout=hook.timeout) as client:
-            response = await client.post(hook.url, content=notification.body, headers=headers)
+        async with (asyncio.timeout(hook.timeout),
+                    httpx.AsyncClient(timeout=hook.timeout) as client,
+                    client.stream("POST", hook.url, content=notification.body,
+                                  headers=headers) as response):
+            async for _ in response.aiter_raw():
+                pass
+    except TimeoutError:
+        raise WebhookError(f"{notification.event} webhook to {safe_url(hook.url)} failed: no "
+                           f"complete answer within its timeout ({hook.timeout:g} s)") from None
     except httpx.HTTPError as exc:
         raise WebhookError(f"{notification.event} webhook to {safe_url(hook.url)} failed: "
                            f"{type(exc).__name__}: {exc}") from None

@@ -103,21 +103,37 @@ class _BurstServer(http.server.ThreadingHTTPServer):
     request_queue_size = 64  # a backlog of notifications arrives several at once
 
 
+# A trickling answer's pace: a byte well within any read timeout, so only a deadline for the
+# whole request ends it; and when the receiver itself gives up (so that no test hangs for ever).
+TRICKLE_SECONDS = 0.2
+TRICKLE_GIVE_UP_SECONDS = 60.0
+
+
 class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 that records every POST.
 
     ``/dead`` answers 503, and while ``gate`` is cleared it first waits for the gate, so a test
     can hold a delivery in flight for as long as it needs; ``/held`` waits for the gate too,
     then answers ``status``. Every other path answers ``status`` (200 unless a test changes
-    it) at once.
+    it) at once, except a notification whose event id is in ``refused`` (HTTP 400), and the
+    next ``trickles`` requests to ``/trickle-body`` and ``/trickle-headers``: the first sends
+    its status line and headers, then one byte of the body every 0.2 s; the second its status
+    line, then one byte of a header every 0.2 s; both until the client hangs up (the request
+    is then in ``hung_up``) or a minute has passed. Requests answered in full are in
+    ``requests``; every request, as it arrives, in ``arrived``.
     """
 
     def __init__(self) -> None:
         self.status = 200
         self.requests: list[ReceivedRequest] = []
         self.arrived: list[ReceivedRequest] = []
+        self.hung_up: list[ReceivedRequest] = []
+        self.refused: set[str] = set()
+        self.trickles = 0
         self.gate = threading.Event()
         self.gate.set()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -126,13 +142,34 @@ class WebhookReceiver:
                 request = ReceivedRequest(self.path, dict(self.headers.items()),
                                           self.rfile.read(length))
                 receiver.arrived.append(request)
+                if self.path.startswith("/trickle") and receiver._take_trickle():
+                    self._trickle(request)
+                    return
                 if self.path.startswith(("/dead", "/held")):
                     receiver.gate.wait(timeout=120)
                 status = 503 if self.path.startswith("/dead") else receiver.status
+                if self.headers.get("X-Ssftp-Event-Id") in receiver.refused:
+                    status = 400
                 receiver.requests.append(request)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def _trickle(self, request: ReceivedRequest) -> None:
+                self.close_connection = True
+                start = b"HTTP/1.1 200 OK\r\n"
+                if self.path.startswith("/trickle-headers"):
+                    start += b"X-Slow: "
+                else:
+                    start += b"Content-Length: 1000000\r\n\r\n"
+                give_up = time.monotonic() + TRICKLE_GIVE_UP_SECONDS
+                try:
+                    self.wfile.write(start)
+                    while time.monotonic() < give_up and not receiver._stopping.is_set():
+                        self.wfile.write(b"x")
+                        receiver._stopping.wait(TRICKLE_SECONDS)
+                except OSError:  # the client hung up
+                    receiver.hung_up.append(request)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -141,6 +178,13 @@ class WebhookReceiver:
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def _take_trickle(self) -> bool:
+        with self._lock:
+            if self.trickles <= 0:
+                return False
+            self.trickles -= 1
+            return True
 
     @property
     def url(self) -> str:
@@ -153,6 +197,7 @@ class WebhookReceiver:
 
     def stop(self) -> None:
         self.gate.set()
+        self._stopping.set()
         self.server.shutdown()
         self.server.server_close()
 

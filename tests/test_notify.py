@@ -1,6 +1,7 @@
 """The notify flow on a real Prefect server and a real HTTP receiver: it delivers what the
-outbox owes, marks each outcome there, passes ids (never payloads) as run parameters, and
-keeps a failed notification owed for later."""
+outbox owes, marks each outcome there, passes ids (never payloads) as run parameters, keeps a
+failed notification owed for later, gives each attempt one deadline for the whole POST, and
+spends one task run per cycle on a dead receiver, however much it is owed."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from flows import notify
 from flows.notify import IDS_PER_RUN, NotifyRuns, redelivery_delay
 from ssftp.config.schema import Webhook
 from ssftp.outbox import Outbox, StoredNotification
 from ssftp.webhooks import EVENT_ID_HEADER
-from tests.support import WebhookReceiver
+from tests.support import ReceivedRequest, WebhookReceiver, wait_for
 
 
 @pytest.fixture
@@ -35,9 +37,9 @@ def stored(url: str, file: str, body: dict[str, object] | None = None,
     return StoredNotification(event_id, event, url, file, json.dumps(content).encode())
 
 
-def hook(url: str, event: str = "virusFound") -> Webhook:
+def hook(url: str, event: str = "virusFound", **settings: object) -> Webhook:
     return Webhook.model_validate({"name": event, "url": url, "retries": 1,
-                                   "retryDelaySeconds": 0})
+                                   "retryDelaySeconds": 0, **settings})
 
 
 async def notify_runs() -> list[dict[str, object]]:
@@ -46,6 +48,36 @@ async def notify_runs() -> list[dict[str, object]]:
     async with get_client() as client:
         runs = await client.read_flow_runs()
     return [run.parameters for run in runs if run.name.startswith("notify")]
+
+
+async def task_runs_of(ids: set[str]) -> list[list[str]]:
+    """The names of the task runs of each notify run (oldest first) sent some of ``ids``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async with get_client() as client:
+        runs = [run for run in await client.read_flow_runs(sort=FlowRunSort.START_TIME_ASC)
+                if run.name.startswith("notify") and set(run.parameters.get("ids", [])) & ids]
+        return [sorted(task.name for task in await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))))
+                for run in runs]
+
+
+def event_ids(requests: list[ReceivedRequest], path: str) -> list[str]:
+    return [request.headers[EVENT_ID_HEADER] for request in list(requests)
+            if request.path == path]
+
+
+@pytest.fixture
+def quick_redelivery(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Redeliveries due after a second, not a minute: a test sees a few cycles."""
+    monkeypatch.setattr(notify, "REDELIVERY_SECONDS", 1.0)
+    return redelivery_delay(1)
+
+
+def next_cycle(outbox: Outbox) -> None:
+    wait_for(lambda: outbox.owed(now=time.time(), limit=1), "the next redelivery", timeout=30)
 
 
 def test_owed_notifications_are_delivered_and_settled(prefect_api: str, tmp_path: Path,
@@ -109,3 +141,110 @@ def test_redelivery_waits_longer_each_time_up_to_an_hour() -> None:
     assert delays[0] == 60
     assert all(later >= earlier for earlier, later in itertools.pairwise(delays))
     assert delays[-1] == 3600
+
+
+@pytest.mark.parametrize("path", ["/trickle-body", "/trickle-headers"])
+def test_a_trickling_receiver_is_timed_out_and_retried(prefect_api: str, tmp_path: Path,
+                                                       receiver: WebhookReceiver,
+                                                       path: str) -> None:
+    """The webhook's ``timeout`` bounds the whole POST. On the main this replaces it bounded
+    each read only: a receiver that sent a byte every 0.2 s kept the delivery open for as long
+    as it trickled (here, until it gave up after a minute), and the notification was neither
+    delivered nor retried meanwhile."""
+    url = f"{receiver.url}{path}"
+    receiver.trickles = 1
+    item = stored(url, "acme/slow.exe")
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox.add([item])
+
+    asyncio.run(NotifyRuns(outbox, lambda: [hook(url, timeout=2, retries=3)]).send_owed())
+
+    trickled = receiver.arrived[0]
+    wait_for(lambda: receiver.hung_up, "ssftp to hang up on the trickling answer", timeout=30)
+    assert receiver.hung_up == [trickled]  # ssftp gave up on it, not the receiver
+    assert receiver.received(path, "acme/slow.exe"), "retried, and delivered once answered"
+    assert set(event_ids(receiver.arrived, path)) == {item.id}
+    assert outbox.pending([item.id]) == []
+
+
+def test_a_dead_receiver_costs_one_task_run_per_cycle(prefect_api: str, tmp_path: Path,
+                                                      receiver: WebhookReceiver,
+                                                      quick_redelivery: float) -> None:
+    """However many notifications a dead receiver is owed, a cycle POSTs one (with its
+    retries), in one task run; the others wait with it, untried. On the main this replaces,
+    each of the 20 was a task run with its retries (40 POSTs, 20 task runs per cycle), each
+    with its states and logs in Prefect's database. A good receiver in the same runs is not
+    held up."""
+    dead, good = f"{receiver.url}/dead", f"{receiver.url}/good"
+    to_dead = [stored(dead, f"acme/dead-{n:02d}.exe") for n in range(20)]
+    to_good = [stored(good, f"acme/good-{n}.exe") for n in range(3)]
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox.add(to_dead + to_good)
+    runs = NotifyRuns(outbox, lambda: [hook(dead), hook(good)])
+
+    asyncio.run(runs.send_owed())
+
+    assert sorted(event_ids(receiver.requests, "/good")) == sorted(item.id for item in to_good)
+    first = event_ids(receiver.requests, "/dead")
+    assert len(first) == 2 and len(set(first)) == 1  # one notification: a POST and its retry
+    dead_ids = [item.id for item in to_dead]
+    assert [item.id for item in outbox.pending(dead_ids)] == dead_ids  # all still owed
+    assert outbox.owed(now=time.time(), limit=100) == []
+    assert len(outbox.owed(now=time.time() + quick_redelivery + 1, limit=100)) == 20
+
+    next_cycle(outbox)
+    asyncio.run(runs.send_owed())
+
+    second = event_ids(receiver.requests, "/dead")[2:]
+    assert len(second) == 2 and set(second) != set(first)  # the next one in line, not the same
+    assert len(outbox.pending(dead_ids)) == 20
+    ours = {item.id for item in to_dead + to_good}
+    expected = [[f"virusFound for acme/{name}" for name in names] for names in
+                (["dead-00.exe", "good-0.exe", "good-1.exe", "good-2.exe"], ["dead-01.exe"])]
+    wait_for(lambda: asyncio.run(task_runs_of(ours)) == expected,
+             "one task run for the dead receiver in each of the two runs", timeout=30)
+
+
+def test_a_notification_its_receiver_refuses_does_not_hold_up_the_others(
+        prefect_api: str, tmp_path: Path, receiver: WebhookReceiver,
+        quick_redelivery: float) -> None:
+    """A receiver that refuses one notification (HTTP 400, always) but takes the others: the
+    refused one fails alone. It was first in line, so its failure made the others wait one
+    cycle; in the next, those never tried go first and are delivered, the refused one last."""
+    url = f"{receiver.url}/hook"
+    refused, *others = [stored(url, f"acme/{n}.exe") for n in range(4)]
+    receiver.refused.add(refused.id)
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox.add([refused, *others])
+    runs = NotifyRuns(outbox, lambda: [hook(url)])
+
+    asyncio.run(runs.send_owed())
+    assert event_ids(receiver.requests, "/hook") == [refused.id, refused.id]
+
+    next_cycle(outbox)
+    asyncio.run(runs.send_owed())
+
+    sent = event_ids(receiver.requests, "/hook")[2:]
+    assert sorted(sent) == sorted([refused.id, refused.id, *(item.id for item in others)])
+    assert [item.id for item in outbox.pending([refused.id, *(o.id for o in others)])] == [
+        refused.id]
+
+
+def test_a_dead_receiver_does_not_hold_up_the_next_run(prefect_api: str, tmp_path: Path,
+                                                       receiver: WebhookReceiver,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """More is owed than one run takes: the first run, all to a dead receiver, fails, and the
+    next one, to a good receiver, goes at once, not at the next periodic look at the outbox
+    (on the main this replaces, a failed run ended the sending)."""
+    monkeypatch.setattr(notify, "IDS_PER_RUN", 5)
+    dead, good = f"{receiver.url}/dead", f"{receiver.url}/good"
+    to_dead = [stored(dead, f"acme/dead-{n}.exe") for n in range(5)]
+    to_good = [stored(good, f"acme/good-{n}.exe") for n in range(2)]
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox.add(to_dead + to_good)
+
+    asyncio.run(NotifyRuns(outbox, lambda: [hook(dead), hook(good)]).send_owed())
+
+    assert sorted(event_ids(receiver.requests, "/good")) == sorted(item.id for item in to_good)
+    assert len(event_ids(receiver.requests, "/dead")) == 2
+    assert len(outbox.pending([item.id for item in to_dead + to_good])) == 5

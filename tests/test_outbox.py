@@ -20,9 +20,10 @@ from ssftp.outbox import Outbox, StoredNotification
 from tests.support import tmpfs
 
 
-def owed_item(key: str, body: bytes = b"{}") -> StoredNotification:
-    return StoredNotification(id=str(uuid.uuid4()), event="virusFound",
-                              url="http://127.0.0.1:9/hook", file=f"acme/{key}", body=body)
+def owed_item(key: str, body: bytes = b"{}",
+              url: str = "http://127.0.0.1:9/hook") -> StoredNotification:
+    return StoredNotification(id=str(uuid.uuid4()), event="virusFound", url=url,
+                              file=f"acme/{key}", body=body)
 
 
 def all_owed(outbox: Outbox) -> list[str]:
@@ -40,6 +41,7 @@ def test_what_is_stored_is_owed_until_delivered(tmp_path: Path) -> None:
     assert all_owed(outbox) == [second.id]  # not due again for an hour
     assert outbox.owed(now=time.time() + 7200, limit=10) == [second.id, first.id]
     assert outbox.pending([first.id])[0].attempts == 1
+    assert outbox.pending([first.id])[0].backoff == 1
 
     outbox.delivered(first.id)
     assert all_owed(outbox) == [second.id]
@@ -154,3 +156,65 @@ def test_settled_rows_are_forgotten_after_a_while(tmp_path: Path) -> None:
     outbox.delivered(done.id)
     assert outbox.forget_settled(settled_before=time.time() + 1) == 1
     assert outbox.pending([done.id, owed.id]) == [owed]
+
+
+def steps(step: int) -> float:
+    return 100.0 * step
+
+
+def test_a_receiver_down_makes_all_it_is_owed_wait_one_step_longer(tmp_path: Path) -> None:
+    """Everything owed to the failed receiver waits, tried or not, in this run or not; its
+    wait is one step beyond the longest of them; what is owed to others is left alone."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    failed, waiting, later = (owed_item(key) for key in ("failed", "waiting", "later"))
+    other = owed_item("other", url="http://127.0.0.1:9/other")
+    outbox.add([failed, waiting, later, other])
+    outbox.failed(later.id, "HTTP 503", retry_in=1000)  # already waits longer than a step
+
+    assert outbox.receiver_down(failed.id, "HTTP 503", retry_in=steps) == (2, steps(2))
+
+    now = time.time()
+    assert outbox.owed(now=now + 1, limit=10) == [other.id]
+    assert outbox.owed(now=now + steps(2) + 1, limit=10) == [other.id, failed.id, waiting.id]
+    assert outbox.owed(now=now + 1001, limit=10)[-1] == later.id  # not made due sooner
+    by_id = {item.id: item for item in outbox.pending([failed.id, waiting.id, later.id])}
+    assert [(by_id[item.id].attempts, by_id[item.id].backoff)
+            for item in (failed, waiting, later)] == [(1, 2), (0, 2), (1, 2)]
+
+    outbox.receiver_down(waiting.id, "HTTP 503", retry_in=steps)  # the next cycle: one longer
+    assert outbox.pending([waiting.id])[0].backoff == 3
+    assert outbox.owed(now=time.time() + steps(3) - 10, limit=10) == [other.id]
+
+
+def test_deferred_notifications_wait_untried(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    first, second = owed_item("a"), owed_item("b")
+    outbox.add([first, second])
+    outbox.deferred([first.id], until=time.time() + 3600)
+    assert all_owed(outbox) == [second.id]
+    assert outbox.pending([first.id])[0].attempts == 0
+
+
+def test_an_outbox_of_schema_1_is_upgraded_and_keeps_what_it_owed(tmp_path: Path) -> None:
+    """The file of an ssftp before backoff was counted per receiver: its rows stay owed, as
+    due as they were, their backoff as far as their failed attempts took it."""
+    path = tmp_path / "outbox.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript("""
+            CREATE TABLE notification (id TEXT PRIMARY KEY, created REAL NOT NULL,
+                event TEXT NOT NULL, url TEXT NOT NULL, file TEXT NOT NULL, body BLOB NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, due REAL NOT NULL,
+                settled REAL, outcome TEXT);
+            CREATE INDEX owed ON notification (due) WHERE settled IS NULL;
+            INSERT INTO notification VALUES ('a', 0, 'virusFound', 'http://x/', 'acme/a', X'7B7D',
+                                             3, 'HTTP 503', 0, NULL, NULL);
+            PRAGMA user_version=1;
+        """)
+    outbox = Outbox(path)
+    assert all_owed(outbox) == ["a"]
+    assert outbox.pending(["a"]) == [StoredNotification("a", "virusFound", "http://x/",
+                                                        "acme/a", b"{}", 3, 3)]
+    outbox.close()
+    Outbox(path).close()  # opened again: nothing more to upgrade
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -130,6 +130,7 @@ class Webhook(Model):
     name: Literal["virusFound", "scanError"]
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+$"), AfterValidator(_http_url)]
     secret: SecretStr | None = None
+    # Seconds for a whole attempt (connect, send, read the answer), not per read.
     timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     retries: Annotated[int, Field(ge=0, le=20)] = 3
     # Our extension: the first retry waits this long, each next one twice as long.
