@@ -38,7 +38,7 @@ from ssftp.config.schema import ClamavSettings
 from ssftp.errors import ClamdError, InvalidValueError, PrefectServerError, SsftpError
 from ssftp.health import Address, parse_listen
 from ssftp.layout import DataLayout
-from ssftp.logs import log_dirs, set_console
+from ssftp.logs import lines_shown, log_dirs, one_line, set_console
 from ssftp.passwords import hash_password
 
 DEFAULT_DATA_DIR = "./var/ssftp"
@@ -167,12 +167,12 @@ def _parser() -> argparse.ArgumentParser:
 def _check_config(args: argparse.Namespace) -> int:
     loaded = load_config(args.file)
     config = loaded.config
-    print(f"{args.file}: valid ({len(config.users.staging_dir)} staging and "
-          f"{len(config.users.clean_dir)} clean accounts, "
-          f"{len(config.sftp_client_downloaders)} downloaders, "
-          f"{len(config.sftp_client_uploaders)} uploaders)")
+    print(one_line(f"{args.file}: valid ({len(config.users.staging_dir)} staging and "
+                   f"{len(config.users.clean_dir)} clean accounts, "
+                   f"{len(config.sftp_client_downloaders)} downloaders, "
+                   f"{len(config.sftp_client_uploaders)} uploaders)"))
     for warning in loaded.warnings:
-        print("warning: " + warning.describe(loaded.source))
+        print(one_line("warning: " + warning.describe(loaded.source)))
     return OK
 
 
@@ -293,7 +293,8 @@ def _scan(args: argparse.Namespace) -> int:
     worst = OK
     for path in files:
         verdict = client.scan(path.absolute(), settings.mode)
-        print(f"{path}: {verdict.kind.value}: {verdict.detail}")
+        # Partners choose the names, and clamd's details repeat them.
+        print(one_line(f"{path}: {verdict.kind.value}: {verdict.detail}"))
         status = {VerdictKind.CLEAN: OK, VerdictKind.ERROR: FAILED}.get(verdict.kind, FOUND)
         worst = max(worst, status)
     return worst
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except SsftpError as exc:
-        print(f"ssftp {args.command}: {exc}", file=sys.stderr)
+        _say_failure(args.command, exc)
     except BrokenPipeError:
         # The reader of our output went away (``ssftp status ... | head``): what it read was
         # whole, and nothing failed. stdout goes to /dev/null, or Python's exit flush fails.
@@ -382,11 +383,17 @@ def main(argv: list[str] | None = None) -> int:
         return OK
     except OSError as exc:
         # The system refused something the operator can fix (permissions, a full disk).
-        print(f"ssftp {args.command}: {exc}", file=sys.stderr)
+        _say_failure(args.command, exc)
     except KeyboardInterrupt:
         # Ctrl-C before a server took over SIGINT (at a prompt, during start).
         print(file=sys.stderr)
     return FAILED
+
+
+def _say_failure(command: str, exc: Exception) -> None:
+    """The failure on stderr, escaped for the terminal: it may name a file a partner named.
+    Its own lines stay (a config's problems are one a line)."""
+    print(lines_shown(f"ssftp {command}: {exc}"), file=sys.stderr)
 
 
 if __name__ == "__main__":

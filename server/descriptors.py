@@ -8,7 +8,9 @@ limit is common), and the limit is divided:
 - :data:`FIXED_RESERVE` for the process itself: ``ssftp serve`` holds 22 at rest (stdio, the
   three logs, the listener, the event loop's epoll, eventfds and pipes, the config watcher's
   inotify); ``ssftp up`` adds clamd's connection and the file being scanned, Prefect's HTTP
-  connections and its server's pipes.
+  connections and its server's pipes. On top of that, the most the metrics listener can hold
+  (``ssftp.health.DESCRIPTORS``: its connections are capped), so that no number of
+  connections to it can take the sessions' share.
 - A quarter of the rest for connections, :data:`PER_CONNECTION` each: its socket, and one for
   what an operation holds for a moment (the directory a path operation acts through, the
   source of a resumed upload; a rename holds two, and the fixed reserve takes such peaks).
@@ -17,7 +19,7 @@ limit is common), and the limit is divided:
   connection's sessions may hold hundreds); an OPEN or OPENDIR beyond it answers "server is
   busy".
 
-At 20 000 that is 2 492 connections and 14 952 handles; at 256, 24 and 144. The figures are
+At 20 000 that is 2 488 connections and 14 935 handles; at 256, 20 and 127. The figures are
 in the server's ``listening`` log line (:meth:`DescriptorBudget.figures`).
 
 The counts are taken on the event loop (connections, and a session's OPEN and CLOSE, even
@@ -37,11 +39,12 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 
+from ssftp.health import DESCRIPTORS as METRICS_DESCRIPTORS
 from ssftp.logs import APP, log_event
 
 logger = logging.getLogger(APP)
 
-FIXED_RESERVE = 64
+FIXED_RESERVE = 64 + METRICS_DESCRIPTORS
 PER_CONNECTION = 2
 CONNECTION_SHARE = 4  # a quarter of what the process does not keep for itself
 

@@ -49,6 +49,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ssftp.errors import InvalidValueError
+from ssftp.logs import one_line
 
 AUDIT_LOG = "audit.log"
 # Areas that hold a file under the same sub path: its name there is the sub path alone.
@@ -64,6 +65,8 @@ _DATED = re.compile(re.escape(AUDIT_LOG) + r"-(\d[\d_-]*)(?:\.gz)?")
 # Shown first on a text line, in this order; other fields follow as they were written.
 _FIRST_FIELDS = ("file", "verdict", "signature", "destination", "sha256", "size")
 _NOT_SHOWN = ("time", "event", "level", "log")
+# What makes a text value be shown in quotes.
+_QUOTED = frozenset(' "\\')
 
 
 @dataclass(frozen=True)
@@ -277,18 +280,20 @@ def _open(path: Path) -> io.BufferedIOBase:
 
 
 def format_record(record: dict[str, Any]) -> str:
-    """One line for a person: time, event, then the fields that are set as ``key=value``."""
+    """One line for a person at a terminal: time, event, then the fields that are set as
+    ``key=value``, the whole line :func:`~ssftp.logs.one_line` (names are partners')."""
     first = [key for key in _FIRST_FIELDS if key in record]
     rest = [key for key in record if key not in _FIRST_FIELDS and key not in _NOT_SHOWN]
     fields = " ".join(f"{key}={_shown(record[key])}" for key in first + rest
                       if record[key] is not None)
-    return f"{record.get('time', '?')}  {record.get('event', '?'):<8}  {fields}"
+    return one_line(f"{record.get('time', '?')}  {record.get('event', '?'):<8}  {fields}")
 
 
 def _shown(value: Any) -> str:
-    """A value as one word: text with spaces, control characters or undecodable bytes in
-    quotes, escaped, so each record stays one line."""
-    text = value if isinstance(value, str) else json.dumps(value)
-    if text and text.isprintable() and " " not in text:
+    """A value as one word: text with a space, a quote, a backslash or anything not
+    printable in quotes (its own quotes and backslashes escaped), so that where it ends, and
+    what is an escape, is plain; the line's one_line escapes the rest (``\\n``, ``\\x1b``)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if text and text.isprintable() and not _QUOTED.intersection(text):
         return text
-    return json.dumps(text)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -13,6 +13,7 @@ on, and a file must not reach ``clean/`` or ``quarantine/`` while its record fai
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -75,17 +76,21 @@ class JsonLinesFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``12:00:01 warning  config warning  detail=...``: the console for a person."""
+    """``12:00:01 warning  config warning  detail=...``: the console for a person.
+
+    Its fields carry names partners chose (a refused upload's path), so the line is
+    :func:`one_line`: an escape sequence in a name is shown, never acted on by the terminal.
+    A traceback keeps its lines, each escaped the same way."""
 
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
         fields = " ".join(f"{key}={value}" for key, value in
                           _masked(getattr(record, "fields", {})).items())
         line = f"{when} {record.levelname.lower():<8} {record.getMessage()}"
-        line = f"{line}  {fields}" if fields else line
+        line = one_line(f"{line}  {fields}" if fields else line)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return printable(line)
+            line += "\n" + lines_shown(self.formatException(record.exc_info))
+        return line
 
 
 @dataclass
@@ -120,9 +125,19 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, /,
 
 def one_line(text: str) -> str:
     """``printable`` text with every control character (C0, DEL, C1: a file name may hold a
-    newline or a terminal escape) shown escaped: safe for a terminal, one line in a feed."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1]
-                   for char in printable(text))
+    newline or a terminal escape) shown escaped: safe for a terminal, one line in a feed.
+
+    A surrogate that stands for no byte (``\\ud800`` from a JSON line another program wrote)
+    is escaped as it is, rather than raise."""
+    with contextlib.suppress(UnicodeEncodeError):
+        text = printable(text)
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def lines_shown(text: str) -> str:
+    """Text of several lines (a config's problems, a traceback) for a terminal: each line
+    :func:`one_line`, the line breaks kept."""
+    return "\n".join(one_line(line) for line in text.split("\n"))
 
 
 def warn_on_stderr(message: str) -> None:

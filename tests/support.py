@@ -45,14 +45,14 @@ class ServerThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self.service: Service = self._call(self._start())
+        self.service: Service = self.call(self._start())
 
     async def _start(self) -> Service:
         store = ConfigStore.open(self.config_path, self.layout)
         return await start_service(store, host="127.0.0.1", port=0,
                                    temp_sweep_seconds=self.temp_sweep_seconds)
 
-    def _call(self, coroutine):
+    def call(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=60)
 
     @property
@@ -64,7 +64,7 @@ class ServerThread:
         return self.service.store
 
     def stop(self) -> None:
-        self._call(self.service.stop())
+        self.call(self.service.stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()

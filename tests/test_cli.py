@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from ssftp.passwords import PasswordVerifier
@@ -268,3 +270,87 @@ def test_bad_values_on_the_command_line_are_one_line_and_exit_2(tmp_path, args, 
                             timeout=60, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+
+
+# --- names from partners on an operator's terminal ---------------------------------------------
+
+# What a terminal acts on: ESC (title, colours, clearing the screen), BEL, and the C1 CSI as a
+# raw byte and as the character (UTF-8).
+TERMINAL_CONTROLS = (b"\x1b", b"\x07", b"\x9b", b"\xc2\x9b")
+HOSTILE_NAMES = (b"\x1b]0;PWNED\x07.txt", b"csi-\xc2\x9b31m.txt", b"raw-\x9b-\xff.txt")
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def ssftp_bytes(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+    """The console script with a UTF-8 locale (an operator's terminal), its output as bytes."""
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    env.pop("PYTHONIOENCODING", None)
+    return subprocess.run([SSFTP, *args], capture_output=True, timeout=60, env=env)
+
+
+def assert_no_terminal_controls(result: subprocess.CompletedProcess[bytes]) -> None:
+    for stream in (result.stdout, result.stderr):
+        assert b"Traceback" not in stream, stream
+        for control in TERMINAL_CONTROLS:
+            assert control not in stream, (control, stream)
+
+
+def test_scan_prints_hostile_file_names_escaped(clamd, tmp_path):
+    """On main the names went to the terminal raw (a title set to PWNED, a cleared screen),
+    and a name that is not UTF-8 ended the command with a traceback."""
+    directory = os.fsencode(tmp_path / "drop")
+    os.mkdir(directory)
+    for name in HOSTILE_NAMES:
+        with open(os.path.join(directory, name), "wb") as file:
+            file.write(b"harmless\n")
+    with open(os.path.join(directory, b"\x1b[2J-eicar.com"), "wb") as file:
+        file.write(EICAR)
+    result = ssftp_bytes("scan", "--clamd", str(clamd.socket), directory)
+    assert_no_terminal_controls(result)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 4
+    assert f"{tmp_path}/drop/\\x1b]0;PWNED\\x07.txt: clean: OK" in lines
+    assert f"{tmp_path}/drop/raw-\\x9b-\\xff.txt: clean: OK" in lines
+    assert any(line.startswith(f"{tmp_path}/drop/\\x1b[2J-eicar.com: infected: ")
+               for line in lines)
+
+
+def test_scan_of_a_missing_hostile_name_says_so_escaped(clamd, tmp_path):
+    result = ssftp_bytes("scan", "--clamd", str(clamd.socket),
+                         os.fsencode(tmp_path) + b"/gone-\x1b]0;PWNED\x07-\xff")
+    assert_no_terminal_controls(result)
+    assert result.returncode == 2
+    assert result.stderr.decode() == (f"ssftp scan: no such file or directory: "
+                                      f"{tmp_path}/gone-\\x1b]0;PWNED\\x07-\\xff\n")
+
+
+def test_text_console_shows_a_hostile_file_name_escaped(tmp_path):
+    """A partner chooses the names it uploads, and the console's ``refused`` line shows the
+    one refused: on main raw (the console's text format made names valid UTF-8, nothing
+    more). asyncssh refuses control characters in user names itself."""
+    proc = subprocess.Popen(
+        [SSFTP, "portable", "--directory", str(tmp_path / "shared"), "--username", "u",
+         "--password", "pw", "--permissions", "*", "--port", "0", "--data-dir",
+         str(tmp_path / "data"), "--log-format", "text"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        port = int(re.search(rb" port=(\d+)", proc.stdout.readline())[1])
+        transport = paramiko.Transport(("127.0.0.1", port))
+        try:
+            transport.connect(username="u", password="pw")
+            sftp = paramiko.SFTPClient.from_transport(transport)
+            with pytest.raises(PermissionError):
+                sftp.open("\x1b]0;PWNED\x07\x9b.txt", "w")
+        finally:
+            transport.close()
+        refused = b""
+        while b" refused " not in refused:
+            refused = proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    console = subprocess.CompletedProcess(proc.args, proc.returncode, refused + out, err)
+    assert_no_terminal_controls(console)
+    assert b"path=\\x1b]0;PWNED\\x07\\x9b.txt" in refused

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
 from ssftp.layout import TEMP_PREFIX, remove_stale_temp_files
+from ssftp.logs import APP, TextFormatter
 from testkit.sftp_client import run_sftp
 from tests.conftest import PARTNER_PASSWORD
 
@@ -56,3 +58,14 @@ def test_stale_temp_files_are_removed_by_the_servers_clock(tmp_path):
     assert sorted(remove_stale_temp_files(tmp_path, 24 * 3600, now=created + 3 * 24 * 3600)) \
         == sorted([old, young])
     assert not old.exists() and not young.exists() and normal.exists()
+
+
+def test_the_text_console_escapes_what_a_terminal_would_act_on():
+    """Fields carry names partners chose; one that is not UTF-8 (a surrogate from the file
+    system) is shown as its byte, never raises. On main ESC, BEL and C1 reached the console."""
+    record = logging.getLogger(APP).makeRecord(
+        APP, logging.WARNING, __file__, 0, "refused", (), None,
+        extra={"fields": {"path": "in/\x1b]0;PWNED\x07\x9b-\udcff.txt", "user": "u"}})
+    line = TextFormatter().format(record)
+    assert line.endswith("warning  refused  path=in/\\x1b]0;PWNED\\x07\\x9b-\\xff.txt user=u")
+    assert all(char.isprintable() for char in line)

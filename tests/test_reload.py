@@ -3,16 +3,24 @@ in place or renamed over the file; an invalid change is logged and the last good
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
+import threading
 import time
+from collections.abc import Iterator
 
 import asyncssh
+import paramiko
 import pytest
 
+from ssftp.config import reload as reload_module
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
-from tests.support import ServerThread, app_log_records, write_config
+from ssftp.passwords import hash_password
+from tests.support import ServerThread, app_log_records, wait_for, write_config
 
 CONFIG = """
 sftpPort: 0
@@ -118,3 +126,90 @@ def test_the_same_rejected_change_is_logged_once(tmp_path):
         rejections = [r for r in seen if r.getMessage().startswith("config change rejected")]
         assert len(rejections) == 2
         assert "'..'" in " ".join(rejections[-1].fields["problems"])  # type: ignore[attr-defined]
+
+
+# --- a large config is parsed off the event loop ------------------------------------------------
+
+ACCOUNTS = 40_000
+LISTED, PARSING, PARSED = "listed", "parsing", "parsed"
+
+
+def many_accounts(count: int) -> str:
+    """``count`` staging accounts besides ``first``, with one bcrypt hash (an alias): no
+    plaintext warning each, and the file stays within the 4 MiB a config may have."""
+    hashed = hash_password("many-pw", "bcrypt")
+    lines = [f"    - directory: m{n}\n      auth: {{username: m{n}, password: *hash}}\n"
+             for n in range(1, count)]
+    anchored = f"    - directory: m0\n      auth: {{username: m0, password: &hash '{hashed}'}}\n"
+    return CONFIG.format(extra=anchored + "".join(lines))
+
+
+@contextlib.contextmanager
+def parses_marked(monkeypatch, timeline: list) -> Iterator[None]:
+    """The real load_config, its start and end marked on ``timeline``."""
+    real = reload_module.load_config
+
+    def marked(path):
+        timeline.append(PARSING)
+        try:
+            return real(path)
+        finally:
+            timeline.append(PARSED)
+
+    monkeypatch.setattr(reload_module, "load_config", marked)
+    yield
+
+
+@contextlib.contextmanager
+def listing(port: int, timeline: list) -> Iterator[None]:
+    """A real SFTP client (paramiko) listing its root again and again, each answer marked."""
+    stop = threading.Event()
+    transport = paramiko.Transport(("127.0.0.1", port))
+    transport.connect(username="first", password="first-pw")
+    sftp = paramiko.SFTPClient.from_transport(transport)
+
+    def keep_listing() -> None:
+        while not stop.is_set():
+            sftp.listdir(".")
+            timeline.append(LISTED)
+
+    thread = threading.Thread(target=keep_listing, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        transport.close()
+
+
+def reloaded(timeline: list) -> list[int]:
+    return [at for at, entry in enumerate(timeline) if isinstance(entry, logging.LogRecord)
+            and entry.getMessage() == "config reloaded"]
+
+
+def test_listings_are_answered_while_a_large_config_is_parsed(server, monkeypatch):
+    """On main the watcher parsed on the event loop that serves every session: a reload to
+    40 000 accounts took listings from 0.3 s to 6.9 s, and none was answered meanwhile."""
+    with app_log_records() as timeline, parses_marked(monkeypatch, timeline), \
+            listing(server.port, timeline):
+        server.config_path.write_text(many_accounts(ACCOUNTS))
+        wait_for(lambda: reloaded(timeline), "the reload", timeout=120)
+    start, end = timeline.index(PARSING), reloaded(timeline)[0]
+    assert LISTED in timeline[start:end]
+    assert len(server.store.current.accounts) == ACCOUNTS + 1
+
+
+def test_a_change_during_a_parse_is_applied_after_it(server, monkeypatch):
+    """The last content wins: a small change written while a large one is parsed is neither
+    lost nor overtaken by the large one."""
+    timeline: list = []
+    with parses_marked(monkeypatch, timeline):
+        server.config_path.write_text(many_accounts(ACCOUNTS))
+        wait_for(lambda: PARSING in timeline, "the large config's parse to start")
+        server.config_path.write_text(CONFIG.format(extra=SECOND))
+        wait_for(lambda: "second" in server.store.current.accounts
+                 and timeline.count(PARSING) == timeline.count(PARSED),
+                 "the small config to be applied", timeout=120)
+    server.call(asyncio.sleep(0))  # what the loop was handed before this has run
+    assert set(server.store.current.accounts) == {"first", "second"}

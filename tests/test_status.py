@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import shlex
 import subprocess
 import sys
@@ -256,7 +257,7 @@ def test_names_with_odd_characters_match_as_json_spells_them(tmp_path):
     records = history(audit_logs(tmp_path / "log"), parse_query(name, tmp_path), tmp_path)
     assert len(records) == 1
     line = format_record(records[0])
-    assert "\n" not in line and 'file="acme/in/\\u00e9 \\"q\\"\\nx.dat"' in line
+    assert "\n" not in line and 'file="acme/in/é \\"q\\"\\nx.dat"' in line
 
 
 @pytest.mark.parametrize("bad", ["x.dat", "abc123", "a1" * 33, "acme/../etc/passwd", ""])
@@ -310,6 +311,23 @@ def test_status_command(tmp_path):
         bad = ssftp_status(*args)
         assert bad.returncode == 2 and bad.stderr.startswith("ssftp status: ")
         assert reason in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_status_shows_hostile_names_escaped(tmp_path):
+    """Partners choose the names in the audit log: a terminal escape (ESC, BEL, the C1 CSI)
+    and a byte that is not UTF-8 (its JSON has ``\\udcff``) are shown escaped, by path and
+    by sha256, and the text never raises."""
+    name = "acme/in/\x1b]0;PWNED\x07-\x9b31m-\udcff.dat"
+    write_log(tmp_path, [scan(tmp_path, name, SHA_X, "infected", f"quarantine/{name}",
+                              signature="Eicar-Test-Signature")])
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    for asked in (SHA_X, f"quarantine/{name}"):
+        result = subprocess.run([SSFTP, "status", os.fsencode(asked), "--data-dir",
+                                 str(tmp_path)], capture_output=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stderr
+        for control in (b"\x1b", b"\x07", b"\x9b", b"\xc2\x9b"):
+            assert control not in result.stdout + result.stderr
+        assert b' file="acme/in/\\x1b]0;PWNED\\x07-\\x9b31m-\\xff.dat" ' in result.stdout
 
 
 def test_status_command_over_two_data_dirs(tmp_path):
