@@ -271,7 +271,18 @@ class LimitsSettings(Model):
     per channel, so it is what a channel can cost in memory at worst: 16 MiB when the disk
     is slower than the link (``maxSessionsPerConnection`` times that per connection). With
     asyncssh's 2 MiB, topped up at half, uploads through a 40 ms-each-way link ran at 0.64x
-    OpenSSH's speed; with 16 MiB at 2.2x. Asked at start only.
+    OpenSSH's speed; with 16 MiB at 2.2x. Asked at start only. It no longer bounds memory:
+    ``maxBufferedBytes`` and each connection's 16 MiB each way do (server.in_flight).
+
+    ``maxBufferedBytes`` bounds what all connections together make the server hold in memory:
+    data received and not yet written (or hashed), and READ replies not yet sent. Beyond it
+    a connection holding more than 4 MiB is slowed down (its socket is not read, its READs
+    wait) until others give some back. 256 MiB is 16 connections at their 16 MiB share, and
+    leaves a 1 GiB machine room for the rest. Asked at start only.
+
+    ``maxHashCommandsPerAccount`` bounds the exec hash commands (``sha256sum``...) an account
+    runs at once, in all its connections: each is a thread reading a whole file or its
+    standard input. 8 is rclone's default ``--checkers``.
     """
 
     max_open_handles: Annotated[int, Field(ge=1, le=100_000)] = 512
@@ -281,6 +292,8 @@ class LimitsSettings(Model):
     max_unauthenticated_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
     login_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     channel_window_bytes: Annotated[int, Field(ge=64 * 1024, le=1 << 30)] = 16 << 20
+    max_buffered_bytes: Annotated[int, Field(ge=16 << 20, le=1 << 40)] = 256 << 20
+    max_hash_commands_per_account: Annotated[int, Field(ge=1, le=10_000)] = 8
 
 
 class ClamavSettings(Model):
