@@ -8,18 +8,20 @@ Two kinds, each counted on the connection it belongs to and in one total for the
   ``pause_reading``): the client's data waits in TCP, on its side, whatever its channels'
   windows say. That is the one bound that holds: asyncssh sends a channel's window adjust
   when data is *delivered* to the session, not when the session consumes it, and its own
-  pause of a channel keeps the data in a buffer of the channel that the next delivery tops
-  up again (2 GiB fed to ``sha256sum -`` stayed 2 GiB in that buffer). So the sessions here
-  never pause their channel (server.ssh_server) and everything received is counted here.
+  pause of a channel keeps the data in a buffer of the channel, out of the window's count,
+  which the next delivery tops up again (of 512 MiB fed to ``sha256sum -``, 450 MiB waited in
+  that buffer at once; 2 GiB fed took RSS to 2 GiB). So the sessions here never pause their
+  channel (server.ssh_server) and everything received is counted here.
 - **Replies**: READ replies read from disk and not yet sent. A READ waits for room before it
   reads (:meth:`ChannelBytes.reserve`); the room is given back once the channel's write
   buffer has drained, before its next request is read. A client that reads no reply holds
   one reply per channel, and its connection's share at most.
 
-A connection's share is :data:`RECEIVED_BYTES` and :data:`REPLY_BYTES`. Above :data:`FLOOR_BYTES`, it
-also needs room in the process's total (``limits.maxBufferedBytes``); up to the floor it never
-waits for the others, so that connections holding their share (a client that reads no reply)
-cannot stop everyone else's transfers, only slow them down to the floor.
+A connection's share is :data:`RECEIVED_BYTES` and :data:`REPLY_BYTES`. Above
+:data:`FLOOR_BYTES` it also needs room in the process's total (``limits.maxBufferedBytes``);
+up to the floor it never waits for the others, so that connections holding their share (a
+client that reads no reply) cannot stop everyone else's transfers, only slow them down to the
+floor.
 
 Everything here runs on the event loop: no lock. The hooks are called per SSH packet received
 and per READ, so each is a few additions and comparisons.

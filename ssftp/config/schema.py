@@ -250,8 +250,9 @@ class DefenderSettings(Model):
 
 class LimitsSettings(Model):
     """Our extension: what one client may hold of the server, so that no account can take it
-    from the others. A refused operation is logged once per session; refused connections once
-    per address and limit, then as a count each minute (a flood writes a few lines, not one each).
+    from the others. A refused limit is logged once per session; refused connections once per
+    address and limit, and refused requests once per connection, operation and reason, then
+    as a count each minute (a flood writes a few lines, not one each).
 
     ``maxOpenHandles`` bounds the open files and directories of one SFTP session: each holds a
     file descriptor, and the process has a fixed number of them for every session. 512 is far
@@ -267,18 +268,17 @@ class LimitsSettings(Model):
     ``loginGraceSeconds`` (asked at start only).
 
     ``channelWindowBytes`` is the SSH window each SFTP channel advertises: how much a client
-    may send before the server acknowledges it. It bounds the unacknowledged data buffered
-    per channel, so it is what a channel can cost in memory at worst: 16 MiB when the disk
-    is slower than the link (``maxSessionsPerConnection`` times that per connection). With
-    asyncssh's 2 MiB, topped up at half, uploads through a 40 ms-each-way link ran at 0.64x
-    OpenSSH's speed; with 16 MiB at 2.2x. Asked at start only. It no longer bounds memory:
-    ``maxBufferedBytes`` and each connection's 16 MiB each way do (server.in_flight).
+    may send before the server acknowledges it. With asyncssh's 2 MiB, topped up at half,
+    uploads through a 40 ms-each-way link ran at 0.64x OpenSSH's speed; with 16 MiB at 2.2x.
+    Asked at start only. It does not bound memory (asyncssh tops a window up as data arrives,
+    not as it is written): ``maxBufferedBytes`` and each connection's share do (below).
 
     ``maxBufferedBytes`` bounds what all connections together make the server hold in memory:
-    data received and not yet written (or hashed), and READ replies not yet sent. Beyond it
-    a connection holding more than 4 MiB is slowed down (its socket is not read, its READs
-    wait) until others give some back. 256 MiB is 16 connections at their 16 MiB share, and
-    leaves a 1 GiB machine room for the rest. Asked at start only.
+    data received and not yet written (or hashed), and READ replies not yet sent; each
+    connection holds 16 MiB of the one and 8 MiB of the other at most. Beyond it, a connection
+    holding more than 4 MiB of either waits (its socket is not read, its READs wait) until
+    others give some back. 256 MiB is sixteen connections at their whole share of received
+    data. Asked at start only.
 
     ``maxHashCommandsPerAccount`` bounds the exec hash commands (``sha256sum``...) an account
     runs at once, in all its connections: each is a thread reading a whole file or its
