@@ -130,23 +130,28 @@ class ConnectionBytes:
 
 
 class ChannelBytes:
-    """What one channel holds of its connection's bytes."""
+    """What one channel holds of its connection's bytes. Once closed it holds nothing: a read
+    or a READ that asyncssh finishes after the channel's end counts nothing more."""
 
     def __init__(self, connection: ConnectionBytes) -> None:
         self._connection = connection
         self._received = 0
         self._reply = 0
+        self._closed = False
 
     def buffered(self, count: int) -> None:
         """The channel's session now holds ``count`` bytes received and not taken."""
-        if count != self._received:
+        if count != self._received and not self._closed:
             self._connection.add_received(count - self._received)
             self._received = count
 
     async def reserve(self, count: int) -> None:
         """Wait for room for a reply of up to ``count`` bytes, held until :meth:`sent`."""
         await self._connection.reserve_reply(count)
-        self._reply += count
+        if self._closed:
+            self._connection.release_reply(count)
+        else:
+            self._reply += count
 
     def shrink(self, count: int) -> None:
         """The reply reserved turned out to be ``count`` bytes (a short read, the file's end)."""
@@ -163,3 +168,4 @@ class ChannelBytes:
     def close(self) -> None:
         self.buffered(0)
         self.sent()
+        self._closed = True
