@@ -8,9 +8,10 @@ disk between the check and the open. ssftp's own hidden temp names are not addre
 all, so a client can neither see nor race an upload in progress.
 
 Nor is anything else done by path after the check: an operation on a name (lstat, mkdir,
-rmdir, unlink, readlink, rename) goes through its directory's verified descriptor
-(:meth:`Jail.open_parent`), and one that follows the final link (stat, statvfs, setstat)
-through a verified ``O_PATH`` descriptor of what the path leads to (:meth:`Jail.open_path`).
+rmdir, unlink, readlink, rename, the SETSTAT of a recent upload: :func:`chmod_name`) goes
+through its directory's verified descriptor (:meth:`Jail.open_parent`), and one that follows
+the final link (stat, statvfs, setstat) through a verified ``O_PATH`` descriptor of what the
+path leads to (:meth:`Jail.open_path`).
 """
 
 from __future__ import annotations
