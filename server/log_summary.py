@@ -10,7 +10,8 @@ last interval. A connection's summary is flushed when it ends: the count pending
 then, not lost.
 
 A client that varies its reasons (a command name is part of one) cannot make every line a
-first one: beyond :data:`MAX_KEYS` keys at once, the rest of an event share one key.
+first one: a connection's summary keeps :data:`MAX_KEYS` keys at once, the rest of an event
+share one key. (A listener's keeps every address: each is worth its line.)
 
 On the event loop only (its timers are the loop's); a session's thread hands its lines over
 with ``call_soon_threadsafe``.
@@ -46,13 +47,18 @@ class _Pending:
 
 @dataclass
 class LogSummary:
+    """The summary of a listener's refused connections or of one connection's refused
+    requests (see the module docstring)."""
+
     interval: float
+    max_keys: int | None = None  # None: as many as there are
     _pending: dict[Key, _Pending] = field(default_factory=dict)
 
     def log(self, key: Key, event: str, level: int, **fields: Any) -> None:
         """Log ``event`` with ``fields``, or count it when ``key`` was logged in this interval."""
         key = (event, *key)
-        if key not in self._pending and len(self._pending) >= MAX_KEYS:
+        if (self.max_keys is not None and key not in self._pending
+                and len(self._pending) >= self.max_keys):
             key = (event, _OTHERS)
         pending = self._pending.get(key)
         if pending is None:

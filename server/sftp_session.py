@@ -33,7 +33,7 @@ from server.compat import stderr_notices
 from server.descriptors import process_budget
 from server.in_flight import ChannelBytes
 from server.jail import Jail, JailPath, chmod_name, proc_path
-from server.log_summary import REFUSAL_LOG_SECONDS, LogSummary
+from server.log_summary import MAX_KEYS, REFUSAL_LOG_SECONDS, LogSummary
 from server.off_loop import SessionThread, off_loop, run_off_loop
 from server.recent_uploads import recent_uploads
 from server.upload_writer import UploadWriter, partial_path, stat_partial
@@ -77,7 +77,8 @@ class SessionContext:
     # scanning.verdictOnClose (server.verdict_wait); None where nothing scans (portable mode).
     verdicts: VerdictWatch | None = None
     # The connection's refused requests, logged in summary (on the event loop).
-    refusals: LogSummary = field(default_factory=lambda: LogSummary(REFUSAL_LOG_SECONDS))
+    refusals: LogSummary = field(
+        default_factory=lambda: LogSummary(REFUSAL_LOG_SECONDS, MAX_KEYS))
 
 
 @dataclass

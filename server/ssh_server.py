@@ -33,7 +33,7 @@ from server.defender import Defender
 from server.descriptors import process_budget
 from server.exec_commands import run_command
 from server.in_flight import ChannelBytes, ConnectionBytes, ProcessBytes
-from server.log_summary import LogSummary
+from server.log_summary import MAX_KEYS, LogSummary
 from server.sftp_session import SessionContext, SFTPSession
 from server.verdict_wait import VerdictWatch
 from ssftp.accounts import Account
@@ -189,7 +189,7 @@ class AccountSSHServer(asyncssh.SSHServer):
         self._occupancy = occupancy
         self._refusals = refusals
         # This connection's refused requests, in summary too (a client may repeat them).
-        self._request_refusals = LogSummary(refusals.interval)
+        self._request_refusals = LogSummary(refusals.interval, MAX_KEYS)
         self._in_flight = in_flight
         self._bytes: ConnectionBytes | None = None  # once connected
         self._login_grace_seconds = login_grace_seconds  # asyncssh's, set at start
