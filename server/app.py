@@ -19,13 +19,9 @@ from server.algorithms import modern_host_keypairs, server_algorithm_options
 from server.defender import Defender
 from server.descriptors import process_budget
 from server.host_keys import load_host_keys
-from server.ssh_server import (
-    REFUSAL_LOG_SECONDS,
-    AccountLookup,
-    AccountSSHServer,
-    Occupancy,
-    RefusalLog,
-)
+from server.in_flight import ProcessBytes
+from server.log_summary import REFUSAL_LOG_SECONDS, LogSummary
+from server.ssh_server import AccountLookup, AccountSSHServer, Occupancy
 from server.verdict_wait import Areas, VerdictWatch
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
@@ -84,8 +80,10 @@ async def start_gateway(
     login, channel, OPEN), so that a config reload applies to the next one; the login grace
     time is asyncssh's, set here once. The first gateway of the process raises its descriptor
     limit and sets the budget all its sessions share (server.descriptors). A refused
-    connection is logged at most once per ``refusal_log_seconds`` per limit and address.
-    The channel window (``limits.channelWindowBytes``) is asyncssh's, set here once too.
+    connection is logged at most once per ``refusal_log_seconds`` per limit and address, a
+    refused request once per operation and reason of its connection. The channel window
+    (``limits.channelWindowBytes``) is asyncssh's, set here once too, and so is the bytes in
+    flight of all connections together (``limits.maxBufferedBytes``, server.in_flight).
     ``verdicts``: what the close of an upload waits for (server.verdict_wait), if anything.
 
     Raises :class:`ListenError` when the address cannot be had (in use, privileged port, an
@@ -93,16 +91,17 @@ async def start_gateway(
     host_keys = load_host_keys(layout.system)
     defender = defender or Defender()
     occupancy = Occupancy()
-    refusals = RefusalLog(refusal_log_seconds)
+    refusals = LogSummary(refusal_log_seconds)
     login_grace, window = limits().login_grace_seconds, limits().channel_window_bytes
+    in_flight = ProcessBytes(limits().max_buffered_bytes)
     process_budget()  # raises the descriptor limit before the first connection
     try:
         acceptor = await asyncssh.listen(
             host,
             port,
             server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads(),
-                                                    limits, occupancy, refusals, login_grace,
-                                                    verdicts),
+                                                    limits, occupancy, refusals, in_flight,
+                                                    login_grace, verdicts),
             server_host_keys=modern_host_keypairs(host_keys),
             line_editor=False,  # SFTP only: the session's channel must be asyncssh's own
             allow_pty=False,

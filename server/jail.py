@@ -8,14 +8,18 @@ disk between the check and the open. ssftp's own hidden temp names are not addre
 all, so a client can neither see nor race an upload in progress.
 
 Nor is anything else done by path after the check: an operation on a name (lstat, mkdir,
-rmdir, unlink, readlink, rename) goes through its directory's verified descriptor
-(:meth:`Jail.open_parent`), and one that follows the final link (stat, statvfs, setstat)
-through a verified ``O_PATH`` descriptor of what the path leads to (:meth:`Jail.open_path`).
+rmdir, unlink, readlink, rename, the SETSTAT of a recent upload: :func:`chmod_name`) goes
+through its directory's verified descriptor (:meth:`Jail.open_parent`), and one that follows
+the final link (stat, statvfs, setstat) through a verified ``O_PATH`` descriptor of what the
+path leads to (:meth:`Jail.open_path`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import os
 import posixpath
 import stat
@@ -26,6 +30,41 @@ from pathlib import Path
 from ssftp.errors import Refused
 from ssftp.layout import is_reserved_name
 from ssftp.moves import proc_path
+
+# fchmodat2(2) (Linux 6.6), the one chmod of a name that does not follow a final symlink; the
+# same number on every architecture. Python 3.11's os.chmod(follow_symlinks=False) refuses on
+# Linux, and glibc 2.36's fchmodat emulates the flag by opening the name first.
+_SYS_FCHMODAT2 = 452
+_AT_SYMLINK_NOFOLLOW = 0x100
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def chmod_name(directory: int, name: str, mode: int) -> None:
+    """Change the mode of ``name`` in ``directory`` (a descriptor), by that name and without
+    following a symlink there (refused: EOPNOTSUPP), in one call: whatever is renamed away
+    meanwhile is not changed.
+
+    A kernel or a seccomp profile without fchmodat2 (ENOSYS, EPERM) gets what glibc does: the
+    name opened ``O_PATH | O_NOFOLLOW``, refused if a symlink, changed through the descriptor;
+    a rename between the open and the change then still reaches the renamed file.
+    """
+    if _libc().syscall(_SYS_FCHMODAT2, directory, os.fsencode(name), mode,
+                       _AT_SYMLINK_NOFOLLOW) == 0:
+        return
+    code = ctypes.get_errno()
+    if code not in (errno.ENOSYS, errno.EPERM):
+        raise OSError(code, os.strerror(code), name)
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+    try:
+        if stat.S_ISLNK(os.fstat(fd).st_mode):
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), name)
+        os.chmod(proc_path(fd), mode)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

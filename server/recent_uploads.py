@@ -9,19 +9,19 @@ for ``RECENT_SECONDS`` after the close, in any of the account's sessions in this
 Not longer: a client sets times within moments of the close, and a longer window would let
 the account change a file long handed on.
 
-The scanner may claim the file in between (a rename into staging's claims, out of the
-account's home, then on to ``clean/`` or ``quarantine/``, renames on one filesystem). What is
-kept is therefore an ``O_PATH`` descriptor of the published file itself: the times go to the
-very inode the account wrote wherever it has moved, never to whatever now has its name. A
-file that was copied across filesystems meanwhile has lost them (the copy is made before the
-SETSTAT arrives); the client was answered OK. At most ``RECENT_LIMIT`` are kept (the oldest
-go first), a few descriptors from the process's reserve (server.descriptors).
+Only while the file is still at its published name, and by that name: what is kept is the
+identity (device and inode) of the file published there, and a SETSTAT applies when the name
+holds that file, through the name in its verified directory (server.sftp_session). Once the
+scanner has claimed the file (renamed it out of the account's home) the name is gone, and the
+client is told so (no such file). Before, the times went to the kept inode wherever it had
+moved: a client repeating SETSTAT changed the claimed file during its scan, and the scanner,
+which passes on only a file that did not change while it was scanned, retried it for ever.
+At most ``RECENT_LIMIT`` are kept (the oldest go first).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -37,14 +37,12 @@ Identity = tuple[int, int]  # (st_dev, st_ino)
 
 @dataclass(frozen=True)
 class _Upload:
-    fd: int  # O_PATH, of the inode published
     identity: Identity
     expires: float
 
 
 class RecentUploads:
-    """The recent uploads of every account, shared by the sessions' threads (hence the lock;
-    no filesystem call is made while it is held)."""
+    """The recent uploads of every account, shared by the sessions' threads (hence the lock)."""
 
     def __init__(self, seconds: float = RECENT_SECONDS, limit: int = RECENT_LIMIT,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -54,46 +52,28 @@ class RecentUploads:
         self._lock = threading.Lock()
         self._uploads: OrderedDict[tuple[str, Path], _Upload] = OrderedDict()
 
-    def remember(self, username: str, host: Path, fd: int) -> None:
-        """Keep ``fd`` (an ``O_PATH`` descriptor of the file just published at ``host``; owned
-        from now on) for a while."""
-        info = os.fstat(fd)
-        upload = _Upload(fd, (info.st_dev, info.st_ino), self._clock() + self._seconds)
+    def remember(self, username: str, host: Path, identity: Identity) -> None:
+        """Keep the identity of the file just published at ``host`` for a while."""
+        upload = _Upload(identity, self._clock() + self._seconds)
         with self._lock:
-            dropped = self._expired()
-            old = self._uploads.pop((username, host), None)
-            if old is not None:
-                dropped.append(old)
+            self._forget_expired()
+            self._uploads.pop((username, host), None)
             self._uploads[(username, host)] = upload
             while len(self._uploads) > self._limit:
-                dropped.append(self._uploads.popitem(last=False)[1])
-        _close(dropped)
+                self._uploads.popitem(last=False)
 
-    def open(self, username: str, host: Path, here: Identity | None) -> int | None:
-        """A new descriptor (the caller closes it) of the account's recent upload at ``host``,
-        if the file there now (``here``) is that upload, or nothing is there (claimed by the
-        scanner since); None otherwise."""
+    def identity(self, username: str, host: Path) -> Identity | None:
+        """The identity of the account's recent upload at ``host``, if there is one."""
         with self._lock:
-            dropped = self._expired()
+            self._forget_expired()
             upload = self._uploads.get((username, host))
-            fd = None
-            if upload is not None and here in (None, upload.identity):
-                fd = os.dup(upload.fd)
-        _close(dropped)
-        return fd
+            return None if upload is None else upload.identity
 
-    def _expired(self) -> list[_Upload]:
+    def _forget_expired(self) -> None:
         """Take out those past their time (the oldest come first); call with the lock held."""
         now = self._clock()
-        dropped: list[_Upload] = []
         while self._uploads and next(iter(self._uploads.values())).expires <= now:
-            dropped.append(self._uploads.popitem(last=False)[1])
-        return dropped
-
-
-def _close(uploads: list[_Upload]) -> None:
-    for upload in uploads:
-        os.close(upload.fd)
+            self._uploads.popitem(last=False)
 
 
 @functools.cache

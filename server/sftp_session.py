@@ -27,10 +27,13 @@ from typing import NoReturn
 
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
+from asyncssh.sftp import MAX_SFTP_READ_LEN
 
 from server.compat import stderr_notices
 from server.descriptors import process_budget
-from server.jail import Jail, JailPath, proc_path
+from server.in_flight import ChannelBytes
+from server.jail import Jail, JailPath, chmod_name, proc_path
+from server.log_summary import MAX_KEYS, REFUSAL_LOG_SECONDS, LogSummary
 from server.off_loop import SessionThread, off_loop, run_off_loop
 from server.recent_uploads import recent_uploads
 from server.upload_writer import UploadWriter, partial_path, stat_partial
@@ -57,6 +60,9 @@ _LISTING_BATCH = 64  # entries per trip off the loop (see _next_names); asyncssh
 # (see SFTPSession._read_download).
 _READ_AHEAD_REQUESTS = 8
 _READ_AHEAD_LIMIT = 2 << 20
+# The largest READ served: what asyncssh tells clients it serves (limits@openssh.com), so those
+# that ask are never cut short; asyncssh's clients read 4 MiB blocks, OpenSSH's 255 KiB.
+MAX_READ_BYTES = MAX_SFTP_READ_LEN
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class SessionContext:
     limits: Callable[[], LimitsSettings] = LimitsSettings
     # scanning.verdictOnClose (server.verdict_wait); None where nothing scans (portable mode).
     verdicts: VerdictWatch | None = None
+    # The connection's refused requests, logged in summary (on the event loop).
+    refusals: LogSummary = field(
+        default_factory=lambda: LogSummary(REFUSAL_LOG_SECONDS, MAX_KEYS))
 
 
 @dataclass
@@ -142,9 +151,12 @@ def _client_has_left(channel: asyncssh.SSHServerChannel) -> bool:
 
 
 class SFTPSession(asyncssh.SFTPServer):
-    def __init__(self, chan: asyncssh.SSHServerChannel, context: SessionContext) -> None:
+    def __init__(self, chan: asyncssh.SSHServerChannel, context: SessionContext,
+                 flow: ChannelBytes) -> None:
         super().__init__(chan)
         self.context = context
+        self._flow = flow  # the channel's part of its connection's bytes in flight
+        self._loop = asyncio.get_running_loop()
         self.account = context.account
         self._jail: Jail | None = None
         self.permissions = context.account.permissions
@@ -176,15 +188,26 @@ class SFTPSession(asyncssh.SFTPServer):
     @contextlib.contextmanager
     def _checked(self, operation: str, path: bytes) -> Iterator[None]:
         """Turn a policy refusal into a logged SSH_FX_PERMISSION_DENIED, its reason also
-        written on the session's stderr (server.compat: most clients show only the code)."""
+        written on the session's stderr (server.compat: most clients show only the code).
+        Logged in summary per operation and reason (server.log_summary): a client looping on
+        a refusal must not fill the disk with the same line."""
         try:
             yield
         except Refused as refusal:
             shown = path.decode("utf-8", "replace")
-            log_event(app_log, "refused", logging.WARNING, user=self.account.username,
-                      ip=self.context.ip, op=operation, path=shown, reason=refusal.reason)
+            self.log_refusal((operation, refusal.reason), "refused", op=operation, path=shown,
+                             reason=refusal.reason)
             self._show_refusal(operation, shown, refusal.reason)
             raise asyncssh.SFTPPermissionDenied(refusal.reason) from None
+
+    def log_refusal(self, key: tuple[str, ...], event: str, **fields: str | int) -> None:
+        """Log a refusal in the connection's summary, from the session's thread or the loop
+        (the line is written on the loop, where the summary's timers are)."""
+        line = functools.partial(self.context.refusals.log, key, event, logging.WARNING,
+                                 user=self.account.username, ip=self.context.ip, **fields)
+        # The loop is closed if the server stopped while this session's call hung.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(line)
 
     def _log_transfer(self, direction: str, handle: _Handle, error: str | None) -> None:
         """Log a finished transfer once the close reply is on its way.
@@ -471,10 +494,9 @@ class SFTPSession(asyncssh.SFTPServer):
     @staticmethod
     def _apply_attrs(target: int | Path, attrs: SFTPAttrs) -> None:
         if attrs.permissions is not None:
-            os.chmod(target, stat.S_IMODE(attrs.permissions) & 0o775)
+            os.chmod(target, _mode(attrs.permissions))
         if attrs.mtime is not None:
-            os.utime(target, (attrs.atime if attrs.atime is not None else attrs.mtime,
-                              attrs.mtime))
+            os.utime(target, _times(attrs))
 
     @off_loop
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
@@ -484,27 +506,37 @@ class SFTPSession(asyncssh.SFTPServer):
             if writing is not None:  # sshfs sets times by path on the file it is writing
                 self._set_handle_attrs(writing, attrs)
                 return
-            uploaded = self._recent_upload(target.host)
-            if uploaded is not None:
-                try:
-                    self._require_attrs_allowed(attrs, own_upload=False, just_uploaded=True)
-                    self._apply_attrs(Path(proc_path(uploaded)), attrs)
-                finally:
-                    os.close(uploaded)
-                return
-            self._setstat_on_disk(target.host, attrs)
+            if not self._set_recent_upload_attrs(target.host, attrs):
+                self._setstat_on_disk(target.host, attrs)
 
-    def _recent_upload(self, host: Path) -> int | None:
-        """A descriptor (the caller closes it) of this account's upload of the last moments
-        at ``host`` (server.recent_uploads), when that is what is there now, or when nothing
-        is: the scanner has claimed it since (moved it out of the home, the same inode)."""
-        try:
-            with self.jail.open_path(host) as fd:
-                info = os.fstat(fd)
-                here: tuple[int, int] | None = (info.st_dev, info.st_ino)
-        except FileNotFoundError:
-            here = None
-        return recent_uploads().open(self.account.username, host, here)
+    def _set_recent_upload_attrs(self, host: Path, attrs: SFTPAttrs) -> bool:
+        """Set the attributes of this account's upload of the last moments at ``host``
+        (server.recent_uploads) if the name still holds it; False when it does not (another
+        file is there, or none: the scanner has claimed it, and the caller answers no such
+        file).
+
+        By the name in its verified directory, without following a link, not through a
+        descriptor of the file: the scanner's claim renames the file away, and a change that
+        reached the claimed file during its scan would make the scanner retry it (a client
+        repeating SETSTAT, for ever). A claim between the check and the change leaves the
+        name empty, and the change fails with no such file.
+        """
+        identity = recent_uploads().identity(self.account.username, host)
+        if identity is None:
+            return False
+        with self.jail.open_parent(host) as (directory, name):
+            try:
+                info = os.lstat(name, dir_fd=directory)
+            except FileNotFoundError:
+                return False
+            if (info.st_dev, info.st_ino) != identity:
+                return False
+            self._require_attrs_allowed(attrs, own_upload=False, just_uploaded=True)
+            if attrs.permissions is not None:
+                chmod_name(directory, name, _mode(attrs.permissions))
+            if attrs.mtime is not None:
+                os.utime(name, _times(attrs), dir_fd=directory, follow_symlinks=False)
+        return True
 
     def _setstat_on_disk(self, host: Path, attrs: SFTPAttrs) -> None:
         with self.jail.open_path(host) as fd:
@@ -534,20 +566,20 @@ class SFTPSession(asyncssh.SFTPServer):
         self._apply_attrs(handle.fileno(), attrs)
 
     def _commit(self, writer: UploadWriter, follow: bool) -> PublishedFile | None:
-        """Publish an upload and remember it for a while (server.recent_uploads), by a
-        descriptor taken before the rename: the scanner may claim the file at once. With
-        ``follow``, the published file to wait for the verdict of (the caller closes it);
-        its descriptor too is taken before, as a failure after the publish must not fail it."""
-        inode = os.open(proc_path(writer.fd), os.O_PATH | os.O_CLOEXEC)
-        followed = os.dup(inode) if follow else None
+        """Publish an upload and remember it for a while (server.recent_uploads), by its
+        identity taken before the rename: the scanner may claim the file at once. With
+        ``follow``, the published file to wait for the verdict of (the caller closes it); its
+        descriptor too is taken before, as a failure after the publish must not fail it."""
+        info = os.fstat(writer.fd)
+        followed = os.open(proc_path(writer.fd), os.O_PATH | os.O_CLOEXEC) if follow else None
         try:
             writer.commit()
         except BaseException:
-            os.close(inode)
             if followed is not None:
                 os.close(followed)
             raise
-        recent_uploads().remember(self.account.username, writer.target, inode)
+        recent_uploads().remember(self.account.username, writer.target,
+                                  (info.st_dev, info.st_ino))
         if followed is None:
             return None
         assert self.context.verdicts is not None
@@ -660,12 +692,18 @@ class SFTPSession(asyncssh.SFTPServer):
                             readable=bool(pflags & asyncssh.FXF_READ))
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        """A READ, of at most :data:`MAX_READ_BYTES` (a shorter reply is legal; clients ask
+        again for the rest), once its connection has room for the reply (server.in_flight):
+        a READ of 2 GiB no longer reads the whole file into one reply."""
         handle = self._handle(file_obj)
+        size = min(size, MAX_READ_BYTES)
+        await self._flow.reserve(size)
         if isinstance(handle, UploadHandle):
             data = await self._read_upload(handle, offset, size)
         else:
             data = self._ahead.take(handle, offset, size) or await self._read_download(
                 handle, offset, size)
+        self._flow.shrink(len(data))
         handle.bytes += len(data)
         return data
 
@@ -692,7 +730,9 @@ class SFTPSession(asyncssh.SFTPServer):
             length = max(size, min(size * _READ_AHEAD_REQUESTS, _READ_AHEAD_LIMIT))
         block = await run_off_loop(self.executor, os.pread, handle.fd, length, offset)
         data = block[:size]
-        self._ahead = _ReadAhead(handle, offset + len(data), memoryview(block)[len(data):])
+        # Only a block with more in it is kept: a view of the rest keeps the whole block.
+        self._ahead = (_ReadAhead(handle, offset + len(data), memoryview(block)[len(data):])
+                       if len(block) > len(data) else _ReadAhead())
         return data
 
     @off_loop
@@ -826,6 +866,16 @@ def _next_names(entries: Iterator[os.DirEntry[str]]) -> list[SFTPName]:
         if len(names) == _LISTING_BATCH:
             break
     return names
+
+
+def _mode(permissions: int) -> int:
+    """The mode a client may set: permission bits, never set-id nor sticky, nor others' write."""
+    return stat.S_IMODE(permissions) & 0o775
+
+
+def _times(attrs: SFTPAttrs) -> tuple[int, int]:
+    assert attrs.mtime is not None
+    return (attrs.atime if attrs.atime is not None else attrs.mtime, attrs.mtime)
 
 
 def _only_mode(attrs: SFTPAttrs) -> bool:

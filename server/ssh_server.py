@@ -15,11 +15,11 @@ at each check, so that a reload applies to the next connection, login and channe
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncssh
 from asyncssh.channel import SSHChannel
@@ -32,6 +32,8 @@ from server.compat import run_sftp_server
 from server.defender import Defender
 from server.descriptors import process_budget
 from server.exec_commands import run_command
+from server.in_flight import ChannelBytes, ConnectionBytes, ProcessBytes
+from server.log_summary import MAX_KEYS, LogSummary
 from server.sftp_session import SessionContext, SFTPSession
 from server.verdict_wait import VerdictWatch
 from ssftp.accounts import Account
@@ -45,8 +47,6 @@ logger = logging.getLogger(APP)
 
 AccountLookup = Callable[[str], Account | None]
 
-# At most one line per (limit, address) this often, for the connections refused at a limit.
-REFUSAL_LOG_SECONDS = 60.0
 # What asyncssh's login timer closes a connection with (asyncssh is pinned).
 LOGIN_TIMEOUT_REASON = "Login timeout expired"
 
@@ -58,6 +58,7 @@ class Occupancy:
     unauthenticated: int = 0
     by_address: Counter[str] = field(default_factory=Counter)
     by_account: Counter[str] = field(default_factory=Counter)
+    hashing: Counter[str] = field(default_factory=Counter)  # hash commands running, by account
 
     def leave(self, counter: Counter[str], key: str) -> None:
         """Count one less, forgetting keys at zero (addresses come and go for months)."""
@@ -66,59 +67,37 @@ class Occupancy:
             del counter[key]
 
 
-class RefusalLog:
-    """Logs refused connections as ``limit reached``, at most one line per (limit, address)
-    per interval: a flood from one address would otherwise write a line per connection.
-
-    The first refusal is logged at once. Those that follow within the interval are counted,
-    and when it ends one line says how many (``suppressed``, with the fields of the latest)
-    and starts the next interval; an interval without refusals ends the key, so what is kept
-    is only the addresses refused in the last interval.
-    """
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._pending: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
-
-    def refused(self, limit: str, ip: str, **fields: Any) -> None:
-        key = (limit, ip)
-        if key in self._pending:
-            self._pending[key] = (self._pending[key][0] + 1, fields)
-            return
-        self._log(key, fields)
-
-    def _log(self, key: tuple[str, str], fields: dict[str, Any]) -> None:
-        limit, ip = key
-        log_event(logger, "limit reached", logging.WARNING, ip=ip, limit=limit, **fields)
-        self._pending[key] = (0, fields)
-        asyncio.get_running_loop().call_later(self._interval, self._interval_ended, key)
-
-    def _interval_ended(self, key: tuple[str, str]) -> None:
-        suppressed, fields = self._pending.pop(key)
-        if suppressed:
-            self._log(key, {**fields, "suppressed": suppressed})
-
-
 class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
     """asyncssh's own SFTP channel session (what ``sftp_factory`` gives), which also tells its
-    connection when it closes (asyncssh has no public way to count open channels), and reads
-    no further request while the replies are not being read.
+    connection when it closes (asyncssh has no public way to count open channels), reads no
+    further request while the replies are not being read, and counts what it holds in its
+    connection's bytes in flight (server.in_flight).
 
     asyncssh's SFTP server handles one request at a time and writes each reply without
     waiting; a client that pipelines READs and reads no reply makes it buffer every reply
     (20 000 of 32 KiB: 600 MiB). Waiting here, before the next request is read, until the
     channel's write buffer is below its limit (asyncssh's high-water mark, 64 KiB) bounds
-    that to one reply; the client's requests then wait in its own send window.
+    that to one reply; the client's requests then wait in its own send window. The reply's
+    room in the connection's budget is given back then.
+
+    The channel is never paused on the way in: asyncssh's pause keeps what arrives in the
+    channel's own buffer, where no count sees it, and its window adjusts let the client send
+    on regardless (server.in_flight). What this session's buffer holds is counted instead,
+    at each change (asyncssh's two hooks below), and the connection's socket is paused when
+    the connection holds too much.
 
     The SFTP session itself runs in server.compat's handler (asyncssh's, the OpenSSH way:
     an exit status at the end, trailing bytes in requests ignored).
     """
 
     def __init__(self, sftp_factory: Callable[[SSHChannel[bytes]], SFTPSession],
-                 on_close: Callable[[], None]) -> None:
+                 on_close: Callable[[], None], flow: ChannelBytes,
+                 hashing: Counter[str]) -> None:
         super().__init__(self._start_exec, sftp_factory, MIN_SFTP_VERSION, allow_scp=False)
         self._on_close = on_close
         self._session_factory_for_exec = sftp_factory
+        self._flow = flow
+        self._hashing = hashing
 
     def _start_exec(self, stdin: SSHReader[bytes], stdout: SSHWriter[bytes],
                     stderr: SSHWriter[bytes]) -> Awaitable[None]:
@@ -130,13 +109,15 @@ class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
         self._chan.set_encoding(None)
         self._encoding = None
         session = self._session_factory_for_exec(self._chan)
-        return self._run_exec(self._chan, session, stdin, stdout, stderr)
+        return self._run_exec(self._chan, session, self._hashing, stdin, stdout, stderr)
 
     @staticmethod
-    async def _run_exec(chan: SSHChannel[bytes], session: SFTPSession, stdin: SSHReader[bytes],
-                        stdout: SSHWriter[bytes], stderr: SSHWriter[bytes]) -> None:
+    async def _run_exec(chan: SSHChannel[bytes], session: SFTPSession, hashing: Counter[str],
+                        stdin: SSHReader[bytes], stdout: SSHWriter[bytes],
+                        stderr: SSHWriter[bytes]) -> None:
         try:
-            status = await run_command(chan.get_command(), session, stdin, stdout, stderr)
+            status = await run_command(chan.get_command(), session, hashing, stdin, stdout,
+                                       stderr)
         finally:
             session.exit()  # asyncssh calls it only for the SFTP sessions it runs itself
         assert isinstance(chan, asyncssh.SSHServerChannel)
@@ -157,17 +138,48 @@ class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
 
     async def read(self, datatype: DataType, n: int, exact: bool) -> bytes:
         await self.drain(datatype)
+        self._flow.sent()
         return await super().read(datatype, n, exact)
+
+    def _maybe_pause_reading(self) -> bool:
+        """asyncssh's hook after data arrived (in SSHStreamSession.data_received)."""
+        self._flow.buffered(self._recv_buf_len)
+        return False
+
+    def _maybe_resume_reading(self) -> bool:
+        """asyncssh's hook after a read took data (in SSHStreamSession.read)."""
+        self._flow.buffered(self._recv_buf_len)
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self._flow.close()
         self._on_close()
+
+
+def _reading_switches(conn: asyncssh.SSHServerConnection,
+                      ) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Pause and resume reading the connection's socket: asyncio's transport, which asyncssh
+    keeps as ``_transport`` (no public accessor; asyncssh is pinned). A closing transport is
+    left alone."""
+    transport = conn._transport
+    assert transport is not None  # set before asyncssh calls connection_made here
+
+    def pause() -> None:
+        if not transport.is_closing():
+            transport.pause_reading()
+
+    def resume() -> None:
+        if not transport.is_closing():
+            transport.resume_reading()
+
+    return pause, resume
 
 
 class AccountSSHServer(asyncssh.SSHServer):
     def __init__(self, lookup: AccountLookup, defender: Defender, durable_uploads: bool,
                  limits: Callable[[], LimitsSettings], occupancy: Occupancy,
-                 refusals: RefusalLog, login_grace_seconds: float,
+                 refusals: LogSummary, in_flight: ProcessBytes, login_grace_seconds: float,
                  verdicts: VerdictWatch | None = None) -> None:
         self._lookup = lookup
         self._verdicts = verdicts
@@ -176,6 +188,10 @@ class AccountSSHServer(asyncssh.SSHServer):
         self._limits = limits
         self._occupancy = occupancy
         self._refusals = refusals
+        # This connection's refused requests, in summary too (a client may repeat them).
+        self._request_refusals = LogSummary(refusals.interval, MAX_KEYS)
+        self._in_flight = in_flight
+        self._bytes: ConnectionBytes | None = None  # once connected
         self._login_grace_seconds = login_grace_seconds  # asyncssh's, set at start
         self._conn: asyncssh.SSHServerConnection | None = None
         self._has_descriptor = False  # counted in the process's descriptor budget
@@ -195,6 +211,7 @@ class AccountSSHServer(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername")
         self._ip = str(peer[0]) if peer else "?"
         self._conn = conn
+        self._bytes = ConnectionBytes(self._in_flight, *_reading_switches(conn))
         occupancy, limits, budget = self._occupancy, self._limits(), process_budget()
         self._has_descriptor = True
         # Disconnected in the next turn of the loop: asyncssh sends its version line once this
@@ -217,9 +234,10 @@ class AccountSSHServer(asyncssh.SSHServer):
             occupancy.by_address[self._ip] += 1
 
     def _refuse(self, limit: str, value: int, reason: str) -> None:
-        """Log a connection limit (see RefusalLog) and disconnect with the reason, which
-        clients show."""
-        self._refusals.refused(limit, self._ip, user=self._username, value=value)
+        """Log a connection limit (in summary, per limit and address) and disconnect with the
+        reason, which clients show."""
+        self._refusals.log((limit, self._ip), "limit reached", logging.WARNING, ip=self._ip,
+                           limit=limit, user=self._username, value=value)
         assert self._conn is not None
         self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, f"{reason} ({value})")
 
@@ -276,11 +294,13 @@ class AccountSSHServer(asyncssh.SSHServer):
                   **fields)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._request_refusals.flush()
         if self._has_descriptor:
             process_budget().connection_closed()
         if isinstance(exc, asyncssh.ConnectionLost) and exc.reason == LOGIN_TIMEOUT_REASON:
-            self._refusals.refused("loginGraceSeconds", self._ip, user=self._username,
-                                   value=self._login_grace_seconds)
+            self._refusals.log(("loginGraceSeconds", self._ip), "limit reached",
+                               logging.WARNING, ip=self._ip, limit="loginGraceSeconds",
+                               user=self._username, value=self._login_grace_seconds)
         if self.context is None and self._key_rejected:
             self._count_failure()
         if self.context is not None:
@@ -325,11 +345,14 @@ class AccountSSHServer(asyncssh.SSHServer):
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE,
                                             f"too many sessions on this connection ({limit})")
         self._sessions += 1
-        return _CountedSFTPChannel(self._start_sftp, self._session_closed)
+        assert self._bytes is not None
+        flow = ChannelBytes(self._bytes)
+        return _CountedSFTPChannel(functools.partial(self._start_sftp, flow=flow),
+                                   self._session_closed, flow, self._occupancy.hashing)
 
-    def _start_sftp(self, chan: SSHChannel[bytes]) -> SFTPSession:
+    def _start_sftp(self, chan: SSHChannel[bytes], flow: ChannelBytes) -> SFTPSession:
         assert isinstance(chan, asyncssh.SSHServerChannel) and self.context is not None
-        return SFTPSession(chan, self.context)
+        return SFTPSession(chan, self.context, flow)
 
     def _session_closed(self) -> None:
         self._sessions -= 1
@@ -338,6 +361,6 @@ class AccountSSHServer(asyncssh.SSHServer):
         assert self._account is not None
         self._defender.record_success(self._ip)
         self.context = SessionContext(self._account, self._ip, self._durable_uploads,
-                                      self._limits, self._verdicts)
+                                      self._limits, self._verdicts, self._request_refusals)
         SESSIONS.inc()
         self._log_login(self._method, "ok", **({"key": self._key} if self._key else {}))

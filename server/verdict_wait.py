@@ -4,7 +4,7 @@ client prints "infected: <signature>" or "unscannable: <reason>" instead of a qu
 This is only what the partner is told. The file's safety does not depend on it: it is in
 staging or claimed until scanned, as without the option. The server still never asks clamd or
 a flow; it follows the very inode it published (an ``O_PATH`` descriptor taken before the
-rename, as server.recent_uploads does) through the scanner's renames, and reads where it went:
+rename) through the scanner's renames, and reads where it went:
 
 - below ``clean/``: OK, as today;
 - below ``quarantine/``: the ``<name>.verdict.json`` beside it (ssftp.verdict_router), if

@@ -243,3 +243,37 @@ def tmpfs(directory: Path, size: str) -> Iterator[Path]:
         yield directory
     finally:
         subprocess.run(["umount", str(directory)], check=True)
+
+
+def proc_status(pid: int, field: str) -> int:
+    """A number from ``/proc/<pid>/status`` (``VmRSS`` in bytes, ``Threads``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == field:
+            number = int(value.split()[0])
+            return number * 1024 if value.strip().endswith("kB") else number
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+class PeakSampler:
+    """The highest ``field`` of a process's status while the block runs, sampled in a thread
+    every 20 ms (so the peak of a probe is seen, not only what is left after it)."""
+
+    def __init__(self, pid: int, field: str) -> None:
+        self.pid, self.field = pid, field
+        self.start = self.peak = proc_status(pid, field)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, proc_status(self.pid, self.field))
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, proc_status(self.pid, self.field))

@@ -1,7 +1,8 @@
 """Times set by path right after an upload are kept (issue 14), on a staging account that has no
-``chtimes``: asyncssh ``put(preserve=True)``, a SETSTAT after the scanner has claimed the file,
-one on another connection (rclone's pool), and ``rclone copy`` twice (the second copies
-nothing). Anything else still needs ``chtimes`` and is refused with the reason.
+``chtimes``: asyncssh ``put(preserve=True)``, one on another connection (rclone's pool), and
+``rclone copy`` twice (the second copies nothing); once the scanner has claimed the file they
+no longer reach it (no such file). Anything else still needs ``chtimes`` and is refused with
+the reason.
 """
 
 from __future__ import annotations
@@ -55,17 +56,35 @@ async def test_times_set_on_another_connection_apply(gateway, keys, workdir):
     assert _staged(gateway, name).stat().st_mtime == MTIME
 
 
-async def test_times_reach_a_file_the_scanner_claimed(gateway, keys, workdir):
-    """The scanner may claim the upload between the close and the SETSTAT: the times go to
-    the claimed file (the test plays the claim: a rename into staging's claims)."""
+async def test_times_do_not_reach_a_file_the_scanner_claimed(gateway, keys, workdir):
+    """Once the scanner has claimed the upload (the test plays the claim: a rename into
+    staging's claims), a SETSTAT by its name answers no such file and changes nothing: a
+    change during the scan would make the scanner retry the file (before: the times went to
+    the claimed file, and an OK was answered)."""
     name = f"claimed-{unique_name()}.csv"
     claimed = gateway.layout.staging / ".ssftp-claims" / "test-owner" / name
     claimed.parent.mkdir(parents=True, exist_ok=True)
     async with await _connect(gateway, keys) as conn, conn.start_sftp_client() as sftp:
         await sftp.put(_local(workdir, name), name)
         os.rename(_staged(gateway, name), claimed)
-        await sftp.setstat(name, asyncssh.SFTPAttrs(atime=MTIME, mtime=MTIME))
-    assert claimed.stat().st_mtime == MTIME
+        before = claimed.stat()
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            await sftp.setstat(name, asyncssh.SFTPAttrs(permissions=0o600, atime=MTIME,
+                                                        mtime=MTIME))
+    after = claimed.stat()
+    assert (after.st_mtime_ns, after.st_ctime_ns, after.st_mode) == (
+        before.st_mtime_ns, before.st_ctime_ns, before.st_mode)
+
+
+async def test_mode_and_times_of_a_recent_upload_apply_by_its_name(gateway, keys, workdir):
+    """asyncssh ``put(preserve=True)`` sets mode and times after the close: both apply."""
+    name = f"moded-{unique_name()}.csv"
+    local = _local(workdir, name)
+    local.chmod(0o600)
+    async with await _connect(gateway, keys) as conn, conn.start_sftp_client() as sftp:
+        await sftp.put(local, name, preserve=True)
+    info = _staged(gateway, name).stat()
+    assert (info.st_mode & 0o777, info.st_mtime) == (0o600, MTIME)
 
 
 async def test_times_of_another_file_need_chtimes(gateway, keys, workdir):
@@ -118,31 +137,21 @@ def test_second_rclone_copy_copies_nothing(gateway, keys, workdir):
 # -- the registry itself -------------------------------------------------------------------
 
 
-def _o_path(path: Path) -> int:
-    return os.open(path, os.O_PATH | os.O_CLOEXEC)
-
-
 def _identity(path: Path) -> tuple[int, int]:
     info = path.stat()
     return info.st_dev, info.st_ino
 
 
-def test_recent_upload_is_found_while_it_is_there_or_gone(tmp_path):
+def test_recent_upload_is_remembered_for_its_account_and_a_while(tmp_path):
     now = [0.0]
     recent = RecentUploads(seconds=60, limit=4, clock=lambda: now[0])
     path = tmp_path / "up.csv"
     path.write_bytes(b"x")
-    recent.remember("partner-a", path, _o_path(path))
-    found = recent.open("partner-a", path, _identity(path))
-    assert found is not None and os.fstat(found).st_ino == path.stat().st_ino
-    os.close(found)
-    gone = recent.open("partner-a", path, None)  # claimed by the scanner
-    assert gone is not None
-    os.close(gone)
-    assert recent.open("partner-b", path, _identity(path)) is None  # another account
-    assert recent.open("partner-a", path, (0, 0)) is None  # another file under the name
+    recent.remember("partner-a", path, _identity(path))
+    assert recent.identity("partner-a", path) == _identity(path)
+    assert recent.identity("partner-b", path) is None  # another account
     now[0] = 60.0
-    assert recent.open("partner-a", path, _identity(path)) is None  # too late
+    assert recent.identity("partner-a", path) is None  # too late
 
 
 def test_recent_uploads_are_bounded(tmp_path):
@@ -150,8 +159,6 @@ def test_recent_uploads_are_bounded(tmp_path):
     paths = [tmp_path / f"{n}.csv" for n in range(3)]
     for path in paths:
         path.write_bytes(b"x")
-        recent.remember("partner-a", path, _o_path(path))
-    assert recent.open("partner-a", paths[0], _identity(paths[0])) is None  # oldest dropped
-    newest = recent.open("partner-a", paths[2], _identity(paths[2]))
-    assert newest is not None
-    os.close(newest)
+        recent.remember("partner-a", path, _identity(path))
+    assert recent.identity("partner-a", paths[0]) is None  # oldest dropped
+    assert recent.identity("partner-a", paths[2]) == _identity(paths[2])

@@ -458,15 +458,14 @@ def test_many_waiting_closes_take_no_thread_and_one_counted_descriptor_each(
             closes.append(asyncio.ensure_future(upload.close()))
 
         async def all_waiting() -> None:
-            # Published, and each held twice: by recent uploads (server.recent_uploads), and
-            # by its wait.
+            # Published, and each held by its wait (server.recent_uploads keeps none).
             while (len(list(staging.glob("file-*.bin"))) < WAITING
-                   or descriptors_below(staging) < 2 * WAITING):
+                   or descriptors_below(staging) < WAITING):
                 await asyncio.sleep(0.05)
 
         await asyncio.wait_for(all_waiting(), 60)
         assert not any(close.done() for close in closes)  # all waiting for a verdict
-        assert descriptors_below(staging) == 2 * WAITING
+        assert descriptors_below(staging) == WAITING
         assert free_handles() == free_before - WAITING
         assert threads_but_sessions() < threads_before + WAITING
         for conn in connections:
@@ -474,10 +473,10 @@ def test_many_waiting_closes_take_no_thread_and_one_counted_descriptor_each(
         await asyncio.gather(*closes, return_exceptions=True)
 
         async def all_given_back() -> None:
-            while free_handles() != free_before or descriptors_below(staging) != WAITING:
+            while free_handles() != free_before or descriptors_below(staging) != 0:
                 await asyncio.sleep(0.05)
 
-        await asyncio.wait_for(all_given_back(), 60)  # only recent uploads' are left
+        await asyncio.wait_for(all_given_back(), 60)
 
     try:
         asyncio.run(scenario())

@@ -251,8 +251,9 @@ class DefenderSettings(Model):
 
 class LimitsSettings(Model):
     """Our extension: what one client may hold of the server, so that no account can take it
-    from the others. A refused operation is logged once per session; refused connections once
-    per address and limit, then as a count each minute (a flood writes a few lines, not one each).
+    from the others. A refused limit is logged once per session; refused connections once per
+    address and limit, and refused requests once per connection, operation and reason, then
+    as a count each minute (a flood writes a few lines, not one each).
 
     ``maxOpenHandles`` bounds the open files and directories of one SFTP session: each holds a
     file descriptor, and the process has a fixed number of them for every session. 512 is far
@@ -268,11 +269,21 @@ class LimitsSettings(Model):
     ``loginGraceSeconds`` (asked at start only).
 
     ``channelWindowBytes`` is the SSH window each SFTP channel advertises: how much a client
-    may send before the server acknowledges it. It bounds the unacknowledged data buffered
-    per channel, so it is what a channel can cost in memory at worst: 16 MiB when the disk
-    is slower than the link (``maxSessionsPerConnection`` times that per connection). With
-    asyncssh's 2 MiB, topped up at half, uploads through a 40 ms-each-way link ran at 0.64x
-    OpenSSH's speed; with 16 MiB at 2.2x. Asked at start only.
+    may send before the server acknowledges it. With asyncssh's 2 MiB, topped up at half,
+    uploads through a 40 ms-each-way link ran at 0.64x OpenSSH's speed; with 16 MiB at 2.2x.
+    Asked at start only. It does not bound memory (asyncssh tops a window up as data arrives,
+    not as it is written): ``maxBufferedBytes`` and each connection's share do (below).
+
+    ``maxBufferedBytes`` bounds what all connections together make the server hold in memory:
+    data received and not yet written (or hashed), and READ replies not yet sent; each
+    connection holds 16 MiB of the one and 8 MiB of the other at most. Beyond it, a connection
+    holding more than 4 MiB of either waits (its socket is not read, its READs wait) until
+    others give some back. 256 MiB is sixteen connections at their whole share of received
+    data. Asked at start only.
+
+    ``maxHashCommandsPerAccount`` bounds the exec hash commands (``sha256sum``...) an account
+    runs at once, in all its connections: each is a thread reading a whole file or its
+    standard input. 8 is rclone's default ``--checkers``.
     """
 
     max_open_handles: Annotated[int, Field(ge=1, le=100_000)] = 512
@@ -282,6 +293,8 @@ class LimitsSettings(Model):
     max_unauthenticated_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
     login_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     channel_window_bytes: Annotated[int, Field(ge=64 * 1024, le=1 << 30)] = 16 << 20
+    max_buffered_bytes: Annotated[int, Field(ge=16 << 20, le=1 << 40)] = 256 << 20
+    max_hash_commands_per_account: Annotated[int, Field(ge=1, le=10_000)] = 8
 
 
 class ClamavSettings(Model):
