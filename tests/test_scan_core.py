@@ -419,6 +419,38 @@ def test_file_over_the_client_size_limit_is_unscannable(layout, clamd, owners, m
     assert files_under(layout.clean) == []
 
 
+def bytes_read_by_this_process() -> int:
+    """``rchar`` of /proc/self/io: every byte this process's read calls have returned."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_a_sparse_file_over_the_size_limit_is_quarantined_without_being_read(
+        layout, clamd, owners, audit_log):
+    """The issue's sparse upload (one byte sent at the end of 40 GiB) was hashed whole before
+    the size limit was looked at: 53 s to quarantine it. The limit is decided from fstat, so
+    no byte is read and there is no hash. 1 GiB here keeps the failure on main short."""
+    staged = layout.staging / "partner-a" / "sparse.bin"
+    staged.parent.mkdir(parents=True)
+    with staged.open("wb") as handle:
+        handle.seek((1 << 30) - 1)
+        handle.write(b"x")
+    limited = ClamdClient(clamd.address, timeout=30, max_file_size=CLAMD_MAX_FILE_SIZE)
+    before = bytes_read_by_this_process()
+    result = make_scanner(layout, limited, owners).scan(staged, "run-10")
+    assert bytes_read_by_this_process() - before < CLAMD_MAX_FILE_SIZE
+    assert result.verdict == "unscannable" and result.area is Area.QUARANTINE
+    assert result.sha256 is None and result.size == 1 << 30
+    assert result.detail == f"{1 << 30} bytes is over the scan limit of {CLAMD_MAX_FILE_SIZE}"
+    [event] = audit_events(audit_log)
+    assert {key: event[key] for key in ("file", "verdict", "sha256", "size", "destination")} == {
+        "file": "partner-a/sparse.bin", "verdict": "unscannable", "sha256": None,
+        "size": 1 << 30, "destination": "quarantine/partner-a/sparse.bin"}
+    assert (layout.quarantine / "partner-a" / "sparse.bin").stat().st_size == 1 << 30
+
+
 @pytest.mark.parametrize("mode", ["path", "fd", "stream"])
 def test_file_over_clamds_own_limit_is_never_clean(layout, clamd, owners, mode):
     unlimited = ClamdClient(clamd.address, timeout=60)  # only clamd's MaxFileSize applies
