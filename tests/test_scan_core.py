@@ -898,6 +898,7 @@ def test_good_clamd_addresses_load(tmp_path, address):
     ("scanning:\n  stableSeconds: -1", "scanning.stableSeconds"),
     ("scanning:\n  retryInitialSeconds: 0", "scanning.retryInitialSeconds"),
     ("scanning:\n  maxBatchFiles: 0", "scanning.maxBatchFiles"),
+    ("scanning:\n  largeFileSize: 0", "scanning.largeFileSize"),
     ("scanning:\n  batchWindow: 1", "scanning.batchWindow"),
     ("instanceName: ''", "instanceName"),
 ])
@@ -921,6 +922,7 @@ def test_pipeline_settings_and_defaults(tmp_path):
           stableSeconds: 2
           batchWindowSeconds: 0.5
           maxBatchFiles: 10
+          largeFileSize: 1048576
           retryInitialSeconds: 1
           retryMaxSeconds: 60
         webhooks:
@@ -933,7 +935,8 @@ def test_pipeline_settings_and_defaults(tmp_path):
     assert config.instance_name == "gateway-eu-1"
     scanning = config.scanning
     assert (scanning.stable_seconds, scanning.batch_window_seconds, scanning.max_batch_files,
-            scanning.retry_initial_seconds, scanning.retry_max_seconds) == (2, 0.5, 10, 1, 60)
+            scanning.large_file_size, scanning.retry_initial_seconds,
+            scanning.retry_max_seconds) == (2, 0.5, 10, 1048576, 1, 60)
     assert [w.retry_delay_seconds for w in config.webhooks] == [0.5, 2.0]
 
 
@@ -1043,13 +1046,14 @@ def _replace_once_opened(claims: ClaimArea, data: bytes, done: threading.Event) 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_clamd_scans_the_bytes_that_were_hashed_not_what_the_name_holds_later(
-        layout, client, owners, mode):
+        layout, clamd, owners, mode):
     """EICAR takes the claimed file's name while the file is hashed (the big file keeps the
     scanner busy far longer than the swap takes): clamd must read the opened file, not the
     name again, and the file now under the name is not what was scanned, so it is not passed
-    on. Before, clamd was given the name: the verdict was EICAR's, the hash the old bytes'."""
+    on. Before, clamd was given the name: the verdict was EICAR's, the hash the old bytes'.
+    (No size limit of ssftp's: a file over it would not be hashed at all.)"""
     big = os.urandom(1 << 16) * 1024  # 64 MiB, harmless
-    scanner = make_scanner(layout, client, owners, mode)
+    scanner = make_scanner(layout, ClamdClient(clamd.address, timeout=30), owners, mode)
     done = threading.Event()
     swapper = threading.Thread(target=_replace_once_opened,
                                args=(scanner.claims, EICAR, done), daemon=True)
