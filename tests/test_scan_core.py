@@ -4,6 +4,7 @@ watcher's file filter and the config sections the pipeline reads."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -21,17 +22,17 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from deployments.staging_watcher import staged_files
+from deployments.staging_watcher import StagingWatcher, staged_files
 from ssftp import logs
 from ssftp.claims import FOREIGN_LEASE_SECONDS, ClaimArea, process_owner
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
 from ssftp.config import load_config
-from ssftp.config.schema import SsftpConfig, Webhook
+from ssftp.config.schema import ScanningSettings, SsftpConfig, Webhook
 from ssftp.errors import ConfigError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
-from ssftp.staging_queue import is_candidate
+from ssftp.staging_queue import Lane, is_candidate
 from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area, record_content, route_for
 from ssftp.webhooks import (
     EVENT_HEADER,
@@ -270,6 +271,28 @@ def test_orphans_are_taken_over_and_their_empty_directories_removed(layout):
     assert left.path.read_bytes() == b"leave me"  # files are never removed
     assert (live.directory / "slot").is_dir()  # a live owner's directories are not touched
     assert set(area.orphaned()) == {left.path}
+
+
+def test_a_failed_run_takes_back_its_own_claims_not_the_other_lanes(layout):
+    """A run that fails half-way (its call raises: the Prefect API went away, faked here as it
+    cannot be caused on cue) leaves its claims behind, and they are retried with its batch;
+    the claims of the other lane's run, which may be scanning them now, are left to it."""
+    claims = ClaimArea(layout.staging)
+    mine = stage(layout, "partner-a/mine.txt", b"1")
+    theirs = claims.claim(stage(layout, "partner-b/big.iso", b"2"))
+    claimed = []
+
+    async def fails_half_way(batch: list[Path], lane: Lane) -> list[ScanResult]:
+        claimed.append(claims.claim(mine))
+        raise ConnectionError("the Prefect API went away")
+
+    watcher = StagingWatcher(layout.staging, claims, ScanningSettings, fails_half_way,
+                             lambda results, attempts: None, lambda: None)
+    asyncio.run(watcher._dispatch([mine], Lane.SMALL))
+    retries, now = watcher.queue.retries, time.monotonic()
+    assert retries.waiting(mine, now) and retries.waiting(claimed[0].path, now)
+    assert not retries.waiting(theirs.path, now)
+    assert len(retries) == 2
 
 
 # --- verdict router -------------------------------------------------------------------------
