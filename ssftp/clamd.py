@@ -206,12 +206,12 @@ class ClamdClient:
     def _timed_out(self) -> Verdict:
         """A scan waited ``timeout`` for clamd: a file clamd is slow on (it still answers PING:
         an error of this file, retried), or clamd hangs (no answer to PING: an outage)."""
-        waited = f"clamd at {self.address} did not answer within {self.timeout:g} s"
+        waited = f"clamd at {self.address} timed out after {self.timeout:g} s"
         if self.ping():
             return Verdict(VerdictKind.ERROR, waited, timed_out=True)
         self._hung = True
-        return Verdict(VerdictKind.ERROR, f"{waited}, nor to PING", unreachable=True,
-                       timed_out=True)
+        return Verdict(VerdictKind.ERROR, f"{waited} and does not answer PING",
+                       unreachable=True, timed_out=True)
 
     def scan(self, path: Path, mode: ScanMode = "auto") -> Verdict:
         """Scan the way ``mode`` says; ``auto`` passes the descriptor over a Unix socket

@@ -135,7 +135,7 @@ def test_hanging_clamd_times_out_as_error(tcp_clamd, tmp_path):
     finally:
         os.kill(tcp_clamd.process.pid, signal.SIGCONT)
     assert verdict.kind is VerdictKind.ERROR and verdict.timed_out
-    assert "did not answer within 1 s" in verdict.detail
+    assert "timed out after 1 s" in verdict.detail
     # It did not answer PING either: taken as hung until a PING is answered.
     assert client.ping() is True
     assert client.scan_stream(write(tmp_path / "c2", b"fine")).kind is VerdictKind.CLEAN
