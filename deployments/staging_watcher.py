@@ -2,9 +2,10 @@
 
 It tells the queue what changed in ``staging/`` (inotify, :mod:`deployments.tree_watch`, and a
 walk now and then for events that got lost), and hands each batch the queue forms to one scan
-run. A watch that fails is logged and replaced by walks every few seconds until it can be set
-up again: a name, a full queue of kernel events or a directory that cannot be watched never
-stops the scanning.
+run: one run in flight per lane (:class:`ssftp.staging_queue.Lane`), so a big file's run never
+holds up the small files' runs. A watch that fails is logged and replaced by walks every few
+seconds until it can be set up again: a name, a full queue of kernel events or a directory that
+cannot be watched never stops the scanning.
 Webhook notifications go to their own runs, which the watcher does not wait for. On start it
 sweeps staging, and takes over claims left by a crashed scanner, so a crash loses nothing.
 During a clamd outage it sends the PINGs the queue asks for, and logs the outage's start and
@@ -29,11 +30,11 @@ from ssftp.config.schema import ScanningSettings
 from ssftp.layout import is_reserved_name
 from ssftp.logs import APP, log_event
 from ssftp.scanner import ScanResult
-from ssftp.staging_queue import StagingQueue, is_candidate
+from ssftp.staging_queue import Lane, StagingQueue, is_candidate
 
 logger = logging.getLogger(APP)
 
-ScanBatch = Callable[[list[Path]], Awaitable[list[ScanResult]]]
+ScanBatch = Callable[[list[Path], Lane], Awaitable[list[ScanResult]]]
 # Called with each batch's results and the failed-attempt count of each file that failed.
 ResultsHandler = Callable[[list[ScanResult], dict[str, int]], None]
 # The clamd the scans use now (it changes on a config reload); None with scanning off.
@@ -67,11 +68,12 @@ class StagingWatcher:
     on_results: ResultsHandler
     clamd: CurrentClamd
     queue: StagingQueue = field(init=False)
-    # The scan run in flight. One at a time: concurrent runs make the Prefect server's SQLite
-    # refuse writers, and its client waits 2 s before each retry (seen in bench/). But the
-    # watcher does not wait for the run: the next batch is collected (readiness, batch window)
+    # The scan run in flight in each lane. One at a time per lane: concurrent runs make the
+    # Prefect server's SQLite refuse writers, and its client waits 2 s before each retry (seen
+    # in bench/), so runs overlap only when a large file has a run of its own. The watcher
+    # does not wait for a run: the lane's next batch is collected (readiness, batch window)
     # while it scans, and starts as soon as it ends.
-    _running: asyncio.Task[None] | None = field(init=False, default=None)
+    _running: dict[Lane, asyncio.Task[None]] = field(init=False, default_factory=dict)
     # The PING in flight during an outage (it may wait up to clamd.PING_TIMEOUT).
     _probing: asyncio.Task[None] | None = field(init=False, default=None)
     # How often staging is walked (more often while the watch is down), and whether a walk is
@@ -105,14 +107,14 @@ class StagingWatcher:
         else:
             self.queue.saw(change.path)
 
-    async def _dispatch(self, batch: list[Path]) -> None:
+    async def _dispatch(self, batch: list[Path], lane: Lane) -> None:
         try:
-            results = await self.scan_batch(batch)
+            results = await self.scan_batch(batch, lane)
         except Exception as exc:
             log_event(logger, "scan run failed; its files will be retried", logging.ERROR,
                       error=f"{type(exc).__name__}: {exc}", files=len(batch))
-            # Whatever this process had claimed goes back into the queue too.
-            self.queue.run_failed([*batch, *self.claims.held()])
+            # What the run had claimed goes back into the queue too.
+            self.queue.run_failed([*batch, *self._claimed_from(batch)])
             return
         was_down = self.queue.in_outage
         self.on_results(results, self.queue.scanned(batch, results))
@@ -122,6 +124,13 @@ class StagingWatcher:
                       files=sum(result.clamd_unreachable for result in results))
         # Claims taken over from a dead scanner leave its directories behind, now empty.
         self.claims.remove_empty_orphans()
+
+    def _claimed_from(self, batch: list[Path]) -> list[Path]:
+        """This process's claims of ``batch``'s files (a run that failed half-way leaves them
+        claimed); not those of the other lane's run, which may be scanning them now."""
+        files = set(batch)
+        return [claimed for claimed in self.claims.held()
+                if claimed in files or self.staging / self.claims.sub_path_of(claimed) in files]
 
     async def _probe(self) -> None:
         """Ask clamd whether it is back; with scanning switched off meanwhile there is nothing
@@ -192,22 +201,31 @@ class StagingWatcher:
                     self._probing = None
                 if self._probing is None and self.queue.probe_due():
                     self._probing = asyncio.create_task(self._probe())
-                if _finished(self._running):
-                    self._running = None
-                if self._running is None and (batch := self.queue.take_batch()):
-                    self._running = asyncio.create_task(self._dispatch(batch))
+                if self._start_runs():
                     continue
                 await asyncio.sleep(_TICK_SECONDS)
         finally:
-            for task in (self._running, self._probing, watch):
+            for task in (*self._running.values(), self._probing, watch):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
+    def _start_runs(self) -> bool:
+        """Start the next batch of each lane without a run in flight; True if any started."""
+        started = False
+        for lane in Lane:
+            if _finished(self._running.get(lane)):
+                del self._running[lane]
+            if lane not in self._running and (batch := self.queue.take_batch(lane)):
+                self._running[lane] = asyncio.create_task(self._dispatch(batch, lane))
+                started = True
+        return started
+
 
 def _finished(task: asyncio.Task[None] | None) -> bool:
-    """True once ``task`` has ended; like the watch, a task that failed stops the service."""
+    """True once ``task`` has ended. A task that failed (they catch what they expect: only a
+    defect gets here) stops the service rather than leave it scanning nothing."""
     if task is None or not task.done():
         return False
     task.result()

@@ -4,6 +4,12 @@ A run's verdict tables (artifacts) and its logs show every file, so a thousand s
 cost one flow run and a few task runs, not a thousand runs. The work itself is
 :meth:`ssftp.scanner.Scanner.scan`; this module only spreads it over threads and reports.
 
+A run's parameters are the files' names in the data root (``staging/acme/x.csv``), as every
+other surface names them: a Prefect UI user learns nothing of the host's directories. What one
+run receives is bounded (:data:`MAX_PARAMETER_BYTES`): a batch whose names would pass the
+Prefect server's limit is scanned in several runs, one after the other, so no name however long
+can get a batch refused.
+
 What a run found is in the run itself, so an operator sees every infection in the runs list:
 its final state is named ``Quarantined``, ``Retrying`` or ``Completed`` (with the counts as
 its message), its name leads with what matters ("scan 2 infected of 50 from acme"), and its
@@ -13,12 +19,13 @@ tags say the instance, the accounts and ``infected`` / ``unscannable`` / ``waiti
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import cast
 from uuid import UUID
 
@@ -31,15 +38,26 @@ from prefect.states import Completed, State
 
 from flows.events import outcome_event
 from ssftp.clamd import VerdictKind
+from ssftp.errors import InvalidValueError
+from ssftp.layout import DataLayout
 from ssftp.logs import printable
 from ssftp.scanner import Scanner, ScanResult
+from ssftp.staging_queue import Lane
 from ssftp.verdict_router import Area
 
-# Scans in flight at once; clamd.conf gives clamd four threads too.
+# Scans in flight at once in a run of small files; clamd.conf gives clamd four threads too.
 SCAN_THREADS = 4
+# A run of large files scans one at a time: each is bound by the disk and a core to hash
+# it, and the threads left (asyncio's default pool has cores + 4) stay for the small files'
+# run beside it.
+LANE_THREADS = {Lane.SMALL: SCAN_THREADS, Lane.LARGE: 1}
 # Files per task: small enough that the UI shows progress, large enough that task overhead
 # (~5 ms each) stays small next to scanning.
 MAX_FILES_PER_TASK = 50
+# What one run's parameters may take, as Prefect measures them (compact JSON, ASCII-escaped):
+# half the server's default limit (``server.api.max_parameter_size``, 512 KiB), which refuses
+# the run (422) otherwise. A name is at most 4096 bytes, 24 KiB escaped, so every name fits.
+MAX_PARAMETER_BYTES = 256 * 1024
 
 # Every row in full (the whole sha256): for scripts and the API; the audit log has it too.
 VERDICT_TABLE_KEY = "scan-verdicts"
@@ -150,22 +168,45 @@ class RunSummary:
         return Completed(name=self.state_name(), message=self.message(), data=results)
 
 
-def to_parameter(path: Path) -> str:
-    """A path as a run parameter. Prefect's API takes only UTF-8, and a file name need not be
-    UTF-8 (bytes from a foreign writer), so such a path travels hex-encoded; the prefix cannot
-    be mistaken for a path, which is always absolute."""
-    text = str(path)
+def to_parameter(path: Path, layout: DataLayout) -> str:
+    """A staged (or claimed) file as a run parameter: its name in the data root. Prefect's API
+    takes only UTF-8, and a file name need not be UTF-8 (bytes from a foreign writer), so such
+    a name travels hex-encoded; the prefix cannot be mistaken for a name, which always starts
+    with ``staging/``."""
+    name = path.relative_to(layout.root).as_posix()
     try:
-        text.encode("utf-8")
+        name.encode("utf-8")
     except UnicodeEncodeError:
-        return _HEX_PREFIX + os.fsencode(path).hex()
-    return text
+        return _HEX_PREFIX + os.fsencode(name).hex()
+    return name
 
 
-def from_parameter(value: str) -> Path:
+def _decoded(value: str) -> str:
     if value.startswith(_HEX_PREFIX):
-        return Path(os.fsdecode(bytes.fromhex(value.removeprefix(_HEX_PREFIX))))
-    return Path(value)
+        return os.fsdecode(bytes.fromhex(value.removeprefix(_HEX_PREFIX)))
+    return value
+
+
+def from_parameter(value: str, layout: DataLayout) -> Path:
+    """The file a parameter names; only a name below staging/ is one."""
+    parts = PurePosixPath(_decoded(value)).parts
+    if len(parts) < 2 or parts[0] != layout.staging.name or ".." in parts:
+        raise InvalidValueError(f"not the name of a staged file: {printable(value)!r}")
+    return layout.root.joinpath(*parts)
+
+
+def parameter_batches(names: list[str], most: int = MAX_PARAMETER_BYTES) -> list[list[str]]:
+    """``names`` in runs whose parameters take at most ``most`` bytes, in their order."""
+    batches: list[list[str]] = []
+    size = most
+    for name in names:
+        cost = len(json.dumps(name)) + 1  # and a comma
+        if size + cost > most:
+            batches.append([])
+            size = 0
+        batches[-1].append(name)
+        size += cost
+    return batches
 
 
 def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
@@ -179,10 +220,9 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
     """
     results, lines = [], []
     for path in paths:
-        result = scanner.scan(from_parameter(path), flow_run_id)
+        result = scanner.scan(from_parameter(path, scanner.layout), flow_run_id)
         if result is None:
-            lines.append(f"{printable(str(from_parameter(path)))}: gone before it could be "
-                         "scanned")
+            lines.append(f"{printable(_decoded(path))}: gone before it could be scanned")
             continue
         event = outcome_event(result, scanner.instance)
         if event is not None:
@@ -211,7 +251,7 @@ async def scan_files(scanner: Scanner, paths: list[str], label: str,
 
 
 def _label(paths: list[str]) -> str:
-    first = printable(from_parameter(paths[0]).name) if paths else "nothing"
+    first = printable(PurePosixPath(_decoded(paths[0])).name) if paths else "nothing"
     return first + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
 
 
@@ -226,13 +266,16 @@ async def _label_run(run_id: str, summary: RunSummary, instance: str) -> None:
                                      tags=[*flow_run.tags, *summary.tags(instance)])
 
 
-async def scan_and_report(scanner: Scanner, paths: list[str]) -> State[list[ScanResult]]:
+async def scan_and_report(scanner: Scanner, paths: list[str],
+                          lane: Lane) -> State[list[ScanResult]]:
     """The body of a scan run: scan the batch in slices, publish its verdict tables, name and
-    tag the run; its final state carries the results."""
+    tag the run; its final state carries the results. Each slice moves its files on as it
+    scans them: a slow file holds up only the files after it in its own slice."""
     run_id = flow_run.id
-    slots = asyncio.Semaphore(SCAN_THREADS)
+    threads = LANE_THREADS[lane]
+    slots = asyncio.Semaphore(threads)
     parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots)
-                                   for part in slices(paths)))
+                                   for part in slices(paths, threads)))
     results = [result for part in parts for result in part]
     summary = RunSummary.of(results)
     await acreate_table_artifact(table=[summary_row(result) for result in results],
@@ -262,8 +305,8 @@ class ScanRuns:
         self.scanner = scanner
 
         @flow(name="scan", flow_run_name=_run_name)
-        async def scan_batch(paths: list[str]) -> State[list[ScanResult]]:
-            return await scan_and_report(self.scanner, paths)
+        async def scan_batch(paths: list[str], lane: Lane) -> State[list[ScanResult]]:
+            return await scan_and_report(self.scanner, paths, lane)
 
         self._flow = scan_batch
 
@@ -274,11 +317,16 @@ class ScanRuns:
         import prefect.flow_engine
         import prefect.task_engine  # noqa: F401
 
-        self._flow.serialize_parameters({"paths": []})
+        self._flow.serialize_parameters({"paths": [], "lane": Lane.SMALL})
 
-    async def scan_batch(self, paths: list[Path]) -> list[ScanResult]:
-        """One scan run for these staged (or claimed) files.
+    async def scan_batch(self, paths: list[Path], lane: Lane = Lane.SMALL) -> list[ScanResult]:
+        """One scan run for these staged (or claimed) files, or one after the other when
+        their names are too long for one (:func:`parameter_batches`).
 
         The run ends in the state its body returns, and Prefect hands the caller that
         state's data (the results), not the state: hence the cast."""
-        return cast("list[ScanResult]", await self._flow([to_parameter(path) for path in paths]))
+        layout = self.scanner.layout
+        results: list[ScanResult] = []
+        for names in parameter_batches([to_parameter(path, layout) for path in paths]):
+            results += cast("list[ScanResult]", await self._flow(names, lane))
+        return results

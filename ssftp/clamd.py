@@ -9,6 +9,11 @@ for the exact request is clean.
 - ``scan_fd``: our open descriptor is passed over the Unix socket (FILDES); clamd needs no
   permission on the path, and the file cannot be swapped between our check and its scan.
 - ``scan_stream``: INSTREAM in large chunks, for a clamd on another machine.
+
+A scan that waits out the timeout is followed by a PING: a clamd that answers it was only slow
+on this file (an error of the file, retried later); one that does not hangs, and the scans
+after it fail at once instead of each waiting out a timeout of its own, until a PING is
+answered again (the staging queue's outage probes).
 """
 
 from __future__ import annotations
@@ -53,9 +58,13 @@ class Verdict:
     kind: VerdictKind
     detail: str
     signature: str | None = None
-    # clamd could not be connected to at all: not about this file, so the staging queue waits
-    # for clamd (PING) instead of retrying every file on its own.
+    # clamd could not be connected to at all, or hangs (a scan timed out and a PING got no
+    # answer either): not about this file, so the staging queue waits for clamd (PING)
+    # instead of retrying every file on its own.
     unreachable: bool = False
+    # The scan waited out the whole timeout: worth a log line of its own, which the caller
+    # writes as it knows the file's name (the client sees a descriptor).
+    timed_out: bool = False
 
 
 def parse_reply(reply: bytes) -> Verdict:
@@ -112,6 +121,9 @@ class ClamdClient:
         self.timeout = timeout
         self.max_file_size = max_file_size
         self.chunk_size = chunk_size
+        # A scan timed out and clamd did not answer PING either (stopped, or stuck on a dead
+        # share): the scans fail at once, as unreachable, until a PING is answered.
+        self._hung = False
 
     def _connect(self) -> socket.socket:
         if self.address.unix_path:
@@ -156,23 +168,29 @@ class ClamdClient:
         except OSError:
             answered = False
         clamd_answered(answered)
+        if answered:
+            self._hung = False
         return answered
 
-    def _over_limit(self, path: Path) -> Verdict | None:
-        if self.max_file_size is None:
-            return None
-        size = path.stat().st_size
-        if size > self.max_file_size:
+    def over_limit(self, size: int) -> Verdict | None:
+        """The verdict on a file of ``size`` bytes that is over ``max_file_size``: decided
+        before a byte is read (a sparse upload can claim terabytes), never clean."""
+        if self.max_file_size is not None and size > self.max_file_size:
             return Verdict(VerdictKind.UNSCANNABLE,
                            f"{size} bytes is over the scan limit of {self.max_file_size}")
         return None
 
     def _scan(self, path: Path, send: Callable[[socket.socket, Path], None]) -> Verdict:
         try:
-            if (limited := self._over_limit(path)) is not None:
+            if (limited := self.over_limit(path.stat().st_size)) is not None:
                 return limited
+            if self._hung:
+                return Verdict(VerdictKind.ERROR, f"clamd at {self.address} hangs: a scan "
+                               "timed out and it did not answer PING", unreachable=True)
             try:
                 sock = self._connect()
+            except TimeoutError:  # a full listen backlog: clamd has stopped accepting
+                return self._timed_out()
             except OSError as exc:
                 return Verdict(VerdictKind.ERROR,
                                f"cannot scan with clamd at {self.address}: {exc}",
@@ -181,9 +199,19 @@ class ClamdClient:
                 send(sock, path)
                 return parse_reply(self._read_reply(sock))
         except TimeoutError:
-            return Verdict(VerdictKind.ERROR, f"clamd at {self.address} timed out")
+            return self._timed_out()
         except OSError as exc:
             return Verdict(VerdictKind.ERROR, f"cannot scan with clamd at {self.address}: {exc}")
+
+    def _timed_out(self) -> Verdict:
+        """A scan waited ``timeout`` for clamd: a file clamd is slow on (it still answers PING:
+        an error of this file, retried), or clamd hangs (no answer to PING: an outage)."""
+        waited = f"clamd at {self.address} timed out after {self.timeout:g} s"
+        if self.ping():
+            return Verdict(VerdictKind.ERROR, waited, timed_out=True)
+        self._hung = True
+        return Verdict(VerdictKind.ERROR, f"{waited} and does not answer PING",
+                       unreachable=True, timed_out=True)
 
     def scan(self, path: Path, mode: ScanMode = "auto") -> Verdict:
         """Scan the way ``mode`` says; ``auto`` passes the descriptor over a Unix socket

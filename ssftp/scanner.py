@@ -33,12 +33,14 @@ from ssftp.clamd import ClamdClient, ScanMode, Verdict, VerdictKind
 from ssftp.errors import AuditLogError, OutboxError
 from ssftp.file_stamp import FileStamp, sha256_of
 from ssftp.layout import DataLayout
-from ssftp.logs import audit_event, one_line, warn_on_stderr, write_audit_event
+from ssftp.logs import APP, audit_event, log_event, one_line, warn_on_stderr, write_audit_event
 from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.moves import proc_path
 from ssftp.names import safe_sub_path
 from ssftp.staging_owners import StagingOwners
 from ssftp.verdict_router import Area, Route, record_content, route_for
+
+logger = logging.getLogger(APP)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,13 @@ class Scanner:
         return result
 
     def _examine(self, claim: Claim) -> _Examined:
-        """The verdict, sha256 and size of exactly the bytes now at the claim."""
+        """The verdict, sha256 and size of exactly the bytes now at the claim.
+
+        What fstat can decide (the type, the links, the size limit) is decided before a byte
+        is read: a sparse upload can claim terabytes for one byte sent, and hashing it first
+        held its scan thread for minutes only to quarantine it anyway. Such a file has no
+        sha256 (its audit record and events name it by path).
+        """
         try:
             # O_NONBLOCK: a FIFO dropped into staging must not hang the scanner on open.
             fd = os.open(claim.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -195,12 +203,17 @@ class Scanner:
                 return _Examined(Verdict(VerdictKind.UNSCANNABLE,
                                          f"has {before.st_nlink} hard links; only a file with "
                                          "a single name can be passed as clean"))
+            if self.client is not None and (
+                    limited := self.client.over_limit(before.st_size)) is not None:
+                return _Examined(limited, size=before.st_size)
             sha256, size = sha256_of(fd)
             if self.client is None:
                 return _Examined(Verdict(VerdictKind.UNSCANNED,
                                          "scanning is switched off (enableVirusScan: false)"),
                                  sha256, size)
             verdict = self.client.scan(self._clamd_reads(claim, fd), self.mode)
+            if verdict.timed_out:
+                self._log_timeout(self.client, claim)
             if (_changed(before, os.fstat(fd)) or size != before.st_size
                     or not _still_named(claim.path, before)):
                 verdict = Verdict(VerdictKind.ERROR, "the file changed while it was being scanned")
@@ -210,6 +223,12 @@ class Scanner:
             return _Examined(Verdict(VerdictKind.ERROR, f"could not be read: {exc}"))
         finally:
             os.close(fd)
+
+    def _log_timeout(self, client: ClamdClient, claim: Claim) -> None:
+        """One line per scan that waited out ``clamav.timeout``: a hung clamd is otherwise
+        silent, and the client, which sees a descriptor, cannot name the file."""
+        log_event(logger, "clamd scan timed out", logging.WARNING, address=str(client.address),
+                  file=self._relative(claim.origin), seconds=client.timeout)
 
     def _clamd_reads(self, claim: Claim, fd: int) -> Path:
         """What clamd is given to scan: the descriptor's own /proc name, which the client opens

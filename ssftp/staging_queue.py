@@ -8,6 +8,14 @@ unscanned (a timeout, a clamd error) or whose run failed is retried after
 ready close together share one scan run, so a thousand small files do not cost a thousand flow
 runs.
 
+A big file must not hold up the others: hashing and scanning it takes seconds (a sparse upload
+can claim terabytes for one byte sent). So files of ``largeFileSize`` and more are batched in a
+lane of their own (:class:`Lane`), whose runs go beside those of the small files, one run per
+lane at a time; and within a batch the smallest files come first, so no small file waits in a
+slice behind a big one. Two lanes, not a run per file: concurrent runs make the Prefect
+server's SQLite turn writers away (its client retries after 2 s), so runs overlap only when
+there is a big file to keep out of the way.
+
 When clamd cannot be reached at all, retrying each file on its own schedule only fails again,
 and writes an audit record and raises a webhook each time. So the queue enters an outage: every
 file that failed waits (a file that arrives meanwhile gets its one first attempt, so it too has
@@ -26,7 +34,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 from ssftp.claims import sub_path_of
 from ssftp.config.schema import ScanningSettings
@@ -52,6 +62,19 @@ def is_candidate(staging: Path, path: Path) -> bool:
         return False
     return (bool(parts) and not any(map(is_reserved_name, parts[:-1]))
             and not is_pending_name(parts[-1]))
+
+
+class Lane(StrEnum):
+    """Which scan runs a file goes in (each lane has one run in flight at most)."""
+
+    SMALL = "small"
+    # ``largeFileSize`` and more: seconds each, kept out of the way of the small files.
+    LARGE = "large"
+
+
+class _Ready(NamedTuple):
+    lane: Lane
+    size: int
 
 
 @dataclass
@@ -86,11 +109,14 @@ class StagingQueue:
         self._settings = settings
         self._clock = clock
         current = settings()
+        self._stamp_of = stamp_of
         self.tracker = ReadinessTracker(current.stable_seconds, stamp_of)
         self.retries = RetrySchedule(current.retry_initial_seconds, current.retry_max_seconds)
-        # Insertion-ordered set: a path queued twice is scanned once.
-        self._batch: dict[Path, None] = {}
-        self._batch_started = 0.0
+        # The files ready to scan, in the order they became ready (a path queued twice is
+        # scanned once), with the lane and size they had then.
+        self._batch: dict[Path, _Ready] = {}
+        # When each lane's batch window opened (its first file became ready).
+        self._started: dict[Lane, float] = {}
         self._ready_now: list[Path] = []
         self._outage: _Outage | None = None
         # Counted when scraped, from the queue itself: there is no second count to drift.
@@ -135,24 +161,44 @@ class StagingQueue:
         ready = self._ready_now + self.retries.due(now) + [
             path for path in self.tracker.ready(now) if not self.retries.waiting(path, now)]
         self._ready_now = []
-        if ready and not self._batch:
-            self._batch_started = now
-        self._batch.update(dict.fromkeys(ready))
+        for path in ready:
+            size = self._size_of(path)
+            lane = Lane.LARGE if size >= settings.large_file_size else Lane.SMALL
+            self._started.setdefault(lane, now)
+            self._batch[path] = _Ready(lane, size)
 
-    def take_batch(self) -> list[Path]:
-        """The next batch to scan once it is full or its window has passed, else nothing."""
-        now = self._clock()
+    def take_batch(self, lane: Lane) -> list[Path]:
+        """The lane's next batch once it is full or its window has passed, else nothing.
+
+        Its files are the first to have become ready (a stream of small files cannot starve a
+        bigger one), and in it the smallest go first.
+        """
+        started = self._started.get(lane)
+        if started is None:
+            return []
         settings = self._settings()
-        if not self._batch:
+        queued = [path for path, ready in self._batch.items() if ready.lane is lane]
+        if not queued:  # they left meanwhile (a file failed and waits for its retry)
+            del self._started[lane]
             return []
-        full = len(self._batch) >= settings.max_batch_files
-        if not full and now - self._batch_started < settings.batch_window_seconds:
+        now = self._clock()
+        full = len(queued) >= settings.max_batch_files
+        if not full and now - started < settings.batch_window_seconds:
             return []
-        queued = list(self._batch)
-        batch = queued[:settings.max_batch_files]
-        self._batch = dict.fromkeys(queued[settings.max_batch_files:])
-        self._batch_started = now
+        batch = sorted(queued[:settings.max_batch_files], key=lambda path: self._batch[path].size)
+        for path in batch:
+            del self._batch[path]
+        if len(queued) > len(batch):
+            self._started[lane] = now
+        else:
+            del self._started[lane]
         return batch
+
+    def _size_of(self, path: Path) -> int:
+        """The size the file's lane is chosen by; a file gone meanwhile is found gone by the
+        scanner at once, in either lane."""
+        stamp = self._stamp_of(path)
+        return 0 if stamp is None else stamp.size
 
     def run_failed(self, paths: list[Path]) -> None:
         """The run itself failed (e.g. the Prefect API is unreachable): ``paths`` (its batch

@@ -134,7 +134,10 @@ def test_hanging_clamd_times_out_as_error(tcp_clamd, tmp_path):
         verdict = client.scan_stream(write(tmp_path / "c", b"fine"))
     finally:
         os.kill(tcp_clamd.process.pid, signal.SIGCONT)
-    assert verdict.kind is VerdictKind.ERROR and "timed out" in verdict.detail
+    assert verdict.kind is VerdictKind.ERROR and verdict.timed_out
+    assert "timed out after 1 s" in verdict.detail
+    # It did not answer PING either: taken as hung until a PING is answered.
+    assert client.ping() is True
     assert client.scan_stream(write(tmp_path / "c2", b"fine")).kind is VerdictKind.CLEAN
 
 

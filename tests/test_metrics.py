@@ -32,7 +32,7 @@ from ssftp.errors import ConfigError, InvalidValueError, ListenError
 from ssftp.file_stamp import FileStamp
 from ssftp.health import MetricsListener, clamd_status, health_report, parse_listen
 from ssftp.metrics import REGISTRY, TransferTotals
-from ssftp.staging_queue import StagingQueue
+from ssftp.staging_queue import Lane, StagingQueue
 from ssftp.transfer_state import STATE_FILE, TransferState
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
@@ -319,7 +319,7 @@ def test_staging_files_counts_what_the_queue_holds(tmp_path):
     assert queue.waiting_files() == 2
     assert sample("ssftp_staging_files") == 2  # the gauge asks the newest queue
     queue.collect()
-    batch = queue.take_batch()
+    batch = queue.take_batch(Lane.SMALL)
     assert batch == [tmp_path / "b"]
     assert queue.waiting_files() == 1  # the batch is the run's now
     queue.run_failed(batch)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.scan import SCAN_THREADS
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
 from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon, socket_in
 from testkit.openssh_server import free_port
@@ -62,6 +63,33 @@ def test_a_file_clamd_answered_about_is_not_an_outage(clamd: ClamdDaemon,
     missing = client.scan(tmp_path / "not-there.txt", "path")
     assert missing.kind is VerdictKind.ERROR
     assert missing.unreachable is False
+
+
+def test_a_hung_clamd_costs_one_timeout_then_scans_fail_at_once_until_it_answers_ping(
+        tmp_path: Path) -> None:
+    """clamd stopped with SIGSTOP (a clamd of this test's own; the session's is shared):
+    connections are accepted by the kernel and nothing answers. On main every scan waited out
+    its own full timeout; now the first one's timeout is followed by a PING, unanswered, and
+    the scans after it fail at once as an outage until a PING is answered again."""
+    clamd = ClamdDaemon.start(tmp_path / "clamd", database=TEST_SIGNATURES)
+    staged = tmp_path / "f.txt"
+    staged.write_bytes(b"data\n")
+    client = ClamdClient(clamd.address, timeout=0.5)
+    try:
+        clamd.process.send_signal(signal.SIGSTOP)
+        try:
+            first = client.scan(staged, "fd")
+            assert first.kind is VerdictKind.ERROR
+            assert first.timed_out and first.unreachable, first
+            second = client.scan(staged, "stream")
+            assert second.kind is VerdictKind.ERROR
+            assert second.unreachable and not second.timed_out, second
+        finally:
+            clamd.process.send_signal(signal.SIGCONT)
+        assert client.ping() is True
+        assert client.scan(staged, "fd").kind is VerdictKind.CLEAN
+    finally:
+        clamd.stop()
 
 
 # --- end to end: ssftp worker through an outage ----------------------------------------------
@@ -210,3 +238,78 @@ def test_up_warns_at_start_that_its_clamd_address_does_not_answer_and_runs_on(
     finally:
         code = up.stop()
     assert code == 0, f"ssftp up exit status {code} after SIGINT\n{up.output()}"
+
+
+HUNG_FILES = 12
+# Long enough for the retries of main to show (its backoff here is 0.5 s, then 1 s).
+HUNG_SECONDS = 3.0
+
+
+def test_a_hung_clamd_is_logged_and_waited_for_not_timed_out_file_by_file(
+        tmp_path: Path, prefect_api: str, receiver: WebhookReceiver) -> None:
+    """The issue's clamd stopped with SIGSTOP (a clamd of this test's own: the session's is
+    shared) wrote no log line, and every attempt of every file waited out the whole
+    ``clamav.timeout``. Now each scan that times out is one log line (clamd's address, the
+    file by its data-root name, the seconds); as clamd does not answer PING either, that is
+    an outage: the scans still queued do not wait out timeouts of their own (at most one per
+    scan thread times out), every file is back in staging after one failed attempt, and all
+    are scanned once clamd is CONTinued and answers PING."""
+    clamd = ClamdDaemon.start(tmp_path / "clamd", database=TEST_SIGNATURES)
+    data = tmp_path / "data"
+    staging = data / "staging" / "drop"
+    staging.mkdir(parents=True)
+    config = write_config(tmp_path / "ssftp.yaml", f"""
+    clamav:
+      address: "{clamd.socket}"
+      timeout: 1
+    scanning:
+      stableSeconds: 0.1
+      retryInitialSeconds: 0.5
+      retryMaxSeconds: 1
+    webhooks:
+      - name: scanError
+        url: {receiver.url}/hook
+        retries: 0
+    users:
+      stagingDir:
+        - directory: drop
+          auth: {{username: dropper, password: dropper-pw}}
+    """)
+    names = [f"hung-{number:02}.txt" for number in range(HUNG_FILES)]
+    worker = Ssftp(tmp_path, config, data, prefect_api, "worker")
+    try:
+        wait_for(lambda: worker.events("scan worker started") or worker.proc.poll() is not None,
+                 "the worker to start")
+        assert worker.proc.poll() is None, worker.output()
+        clamd.process.send_signal(signal.SIGSTOP)
+        try:
+            for name in names:
+                temp = staging / f".ssftp-tmp-{name}"
+                temp.write_bytes(b"scanned once clamd wakes up\n")
+                temp.rename(staging / name)
+            wait_for(lambda: all(worker.audit(f"drop/{name}") for name in names),
+                     "a failed attempt of each file")
+            time.sleep(HUNG_SECONDS)
+            timeouts = worker.events("clamd scan timed out")
+            assert 1 <= len(timeouts) <= SCAN_THREADS, timeouts
+            for line in timeouts:
+                assert line["address"] == str(clamd.socket)
+                assert line["seconds"] == 1
+                assert line["file"] in {f"staging/drop/{name}" for name in names}
+            for name in names:
+                assert [r["verdict"] for r in worker.audit(f"drop/{name}")] == ["error"], name
+                assert (staging / name).is_file()
+            (outage,) = worker.events("clamd does not answer; scanning waits for it")
+            assert outage["address"] == str(clamd.socket)
+        finally:
+            clamd.process.send_signal(signal.SIGCONT)
+        wait_for(lambda: all((data / "clean" / "drop" / name).is_file() for name in names),
+                 "every file in clean/ once clamd answers")
+        for name in names:
+            assert [r["verdict"] for r in worker.audit(f"drop/{name}")] == ["error", "clean"]
+        (resumed,) = worker.events("scan resumed")
+        assert resumed["files"] == HUNG_FILES
+    finally:
+        code = worker.stop()
+        clamd.stop()
+    assert code == 0, f"worker exit status {code} after SIGINT\n{worker.output()}"

@@ -373,6 +373,66 @@ def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: P
     assert not tree(claims)
 
 
+# A sparse file this big takes seconds of CPU to hash (~3 s per GiB here), so a small file
+# staged once its scan has begun is scanned well before it: ordered, not timed.
+BIG_SPARSE = 2 << 30
+
+
+def publish(path: Path, data: bytes = b"", size: int | None = None) -> None:
+    """Put a complete file into staging as ssftp's own writers do: a hidden temp name, then a
+    rename. With ``size`` it is sparse: its one byte written at the end."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".ssftp-tmp-{unique_name()}")
+    with temp.open("wb") as handle:
+        if size is not None:
+            handle.seek(size - 1)
+            data = b"x"
+        handle.write(data)
+    temp.rename(path)
+
+
+def test_a_big_file_being_scanned_holds_up_no_later_file_of_another_partner(
+        pipeline: Pipeline, tmp_path: Path):
+    """The issue's sparse upload (40 GiB, one byte sent) held every other partner's file until
+    it was judged: the next scan run started only once the big file's run ended. Here
+    ``maxFileSize`` is raised so the big file really is hashed and scanned (clamd's own limit
+    then calls it unscannable), and a small file of another partner, staged once the big one
+    is claimed (its run has begun), must reach clean/ before the big one is judged."""
+    layout = DataLayout.at(tmp_path / "data").create()
+    config = write_config(tmp_path / "ssftp.yaml", f"""
+    clamav:
+      address: {pipeline.clamd.socket}
+      maxFileSize: {2 * BIG_SPARSE}
+    scanning:
+      stableSeconds: 0.1
+      batchWindowSeconds: 0.1
+    users:
+      stagingDir:
+        - directory: big
+          auth: {{username: big, password: big-pw}}
+        - directory: small
+          auth: {{username: small, password: small-pw}}
+    """)
+    big, small = f"big/huge-{unique_name()}.bin", f"small/report-{unique_name()}.csv"
+    worker = WorkerThread(ConfigStore.open(config, layout), None)
+    worker.start()
+    try:
+        publish(layout.staging / big, size=BIG_SPARSE)
+        claims = layout.staging / CLAIMS_DIR
+        wait_for(lambda: claims.exists() and tree(claims), "the big file's claim")
+        publish(layout.staging / small, b"a,b\n1,2\n")
+        wait_for((layout.clean / small).exists, "the small file in clean/")
+        assert not (layout.quarantine / big).exists(), "the big file was judged first"
+        wait_for((layout.quarantine / big).exists, "the big file in quarantine")
+    finally:
+        worker.stop(timeout=60)
+    verdicts = [(r["file"], r["verdict"]) for r in pipeline.audit()
+                if r.get("event") == "scan" and r["file"] in (big, small)]
+    assert verdicts == [(small, "clean"), (big, "unscannable")]
+    record = json.loads((layout.quarantine / f"{big}.verdict.json").read_text())
+    assert record["sha256"] and record["size"] == BIG_SPARSE
+
+
 def test_a_thousand_small_files_in_one_session_all_end_clean_with_audit_records(
         pipeline: Pipeline, workdir: Path):
     top = f"batch-{unique_name()}"

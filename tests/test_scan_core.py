@@ -4,6 +4,7 @@ watcher's file filter and the config sections the pipeline reads."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -21,18 +22,18 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from deployments.staging_watcher import staged_files
+from deployments.staging_watcher import StagingWatcher, staged_files
 from ssftp import logs
 from ssftp.claims import FOREIGN_LEASE_SECONDS, ClaimArea, process_owner
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
 from ssftp.config import load_config
-from ssftp.config.schema import SsftpConfig, Webhook
+from ssftp.config.schema import ScanningSettings, SsftpConfig, Webhook
 from ssftp.errors import ConfigError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
 from ssftp.names import safe_name
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
-from ssftp.staging_queue import is_candidate
+from ssftp.staging_queue import Lane, is_candidate
 from ssftp.verdict_router import (
     VERDICT_RECORD_SUFFIX,
     Area,
@@ -279,6 +280,28 @@ def test_orphans_are_taken_over_and_their_empty_directories_removed(layout):
     assert set(area.orphaned()) == {left.path}
 
 
+def test_a_failed_run_takes_back_its_own_claims_not_the_other_lanes(layout):
+    """A run that fails half-way (its call raises: the Prefect API went away, faked here as it
+    cannot be caused on cue) leaves its claims behind, and they are retried with its batch;
+    the claims of the other lane's run, which may be scanning them now, are left to it."""
+    claims = ClaimArea(layout.staging)
+    mine = stage(layout, "partner-a/mine.txt", b"1")
+    theirs = claims.claim(stage(layout, "partner-b/big.iso", b"2"))
+    claimed = []
+
+    async def fails_half_way(batch: list[Path], lane: Lane) -> list[ScanResult]:
+        claimed.append(claims.claim(mine))
+        raise ConnectionError("the Prefect API went away")
+
+    watcher = StagingWatcher(layout.staging, claims, ScanningSettings, fails_half_way,
+                             lambda results, attempts: None, lambda: None)
+    asyncio.run(watcher._dispatch([mine], Lane.SMALL))
+    retries, now = watcher.queue.retries, time.monotonic()
+    assert retries.waiting(mine, now) and retries.waiting(claimed[0].path, now)
+    assert not retries.waiting(theirs.path, now)
+    assert len(retries) == 2
+
+
 # --- verdict router -------------------------------------------------------------------------
 
 
@@ -424,6 +447,38 @@ def test_file_over_the_client_size_limit_is_unscannable(layout, clamd, owners, m
     assert (layout.quarantine / "partner-a" / "big.bin").read_bytes() == b"a" * 4096
     assert (layout.quarantine / "partner-a" / "big.bin.verdict.json").is_file()
     assert files_under(layout.clean) == []
+
+
+def bytes_read_by_this_process() -> int:
+    """``rchar`` of /proc/self/io: every byte this process's read calls have returned."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_a_sparse_file_over_the_size_limit_is_quarantined_without_being_read(
+        layout, clamd, owners, audit_log):
+    """The issue's sparse upload (one byte sent at the end of 40 GiB) was hashed whole before
+    the size limit was looked at: 53 s to quarantine it. The limit is decided from fstat, so
+    no byte is read and there is no hash. 1 GiB here keeps the failure on main short."""
+    staged = layout.staging / "partner-a" / "sparse.bin"
+    staged.parent.mkdir(parents=True)
+    with staged.open("wb") as handle:
+        handle.seek((1 << 30) - 1)
+        handle.write(b"x")
+    limited = ClamdClient(clamd.address, timeout=30, max_file_size=CLAMD_MAX_FILE_SIZE)
+    before = bytes_read_by_this_process()
+    result = make_scanner(layout, limited, owners).scan(staged, "run-10")
+    assert bytes_read_by_this_process() - before < CLAMD_MAX_FILE_SIZE
+    assert result.verdict == "unscannable" and result.area is Area.QUARANTINE
+    assert result.sha256 is None and result.size == 1 << 30
+    assert result.detail == f"{1 << 30} bytes is over the scan limit of {CLAMD_MAX_FILE_SIZE}"
+    [event] = audit_events(audit_log)
+    assert {key: event[key] for key in ("file", "verdict", "sha256", "size", "destination")} == {
+        "file": "partner-a/sparse.bin", "verdict": "unscannable", "sha256": None,
+        "size": 1 << 30, "destination": "quarantine/partner-a/sparse.bin"}
+    assert (layout.quarantine / "partner-a" / "sparse.bin").stat().st_size == 1 << 30
 
 
 @pytest.mark.parametrize("mode", ["path", "fd", "stream"])
@@ -916,6 +971,7 @@ def test_good_clamd_addresses_load(tmp_path, address):
     ("scanning:\n  stableSeconds: -1", "scanning.stableSeconds"),
     ("scanning:\n  retryInitialSeconds: 0", "scanning.retryInitialSeconds"),
     ("scanning:\n  maxBatchFiles: 0", "scanning.maxBatchFiles"),
+    ("scanning:\n  largeFileSize: 0", "scanning.largeFileSize"),
     ("scanning:\n  batchWindow: 1", "scanning.batchWindow"),
     ("instanceName: ''", "instanceName"),
 ])
@@ -939,6 +995,7 @@ def test_pipeline_settings_and_defaults(tmp_path):
           stableSeconds: 2
           batchWindowSeconds: 0.5
           maxBatchFiles: 10
+          largeFileSize: 1048576
           retryInitialSeconds: 1
           retryMaxSeconds: 60
         webhooks:
@@ -951,7 +1008,8 @@ def test_pipeline_settings_and_defaults(tmp_path):
     assert config.instance_name == "gateway-eu-1"
     scanning = config.scanning
     assert (scanning.stable_seconds, scanning.batch_window_seconds, scanning.max_batch_files,
-            scanning.retry_initial_seconds, scanning.retry_max_seconds) == (2, 0.5, 10, 1, 60)
+            scanning.large_file_size, scanning.retry_initial_seconds,
+            scanning.retry_max_seconds) == (2, 0.5, 10, 1048576, 1, 60)
     assert [w.retry_delay_seconds for w in config.webhooks] == [0.5, 2.0]
 
 
@@ -1061,13 +1119,14 @@ def _replace_once_opened(claims: ClaimArea, data: bytes, done: threading.Event) 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_clamd_scans_the_bytes_that_were_hashed_not_what_the_name_holds_later(
-        layout, client, owners, mode):
+        layout, clamd, owners, mode):
     """EICAR takes the claimed file's name while the file is hashed (the big file keeps the
     scanner busy far longer than the swap takes): clamd must read the opened file, not the
     name again, and the file now under the name is not what was scanned, so it is not passed
-    on. Before, clamd was given the name: the verdict was EICAR's, the hash the old bytes'."""
+    on. Before, clamd was given the name: the verdict was EICAR's, the hash the old bytes'.
+    (No size limit of ssftp's: a file over it would not be hashed at all.)"""
     big = os.urandom(1 << 16) * 1024  # 64 MiB, harmless
-    scanner = make_scanner(layout, client, owners, mode)
+    scanner = make_scanner(layout, ClamdClient(clamd.address, timeout=30), owners, mode)
     done = threading.Event()
     swapper = threading.Thread(target=_replace_once_opened,
                                args=(scanner.claims, EICAR, done), daemon=True)

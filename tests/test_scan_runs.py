@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -168,3 +169,39 @@ def test_a_run_with_clamd_unreachable_is_retrying(prefect_api, layout, owners, t
     assert run.state.message == "0 clean, 0 infected, 0 unscannable, 1 waiting"
     assert run.name == "scan 1 waiting of 1 from partner-b"
     assert set(run.tags) == {f"instance:{INSTANCE}", "account:partner-b", "waiting"}
+
+
+def test_a_runs_parameters_name_files_by_data_root_path_never_by_host_path(
+        prefect_api, layout, client, owners):
+    """Prefect UI users saw host paths (``/srv/.../data/staging/...``) in the runs'
+    parameters; every other surface names files as in the data root. A name that is not UTF-8
+    travels hex-encoded."""
+    report = stage(layout, "partner-a/report.csv", b"a,b\n")
+    latin = Path(os.fsdecode(os.fsencode(layout.staging) + b"/partner-b/caf\xe9.txt"))
+    latin.parent.mkdir(parents=True)
+    latin.write_bytes(b"latin-1 name\n")
+    results, run, _ = asyncio.run(run_and_read(ScanRuns(scanner_for(layout, client, owners)),
+                                               [report, latin]))
+    assert [r.area for r in results] == [Area.CLEAN, Area.CLEAN]
+    assert run.parameters["paths"] == ["staging/partner-a/report.csv",
+                                       "hex:" + b"staging/partner-b/caf\xe9.txt".hex()]
+    text = json.dumps(run.parameters)
+    assert str(layout.root) not in text and '"/' not in text
+
+
+def test_a_batch_whose_names_pass_prefects_parameter_limit_is_scanned_whole(
+        prefect_api, layout, client, owners):
+    """A batch whose paths passed Prefect's 512 KiB parameter limit was refused (422) and
+    retried for ever, and another partner's file in it was never scanned: 1000 files with ~1 KB
+    names in deep directories, and that other file last. All are scanned."""
+    deep = layout.staging / "partner-a" / Path(*["d" * 240] * 4)
+    deep.mkdir(parents=True)
+    long_named = [deep / f"f{number:04}.txt" for number in range(1000)]
+    for path in long_named:
+        path.write_bytes(b"deep\n")
+    other = stage(layout, "partner-b/other.txt", b"another partner's file\n")
+    results = asyncio.run(ScanRuns(scanner_for(layout, client, owners)).scan_batch(
+        [*long_named, other]))
+    assert len(results) == 1001 and {r.area for r in results} == {Area.CLEAN}
+    assert (layout.clean / "partner-b" / "other.txt").read_bytes() == b"another partner's file\n"
+    assert sum(1 for path in layout.clean.rglob("*") if path.is_file()) == 1001

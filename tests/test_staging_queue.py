@@ -15,7 +15,7 @@ from ssftp.layout import CLAIMS_DIR
 from ssftp.readiness import ReadinessTracker
 from ssftp.retry_schedule import RetrySchedule
 from ssftp.scanner import ScanResult
-from ssftp.staging_queue import PROBE_MAX_SECONDS, OutageEnded, StagingQueue
+from ssftp.staging_queue import PROBE_MAX_SECONDS, Lane, OutageEnded, StagingQueue
 from ssftp.verdict_router import Area
 
 STAGING = Path("/data/staging")
@@ -56,11 +56,12 @@ class Harness:
     def reload(self, **changes: float) -> None:
         self.settings = self.settings.model_copy(update=changes)
 
-    def after(self, seconds: float) -> list[Path]:
-        """Let ``seconds`` pass, then what the watcher's loop would start a run with."""
+    def after(self, seconds: float, lane: Lane = Lane.SMALL) -> list[Path]:
+        """Let ``seconds`` pass, then what the watcher's loop would start a run of ``lane``
+        with."""
         self.clock.advance(seconds)
         self.queue.collect()
-        return self.queue.take_batch()
+        return self.queue.take_batch(lane)
 
 
 def back_in_staging(path: Path) -> ScanResult:
@@ -212,6 +213,48 @@ def test_a_file_queued_twice_is_scanned_once() -> None:
     harness.queue.take_over([path, path])
     assert harness.after(0.0) == [path]
     assert harness.after(1.0) == []
+
+
+LARGE = 16 * 1024 * 1024  # largeFileSize's default
+
+
+def test_large_files_are_batched_in_a_lane_of_their_own() -> None:
+    """A large file takes seconds to hash and scan: its batch is its lane's, and the small
+    files' batch, with a window of its own, does not include it."""
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0.25)
+    big = harness.stage("partner-a/big.iso", size=LARGE)
+    harness.queue.saw(big)
+    assert harness.after(0.0, Lane.LARGE) == []
+    small = harness.stage("partner-b/small.csv")
+    harness.queue.saw(small)
+    assert harness.after(0.25, Lane.LARGE) == [big]
+    assert harness.queue.take_batch(Lane.SMALL) == []  # its window opened 0.25 s later
+    assert harness.after(0.25, Lane.SMALL) == [small]
+    assert harness.queue.take_batch(Lane.LARGE) == []
+
+
+def test_a_batch_scans_its_smallest_files_first_but_takes_files_as_they_came() -> None:
+    """Small before big within a batch, so no small file waits in a slice behind a bigger one;
+    but the batch is the files that came first, so a stream of small files cannot hold a
+    bigger one back for ever."""
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, maxBatchFiles=3)
+    sizes = [5000, 300, 20, 1]
+    paths = [harness.stage(f"partner-a/{size}.bin", size=size) for size in sizes]
+    for path in paths:
+        harness.queue.saw(path)
+    assert harness.after(0.0) == [paths[2], paths[1], paths[0]]
+    assert harness.after(0.0) == [paths[3]]
+
+
+def test_a_reload_of_large_file_size_applies_to_files_that_become_ready_later() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=1)
+    early, late = (harness.stage(f"partner-a/{name}", size=1000) for name in ("early", "late"))
+    harness.queue.saw(early)
+    assert harness.after(0.0) == []
+    harness.reload(large_file_size=1000)
+    harness.queue.saw(late)
+    assert harness.after(1.0) == [early]
+    assert harness.after(1.0, Lane.LARGE) == [late]
 
 
 # --- retries --------------------------------------------------------------------------------

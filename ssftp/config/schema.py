@@ -331,6 +331,9 @@ class ScanningSettings(Model):
     # Files that become ready within this window share one scan run.
     batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = 0.25
     max_batch_files: Annotated[int, Field(ge=1, le=10000)] = 1000
+    # Files of this many bytes and more are scanned in runs of their own, beside the others'
+    # (seconds each to hash and scan: they must not hold up the small files behind them).
+    large_file_size: Annotated[int, Field(ge=1)] = 16 * 1024 * 1024
     # A file that could not be scanned (clamd down, timeout) is retried after this delay,
     # doubling each time up to the maximum.
     retry_initial_seconds: Annotated[float, Field(gt=0)] = 5.0
