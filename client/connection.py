@@ -148,7 +148,11 @@ async def open_sftp(entry: RemoteEntry, system: Path,
         raise RemoteUnavailableError(
             f"{entry.name}: cannot reach {entry.host}:{entry.port}: {reason(exc)}") from None
     try:
-        async with connection, connection.start_sftp_client() as sftp:
+        # Names are bytes on the wire: undecodable ones become surrogates, as Python's own
+        # file names do, so a remote name in Latin-1 is listed, fetched and stored under its
+        # own bytes (strict UTF-8, asyncssh's default, failed the whole listing).
+        async with connection, connection.start_sftp_client(
+                path_errors="surrogateescape") as sftp:
             yield sftp
     except CONNECTION_LOST as exc:
         raise RemoteUnavailableError(

@@ -1,6 +1,6 @@
 """The staging watcher: the I/O side of the staging queue (:mod:`ssftp.staging_queue`).
 
-It tells the queue what changed in ``staging/`` (inotify, :mod:`deployments.tree_watch`, and a
+It tells the queue what changed in ``staging/`` (inotify, :mod:`ssftp.tree_watch`, and a
 walk now and then for events that got lost), and hands each batch the queue forms to one scan
 run: one run in flight per lane (:class:`ssftp.staging_queue.Lane`), so a big file's run never
 holds up the small files' runs. A watch that fails is logged and replaced by walks every few
@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployments.tree_watch import Change, Kind, TreeWatch
 from ssftp.claims import HEARTBEAT_SECONDS, ClaimArea
 from ssftp.clamd import ClamdClient
 from ssftp.config.schema import ScanningSettings
@@ -31,6 +30,7 @@ from ssftp.layout import is_reserved_name
 from ssftp.logs import APP, log_event
 from ssftp.scanner import ScanResult
 from ssftp.staging_queue import Lane, StagingQueue, is_candidate
+from ssftp.tree_watch import Change, Kind, TreeWatch, keep_watching
 
 logger = logging.getLogger(APP)
 
@@ -147,35 +147,16 @@ class StagingWatcher:
         return None if client is None else str(client.address)
 
     async def _watch(self) -> None:
-        """Report what changes in staging, for ever. A watch that fails (whatever the reason:
-        no reason to stop scanning) is logged once, staging is walked every
-        UNWATCHED_SWEEP_SECONDS instead, and the watch is set up again after REWATCH_SECONDS.
-        Each new watch is followed by a walk: a file that arrived before it was set up is
-        found by one or the other (seeing it twice is harmless)."""
-        failure = ""
-        while True:
-            try:
-                watch = TreeWatch(self.staging, is_reserved_name)
-                try:
-                    watch.start()
-                    self._sweep_every = RESWEEP_SECONDS
-                    self._sweep_due = True
-                    if failure:
-                        log_event(logger, "staging watch resumed")
-                        failure = ""
-                    async for change in watch.changes():
-                        self._changed(change)
-                finally:
-                    watch.close()
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                if reason != failure:
-                    log_event(logger, "staging watch failed; staging is walked instead",
-                              logging.ERROR, error=reason, every_seconds=UNWATCHED_SWEEP_SECONDS)
-                failure = reason
-            self._sweep_every = UNWATCHED_SWEEP_SECONDS
-            self._sweep_due = True
-            await asyncio.sleep(REWATCH_SECONDS)
+        """Report what changes in staging, for ever; while there is no watch, staging is walked
+        every UNWATCHED_SWEEP_SECONDS (and once after each new watch: a file that arrived
+        before it was set up is found by one or the other; seeing it twice is harmless)."""
+        await keep_watching(lambda: TreeWatch(self.staging, is_reserved_name), self._changed,
+                            self._watching, "staging", "staging is walked instead",
+                            UNWATCHED_SWEEP_SECONDS, REWATCH_SECONDS)
+
+    def _watching(self, watched: bool) -> None:
+        self._sweep_every = RESWEEP_SECONDS if watched else UNWATCHED_SWEEP_SECONDS
+        self._sweep_due = True
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Watch and scan until cancelled."""

@@ -42,7 +42,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from ssftp.config.schema import Webhook
-from ssftp.errors import OutboxError
+from ssftp.errors import NotDeliveredError, OutboxError
 from ssftp.logs import APP, audit_event, log_event
 from ssftp.metrics import WEBHOOKS
 from ssftp.outbox import Outbox, StoredNotification
@@ -87,10 +87,6 @@ async def send_webhook(notification: Notification) -> int:
 def _run_name() -> str:
     count = len(flow_run.parameters.get("ids", []))
     return f"notify {count} webhook{'s' if count != 1 else ''}"
-
-
-class NotDelivered(RuntimeError):
-    """A run did not deliver all it was given; what it did not is owed again later."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +153,7 @@ class NotifyRuns:
             tried.update(ids)
             try:
                 await self._flow(ids)
-            except NotDelivered as exc:  # each rescheduled: the next ones may still go
+            except NotDeliveredError as exc:  # each rescheduled: the next ones may still go
                 log_event(app_log, "webhook notifications failed", logging.WARNING,
                           error=str(exc), count=len(ids))
             except Exception as exc:  # the run failed: what it did not settle stays owed
@@ -172,9 +168,9 @@ class NotifyRuns:
         tallies = await asyncio.gather(*(self._send_to(queue) for queue in by_receiver(owed)))
         failed, waiting = sum(t.failed for t in tallies), sum(t.waiting for t in tallies)
         if failed:
-            raise NotDelivered(f"{failed} of {len(owed)} webhook(s) not delivered and {waiting} "
-                               "not tried as their receiver failed; they stay owed and are "
-                               "sent again later")
+            raise NotDeliveredError(
+                f"{failed} of {len(owed)} webhook(s) not delivered and {waiting} not tried as "
+                "their receiver failed; they stay owed and are sent again later")
 
     async def _owed(self, ids: list[str]) -> list[Owed]:
         """Those of ``ids`` still owed, with their webhooks as configured now; what is owed to

@@ -40,7 +40,7 @@ from flows.events import outcome_event
 from ssftp.clamd import VerdictKind
 from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
-from ssftp.logs import printable
+from ssftp.logs import one_line
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_queue import Lane
 from ssftp.verdict_router import Area
@@ -81,20 +81,20 @@ def slices(paths: list[str], workers: int = SCAN_THREADS,
 
 
 def verdict_row(result: ScanResult) -> dict[str, object]:
-    return {"file": printable(result.file), "account": printable(result.account or ""),
+    return {"file": one_line(result.file), "account": one_line(result.account or ""),
             "size": result.size, "sha256": result.sha256, "verdict": result.verdict,
-            "signature": result.signature or "", "destination": printable(result.destination),
-            "detail": printable(result.detail)}
+            "signature": result.signature or "", "destination": one_line(result.destination),
+            "detail": one_line(result.detail)}
 
 
 def summary_row(result: ScanResult) -> dict[str, object]:
     """A verdict row narrowed for the screen: who and what first, the hash's first 12 hex
     (enough to tell files apart; the full value is in the verdict table and the audit log)."""
-    return {"account": printable(result.account or ""), "file": printable(result.file),
+    return {"account": one_line(result.account or ""), "file": one_line(result.file),
             "verdict": result.verdict, "signature": result.signature or "",
-            "destination": printable(result.destination),
+            "destination": one_line(result.destination),
             "sha256": (result.sha256 or "")[:SHORT_SHA256], "size": result.size,
-            "detail": printable(result.detail)}
+            "detail": one_line(result.detail)}
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class RunSummary:
     def _origin(self) -> str:
         if not self.accounts:
             return ""
-        named = ", ".join(printable(account) for account in self.accounts[:_NAMED_ACCOUNTS])
+        named = ", ".join(one_line(account) for account in self.accounts[:_NAMED_ACCOUNTS])
         rest = len(self.accounts) - _NAMED_ACCOUNTS
         return f" from {named}" + (f" and {rest} more" if rest > 0 else "")
 
@@ -191,7 +191,7 @@ def from_parameter(value: str, layout: DataLayout) -> Path:
     """The file a parameter names; only a name below staging/ is one."""
     parts = PurePosixPath(_decoded(value)).parts
     if len(parts) < 2 or parts[0] != layout.staging.name or ".." in parts:
-        raise InvalidValueError(f"not the name of a staged file: {printable(value)!r}")
+        raise InvalidValueError(f"not the name of a staged file: {one_line(value)!r}")
     return layout.root.joinpath(*parts)
 
 
@@ -222,13 +222,13 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
     for path in paths:
         result = scanner.scan(from_parameter(path, scanner.layout), flow_run_id)
         if result is None:
-            lines.append(f"{printable(_decoded(path))}: gone before it could be scanned")
+            lines.append(f"{one_line(_decoded(path))}: gone before it could be scanned")
             continue
         event = outcome_event(result, scanner.instance)
         if event is not None:
             event.emit()
-        line = (f"{printable(result.file)}: {result.verdict} ({printable(result.detail)}) -> "
-                f"{printable(result.destination)}")
+        line = (f"{one_line(result.file)}: {result.verdict} ({one_line(result.detail)}) -> "
+                f"{one_line(result.destination)}")
         if result.area is Area.CLEAN:
             lines.append(line)
         else:
@@ -251,7 +251,7 @@ async def scan_files(scanner: Scanner, paths: list[str], label: str,
 
 
 def _label(paths: list[str]) -> str:
-    first = printable(PurePosixPath(_decoded(paths[0])).name) if paths else "nothing"
+    first = one_line(PurePosixPath(_decoded(paths[0])).name) if paths else "nothing"
     return first + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
 
 

@@ -33,7 +33,7 @@ from ssftp.config.loader import load_config
 from ssftp.config.schema import Downloader, RemoteEndpoint, SsftpConfig
 from ssftp.errors import ConfigError, RemoteUnavailableError, TransferError, TransferFailedError
 from ssftp.layout import DataLayout
-from ssftp.logs import AUDIT, configure_logging, log_dirs, printable
+from ssftp.logs import AUDIT, configure_logging, log_dirs, one_line
 from ssftp.retry_schedule import exponential_delays
 from ssftp.run_lock import exclusive_run
 from ssftp.staging_owners import StagingOwners
@@ -152,10 +152,11 @@ async def _report(kind: TransferKind[Entry], entry: Entry,
                 ", ".join(f"{count} {outcome}" for outcome, count in counts.items()))
     for result in results:
         if result.result == "failed":
-            logger.error("%s: %s", result.file, result.detail)
+            logger.error("%s: %s", one_line(result.file), one_line(result.detail))
     await acreate_table_artifact(
         key=artifact_key(kind, entry.name),
-        table=[{"file": printable(r.file), "bytes": r.bytes, "result": r.result, "detail": r.detail}
+        table=[{"file": one_line(r.file), "bytes": r.bytes, "result": r.result,
+                "detail": one_line(r.detail)}
                for r in results] or [{"file": "", "bytes": 0, "result": "nothing to do",
                                       "detail": ""}],
         description=f"{kind.name} {entry.name} with {entry.host}:{entry.port}")

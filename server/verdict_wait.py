@@ -31,7 +31,7 @@ look is one short trip to the session's own thread (server.off_loop), which is i
 half a second: a quick scan is told within moments, a long wait costs two trips a second. A
 wait holds one descriptor, counted as a handle in the process's budget (server.descriptors);
 without room in it the close answers at once, as without the option. Polling, not inotify:
-watchfiles runs a thread per watcher, and every claim directory would need a watch.
+every claim directory would need a watch, set up and taken down with each claim.
 """
 
 from __future__ import annotations

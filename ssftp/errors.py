@@ -19,6 +19,8 @@ library is called, so code above that sees only this hierarchy::
     │   ├── ClamdStartError      our own clamd did not start (with the end of its log)
     │   └── NoClamdError         scanning is on, and no clamd address is known
     ├── WebhookError             a receiver did not take a notification (it is retried)
+    │   └── NotDeliveredError    a notify run left some of its notifications undelivered:
+    │                            its Prefect run fails, they stay owed and go again later
     ├── OutboxError              the webhook outbox (system/outbox.sqlite3) cannot be read
     │                            or written: the file it is about stays where it was
     ├── AuditLogError            an audit record did not reach every audit.log: the file
@@ -30,9 +32,9 @@ library is called, so code above that sees only this hierarchy::
     └── ServiceError             a part of the running gateway cannot start or stopped
         ├── ListenError          an address to listen on (SFTP, metrics) cannot be had
         ├── PrefectServerError   no Prefect server answers, or ours did not start
-        ├── WatchIncompleteError the staging watch no longer sees every change (a full
-        │                        kernel queue, a directory it cannot watch): staging is
-        │                        walked instead
+        ├── WatchIncompleteError an inotify watch (staging, the config file's directory)
+        │                        no longer sees every change (a full kernel queue, a
+        │                        directory it cannot watch): ssftp looks for itself instead
         └── WorkerDiedError      the scan worker ended; ``ssftp up`` stops rather than
                                  accept uploads nobody scans
 
@@ -102,6 +104,10 @@ class WebhookError(SsftpError):
     """The receiver did not take the notification (it will be retried)."""
 
 
+class NotDeliveredError(WebhookError):
+    """A notify run did not deliver all it was given; what it did not is owed again later."""
+
+
 class OutboxError(SsftpError):
     """The webhook outbox cannot be read or written (a full disk, a damaged file)."""
 
@@ -144,8 +150,8 @@ class PrefectServerError(ServiceError):
 
 
 class WatchIncompleteError(ServiceError):
-    """The inotify watch of staging no longer sees every change below it (the message says
-    why); the scan worker walks staging instead until a new watch is set up."""
+    """An inotify watch no longer sees every change below its directory (the message says
+    why); staging is walked, the config file looked at, until a new watch is set up."""
 
 
 class WorkerDiedError(ServiceError):

@@ -111,18 +111,18 @@ class TransferState:
     def fetched(self, downloader: str, remote_path: str) -> RemoteStamp | None:
         row = self._db.execute(
             "SELECT size, mtime FROM fetched WHERE downloader = ? AND remote_path = ?",
-            (downloader, remote_path)).fetchone()
+            (downloader, _stored(remote_path))).fetchone()
         return RemoteStamp(*row) if row else None
 
     def record_fetched(self, downloader: str, remote_path: str, stamp: RemoteStamp) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO fetched VALUES (?, ?, ?, ?, ?)",
-            (downloader, remote_path, stamp.size, stamp.mtime, time.time()))
+            (downloader, _stored(remote_path), stamp.size, stamp.mtime, time.time()))
 
     def forget_fetched(self, downloader: str, remote_path: str) -> None:
         """After a remote delete: a new file of the same name is a new file."""
         self._db.execute("DELETE FROM fetched WHERE downloader = ? AND remote_path = ?",
-                         (downloader, remote_path))
+                         (downloader, _stored(remote_path)))
 
     # -- uploads -----------------------------------------------------------------------
 
@@ -131,7 +131,8 @@ class TransferState:
             "SELECT local_path, inode, size, mtime_ns, remote_temp, remote_final, stage "
             "FROM deliveries WHERE uploader = ? ORDER BY updated_at", (uploader,)).fetchall()
         return [Delivery(uploader, PurePosixPath(os.fsdecode(local)),
-                         FileStamp(inode, size, mtime_ns), temp, final, Stage(stage))
+                         FileStamp(inode, size, mtime_ns), os.fsdecode(temp), os.fsdecode(final),
+                         Stage(stage))
                 for local, inode, size, mtime_ns, temp, final, stage in rows]
 
     def save_delivery(self, delivery: Delivery) -> None:
@@ -139,8 +140,8 @@ class TransferState:
         self._db.execute(
             "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (delivery.uploader, os.fsencode(delivery.local_path), fingerprint.inode,
-             fingerprint.size, fingerprint.mtime_ns, delivery.remote_temp,
-             delivery.remote_final, delivery.stage.value, time.time()))
+             fingerprint.size, fingerprint.mtime_ns, _stored(delivery.remote_temp),
+             _stored(delivery.remote_final), delivery.stage.value, time.time()))
 
     def finish_delivery(self, uploader: str, local_path: PurePosixPath) -> None:
         self._db.execute("DELETE FROM deliveries WHERE uploader = ? AND local_path = ?",
@@ -163,3 +164,14 @@ class TransferState:
         """Files by (direction, result), since the data root was made."""
         rows = self._db.execute("SELECT direction, result, files FROM totals").fetchall()
         return {(direction, result): files for direction, result, files in rows}
+
+
+def _stored(remote_path: str) -> str | bytes:
+    """A remote path as the DB keeps it: text, or its bytes when it is not UTF-8 (a remote
+    server's Latin-1 name, listed with surrogates). A BLOB equals no text, so the two never
+    collide, and rows written before stay as they were."""
+    try:
+        remote_path.encode()
+    except UnicodeEncodeError:
+        return os.fsencode(remote_path)
+    return remote_path

@@ -28,7 +28,7 @@ import httpx
 from ssftp.clamd import VerdictKind
 from ssftp.config.schema import Webhook
 from ssftp.errors import WebhookError
-from ssftp.logs import printable
+from ssftp.logs import one_line
 from ssftp.outbox import StoredNotification
 from ssftp.scanner import ScanResult
 
@@ -86,7 +86,7 @@ class Notification:
     webhook: Webhook
     event: str
     body: bytes
-    file: str  # for run names and logs: printable even when the name is not UTF-8
+    file: str  # for run names and logs: one line of valid UTF-8 whatever the name's bytes
     id: str
 
     @classmethod
@@ -95,7 +95,7 @@ class Notification:
         event_id = str(uuid.uuid4())
         # ASCII-escaped, so a file name that is not valid UTF-8 still makes a valid body.
         body = json.dumps(payload(event, result, instance, event_id)).encode()
-        return cls(webhook, event, body, printable(result.file), event_id)
+        return cls(webhook, event, body, one_line(result.file), event_id)
 
     @classmethod
     def from_stored(cls, stored: StoredNotification, webhook: Webhook) -> Notification:

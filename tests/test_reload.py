@@ -18,8 +18,10 @@ import pytest
 
 from ssftp.config import reload as reload_module
 from ssftp.config.reload import ConfigStore
+from ssftp.errors import WatchIncompleteError
 from ssftp.layout import DataLayout
 from ssftp.passwords import hash_password
+from ssftp.tree_watch import TreeWatch
 from tests.support import ServerThread, app_log_records, wait_for, write_config
 
 CONFIG = """
@@ -48,7 +50,7 @@ async def can_login(port: int, username: str, password: str) -> bool:
         return False
 
 
-async def eventually(check, deadline: float = 15.0) -> bool:
+async def eventually(check, deadline: float = 60.0) -> bool:
     """Poll an async condition; reload follows a file change after a short debounce."""
     import asyncio
 
@@ -78,7 +80,8 @@ async def test_change_written_in_place_applies_to_new_logins(server):
     assert not await can_login(server.port, "second", "second-pw")
     with open(server.config_path, "w") as handle:  # in place: same inode
         handle.write(CONFIG.format(extra=SECOND))
-    assert await eventually(lambda: can_login(server.port, "second", "second-pw"))
+    wait_for(lambda: "second" in server.store.current.accounts, "the change to apply")
+    assert await can_login(server.port, "second", "second-pw")
     assert await can_login(server.port, "first", "first-pw")
     assert any(e["event"] == "config reloaded" for e in log_events(server))
 
@@ -87,7 +90,8 @@ async def test_change_renamed_over_the_file_applies(server):
     replacement = server.config_path.with_name("new.yaml")
     replacement.write_text(CONFIG.format(extra=SECOND).replace("first-pw", "changed-pw"))
     os.replace(replacement, server.config_path)
-    assert await eventually(lambda: can_login(server.port, "second", "second-pw"))
+    wait_for(lambda: "second" in server.store.current.accounts, "the change to apply")
+    assert await can_login(server.port, "second", "second-pw")
     assert not await can_login(server.port, "first", "first-pw")
     assert await can_login(server.port, "first", "changed-pw")
 
@@ -106,8 +110,76 @@ async def test_invalid_change_keeps_last_good_config(server):
     assert not await can_login(server.port, "second", "second-pw")
     # The last good config is still the one in force, and a later fix is picked up.
     server.config_path.write_text(CONFIG.format(extra=SECOND))
-    assert await eventually(lambda: can_login(server.port, "second", "second-pw"))
+    wait_for(lambda: "second" in server.store.current.accounts, "the change to apply")
+    assert await can_login(server.port, "second", "second-pw")
 
+
+
+async def test_a_name_that_is_not_utf8_beside_the_file_does_not_stop_hot_reload(server):
+    """Another program writes a file whose name is not UTF-8 next to ssftp.yaml. On 5b67aed
+    watchfiles stopped for good at it (WatchfilesRustInternalError) and no later change of the
+    config applied (seen failing)."""
+    (server.config_path.parent / os.fsdecode(b"caf\xe9.yaml")).write_text("not ours")
+    server.config_path.write_text(CONFIG.format(extra=SECOND))
+    wait_for(lambda: "second" in server.store.current.accounts, "the change to apply")
+    assert await can_login(server.port, "second", "second-pw")
+
+
+async def test_a_config_map_update_applies(tmp_path):
+    """Kubernetes mounts a ConfigMap as ``ssftp.yaml -> ..data/ssftp.yaml`` with ``..data`` a
+    symlink to a dated directory, and updates it by renaming a new ``..data`` over the old: the
+    file's own name raises no event. On 5b67aed the update was never applied (seen failing)."""
+    mount = tmp_path / "config"
+    for stamp, extra in (("..2026_12_01", ""), ("..2026_12_02", SECOND)):
+        (mount / stamp).mkdir(parents=True)
+        write_config(mount / stamp / "ssftp.yaml", CONFIG.format(extra=extra))
+    (mount / "..data").symlink_to("..2026_12_01")
+    (mount / "ssftp.yaml").symlink_to("..data/ssftp.yaml")
+    server = ServerThread(mount / "ssftp.yaml", tmp_path / "data")
+    try:
+        assert not await can_login(server.port, "second", "second-pw")
+        (mount / "..data_tmp").symlink_to("..2026_12_02")
+        os.replace(mount / "..data_tmp", mount / "..data")
+        wait_for(lambda: "second" in server.store.current.accounts, "the update to apply")
+        assert await can_login(server.port, "second", "second-pw")
+    finally:
+        server.stop()
+
+
+async def test_a_watch_that_fails_is_logged_once_and_the_file_is_looked_at_instead(
+        tmp_path, monkeypatch):
+    """The kernel refusing a watch (its max_user_watches, shared with every process of the
+    machine, so not reached for real here: a fake refusal) costs hot reload nothing."""
+    def refused(watch: TreeWatch) -> None:
+        raise WatchIncompleteError(f"{watch.root} cannot be watched: No space left on device")
+
+    monkeypatch.setattr(TreeWatch, "start", refused)
+    monkeypatch.setattr(reload_module, "UNWATCHED_POLL_SECONDS", 0.02)
+    monkeypatch.setattr(reload_module, "REWATCH_SECONDS", 0.1)
+    config = write_config(tmp_path / "ssftp.yaml", CONFIG.format(extra=""))
+    store = ConfigStore.open(config, DataLayout.at(tmp_path / "data"))
+
+    def failures(seen: list[logging.LogRecord]) -> list[logging.LogRecord]:
+        return [r for r in seen if r.getMessage().startswith("config watch failed")]
+
+    async def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            await asyncio.sleep(0.02)
+
+    with app_log_records() as seen:
+        watching = asyncio.create_task(store.watch())
+        try:
+            await until(lambda: failures(seen), "the watch to fail")
+            config.write_text(CONFIG.format(extra=SECOND))
+            await until(lambda: "second" in store.current.accounts, "the change to apply")
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+    assert len(failures(seen)) == 1
+    assert "No space left on device" in failures(seen)[0].fields["error"]  # type: ignore[attr-defined]
 
 def test_the_same_rejected_change_is_logged_once(tmp_path):
     """One save raises several file events, and each reloads: the operator reads the problems

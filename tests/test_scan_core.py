@@ -22,18 +22,20 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from deployments import staging_watcher
 from deployments.staging_watcher import StagingWatcher, staged_files
 from ssftp import logs
 from ssftp.claims import FOREIGN_LEASE_SECONDS, ClaimArea, process_owner
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
 from ssftp.config import load_config
 from ssftp.config.schema import ScanningSettings, SsftpConfig, Webhook
-from ssftp.errors import ConfigError
+from ssftp.errors import ConfigError, WatchIncompleteError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
 from ssftp.names import safe_name
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
 from ssftp.staging_queue import Lane, is_candidate
+from ssftp.tree_watch import TreeWatch
 from ssftp.verdict_router import (
     VERDICT_RECORD_SUFFIX,
     Area,
@@ -54,7 +56,7 @@ from ssftp.webhooks import (
     sign,
 )
 from tests.conftest import CLAMD_MAX_FILE_SIZE
-from tests.support import WebhookReceiver, tmpfs
+from tests.support import WebhookReceiver, app_log_records, tmpfs
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MODES = ["auto", "path", "fd", "stream"]
@@ -301,6 +303,45 @@ def test_a_failed_run_takes_back_its_own_claims_not_the_other_lanes(layout):
     assert not retries.waiting(theirs.path, now)
     assert len(retries) == 2
 
+
+
+async def test_a_staging_watch_that_fails_is_logged_once_and_staging_is_walked_instead(
+        layout, monkeypatch):
+    """The kernel refusing a watch (its max_user_watches, shared with every process of the
+    machine, so not reached for real here: a fake refusal) stops no scanning: a file that
+    arrives meanwhile is found by a walk and handed to a run."""
+    def refused(watch: TreeWatch) -> None:
+        raise WatchIncompleteError(f"{watch.root} cannot be watched: No space left on device")
+
+    monkeypatch.setattr(TreeWatch, "start", refused)
+    monkeypatch.setattr(staging_watcher, "UNWATCHED_SWEEP_SECONDS", 0.05)
+    monkeypatch.setattr(staging_watcher, "REWATCH_SECONDS", 0.1)
+    settings = ScanningSettings.model_validate({"stableSeconds": 0, "batchWindowSeconds": 0})
+    handed: list[Path] = []
+
+    async def scan(batch: list[Path], lane: Lane) -> list[ScanResult]:
+        handed.extend(batch)
+        return []
+
+    watcher = StagingWatcher(layout.staging, ClaimArea(layout.staging), lambda: settings, scan,
+                             lambda results, attempts: None, lambda: None)
+    ready = asyncio.Event()
+    with app_log_records() as seen:
+        running = asyncio.create_task(watcher.run(ready))
+        try:
+            await ready.wait()
+            arrived = stage(layout, "partner-a/arrived.txt", b"found by a walk")
+            deadline = time.monotonic() + 60
+            while arrived not in handed:
+                assert time.monotonic() < deadline, "the file was never handed to a run"
+                await asyncio.sleep(0.02)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    failures = [r for r in seen if r.getMessage().startswith("staging watch failed")]
+    assert len(failures) == 1
+    assert "No space left on device" in failures[0].fields["error"]  # type: ignore[attr-defined]
 
 # --- verdict router -------------------------------------------------------------------------
 

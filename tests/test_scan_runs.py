@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -15,13 +16,22 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 
-from flows.scan import SUMMARY_TABLE_KEY, VERDICT_TABLE_KEY, RunSummary, ScanRuns, summary_row
+from flows.scan import (
+    SUMMARY_TABLE_KEY,
+    VERDICT_TABLE_KEY,
+    RunSummary,
+    ScanRuns,
+    summary_row,
+    verdict_row,
+)
 from ssftp.claims import ClaimArea
 from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
+from ssftp.config.schema import Webhook
 from ssftp.layout import DataLayout
 from ssftp.scanner import Scanner, ScanResult
 from ssftp.staging_owners import StagingOwners
 from ssftp.verdict_router import Area
+from ssftp.webhooks import Notification
 from tests.test_scan_core import EICAR, stage
 
 INSTANCE = "runs-test"
@@ -100,6 +110,17 @@ def test_the_summary_row_leads_with_the_account_and_shortens_the_hash():
     assert row["sha256"] == "0123456789ab"
     assert summary_row(result("acme", *WAITING, sha256=None))["sha256"] == ""
 
+
+
+def test_names_in_run_tables_and_notifications_are_one_line_without_terminal_escapes():
+    """A partner's name with ESC, BEL, a newline or a byte that is not UTF-8 reached the
+    Prefect UI's tables, run logs and webhook run names with its control characters raw (a
+    newline split a table row; on 5b67aed ``printable`` kept them)."""
+    hostile = replace(result("acme", *INFECTED), file=os.fsdecode(b"acme/x\x1b]0;PWNED\x07\ny\xe9"))
+    shown = "acme/x\\x1b]0;PWNED\\x07\\ny\\xe9"
+    assert summary_row(hostile)["file"] == verdict_row(hostile)["file"] == shown
+    hook = Webhook.model_validate({"name": "virusFound", "url": "http://127.0.0.1:9/"})
+    assert Notification.build(hook, "virusFound", hostile, INSTANCE).file == shown
 
 # --- real runs: the Prefect harness and a real clamd ----------------------------------------
 

@@ -22,12 +22,15 @@ import pytest
 from client.connection import open_sftp
 from client.download import download_files
 from client.upload import remote_paths, upload_files
+from ssftp.claims import ClaimArea
 from ssftp.config.schema import Downloader, Uploader
 from ssftp.errors import RemoteRefusedError, RemoteUnavailableError
 from ssftp.file_stamp import FileStamp, sha256_if_unchanged
 from ssftp.layout import TEMP_PREFIX, DataLayout
-from ssftp.transfer_state import Delivery, Stage, TransferState
+from ssftp.scanner import Scanner
+from ssftp.transfer_state import Delivery, RemoteStamp, Stage, TransferState
 from ssftp.transfers import Outcome, TransferResult
+from ssftp.verdict_router import Area
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import unique_name
 
@@ -369,6 +372,53 @@ async def test_download_skips_names_reserved_for_ssftp(
     assert len(rows) == 3
     assert names_below(layout.staging) == ["inbox", "inbox/fine.txt"]
 
+
+
+async def test_download_of_a_name_that_is_not_utf8_is_staged_and_reaches_clean_under_a_safe_name(
+        server, remote, layout, client_key, state, client, owners):
+    """A remote server's name in Latin-1 (``caf\\xe9``, everyday on older systems) and one with
+    a terminal escape. On 5b67aed the listing raised (asyncssh decodes names as strict UTF-8)
+    and the run fetched nothing, not even the other files (seen failing). Each is fetched under
+    its own bytes, the scanner takes it to clean/ under a safe name, and every name in the
+    results is the same path Python uses for those bytes."""
+    latin = os.fsdecode(b"caf\xe9.txt")
+    escaped = "x\x1b]0;PWNED\x07.txt"
+    data = {latin: b"latin-1 name\n", escaped: b"terminal escape\n", "plain.txt": b"plain\n"}
+    for name, content in data.items():
+        write(remote / name, content)
+    entry = make_downloader(server, remote)
+
+    results = await run_download(entry, layout, state)
+
+    assert sorted(results, key=lambda row: row.file) == sorted(
+        (moved(name, content, "downloaded") for name, content in data.items()),
+        key=lambda row: row.file)
+    scanner = Scanner(layout, client, owners=owners, instance="transfers-test",
+                      claims=ClaimArea(layout.staging))
+    scanned = [scanner.scan(layout.staging / "inbox" / name, None) for name in data]
+    assert [result.area if result else None for result in scanned] == [Area.CLEAN] * 3
+    clean = layout.clean / "inbox"
+    assert sorted(path.read_bytes() for path in clean.iterdir()) == sorted(data.values())
+    assert (clean / "plain.txt").read_bytes() == b"plain\n"
+    assert all(name.isprintable() for name in os.listdir(clean))
+    assert list(layout.staging.joinpath("inbox").iterdir()) == []
+
+
+def test_the_transfer_state_keeps_remote_names_that_are_not_utf8_apart_from_text_ones(
+        tmp_path: Path):
+    """SQLite text cannot hold a surrogate (UnicodeEncodeError on 5b67aed). Such a name is kept
+    as its bytes, and a text name that spells the same escape is another row."""
+    latin = os.fsdecode(b"in/caf\xe9.txt")
+    with TransferState.open(tmp_path) as state:
+        state.record_fetched("dl", latin, RemoteStamp(3, 7))
+        assert state.fetched("dl", latin) == RemoteStamp(3, 7)
+        assert state.fetched("dl", "in/caf\\xe9.txt") is None
+        state.forget_fetched("dl", latin)
+        assert state.fetched("dl", latin) is None
+        delivery = Delivery("up", PurePosixPath(latin), FileStamp(1, 3, 7), latin + ".tmp",
+                            latin, Stage.SENDING)
+        state.save_delivery(delivery)
+        assert state.deliveries("up") == [delivery]
 
 # -- uploader ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Hot reload: the current good config, swapped whole when the file changes and is valid.
 
-The parent directory is watched rather than the file, so both ways of changing a file work:
-written in place, or written elsewhere and renamed over it (editors, Kubernetes ConfigMaps).
+The parent directory is watched rather than the file (inotify, :mod:`ssftp.tree_watch`), so
+every way of changing a file works: written in place, written elsewhere and renamed over it
+(editors), or a symlinked directory swapped under it (Kubernetes ConfigMaps).
 An invalid change is logged with its reasons and the last good config stays in force. The
 watcher reads the file in a thread and swaps the new config in on its loop (:meth:`watch`).
 """
@@ -9,20 +10,28 @@ watcher reads the file in a thread and swaps the new config in on its loop (:met
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import watchfiles
 
 from ssftp.accounts import Account, accounts_from_config
 from ssftp.config.loader import LoadedConfig, load_config
 from ssftp.errors import ConfigError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event
+from ssftp.tree_watch import Change, TreeWatch, keep_watching
 
 logger = logging.getLogger(APP)
+
+# How long the file is left to settle after a change before it is read: one save raises
+# several events (truncate, write, close; or write elsewhere, rename).
+SETTLE_SECONDS = 0.2
+# Without a watch (it failed), how often the file is looked at, and how soon a watch is tried
+# again.
+UNWATCHED_POLL_SECONDS = 2.0
+REWATCH_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -39,21 +48,27 @@ def log_warnings(loaded: LoadedConfig) -> None:
 class ConfigStore:
     """Holds the active config; readers take ``store.current`` once per login or run."""
 
-    def __init__(self, path: Path, layout: DataLayout, active: ActiveConfig) -> None:
+    def __init__(self, path: Path, layout: DataLayout, active: ActiveConfig,
+                 identity: tuple[int, ...] | None) -> None:
         self.path = path
         self.layout = layout
         self.current = active
         self._listeners: list[Callable[[ActiveConfig], None]] = []
         # One save can raise several change events: the same rejection is logged once.
         self._rejected: list[str] = []
+        # The file as it was when ``active`` was read (see _identity): a change made before the
+        # watch is set up is noticed once it is.
+        self._seen = identity
 
     @classmethod
     def open(cls, path: Path, layout: DataLayout) -> ConfigStore:
         """Load the file for the first time; a bad file raises, so the process does not start.
 
         Warnings are logged by the caller once logging is configured (log_warnings)."""
+        identity = _identity(path.absolute())  # before the read: a change during it is seen
         loaded = load_config(path)
-        return cls(path, layout, ActiveConfig(loaded, accounts_from_config(loaded.config, layout)))
+        return cls(path, layout, ActiveConfig(loaded, accounts_from_config(loaded.config, layout)),
+                   identity)
 
     def on_change(self, listener: Callable[[ActiveConfig], None]) -> None:
         self._listeners.append(listener)
@@ -99,18 +114,58 @@ class ConfigStore:
     async def watch(self) -> None:
         """Reload whenever the file changes; runs until cancelled.
 
+        Any change in the file's directory makes it look at the file (a stat, following
+        symlinks): the file written in place or renamed over, or the directory's own symlink
+        swapped under it, as a Kubernetes ConfigMap update does. Sub-directories are not
+        watched: the directory may hold the data root. A name in the directory, whatever its
+        bytes, is harmless (watchfiles, used before, stopped for good at a name that is not
+        UTF-8, and hot reload with it); while the kernel refuses a watch, the file is looked
+        at every UNWATCHED_POLL_SECONDS.
+
         The file is read in a thread: the loop that runs this serves every SFTP session, and
         on main a reload to 40 000 accounts held it for seconds (listings went from 0.3 s to
         6.9 s). The new config is applied on the loop, so listeners run there as before. One
-        read at a time: a change made during a read is in the watcher's next batch (it keeps
-        collecting meanwhile), read once this one is applied, so the last content wins."""
+        read at a time: a change noticed during a read is read once this one is applied, so
+        the last content wins."""
         target = self.path.absolute()
+        changed = asyncio.Event()
+        watched = False
 
-        def is_ours(_change: watchfiles.Change, changed: str) -> bool:
-            return Path(changed) == target
+        def look(_change: Change | None = None) -> None:
+            if (now := _identity(target)) != self._seen:
+                self._seen = now
+                changed.set()
 
-        # Not recursive: the file's directory may hold the data root (uploads would wake the
-        # watcher for every file).
-        async for _changes in watchfiles.awatch(target.parent, watch_filter=is_ours,
-                                                 recursive=False, debounce=200, step=50):
-            self._apply(await asyncio.to_thread(self._read))
+        def watching(now_watched: bool) -> None:
+            nonlocal watched
+            watched = now_watched
+            look()  # a change made while there was no watch
+
+        keeping = asyncio.create_task(keep_watching(
+            lambda: TreeWatch(target.parent, skip=lambda _name: True), look, watching,
+            "config", "the file is looked at instead", UNWATCHED_POLL_SECONDS, REWATCH_SECONDS))
+        try:
+            while True:
+                if not watched:
+                    look()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(UNWATCHED_POLL_SECONDS):
+                        await changed.wait()
+                if changed.is_set():
+                    await asyncio.sleep(SETTLE_SECONDS)  # one save raises several events
+                    changed.clear()
+                    self._apply(await asyncio.to_thread(self._read))
+        finally:
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeping
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """What changes whenever the file's content may have: which file it is (a rename over
+    it, a swapped symlink), its size and times; None while there is none."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)

@@ -1,4 +1,5 @@
-"""What changes below a directory tree (staging), from the kernel's inotify, by any name.
+"""What changes below a directory (staging, the config file's), from the kernel's inotify, by
+any name.
 
 watchfiles, used before, turns every path into text in its Rust core and stops for good at the
 first name that is not UTF-8 (``WatchfilesRustInternalError: Unable to decode path``). Such
@@ -14,14 +15,17 @@ arrive in a new directory before its watch raise no events of their own: the dir
 reported instead (:attr:`Kind.DIRECTORY`), for the caller to walk. When the watch can no longer
 see everything (the kernel's queue overflowed, a directory could not be watched: the
 ``max_user_watches`` limit, a directory it may not read) it raises
-:class:`~ssftp.errors.WatchIncompleteError`, and the caller walks the tree instead. ssftp's
-own directories (claims, partials) are not watched: nothing in them is ever a file to scan.
+:class:`~ssftp.errors.WatchIncompleteError`, and the caller looks for itself instead.
+Directories the caller skips are not watched: ssftp's own in staging (claims, partials), where
+nothing is ever a file to scan, or every one below the config file's directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -31,6 +35,9 @@ from pathlib import Path
 from asyncinotify import Event, InitFlags, Inotify, Mask
 
 from ssftp.errors import WatchIncompleteError
+from ssftp.logs import APP, log_event
+
+logger = logging.getLogger(APP)
 
 # Files: created (written in place), closed after writing, renamed in or out, removed.
 # Directories report the same events, with ISDIR.
@@ -116,8 +123,8 @@ class TreeWatch:
                                 and entry.is_dir(follow_symlinks=False)]
             except OSError as exc:
                 if exc.errno not in _GONE:
-                    raise WatchIncompleteError(f"{directory} cannot be watched: "
-                                          f"{exc.strerror or exc}") from None
+                    raise WatchIncompleteError(
+                        f"{directory} cannot be watched: {exc.strerror or exc}") from None
 
     def _unwatch_tree(self, top: Path) -> None:
         """A directory moved away: its watches would report changes under its old path."""
@@ -125,3 +132,38 @@ class TreeWatch:
             if watch.path == top or top in watch.path.parents:
                 with contextlib.suppress(OSError):  # removed meanwhile: already unwatched
                     self._inotify.rm_watch(watch)
+
+
+async def keep_watching(new_watch: Callable[[], TreeWatch], on_change: Callable[[Change], None],
+                        on_watching: Callable[[bool], None], what: str, instead: str,
+                        every_seconds: float, rewatch_seconds: float) -> None:
+    """Report every change to ``on_change``, for ever, from a watch that is set up again when
+    it fails: whatever the reason, it is no reason to stop.
+
+    ``on_watching(True)`` follows each new watch (a change made before it was set up is not
+    reported: the caller looks for itself once), ``on_watching(False)`` each failure (the
+    caller looks for itself every ``every_seconds`` until the next watch, ``rewatch_seconds``
+    later). A failure is logged once (``<what> watch failed; <instead>``), however often it
+    repeats, and the end of it once (``<what> watch resumed``)."""
+    failure = ""
+    while True:
+        try:
+            watch = new_watch()
+            try:
+                watch.start()
+                on_watching(True)
+                if failure:
+                    log_event(logger, f"{what} watch resumed")
+                    failure = ""
+                async for change in watch.changes():
+                    on_change(change)
+            finally:
+                watch.close()
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if reason != failure:
+                log_event(logger, f"{what} watch failed; {instead}", logging.ERROR,
+                          error=reason, every_seconds=every_seconds)
+            failure = reason
+        on_watching(False)
+        await asyncio.sleep(rewatch_seconds)
