@@ -19,6 +19,7 @@ from pathlib import Path
 from ssftp.accounts import Account, accounts_from_config
 from ssftp.config.loader import LoadedConfig, load_config
 from ssftp.errors import ConfigError
+from ssftp.file_stamp import FileStamp
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event
 from ssftp.tree_watch import Change, TreeWatch, keep_watching
@@ -49,7 +50,7 @@ class ConfigStore:
     """Holds the active config; readers take ``store.current`` once per login or run."""
 
     def __init__(self, path: Path, layout: DataLayout, active: ActiveConfig,
-                 identity: tuple[int, ...] | None) -> None:
+                 identity: FileStamp | None) -> None:
         self.path = path
         self.layout = layout
         self.current = active
@@ -161,11 +162,10 @@ class ConfigStore:
                 await keeping
 
 
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """What changes whenever the file's content may have: which file it is (a rename over
-    it, a swapped symlink), its size and times; None while there is none."""
+def _identity(path: Path) -> FileStamp | None:
+    """Which file is there and what it holds (a rename over it, a swapped symlink, a write in
+    place each change it); None while there is none."""
     try:
-        info = path.stat()
+        return FileStamp.of(path.stat())
     except OSError:
         return None
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
