@@ -400,6 +400,10 @@ def test_the_open_handles_of_all_sessions_fit_the_descriptor_limit(few_descripto
     assert {e["value"] for e in limit_refusals(server, "processHandles")} == {budget["handles"]}
 
 
+# How a connection refused at accept ends for the client: the server's disconnect, or a reset.
+REFUSED = (asyncssh.DisconnectError, ConnectionResetError, BrokenPipeError)
+
+
 def test_connections_beyond_the_descriptor_reserve_are_refused(few_descriptors) -> None:
     """Connections (a socket each) beyond the share of descriptors kept for them are
     disconnected with "server is busy"; once some leave, logins work again."""
@@ -409,14 +413,19 @@ def test_connections_beyond_the_descriptor_reserve_are_refused(few_descriptors) 
     try:
         for sock in idle:
             assert sock.recv(64).startswith(b"SSH-2.0-")
-        with pytest.raises(asyncssh.DisconnectError, match="server is busy"):
+        # The server says why and hangs up at once: the client reads "server is busy", or,
+        # when the hang-up wins the race with its own first write, a reset (seen 2 in 4 runs
+        # under load). The refusal's log line below says which limit it was, either way.
+        with pytest.raises(REFUSED) as refused:
             asyncio.run(logs_in_to(server, "consumer-a"))
+        if isinstance(refused.value, asyncssh.DisconnectError):
+            assert "server is busy" in str(refused.value)
     finally:
         for sock in idle:
             sock.close()
 
     def logs_in() -> bool:
-        with contextlib.suppress(asyncssh.DisconnectError):
+        with contextlib.suppress(*REFUSED):  # until the server has seen them go
             asyncio.run(logs_in_to(server, "consumer-a"))
             return True
         return False
