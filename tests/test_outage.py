@@ -95,14 +95,16 @@ def test_a_hung_clamd_costs_one_timeout_then_scans_fail_at_once_until_it_answers
 # --- end to end: ssftp worker through an outage ----------------------------------------------
 
 
-def outage_config(directory: Path, clamd: Path | str, receiver: WebhookReceiver) -> Path:
+def outage_config(directory: Path, clamd: Path | str, receiver: WebhookReceiver, *,
+                  timeout: float = 120, retry_initial: float = 1, retry_max: float = 4) -> Path:
     return write_config(directory / "ssftp.yaml", f"""
     clamav:
       address: "{clamd}"
+      timeout: {timeout:g}
     scanning:
       stableSeconds: 0.1
-      retryInitialSeconds: 1
-      retryMaxSeconds: 4
+      retryInitialSeconds: {retry_initial:g}
+      retryMaxSeconds: {retry_max:g}
     webhooks:
       - name: scanError
         url: {receiver.url}/hook
@@ -258,23 +260,8 @@ def test_a_hung_clamd_is_logged_and_waited_for_not_timed_out_file_by_file(
     data = tmp_path / "data"
     staging = data / "staging" / "drop"
     staging.mkdir(parents=True)
-    config = write_config(tmp_path / "ssftp.yaml", f"""
-    clamav:
-      address: "{clamd.socket}"
-      timeout: 1
-    scanning:
-      stableSeconds: 0.1
-      retryInitialSeconds: 0.5
-      retryMaxSeconds: 1
-    webhooks:
-      - name: scanError
-        url: {receiver.url}/hook
-        retries: 0
-    users:
-      stagingDir:
-        - directory: drop
-          auth: {{username: dropper, password: dropper-pw}}
-    """)
+    config = outage_config(tmp_path, clamd.socket, receiver, timeout=1, retry_initial=0.5,
+                           retry_max=1)
     names = [f"hung-{number:02}.txt" for number in range(HUNG_FILES)]
     worker = Ssftp(tmp_path, config, data, prefect_api, "worker")
     try:

@@ -198,8 +198,7 @@ def test_a_sigterm_during_a_scan_run_stops_the_worker_cleanly(tmp_path: Path, pr
     TerminationSignal): on main, ``ssftp worker`` then died with exit 1 and a traceback."""
     clamd = StallingClamd(tmp_path / "clamd.sock")
     receiver = WebhookReceiver()
-    config = outage_config(tmp_path, tmp_path / "clamd.sock", receiver)
-    config.write_text(config.read_text().replace("clamav:\n", "clamav:\n  timeout: 3\n", 1))
+    config = outage_config(tmp_path, tmp_path / "clamd.sock", receiver, timeout=3)
     data = tmp_path / "data"
     worker = Ssftp(tmp_path, config, data, prefect_api, "worker")
     try:
