@@ -24,9 +24,9 @@ from bench.clients import Login
 from bench.results import Row
 from bench.servers import DOWNLOADER, UPLOADER, SsftpProcess, bench_config
 from bench.workloads import Side, Sizes
-from ssftp.clamd import ClamdClient
-from ssftp.clamd_daemon import ClamdDaemon
 from ssftp.errors import ClamdStartError
+from ssftp.runtime.clamd_daemon import ClamdDaemon
+from ssftp.scan.clamd import ClamdClient
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from testkit.sftp_client import ClientKey, make_client_key
 

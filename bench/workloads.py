@@ -22,7 +22,7 @@ from typing import TypeVar
 from bench.clients import Login, idle_sessions, login_rate, timed_sftp, upload_latencies
 from bench.memory import Memory, tree_memory
 from bench.results import Better, Row, Samples, Target
-from ssftp.clamd import ClamdClient
+from ssftp.scan.clamd import ClamdClient
 from testkit.delay_proxy import delay_proxy
 from testkit.files import make_random_file
 

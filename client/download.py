@@ -21,14 +21,14 @@ from ssftp.file_stamp import FileStamp, sha256_if_unchanged
 from ssftp.layout import DataLayout, is_partial_upload_name
 from ssftp.logs import audit_event
 from ssftp.moves import temp_path_beside
-from ssftp.transfer_state import RemoteStamp, TransferState
-from ssftp.transfers import (
+from ssftp.transfer.local import (
     TransferResult,
     area_path,
     exists_locally,
     local_name_problem,
     publish_download,
 )
+from ssftp.transfer.state import RemoteStamp, TransferState
 
 
 async def _walk(sftp: asyncssh.SFTPClient, root: str, sub_path: PurePosixPath,

@@ -20,8 +20,8 @@ from client.upload import upload_files
 from ssftp.config.schema import Downloader, SsftpConfig, Uploader
 from ssftp.errors import TransferError
 from ssftp.layout import DataLayout
-from ssftp.transfer_state import TransferState
-from ssftp.transfers import Outcome, TransferResult
+from ssftp.transfer.local import Outcome, TransferResult
+from ssftp.transfer.state import TransferState
 
 # One entry of ssftp.yaml's sftpClientDownloaders or sftpClientUploaders.
 Entry = TypeVar("Entry", Downloader, Uploader)

@@ -25,14 +25,14 @@ from ssftp.config.schema import Uploader
 from ssftp.file_stamp import FileStamp, sha256_if_unchanged
 from ssftp.layout import DataLayout
 from ssftp.logs import audit_event
-from ssftp.transfer_state import Delivery, Stage, TransferState
-from ssftp.transfers import (
+from ssftp.transfer.local import (
     Outcome,
     TransferResult,
     archive_uploaded,
     area_path,
     files_to_upload,
 )
+from ssftp.transfer.state import Delivery, Stage, TransferState
 
 ALREADY_THERE = "exists on the remote server (overrideRemoteExistingFile: false)"
 

@@ -22,6 +22,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from ssftp.addresses import Address, ClamdAddress, parse_listen
 from ssftp.audit_history import (
     AUDIT_LOG,
     AuditSource,
@@ -30,16 +31,15 @@ from ssftp.audit_history import (
     format_record,
     parse_query,
 )
-from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
-from ssftp.clamd_daemon import socket_in
 from ssftp.config import load_config
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import ClamavSettings
 from ssftp.errors import ClamdError, InvalidValueError, PrefectServerError, SsftpError
-from ssftp.health import Address, parse_listen
 from ssftp.layout import DataLayout
 from ssftp.logs import lines_shown, log_dirs, one_line, set_console
 from ssftp.passwords import hash_password
+from ssftp.runtime.clamd_daemon import socket_in
+from ssftp.scan.clamd import ClamdClient, VerdictKind
 
 DEFAULT_DATA_DIR = "./var/ssftp"
 EXAMPLE_CONFIG = "config/ssftp.example.yaml"
@@ -246,9 +246,9 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from deployments.prefect_server import is_healthy
     from deployments.worker import run_worker
     from ssftp.logs import configure_logging, log_dirs
+    from ssftp.runtime.prefect_server import is_healthy
 
     store = _open_store(args)
     metrics = _metrics_address(args, store)

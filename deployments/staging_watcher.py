@@ -1,8 +1,8 @@
-"""The staging watcher: the I/O side of the staging queue (:mod:`ssftp.staging_queue`).
+"""The staging watcher: the I/O side of the staging queue (:mod:`ssftp.scan.queue`).
 
 It tells the queue what changed in ``staging/`` (inotify, :mod:`ssftp.tree_watch`, and a
 walk now and then for events that got lost), and hands each batch the queue forms to one scan
-run: one run in flight per lane (:class:`ssftp.staging_queue.Lane`), so a big file's run never
+run: one run in flight per lane (:class:`ssftp.scan.queue.Lane`), so a big file's run never
 holds up the small files' runs. A watch that fails is logged and replaced by walks every few
 seconds until it can be set up again: a name, a full queue of kernel events or a directory that
 cannot be watched never stops the scanning.
@@ -23,13 +23,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ssftp.claims import HEARTBEAT_SECONDS, ClaimArea
-from ssftp.clamd import ClamdClient
 from ssftp.config.schema import ScanningSettings
 from ssftp.layout import is_reserved_name
 from ssftp.logs import APP, log_event
-from ssftp.scanner import ScanResult
-from ssftp.staging_queue import Lane, StagingQueue, is_candidate
+from ssftp.scan.claims import HEARTBEAT_SECONDS, ClaimArea
+from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.queue import Lane, StagingQueue, is_candidate
+from ssftp.scan.scanner import ScanResult
 from ssftp.tree_watch import Change, Kind, TreeWatch, keep_watching
 
 logger = logging.getLogger(APP)

@@ -4,7 +4,7 @@ Order of start: the Prefect server (its own, or the one it is told to use), clam
 is configured), the SFTP server, then the scan worker. The worker runs on its own thread and
 event loop, so scanning and Prefect's bookkeeping never hold up SFTP clients. The clamd it
 starts is supervised (started again when it dies); it and the Prefect server die with ``up``,
-and a start stops what a SIGKILLed ``up`` left (``ssftp.processes``).
+and a start stops what a SIGKILLed ``up`` left (``ssftp.runtime.pid_files``).
 
 SIGINT/SIGTERM stops all in reverse, the Prefect server last: the SFTP listener closes, the
 worker is given the time left to finish its scans, Prefect's log and event workers are
@@ -19,19 +19,20 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
-from deployments.prefect_server import (
+from deployments.prefect_flush import flush_prefect_workers
+from ssftp.addresses import Address
+from ssftp.config.reload import ConfigStore
+from ssftp.layout import DataLayout
+from ssftp.logs import configure_logging, log_dirs
+from ssftp.runtime.clamd_daemon import ClamdDaemon, supervise
+from ssftp.runtime.listener import Check, metrics_listening, up_or_down
+from ssftp.runtime.prefect_server import (
     OFFLINE_ENV,
     PrefectServer,
     ensure_prefect_server,
-    flush_prefect_workers,
     is_healthy,
 )
-from ssftp.clamd_daemon import ClamdDaemon, supervise
-from ssftp.config.reload import ConfigStore
-from ssftp.health import Address, Check, metrics_listening, up_or_down
-from ssftp.layout import DataLayout
-from ssftp.logs import configure_logging, log_dirs
-from ssftp.processes import StopDeadline, run_until_stopped
+from ssftp.runtime.stop import StopDeadline, run_until_stopped
 
 if TYPE_CHECKING:
     from deployments.worker import WorkerThread

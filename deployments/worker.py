@@ -11,35 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from deployments.prefect_server import flush_prefect_workers, is_healthy
+from deployments.prefect_flush import flush_prefect_workers
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TransferDeployments
 from flows.events import emit_waiting
 from flows.notify import NotifyRuns
 from flows.scan import ScanRuns
-from ssftp.claims import ClaimArea
-from ssftp.clamd import ClamdAddress, ClamdClient
-from ssftp.clamd_daemon import ClamdDaemon
+from ssftp.addresses import Address, ClamdAddress
 from ssftp.config.reload import ActiveConfig, ConfigStore
 from ssftp.errors import NoClamdError, OutboxError, WorkerDiedError
-from ssftp.health import Address, Status, clamd_status, metrics_listening, up_or_down
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, warn_on_stderr
 from ssftp.metrics import TRANSFERS
-from ssftp.outbox import Outbox, StoredNotification
-from ssftp.processes import StopDeadline, run_until_stopped
-from ssftp.scanner import Scanner, ScanResult
-from ssftp.staging_owners import StagingOwners
-from ssftp.verdict_router import Area
-from ssftp.webhooks import notifications_for
+from ssftp.notify.outbox import Outbox, StoredNotification
+from ssftp.notify.webhooks import notifications_for
+from ssftp.runtime.clamd_daemon import ClamdDaemon
+from ssftp.runtime.listener import Status, clamd_status, metrics_listening, up_or_down
+from ssftp.runtime.loop_thread import LoopThread
+from ssftp.runtime.prefect_server import is_healthy
+from ssftp.runtime.stop import StopDeadline, run_until_stopped
+from ssftp.scan.claims import ClaimArea
+from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.owners import StagingOwners
+from ssftp.scan.router import Area
+from ssftp.scan.scanner import Scanner, ScanResult
+from ssftp.transfer.state import stored_totals
 
 logger = logging.getLogger(APP)
 
@@ -106,7 +111,7 @@ class ScanWorker:
         self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
                                              str(layout.root))
         # The transfers' runs count their files in system/: this process exports them.
-        TRANSFERS.read_from(layout.system)
+        TRANSFERS.read_from(partial(stored_totals, layout.system))
         if not self.store.current.loaded.config.enable_virus_scan:
             log_event(logger, "virus scanning is OFF (enableVirusScan: false): staged files "
                       "go to clean/ unscanned", logging.WARNING)
@@ -209,29 +214,25 @@ WORKER_STOP_SECONDS = 5.0
 
 @dataclass
 class WorkerThread:
-    """A scan worker on its own thread and event loop."""
+    """A scan worker on a loop of its own (``ssftp up`` runs it beside the SFTP server)."""
 
     store: ConfigStore
     clamd: ClamdDaemon | None
-    _thread: threading.Thread = field(init=False)
-    _loop: asyncio.AbstractEventLoop | None = field(init=False, default=None)
+    _host: LoopThread = field(init=False)
+    _done: Future[None] = field(init=False)
     _task: asyncio.Task[None] | None = field(init=False, default=None)
     _ready: threading.Event = field(init=False, default_factory=threading.Event)
     error: BaseException | None = field(init=False, default=None)
     scan_worker: ScanWorker | None = field(init=False, default=None)
 
     def start(self) -> None:
-        # The caller's context goes along: Prefect keeps its settings (the API URL) there.
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(target=context.run, args=(asyncio.run, self._main()),
-                                        name="ssftp-scan-worker", daemon=True)
-        self._thread.start()
+        self._host = LoopThread("ssftp-scan-worker")
+        self._done = self._host.submit(self._main())
         self._ready.wait()
         if self.error is not None:
             raise self.error
 
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
         try:
             worker = ScanWorker(self.store, self.clamd.address if self.clamd else None)
             self.scan_worker = worker
@@ -258,16 +259,18 @@ class WorkerThread:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return not self._done.done()
 
     def stop(self, timeout: float) -> None:
-        """Cancel the worker and wait up to ``timeout`` for its thread (scans under way
+        """Cancel the worker and wait up to ``timeout`` for it and its loop (scans under way
         finish their file, notifications in flight get a moment: ``ScanWorker.run``)."""
-        if self._loop is not None and self._task is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._task.cancel)
-        self._thread.join(timeout=timeout)
-
+        deadline = time.monotonic() + timeout
+        if self._task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                self._host.loop.call_soon_threadsafe(self._task.cancel)
+        with contextlib.suppress(TimeoutError, CancelledError):
+            self._done.result(timeout=timeout)
+        self._host.stop(max(0.0, deadline - time.monotonic()))
 
 
 def check_alive(worker: WorkerThread, stopped: asyncio.Task[None]) -> None:

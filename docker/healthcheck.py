@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from ssftp.health import parse_listen
+from ssftp.addresses import parse_listen
 
 DEFAULT_SFTP_PORT = 2002
 DEFAULT_PREFECT_PORT = 4200
@@ -66,7 +66,7 @@ def api_health(api_url: str) -> str | None:
 
 def healthz_url(listen: str) -> str:
     """``http://127.0.0.1:9464/healthz`` for ``--metrics-listen 0.0.0.0:9464`` (read as the
-    listener reads it, ssftp.health.parse_listen)."""
+    listener reads it, ssftp.runtime.listener.parse_listen)."""
     host, port = parse_listen(listen)
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"

@@ -10,7 +10,7 @@ from prefect import flow
 
 from client.kinds import DOWNLOAD
 from flows.transfer_run import run_transfer
-from ssftp.transfers import TransferResult
+from ssftp.transfer.local import TransferResult
 
 
 @flow(name="download", flow_run_name="download {name}", log_prints=False)

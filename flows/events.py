@@ -37,12 +37,12 @@ from typing import Any
 
 from prefect.events import emit_event
 
-from ssftp.clamd import VerdictKind
 from ssftp.logs import one_line, printable
-from ssftp.scanner import ScanResult
-from ssftp.transfers import Outcome, TransferResult
-from ssftp.verdict_router import Area
-from ssftp.webhooks import event_for
+from ssftp.notify.webhooks import event_for
+from ssftp.scan.clamd import VerdictKind
+from ssftp.scan.router import Area
+from ssftp.scan.scanner import ScanResult
+from ssftp.transfer.local import Outcome, TransferResult
 
 FILE_RESOURCE = "ssftp.file."
 CLEAN = "ssftp.file.clean"
@@ -137,7 +137,7 @@ def outcome_event(result: ScanResult, instance: str) -> FileEvent | None:
 
 def waiting_event(result: ScanResult, instance: str, attempt: int) -> FileEvent | None:
     """``waiting`` for a file left in staging, on the first failure of an outage only: the
-    rule of the ``scanError`` webhook (:func:`ssftp.webhooks.event_for`), so a file retried
+    rule of the ``scanError`` webhook (:func:`ssftp.notify.webhooks.event_for`), so a file retried
     with backoff raises one event, not one per retry."""
     if result.area is not Area.STAGING or event_for(result, attempt) is None:
         return None

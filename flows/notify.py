@@ -16,7 +16,7 @@ retention to prune with), so a run makes fewer task runs: it sends per receiver 
 first POST alone and the others only once it is delivered, ``CONCURRENT_POSTS`` at a time;
 after a failure (with its retries) no further POST to that receiver starts in the run. When
 the first one failed, the receiver is taken as down, and everything owed to it, in this run or
-not, waits for one more backoff step (:meth:`~ssftp.outbox.Outbox.receiver_down`): a dead
+not, waits for one more backoff step (:meth:`~ssftp.notify.outbox.Outbox.receiver_down`): a dead
 receiver costs one task run per redelivery, however much it is owed. Those never tried go
 first, so a notification that its receiver always refuses cannot hold up the others for ever.
 
@@ -45,9 +45,9 @@ from ssftp.config.schema import Webhook
 from ssftp.errors import NotDeliveredError, OutboxError
 from ssftp.logs import APP, audit_event, log_event
 from ssftp.metrics import WEBHOOKS
-from ssftp.outbox import Outbox, StoredNotification
+from ssftp.notify.outbox import Outbox, StoredNotification
+from ssftp.notify.webhooks import Notification, deliver, safe_url
 from ssftp.retry_schedule import backoff_delay, exponential_delays
-from ssftp.webhooks import Notification, deliver, safe_url
 
 # Ids per run: a run stays readable in the UI, and its parameters far below Prefect's limit.
 IDS_PER_RUN = 200

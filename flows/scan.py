@@ -2,7 +2,7 @@
 
 A run's verdict tables (artifacts) and its logs show every file, so a thousand small files
 cost one flow run and a few task runs, not a thousand runs. The work itself is
-:meth:`ssftp.scanner.Scanner.scan`; this module only spreads it over threads and reports.
+:meth:`ssftp.scan.scanner.Scanner.scan`; this module only spreads it over threads and reports.
 
 A run's parameters are the files' names in the data root (``staging/acme/x.csv``), as every
 other surface names them: a Prefect UI user learns nothing of the host's directories. What one
@@ -37,13 +37,13 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
 from flows.events import outcome_event
-from ssftp.clamd import VerdictKind
 from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
 from ssftp.logs import one_line
-from ssftp.scanner import Scanner, ScanResult
-from ssftp.staging_queue import Lane
-from ssftp.verdict_router import Area
+from ssftp.scan.clamd import VerdictKind
+from ssftp.scan.queue import Lane
+from ssftp.scan.router import Area
+from ssftp.scan.scanner import Scanner, ScanResult
 
 # Scans in flight at once in a run of small files; clamd.conf gives clamd four threads too.
 SCAN_THREADS = 4

@@ -10,7 +10,7 @@ from prefect import flow
 
 from client.kinds import UPLOAD
 from flows.transfer_run import run_transfer
-from ssftp.transfers import TransferResult
+from ssftp.transfer.local import TransferResult
 
 
 @flow(name="upload", flow_run_name="upload {name}", log_prints=False)

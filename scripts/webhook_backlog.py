@@ -49,7 +49,7 @@ def size(database: Path) -> int:
 def settled_counts(database: Path) -> dict[str, int]:
     """The counts once the server has stored what the run sent it (task runs, their states
     and events arrive through Prefect's event pipeline, after the flow returns)."""
-    from deployments.prefect_server import flush_prefect_workers
+    from deployments.prefect_flush import flush_prefect_workers
 
     flush_prefect_workers()
     last: dict[str, int] = {}
@@ -73,7 +73,7 @@ def measure(notifications: int, cycles: int) -> None:
 
     from flows.notify import NotifyRuns
     from ssftp.config.schema import Webhook
-    from ssftp.outbox import Outbox, StoredNotification
+    from ssftp.notify.outbox import Outbox, StoredNotification
 
     url = f"http://127.0.0.1:{closed_port()}/hook"
     hooks = [Webhook.model_validate({"name": "virusFound", "url": url, "retries": 3,

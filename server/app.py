@@ -23,13 +23,14 @@ from server.in_flight import ProcessBytes
 from server.log_summary import REFUSAL_LOG_SECONDS, LogSummary
 from server.ssh_server import AccountLookup, AccountSSHServer, Occupancy
 from server.verdict_wait import Areas, VerdictWatch
+from ssftp.addresses import Address
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
-from ssftp.health import Address, metrics_listening, up_or_down
 from ssftp.layout import DataLayout, remove_stale_partial_uploads, remove_stale_temp_files
 from ssftp.logs import APP, configure_logging, log_dirs, log_event
-from ssftp.processes import run_until_stopped
+from ssftp.runtime.listener import metrics_listening, up_or_down
+from ssftp.runtime.stop import run_until_stopped
 
 logger = logging.getLogger(APP)
 

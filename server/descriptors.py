@@ -9,7 +9,7 @@ limit is common), and the limit is divided:
   three logs, the listener, the event loop's epoll, eventfds and pipes, the config watcher's
   inotify); ``ssftp up`` adds clamd's connection and the file being scanned, Prefect's HTTP
   connections and its server's pipes. On top of that, the most the metrics listener can hold
-  (``ssftp.health.DESCRIPTORS``: its connections are capped), so that no number of
+  (``ssftp.runtime.listener.DESCRIPTORS``: its connections are capped), so that no number of
   connections to it can take the sessions' share.
 - A quarter of the rest for connections, :data:`PER_CONNECTION` each: its socket, and one for
   what an operation holds for a moment (the directory a path operation acts through, the
@@ -39,8 +39,8 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 
-from ssftp.health import DESCRIPTORS as METRICS_DESCRIPTORS
 from ssftp.logs import APP, log_event
+from ssftp.runtime.listener import DESCRIPTORS as METRICS_DESCRIPTORS
 
 logger = logging.getLogger(APP)
 

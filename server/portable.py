@@ -11,13 +11,13 @@ import contextlib
 from pathlib import Path
 
 from server.app import log_listening, start_gateway
-from ssftp.accounts import Account, AccountKind, parse_keys
+from ssftp.config.accounts import Account, AccountKind, parse_keys
 from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
 from ssftp.logs import configure_logging
 from ssftp.passwords import PasswordVerifier
 from ssftp.permissions import Permissions, parse_permission_names
-from ssftp.processes import run_until_stopped
+from ssftp.runtime.stop import run_until_stopped
 
 
 def portable_account(

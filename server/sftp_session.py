@@ -38,7 +38,7 @@ from server.off_loop import SessionThread, off_loop, run_off_loop
 from server.recent_uploads import recent_uploads
 from server.upload_writer import UploadWriter, partial_path, stat_partial
 from server.verdict_wait import PublishedFile, VerdictWatch, verdict_at_close
-from ssftp.accounts import Account
+from ssftp.config.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import Refused, UploadFailedError
 from ssftp.layout import is_partial_upload_name, is_reserved_name

@@ -36,7 +36,7 @@ from server.in_flight import ChannelBytes, ConnectionBytes, ProcessBytes
 from server.log_summary import MAX_KEYS, LogSummary
 from server.sftp_session import SessionContext, SFTPSession
 from server.verdict_wait import VerdictWatch
-from ssftp.accounts import Account
+from ssftp.config.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.logs import APP, log_event
 from ssftp.metrics import LOGINS, SESSIONS

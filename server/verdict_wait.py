@@ -7,7 +7,7 @@ a flow; it follows the very inode it published (an ``O_PATH`` descriptor taken b
 rename) through the scanner's renames, and reads where it went:
 
 - below ``clean/``: OK, as today;
-- below ``quarantine/``: the ``<name>.verdict.json`` beside it (ssftp.verdict_router), if
+- below ``quarantine/``: the ``<name>.verdict.json`` beside it (ssftp.scan.router), if
   that record names this place (``destination``) and this size (when it has one), says why:
   infected or unscannable. The record is written before the file moves there and reserves
   the name, so a record that matches is this file's; one that does not, or cannot be read,
@@ -46,12 +46,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.off_loop import SessionThread, run_off_loop
-from ssftp.clamd import VerdictKind
 from ssftp.layout import DataLayout
 from ssftp.logs import one_line
 from ssftp.moves import proc_path
 from ssftp.retry_schedule import backoff_delay
-from ssftp.verdict_router import Area, record_path
+from ssftp.scan.clamd import VerdictKind
+from ssftp.scan.router import Area, record_path
 
 FIRST_LOOK_SECONDS = 0.05
 LOOK_MAX_SECONDS = 0.5

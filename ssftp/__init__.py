@@ -1,7 +1,15 @@
-"""ssftp core: config, data layout, accounts, scanning, claims, the staging queue's policy,
-webhooks, logs and errors: everything that decides, in plain Python.
+"""ssftp's core: everything that decides, in plain Python, grouped by pipeline.
 
-It imports nothing of ours, and neither asyncssh nor Prefect (``tests/test_layering.py``), so
-the core is usable and testable on its own, and the layers above (``server``, ``client``,
-``flows``, ``deployments``) only do I/O and orchestration around it.
+    (leaves)   errors, layout, logs, metrics (definitions), moves, file_stamp, names,
+               passwords, public_keys, permissions, addresses, procfs, retry_schedule,
+               tree_watch, audit_history: each imports only other leaves
+    config/    ssftp.yaml: schema, loader, rules, accounts, hot reload (imports leaves only)
+    scan/      staging -> claim -> examine -> route -> record -> move
+    notify/    the notifications an outcome owes, and their outbox
+    transfer/  the local side of the scheduled downloads and uploads
+    runtime/   a process's lifetime (used by server/ and deployments/ only)
+
+Neither asyncssh nor Prefect appears here (``tests/test_layering.py`` checks this and the
+rules above), so the core is usable and testable on its own, and the layers above
+(``server``, ``client``, ``flows``, ``deployments``) only do I/O and orchestration around it.
 """

@@ -167,7 +167,7 @@ class DataLayout:
 
     @property
     def outbox(self) -> Path:
-        """The webhook outbox (:mod:`ssftp.outbox`): notifications owed and delivered."""
+        """The webhook outbox (:mod:`ssftp.notify.outbox`): notifications owed and delivered."""
         return self.system / "outbox.sqlite3"
 
     @property

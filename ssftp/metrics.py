@@ -8,8 +8,8 @@ file name, a user or an address.
 
 The registry is ours, not prometheus_client's global default: Prefect registers its own
 client counters there (events and logs emitted), which are not ssftp's contract and change
-with Prefect's version; ``/metrics`` (:mod:`ssftp.health`) serves exactly what is below. The
-metrics are module-level, one set per process: ``ssftp up`` runs the SFTP server and the
+with Prefect's version; ``/metrics`` (:mod:`ssftp.runtime.listener`) serves exactly what is
+below. The metrics are module-level, one set per process: ``ssftp up`` runs the SFTP server and the
 worker in one process, and one scrape sees both. Defining them once at import is also what
 lets tests and a second gateway in one process start without a duplicate-registration error;
 their figures then add up, so tests compare values before and after.
@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from ssftp.transfer_state import STATE_FILE, TransferState
 
 REGISTRY = CollectorRegistry()
 
@@ -37,22 +34,23 @@ class TransferTotals(Collector):
     The SFTP server's (``upload``, ``download``) are counted here, in this process. The
     downloaders' and uploaders' (``pull``, ``push``) run in processes of their own (a Prefect
     runner's subprocess per run, or a work pool's worker), so each run adds its figures to
-    ``system/transfers.sqlite`` (ssftp.transfer_state), and a process that serves the
-    transfers (``worker``, ``up``) reads them there when scraped (:meth:`read_from`)."""
+    ``system/transfers.sqlite`` (ssftp.transfer.state), and a process that serves the
+    transfers (``worker``, ``up``) reads them there when scraped (:meth:`read_from`). The
+    reading is passed in, so that defining a metric needs no database."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._lock = threading.Lock()
         self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._state: Path | None = None
+        self._stored: Callable[[], Mapping[tuple[str, str], int]] | None = None
         registry.register(self)
 
     def inc(self, direction: str, result: str) -> None:
         with self._lock:
             self._counts[direction, result] += 1
 
-    def read_from(self, system: Path) -> None:
-        """Export the scheduled transfers' figures, kept under this ``system/``."""
-        self._state = system
+    def read_from(self, stored: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        """Export the scheduled transfers' figures too, as ``stored()`` reads them."""
+        self._stored = stored
 
     def describe(self) -> Iterator[Metric]:
         yield self._family()
@@ -60,9 +58,8 @@ class TransferTotals(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             counts = collections.Counter(self._counts)
-        if self._state is not None and (self._state / STATE_FILE).exists():
-            with TransferState.open(self._state) as state:
-                counts.update(state.totals())
+        if self._stored is not None:
+            counts.update(self._stored())
         family = self._family()
         for (direction, result), files in sorted(counts.items()):
             family.add_metric([direction, result], files)

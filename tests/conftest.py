@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ssftp.clamd import ClamdClient
-from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.config.schema import SsftpConfig
 from ssftp.layout import DataLayout
-from ssftp.staging_owners import StagingOwners
+from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.owners import StagingOwners
 from testkit.sftp_client import ClientKey, make_client_key
 from tests.support import ServerThread, write_config
 

@@ -8,7 +8,6 @@ paramiko) against it from the test body.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.server
 import json
@@ -30,6 +29,7 @@ from server.app import STALE_TEMP_SWEEP_SECONDS, Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, configure_logging
+from ssftp.runtime.loop_thread import LoopThread
 
 
 class ServerThread:
@@ -42,9 +42,7 @@ class ServerThread:
         self.config_path = config_path
         self.temp_sweep_seconds = temp_sweep_seconds
         self.layout = DataLayout.at(data_dir).create()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        self._host = LoopThread("ssftp-test-server")
         self.service: Service = self.call(self._start())
 
     async def _start(self) -> Service:
@@ -53,7 +51,7 @@ class ServerThread:
                                    temp_sweep_seconds=self.temp_sweep_seconds)
 
     def call(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=60)
+        return self._host.call(coroutine)
 
     @property
     def port(self) -> int:
@@ -65,9 +63,7 @@ class ServerThread:
 
     def stop(self) -> None:
         self.call(self.service.stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        self._host.stop(timeout=10)
 
 
 def write_config(path: Path, text: str) -> Path:

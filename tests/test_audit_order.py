@@ -18,10 +18,10 @@ import pytest
 from ssftp import logs
 from ssftp.config.schema import Webhook
 from ssftp.layout import DataLayout
-from ssftp.outbox import Outbox
-from ssftp.scanner import ScanResult
-from ssftp.verdict_router import VERDICT_RECORD_SUFFIX, Area
-from ssftp.webhooks import notifications_for
+from ssftp.notify.outbox import Outbox
+from ssftp.notify.webhooks import notifications_for
+from ssftp.scan.router import VERDICT_RECORD_SUFFIX, Area
+from ssftp.scan.scanner import ScanResult
 from tests.support import tmpfs
 from tests.test_scan_core import (
     EICAR,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ssftp.clamd import ClamdAddress, ClamdClient, Verdict, VerdictKind, parse_reply
-from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.addresses import ClamdAddress
+from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind, parse_reply
 from tests.conftest import CLAMD_MAX_FILE_SIZE
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"

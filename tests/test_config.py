@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ssftp.accounts import AccountKind, accounts_from_config
 from ssftp.config import load_config, parse_config
+from ssftp.config.accounts import AccountKind, accounts_from_config
 from ssftp.errors import ConfigError
 from ssftp.layout import DataLayout
 from ssftp.permissions import Permission

@@ -37,8 +37,8 @@ import httpx
 import pytest
 
 from ssftp.config import load_config
-from ssftp.health import MetricsListener
 from ssftp.passwords import hash_password
+from ssftp.runtime.listener import MetricsListener
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.test_cli_pipeline import wait_for

@@ -40,13 +40,13 @@ from flows.events import (
     waiting_event,
 )
 from flows.scan import ScanRuns
-from ssftp.claims import ClaimArea
-from ssftp.clamd import ClamdClient, VerdictKind
 from ssftp.layout import DataLayout
-from ssftp.scanner import Scanner, ScanResult
-from ssftp.staging_owners import StagingOwners
-from ssftp.transfers import TransferResult
-from ssftp.verdict_router import Area
+from ssftp.scan.claims import ClaimArea
+from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.owners import StagingOwners
+from ssftp.scan.router import Area
+from ssftp.scan.scanner import Scanner, ScanResult
+from ssftp.transfer.local import TransferResult
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import WebhookReceiver, unique_name, wait_for
 from tests.test_outage import Ssftp, outage_config

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ssftp.clamd_daemon import SYSTEM_DATABASE, signature_database
+from ssftp.runtime.clamd_daemon import SYSTEM_DATABASE, signature_database
 from tests.support import write_config
 from tests.test_cli_pipeline import (
     child_env,

@@ -6,6 +6,11 @@ only; ``flows`` the core and ``client``; ``deployments`` (the composition root) 
 nothing uses ``deployments``, ``bench``, ``tests`` or ``testkit``. asyncssh is the SFTP code's
 (``server``, ``client``), Prefect the orchestration's (``flows``, ``deployments``); the core
 uses neither. ``bench`` and ``testkit`` are tools around the product and may use both.
+
+Inside the core the groups of ``ssftp/__init__.py`` keep their own direction: the leaves (the
+modules directly in ``ssftp/``) use only each other, ``config/`` only the leaves, and so on up
+(:data:`CORE`); ``runtime/`` (a process's lifetime) is for what runs a process: ``server`` and
+``deployments``, and the tools.
 """
 
 from __future__ import annotations
@@ -26,13 +31,26 @@ ALLOWED = {
     "bench": {"ssftp", "testkit", "bench", "asyncssh"},
 }
 LAYER_LIBRARIES = {"asyncssh", "prefect"}
+# Each group of the core, and the groups it may use.
+CORE = {
+    "leaves": {"leaves"},
+    "config": {"leaves", "config"},
+    "scan": {"leaves", "config", "scan"},
+    "notify": {"leaves", "config", "scan", "notify"},
+    "transfer": {"leaves", "config", "transfer"},
+    "runtime": {"leaves", "config", "scan", "runtime"},
+}
+RUNTIME_USERS = {"server", "deployments", "testkit", "bench"}
 
 
-def imported_modules(source: str, package: str) -> list[tuple[int, str]]:
+def imported_modules(source: str, package: str, *,
+                     typing_too: bool = True) -> list[tuple[int, str]]:
     """(line, module) for every import in a file of ``package``, wherever it stands, also
-    ``importlib.import_module("...")`` with a literal name."""
+    ``importlib.import_module("...")`` with a literal name; ``typing_too=False``: less those
+    under ``if TYPE_CHECKING:``."""
     found = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    for node in ast.walk(tree) if typing_too else runtime_nodes(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -57,8 +75,64 @@ def violations(root: Path) -> list[str]:
     return problems
 
 
+def core_group(module: str) -> str | None:
+    """The group of the core that ``module`` (``ssftp.scan.clamd``) belongs to; None when it
+    is not the core's. ``from ssftp import x`` names a leaf."""
+    parts = module.split(".")
+    if parts[0] != "ssftp":
+        return None
+    if len(parts) > 1 and parts[1] in CORE:
+        return parts[1]
+    return "leaves"
+
+
+def core_violations(root: Path) -> list[str]:
+    """Every import of a core group that breaks :data:`CORE`, and every use of ``runtime``
+    outside :data:`RUNTIME_USERS`, as ``path:line: a -> b``. An annotation's import (under
+    ``if TYPE_CHECKING:``) is left out: it is never loaded, so a leaf that names the config's
+    type in a signature still loads nothing heavier than itself."""
+    problems = []
+    for package in ALLOWED:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            own = core_group(".".join(parts))
+            for line, module in imported_modules(path.read_text(), package, typing_too=False):
+                target = core_group(module)
+                if target is None or target == own:
+                    continue
+                allowed = CORE[own] if own else (CORE if package in RUNTIME_USERS
+                                                 else set(CORE) - {"runtime"})
+                if target not in allowed:
+                    problems.append(f"{path.relative_to(root)}:{line}: {own or package} -> "
+                                    f"{module}")
+    return problems
+
+
 def test_the_code_keeps_the_layering():
     assert violations(REPO) == []
+
+
+def test_the_core_keeps_its_inner_layering():
+    assert core_violations(REPO) == []
+
+
+def test_an_import_against_the_core_layering_is_found(tmp_path):
+    (tmp_path / "ssftp" / "config").mkdir(parents=True)
+    (tmp_path / "ssftp" / "layout.py").write_text(
+        "from typing import TYPE_CHECKING\nfrom ssftp.config.schema import SsftpConfig\n"
+        "if TYPE_CHECKING:\n    from ssftp.scan.clamd import Verdict\n")
+    (tmp_path / "ssftp" / "config" / "schema.py").write_text(
+        "from ssftp import layout\nfrom ssftp.scan.clamd import ClamdClient\n")
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "x.py").write_text(
+        "from ssftp.scan import scanner\nfrom ssftp.runtime.stop import StopDeadline\n")
+    (tmp_path / "server").mkdir()
+    (tmp_path / "server" / "x.py").write_text("from ssftp.runtime.stop import StopDeadline\n")
+    assert core_violations(tmp_path) == [
+        "ssftp/config/schema.py:2: config -> ssftp.scan.clamd",
+        "ssftp/layout.py:2: leaves -> ssftp.config.schema",
+        "flows/x.py:2: flows -> ssftp.runtime.stop",
+    ]
 
 
 def test_every_layer_exists_and_is_a_package():

@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 import pytest
@@ -24,16 +25,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.defender import Defender
-from ssftp.clamd import ClamdAddress, ClamdClient
-from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.addresses import ClamdAddress, parse_listen
 from ssftp.config import load_config
 from ssftp.config.schema import ScanningSettings
 from ssftp.errors import ConfigError, InvalidValueError, ListenError
 from ssftp.file_stamp import FileStamp
-from ssftp.health import MetricsListener, clamd_status, health_report, parse_listen
 from ssftp.metrics import REGISTRY, TransferTotals
-from ssftp.staging_queue import Lane, StagingQueue
-from ssftp.transfer_state import STATE_FILE, TransferState
+from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.runtime.listener import MetricsListener, clamd_status, health_report
+from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.queue import Lane, StagingQueue
+from ssftp.transfer.state import STATE_FILE, TransferState, stored_totals
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.conftest import CONSUMER_PASSWORD, PARTNER_PASSWORD
@@ -248,7 +250,7 @@ def test_scheduled_transfers_are_the_data_roots_totals_and_the_servers_are_added
     totals = TransferTotals(registry)
     system = tmp_path / "system"
     system.mkdir()
-    totals.read_from(system)
+    totals.read_from(partial(stored_totals, system))
     assert registry.get_sample_value("ssftp_transfers_total", {"direction": "pull",
                                                                "result": "ok"}) is None
     assert not (system / STATE_FILE).exists()  # a scrape creates nothing

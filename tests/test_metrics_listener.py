@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from bench.servers import SsftpProcess, child_env, ssftp_command, wait_for_banner
-from ssftp.health import MetricsListener
 from ssftp.layout import DataLayout
+from ssftp.runtime.listener import MetricsListener
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.support import wait_for, write_config

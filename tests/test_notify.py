@@ -18,8 +18,8 @@ import pytest
 from flows import notify
 from flows.notify import IDS_PER_RUN, NotifyRuns, redelivery_delay
 from ssftp.config.schema import Webhook
-from ssftp.outbox import Outbox, StoredNotification
-from ssftp.webhooks import EVENT_ID_HEADER
+from ssftp.notify.outbox import Outbox, StoredNotification
+from ssftp.notify.webhooks import EVENT_ID_HEADER
 from tests.support import ReceivedRequest, WebhookReceiver, wait_for
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from flows.scan import SCAN_THREADS
-from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
-from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon, socket_in
+from ssftp.addresses import ClamdAddress
+from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon, socket_in
+from ssftp.scan.clamd import ClamdClient, VerdictKind
 from testkit.openssh_server import free_port
 from tests.support import WebhookReceiver, wait_for, write_config
 

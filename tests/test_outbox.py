@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ssftp.errors import OutboxError
-from ssftp.outbox import Outbox, StoredNotification
+from ssftp.notify.outbox import Outbox, StoredNotification
 from tests.support import tmpfs
 
 
@@ -84,7 +84,7 @@ def test_a_stored_notification_survives_a_killed_process(tmp_path: Path) -> None
     item = owed_item("killed")
     script = (
         "import os, signal, sys\n"
-        "from ssftp.outbox import Outbox, StoredNotification\n"
+        "from ssftp.notify.outbox import Outbox, StoredNotification\n"
         f"Outbox(__import__('pathlib').Path({str(path)!r})).add([StoredNotification("
         f"{item.id!r}, {item.event!r}, {item.url!r}, {item.file!r}, {item.body!r})])\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n")
@@ -102,7 +102,7 @@ def test_processes_sharing_the_outbox_lose_nothing(tmp_path: Path) -> None:
         "import sys\n"
         "from pathlib import Path\n"
         "import uuid\n"
-        "from ssftp.outbox import Outbox, StoredNotification\n"
+        "from ssftp.notify.outbox import Outbox, StoredNotification\n"
         f"box = Outbox(Path({str(path)!r}))\n"
         "for n in range(200):\n"
         "    item = StoredNotification(str(uuid.uuid4()), 'virusFound', 'http://x/',\n"

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from deployments.worker import WorkerThread
-from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import CLAIMS_DIR, DataLayout
 from ssftp.names import safe_name
-from ssftp.webhooks import EVENT_HEADER, SIGNATURE_HEADER, sign
+from ssftp.notify.webhooks import EVENT_HEADER, SIGNATURE_HEADER, sign
+from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from testkit.files import make_random_file, sha256_file
 from testkit.sftp_client import run_sftp
 from tests.conftest import PARTNER_PASSWORD

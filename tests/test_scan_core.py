@@ -25,25 +25,13 @@ import pytest
 from deployments import staging_watcher
 from deployments.staging_watcher import StagingWatcher, staged_files
 from ssftp import logs
-from ssftp.claims import FOREIGN_LEASE_SECONDS, ClaimArea, process_owner
-from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
+from ssftp.addresses import ClamdAddress
 from ssftp.config import load_config
 from ssftp.config.schema import ScanningSettings, SsftpConfig, Webhook
 from ssftp.errors import ConfigError, WatchIncompleteError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
 from ssftp.names import safe_name
-from ssftp.scanner import Scanner, ScanResult
-from ssftp.staging_owners import StagingOwners
-from ssftp.staging_queue import Lane, is_candidate
-from ssftp.tree_watch import TreeWatch
-from ssftp.verdict_router import (
-    VERDICT_RECORD_SUFFIX,
-    Area,
-    record_content,
-    record_path,
-    route_for,
-)
-from ssftp.webhooks import (
+from ssftp.notify.webhooks import (
     EVENT_HEADER,
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -55,6 +43,19 @@ from ssftp.webhooks import (
     payload,
     sign,
 )
+from ssftp.scan.claims import FOREIGN_LEASE_SECONDS, ClaimArea, process_owner
+from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.owners import StagingOwners
+from ssftp.scan.queue import Lane, is_candidate
+from ssftp.scan.router import (
+    VERDICT_RECORD_SUFFIX,
+    Area,
+    record_content,
+    record_path,
+    route_for,
+)
+from ssftp.scan.scanner import Scanner, ScanResult
+from ssftp.tree_watch import TreeWatch
 from tests.conftest import CLAMD_MAX_FILE_SIZE
 from tests.support import WebhookReceiver, app_log_records, tmpfs
 
@@ -631,7 +632,7 @@ def test_a_failed_move_to_quarantine_takes_its_record_back(layout, client, owner
     def full_disk(source: Path, target: Path) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("ssftp.claims.move_atomically", full_disk)
+    monkeypatch.setattr("ssftp.scan.claims.move_atomically", full_disk)
     scanner = make_scanner(layout, client, owners)
     result = scanner.scan(stage(layout, "partner-a/eicar.com", EICAR))
     assert result.verdict == "error" and result.area is Area.STAGING
@@ -1107,7 +1108,7 @@ def test_a_file_changed_during_its_scan_is_not_passed_on(layout, owners, tmp_pat
     belongs to other bytes, so the file goes back to staging, whole, instead of to clean/."""
     import signal
 
-    from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+    from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 
     daemon = ClamdDaemon.start(tmp_path / "own-clamd", database=TEST_SIGNATURES)
     try:

@@ -24,14 +24,15 @@ from flows.scan import (
     summary_row,
     verdict_row,
 )
-from ssftp.claims import ClaimArea
-from ssftp.clamd import ClamdAddress, ClamdClient, VerdictKind
+from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import Webhook
 from ssftp.layout import DataLayout
-from ssftp.scanner import Scanner, ScanResult
-from ssftp.staging_owners import StagingOwners
-from ssftp.verdict_router import Area
-from ssftp.webhooks import Notification
+from ssftp.notify.webhooks import Notification
+from ssftp.scan.claims import ClaimArea
+from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.owners import StagingOwners
+from ssftp.scan.router import Area
+from ssftp.scan.scanner import Scanner, ScanResult
 from tests.test_scan_core import EICAR, stage
 
 INSTANCE = "runs-test"

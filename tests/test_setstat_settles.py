@@ -18,11 +18,11 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from ssftp.claims import ClaimArea
-from ssftp.clamd import ClamdClient
-from ssftp.scanner import Scanner, ScanResult
-from ssftp.staging_owners import StagingOwners
-from ssftp.verdict_router import Area
+from ssftp.scan.claims import ClaimArea
+from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.owners import StagingOwners
+from ssftp.scan.router import Area
+from ssftp.scan.scanner import Scanner, ScanResult
 from tests.conftest import PASSWORDS, gateway_config
 from tests.support import ServerThread, beside, unique_name, write_config
 

@@ -12,11 +12,11 @@ import pytest
 from ssftp.config.schema import ScanningSettings
 from ssftp.file_stamp import FileStamp
 from ssftp.layout import CLAIMS_DIR
-from ssftp.readiness import ReadinessTracker
 from ssftp.retry_schedule import RetrySchedule
-from ssftp.scanner import ScanResult
-from ssftp.staging_queue import PROBE_MAX_SECONDS, Lane, OutageEnded, StagingQueue
-from ssftp.verdict_router import Area
+from ssftp.scan.queue import PROBE_MAX_SECONDS, Lane, OutageEnded, StagingQueue
+from ssftp.scan.readiness import ReadinessTracker
+from ssftp.scan.router import Area
+from ssftp.scan.scanner import ScanResult
 
 STAGING = Path("/data/staging")
 

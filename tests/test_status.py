@@ -32,10 +32,10 @@ from ssftp.audit_history import (
     name_key,
     parse_query,
 )
-from ssftp.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, JsonLinesFormatter
+from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from testkit.files import make_random_file, sha256_file
 from tests.support import ServerThread, WebhookReceiver, wait_for, write_config
 from tests.test_pipeline import EICAR, Pipeline, pipeline_config

@@ -38,7 +38,7 @@ STOP_SECONDS = 15.0
 
 HANGS = """
 import threading
-from ssftp.processes import StopDeadline
+from ssftp.runtime.stop import StopDeadline
 deadline = StopDeadline(seconds=0.5)
 deadline.arm("waiting for something that never comes")
 threading.Thread(target=threading.Event().wait, name="stuck-flush").start()

@@ -27,9 +27,13 @@ from pathlib import Path
 
 import pytest
 
-from deployments.prefect_server import is_healthy, is_prefect_server
-from ssftp.clamd import ClamdAddress, ClamdClient
-from ssftp.clamd_daemon import (
+from ssftp.addresses import ClamdAddress
+from ssftp.errors import ClamdStartError
+from ssftp.layout import DataLayout
+from ssftp.logs import APP
+from ssftp.procfs import ProcessId
+from ssftp.runtime.children import CONSOLE_LINES, describe_exit, spawn_with_console
+from ssftp.runtime.clamd_daemon import (
     TEST_SIGNATURES,
     ClamdDaemon,
     RestartBackoff,
@@ -40,17 +44,9 @@ from ssftp.clamd_daemon import (
     socket_in,
     supervise,
 )
-from ssftp.errors import ClamdStartError
-from ssftp.layout import DataLayout
-from ssftp.logs import APP
-from ssftp.processes import (
-    CONSOLE_LINES,
-    ProcessId,
-    describe_exit,
-    record_pid,
-    spawn_with_console,
-    stop_leftover,
-)
+from ssftp.runtime.pid_files import record_pid, stop_leftover
+from ssftp.runtime.prefect_server import is_healthy, is_prefect_server
+from ssftp.scan.clamd import ClamdClient
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.support import app_log_records, write_config
@@ -320,7 +316,7 @@ async def test_supervise_restarts_a_killed_clamd_and_logs_how_it_died(tmp_path, 
 
 PARENT = """
 import subprocess, sys, threading, time
-from ssftp.processes import spawn_child
+from ssftp.runtime.children import spawn_child
 thread = threading.Thread(target=lambda: print(
     spawn_child(["sleep", "300"], output=subprocess.DEVNULL).pid, flush=True))
 thread.start()

@@ -35,7 +35,7 @@ from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import Downloader
 from ssftp.errors import RemoteRefusedError, RemoteUnavailableError, TransferFailedError
 from ssftp.layout import DataLayout
-from ssftp.run_lock import exclusive_run
+from ssftp.transfer.run_lock import exclusive_run
 from testkit.openssh_server import OpenSshServer, sshd_available
 
 pytestmark = pytest.mark.skipif(not sshd_available(), reason="OpenSSH sshd is not installed")

@@ -22,15 +22,15 @@ import pytest
 from client.connection import open_sftp
 from client.download import download_files
 from client.upload import remote_paths, upload_files
-from ssftp.claims import ClaimArea
 from ssftp.config.schema import Downloader, Uploader
 from ssftp.errors import RemoteRefusedError, RemoteUnavailableError
 from ssftp.file_stamp import FileStamp, sha256_if_unchanged
 from ssftp.layout import TEMP_PREFIX, DataLayout
-from ssftp.scanner import Scanner
-from ssftp.transfer_state import Delivery, RemoteStamp, Stage, TransferState
-from ssftp.transfers import Outcome, TransferResult
-from ssftp.verdict_router import Area
+from ssftp.scan.claims import ClaimArea
+from ssftp.scan.router import Area
+from ssftp.scan.scanner import Scanner
+from ssftp.transfer.local import Outcome, TransferResult
+from ssftp.transfer.state import Delivery, RemoteStamp, Stage, TransferState
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import unique_name
 

@@ -40,7 +40,7 @@ from ssftp.layout import (
     remove_stale_partial_uploads,
 )
 from ssftp.logs import APP
-from ssftp.staging_queue import is_candidate
+from ssftp.scan.queue import is_candidate
 from testkit.files import make_random_file
 from testkit.sftp_client import run_sftp
 from tests.conftest import PASSWORDS, Keys, gateway_config

@@ -32,14 +32,15 @@ from server.verdict_wait import (
     verdict_at_close,
     verdict_message,
 )
-from ssftp.clamd import ClamdAddress, ClamdClient
+from ssftp.addresses import ClamdAddress
 from ssftp.config import parse_config
 from ssftp.config.reload import ConfigStore
 from ssftp.errors import ConfigError
 from ssftp.layout import DataLayout
 from ssftp.moves import publish, temp_path_beside
-from ssftp.staging_owners import StagingOwners
-from ssftp.verdict_router import VERDICT_RECORD_SUFFIX
+from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.owners import StagingOwners
+from ssftp.scan.router import VERDICT_RECORD_SUFFIX
 from testkit.sftp_client import run_sftp
 from tests.conftest import CLAMD_MAX_FILE_SIZE, PARTNER_PASSWORD
 from tests.support import ServerThread, tmpfs, unique_name, wait_for, write_config

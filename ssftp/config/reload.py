@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssftp.accounts import Account, accounts_from_config
+from ssftp.config.accounts import Account, accounts_from_config
 from ssftp.config.loader import LoadedConfig, load_config
 from ssftp.errors import ConfigError
 from ssftp.file_stamp import FileStamp

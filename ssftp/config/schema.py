@@ -27,10 +27,13 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ssftp.clamd import ClamdAddress, ScanMode
-from ssftp.health import parse_listen
+from ssftp.addresses import ClamdAddress, parse_listen
 from ssftp.layout import RESERVED_PREFIX, is_reserved_name
 from ssftp.permissions import parse_permission_names
+
+# How a file reaches clamd: see ssftp.scan.clamd (auto: by descriptor, or streamed to a
+# clamd on another machine).
+ScanMode = Literal["auto", "path", "fd", "stream"]
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 

@@ -11,7 +11,7 @@ Each name on the way is the file's own, or its safe name when consumers could no
   (:func:`record_path`: shortened when that would not fit in a name).
 - error (clamd could not answer): back to staging, to be scanned again later.
 
-The move itself is the claim's (:class:`ssftp.claims.Claim`): this module only says where, and
+The move itself is the claim's (:class:`ssftp.scan.claims.Claim`): this module only says where, and
 for quarantine reserves the name (the one thing that cannot be decided without touching disk)
 by creating the verdict record, complete: a crash never leaves an empty record that keeps a
 name taken for nothing.
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
-from ssftp.clamd import VerdictKind
 from ssftp.layout import DataLayout
 from ssftp.moves import numbered_name, write_durably
 from ssftp.names import fitting, safe_sub_path
+from ssftp.scan.clamd import VerdictKind
 
 VERDICT_RECORD_SUFFIX = ".verdict.json"
 

@@ -7,7 +7,7 @@ signatures and says so loudly: such a clamd finds the test file and nothing else
 ``ssftp up`` keeps its clamd running (:func:`supervise`): a clamd that dies (a crash, the OOM
 killer) is reaped and started again after a backoff of its own, or scanning would stop for
 good while uploads pile up in staging. Its console (stdout and stderr) is read through a pipe
-and only its last lines are kept, in memory (``ssftp.processes.ConsoleTail``): the reason a
+and only its last lines are kept, in memory (``ssftp.runtime.children.ConsoleTail``): the reason a
 start fails (``Failed to lock the log file``) is printed there, before its log is open, and
 they end the start error and the 'clamd died' line. Not a file: a clamd in the foreground
 echoes every log line on its console, so a console file would double clamd.log and grow past
@@ -27,23 +27,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ssftp.clamd import ClamdAddress, ClamdClient
+from ssftp.addresses import ClamdAddress
 from ssftp.errors import ClamdStartError
 from ssftp.logs import APP, log_event
-from ssftp.processes import (
-    ConsoleTail,
-    describe_exit,
-    record_pid,
-    spawn_with_console,
-    stop_child,
-    stop_leftover,
-)
 from ssftp.retry_schedule import backoff_delay
+from ssftp.runtime.children import ConsoleTail, describe_exit, spawn_with_console, stop_child
+from ssftp.runtime.pid_files import record_pid, stop_leftover
+from ssftp.scan.clamd import ClamdClient
 
 logger = logging.getLogger(APP)
 
 # Package data, so an installed ssftp finds them as a checkout does.
-CLAMAV_FILES = Path(__file__).resolve().parent / "clamav"
+CLAMAV_FILES = Path(__file__).resolve().parents[1] / "clamav"
 TEST_SIGNATURES = CLAMAV_FILES / "test-signatures"
 SYSTEM_DATABASE = Path("/var/lib/clamav")
 CLAMD_BINARIES = ("/usr/sbin/clamd", "clamd")

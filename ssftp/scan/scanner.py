@@ -28,8 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ssftp.claims import Claim, ClaimArea
-from ssftp.clamd import ClamdClient, ScanMode, Verdict, VerdictKind
+from ssftp.config.schema import ScanMode
 from ssftp.errors import AuditLogError, OutboxError
 from ssftp.file_stamp import FileStamp, sha256_of
 from ssftp.layout import DataLayout
@@ -37,8 +36,10 @@ from ssftp.logs import APP, audit_event, log_event, one_line, warn_on_stderr, wr
 from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.moves import proc_path
 from ssftp.names import safe_sub_path
-from ssftp.staging_owners import StagingOwners
-from ssftp.verdict_router import Area, Route, record_content, route_for
+from ssftp.scan.claims import Claim, ClaimArea
+from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
+from ssftp.scan.owners import StagingOwners
+from ssftp.scan.router import Area, Route, record_content, route_for
 
 logger = logging.getLogger(APP)
 

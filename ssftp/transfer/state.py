@@ -166,6 +166,15 @@ class TransferState:
         return {(direction, result): files for direction, result, files in rows}
 
 
+def stored_totals(system: Path) -> dict[tuple[str, str], int]:
+    """The totals kept under ``system/``, read when a scrape asks: none, and no file made,
+    before the first scheduled transfer has run."""
+    if not (system / STATE_FILE).exists():
+        return {}
+    with TransferState.open(system) as state:
+        return state.totals()
+
+
 def _stored(remote_path: str) -> str | bytes:
     """A remote path as the DB keeps it: text, or its bytes when it is not UTF-8 (a remote
     server's Latin-1 name, listed with surrogates). A BLOB equals no text, so the two never

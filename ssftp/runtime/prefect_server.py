@@ -7,12 +7,12 @@ under this one.
 Its own runs as a child process with its SQLite database under ``system/prefect``, analytics
 off, its UI pointed at its own port (``PREFECT_UI_API_URL``: by default the UI calls 4200),
 so it works offline and keeps the run history with the rest of the instance's state. It
-dies with ``ssftp up`` (also a SIGKILLed one: ``ssftp.processes.spawn_child``), and its pid
-file lets the next start stop one that a killed ``up`` left shutting down, before it looks
+dies with ``ssftp up`` (also a SIGKILLed one: ``ssftp.runtime.children.spawn_child``), and
+its pid file lets the next start stop one that a killed ``up`` left shutting down, before it looks
 at the port.
 
-Before the server stops, what Prefect's log and event workers still hold is sent
-(:func:`flush_prefect_workers`): left to Python's exit, their flush waits for a server gone.
+It is driven over HTTP and as a process only: Prefect's own client (its log and event workers,
+flushed before the server stops) is deployments.prefect_flush's.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import httpx
 
 from ssftp.errors import PrefectServerError
 from ssftp.logs import APP, log_event
-from ssftp.processes import record_pid, spawn_child, stop_child, stop_leftover
+from ssftp.runtime.children import spawn_child, stop_child
+from ssftp.runtime.pid_files import record_pid, stop_leftover
 
 logger = logging.getLogger(APP)
 OFFLINE_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
@@ -44,10 +45,8 @@ def is_healthy(api_url: str) -> bool:
 
 
 OURS = "started by this instance"
-# How long a stop waits for each of Prefect's log and event workers to send what it holds,
-# and for the server to exit after SIGTERM (then SIGKILL): with the worker's part (up.py),
-# within the 15 s a whole stop may take.
-FLUSH_SECONDS = 2.0
+# How long a stop waits for the server to exit after SIGTERM (then SIGKILL): with the
+# worker's part and the flush (up.py), within the 15 s a whole stop may take.
 SERVER_STOP_SECONDS = 5.0
 
 
@@ -147,19 +146,3 @@ def ensure_prefect_server(home: Path, port: int, *, url: str | None = None,
                                      f"end of {log}:\n{_log_tail(log)}")
         time.sleep(0.25)
     return server
-
-
-def flush_prefect_workers(timeout: float = FLUSH_SECONDS) -> None:
-    """Send what Prefect's log and event workers still hold, and stop them, while the API
-    still answers; waits up to ``timeout`` for each, and logs those that did not finish (what
-    they held is lost to the UI, not to ssftp: its own logs have it). Not on a thread with a
-    running event loop (``drain_all`` would return a coroutine): ``asyncio.to_thread`` it."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        drained = worker.drain_all(timeout=timeout, at_exit=False)
-        assert isinstance(drained, tuple), "called on a thread with a running event loop"
-        if drained[1]:
-            log_event(logger, "Prefect worker not flushed in time", logging.WARNING,
-                      worker=worker.__name__, timeout_seconds=timeout)

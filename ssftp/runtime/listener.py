@@ -44,10 +44,11 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ssftp.clamd import ClamdClient
-from ssftp.errors import InvalidValueError, ListenError
+from ssftp.addresses import Address
+from ssftp.errors import ListenError
 from ssftp.logs import APP, log_event
 from ssftp.metrics import REGISTRY
+from ssftp.scan.clamd import ClamdClient
 
 logger = logging.getLogger(APP)
 
@@ -70,19 +71,9 @@ _TEXT = "text/plain; charset=utf-8"
 
 Status = Literal["up", "down", "off"]
 Check = Callable[[], Status]
-Address = tuple[str, int]
 # An HTTP answer: status, content type, body.
 Answer = tuple[int, str, bytes]
 T = TypeVar("T")
-
-
-def parse_listen(value: str) -> Address:
-    """``HOST:PORT`` (``[::1]:9464`` for IPv6) as (host, port); InvalidValueError if not."""
-    host, sep, port = value.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9464)")
-    return host, int(port)
 
 
 def up_or_down(answered: bool) -> Status:

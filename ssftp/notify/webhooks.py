@@ -6,7 +6,7 @@ without asking back. With a ``secret`` the body is signed: the ``X-Ssftp-Signatu
 ``sha256=<hex HMAC-SHA256 of the exact body bytes>``, as GitHub-style receivers expect.
 
 Every notification has an ``eventId`` (also the ``X-Ssftp-Event-Id`` header). It is sent at
-least once (see :mod:`ssftp.outbox`); a notification sent again carries the same id, so a
+least once (see :mod:`ssftp.notify.outbox`); a notification sent again carries the same id, so a
 receiver can drop what it has seen. Bodies name files as the data root's areas do
 (``staging/acme/x.pdf``), never by host path, and a file that could not be scanned is told in
 words of ssftp's own, not in clamd's error (which names the socket on the host).
@@ -25,12 +25,12 @@ from typing import Any
 
 import httpx
 
-from ssftp.clamd import VerdictKind
 from ssftp.config.schema import Webhook
 from ssftp.errors import WebhookError
 from ssftp.logs import one_line
-from ssftp.outbox import StoredNotification
-from ssftp.scanner import ScanResult
+from ssftp.notify.outbox import StoredNotification
+from ssftp.scan.clamd import VerdictKind
+from ssftp.scan.scanner import ScanResult
 
 SIGNATURE_HEADER = "X-Ssftp-Signature"
 EVENT_HEADER = "X-Ssftp-Event"

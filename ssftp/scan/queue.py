@@ -1,7 +1,7 @@
 """The staging queue's policy: which staged files are scanned, when, and with which others.
 
 Two of DESIGN's invariants rest on it. "A file is scanned only once it is complete": a
-changed file waits in :mod:`ssftp.readiness` until it stops changing. "A crash loses nothing":
+changed file waits in :mod:`ssftp.scan.readiness` until it stops changing. "A crash loses nothing":
 the claims a dead scanner left are taken over, and a file that comes back from its run
 unscanned (a timeout, a clamd error) or whose run failed is retried after
 :mod:`ssftp.retry_schedule`'s backoff, its attempts counted across batches. Files that become
@@ -38,14 +38,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
-from ssftp.claims import sub_path_of
 from ssftp.config.schema import ScanningSettings
 from ssftp.layout import is_pending_name, is_reserved_name
 from ssftp.metrics import STAGING_FILES
-from ssftp.readiness import ReadinessTracker, StampOf, regular_file_stamp
 from ssftp.retry_schedule import RetrySchedule, backoff_delay
-from ssftp.scanner import ScanResult
-from ssftp.verdict_router import Area
+from ssftp.scan.claims import sub_path_of
+from ssftp.scan.readiness import ReadinessTracker, StampOf, regular_file_stamp
+from ssftp.scan.router import Area
+from ssftp.scan.scanner import ScanResult
 
 # The longest wait between two PINGs of an outage (unless retryInitialSeconds is longer).
 PROBE_MAX_SECONDS = 30.0

@@ -13,7 +13,7 @@ a claim never replaces another.
 
 A :class:`Claim` is what the scanner routes: it releases itself back to staging or moves itself
 on (to clean/, or to quarantine/ behind its verdict record), and takes its directories with it.
-Where a verdict sends it is :mod:`ssftp.verdict_router`'s decision, not the claim's.
+Where a verdict sends it is :mod:`ssftp.scan.router`'s decision, not the claim's.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from ssftp.layout import CLAIMS_DIR
 from ssftp.moves import fsync_directory, move_atomically
+from ssftp.procfs import ProcessId
 
 # Claims of another host are taken over only when its owner directory has not been touched
 # for this long (a live scanner touches it every HEARTBEAT_SECONDS).
@@ -37,19 +38,10 @@ FOREIGN_LEASE_SECONDS = 3600.0
 HEARTBEAT_SECONDS = 60.0
 
 
-def _process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (so a reused pid is not mistaken for the owner)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and ')' : split after its last ')'.
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def process_owner(pid: int | None = None) -> str:
     pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}.{pid}.{_process_start_time(pid) or '0'}"
+    process = ProcessId.of(pid)
+    return f"{socket.gethostname()}.{pid}.{process.start if process else 0}"
 
 
 def _owner_is_alive(owner: str, age_seconds: float) -> bool:
@@ -60,7 +52,8 @@ def _owner_is_alive(owner: str, age_seconds: float) -> bool:
         return age_seconds < FOREIGN_LEASE_SECONDS
     if host != socket.gethostname():
         return age_seconds < FOREIGN_LEASE_SECONDS
-    return _process_start_time(pid) == started
+    process = ProcessId.of(pid)
+    return process is not None and str(process.start) == started
 
 
 def _prune(directory: Path, owner_directory: Path) -> None:

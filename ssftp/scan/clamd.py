@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 
-from ssftp.errors import InvalidValueError
+from ssftp.addresses import ClamdAddress
+from ssftp.config.schema import ScanMode
 from ssftp.metrics import clamd_answered
 
 LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
@@ -36,9 +36,6 @@ DEFAULT_CHUNK = 1 << 20
 # A clamd that does not answer PING within this is taken as not there (a blackholed host
 # would otherwise hold a start, or an outage probe, for the whole scan timeout).
 PING_TIMEOUT = 5.0
-
-ScanMode = Literal["auto", "path", "fd", "stream"]
-
 
 class VerdictKind(StrEnum):
     CLEAN = "clean"
@@ -87,31 +84,6 @@ def parse_reply(reply: bytes) -> Verdict:
                            signature)
         return Verdict(VerdictKind.INFECTED, f"{signature} FOUND", signature)
     return Verdict(VerdictKind.ERROR, f"unreadable clamd reply: {text[:200]!r}")
-
-
-@dataclass(frozen=True)
-class ClamdAddress:
-    """``/path/clamd.sock`` (or ``unix:/path``) or ``tcp://host:port`` (or ``host:port``)."""
-
-    unix_path: str | None = None
-    host: str | None = None
-    port: int | None = None
-
-    @classmethod
-    def parse(cls, value: str) -> ClamdAddress:
-        if value.startswith("unix:"):
-            return cls(unix_path=value.removeprefix("unix:"))
-        if "/" in value and not value.startswith("tcp://"):
-            # A socket path, absolute or relative (host:port never holds a slash).
-            return cls(unix_path=value)
-        host, sep, port = value.removeprefix("tcp://").rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise InvalidValueError("a clamd address is a socket path (/path, dir/name or "
-                                    "unix:path) or host:port (or tcp://host:port)")
-        return cls(host=host.strip("[]"), port=int(port))
-
-    def __str__(self) -> str:
-        return self.unix_path if self.unix_path else f"tcp://{self.host}:{self.port}"
 
 
 class ClamdClient:

@@ -1,0 +1,16 @@
+"""The scan pipeline: one staged file, from staging to clean/ or quarantine/.
+
+Read it top-down, in the order a file goes::
+
+    queue.py      which staged files are due (settled, not retried too soon, clamd up)
+      readiness.py  a file dropped by another writer is scanned once it stops changing
+    scanner.py    Scanner.scan, the unit of work:
+      claims.py     claim: rename the file out of every client's reach
+      clamd.py      examine: ask clamd about exactly these bytes (a Verdict, never a raise)
+      router.py     route: where the verdict sends the file, and the record that goes with it
+      owners.py     whose file it is (the account that staged it)
+                    record: the audit record and the notifications owed, before the move
+                    move: the claim goes to its destination
+
+Nothing here knows asyncssh or Prefect: flows/scan.py runs it, tests call it directly.
+"""
