@@ -77,10 +77,19 @@ def _permission_names(value: list[str] | None) -> list[str] | None:
 
 
 class Auth(Model):
-    username: Annotated[str, AfterValidator(_username)]
-    password: SecretStr | None = None
-    # sSFTP has one key per account; a list is our extension for key rotation.
-    public_key: str | list[str] | None = None
+    username: Annotated[str, AfterValidator(_username)] = Field(description=(
+        "The login name: 1 to 64 letters, digits, `.`, `_`, `@` or `-`, starting with a letter "
+        "or a digit, and used by one account only. sSFTP's key."))
+    password: SecretStr | None = Field(default=None, description=(
+        "The account's password: a bcrypt (`$2a$`, `$2b$`, `$2y$`) or argon2id hash, as "
+        "`ssftp hash-password` prints it, so the file never holds a password anyone can read. "
+        "Plaintext still loads (sSFTP files have it), with a warning to store a hash instead. "
+        "An account needs a password or a `publicKey`. sSFTP's key."))
+    public_key: str | list[str] | None = Field(default=None, description=(
+        "The OpenSSH public key the account logs in with, one line as in `authorized_keys`; or "
+        "a list of them (our extension: a new key can be added before the old one is removed). "
+        "A key that cannot be parsed is a warning and is ignored: it cannot log in, and the "
+        "account's other credentials still work. sSFTP's key."))
 
     @property
     def public_keys(self) -> list[str]:
@@ -98,9 +107,25 @@ class Auth(Model):
 
 
 class AccountEntry(Model):
-    directory: Directory
-    auth: Auth
-    permissions: Annotated[list[str] | None, AfterValidator(_permission_names)] = None
+    directory: Directory = Field(description=(
+        "The account's directory below its area (`staging/` for stagingDir accounts, `clean/` "
+        "for cleanDir accounts): its jail, shown to the account as `/`. Relative, without "
+        "`..`, `.`, empty components, `\\` or names starting with `.ssftp-` (ssftp's own). "
+        "Accounts of one kind may not share a directory or nest one in another, since they "
+        "would see each other's files. `*` (cleanDir accounts only) is the whole area. "
+        "sSFTP's key."))
+    auth: Auth = Field(description="How the account logs in. sSFTP's key.")
+    permissions: Annotated[list[str] | None, AfterValidator(_permission_names)] = Field(
+        default=None, description=(
+            "What the account may do, by SFTPGo's names: `list`, `download`, `upload`, "
+            "`overwrite`, `delete`, `rename`, `create_dirs`, `chmod`, `chtimes`, or `*` for all "
+            "(SFTPGo's `delete_files`, `delete_dirs`, `rename_files` and `rename_dirs` are "
+            "taken too). Creating links and `chown` are never granted: a link could point out "
+            "of the jail, and the data root is shared. Absent, each kind gets only what it "
+            "needs: stagingDir accounts `list`, `upload`, `create_dirs` (plus renaming and "
+            "removing their own uploads in progress, such as `*.filepart`); cleanDir accounts "
+            "`list`, `download`, and `delete` with `allowDelete`. Given, the list replaces "
+            "these defaults, `allowDelete` included."))
 
 
 class StagingAccount(AccountEntry):
@@ -113,12 +138,20 @@ class StagingAccount(AccountEntry):
 
 
 class CleanAccount(AccountEntry):
-    allow_delete: bool = False
+    allow_delete: bool = Field(default=False, description=(
+        "Adds `delete` to the account's default permissions, so a consumer can remove what it "
+        "has fetched. Off: a consumer that only reads cannot take a file from the others. "
+        "Ignored when `permissions` is given."))
 
 
 class Users(Model):
-    staging_dir: list[StagingAccount] = Field(default_factory=list)
-    clean_dir: list[CleanAccount] = Field(default_factory=list)
+    staging_dir: list[StagingAccount] = Field(default_factory=list, description=(
+        "The partners' accounts: each uploads into `staging/<directory>`, and nothing it "
+        "uploads is seen by anyone until ClamAV has passed it to `clean/<directory>`. "
+        "sSFTP's key."))
+    clean_dir: list[CleanAccount] = Field(default_factory=list, description=(
+        "The consumers' accounts: each downloads from `clean/<directory>` (or all of `clean/` "
+        "with `*`), where only files with a clean verdict are. sSFTP's key."))
 
 
 def _http_url(value: str) -> str:
@@ -130,19 +163,40 @@ def _http_url(value: str) -> str:
 
 
 class Webhook(Model):
-    name: Literal["virusFound", "scanError"]
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$"), AfterValidator(_http_url)]
-    secret: SecretStr | None = None
-    # Seconds for a whole attempt (connect, send, read the answer), not per read.
-    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
-    retries: Annotated[int, Field(ge=0, le=20)] = 3
-    # Our extension: the first retry waits this long, each next one twice as long.
-    retry_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    name: Literal["virusFound", "scanError"] = Field(description=(
+        "What the webhook is told about: `virusFound`, an infected file; `scanError`, an "
+        "unscannable file, or the first failed attempt of a file clamd could not scan (once "
+        "per file, not per retry). sSFTP's key."))
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$"), AfterValidator(_http_url)] = Field(
+        description="Where the JSON body is POSTed: an http:// or https:// URL with a host. "
+                    "sSFTP's key.")
+    secret: SecretStr | None = Field(default=None, description=(
+        "Signs each body: the `X-Ssftp-Signature` header is `sha256=` and the HMAC-SHA256 of "
+        "the body with this secret, so the receiver can tell the POST came from this gateway. "
+        "Absent, bodies are not signed. Write it as `${NAME}` to keep it out of the file."))
+    timeout: Annotated[float, Field(gt=0, le=300)] = Field(default=10.0, description=(
+        "Seconds for a whole attempt (connect, send, read the answer to its end), not per "
+        "read: a receiver that trickles its answer is cut off and the attempt failed. Ten "
+        "seconds is ample for a receiver that works, and a dead one holds no delivery for "
+        "longer."))
+    retries: Annotated[int, Field(ge=0, le=20)] = Field(default=3, description=(
+        "Attempts after a failed one, within one delivery. A notification still not delivered "
+        "after them stays owed in the outbox and is sent again later (after 1 minute, "
+        "doubling to 1 hour), so a receiver that is down for a while misses nothing."))
+    retry_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(default=2.0, description=(
+        "The first retry waits this long, each next one twice as long (2, 4 and 8 s with the "
+        "defaults): a receiver that restarts is given a moment, not a burst."))
 
 
 class LogDest(Model):
-    kind: Literal["file", "stdout"]
-    props: dict[str, str] = Field(default_factory=dict)
+    kind: Literal["file", "stdout"] = Field(description=(
+        "`file`: the logs (`ssftp.log`, `transfer.log`, `audit.log`, JSON lines) are also "
+        "written to the directory `props.path`, besides the data root's `log/` (where a "
+        "split deployment ships them; `ssftp status` reads the audit log there too). "
+        "`stdout`: accepted for sSFTP files and changes nothing, as the logs always go to "
+        "stdout. sSFTP's key."))
+    props: dict[str, str] = Field(default_factory=dict, description=(
+        "The destination's settings: `path`, the directory, required for `file`. sSFTP's key."))
 
     @model_validator(mode="after")
     def _file_has_path(self) -> LogDest:
@@ -181,18 +235,41 @@ class RemoteEndpoint(Model):
     trusted host keys.
     """
 
-    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
-    host: Annotated[str, Field(min_length=1)]
-    port: Annotated[int, Field(ge=1, le=65535)] = 22
-    username: Annotated[str, Field(min_length=1)]
-    password: SecretStr | None = None
-    remote_directory: str | None = None
-    # Our extensions: remote host keys are checked unless the entry explicitly opts out.
-    known_hosts: str | None = None
-    host_key_fingerprint: Annotated[str | None, AfterValidator(_fingerprint)] = None
-    insecure_ignore_host_key: bool = False
-    interval: Annotated[int, Field(ge=1)] | None = None
-    cron: Annotated[str | None, AfterValidator(_cron)] = None
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")] = (
+        Field(description=(
+            "Names the entry in its runs (`download NAME`, `upload NAME`), its schedule, the "
+            "audit log and the events; unique across downloaders and uploaders. sSFTP's key.")))
+    host: Annotated[str, Field(min_length=1)] = Field(
+        description="The remote SFTP server's host name or address. sSFTP's key.")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        default=22, description="The remote server's SSH port. sSFTP's key.")
+    username: Annotated[str, Field(min_length=1)] = Field(
+        description="The login name on the remote server. sSFTP's key.")
+    password: SecretStr | None = Field(default=None, description=(
+        "The password for the remote login, when the server takes one (a private key can be "
+        "given too). Write it as `${NAME}` to keep it out of the file. sSFTP's key."))
+    remote_directory: str | None = Field(default=None, description=(
+        "The remote directory to download from or upload to, relative to the login directory; "
+        "absent or empty: the login directory itself. sSFTP's key."))
+    known_hosts: str | None = Field(default=None, description=(
+        "An OpenSSH known_hosts file of the host keys to trust (`[host]:port` for ports other "
+        "than 22), relative to `system/`; one named here that does not exist fails the run. "
+        "Absent: `system/known_hosts`. Host keys are always checked: a key that neither this "
+        "file nor `hostKeyFingerprint` trusts fails the run at once, naming its fingerprint, "
+        "since an unchecked key lets anyone on the path pose as the server."))
+    host_key_fingerprint: Annotated[str | None, AfterValidator(_fingerprint)] = Field(
+        default=None, description=(
+            "A host key to trust besides the known_hosts file's, pinned by its fingerprint as "
+            "`ssh-keygen -lf KEY.pub` prints it (`SHA256:` and 43 base64 characters)."))
+    insecure_ignore_host_key: bool = Field(default=False, description=(
+        "Trusts any host key: the check is off, and every run warns about it. Only for a "
+        "server whose key cannot be known, since anyone on the path could then pose as it."))
+    interval: Annotated[int, Field(ge=1)] | None = Field(default=None, description=(
+        f"Runs the entry every this many seconds. Without `interval` or `cron`, every "
+        f"{DEFAULT_TRANSFER_INTERVAL} s. Not together with `cron`."))
+    cron: Annotated[str | None, AfterValidator(_cron)] = Field(default=None, description=(
+        "Runs the entry on this cron schedule instead, in UTC (`*/5 * * * *`). Not together "
+        "with `interval`."))
 
     @model_validator(mode="after")
     def _one_schedule(self) -> RemoteEndpoint:
@@ -215,104 +292,164 @@ class RemoteEndpoint(Model):
 
 
 class Downloader(RemoteEndpoint):
-    private_key_path: str | None = None
-    private_key_passphrase: SecretStr | None = Field(default=None, alias="privatekeyPassphrase")
-    local_staging_directory: Directory
-    delete_remote_file_after_download: bool = False
-    override_existing_file: bool = True
+    private_key_path: str | None = Field(default=None, description=(
+        "The client key to log in with (OpenSSH or PEM format), relative to `system/`. "
+        "sSFTP's key (uploaders spell it `privatekeyPath`)."))
+    private_key_passphrase: SecretStr | None = Field(
+        default=None, alias="privatekeyPassphrase", description=(
+            "The passphrase of an encrypted private key; write it as `${NAME}` to keep it out "
+            "of the file. sSFTP's key."))
+    local_staging_directory: Directory = Field(description=(
+        "Where the files land: `staging/<this>/`, sub-directories kept, to be scanned like "
+        "uploads. A directory, not `*`; no staging account or other downloader may share it "
+        "or nest in it, or their files would mix and be credited to the wrong owner. "
+        "sSFTP's key."))
+    delete_remote_file_after_download: bool = Field(default=False, description=(
+        "Deletes each remote file once its copy is complete in staging. Off, the remote files "
+        "stay, and `system/transfers.sqlite` remembers each fetched file's size and mtime, so "
+        "a file is fetched again only when it changes. sSFTP's key."))
+    override_existing_file: bool = Field(default=True, description=(
+        "Replaces a file of the same name already waiting in staging. `false` skips a file "
+        "that is already in staging or in `clean/`, and only that file. sSFTP's key."))
 
 
 class Uploader(RemoteEndpoint):
-    # sSFTP spells this one differently from the downloader's privateKeyPath.
-    private_key_path: str | None = Field(default=None, alias="privatekeyPath")
-    private_key_passphrase: SecretStr | None = Field(default=None, alias="privatekeyPassphrase")
-    # "*" uploads everything in clean/.
-    local_directory_to_upload: Directory
-    override_remote_existing_file: bool = True
+    private_key_path: str | None = Field(default=None, alias="privatekeyPath", description=(
+        "The client key to log in with (OpenSSH or PEM format), relative to `system/`. "
+        "sSFTP's key, spelt so (downloaders spell it `privateKeyPath`)."))
+    private_key_passphrase: SecretStr | None = Field(
+        default=None, alias="privatekeyPassphrase", description=(
+            "The passphrase of an encrypted private key; write it as `${NAME}` to keep it out "
+            "of the file. sSFTP's key."))
+    local_directory_to_upload: Directory = Field(description=(
+        "What to send: the clean files in `clean/<this>/`, sub-directories kept; `*`: all of "
+        "`clean/`. A file sent moves to `uploadarchive/`. No two uploaders may share a "
+        "directory or nest one in another: both would send the same files. sSFTP's key."))
+    override_remote_existing_file: bool = Field(default=True, description=(
+        "Replaces a remote file of the same name. `false`: such a file is skipped and stays "
+        "in `clean/` for a later run. sSFTP's key."))
 
 
 class TransferSettings(Model):
     """Our extension: how downloaders and uploaders retry and share remote servers."""
 
-    # A run that cannot reach its server tries again this many times, after retryDelaySeconds,
-    # doubling each time.
-    retries: Annotated[int, Field(ge=0, le=20)] = 3
-    retry_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
-    # At most this many downloaders and uploaders talk to one host:port at once.
-    max_connections_per_host: Annotated[int, Field(ge=1, le=100)] = 2
-    # Connect and log in within this many seconds, or the attempt fails (and is retried).
-    connect_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    retries: Annotated[int, Field(ge=0, le=20)] = Field(default=3, description=(
+        "A run that cannot reach its server (a connection failure, not a refused login or host "
+        "key, which fail at once) tries again this many times before it fails with the reason: "
+        "a remote server that restarts does not cost a whole schedule interval."))
+    retry_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(default=10.0, description=(
+        "The first retry waits this long, each next one twice as long (10, 20 and 40 s with "
+        "the defaults)."))
+    max_connections_per_host: Annotated[int, Field(ge=1, le=100)] = Field(default=2, description=(
+        "At most this many downloader and uploader runs talk to one host:port at once (a "
+        "Prefect concurrency limit per host:port), so that several entries on one partner's "
+        "server do not take its sessions from each other or from the partner."))
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=30.0, description=(
+            "Connect and log in within this many seconds, or the attempt fails and is "
+            "retried: a server that does not answer must not hold a run."))
 
 
 class DefenderSettings(Model):
     """Our extension: ban an address after too many failed logins."""
 
-    max_failures: Annotated[int, Field(ge=1)] = 10
-    window_seconds: Annotated[float, Field(gt=0)] = 300.0
-    ban_seconds: Annotated[float, Field(ge=0)] = 900.0
+    max_failures: Annotated[int, Field(ge=1)] = Field(default=10, description=(
+        "Failed logins from one address within `windowSeconds` that get it banned: more than "
+        "a partner mistyping a password makes, few for a password guesser."))
+    window_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=300.0, description="How far back failed logins are counted.")
+    ban_seconds: Annotated[float, Field(ge=0)] = Field(default=900.0, description=(
+        "How long a ban lasts: every login from the address fails meanwhile, even with the "
+        "right credentials, and is logged as such. A quarter of an hour slows a guesser down "
+        "without locking a partner out for long."))
 
 
 class LimitsSettings(Model):
     """Our extension: what one client may hold of the server, so that no account can take it
-    from the others. A refused limit is logged once per session; refused connections once per
-    address and limit, and refused requests once per connection, operation and reason, then
-    as a count each minute (a flood writes a few lines, not one each).
+    from the others. A refusal is logged as `limit reached`: once per session; for refused
+    connections at most once a minute per limit and address, and for refused requests once per
+    connection, operation and reason, each followed by the number `suppressed` since the line
+    before (a flood writes a few lines, not one each).
 
-    ``maxOpenHandles`` bounds the open files and directories of one SFTP session: each holds a
-    file descriptor, and the process has a fixed number of them for every session. 512 is far
-    more than any real client keeps open (OpenSSH's sftp: a few; rclone: its transfers) and
-    leaves a 20 000-descriptor server room for dozens of sessions at their limit.
-
-    ``maxSessionsPerConnection`` (OpenSSH's MaxSessions, 10) bounds the SFTP channels of one
-    connection, each with its own handles. An account's parallel transfers (rclone's 4 to
-    8, a few scripts) fit in ``maxConnectionsPerAccount`` 20; one address gets more (50),
-    since several partners may share one behind NAT. ``maxUnauthenticatedConnections``
-    (OpenSSH's MaxStartups) bounds those still logging in, in total: each costs a key
-    exchange, and a flood of them must not keep the partners out for longer than
-    ``loginGraceSeconds`` (asked at start only).
-
-    ``channelWindowBytes`` is the SSH window each SFTP channel advertises: how much a client
-    may send before the server acknowledges it. With asyncssh's 2 MiB, topped up at half,
-    uploads through a 40 ms-each-way link ran at 0.64x OpenSSH's speed; with 16 MiB at 2.2x.
-    Asked at start only. It does not bound memory (asyncssh tops a window up as data arrives,
-    not as it is written): ``maxBufferedBytes`` and each connection's share do (below).
-
-    ``maxBufferedBytes`` bounds what all connections together make the server hold in memory:
-    data received and not yet written (or hashed), and READ replies not yet sent; each
-    connection holds 16 MiB of the one and 8 MiB of the other at most. Beyond it, a connection
-    holding more than 4 MiB of either waits (its socket is not read, its READs wait) until
-    others give some back. 256 MiB is sixteen connections at their whole share of received
-    data. Asked at start only.
-
-    ``maxHashCommandsPerAccount`` bounds the exec hash commands (``sha256sum``...) an account
-    runs at once, in all its connections: each is a thread reading a whole file or its
-    standard input. 8 is rclone's default ``--checkers``.
+    On a hot reload, new limits apply to the next connection (per account, per address,
+    logging in), to an established connection's next SFTP channel and to an established
+    session's next OPEN or OPENDIR; what is already open or connected stays. The keys that
+    say so are read at start only.
     """
 
-    max_open_handles: Annotated[int, Field(ge=1, le=100_000)] = 512
-    max_sessions_per_connection: Annotated[int, Field(ge=1, le=1000)] = 10
-    max_connections_per_account: Annotated[int, Field(ge=1, le=10_000)] = 20
-    max_connections_per_address: Annotated[int, Field(ge=1, le=10_000)] = 50
-    max_unauthenticated_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
-    login_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
-    channel_window_bytes: Annotated[int, Field(ge=64 * 1024, le=1 << 30)] = 16 << 20
-    max_buffered_bytes: Annotated[int, Field(ge=16 << 20, le=1 << 40)] = 256 << 20
-    max_hash_commands_per_account: Annotated[int, Field(ge=1, le=10_000)] = 8
+    max_open_handles: Annotated[int, Field(ge=1, le=100_000)] = Field(default=512, description=(
+        "Open files and directories of one SFTP session; beyond it an OPEN or OPENDIR fails "
+        "with `too many open handles (512)`. Each holds a file descriptor, and the process has "
+        "a fixed number of them for every session. 512 is far more than any real client keeps "
+        "open (OpenSSH's sftp: a few; rclone: its transfers) and leaves a 20 000-descriptor "
+        "server room for dozens of sessions at their limit."))
+    max_sessions_per_connection: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=10, description=(
+            "SFTP channels of one connection, each with its own handles (OpenSSH's "
+            "MaxSessions, 10)."))
+    max_connections_per_account: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=20, description=(
+            "Logged-in connections of one account: an account's parallel transfers (rclone's 4 "
+            "to 8, a few scripts) fit."))
+    max_connections_per_address: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=50, description=(
+            "Connections from one address: more than one account's, since several partners "
+            "may share one address behind NAT."))
+    max_unauthenticated_connections: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=64, description=(
+            "Connections still logging in, in total (OpenSSH's MaxStartups): each costs a key "
+            "exchange, and a flood of them must not keep the partners out for longer than "
+            "`loginGraceSeconds`."))
+    login_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(default=60.0, description=(
+        "Time to log in, or be disconnected. Read at start only."))
+    channel_window_bytes: Annotated[int, Field(ge=64 * 1024, le=1 << 30)] = Field(
+        default=16 << 20, description=(
+            "The SSH window each SFTP channel advertises: how much a client may send before "
+            "the server acknowledges it. Through a 40 ms-each-way link a 64 MiB `sftp put` ran "
+            "at 0.64x OpenSSH's speed with asyncssh's 2 MiB (topped up at half), at 2.2x with "
+            "16 MiB. It does not bound memory (asyncssh tops a window up as data arrives, not "
+            "as it is written): `maxBufferedBytes` and each connection's share do. Read at "
+            "start only."))
+    max_buffered_bytes: Annotated[int, Field(ge=16 << 20, le=1 << 40)] = Field(
+        default=256 << 20, description=(
+            "What all connections together make the server hold in memory: data received and "
+            "not yet written (or hashed), and READ replies not yet sent. Each connection holds "
+            "16 MiB of the one and 8 MiB of the other at most; beyond this total, a connection "
+            "holding more than 4 MiB of either waits (its socket is not read, its READs wait) "
+            "until others give some back. 256 MiB is sixteen connections at their whole share "
+            "of received data. Read at start only."))
+    max_hash_commands_per_account: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=8, description=(
+            "The exec hash commands (`md5sum`, `sha1sum`, `sha256sum`) one account runs at "
+            "once, in all its connections: each is a thread reading a whole file or its "
+            "standard input. One more gets the reason on stderr and exit status 1. 8 is "
+            "rclone's default `--checkers`."))
 
 
 class ClamavSettings(Model):
-    """Our extension: which clamd scans, and how.
+    """Our extension: which clamd scans, and how."""
 
-    Without ``address``, ``ssftp up`` starts its own clamd under the data root; ``ssftp worker``
-    and ``ssftp scan`` need one.
-    """
-
-    address: str | None = None
-    timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
-    # Files over this size are never passed as clean: they go to quarantine as unscannable.
-    max_file_size: Annotated[int, Field(ge=1)] = 100 * 1024 * 1024
-    # auto: descriptor passing over a Unix socket, INSTREAM over TCP.
-    mode: ScanMode = "auto"
+    address: str | None = Field(default=None, description=(
+        "The clamd to scan with: a Unix socket path (Debian's is `/run/clamav/clamd.ctl`) or "
+        "`host:port` (`clamd:3310`). Absent, `ssftp up` starts a clamd of its own under the "
+        "data root, so that one command is enough on one machine; `ssftp worker` then needs "
+        "one, and `ssftp scan` uses the one `ssftp up` started."))
+    timeout: Annotated[float, Field(gt=0, le=3600)] = Field(default=120.0, description=(
+        "Seconds one scan may take. A scan that waits it out is logged (`clamd scan timed "
+        "out`) and followed by a PING: a clamd that answers was only slow on that file, which "
+        "is retried with backoff; one that does not hangs, which is an outage. Two minutes "
+        "leaves room for a large archive on a busy clamd."))
+    max_file_size: Annotated[int, Field(ge=1)] = Field(default=100 * 1024 * 1024, description=(
+        "Files larger than this many bytes are never clean: they are quarantined as "
+        "unscannable from their size alone, without a byte read, since clamd would not scan "
+        "them whole. The clamd that `ssftp up` starts gets the same limit for what it scans, "
+        "and reports content beyond it (an archive that expands) as "
+        "`Heuristics.Limits.Exceeded`: unscannable too, never clean."))
+    mode: ScanMode = Field(default="auto", description=(
+        "How a file reaches clamd. `auto`: its descriptor is passed over a Unix socket "
+        "(clamd needs no access to the data root, and the file cannot be swapped during the "
+        "scan), and it is streamed (INSTREAM) over TCP. `fd` and `stream` force one of them; "
+        "`path` has clamd open the file by its path (clamd must see the same filesystem)."))
 
     @field_validator("address")
     @classmethod
@@ -328,31 +465,46 @@ VERDICT_ON_CLOSE_MAX = 300.0
 class ScanningSettings(Model):
     """Our extension: how the staging watcher turns completed files into scan runs."""
 
-    # A file counts as complete once its size and mtime have not changed for this long
-    # (what other writers get; ssftp's own uploads are renamed into place complete).
-    stable_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.5
-    # Files that become ready within this window share one scan run.
-    batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = 0.25
-    max_batch_files: Annotated[int, Field(ge=1, le=10000)] = 1000
-    # Files of this many bytes and more are scanned in runs of their own, beside the others'
-    # (seconds each to hash and scan: they must not hold up the small files behind them).
-    large_file_size: Annotated[int, Field(ge=1)] = 16 * 1024 * 1024
-    # A file that could not be scanned (clamd down, timeout) is retried after this delay,
-    # doubling each time up to the maximum.
-    retry_initial_seconds: Annotated[float, Field(gt=0)] = 5.0
-    retry_max_seconds: Annotated[float, Field(gt=0)] = 600.0
-    # The close reply of an upload waits up to this long for the file's verdict, and reports
-    # an infected or unscannable file as a failure (server.verdict_wait); None: it does not
-    # wait. Strict: ``true`` is not one second. At most five minutes: a close reply held
-    # longer looks like a hung server.
-    verdict_on_close: Annotated[StrictFloat, Field(gt=0, le=VERDICT_ON_CLOSE_MAX)] | None = None
+    stable_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(default=0.5, description=(
+        "A file written in place by another writer (not through ssftp's SFTP server, whose "
+        "uploads are renamed into place complete) counts as complete once its size and mtime "
+        "have not changed for this long. Half a second keeps the wait short for files that "
+        "arrive whole."))
+    batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.25, description=(
+        "Files that become complete within this window share one scan run, so a thousand "
+        "small files cost one or a few Prefect runs, not a thousand."))
+    max_batch_files: Annotated[int, Field(ge=1, le=10000)] = Field(
+        default=1000, description=(
+            "The most files one scan run takes: a batch that reaches it starts at once, and "
+            "the files beyond it wait for the next run."))
+    large_file_size: Annotated[int, Field(ge=1)] = Field(default=16 * 1024 * 1024, description=(
+        "Files of this many bytes and more are scanned in runs of their own, one file at a "
+        "time, beside the others': seconds each to hash and scan, they must not hold up "
+        "another partner's small file."))
+    retry_initial_seconds: Annotated[float, Field(gt=0)] = Field(default=5.0, description=(
+        "A file clamd did not scan (clamd down, a timeout, an error) goes back to staging and "
+        "is retried after this delay, doubling each time up to `retryMaxSeconds`."))
+    retry_max_seconds: Annotated[float, Field(gt=0)] = Field(default=600.0, description=(
+        "The longest wait between two attempts of a file."))
+    verdict_on_close: Annotated[StrictFloat, Field(gt=0, le=VERDICT_ON_CLOSE_MAX)] | None = (
+        Field(default=None, description=(
+            "Tells the partner the verdict in the reply to the upload's close: the server "
+            "waits up to this many seconds for the file's verdict and answers an infected or "
+            "unscannable file with a failure naming it; a clean file, or no verdict in time, "
+            "is answered OK. Absent: the close does not wait (the behaviour of sSFTP and of "
+            "plain SFTP servers). Strict: `true` is not one second. At most "
+            f"{VERDICT_ON_CLOSE_MAX:g} s, since a close reply held longer looks like a hung "
+            "server. A reload applies to the next close.")))
 
 
 class MetricsSettings(Model):
     """Our extension: where ``/metrics`` (Prometheus) and ``/healthz`` are served; off when
     ``listen`` is absent. ``--metrics-listen`` on ``up``, ``serve`` and ``worker`` overrides it."""
 
-    listen: str | None = None
+    listen: str | None = Field(default=None, description=(
+        "`HOST:PORT` (`[::1]:9464` for IPv6) to serve `/metrics` and `/healthz` on, exactly "
+        "that address and without authentication: keep it on loopback or a private network. "
+        "Absent, nothing listens that the operator did not ask for. Read at start."))
 
     @field_validator("listen")
     @classmethod
@@ -363,33 +515,67 @@ class MetricsSettings(Model):
 
 
 class SsftpConfig(Model):
-    sftp_port: Annotated[int, Field(ge=0, le=65535)] = 2002
-    # Our extension: loopback unless the operator says otherwise (or passes --host).
-    sftp_host: str = "127.0.0.1"
-    # Safe default: scanning is on unless explicitly switched off.
-    enable_virus_scan: bool = True
-    # sSFTP's switch for rescanning leftovers; ssftp always rescans staging on start.
-    enable_file_scavenging: bool = True
-    enable_sftp_client_downloader: bool = False
-    enable_sftp_client_uploader: bool = False
-    # Our extension: fsync each upload before it becomes visible, so a power cut cannot turn
-    # a completed upload into an empty file.
-    fsync_uploads: bool = True
-    # Our extension: how long an interrupted upload is kept (hidden) for a resume, and a
-    # client's own temp file (``*.filepart``, lftp's ``.in.NAME``) left by a client that went
-    # away, before both are removed. A day covers a partner whose link failed overnight.
-    partial_upload_ttl_seconds: Annotated[float, Field(gt=0, le=365 * 24 * 3600)] = 24 * 3600.0
-    defender: DefenderSettings = Field(default_factory=DefenderSettings)
-    limits: LimitsSettings = Field(default_factory=LimitsSettings)
-    # Our extension: the name webhooks and audit records give this instance (in a chain).
+    sftp_port: Annotated[int, Field(ge=0, le=65535)] = Field(default=2002, description=(
+        "The TCP port the SFTP server listens on; `--port` of `ssftp up` and `ssftp serve` "
+        "overrides it, and 0 picks a free one. Read at start. sSFTP's key and default."))
+    sftp_host: str = Field(default="127.0.0.1", description=(
+        "The address the SFTP server listens on; `--host` overrides it. Loopback, so that a "
+        "new install is reachable from other machines only once the operator says so: "
+        "`0.0.0.0` accepts clients from anywhere. Read at start."))
+    enable_virus_scan: bool = Field(default=True, description=(
+        "Scanning is on unless switched off here. `false` passes files to `clean/` unscanned, "
+        "with the verdict `unscanned` in the audit log and a warning at start and from "
+        "`check-config`. sSFTP's key."))
+    enable_file_scavenging: bool = Field(default=True, description=(
+        "sSFTP's switch for scanning files left in staging again. Accepted and ignored (`false` "
+        "is a warning): ssftp always scans every file left in staging again on start, so a "
+        "crash loses nothing."))
+    enable_sftp_client_downloader: bool = Field(default=False, description=(
+        "Runs the `sftpClientDownloaders`. Off: ssftp fetches from remote servers only when "
+        "told to. Switched off on a reload, their schedules are removed. sSFTP's key."))
+    enable_sftp_client_uploader: bool = Field(default=False, description=(
+        "Runs the `sftpClientUploaders`. Off: ssftp sends files to remote servers only when "
+        "told to. Switched off on a reload, their schedules are removed. sSFTP's key."))
+    fsync_uploads: bool = Field(default=True, description=(
+        "Each upload is fsynced before it becomes visible, so a power cut cannot turn a "
+        "completed upload into an empty or partial file. `false` trades that for speed where "
+        "fsync is slow."))
+    partial_upload_ttl_seconds: Annotated[float, Field(gt=0, le=365 * 24 * 3600)] = Field(
+        default=24 * 3600.0, description=(
+            "How long an upload cut off by a dropped connection is kept, hidden in `<account "
+            "root>/.ssftp-partials/`, for the same account to resume, and how long a client's "
+            "own temp file left by a client that went away (`NAME.filepart`, lftp's `.in.NAME`) "
+            "stays in staging, before both are removed (logged as `removed unfinished "
+            "upload`). Counted from the server's own clock and the file's last change (its "
+            "ctime), never from an mtime a client can set. A day covers a partner whose link "
+            "failed overnight."))
+    defender: DefenderSettings = Field(default_factory=DefenderSettings, description=(
+        "Bans an address after repeated failed logins."))
+    limits: LimitsSettings = Field(default_factory=LimitsSettings, description=(
+        "What one client may hold of the server: handles, sessions, connections, memory."))
     instance_name: Annotated[str, Field(min_length=1, max_length=128)] = Field(
-        default_factory=socket.gethostname)
-    clamav: ClamavSettings = Field(default_factory=ClamavSettings)
-    scanning: ScanningSettings = Field(default_factory=ScanningSettings)
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-    transfers: TransferSettings = Field(default_factory=TransferSettings)
-    webhooks: list[Webhook] = Field(default_factory=list)
-    log_dests: list[LogDest] = Field(default_factory=list)
-    users: Users = Field(default_factory=Users)
-    sftp_client_downloaders: list[Downloader] = Field(default_factory=list)
-    sftp_client_uploaders: list[Uploader] = Field(default_factory=list)
+        default_factory=socket.gethostname, description=(
+            "Names this instance in webhooks, audit records, Prefect run tags and events, and "
+            "its transfer deployments (`download/<instanceName>`, `upload/<instanceName>`). "
+            "The host name by default; give each instance that shares a Prefect server (a "
+            "chain, a split deployment) a name of its own."))
+    clamav: ClamavSettings = Field(default_factory=ClamavSettings, description=(
+        "Which clamd scans, and how."))
+    scanning: ScanningSettings = Field(default_factory=ScanningSettings, description=(
+        "How completed files become scan runs, and how a failed scan is retried."))
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description=(
+        "Where `/metrics` and `/healthz` are served."))
+    transfers: TransferSettings = Field(default_factory=TransferSettings, description=(
+        "How downloaders and uploaders retry and share remote servers."))
+    webhooks: list[Webhook] = Field(default_factory=list, description=(
+        "Webhooks POSTed for infected and unscannable files. Delivered at least once, from a "
+        "durable outbox, with a stable `eventId`. sSFTP's key."))
+    log_dests: list[LogDest] = Field(default_factory=list, description=(
+        "More places for the logs, besides the data root's `log/` and stdout. sSFTP's key."))
+    users: Users = Field(default_factory=Users, description="The accounts. sSFTP's key.")
+    sftp_client_downloaders: list[Downloader] = Field(default_factory=list, description=(
+        "Scheduled downloads from remote SFTP servers into staging, where the files are "
+        "scanned like uploads; run only with `enableSftpClientDownloader: true`. sSFTP's key."))
+    sftp_client_uploaders: list[Uploader] = Field(default_factory=list, description=(
+        "Scheduled uploads of clean files to remote SFTP servers (another ssftp's staging "
+        "account, in a chain); run only with `enableSftpClientUploader: true`. sSFTP's key."))
