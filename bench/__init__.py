@@ -1,4 +1,4 @@
 """Benchmarks: ssftp against OpenSSH's sftp server and raw clamd, measured in one run.
 
-``python -m bench`` (see ``bench/__main__.py``); the README says what each figure means.
+``python -m bench`` (see ``bench/__main__.py``); docs/benchmarks.md says what each figure means.
 """

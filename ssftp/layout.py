@@ -29,7 +29,7 @@ PARTIALS_DIR = RESERVED_PREFIX + "partials"
 # Temp names that clients upload to before renaming to the final name. Such a file is an
 # upload still in progress: never scanned under this name, its rename to the final name needs
 # only the ``upload`` permission, and one left behind is removed after
-# ``partialUploadTtlSeconds``. The conventions (see README "Client temp names"):
+# ``partialUploadTtlSeconds``. The conventions (see docs/server.md, "Client temp names"):
 # - ``NAME.filepart``: WinSCP (resumable transfers) and rclone;
 # - ``.in.NAME``: lftp with ``set xfer:use-temp-file yes`` (its ``xfer:temp-file-name``
 #   default ``.in.*``; lftp 4.9 measured), so also ``.in.NAME.`` of other lftp versions.

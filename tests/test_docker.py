@@ -60,7 +60,7 @@ SERVICES = ("postgres", "prefect-server", "clamd", "sftp", "worker")
 BUILD_TIMEOUT = 900.0
 UP_TIMEOUT = 300.0
 
-# How long each phase took, printed at the end of the module (the figures of the README).
+# How long each phase took, printed at the end of the module (the figures of docs/docker.md).
 PHASES: dict[str, float] = {}
 
 
