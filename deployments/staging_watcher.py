@@ -6,7 +6,8 @@ run: one run in flight per lane (:class:`ssftp.scan.queue.Lane`), so a big file'
 holds up the small files' runs. A watch that fails is logged and replaced by walks every few
 seconds until it can be set up again: a name, a full queue of kernel events or a directory that
 cannot be watched never stops the scanning.
-Webhook notifications go to their own runs, which the watcher does not wait for. On start it
+What the scans owe (webhooks, events) their record step stores before each file moves: the
+watcher only keeps the queue's retries. On start it
 sweeps staging, and takes over claims left by a crashed scanner, so a crash loses nothing.
 During a clamd outage it sends the PINGs the queue asks for, and logs the outage's start and
 end once each.
@@ -29,14 +30,12 @@ from ssftp.logs import APP, log_event
 from ssftp.scan.claims import HEARTBEAT_SECONDS, ClaimArea
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.queue import Lane, StagingQueue, is_candidate
-from ssftp.scan.scanner import ScanResult
+from ssftp.scan.results import ScanResult
 from ssftp.tree_watch import Change, Kind, TreeWatch, keep_watching
 
 logger = logging.getLogger(APP)
 
 ScanBatch = Callable[[list[Path], Lane], Awaitable[list[ScanResult]]]
-# Called with each batch's results and the failed-attempt count of each file that failed.
-ResultsHandler = Callable[[list[ScanResult], dict[str, int]], None]
 # The clamd the scans use now (it changes on a config reload); None with scanning off.
 CurrentClamd = Callable[[], ClamdClient | None]
 
@@ -65,7 +64,6 @@ class StagingWatcher:
     claims: ClaimArea
     settings: Callable[[], ScanningSettings]
     scan_batch: ScanBatch
-    on_results: ResultsHandler
     clamd: CurrentClamd
     queue: StagingQueue = field(init=False)
     # The scan run in flight in each lane. One at a time per lane: concurrent runs make the
@@ -117,7 +115,7 @@ class StagingWatcher:
             self.queue.run_failed([*batch, *self._claimed_from(batch)])
             return
         was_down = self.queue.in_outage
-        self.on_results(results, self.queue.scanned(batch, results))
+        self.queue.scanned(batch, results)
         if self.queue.in_outage and not was_down:
             log_event(logger, "clamd does not answer; scanning waits for it", logging.WARNING,
                       address=self._clamd_name(),

@@ -14,16 +14,16 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from deployments.prefect_flush import flush_prefect_workers
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TransferDeployments
-from flows.events import emit_waiting
 from flows.notify import NotifyRuns
 from flows.scan import ScanRuns
 from ssftp.addresses import Address, ClamdAddress
@@ -32,8 +32,8 @@ from ssftp.errors import NoClamdError, OutboxError, WorkerDiedError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, warn_on_stderr
 from ssftp.metrics import TRANSFERS
-from ssftp.notify.outbox import Outbox, StoredNotification
-from ssftp.notify.webhooks import notifications_for
+from ssftp.notify.outbox import Outbox
+from ssftp.notify.record import OutboxRecorder
 from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.runtime.listener import Status, clamd_status, metrics_listening, up_or_down
 from ssftp.runtime.loop_thread import LoopThread
@@ -42,8 +42,10 @@ from ssftp.runtime.stop import StopDeadline, run_until_stopped
 from ssftp.scan.claims import ClaimArea
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
-from ssftp.scan.router import Area
-from ssftp.scan.scanner import Scanner, ScanResult
+from ssftp.scan.queue import Lane
+from ssftp.scan.record import Recorder
+from ssftp.scan.results import ScanResult
+from ssftp.scan.scanner import Scanner
 from ssftp.transfer.state import stored_totals
 
 logger = logging.getLogger(APP)
@@ -67,10 +69,9 @@ def warn_if_clamd_is_silent(client: ClamdClient | None) -> None:
 
 
 def build_scanner(layout: DataLayout, active: ActiveConfig, claims: ClaimArea,
-                  started_clamd: ClamdAddress | None,
-                  owe: Callable[[ScanResult], None] | None = None) -> Scanner:
+                  started_clamd: ClamdAddress | None, recorder: Recorder | None = None) -> Scanner:
     """The scanner a config asks for; ``started_clamd`` is the one ``ssftp up`` started, and
-    ``owe`` stores the webhooks of a file about to move."""
+    ``recorder`` where its outcomes are recorded (the audit log only, by default)."""
     config = active.loaded.config
     client = None
     if config.enable_virus_scan:
@@ -82,7 +83,7 @@ def build_scanner(layout: DataLayout, active: ActiveConfig, claims: ClaimArea,
         client = ClamdClient(address, timeout=config.clamav.timeout,
                              max_file_size=config.clamav.max_file_size)
     return Scanner(layout, client, mode=config.clamav.mode, owners=StagingOwners(config),
-                   instance=config.instance_name, claims=claims, owe=owe)
+                   instance=config.instance_name, claims=claims, recorder=recorder)
 
 
 @dataclass
@@ -93,20 +94,23 @@ class ScanWorker:
     runs: ScanRuns = field(init=False)
     transfers: TransferDeployments = field(init=False)
     notifier: NotifyRuns = field(init=False)
+    recorder: OutboxRecorder = field(init=False)
     _notifying: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         layout = self.store.layout
         claims = ClaimArea(layout.staging)
-        self.notifier = NotifyRuns(Outbox(layout.outbox),
+        # One for the process, whichever scanner a reload builds: it counts the failures.
+        self.recorder = OutboxRecorder(Outbox(layout.outbox),
+                                       lambda: self.store.current.loaded.config)
+        self.notifier = NotifyRuns(self.recorder.outbox,
                                    lambda: self.store.current.loaded.config.webhooks)
         self.runs = ScanRuns(build_scanner(layout, self.store.current, claims,
-                                           self.started_clamd, self._owe))
+                                           self.started_clamd, self.recorder))
         self.watcher = StagingWatcher(
             staging=layout.staging, claims=claims,
             settings=lambda: self.store.current.loaded.config.scanning,
-            scan_batch=self.runs.scan_batch, on_results=self._notify,
-            clamd=lambda: self.runs.scanner.client)
+            scan_batch=self._scan_and_notify, clamd=lambda: self.runs.scanner.client)
         self.store.on_change(self._reconfigure)
         self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
                                              str(layout.root))
@@ -123,46 +127,24 @@ class ScanWorker:
     def _reconfigure(self, active: ActiveConfig) -> None:
         try:
             self.runs.scanner = build_scanner(self.store.layout, active, self.watcher.claims,
-                                              self.started_clamd, self._owe)
+                                              self.started_clamd, self.recorder)
         except NoClamdError as exc:
             log_event(logger, "config change not applied to scanning", logging.ERROR,
                       error=str(exc))
 
-    def _owe(self, result: ScanResult) -> None:
-        """The scanner's hook (in its thread), between a file's audit record and its move to
-        quarantine/ or clean/: the webhooks it owes are stored first, so a crash after the
-        move cannot lose them. Raises OutboxError, and the file then stays."""
-        config = self.store.current.loaded.config
-        self.notifier.outbox.add(
-            item.stored() for item in notifications_for(config.webhooks, result, 1,
-                                                        config.instance_name))
-
-    def _notify(self, results: list[ScanResult], attempts: dict[str, int]) -> None:
-        """After a run: store what the files left in staging owe (a first failure's scanError;
-        a crash before this loses nothing, as such a file is scanned again), then send all
-        that is owed, the moved files' included. Their ``ssftp.file.waiting`` events go out
-        here too, by the same first-failure rule: only now are the attempts counted."""
-        config = self.store.current.loaded.config
-        emit_waiting(results, attempts, config.instance_name)
-        owed = [item.stored() for result in results if result.area is Area.STAGING
-                for item in notifications_for(config.webhooks, result,
-                                              attempts.get(result.file, 1), config.instance_name)]
-        self._in_background(self._store_and_send(owed))
+    async def _scan_and_notify(self, paths: list[Path], lane: Lane) -> list[ScanResult]:
+        """One scan run; then what its outcomes stored in the outbox goes out, in runs of
+        their own that the watcher does not wait for (a receiver that hangs delays only its
+        own notifications)."""
+        try:
+            return await self.runs.scan_batch(paths, lane)
+        finally:
+            self._in_background(self.notifier.send_owed())
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._notifying.add(task)
         task.add_done_callback(self._notifying.discard)
-
-    async def _store_and_send(self, owed: list[StoredNotification]) -> None:
-        try:
-            if owed:
-                await asyncio.to_thread(self.notifier.outbox.add, owed)
-        except OutboxError as exc:
-            log_event(logger, "webhook notifications not stored", logging.ERROR,
-                      error=str(exc), count=len(owed))
-            return
-        await self.notifier.send_owed()
 
     async def _send_owed_periodically(self) -> None:
         """At start, what a crashed predecessor owed; then what failed and is due again."""

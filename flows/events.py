@@ -26,29 +26,22 @@ copy changed before it was hashed) has no content identity: its resource is then
 Names come from file names, which may hold control bytes or bytes that are not UTF-8: every
 label is made printable and one line first (``ssftp.logs.one_line``). Building an event is
 plain functions (tested directly); :meth:`FileEvent.emit` hands it to Prefect's events
-worker, which batches the sends.
+worker, which batches the sends. Which event a scan outcome raises is not decided here: the
+scanner's record step names it (:func:`ssftp.notify.owed.owed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from prefect.events import emit_event
 
 from ssftp.logs import one_line, printable
-from ssftp.notify.webhooks import event_for
-from ssftp.scan.clamd import VerdictKind
-from ssftp.scan.router import Area
-from ssftp.scan.scanner import ScanResult
+from ssftp.scan.results import ScanResult
 from ssftp.transfer.local import Outcome, TransferResult
 
 FILE_RESOURCE = "ssftp.file."
-CLEAN = "ssftp.file.clean"
-INFECTED = "ssftp.file.infected"
-UNSCANNABLE = "ssftp.file.unscannable"
-WAITING = "ssftp.file.waiting"
 DOWNLOADED = "ssftp.file.downloaded"
 UPLOADED = "ssftp.file.uploaded"
 # The event of a transfer row that moved a file.
@@ -109,7 +102,8 @@ def related_resources(*, flow_run_id: str | None, account: str | None, instance:
     return related
 
 
-def _scan_event(name: str, result: ScanResult, instance: str) -> FileEvent:
+def scan_event(name: str, result: ScanResult, instance: str) -> FileEvent:
+    """The event ``name`` of a scan outcome (:attr:`ScanResult.event`)."""
     return FileEvent(
         name=name,
         resource=file_resource(sha256=result.sha256, path=result.file, size=result.size,
@@ -122,45 +116,14 @@ def _scan_event(name: str, result: ScanResult, instance: str) -> FileEvent:
                  "destination": printable(result.destination), "time": result.time})
 
 
-def outcome_event(result: ScanResult, instance: str) -> FileEvent | None:
-    """The event of a file the scan moved on: ``clean`` (also unscanned, with scanning off:
-    its verdict label says so), ``infected`` or ``unscannable``. None for a file left in
-    staging: whether it raises ``waiting`` is known only once its attempts are counted
-    (:func:`waiting_event`)."""
-    if result.area is Area.CLEAN:
-        return _scan_event(CLEAN, result, instance)
-    if result.area is Area.QUARANTINE:
-        name = INFECTED if result.verdict is VerdictKind.INFECTED else UNSCANNABLE
-        return _scan_event(name, result, instance)
-    return None
-
-
-def waiting_event(result: ScanResult, instance: str, attempt: int) -> FileEvent | None:
-    """``waiting`` for a file left in staging, on the first failure of an outage only: the
-    rule of the ``scanError`` webhook (:func:`ssftp.notify.webhooks.event_for`), so a file retried
-    with backoff raises one event, not one per retry."""
-    if result.area is not Area.STAGING or event_for(result, attempt) is None:
-        return None
-    return _scan_event(WAITING, result, instance)
-
-
-def emit_waiting(results: Iterable[ScanResult], attempts: dict[str, int],
-                 instance: str) -> None:
-    """After a run, with each failed file's attempt count (the staging queue's)."""
-    for result in results:
-        event = waiting_event(result, instance, attempts.get(result.file, 1))
-        if event is not None:
-            event.emit()
-
-
 def transfer_event(result: TransferResult, *, path: str, account: str | None,
                    instance: str, flow_run_id: str | None,
                    entry: tuple[str, str]) -> FileEvent:
-    """``downloaded`` or ``uploaded`` for one file (a row whose result is one of those) that a
+    """``downloaded`` or ``uploaded`` for one file (a row whose outcome is one of those) that a
     downloader or uploader ``entry`` (role, name) moved. ``path`` names the file locally
     (``<account dir>/<sub path>``, as its scan events do)."""
     return FileEvent(
-        name=MOVED[result.result],
+        name=MOVED[result.outcome],
         resource=file_resource(sha256=result.sha256, path=path, size=result.bytes,
                                account=account, instance=instance),
         related=related_resources(flow_run_id=flow_run_id, account=account,

@@ -33,17 +33,18 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
-from prefect.states import Completed, State
+from prefect.states import Completed
 
-from flows.events import outcome_event
+from flows.events import scan_event
 from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
 from ssftp.logs import one_line
 from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.queue import Lane
-from ssftp.scan.router import Area
-from ssftp.scan.scanner import Scanner, ScanResult
+from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.scanner import Scanner
 
 # Scans in flight at once in a run of small files; clamd.conf gives clamd four threads too.
 SCAN_THREADS = 4
@@ -212,8 +213,9 @@ def parameter_batches(names: list[str], most: int = MAX_PARAMETER_BYTES) -> list
 def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
                 logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
                 ) -> list[ScanResult]:
-    """Scan a slice; the run's log gets one line per file, and Prefect an event per file
-    moved on (:mod:`flows.events`), sent as it is found, for an Automation to react to.
+    """Scan a slice; the run's log gets one line per file, and Prefect the event of each
+    outcome that raises one (:mod:`flows.events`), sent as it is found, for an Automation to
+    react to.
 
     Clean files share one log entry per slice (a line each): a Prefect log call per file cost
     as much as the scan itself. Anything not clean gets a warning entry of its own.
@@ -224,9 +226,8 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
         if result is None:
             lines.append(f"{one_line(_decoded(path))}: gone before it could be scanned")
             continue
-        event = outcome_event(result, scanner.instance)
-        if event is not None:
-            event.emit()
+        if result.event is not None:
+            scan_event(result.event, result, scanner.instance).emit()
         line = (f"{one_line(result.file)}: {result.verdict} ({one_line(result.detail)}) -> "
                 f"{one_line(result.destination)}")
         if result.area is Area.CLEAN:

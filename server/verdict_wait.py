@@ -51,7 +51,8 @@ from ssftp.logs import one_line
 from ssftp.moves import proc_path
 from ssftp.retry_schedule import backoff_delay
 from ssftp.scan.clamd import VerdictKind
-from ssftp.scan.router import Area, record_path
+from ssftp.scan.results import Area
+from ssftp.scan.router import record_path
 
 FIRST_LOOK_SECONDS = 0.05
 LOOK_MAX_SECONDS = 0.5

@@ -51,6 +51,10 @@ class RetrySchedule:
         self._due[path] = now + backoff_delay(attempts, self.initial_seconds, self.max_seconds)
         return attempts
 
+    def attempts(self, origin: Path) -> int:
+        """How many attempts of the file staged at ``origin`` have failed in a row."""
+        return self._attempts.get(origin, 0)
+
     def succeeded(self, path: Path, origin: Path | None = None) -> None:
         self._attempts.pop(origin or path, None)
         self._due.pop(path, None)

@@ -9,19 +9,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from ssftp import logs
-from ssftp.config.schema import Webhook
+from ssftp.config.schema import SsftpConfig, Webhook
 from ssftp.layout import DataLayout
 from ssftp.notify.outbox import Outbox
-from ssftp.notify.webhooks import notifications_for
-from ssftp.scan.router import VERDICT_RECORD_SUFFIX, Area
-from ssftp.scan.scanner import ScanResult
+from ssftp.notify.record import OutboxRecorder
+from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.router import VERDICT_RECORD_SUFFIX
 from tests.support import tmpfs
 from tests.test_scan_core import (
     EICAR,
@@ -172,17 +172,25 @@ HOOK = Webhook.model_validate({"name": "virusFound", "url": "http://127.0.0.1:9/
 
 @dataclass
 class Owed:
-    """The worker's ``owe`` hook on a real outbox, noting what was on disk when it ran."""
+    """The worker's recorder on a real outbox, noting what was on disk when it recorded a
+    file about to move."""
 
     layout: DataLayout
     outbox: Outbox
     seen: list[tuple[bool, dict]] = field(default_factory=list)
 
-    def __call__(self, result: ScanResult) -> None:
-        moved = self.layout.root / result.destination
-        record = moved.with_name(moved.name + VERDICT_RECORD_SUFFIX)
-        self.seen.append((moved.exists(), json.loads(record.read_bytes())))
-        self.outbox.add(item.stored() for item in notifications_for([HOOK], result, 1, "gw"))
+    def __post_init__(self) -> None:
+        config = SsftpConfig.model_validate({"instanceName": "gw"})
+        self.recorder = OutboxRecorder(self.outbox,
+                                       lambda: config.model_copy(update={"webhooks": [HOOK]}))
+
+    def record(self, result: ScanResult, audit: Mapping[str, object], *,
+               quiet: bool = False) -> str | None:
+        if result.area is not Area.STAGING:
+            moved = self.layout.root / result.destination
+            record = moved.with_name(moved.name + VERDICT_RECORD_SUFFIX)
+            self.seen.append((moved.exists(), json.loads(record.read_bytes())))
+        return self.recorder.record(result, audit, quiet=quiet)
 
     def bodies(self) -> list[dict]:
         owed = self.outbox.owed(now=time.time() + 1, limit=100)
@@ -196,7 +204,7 @@ def test_a_quarantined_file_has_its_record_and_webhook_stored_before_it_moves(
     (a crash lost it) and the record that reserved the name was empty until the move."""
     owed = Owed(layout, Outbox(layout.system / "outbox.sqlite3"))
     with logging_into(layout.log):
-        result = make_scanner(layout, client, owners, owe=owed).scan(
+        result = make_scanner(layout, client, owners, recorder=owed).scan(
             stage(layout, "partner-a/eicar.com", EICAR), "run-6")
     assert (result.verdict, result.destination) == ("infected", "quarantine/partner-a/eicar.com")
     [(moved_yet, record)] = owed.seen
@@ -214,7 +222,7 @@ def test_a_file_whose_webhook_cannot_be_stored_stays_in_staging_until_it_can(
         owed = Owed(layout, Outbox(system / "outbox.sqlite3"))
         filler = Filler(system / "filler")
         filler.fill()
-        scanner = make_scanner(layout, client, owners, owe=owed)
+        scanner = make_scanner(layout, client, owners, recorder=owed)
         staged = stage(layout, "partner-a/eicar.com", EICAR)
         capfd.readouterr()
 

@@ -23,7 +23,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.events import CLEAN, UPLOADED
+from flows.events import UPLOADED
+from ssftp.notify.owed import CLEAN
 from testkit.sftp_client import run_sftp
 from tests.support import wait_for, write_config
 from tests.test_cli_pipeline import (

@@ -28,24 +28,18 @@ from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.schemas.events import ReceivedEvent, ResourceSpecification
 
-from flows.events import (
-    CLEAN,
-    DOWNLOADED,
-    INFECTED,
-    UNSCANNABLE,
-    UPLOADED,
-    WAITING,
-    outcome_event,
-    transfer_event,
-    waiting_event,
-)
+from flows.events import DOWNLOADED, UPLOADED, FileEvent, scan_event, transfer_event
 from flows.scan import ScanRuns
+from ssftp.config.schema import SsftpConfig
 from ssftp.layout import DataLayout
+from ssftp.notify.outbox import Outbox
+from ssftp.notify.owed import CLEAN, INFECTED, UNSCANNABLE, WAITING, owed
+from ssftp.notify.record import OutboxRecorder
 from ssftp.scan.claims import ClaimArea
 from ssftp.scan.clamd import ClamdClient, VerdictKind
 from ssftp.scan.owners import StagingOwners
-from ssftp.scan.router import Area
-from ssftp.scan.scanner import Scanner, ScanResult
+from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.scanner import Scanner
 from ssftp.transfer.local import TransferResult
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support import WebhookReceiver, unique_name, wait_for
@@ -67,6 +61,13 @@ def result(verdict: VerdictKind, area: Area, *, sha256: str | None = SHA,
                       verdict=verdict, signature=signature, detail="d",
                       source=f"staging/{file}", destination=f"{area}/{file}", area=area,
                       time="t", flow_run_id=RUN_ID)
+
+
+def outcome_event(result: ScanResult, instance: str, failures: int = 0) -> FileEvent | None:
+    """The event a scan outcome raises, as the scan flow emits it (``ScanResult.event``, which
+    the record step sets from the rule)."""
+    name = owed(result, failures, SsftpConfig.model_validate({})).event
+    return None if name is None else scan_event(name, result, instance)
 
 
 def related_ids(event_related: list[dict[str, str]]) -> dict[str, str]:
@@ -92,7 +93,7 @@ def test_an_infected_file_is_its_sha256_with_labels_and_related_resources():
     assert event.payload["destination"] == "quarantine/partner-a/in/report.pdf"
 
 
-def test_each_outcome_has_its_event_and_a_file_left_in_staging_none():
+def test_each_outcome_has_its_event_and_a_retried_file_left_in_staging_none():
     assert outcome_event(result(VerdictKind.CLEAN, Area.CLEAN), "gw").name == CLEAN  # type: ignore[union-attr]
     unscanned = outcome_event(result(VerdictKind.UNSCANNED, Area.CLEAN), "gw")
     assert unscanned is not None and unscanned.name == CLEAN
@@ -100,15 +101,16 @@ def test_each_outcome_has_its_event_and_a_file_left_in_staging_none():
     unscannable = outcome_event(result(VerdictKind.UNSCANNABLE, Area.QUARANTINE), "gw")
     assert unscannable is not None and unscannable.name == UNSCANNABLE
     assert unscannable.resource["ssftp.signature"] == ""
-    assert outcome_event(result(VerdictKind.ERROR, Area.STAGING), "gw") is None
+    assert outcome_event(result(VerdictKind.ERROR, Area.STAGING), "gw", failures=1) is None
 
 
 def test_waiting_is_raised_on_the_first_failure_only_as_the_scan_error_webhook():
     waiting = result(VerdictKind.ERROR, Area.STAGING)
-    first = waiting_event(waiting, "gw", attempt=1)
+    first = outcome_event(waiting, "gw", failures=0)
     assert first is not None and first.name == WAITING
-    assert waiting_event(waiting, "gw", attempt=2) is None
-    assert waiting_event(result(VerdictKind.CLEAN, Area.CLEAN), "gw", attempt=1) is None
+    assert outcome_event(waiting, "gw", failures=1) is None
+    clean = outcome_event(result(VerdictKind.CLEAN, Area.CLEAN), "gw", failures=0)
+    assert clean is not None and clean.name == CLEAN
 
 
 def test_a_file_without_a_hash_is_named_by_instance_and_path_all_printable():
@@ -168,8 +170,12 @@ def events_of(names: list[str], instance: str, count: int,
 
 def scan_runs(layout: DataLayout, client: ClamdClient, owners: StagingOwners,
               instance: str) -> ScanRuns:
+    """Scan runs recording as a worker's do (no webhooks configured): so their outcomes raise
+    events."""
+    config = SsftpConfig.model_validate({"instanceName": instance})
+    recorder = OutboxRecorder(Outbox(layout.outbox), lambda: config)
     return ScanRuns(Scanner(layout, client, owners=owners, instance=instance,
-                            claims=ClaimArea(layout.staging)))
+                            claims=ClaimArea(layout.staging), recorder=recorder))
 
 
 def related_of(event: ReceivedEvent) -> dict[str, str]:

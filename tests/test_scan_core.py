@@ -17,7 +17,7 @@ import subprocess
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -31,6 +31,7 @@ from ssftp.config.schema import ScanningSettings, SsftpConfig, Webhook
 from ssftp.errors import ConfigError, WatchIncompleteError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX, DataLayout
 from ssftp.names import safe_name
+from ssftp.notify.owed import owed
 from ssftp.notify.webhooks import (
     EVENT_HEADER,
     EVENT_ID_HEADER,
@@ -38,23 +39,29 @@ from ssftp.notify.webhooks import (
     Notification,
     WebhookError,
     deliver,
-    event_for,
-    notifications_for,
     payload,
     sign,
 )
-from ssftp.scan.claims import FOREIGN_LEASE_SECONDS, ClaimArea, process_owner
+from ssftp.scan.claims import (
+    FOREIGN_LEASE_SECONDS,
+    ClaimArea,
+    process_owner,
+    reserve_quarantine_name,
+)
 from ssftp.scan.clamd import ClamdClient, VerdictKind
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.queue import Lane, is_candidate
+from ssftp.scan.record import Recorder
+from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.router import (
     VERDICT_RECORD_SUFFIX,
-    Area,
+    Route,
+    quarantine_names,
     record_content,
     record_path,
     route_for,
 )
-from ssftp.scan.scanner import Scanner, ScanResult
+from ssftp.scan.scanner import Scanner
 from ssftp.tree_watch import TreeWatch
 from tests.conftest import CLAMD_MAX_FILE_SIZE
 from tests.support import WebhookReceiver, app_log_records, tmpfs
@@ -101,9 +108,9 @@ def free_closed_port() -> int:
 
 
 def make_scanner(layout: DataLayout, client: ClamdClient | None, owners: StagingOwners,
-                 mode: str = "auto", owe: Callable[[ScanResult], None] | None = None) -> Scanner:
+                 mode: str = "auto", recorder: Recorder | None = None) -> Scanner:
     return Scanner(layout, client, mode=mode, owners=owners, instance="gw-test",
-                   claims=ClaimArea(layout.staging), owe=owe)
+                   claims=ClaimArea(layout.staging), recorder=recorder)
 
 
 @contextlib.contextmanager
@@ -297,7 +304,7 @@ def test_a_failed_run_takes_back_its_own_claims_not_the_other_lanes(layout):
         raise ConnectionError("the Prefect API went away")
 
     watcher = StagingWatcher(layout.staging, claims, ScanningSettings, fails_half_way,
-                             lambda results, attempts: None, lambda: None)
+                             lambda: None)
     asyncio.run(watcher._dispatch([mine], Lane.SMALL))
     retries, now = watcher.queue.retries, time.monotonic()
     assert retries.waiting(mine, now) and retries.waiting(claimed[0].path, now)
@@ -325,7 +332,7 @@ async def test_a_staging_watch_that_fails_is_logged_once_and_staging_is_walked_i
         return []
 
     watcher = StagingWatcher(layout.staging, ClaimArea(layout.staging), lambda: settings, scan,
-                             lambda results, attempts: None, lambda: None)
+                             lambda: None)
     ready = asyncio.Event()
     with app_log_records() as seen:
         running = asyncio.create_task(watcher.run(ready))
@@ -348,15 +355,16 @@ async def test_a_staging_watch_that_fails_is_logged_once_and_staging_is_walked_i
 
 
 def quarantine(layout: DataLayout, claim, verdict: VerdictKind, record: dict) -> Path:
-    """What the scanner does with a quarantine verdict: its record names where the file goes."""
-    route = route_for(verdict, claim.sub_path, layout, lambda target: record_content(
-        {**record, "destination": target.relative_to(layout.root).as_posix()}))
+    """What the scanner does with a quarantine verdict: the first name its record reserves
+    (the record names where the file goes), then the move."""
+    route = route_for(verdict, claim.sub_path, layout)
     assert route.area is Area.QUARANTINE
-    return claim.quarantine(route.target, route.record)
-
-
-def no_record(target: Path) -> bytes:
-    raise AssertionError(f"only a quarantine verdict has a record (asked for {target})")
+    for target in quarantine_names(route.target):
+        content = record_content(
+            {**record, "destination": target.relative_to(layout.root).as_posix()})
+        if reserve_quarantine_name(target, record_path(target), content):
+            return claim.quarantine(target, record_path(target))
+    raise AssertionError("unreachable")
 
 
 def test_clean_replaces_an_older_clean_file(layout):
@@ -365,8 +373,8 @@ def test_clean_replaces_an_older_clean_file(layout):
     older.write_bytes(b"old clean")
     area = ClaimArea(layout.staging)
     claim = area.claim(stage(layout, ODD_SUB_PATH, b"new clean"))
-    route = route_for(VerdictKind.CLEAN, claim.sub_path, layout, no_record)
-    assert (route.area, route.target, route.record) == (Area.CLEAN, older, None)
+    route = route_for(VerdictKind.CLEAN, claim.sub_path, layout)
+    assert route == Route(Area.CLEAN, older)
     with older.open("rb") as reader:  # a consumer mid-download
         assert claim.move_to(route.target) == older
         assert reader.read() == b"old clean"
@@ -418,8 +426,8 @@ def test_error_goes_back_to_staging(layout):
     staged = stage(layout, "partner-a/a b/c: d.txt", b"retry me")
     area = ClaimArea(layout.staging)
     claim = area.claim(staged)
-    route = route_for(VerdictKind.ERROR, claim.sub_path, layout, no_record)
-    assert (route.area, route.target, route.record) == (Area.STAGING, staged, None)
+    route = route_for(VerdictKind.ERROR, claim.sub_path, layout)
+    assert route == Route(Area.STAGING, staged)
     assert claim.release() == staged
     assert staged.read_bytes() == b"retry me"
     assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
@@ -792,12 +800,22 @@ def scan_result(verdict: str = "infected", **changes) -> ScanResult:
         "signature": "Ssftp.Test.EICAR-HDB.UNOFFICIAL" if verdict == "infected" else None,
         "detail": "Ssftp.Test.EICAR-HDB.UNOFFICIAL FOUND",
         "source": "staging/partner-a/eicar.com",
-        "destination": "quarantine/partner-a/eicar.com",
-        "area": Area.QUARANTINE, "time": "2026-01-01T00:00:00.000+00:00",
+        "destination": f"{AREA_OF[verdict]}/partner-a/eicar.com",
+        "area": AREA_OF[verdict], "time": "2026-01-01T00:00:00.000+00:00",
         "flow_run_id": "run-7",
     }
     values.update(changes)
     return ScanResult(**values)
+
+
+# Where a scan sends a file with each verdict.
+AREA_OF = {"clean": Area.CLEAN, "unscanned": Area.CLEAN, "infected": Area.QUARANTINE,
+           "unscannable": Area.QUARANTINE, "error": Area.STAGING}
+
+
+def with_webhooks(*webhooks: Webhook) -> SsftpConfig:
+    return SsftpConfig.model_validate({"instanceName": "gw-1"}).model_copy(
+        update={"webhooks": list(webhooks)})
 
 
 def hook(name: str = "virusFound", url: str = "http://127.0.0.1:9/hook",
@@ -809,19 +827,22 @@ def hook(name: str = "virusFound", url: str = "http://127.0.0.1:9/hook",
 
 
 @pytest.mark.parametrize(
-    ("verdict", "attempt", "event"),
+    ("verdict", "failures", "webhook", "event"),
     [
-        ("infected", 1, "virusFound"),
-        ("infected", 3, "virusFound"),
-        ("unscannable", 1, "scanError"),
-        ("error", 1, "scanError"),
-        ("error", 2, None),
-        ("clean", 1, None),
-        ("unscanned", 1, None),
+        ("infected", 0, "virusFound", "ssftp.file.infected"),
+        ("infected", 2, "virusFound", "ssftp.file.infected"),
+        ("unscannable", 0, "scanError", "ssftp.file.unscannable"),
+        ("error", 0, "scanError", "ssftp.file.waiting"),
+        ("error", 1, None, None),
+        ("clean", 0, None, "ssftp.file.clean"),
+        ("unscanned", 0, None, "ssftp.file.clean"),
     ],
 )
-def test_event_for(verdict, attempt, event):
-    assert event_for(scan_result(verdict), attempt) == event
+def test_what_an_outcome_owes(verdict, failures, webhook, event):
+    config = with_webhooks(hook("virusFound"), hook("scanError"))
+    due = owed(scan_result(verdict), failures, config)
+    assert [n.event for n in due.notifications] == ([webhook] if webhook else [])
+    assert due.event == event
 
 
 def test_payload_keeps_ssftp_fields_and_adds_the_evidence():
@@ -862,21 +883,22 @@ def test_notifications_go_only_to_webhooks_of_the_event():
     webhooks = [hook("virusFound", "http://127.0.0.1:9/one"),
                 hook("scanError", "http://127.0.0.1:9/two"),
                 hook("virusFound", "http://127.0.0.1:9/three")]
-    infected = notifications_for(webhooks, scan_result(), attempt=1, instance="gw-1")
+    config = with_webhooks(*webhooks)
+    infected = owed(scan_result(), 0, config).notifications
     assert [n.webhook.url for n in infected] == ["http://127.0.0.1:9/one",
                                                  "http://127.0.0.1:9/three"]
     assert all(n.event == "virusFound" and n.file == "partner-a/eicar.com" for n in infected)
     assert json.loads(infected[0].body)["username"] == "partner-a"
-    errors = notifications_for(webhooks, scan_result("error"), attempt=1, instance="gw-1")
+    errors = owed(scan_result("error"), 0, config).notifications
     assert [n.webhook.url for n in errors] == ["http://127.0.0.1:9/two"]
-    assert notifications_for(webhooks, scan_result("error"), attempt=2, instance="gw-1") == []
-    assert notifications_for(webhooks, scan_result("clean"), attempt=1, instance="gw-1") == []
+    assert owed(scan_result("error"), 1, config).notifications == []
+    assert owed(scan_result("clean"), 0, config).notifications == []
 
 
 def test_a_notification_for_a_non_utf8_file_name_can_be_built():
     name = os.fsdecode(b"partner-a/bad\xff.com")
     result = scan_result(file=name, source="staging/" + name)
-    [notification] = notifications_for([hook()], result, attempt=1, instance="gw-1")
+    [notification] = owed(result, 0, with_webhooks(hook())).notifications
     assert "partner-a/bad" in json.loads(notification.body)["filePath"]
 
 

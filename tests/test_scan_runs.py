@@ -31,8 +31,8 @@ from ssftp.notify.webhooks import Notification
 from ssftp.scan.claims import ClaimArea
 from ssftp.scan.clamd import ClamdClient, VerdictKind
 from ssftp.scan.owners import StagingOwners
-from ssftp.scan.router import Area
-from ssftp.scan.scanner import Scanner, ScanResult
+from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.scanner import Scanner
 from tests.test_scan_core import EICAR, stage
 
 INSTANCE = "runs-test"

@@ -21,8 +21,8 @@ import pytest
 from ssftp.scan.claims import ClaimArea
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
-from ssftp.scan.router import Area
-from ssftp.scan.scanner import Scanner, ScanResult
+from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.scanner import Scanner
 from tests.conftest import PASSWORDS, gateway_config
 from tests.support import ServerThread, beside, unique_name, write_config
 

@@ -15,8 +15,7 @@ from ssftp.layout import CLAIMS_DIR
 from ssftp.retry_schedule import RetrySchedule
 from ssftp.scan.queue import PROBE_MAX_SECONDS, Lane, OutageEnded, StagingQueue
 from ssftp.scan.readiness import ReadinessTracker
-from ssftp.scan.router import Area
-from ssftp.scan.scanner import ScanResult
+from ssftp.scan.results import Area, ScanResult
 
 STAGING = Path("/data/staging")
 
@@ -30,6 +29,12 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def failed_attempts(queue: StagingQueue, *names: str) -> dict[str, int]:
+    """The failed attempts in a row the queue counts for the files staged as ``names``: what
+    its backoff goes by."""
+    return {name: queue.retries.attempts(STAGING / name) for name in names}
 
 
 class Harness:
@@ -312,7 +317,9 @@ def test_a_file_back_in_staging_is_retried_after_the_backoff() -> None:
     batch = harness.after(0.0)
     assert batch == [unscanned, clean]
     results = [back_in_staging(unscanned), scanned_clean(clean)]
-    assert harness.queue.scanned(batch, results) == {"partner-a/unscanned": 1}
+    harness.queue.scanned(batch, results)
+    assert failed_attempts(harness.queue, "partner-a/unscanned", "partner-a/clean") == {
+        "partner-a/unscanned": 1, "partner-a/clean": 0}
     harness.queue.saw(unscanned)  # its move back into staging raised an event
     assert harness.after(4.9) == []
     assert harness.after(0.1) == [unscanned]
@@ -401,7 +408,8 @@ def test_attempts_survive_batches_and_the_backoff_doubles() -> None:
     harness.queue.saw(path)
     batch = harness.after(0.0)
     for attempt, delay in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 4.0)):
-        assert harness.queue.scanned(batch, [back_in_staging(path)]) == {"partner-a/f": attempt}
+        harness.queue.scanned(batch, [back_in_staging(path)])
+        assert failed_attempts(harness.queue, "partner-a/f") == {"partner-a/f": attempt}
         assert harness.after(delay - 0.1) == []
         batch = harness.after(0.1)
         assert batch == [path]
@@ -424,7 +432,8 @@ def test_an_unreachable_clamd_holds_the_failed_files_until_a_ping_answers() -> N
     queue.saw(second)
     batch = harness.after(0.0)
     assert not queue.in_outage
-    assert queue.scanned(batch, [unreachable(first), unreachable(second)]) == {
+    queue.scanned(batch, [unreachable(first), unreachable(second)])
+    assert failed_attempts(queue, "partner-a/1", "partner-a/2") == {
         "partner-a/1": 1, "partner-a/2": 1}
     assert queue.in_outage
     # PINGs follow the backoff (1, 2, 4, 8, 8 s); the files are not tried meanwhile.
@@ -441,8 +450,9 @@ def test_an_unreachable_clamd_holds_the_failed_files_until_a_ping_answers() -> N
     assert not queue.in_outage and not queue.probe_due()
     assert harness.after(0.0) == [first, second]
     # Attempts still count: a failure after the outage is the second, no new scanError.
-    assert queue.scanned([first, second], [back_in_staging(first), scanned_clean(second)]) == {
-        "partner-a/1": 2}
+    queue.scanned([first, second], [back_in_staging(first), scanned_clean(second)])
+    assert failed_attempts(queue, "partner-a/1", "partner-a/2") == {
+        "partner-a/1": 2, "partner-a/2": 0}
 
 
 def test_a_file_arriving_during_an_outage_gets_its_first_attempt_then_waits_too() -> None:
@@ -454,7 +464,8 @@ def test_a_file_arriving_during_an_outage_gets_its_first_attempt_then_waits_too(
     late = harness.stage("partner-a/late")
     queue.saw(late)
     assert harness.after(0.5) == [late]
-    assert queue.scanned([late], [unreachable(late)]) == {"partner-a/late": 1}
+    queue.scanned([late], [unreachable(late)])
+    assert failed_attempts(queue, "partner-a/late") == {"partner-a/late": 1}
     assert harness.after(50.0) == []
     queue.probed(answered=True)
     assert set(harness.after(0.0)) == {early, late}
@@ -536,6 +547,8 @@ def test_a_file_retried_from_a_new_claim_each_time_counts_its_attempts() -> None
         where = claims / slot / "partner-a" / "long.bin"
         result = replace(back_in_staging(staged),
                          destination=f"staging/{where.relative_to(STAGING)}")
-        assert harness.queue.scanned(batch, [result]) == {"partner-a/long.bin": attempt}
+        harness.queue.scanned(batch, [result])
+        assert failed_attempts(harness.queue, "partner-a/long.bin") == {
+            "partner-a/long.bin": attempt}
         batch = harness.after(1.0)
         assert batch == [where]

@@ -1,4 +1,5 @@
-"""Webhook notifications: which verdicts notify whom, the payload, its signature, the POST.
+"""Webhook notifications: the payload, its signature, the POST (which outcome owes which:
+:mod:`ssftp.notify.owed`).
 
 The payload keeps sSFTP's fields (``username``, ``scanMessage``, ``filePath``,
 ``timeGenerated``), with ``username`` actually filled, and adds what a receiver needs to act
@@ -30,29 +31,12 @@ from ssftp.errors import WebhookError
 from ssftp.logs import one_line
 from ssftp.notify.outbox import StoredNotification
 from ssftp.scan.clamd import VerdictKind
-from ssftp.scan.scanner import ScanResult
+from ssftp.scan.results import ScanResult
 
 SIGNATURE_HEADER = "X-Ssftp-Signature"
 EVENT_HEADER = "X-Ssftp-Event"
 EVENT_ID_HEADER = "X-Ssftp-Event-Id"
 NOT_SCANNED_MESSAGE = "the file could not be scanned yet; it stays in staging and is retried"
-VIRUS_FOUND = "virusFound"
-SCAN_ERROR = "scanError"
-
-
-def event_for(result: ScanResult, attempt: int) -> str | None:
-    """The webhook event a scan result raises, if any.
-
-    A file that clamd could not scan raises ``scanError`` on its first failure only: it is
-    retried with backoff, and a receiver should not get one message per retry.
-    """
-    if result.verdict == VerdictKind.INFECTED:
-        return VIRUS_FOUND
-    if result.verdict == VerdictKind.UNSCANNABLE:
-        return SCAN_ERROR
-    if result.verdict == VerdictKind.ERROR and attempt == 1:
-        return SCAN_ERROR
-    return None
 
 
 def payload(event: str, result: ScanResult, instance: str, event_id: str) -> dict[str, Any]:
@@ -104,15 +88,6 @@ class Notification:
     def stored(self) -> StoredNotification:
         """The outbox's row: everything but the webhook's secret and settings."""
         return StoredNotification(self.id, self.event, self.webhook.url, self.file, self.body)
-
-
-def notifications_for(webhooks: list[Webhook], result: ScanResult, attempt: int,
-                      instance: str) -> list[Notification]:
-    event = event_for(result, attempt)
-    if event is None:
-        return []
-    return [Notification.build(hook, event, result, instance)
-            for hook in webhooks if hook.name == event]
 
 
 async def deliver(notification: Notification) -> int:

@@ -12,8 +12,9 @@ scanner on another instance sharing the data root. ``<n>`` makes every claim's p
 a claim never replaces another.
 
 A :class:`Claim` is what the scanner routes: it releases itself back to staging or moves itself
-on (to clean/, or to quarantine/ behind its verdict record), and takes its directories with it.
-Where a verdict sends it is :mod:`ssftp.scan.router`'s decision, not the claim's.
+on (to clean/, or to quarantine/ behind the verdict record that reserved its name:
+:func:`reserve_quarantine_name`), and takes its directories with it. Where a verdict sends it
+is :mod:`ssftp.scan.router`'s decision, not the claim's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ssftp.layout import CLAIMS_DIR
-from ssftp.moves import fsync_directory, move_atomically
+from ssftp.moves import fsync_directory, move_atomically, write_durably
 from ssftp.procfs import ProcessId
 
 # Claims of another host are taken over only when its owner directory has not been touched
@@ -131,6 +132,28 @@ class Claim:
         except OSError:
             record.unlink(missing_ok=True)
             raise
+
+
+def reserve_quarantine_name(target: Path, record: Path, content: bytes) -> bool:
+    """Take the name ``target`` in quarantine for one file, by creating its verdict record
+    ``record`` with ``content``; False when the name is taken.
+
+    The record is created exclusively and complete (written whole to a temp name, then linked,
+    which refuses a name that exists): two scans (threads, instances) can never pick the same
+    name, and a crash never leaves an empty record that keeps a name taken for nothing.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return False
+    try:
+        write_durably(record, content, replace=False)
+    except FileExistsError:
+        return False
+    if not target.exists():
+        return True
+    # A file without a record took the name meanwhile: the record is not its.
+    record.unlink()
+    return False
 
 
 class ClaimArea:

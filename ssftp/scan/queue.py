@@ -44,8 +44,7 @@ from ssftp.metrics import STAGING_FILES
 from ssftp.retry_schedule import RetrySchedule, backoff_delay
 from ssftp.scan.claims import sub_path_of
 from ssftp.scan.readiness import ReadinessTracker, StampOf, regular_file_stamp
-from ssftp.scan.router import Area
-from ssftp.scan.scanner import ScanResult
+from ssftp.scan.results import Area, ScanResult
 
 # The longest wait between two PINGs of an outage (unless retryInitialSeconds is longer).
 PROBE_MAX_SECONDS = 30.0
@@ -208,11 +207,10 @@ class StagingQueue:
             self.retries.failed(path, now, self._origin(path))
         self._hold_during_outage()
 
-    def scanned(self, batch: list[Path], results: list[ScanResult]) -> dict[str, int]:
+    def scanned(self, batch: list[Path], results: list[ScanResult]) -> None:
         """A run of ``batch`` ended with ``results``: a file still in staging could not be
         scanned and is retried after a backoff (or, when clamd could not be reached, once
-        clamd answers again). Returns the failed-attempt count of each such file, by its
-        ``ScanResult.file``; a file that is done with starts from zero again."""
+        clamd answers again); a file that is done with starts from zero again."""
         now = self._clock()
         failed = {self._staging.parent / result.destination: result
                   for result in results if result.area is Area.STAGING}
@@ -220,9 +218,8 @@ class StagingQueue:
         for path in batch:
             if (origin := self._origin(path)) not in failed_files:
                 self.retries.succeeded(path, origin)
-        attempts = {result.file: self.retries.failed(where, now, self._origin(where))
-                    for where, result in failed.items()}
         for where in failed:
+            self.retries.failed(where, now, self._origin(where))
             # Its release back into staging raised an event, maybe seen before the run ended:
             # it waits for its retry like any file that failed.
             self._batch.pop(where, None)
@@ -231,7 +228,6 @@ class StagingQueue:
             self._outage = _Outage(started=now, failures=1,
                                    next_probe=now + self._probe_delay(failures=1))
         self._hold_during_outage()
-        return attempts
 
     def _origin(self, path: Path) -> Path:
         """Where a staged or claimed file was staged: what its attempts are counted by."""

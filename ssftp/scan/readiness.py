@@ -36,7 +36,7 @@ def regular_file_stamp(path: Path) -> FileStamp | None:
 
 @dataclass
 class _Seen:
-    fingerprint: FileStamp
+    stamp: FileStamp
     since: float
 
 
@@ -54,11 +54,11 @@ class ReadinessTracker:
 
     def saw(self, path: Path, now: float) -> None:
         """A change was reported for ``path`` (created, written, renamed into place)."""
-        fingerprint = self._stamp_of(path)
-        if fingerprint is None:
+        stamp = self._stamp_of(path)
+        if stamp is None:
             self._seen.pop(path, None)
         else:
-            self._seen[path] = _Seen(fingerprint, now)
+            self._seen[path] = _Seen(stamp, now)
 
     def forget(self, path: Path) -> None:
         self._seen.pop(path, None)
@@ -69,11 +69,11 @@ class ReadinessTracker:
         for path, seen in list(self._seen.items()):
             if now - seen.since < self.stable_seconds:
                 continue
-            fingerprint = self._stamp_of(path)
-            if fingerprint is None:
+            stamp = self._stamp_of(path)
+            if stamp is None:
                 del self._seen[path]
-            elif fingerprint != seen.fingerprint:
-                self._seen[path] = _Seen(fingerprint, now)
+            elif stamp != seen.stamp:
+                self._seen[path] = _Seen(stamp, now)
             else:
                 del self._seen[path]
                 ready.append(path)

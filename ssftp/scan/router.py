@@ -1,4 +1,4 @@
-"""Where a verdict sends a claimed file: the decision, and the verdict record that goes with it.
+"""Where a verdict sends a claimed file: a decision on names alone, no disk touched.
 
 Each name on the way is the file's own, or its safe name when consumers could not carry it
 (:mod:`ssftp.names`): the same in ``clean/`` and ``quarantine/``.
@@ -7,60 +7,56 @@ Each name on the way is the file's own, or its safe name when consumers could no
   the same name replaces the older one, as a partner re-sending a file expects (a consumer
   mid-download keeps reading the old bytes).
 - infected or unscannable: ``quarantine/<sub path>``, never replacing anything there (each
-  quarantined file is evidence), beside a ``<name>.verdict.json`` record saying why
-  (:func:`record_path`: shortened when that would not fit in a name).
+  quarantined file is evidence): the first of :func:`quarantine_names` that the scanner can
+  reserve, beside a ``<name>.verdict.json`` record saying why (:func:`record_path`: shortened
+  when that would not fit in a name).
 - error (clamd could not answer): back to staging, to be scanned again later.
 
-The move itself is the claim's (:class:`ssftp.scan.claims.Claim`): this module only says where, and
-for quarantine reserves the name (the one thing that cannot be decided without touching disk)
-by creating the verdict record, complete: a crash never leaves an empty record that keeps a
-name taken for nothing.
+The reservation and the move are the claim's (:mod:`ssftp.scan.claims`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
 from ssftp.layout import DataLayout
-from ssftp.moves import numbered_name, write_durably
+from ssftp.moves import numbered_name
 from ssftp.names import fitting, safe_sub_path
 from ssftp.scan.clamd import VerdictKind
+from ssftp.scan.results import Area
 
 VERDICT_RECORD_SUFFIX = ".verdict.json"
-
-
-class Area(StrEnum):
-    CLEAN = "clean"
-    QUARANTINE = "quarantine"
-    # Not scanned this time: back in staging (or still claimed), to be retried.
-    STAGING = "staging"
 
 
 @dataclass(frozen=True)
 class Route:
     area: Area
-    # clean/<sub path>, a quarantine name reserved for this file alone, or staging/<sub path>.
+    # clean/<sub path>, quarantine/<sub path> (or the name reserved instead), or
+    # staging/<sub path>.
     target: Path
-    # Quarantine only: the verdict record beside ``target`` (it exists already, complete: it
-    # is what reserves the name).
-    record: Path | None = None
 
 
-def route_for(verdict: VerdictKind, sub_path: PurePosixPath, layout: DataLayout,
-              record_for: Callable[[Path], bytes]) -> Route:
-    """Where a file at ``staging/<sub_path>`` goes with this verdict; ``record_for(target)``
-    is the verdict record of the file if it goes to ``target`` in quarantine."""
+def route_for(verdict: VerdictKind, sub_path: PurePosixPath, layout: DataLayout) -> Route:
+    """Where a file at ``staging/<sub_path>`` goes with this verdict; in quarantine, the name
+    it would like (the first of :func:`quarantine_names`)."""
     if verdict is VerdictKind.ERROR:
         return Route(Area.STAGING, layout.staging / sub_path)
     outward = safe_sub_path(sub_path)
     if verdict in (VerdictKind.CLEAN, VerdictKind.UNSCANNED):
         return Route(Area.CLEAN, layout.clean / outward)
-    target = _reserve_quarantine_path(layout.quarantine / outward, record_for)
-    return Route(Area.QUARANTINE, target, record_path(target))
+    return Route(Area.QUARANTINE, layout.quarantine / outward)
+
+
+def quarantine_names(target: Path) -> Iterator[Path]:
+    """``target``, then ``name (2).ext``, ``name (3).ext`` ...: the names a quarantined file
+    may take, in order, as none replaces another."""
+    yield target
+    for number in itertools.count(2):
+        yield numbered_name(target, number)
 
 
 def record_content(record: dict[str, object]) -> bytes:
@@ -72,25 +68,3 @@ def record_path(target: Path) -> Path:
     """The verdict record beside a quarantined file: ``<name>.verdict.json``, or, when that is
     longer than a name may be, the name shortened and told apart by its hash."""
     return target.with_name(fitting(target.name, VERDICT_RECORD_SUFFIX))
-
-
-def _reserve_quarantine_path(target: Path, record_for: Callable[[Path], bytes]) -> Path:
-    """``target``, or ``name (2).ext`` ... when that name is taken, reserved by creating its
-    record exclusively (written whole to a temp name, then linked, which refuses a name that
-    exists): two scans (threads, instances) can never pick the same name."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    candidate, number = target, 1
-    while True:
-        if not candidate.exists():
-            record = record_path(candidate)
-            try:
-                write_durably(record, record_for(candidate), replace=False)
-            except FileExistsError:
-                pass
-            else:
-                if not candidate.exists():
-                    return candidate
-                # A file without a record took the name meanwhile: the empty record is not its.
-                record.unlink()
-        number += 1
-        candidate = numbered_name(target, number)

@@ -1,28 +1,27 @@
 """Scanning one staged file, from claim to destination: the pipeline's unit of work.
 
 :meth:`Scanner.scan` reads top-down: claim the file (out of every client's reach), examine it
-(hash it, ask clamd, check it did not change meanwhile), ask the verdict router where the
-verdict sends it, write the audit record, and have the claim go there. It never raises for a
-problem with the file, with clamd or with the audit log: every outcome is a :class:`ScanResult`,
-and anything short of a clean verdict for exactly these bytes keeps the file out of ``clean/``.
+(hash it, ask clamd, check it did not change meanwhile), route it (where the verdict sends it;
+in quarantine, a name reserved by its verdict record), record the outcome, and have the claim
+go there. It never raises for a problem with the file, with clamd or with the audit log: every
+outcome is a :class:`ScanResult`, and anything short of a clean verdict for exactly these bytes
+keeps the file out of ``clean/``.
 
-The audit record of a move comes before the move, and so do the webhooks it owes (stored in the
-outbox by the ``owe`` hook, so a crash after the move cannot lose them). A record or a webhook
-that could not be stored stops the move: the file goes back to staging and is scanned again, so
-no file is in ``clean/`` or ``quarantine/`` without its record and its notifications. A move
-that fails after the record gets a second record.
+The record comes before the move (:mod:`ssftp.scan.record`): the audit record and what the
+outcome owes, so a crash after the move cannot lose them. A record that could not be stored
+stops the move: the file goes back to staging and is scanned again. A move that fails after
+the record gets a second record. Every outcome is recorded through the same port, which also
+names the Prefect event the outcome raises (:attr:`ScanResult.event`).
 
 Prefect flows call this; tests call it directly.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,44 +31,18 @@ from ssftp.config.schema import ScanMode
 from ssftp.errors import AuditLogError, OutboxError
 from ssftp.file_stamp import FileStamp, sha256_of
 from ssftp.layout import DataLayout
-from ssftp.logs import APP, audit_event, log_event, one_line, warn_on_stderr, write_audit_event
+from ssftp.logs import APP, log_event, one_line, warn_on_stderr
 from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.moves import proc_path
 from ssftp.names import safe_sub_path
-from ssftp.scan.claims import Claim, ClaimArea
+from ssftp.scan.claims import Claim, ClaimArea, reserve_quarantine_name
 from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
 from ssftp.scan.owners import StagingOwners
-from ssftp.scan.router import Area, Route, record_content, route_for
+from ssftp.scan.record import AuditRecorder, Recorder
+from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.router import quarantine_names, record_content, record_path, route_for
 
 logger = logging.getLogger(APP)
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    """What happened to one file: the row of a run's verdict table and its audit record."""
-
-    file: str  # staging sub path: <account dir>/<sub path>
-    account: str | None
-    size: int | None
-    sha256: str | None
-    verdict: VerdictKind
-    signature: str | None
-    detail: str
-    source: str  # where it was staged (relative to the data root)
-    destination: str  # where it is now (relative to the data root)
-    area: Area
-    time: str
-    flow_run_id: str | None
-    # The verdict is an error because clamd could not be reached (see ``Verdict.unreachable``).
-    clamd_unreachable: bool = False
-    # The staging sub path, escaped (``caf\\xe9.txt``), when the file left staging under a
-    # safe name of its own (ssftp.names): what its writer called it.
-    original_name: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        # Shallow: every field is a plain value, and dataclasses.asdict's deep copy was a
-        # large part of a scan's per-file cost (1.18 -> 0.82 ms per file under cProfile).
-        return dict(vars(self))
 
 
 @dataclass(frozen=True)
@@ -120,16 +93,12 @@ def _count(result: ScanResult, staged_at: float | None) -> None:
         SCAN_SECONDS.observe(max(0.0, time.time() - staged_at))
 
 
-def _owes_nothing(result: ScanResult) -> None:
-    """The ``owe`` hook of a scanner without webhooks (``ssftp scan``, tests)."""
-
-
 class Scanner:
     """Everything one scanning process needs: where the data is, which clamd, who owns what."""
 
     def __init__(self, layout: DataLayout, client: ClamdClient | None, *,
                  mode: ScanMode = "auto", owners: StagingOwners, instance: str,
-                 claims: ClaimArea, owe: Callable[[ScanResult], None] | None = None) -> None:
+                 claims: ClaimArea, recorder: Recorder | None = None) -> None:
         self.layout = layout
         # None when the operator switched scanning off: files pass through, marked unscanned.
         self.client = client
@@ -138,9 +107,8 @@ class Scanner:
         self.instance = instance
         # One per process, shared by every scanner it builds (its slots are unique only there).
         self.claims = claims
-        # Stores durably what a file about to be moved owes (its webhooks, in the outbox);
-        # raises OutboxError when it cannot, and the file then stays.
-        self.owe = owe or _owes_nothing
+        # Where each outcome is recorded, before the file moves.
+        self.recorder = recorder or AuditRecorder()
 
     def scan(self, path: Path, flow_run_id: str | None = None) -> ScanResult | None:
         """Scan a staged (or orphaned claimed) file and move it on; None if it is gone."""
@@ -157,30 +125,36 @@ class Scanner:
 
     def _settle(self, claim: Claim, examined: _Examined, flow_run_id: str | None) -> ScanResult:
         """Route the verdict, record it, and move the file there (or back to staging)."""
-        when = _now()
-
-        def bound_for(area: Area, target: Path) -> ScanResult:
-            return self._result(claim, examined, flow_run_id, area, target, when)
-
-        try:
-            route = route_for(examined.verdict.kind, claim.sub_path, self.layout,
-                              lambda target: record_content(self._record(
-                                  bound_for(Area.QUARANTINE, target))))
-        except OSError as exc:  # the quarantine name could not be reserved (a full disk)
-            return self._unmoved(claim, examined, flow_run_id, exc)
+        route = route_for(examined.verdict.kind, claim.sub_path, self.layout)
         if route.area is Area.STAGING:
             return self._back_to_staging(claim, examined, flow_run_id)
-        result = bound_for(route.area, route.target)
+        when = _now()
         try:
-            write_audit_event("scan", logging.INFO, **self._record(result))
-            self.owe(result)
+            target = (self._reserve_quarantine(claim, examined, flow_run_id, route.target, when)
+                      if route.area is Area.QUARANTINE else route.target)
+        except OSError as exc:  # the quarantine name could not be reserved (a full disk)
+            return self._unmoved(claim, examined, flow_run_id, exc)
+        result = self._result(claim, examined, flow_run_id, route.area, target, when)
+        try:
+            event = self.recorder.record(result, self._record(result))
         except (AuditLogError, OutboxError) as exc:
-            return self._unrecorded(claim, examined, flow_run_id, route, exc)
+            return self._unrecorded(claim, examined, flow_run_id, result, exc)
         try:
-            self._move_on(claim, route)
+            self._move_on(claim, result.area, target)
         except OSError as exc:
             return self._unmoved(claim, examined, flow_run_id, exc)
-        return result
+        return replace(result, event=event)
+
+    def _reserve_quarantine(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
+                            wished: Path, when: str) -> Path:
+        """The first free name of :func:`quarantine_names`, taken by writing the verdict
+        record that the file will have there."""
+        for target in quarantine_names(wished):
+            result = self._result(claim, examined, flow_run_id, Area.QUARANTINE, target, when)
+            if reserve_quarantine_name(target, record_path(target),
+                                       record_content(self._record(result))):
+                return target
+        raise AssertionError("quarantine_names never ends")
 
     def _examine(self, claim: Claim) -> _Examined:
         """The verdict, sha256 and size of exactly the bytes now at the claim.
@@ -240,12 +214,12 @@ class Scanner:
         return claim.path if self.mode == "path" else Path(proc_path(fd))
 
     @staticmethod
-    def _move_on(claim: Claim, route: Route) -> None:
+    def _move_on(claim: Claim, area: Area, target: Path) -> None:
         """Send the claimed file to clean/ or quarantine/, as its (written) record says."""
-        if route.record is None:
-            claim.move_to(route.target)
-        else:  # beside its verdict record, which the route's reservation wrote
-            claim.quarantine(route.target, route.record)
+        if area is Area.QUARANTINE:  # beside its verdict record, which reserved the name
+            claim.quarantine(target, record_path(target))
+        else:
+            claim.move_to(target)
 
     def _back_to_staging(self, claim: Claim, examined: _Examined,
                          flow_run_id: str | None) -> ScanResult:
@@ -254,41 +228,35 @@ class Scanner:
             where = claim.release()
         except OSError as exc:
             return self._unmoved(claim, examined, flow_run_id, exc)
-        result = self._result(claim, examined, flow_run_id, Area.STAGING, where)
-        audit_event("scan", logging.WARNING, **self._record(result))
-        return result
+        return self._stays(self._result(claim, examined, flow_run_id, Area.STAGING, where))
 
     def _unmoved(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
                  error: OSError) -> ScanResult:
         """A full disk or a vanished directory while moving: the file stays where it is (its
         claim or staging) and is scanned again, never passed on."""
         stays = _failed(examined, f"could not move the file on: {error}")
-        result = self._result(claim, stays, flow_run_id, Area.STAGING, _where_now(claim))
-        audit_event("scan", logging.WARNING, **self._record(result))
-        return result
+        return self._stays(self._result(claim, stays, flow_run_id, Area.STAGING,
+                                        _where_now(claim)))
 
     def _unrecorded(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
-                    route: Route, error: AuditLogError | OutboxError) -> ScanResult:
+                    moving: ScanResult, error: AuditLogError | OutboxError) -> ScanResult:
         """The record of a move, or a webhook it owes, could not be stored: no move, back to
         staging, retried.
 
         The one line on stderr is the report (the audit log may be what failed), so the record
         of this outcome is written where it still can be, quietly.
         """
-        if route.record is not None:
-            route.record.unlink(missing_ok=True)  # the reserved quarantine name is not used
-        sub_path = claim.sub_path.as_posix()
-        warn_on_stderr(f"{sub_path} is not moved to {route.area}/ and will be scanned again: "
-                       f"{error}")
-        stays = _failed(examined, f"not moved to {route.area}/: {error}")
+        if moving.area is Area.QUARANTINE:  # the reserved quarantine name is not used
+            record_path(self.layout.root / moving.destination).unlink(missing_ok=True)
+        warn_on_stderr(f"{moving.file} is not moved to {moving.area}/ and will be scanned "
+                       f"again: {error}")
+        stays = _failed(examined, f"not moved to {moving.area}/: {error}")
         try:
             where = claim.release()
         except OSError:
             where = _where_now(claim)
-        result = self._result(claim, stays, flow_run_id, Area.STAGING, where)
-        with contextlib.suppress(AuditLogError):
-            write_audit_event("scan", logging.WARNING, **self._record(result))
-        return result
+        return self._stays(self._result(claim, stays, flow_run_id, Area.STAGING, where),
+                           quiet=True)
 
     def _unclaimed(self, path: Path, flow_run_id: str | None, error: OSError) -> ScanResult:
         """The file could not be taken out of staging (a path longer than the system allows
@@ -301,8 +269,13 @@ class Scanner:
             source=self._relative(self.layout.staging / sub_path),
             destination=self._relative(path), area=Area.STAGING, time=_now(),
             flow_run_id=flow_run_id)
-        audit_event("scan", logging.WARNING, **self._record(result))
-        return result
+        return self._stays(result)
+
+    def _stays(self, result: ScanResult, *, quiet: bool = False) -> ScanResult:
+        """Record the outcome of a file left in staging (a failure of the record is told, and
+        gates nothing)."""
+        return replace(result, event=self.recorder.record(result, self._record(result),
+                                                          quiet=quiet))
 
     def _record(self, result: ScanResult) -> dict[str, Any]:
         """The audit record of a result (and a quarantined file's verdict record)."""

@@ -1,0 +1,63 @@
+"""What a scan outcome owes: the webhooks it sends and the Prefect event it raises, decided
+in one place.
+
+================================  ===============  =========================
+outcome                           webhook          Prefect event
+================================  ===============  =========================
+clean/ (also unscanned)           none             ``ssftp.file.clean``
+quarantine/, infected             ``virusFound``   ``ssftp.file.infected``
+quarantine/, unscannable          ``scanError``    ``ssftp.file.unscannable``
+left in staging, first failure    ``scanError``    ``ssftp.file.waiting``
+left in staging, a retry failed   none             none
+================================  ===============  =========================
+
+A file that could not be scanned is retried with backoff (for as long as clamd is away): its
+first failure tells, its retries do not, so a receiver gets one message per file, not one per
+retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ssftp.config.schema import SsftpConfig
+from ssftp.notify.webhooks import Notification
+from ssftp.scan.clamd import VerdictKind
+from ssftp.scan.results import Area, ScanResult
+
+VIRUS_FOUND = "virusFound"
+SCAN_ERROR = "scanError"
+CLEAN = "ssftp.file.clean"
+INFECTED = "ssftp.file.infected"
+UNSCANNABLE = "ssftp.file.unscannable"
+WAITING = "ssftp.file.waiting"
+
+
+@dataclass(frozen=True)
+class Owed:
+    notifications: list[Notification]
+    # The Prefect event's name; None for none.
+    event: str | None
+
+
+def owed(result: ScanResult, failures: int, config: SsftpConfig) -> Owed:
+    """What ``result`` owes; ``failures``: how many scans of the same staged file had failed
+    in a row before this one (0: its first)."""
+    webhook, event = _due(result, failures)
+    notifications = [] if webhook is None else [
+        Notification.build(hook, webhook, result, config.instance_name)
+        for hook in config.webhooks if hook.name == webhook]
+    return Owed(notifications, event)
+
+
+def _due(result: ScanResult, failures: int) -> tuple[str | None, str | None]:
+    """The webhook event and the Prefect event of the table above."""
+    if result.area is Area.CLEAN:
+        return None, CLEAN
+    if result.area is Area.QUARANTINE:
+        if result.verdict is VerdictKind.INFECTED:
+            return VIRUS_FOUND, INFECTED
+        return SCAN_ERROR, UNSCANNABLE
+    if failures == 0:
+        return SCAN_ERROR, WAITING
+    return None, None

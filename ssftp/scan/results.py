@@ -1,0 +1,53 @@
+"""What a scan did with one file: where it went (:class:`Area`) and its :class:`ScanResult`,
+the row of a run's verdict table and the fields of its audit record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ssftp.scan.clamd import VerdictKind
+
+
+class Area(StrEnum):
+    CLEAN = "clean"
+    QUARANTINE = "quarantine"
+    # Not scanned this time: back in staging (or still claimed), to be retried.
+    STAGING = "staging"
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What happened to one file: the row of a run's verdict table and its audit record."""
+
+    file: str  # staging sub path: <account dir>/<sub path>
+    account: str | None
+    size: int | None
+    sha256: str | None
+    verdict: VerdictKind
+    signature: str | None
+    detail: str
+    source: str  # where it was staged (relative to the data root)
+    destination: str  # where it is now (relative to the data root)
+    area: Area
+    time: str
+    flow_run_id: str | None
+    # The verdict is an error because clamd could not be reached (see ``Verdict.unreachable``).
+    clamd_unreachable: bool = False
+    # The staging sub path, escaped (``caf\\xe9.txt``), when the file left staging under a
+    # safe name of its own (ssftp.names): what its writer called it.
+    original_name: str | None = None
+    # The Prefect event the outcome raises (ssftp.notify.owed), for the scan flow to emit;
+    # None when it raises none, or no Prefect is told (``ssftp scan``).
+    event: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The audit record's fields (and a quarantined file's verdict record's): all but the
+        event, which is Prefect's news, not the file's history."""
+        # Shallow: every field is a plain value, and dataclasses.asdict's deep copy was a
+        # large part of a scan's per-file cost (1.18 -> 0.82 ms per file under cProfile).
+        fields = dict(vars(self))
+        del fields["event"]
+        return fields
