@@ -85,7 +85,7 @@ async def download_files(entry: Downloader, layout: DataLayout, state: TransferS
             continue
         target = area_path(layout.staging, entry.local_staging_directory, sub_path)
         result = await _fetch(sftp, entry, remote_path, target, sub_path, stamp)
-        if result.result == "downloaded":
+        if result.outcome == "downloaded":
             state.record_fetched(entry.name, remote_path, stamp)
             audit_event("download", downloader=entry.name, remote=remote_path,
                         file=str(target), size=result.bytes, sha256=result.sha256,

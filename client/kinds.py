@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Generic, TypeVar
 
 import asyncssh
@@ -46,6 +47,10 @@ class TransferKind(Generic[Entry]):
     enabled: Callable[[SsftpConfig], bool]
     entries: Callable[[SsftpConfig], Sequence[Entry]]
     body: Body[Entry]
+    # How a moved file (a row's ``file``) is named locally, ``<account dir>/<sub path>``, as
+    # its scan events name it: a download's row names its sub path under the downloader's
+    # staging directory, an upload's is that already.
+    local_name: Callable[[Entry, str], str]
 
     def find(self, config: SsftpConfig, name: str, source: str) -> Entry:
         for entry in self.entries(config):
@@ -65,8 +70,8 @@ class TransferKind(Generic[Entry]):
             async with open_sftp(entry, layout.system, timeout) as sftp:
                 rows = await self.body(entry, layout, state, sftp, flow_run_id)
             state.add_to_totals(self.direction, [
-                "ok" if row.result == self.done else "failed" for row in rows
-                if row.result in (self.done, "failed")])
+                "ok" if row.outcome == self.done else "failed" for row in rows
+                if row.outcome in (self.done, "failed")])
             return rows
 
 
@@ -75,11 +80,14 @@ DOWNLOAD: TransferKind[Downloader] = TransferKind(
     switch="enableSftpClientDownloader",
     enabled=lambda config: config.enable_sftp_client_downloader,
     entries=lambda config: config.sftp_client_downloaders,
-    body=download_files)
+    body=download_files,
+    local_name=lambda entry, file: (PurePosixPath(entry.local_staging_directory)
+                                    / file).as_posix())
 
 UPLOAD: TransferKind[Uploader] = TransferKind(
     name="upload", role="uploader", done="uploaded", direction="push",
     switch="enableSftpClientUploader",
     enabled=lambda config: config.enable_sftp_client_uploader,
     entries=lambda config: config.sftp_client_uploaders,
-    body=upload_files)
+    body=upload_files,
+    local_name=lambda entry, file: file)

@@ -78,12 +78,12 @@ async def _upload(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
     local = area_path(layout.clean, entry.local_directory_to_upload, sub_path)
     clean_path = _clean_path(entry, sub_path)
     try:
-        fingerprint = FileStamp.of(local.stat())
+        stamp = FileStamp.of(local.stat())
     except FileNotFoundError:
         return TransferResult(clean_path.as_posix(), 0, "skipped",
                               "gone from clean/ before it was sent")
     temp, final = remote_paths(entry, sub_path)
-    delivery = Delivery(entry.name, clean_path, fingerprint, temp, final, Stage.SENDING)
+    delivery = Delivery(entry.name, clean_path, stamp, temp, final, Stage.SENDING)
     try:
         if not entry.override_remote_existing_file and await sftp.lexists(final):
             raise _AlreadyThere
@@ -93,9 +93,9 @@ async def _upload(sftp: asyncssh.SFTPClient, entry: Uploader, layout: DataLayout
         state.save_delivery(delivery)
         await sftp.put(local, temp)
         remote_size = (await sftp.stat(temp)).size
-        if remote_size != fingerprint.size or FileStamp.of(local.stat()) != fingerprint:
+        if remote_size != stamp.size or FileStamp.of(local.stat()) != stamp:
             return await _undo(sftp, state, delivery, "failed",
-                               f"size check failed ({fingerprint.size} bytes sent, remote "
+                               f"size check failed ({stamp.size} bytes sent, remote "
                                f"has {remote_size}); sent again next run")
     except _AlreadyThere:
         return await _undo(sftp, state, delivery, "skipped", ALREADY_THERE)
@@ -172,16 +172,16 @@ async def _archive(entry: Uploader, layout: DataLayout, state: TransferState,
     """Move the delivered file to uploadarchive/, hashed first: in clean/ it is still the
     file that was sent when its stamp says so (None when a newer version took its place)."""
     sha256 = await asyncio.to_thread(sha256_if_unchanged, layout.clean / delivery.local_path,
-                                     delivery.fingerprint)
-    archived = archive_uploaded(layout, delivery.local_path, delivery.fingerprint)
+                                     delivery.stamp)
+    archived = archive_uploaded(layout, delivery.local_path, delivery.stamp)
     state.finish_delivery(entry.name, delivery.local_path)
     audit_event("upload", uploader=entry.name, file=str(delivery.local_path),
                 remote=f"{entry.host}:{entry.port}/{delivery.remote_final}",
-                size=delivery.fingerprint.size, sha256=sha256,
+                size=delivery.stamp.size, sha256=sha256,
                 archived=str(archived) if archived else None, flow_run_id=flow_run_id)
     note = detail or ("" if archived else "a newer version is in clean/ and is sent next")
     name = delivery.local_path.as_posix()
-    return TransferResult(name, delivery.fingerprint.size, "uploaded", note, sha256)
+    return TransferResult(name, delivery.stamp.size, "uploaded", note, sha256)
 
 
 async def _remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> None:

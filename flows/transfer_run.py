@@ -30,7 +30,7 @@ from prefect.runtime import flow_run
 from client.kinds import Entry, TransferKind
 from flows.events import transfer_event
 from ssftp.config.loader import load_config
-from ssftp.config.schema import Downloader, RemoteEndpoint, SsftpConfig
+from ssftp.config.schema import RemoteEndpoint, SsftpConfig
 from ssftp.errors import ConfigError, RemoteUnavailableError, TransferError, TransferFailedError
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, configure_logging, log_dirs, one_line
@@ -112,20 +112,12 @@ async def run_transfer(kind: TransferKind[Entry], name: str, config: str,
         )(kind, entry, layout, limits.connect_timeout_seconds, host_limit)
     await _report(kind, entry, results)
     _announce_moved(kind, settings, entry, results)
-    failed = [result for result in results if result.result == "failed"]
+    failed = [result for result in results if result.outcome == "failed"]
     if failed:
         first = failed[0]
         raise TransferFailedError(f"{len(failed)} of {len(results)} file(s) failed; first: "
                                   f"{first.file}: {first.detail}")
     return results
-
-
-def _local_name(entry: Entry, file: str) -> str:
-    """How a moved file is named locally, ``<account dir>/<sub path>``, as its scan events
-    name it (a download's row names its sub path under the downloader's staging dir)."""
-    if isinstance(entry, Downloader):
-        return (PurePosixPath(entry.local_staging_directory) / file).as_posix()
-    return file
 
 
 def _announce_moved(kind: TransferKind[Entry], settings: SsftpConfig,
@@ -135,9 +127,9 @@ def _announce_moved(kind: TransferKind[Entry], settings: SsftpConfig,
     owners = StagingOwners(settings)
     run_id = str(flow_run.id) if flow_run.id else None
     for result in results:
-        if result.result != kind.done:
+        if result.outcome != kind.done:
             continue
-        path = _local_name(entry, result.file)
+        path = kind.local_name(entry, result.file)
         transfer_event(result, path=path, account=owners.owner_of(PurePosixPath(path)),
                        instance=settings.instance_name, flow_run_id=run_id,
                        entry=(kind.role, entry.name)).emit()
@@ -146,16 +138,16 @@ def _announce_moved(kind: TransferKind[Entry], settings: SsftpConfig,
 async def _report(kind: TransferKind[Entry], entry: Entry,
                   results: list[TransferResult]) -> None:
     logger = get_run_logger()
-    counts = {outcome: sum(1 for r in results if r.result == outcome)
+    counts = {outcome: sum(1 for r in results if r.outcome == outcome)
               for outcome in (kind.done, "skipped", "failed")}
     logger.info("%s %s with %s:%d: %s", kind.name, entry.name, entry.host, entry.port,
                 ", ".join(f"{count} {outcome}" for outcome, count in counts.items()))
     for result in results:
-        if result.result == "failed":
+        if result.outcome == "failed":
             logger.error("%s: %s", one_line(result.file), one_line(result.detail))
     await acreate_table_artifact(
         key=artifact_key(kind, entry.name),
-        table=[{"file": one_line(r.file), "bytes": r.bytes, "result": r.result,
+        table=[{"file": one_line(r.file), "bytes": r.bytes, "result": r.outcome,
                 "detail": one_line(r.detail)}
                for r in results] or [{"file": "", "bytes": 0, "result": "nothing to do",
                                       "detail": ""}],

@@ -30,8 +30,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from asyncssh.channel import SSHServerChannel
+from asyncssh.constants import FXP_EXTENDED_REPLY
 from asyncssh.packet import SSHPacket, String
-from asyncssh.sftp import FXP_EXTENDED_REPLY, SFTPHandler, SFTPServer, SFTPServerHandler
+from asyncssh.sftp import SFTPHandler, SFTPServer, SFTPServerHandler
 from asyncssh.stream import SSHReader, SSHWriter
 
 from ssftp.logs import one_line

@@ -105,7 +105,9 @@ async def run_off_loop(executor: SessionThread, call: Callable[P, R],
 def off_loop(method: Callable[Concatenate[S, P], R],
              ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """Make a blocking method a coroutine that runs it in ``self.executor``."""
-    @functools.wraps(method)
-    async def in_executor(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def in_executor(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return await run_off_loop(self.executor, method, self, *args, **kwargs)
+    # Its name and docstring are the method's; functools.wraps would type it as a wrapper,
+    # not as the coroutine function it is.
+    functools.update_wrapper(in_executor, method)
     return in_executor

@@ -32,7 +32,7 @@ from asyncssh.sftp import MAX_SFTP_READ_LEN
 from server.compat import stderr_notices
 from server.descriptors import process_budget
 from server.in_flight import ChannelBytes
-from server.jail import Jail, JailPath, chmod_name, proc_path
+from server.jail import Jail, JailPath, chmod_name
 from server.log_summary import MAX_KEYS, REFUSAL_LOG_SECONDS, LogSummary
 from server.off_loop import SessionThread, off_loop, run_off_loop
 from server.recent_uploads import recent_uploads
@@ -44,6 +44,7 @@ from ssftp.errors import Refused, UploadFailedError
 from ssftp.layout import is_partial_upload_name, is_reserved_name
 from ssftp.logs import APP, TRANSFER, log_event
 from ssftp.metrics import DOWNLOAD_BYTES, TRANSFERS, UPLOAD_BYTES
+from ssftp.moves import proc_path
 from ssftp.permissions import Permission
 
 app_log = logging.getLogger(APP)
@@ -139,7 +140,7 @@ class _ReadAhead:
         return handle is self.handle and self.offset <= offset <= self.offset + len(self.data)
 
 
-def _client_has_left(channel: asyncssh.SSHServerChannel) -> bool:
+def _client_has_left(channel: asyncssh.SSHServerChannel[bytes]) -> bool:
     """True once no further request can arrive from the client.
 
     ``is_closing()`` covers a dropped connection and our own close, but not a client that sent
@@ -151,7 +152,7 @@ def _client_has_left(channel: asyncssh.SSHServerChannel) -> bool:
 
 
 class SFTPSession(asyncssh.SFTPServer):
-    def __init__(self, chan: asyncssh.SSHServerChannel, context: SessionContext,
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], context: SessionContext,
                  flow: ChannelBytes) -> None:
         super().__init__(chan)
         self.context = context

@@ -28,7 +28,8 @@ library is called, so code above that sees only this hierarchy::
     ├── TransferError            a downloader or uploader could not do its work
     │   ├── RemoteUnavailableError  the remote server is unreachable or went away: retried
     │   ├── RemoteRefusedError      host key, login or key file refused: fix the config
-    │   └── TransferFailedError     some files failed, the others were transferred
+    │   ├── TransferFailedError     some files failed, the others were transferred
+    │   └── TransferStateError      system/transfers.sqlite cannot be read or written
     └── ServiceError             a part of the running gateway cannot start or stopped
         ├── ListenError          an address to listen on (SFTP, metrics) cannot be had
         ├── PrefectServerError   no Prefect server answers, or ours did not start
@@ -134,6 +135,10 @@ class RemoteRefusedError(TransferError):
 
 class TransferFailedError(TransferError):
     """Some files could not be transferred; the others were."""
+
+
+class TransferStateError(TransferError):
+    """``system/transfers.sqlite`` cannot be read or written (a full disk, a damaged file)."""
 
 
 class ServiceError(SsftpError):

@@ -134,7 +134,7 @@ async def test_download_run_is_named_after_its_downloader_and_has_a_table(prefec
 
     results = await instance.download("partner-x.out")
 
-    assert [(r.file, r.bytes, r.result) for r in results] == [("sub/report.csv", 8, "downloaded")]
+    assert [(r.file, r.bytes, r.outcome) for r in results] == [("sub/report.csv", 8, "downloaded")]
     staged = instance.layout.staging / "partner-x.out" / "sub" / "report.csv"
     assert staged.read_bytes() == b"a,b\n1,2\n"
     run = await latest_flow_run("download", "download partner-x.out")
@@ -228,7 +228,7 @@ async def test_a_run_does_nothing_while_the_previous_run_of_its_entry_is_going(p
         assert await instance.download("busy") == []
     assert not (instance.layout.staging / "busy").exists()
     # Once the lock is free the next run does the work.
-    assert [r.result for r in await instance.download("busy")] == ["downloaded"]
+    assert [r.outcome for r in await instance.download("busy")] == ["downloaded"]
 
 
 async def test_runs_share_a_per_host_concurrency_limit_set_from_the_config(prefect_api,

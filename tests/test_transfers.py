@@ -27,7 +27,7 @@ from ssftp.errors import RemoteRefusedError, RemoteUnavailableError
 from ssftp.file_stamp import FileStamp, sha256_if_unchanged
 from ssftp.layout import TEMP_PREFIX, DataLayout
 from ssftp.scan.claims import ClaimArea
-from ssftp.scan.router import Area
+from ssftp.scan.results import Area
 from ssftp.scan.scanner import Scanner
 from ssftp.transfer.local import Outcome, TransferResult
 from ssftp.transfer.state import Delivery, RemoteStamp, Stage, TransferState
@@ -227,7 +227,7 @@ async def test_download_does_not_fetch_an_unchanged_file_again(
     staged = layout.staging / "inbox"
 
     first = await run_download(entry, layout, state)
-    assert {row.file: row.result for row in first} == {"a.txt": "downloaded",
+    assert {row.file: row.outcome for row in first} == {"a.txt": "downloaded",
                                                        "b.txt": "downloaded"}
     (staged / "a.txt").unlink()  # e.g. scanned and moved on
     before = (staged / "b.txt").stat()
@@ -296,7 +296,7 @@ async def test_download_keeps_the_local_copy_when_the_remote_delete_fails(
         rows = by_file(results)
         assert rows["gone.txt"] == moved("gone.txt", gone, "downloaded",
                                                   "remote copy deleted")
-        assert rows["stuck.txt"].result == "failed"
+        assert rows["stuck.txt"].outcome == "failed"
         assert rows["stuck.txt"].bytes == len(stuck)
         assert "downloaded, but the remote copy could not be deleted" in \
             rows["stuck.txt"].detail
@@ -306,7 +306,7 @@ async def test_download_keeps_the_local_copy_when_the_remote_delete_fails(
         # Next run: the delete is tried again, the file is not fetched again.
         (staged / "stuck.txt").unlink()
         results = await run_download(entry, layout, state)
-        assert [(row.file, row.result) for row in results] == [("stuck.txt", "failed")]
+        assert [(row.file, row.outcome) for row in results] == [("stuck.txt", "failed")]
         assert "could not be deleted" in results[0].detail
         assert not (staged / "stuck.txt").exists()
     finally:
@@ -347,7 +347,7 @@ async def test_download_without_override_skips_only_files_that_exist_locally(
     entry = make_downloader(server, remote, overrideExistingFile=True)
     results = await run_download(entry, layout, state)
 
-    assert {row.file: row.result for row in results} == {"staged.txt": "downloaded",
+    assert {row.file: row.outcome for row in results} == {"staged.txt": "downloaded",
                                                          "c/cleaned.txt": "downloaded"}
     assert tree(layout.staging / "inbox") == tree(remote)
     assert tree(layout.clean / "inbox") == {"c/cleaned.txt": sha(old_clean)}
@@ -366,7 +366,7 @@ async def test_download_skips_names_reserved_for_ssftp(
     rows = by_file(results)
     assert rows["fine.txt"] == moved("fine.txt", fine, "downloaded")
     for name in (".ssftp-tmp-evil", ".ssftp-claims"):
-        assert rows[name].result == "skipped"
+        assert rows[name].outcome == "skipped"
         assert rows[name].bytes == 0
         assert "reserved" in rows[name].detail and ".ssftp-" in rows[name].detail
     assert len(rows) == 3
@@ -738,7 +738,7 @@ async def test_download_from_an_ssftp_clean_account_with_delete(gateway, layout)
         async with open_sftp(entry, layout.system, 10) as sftp:
             results = await download_files(entry, layout, state, sftp)
 
-    assert [(r.file, r.result) for r in results] == [("deep/handed-on.bin", "downloaded")]
+    assert [(r.file, r.outcome) for r in results] == [("deep/handed-on.bin", "downloaded")]
     staged = layout.staging / "hop" / "deep" / "handed-on.bin"
     assert staged.read_bytes() == b"\x00scanned once\xff" * 500
     assert not (published / "deep" / "handed-on.bin").exists()

@@ -34,7 +34,7 @@ class TransferResult:
 
     file: str
     bytes: int
-    result: Outcome
+    outcome: Outcome
     detail: str = ""
     sha256: str | None = None
 

@@ -10,21 +10,29 @@ processes of their own (a Prefect runner's subprocess, or a work pool's worker),
 that exports the metrics reads the figures here (``ssftp_transfers_total``, ssftp.metrics).
 
 Runs of different downloaders may be separate processes, so the DB is in WAL mode with a busy
-timeout, and every method is one short transaction.
+timeout, and every method is one short transaction. Every ``sqlite3`` error is translated here,
+into :class:`~ssftp.errors.TransferStateError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+from ssftp.errors import TransferStateError
 from ssftp.file_stamp import FileStamp
+from ssftp.logs import APP, log_event
+
+logger = logging.getLogger(APP)
 
 STATE_FILE = "transfers.sqlite"
 
@@ -79,7 +87,7 @@ class Delivery:
     uploader: str
     # Relative to clean/.
     local_path: PurePosixPath
-    fingerprint: FileStamp
+    stamp: FileStamp
     remote_temp: str
     remote_final: str
     stage: Stage
@@ -88,10 +96,25 @@ class Delivery:
 class TransferState:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        with self._translated("open it"):
+            self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+
+    @contextlib.contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise TransferStateError(f"transfer state {self.path}: could not {action}: "
+                                     f"{exc}") from None
+
+    def _run(self, action: str, sql: str,
+             parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """One statement (one transaction), its rows; TransferStateError if it failed."""
+        with self._translated(action):
+            return self._db.execute(sql, parameters).fetchall()
 
     @classmethod
     def open(cls, system: Path) -> TransferState:
@@ -109,43 +132,45 @@ class TransferState:
     # -- downloads ---------------------------------------------------------------------
 
     def fetched(self, downloader: str, remote_path: str) -> RemoteStamp | None:
-        row = self._db.execute(
-            "SELECT size, mtime FROM fetched WHERE downloader = ? AND remote_path = ?",
-            (downloader, _stored(remote_path))).fetchone()
-        return RemoteStamp(*row) if row else None
+        rows = self._run("read what was fetched",
+                         "SELECT size, mtime FROM fetched WHERE downloader = ? AND remote_path = ?",
+                         (downloader, _stored(remote_path)))
+        return RemoteStamp(*rows[0]) if rows else None
 
     def record_fetched(self, downloader: str, remote_path: str, stamp: RemoteStamp) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO fetched VALUES (?, ?, ?, ?, ?)",
-            (downloader, _stored(remote_path), stamp.size, stamp.mtime, time.time()))
+        self._run("record a fetch", "INSERT OR REPLACE INTO fetched VALUES (?, ?, ?, ?, ?)",
+                  (downloader, _stored(remote_path), stamp.size, stamp.mtime, time.time()))
 
     def forget_fetched(self, downloader: str, remote_path: str) -> None:
         """After a remote delete: a new file of the same name is a new file."""
-        self._db.execute("DELETE FROM fetched WHERE downloader = ? AND remote_path = ?",
-                         (downloader, _stored(remote_path)))
+        self._run("forget a fetch",
+                  "DELETE FROM fetched WHERE downloader = ? AND remote_path = ?",
+                  (downloader, _stored(remote_path)))
 
     # -- uploads -----------------------------------------------------------------------
 
     def deliveries(self, uploader: str) -> list[Delivery]:
-        rows = self._db.execute(
+        rows = self._run(
+            "read the deliveries",
             "SELECT local_path, inode, size, mtime_ns, remote_temp, remote_final, stage "
-            "FROM deliveries WHERE uploader = ? ORDER BY updated_at", (uploader,)).fetchall()
+            "FROM deliveries WHERE uploader = ? ORDER BY updated_at", (uploader,))
         return [Delivery(uploader, PurePosixPath(os.fsdecode(local)),
                          FileStamp(inode, size, mtime_ns), os.fsdecode(temp), os.fsdecode(final),
                          Stage(stage))
                 for local, inode, size, mtime_ns, temp, final, stage in rows]
 
     def save_delivery(self, delivery: Delivery) -> None:
-        fingerprint = delivery.fingerprint
-        self._db.execute(
-            "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (delivery.uploader, os.fsencode(delivery.local_path), fingerprint.inode,
-             fingerprint.size, fingerprint.mtime_ns, _stored(delivery.remote_temp),
-             _stored(delivery.remote_final), delivery.stage.value, time.time()))
+        stamp = delivery.stamp
+        self._run("save a delivery",
+                  "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (delivery.uploader, os.fsencode(delivery.local_path), stamp.inode, stamp.size,
+                   stamp.mtime_ns, _stored(delivery.remote_temp), _stored(delivery.remote_final),
+                   delivery.stage.value, time.time()))
 
     def finish_delivery(self, uploader: str, local_path: PurePosixPath) -> None:
-        self._db.execute("DELETE FROM deliveries WHERE uploader = ? AND local_path = ?",
-                         (uploader, os.fsencode(local_path)))
+        self._run("finish a delivery",
+                  "DELETE FROM deliveries WHERE uploader = ? AND local_path = ?",
+                  (uploader, os.fsencode(local_path)))
 
     # -- totals, for the metrics -------------------------------------------------------
 
@@ -155,24 +180,31 @@ class TransferState:
         counted = Counter(results)
         if not counted:
             return
-        self._db.execute(
+        self._run(
+            "count the files",
             "INSERT INTO totals VALUES " + ", ".join(["(?, ?, ?)"] * len(counted))
             + " ON CONFLICT (direction, result) DO UPDATE SET files = files + excluded.files",
             [value for result, files in counted.items() for value in (direction, result, files)])
 
     def totals(self) -> dict[tuple[str, str], int]:
         """Files by (direction, result), since the data root was made."""
-        rows = self._db.execute("SELECT direction, result, files FROM totals").fetchall()
+        rows = self._run("read the totals", "SELECT direction, result, files FROM totals")
         return {(direction, result): files for direction, result, files in rows}
 
 
 def stored_totals(system: Path) -> dict[tuple[str, str], int]:
     """The totals kept under ``system/``, read when a scrape asks: none, and no file made,
-    before the first scheduled transfer has run."""
+    before the first scheduled transfer has run. A file that cannot be read leaves them out of
+    this scrape (with a log line), not the whole scrape."""
     if not (system / STATE_FILE).exists():
         return {}
-    with TransferState.open(system) as state:
-        return state.totals()
+    try:
+        with TransferState.open(system) as state:
+            return state.totals()
+    except TransferStateError as exc:
+        log_event(logger, "scheduled transfer totals not read", logging.WARNING,
+                  error=str(exc))
+        return {}
 
 
 def _stored(remote_path: str) -> str | bytes:

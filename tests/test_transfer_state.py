@@ -1,0 +1,36 @@
+"""system/transfers.sqlite's failures, as the code above it sees them (ssftp.transfer.state)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from ssftp.errors import TransferStateError
+from ssftp.metrics import TransferTotals
+from ssftp.transfer.state import STATE_FILE, TransferState, stored_totals
+from tests.support import app_log_records
+
+
+def test_a_damaged_state_file_is_an_error_of_ours_naming_it(tmp_path):
+    (tmp_path / STATE_FILE).write_bytes(b"not a database, " * 512)
+    with pytest.raises(TransferStateError) as caught:
+        TransferState.open(tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path / STATE_FILE) in message and "\n" not in message
+
+
+def test_a_scrape_leaves_out_the_totals_it_cannot_read_not_the_rest(tmp_path):
+    """On main a damaged file raised sqlite3.DatabaseError out of the collector, and the
+    scrape failed whole."""
+    (tmp_path / STATE_FILE).write_bytes(b"not a database, " * 512)
+    registry = CollectorRegistry()
+    totals = TransferTotals(registry)
+    totals.inc("upload", "ok")
+    totals.read_from(partial(stored_totals, tmp_path))
+    with app_log_records() as seen:
+        text = generate_latest(registry).decode()
+    assert 'ssftp_transfers_total{direction="upload",result="ok"} 1.0' in text
+    [line] = [r for r in seen if r.getMessage() == "scheduled transfer totals not read"]
+    assert STATE_FILE in line.fields["error"]  # type: ignore[attr-defined]
