@@ -36,7 +36,7 @@ from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import ClamavSettings
 from ssftp.errors import ClamdError, InvalidValueError, PrefectServerError, SsftpError
 from ssftp.layout import DataLayout
-from ssftp.logs import lines_shown, log_dirs, one_line, set_console
+from ssftp.logs import lines_shown, one_line, set_console
 from ssftp.passwords import hash_password
 from ssftp.runtime.clamd_daemon import socket_in
 from ssftp.scan.clamd import ClamdClient, VerdictKind
@@ -247,12 +247,12 @@ def _up(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from deployments.worker import run_worker
-    from ssftp.logs import configure_logging, log_dirs
+    from ssftp.logs import configure_logging
     from ssftp.runtime.prefect_server import is_healthy
 
     store = _open_store(args)
     metrics = _metrics_address(args, store)
-    configure_logging(log_dirs(store.layout, store.current.loaded.config))
+    configure_logging(store.current.loaded.config.log_dirs(store.layout))
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url or not is_healthy(api_url):
         raise PrefectServerError(
@@ -326,7 +326,7 @@ def _audit_source(layout: DataLayout, config_path: Path | None) -> AuditSource:
     dirs, instance = [layout.log], None
     if config_path is not None or path.exists():
         config = load_config(path).config
-        dirs, instance = log_dirs(layout, config), config.instance_name
+        dirs, instance = config.log_dirs(layout), config.instance_name
     for directory in dirs:
         if logs := audit_logs(directory):
             return AuditSource(logs, layout.root, instance)

@@ -23,7 +23,7 @@ from deployments.prefect_flush import flush_prefect_workers
 from ssftp.addresses import Address
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
-from ssftp.logs import configure_logging, log_dirs
+from ssftp.logs import configure_logging
 from ssftp.runtime.clamd_daemon import ClamdDaemon, supervise
 from ssftp.runtime.listener import Check, metrics_listening, up_or_down
 from ssftp.runtime.prefect_server import (
@@ -58,7 +58,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
 
     layout: DataLayout = store.layout
     config = store.current.loaded.config
-    configure_logging(log_dirs(layout, store.current.loaded.config))
+    configure_logging(store.current.loaded.config.log_dirs(layout))
     os.environ.update({key: os.environ.get(key, value) for key, value in OFFLINE_ENV.items()})
     os.environ.setdefault("PREFECT_HOME", str(layout.system / "prefect"))
     prefect: PrefectServer = await asyncio.to_thread(

@@ -33,7 +33,7 @@ from ssftp.config.loader import load_config
 from ssftp.config.schema import RemoteEndpoint, SsftpConfig
 from ssftp.errors import ConfigError, RemoteUnavailableError, TransferError, TransferFailedError
 from ssftp.layout import DataLayout
-from ssftp.logs import AUDIT, configure_logging, log_dirs, one_line
+from ssftp.logs import AUDIT, configure_logging, one_line
 from ssftp.retry_schedule import exponential_delays
 from ssftp.scan.owners import StagingOwners
 from ssftp.transfer.local import TransferResult
@@ -96,7 +96,7 @@ async def run_transfer(kind: TransferKind[Entry], name: str, config: str,
     if not logging.getLogger(AUDIT).handlers:
         # A run started by a Prefect runner or worker in its own process: write the audit
         # log where the rest of this instance writes it.
-        configure_logging(log_dirs(layout, settings), stdout=False)
+        configure_logging(settings.log_dirs(layout), stdout=False)
     limits = settings.transfers
     host_limit = host_limit_name(entry)
     await ensure_host_limit(host_limit, limits.max_connections_per_host)

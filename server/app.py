@@ -28,7 +28,7 @@ from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
 from ssftp.layout import DataLayout, remove_stale_partial_uploads, remove_stale_temp_files
-from ssftp.logs import APP, configure_logging, log_dirs, log_event
+from ssftp.logs import APP, configure_logging, log_event
 from ssftp.runtime.listener import metrics_listening, up_or_down
 from ssftp.runtime.stop import run_until_stopped
 
@@ -190,7 +190,7 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
     ``refusal_log_seconds``."""
     layout = store.layout
     config = store.current.loaded.config
-    configure_logging(log_dirs(layout, store.current.loaded.config))
+    configure_logging(store.current.loaded.config.log_dirs(layout))
     log_warnings(store.current.loaded)
     defender = Defender()
     _apply_defender_settings(defender, store.current)

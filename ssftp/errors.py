@@ -8,6 +8,7 @@ library is called, so code above that sees only this hierarchy::
 
     SsftpError
     ├── ConfigError              ssftp.yaml cannot be used; ``issues`` lists every problem
+    │                            (:class:`ConfigIssue`: the key path and line of each)
     ├── InvalidValueError        a value given to ssftp (in ssftp.yaml, on the command line)
     │   │                        cannot be used: a permission name, a clamd address, ...
     │   ├── PasswordFormatError  looks like a password hash but is not a valid one
@@ -45,10 +46,31 @@ through, and pydantic reports a ``ValueError`` as a problem at the key being val
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from ssftp.config.issues import ConfigIssue
+# Where in ssftp.yaml: keys and list indexes from the top.
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in ssftp.yaml, with the key path and line that say where: the loader and
+    the rules find them, :class:`ConfigError` carries them."""
+
+    path: KeyPath
+    message: str
+    line: int | None = None
+
+    @property
+    def dotted(self) -> str:
+        text = ""
+        for part in self.path:
+            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        return text or "(top level)"
+
+    def describe(self, source: str) -> str:
+        where = f"{source}:{self.line}" if self.line else source
+        return f"{where}: {self.dotted}: {self.message}"
 
 
 class SsftpError(Exception):

@@ -24,13 +24,9 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ssftp.errors import AuditLogError
-
-if TYPE_CHECKING:
-    from ssftp.config.schema import SsftpConfig
-    from ssftp.layout import DataLayout
 
 APP = "ssftp"
 TRANSFER = "ssftp.transfer"
@@ -261,12 +257,6 @@ def audit_event(event: str, level: int = logging.INFO, /, **fields: Any) -> None
         write_audit_event(event, level, **fields)
     except AuditLogError as exc:
         warn_on_stderr(f"{event}: {exc}")
-
-
-def log_dirs(layout: DataLayout, config: SsftpConfig) -> list[Path]:
-    """Where the logs go: the data root's log/, plus each ``logDests`` file destination."""
-    extra = [Path(d.props["path"]) for d in config.log_dests if d.kind == "file"]
-    return [layout.log, *extra]
 
 
 def configure_logging(log_dirs: list[Path], *, stdout: bool = True) -> None:

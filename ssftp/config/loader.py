@@ -27,10 +27,9 @@ import yaml
 from pydantic import ValidationError
 from yaml.composer import Composer
 
-from ssftp.config.issues import ConfigIssue, KeyPath
 from ssftp.config.rules import find_errors, find_warnings
 from ssftp.config.schema import SsftpConfig
-from ssftp.errors import ConfigError
+from ssftp.errors import ConfigError, ConfigIssue, KeyPath
 
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{([^}]*)\}?")
 

@@ -11,9 +11,8 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ssftp.config.issues import ConfigIssue, KeyPath
 from ssftp.config.schema import AccountEntry, Downloader, SsftpConfig, Uploader
-from ssftp.errors import PasswordFormatError, PublicKeyError
+from ssftp.errors import ConfigIssue, KeyPath, PasswordFormatError, PublicKeyError
 from ssftp.passwords import PasswordVerifier
 from ssftp.public_keys import parse_public_key
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import socket
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -28,7 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ssftp.addresses import ClamdAddress, parse_listen
-from ssftp.layout import RESERVED_PREFIX, is_reserved_name
+from ssftp.layout import RESERVED_PREFIX, DataLayout, is_reserved_name
 from ssftp.permissions import parse_permission_names
 
 # How a file reaches clamd: see ssftp.scan.clamd (auto: by descriptor, or streamed to a
@@ -579,3 +580,8 @@ class SsftpConfig(Model):
     sftp_client_uploaders: list[Uploader] = Field(default_factory=list, description=(
         "Scheduled uploads of clean files to remote SFTP servers (another ssftp's staging "
         "account, in a chain); run only with `enableSftpClientUploader: true`. sSFTP's key."))
+
+    def log_dirs(self, layout: DataLayout) -> list[Path]:
+        """Where the logs go: the data root's log/, plus each ``logDests`` file destination."""
+        return [layout.log,
+                *(Path(dest.props["path"]) for dest in self.log_dests if dest.kind == "file")]
