@@ -56,6 +56,8 @@ def spawn_child(argv: list[str], *, output: ChildOutput,
 # A console keeps this many of its last lines, each cut at this many bytes.
 CONSOLE_LINES = 50
 CONSOLE_LINE_BYTES = 4096
+# How long to wait for the last console lines of a child that has exited.
+CONSOLE_SETTLE_SECONDS = 2.0
 
 
 class ConsoleTail:

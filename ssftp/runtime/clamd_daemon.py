@@ -31,7 +31,13 @@ from ssftp.addresses import ClamdAddress
 from ssftp.errors import ClamdStartError
 from ssftp.logs import APP, log_event
 from ssftp.retry_schedule import backoff_delay
-from ssftp.runtime.children import ConsoleTail, describe_exit, spawn_with_console, stop_child
+from ssftp.runtime.children import (
+    CONSOLE_SETTLE_SECONDS,
+    ConsoleTail,
+    describe_exit,
+    spawn_with_console,
+    stop_child,
+)
 from ssftp.runtime.pid_files import record_pid, stop_leftover
 from ssftp.scan.clamd import ClamdClient
 
@@ -42,8 +48,6 @@ CLAMAV_FILES = Path(__file__).resolve().parents[1] / "clamav"
 TEST_SIGNATURES = CLAMAV_FILES / "test-signatures"
 SYSTEM_DATABASE = Path("/var/lib/clamav")
 CLAMD_BINARIES = ("/usr/sbin/clamd", "clamd")
-# How long to wait for the last console lines of a clamd that has exited.
-CONSOLE_SETTLE_SECONDS = 2.0
 
 
 def signature_database() -> tuple[Path, bool]:

@@ -5,11 +5,12 @@ instance's runs would show in this one's UI, and that instance's stop would pull
 under this one.
 
 Its own runs as a child process with its SQLite database under ``system/prefect``, analytics
-off, its UI pointed at its own port (``PREFECT_UI_API_URL``: by default the UI calls 4200),
-so it works offline and keeps the run history with the rest of the instance's state. It
-dies with ``ssftp up`` (also a SIGKILLed one: ``ssftp.runtime.children.spawn_child``), and
-its pid file lets the next start stop one that a killed ``up`` left shutting down, before it looks
-at the port.
+off, its UI pointed at its own port (``PREFECT_UI_API_URL``: by default the UI calls 4200), so
+it works offline and keeps the run history with the rest of the instance's state. Its console
+is kept in memory, as clamd's is (``ssftp.runtime.children.ConsoleTail``): the last lines say
+why a start failed, and no log file grows for as long as it runs. It dies with ``ssftp up``
+(also a SIGKILLed one: ``ssftp.runtime.children.spawn_child``), and its pid file lets the next
+start stop one that a killed ``up`` left shutting down, before it looks at the port.
 
 It is driven over HTTP and as a process only: Prefect's own client (its log and event workers,
 flushed before the server stops) is deployments.prefect_flush's.
@@ -30,7 +31,12 @@ import httpx
 
 from ssftp.errors import PrefectServerError
 from ssftp.logs import APP, log_event
-from ssftp.runtime.children import spawn_child, stop_child
+from ssftp.runtime.children import (
+    CONSOLE_SETTLE_SECONDS,
+    ConsoleTail,
+    spawn_with_console,
+    stop_child,
+)
 from ssftp.runtime.pid_files import record_pid, stop_leftover
 
 logger = logging.getLogger(APP)
@@ -48,6 +54,8 @@ OURS = "started by this instance"
 # How long a stop waits for the server to exit after SIGTERM (then SIGKILL): with the
 # worker's part and the flush (up.py), within the 15 s a whole stop may take.
 SERVER_STOP_SECONDS = 5.0
+# The lines of its console that a failed start shows.
+FAILURE_LINES = 15
 
 
 @dataclass
@@ -57,7 +65,7 @@ class PrefectServer:
     owner: str
     # None when the server belongs to someone else.
     process: subprocess.Popen[bytes] | None = None
-    log: Path | None = None
+    console: ConsoleTail | None = None
     pid_file: Path | None = None
 
     @property
@@ -79,12 +87,6 @@ def is_prefect_server(argv: list[str]) -> bool:
     """``.../prefect server start ...`` (the script runs under its Python interpreter)."""
     return any(Path(word).name == "prefect" and argv[at + 1:at + 3] == ["server", "start"]
                for at, word in enumerate(argv))
-
-
-def _log_tail(log: Path, lines: int = 15) -> str:
-    if not log.exists():
-        return "(no log)"
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _answers(port: int) -> bool:
@@ -128,21 +130,20 @@ def ensure_prefect_server(home: Path, port: int, *, url: str | None = None,
             f"--prefect-port {port} is taken ({what} answers on 127.0.0.1:{port}): choose a "
             f"free one, or use that server with --prefect-url {api_url}")
     home.mkdir(parents=True, exist_ok=True)
-    log = home / "server.log"
     env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": api_url}
     prefect = Path(sys.executable).with_name("prefect")
-    with log.open("ab") as output:
-        process = spawn_child(
-            [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-             "--analytics-off"], output=output, env=env)
+    process, console = spawn_with_console(
+        [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--analytics-off"], env=env)
     if pid_file is not None:
         record_pid(pid_file, process.pid)
-    server = PrefectServer(api_url, OURS, process, log, pid_file)
+    server = PrefectServer(api_url, OURS, process, console, pid_file)
     deadline = time.monotonic() + ready_timeout
     while not is_healthy(api_url):
         if process.poll() is not None or time.monotonic() > deadline:
             server.stop()
-            raise PrefectServerError(f"the Prefect server did not start on port {port}; the "
-                                     f"end of {log}:\n{_log_tail(log)}")
+            last = console.last(FAILURE_LINES, settle_seconds=CONSOLE_SETTLE_SECONDS)
+            raise PrefectServerError(f"the Prefect server did not start on port {port}; its "
+                                     "last lines:\n" + "\n".join(last or ["(none)"]))
         time.sleep(0.25)
     return server
