@@ -123,39 +123,6 @@ class Scanner:
         _count(result, claim.staged_at)
         return result
 
-    def _settle(self, claim: Claim, examined: _Examined, flow_run_id: str | None) -> ScanResult:
-        """Route the verdict, record it, and move the file there (or back to staging)."""
-        route = route_for(examined.verdict.kind, claim.sub_path, self.layout)
-        if route.area is Area.STAGING:
-            return self._back_to_staging(claim, examined, flow_run_id)
-        when = _now()
-        try:
-            target = (self._reserve_quarantine(claim, examined, flow_run_id, route.target, when)
-                      if route.area is Area.QUARANTINE else route.target)
-        except OSError as exc:  # the quarantine name could not be reserved (a full disk)
-            return self._unmoved(claim, examined, flow_run_id, exc)
-        result = self._result(claim, examined, flow_run_id, route.area, target, when)
-        try:
-            event = self.recorder.record(result, self._record(result))
-        except (AuditLogError, OutboxError) as exc:
-            return self._unrecorded(claim, examined, flow_run_id, result, exc)
-        try:
-            self._move_on(claim, result.area, target)
-        except OSError as exc:
-            return self._unmoved(claim, examined, flow_run_id, exc)
-        return replace(result, event=event)
-
-    def _reserve_quarantine(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
-                            wished: Path, when: str) -> Path:
-        """The first free name of :func:`quarantine_names`, taken by writing the verdict
-        record that the file will have there."""
-        for target in quarantine_names(wished):
-            result = self._result(claim, examined, flow_run_id, Area.QUARANTINE, target, when)
-            if reserve_quarantine_name(target, record_path(target),
-                                       record_content(self._record(result))):
-                return target
-        raise AssertionError("quarantine_names never ends")
-
     def _examine(self, claim: Claim) -> _Examined:
         """The verdict, sha256 and size of exactly the bytes now at the claim.
 
@@ -212,6 +179,39 @@ class Scanner:
         process, where our /proc/self is not ours: it gets the claim's name, and the check
         afterwards that the name still holds this file is what stands behind the verdict."""
         return claim.path if self.mode == "path" else Path(proc_path(fd))
+
+    def _settle(self, claim: Claim, examined: _Examined, flow_run_id: str | None) -> ScanResult:
+        """Route the verdict, record it, and move the file there (or back to staging)."""
+        route = route_for(examined.verdict.kind, claim.sub_path, self.layout)
+        if route.area is Area.STAGING:
+            return self._back_to_staging(claim, examined, flow_run_id)
+        when = _now()
+        try:
+            target = (self._reserve_quarantine(claim, examined, flow_run_id, route.target, when)
+                      if route.area is Area.QUARANTINE else route.target)
+        except OSError as exc:  # the quarantine name could not be reserved (a full disk)
+            return self._unmoved(claim, examined, flow_run_id, exc)
+        result = self._result(claim, examined, flow_run_id, route.area, target, when)
+        try:
+            event = self.recorder.record(result, self._record(result))
+        except (AuditLogError, OutboxError) as exc:
+            return self._unrecorded(claim, examined, flow_run_id, result, exc)
+        try:
+            self._move_on(claim, result.area, target)
+        except OSError as exc:
+            return self._unmoved(claim, examined, flow_run_id, exc)
+        return replace(result, event=event)
+
+    def _reserve_quarantine(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
+                            wished: Path, when: str) -> Path:
+        """The first free name of :func:`quarantine_names`, taken by writing the verdict
+        record that the file will have there."""
+        for target in quarantine_names(wished):
+            result = self._result(claim, examined, flow_run_id, Area.QUARANTINE, target, when)
+            if reserve_quarantine_name(target, record_path(target),
+                                       record_content(self._record(result))):
+                return target
+        raise AssertionError("quarantine_names never ends")
 
     @staticmethod
     def _move_on(claim: Claim, area: Area, target: Path) -> None:
