@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import logging
 
-from prefect.events.worker import EventsWorker
-from prefect.logging.handlers import APILogWorker
-
 from ssftp.logs import APP, log_event
 
 logger = logging.getLogger(APP)
@@ -22,6 +19,12 @@ def flush_prefect_workers(timeout: float = FLUSH_SECONDS) -> None:
     still answers; waits up to ``timeout`` for each, and logs those that did not finish (what
     they held is lost to the UI, not to ssftp: its own logs have it). Not on a thread with a
     running event loop (``drain_all`` would return a coroutine): ``asyncio.to_thread`` it."""
+    # Imported here, not at the top: ``ssftp up`` imports this module before it knows its
+    # Prefect server, and Prefect reads its settings (the API URL) once, as it loads; loaded
+    # earlier, the worker would start a temporary server of its own.
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
     for worker in (APILogWorker, EventsWorker):
         drained = worker.drain_all(timeout=timeout, at_exit=False)
         assert isinstance(drained, tuple), "called on a thread with a running event loop"
