@@ -401,10 +401,8 @@ def test_a_killed_up_takes_its_clamd_and_prefect_server_with_it(up):
     assert any("clamd" in proc.cmdline for proc in children), children
     up.proc.kill()
     up.proc.wait(timeout=30)
-    # The Prefect server stops its uvicorn in order on its SIGTERM: seconds when idle, more
-    # than 15 s on two busy cores (seen). The deadline only turns a hang into a failure.
     wait_for("no process of the killed ssftp up left",
-             lambda: not [proc for proc in children if is_alive(proc)], timeout=90,
+             lambda: not [proc for proc in children if is_alive(proc)], timeout=15,
              details=lambda: "\n".join(f"{p.pid}: {p.cmdline}" for p in children
                                        if is_alive(p)))
 
