@@ -33,8 +33,9 @@ from typing import Any
 import asyncssh
 from asyncssh import SFTPAttrs
 
+from server.handles import DownloadHandle
 from server.off_loop import run_off_loop
-from server.sftp_session import DownloadHandle, SFTPSession
+from server.sftp_session import SFTPSession
 from ssftp.errors import Refused
 from ssftp.permissions import Permission
 

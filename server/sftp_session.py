@@ -5,6 +5,10 @@ supports is one of the methods below and no request can reach the disk unchecked
 logged and answered with SSH_FX_PERMISSION_DENIED; filesystem errors keep their own codes.
 Whatever touches the disk runs in the session's own thread, never on the event loop that every
 session shares (server.off_loop): a hung filesystem holds only the sessions that use it.
+
+This is the protocol's side only: what a handle holds and how many a session may open is
+server.handles', what an upload's close does with its bytes server.upload's, and what SETSTAT
+may change server.attributes'.
 """
 
 from __future__ import annotations
@@ -17,38 +21,36 @@ import functools
 import logging
 import os
 import stat
-import sys
-import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import NoReturn
+from pathlib import Path
 
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 from asyncssh.sftp import MAX_SFTP_READ_LEN
 
+from server import attributes
+from server.attributes import Whose
 from server.compat import stderr_notices
 from server.descriptors import process_budget
+from server.handles import DownloadHandle, Handles, UploadHandle
 from server.in_flight import ChannelBytes
-from server.jail import Jail, JailPath, chmod_name
+from server.jail import Jail, JailPath
 from server.log_summary import MAX_KEYS, REFUSAL_LOG_SECONDS, LogSummary
 from server.off_loop import SessionThread, off_loop, run_off_loop
 from server.recent_uploads import recent_uploads
-from server.upload_writer import UploadWriter, partial_path, stat_partial
-from server.verdict_wait import PublishedFile, VerdictWatch, verdict_at_close
+from server.upload import Upload, UploadContext
+from server.upload_writer import partial_path, stat_partial
+from server.verdict_wait import VerdictWatch
 from ssftp.config.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import Refused, UploadFailedError
 from ssftp.layout import is_partial_upload_name, is_reserved_name
-from ssftp.logs import APP, TRANSFER, log_event
-from ssftp.metrics import DOWNLOAD_BYTES, TRANSFERS, UPLOAD_BYTES
+from ssftp.logs import APP, log_event
 from ssftp.moves import proc_path
 from ssftp.permissions import Permission
 
 app_log = logging.getLogger(APP)
-transfer_log = logging.getLogger(TRANSFER)
 
 DIR_MODE = 0o750
 
@@ -57,10 +59,6 @@ DIR_MODE = 0o750
 _CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F))
 
 _LISTING_BATCH = 64  # entries per trip off the loop (see _next_names); asyncssh sends 128
-# A download read in order is read this many requests at a time, up to a limit per session
-# (see SFTPSession._read_download).
-_READ_AHEAD_REQUESTS = 8
-_READ_AHEAD_LIMIT = 2 << 20
 # The largest READ served: what asyncssh tells clients it serves (limits@openssh.com), so those
 # that ask are never cut short; asyncssh's clients read 4 MiB blocks, OpenSSH's 255 KiB.
 MAX_READ_BYTES = MAX_SFTP_READ_LEN
@@ -80,64 +78,6 @@ class SessionContext:
     # The connection's refused requests, logged in summary (on the event loop).
     refusals: LogSummary = field(
         default_factory=lambda: LogSummary(REFUSAL_LOG_SECONDS, MAX_KEYS))
-
-
-@dataclass
-class _Handle:
-    virtual: str
-    started: float = field(default_factory=time.monotonic)
-    bytes: int = 0
-
-    def fileno(self) -> int:
-        raise NotImplementedError
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """For asyncssh's ranges extension (SEEK_DATA/SEEK_HOLE, asked by its clients' get):
-        every byte counts as data, the file has no holes. Answered without the filesystem,
-        as asyncssh calls this on the event loop, where an lseek could hang every session
-        (on FUSE and NFS 4.2 it asks the server); a sparse file is then sent whole, its holes
-        as the zeros they read as. Reads and writes use explicit offsets: nothing else
-        depends on a position."""
-        return sys.maxsize if whence == os.SEEK_HOLE else offset
-
-
-@dataclass
-class DownloadHandle(_Handle):
-    fd: int = -1
-
-    def fileno(self) -> int:
-        return self.fd
-
-
-@dataclass
-class UploadHandle(_Handle):
-    writer: UploadWriter | None = None
-    readable: bool = False  # opened with FXF_READ, which needed the download permission
-
-    def fileno(self) -> int:
-        assert self.writer is not None
-        return self.writer.fd
-
-
-@dataclass
-class _ReadAhead:
-    """What the last read of a download brought in beyond the request: ``data`` is the file
-    from ``offset`` on, as read then (a download's file is not written through ssftp)."""
-
-    handle: DownloadHandle | None = None
-    offset: int = 0
-    data: memoryview = field(default_factory=lambda: memoryview(b""))
-
-    def take(self, handle: DownloadHandle, offset: int, size: int) -> bytes:
-        """The request's bytes if all of them are here, else b"" (then read them)."""
-        start = offset - self.offset
-        if handle is not self.handle or start < 0 or start + size > len(self.data):
-            return b""
-        return bytes(self.data[start:start + size])
-
-    def follows(self, handle: DownloadHandle, offset: int) -> bool:
-        """Whether a read at ``offset`` goes on from here: the client reads in order."""
-        return handle is self.handle and self.offset <= offset <= self.offset + len(self.data)
 
 
 def _client_has_left(channel: asyncssh.SSHServerChannel[bytes]) -> bool:
@@ -161,16 +101,16 @@ class SFTPSession(asyncssh.SFTPServer):
         self.account = context.account
         self._jail: Jail | None = None
         self.permissions = context.account.permissions
-        self._open_files = 0
-        self._listings: weakref.WeakSet[AsyncIterator[SFTPName]] = weakref.WeakSet()
-        self._limits_logged: set[str] = set()
         # Every call that touches the disk runs there (server.off_loop). The handle counts,
         # the listings and the budget shared by all sessions stay with the event loop.
         self.executor = SessionThread()
-        self._ahead = _ReadAhead()
+        budget = process_budget()
+        self._handles = Handles(self.account.username, context.ip, context.limits, budget)
+        self._upload_context = UploadContext(
+            self.executor, self.account.username,
+            client_left=functools.partial(_client_has_left, chan), budget=budget,
+            recent=recent_uploads(), durable=context.durable_uploads, verdicts=context.verdicts)
         self._show_refusal = stderr_notices(chan)
-        # This session's open uploads by virtual path: visible to it alone (see _stat_or_upload).
-        self._uploads: dict[str, UploadHandle] = {}
 
     @property
     def jail(self) -> Jail:
@@ -210,50 +150,6 @@ class SFTPSession(asyncssh.SFTPServer):
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(line)
 
-    def _log_transfer(self, direction: str, handle: _Handle, error: str | None) -> None:
-        """Log a finished transfer once the close reply is on its way.
-
-        close() returns before asyncssh sends the reply; writing the record (to stdout and
-        the log files) in the next turn of the loop overlaps it with the client's next step
-        instead of delaying the reply (a tenth of the server's time per small upload).
-        The metrics count the same transfer: its bytes and its result.
-        """
-        (UPLOAD_BYTES if direction == "upload" else DOWNLOAD_BYTES).inc(handle.bytes)
-        TRANSFERS.inc(direction, "ok" if error is None else "failed")
-        asyncio.get_running_loop().call_soon(functools.partial(
-            log_event, transfer_log, "transfer",
-            logging.INFO if error is None else logging.WARNING,
-            direction=direction, user=self.account.username, ip=self.context.ip,
-            path=handle.virtual, bytes=handle.bytes,
-            ms=round((time.monotonic() - handle.started) * 1000, 1),
-            ok=error is None, error=error))
-
-    def _reserve_handle(self, operation: str, path: bytes,
-                        listing: AsyncIterator[SFTPName] | None = None) -> None:
-        """Take a slot for a new OPEN (given back at close) or OPENDIR (``listing``, counted
-        while it exists), or refuse: beyond ``maxOpenHandles`` of this session, or beyond the
-        budget of all sessions (every handle may hold one of the process's descriptors, see
-        server.descriptors). Each limit is logged once per session (a client at its limit
-        may retry in a loop)."""
-        limit = self.context.limits().max_open_handles
-        if self._open_files + len(self._listings) >= limit:
-            self._refuse_handle(operation, path, "maxOpenHandles", limit,
-                                f"too many open handles ({limit})")
-        budget = process_budget()
-        if not budget.take_handle(listing):
-            self._refuse_handle(operation, path, "processHandles", budget.handles,
-                                f"server is busy: too many open handles in all sessions "
-                                f"({budget.handles}); try again later")
-
-    def _refuse_handle(self, operation: str, path: bytes, limit: str, value: int,
-                       reason: str) -> NoReturn:
-        if limit not in self._limits_logged:
-            self._limits_logged.add(limit)
-            log_event(app_log, "limit reached", logging.WARNING, user=self.account.username,
-                      ip=self.context.ip, op=operation, path=path.decode("utf-8", "replace"),
-                      limit=limit, value=value)
-        raise asyncssh.SFTPFailure(reason)
-
     def format_user(self, uid: int | None) -> str:
         return self.account.username  # never reveal host account names
 
@@ -291,7 +187,7 @@ class SFTPSession(asyncssh.SFTPServer):
         there), else what is on disk, else the account's interrupted upload of that path
         (``sftp reput``, ``lftp put -c`` and ``curl -C -`` ask its size to resume from). An
         upload in progress is never listed, nor seen by another account or the scanner."""
-        own = self._uploads.get(target.virtual)
+        own = self._handles.upload_at(target.virtual)
         if own is not None:
             return os.fstat(own.fileno())
         try:
@@ -311,9 +207,9 @@ class SFTPSession(asyncssh.SFTPServer):
             yield
         except Exception:
             with contextlib.suppress(Refused):
-                own = self._uploads.get(self.jail.virtual(path))
-                if own is not None and own.writer is not None:
-                    own.writer.void(f"{operation} of the file was refused or failed")
+                own = self._handles.upload_at(self.jail.virtual(path))
+                if own is not None:
+                    own.upload.writer.void(f"{operation} of the file was refused or failed")
             raise
 
     def _partial_path(self, target: JailPath) -> Path:
@@ -329,11 +225,10 @@ class SFTPSession(asyncssh.SFTPServer):
 
     def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         """OPENDIR: asyncssh keeps what this returns as the handle until CLOSE (or the end of
-        the session) drops it, and tells the server nothing then; the weak set of listings
-        is their count, as CPython frees the object the moment asyncssh lets go of it."""
+        the session) drops it, and tells the server nothing then: the listing is counted
+        while it exists (server.handles)."""
         listing = self._listing(path)  # not started: nothing is opened before the check
-        self._reserve_handle("opendir", path, listing)
-        self._listings.add(listing)
+        self._handles.add_listing(path, listing)
         return listing
 
     async def _listing(self, path: bytes) -> AsyncIterator[SFTPName]:
@@ -471,43 +366,14 @@ class SFTPSession(asyncssh.SFTPServer):
 
     # -- files: attributes -------------------------------------------------------------
 
-    def _require_attrs_allowed(self, attrs: SFTPAttrs, *, own_upload: bool,
-                               just_uploaded: bool) -> None:
-        """Refuse the whole request before changing anything when one attribute may not change.
-
-        Ownership never changes; a published file's size cannot change in place (it may be
-        waiting for, or past, its scan); mode and times need ``chmod`` and ``chtimes``, except
-        on the account's own upload in progress (``put -p`` sets them on the open handle) or
-        just published (``just_uploaded``: set by path after the close, see
-        server.recent_uploads). A refusal is a real SSH_FX_PERMISSION_DENIED, never an OK
-        that did nothing: a client that keeps mtimes must learn they were lost.
-        """
-        if attrs.uid is not None or attrs.gid is not None:
-            raise Refused("changing a file's owner is never allowed")
-        if attrs.size is not None and not own_upload:
-            raise Refused("changing a file's size in place is not allowed; upload it again")
-        own = own_upload or just_uploaded
-        if attrs.permissions is not None and not own:
-            self.permissions.require(Permission.CHMOD, "changing permissions")
-        if (attrs.atime is not None or attrs.mtime is not None) and not own:
-            self.permissions.require(Permission.CHTIMES, "changing times")
-
-    @staticmethod
-    def _apply_attrs(target: int | Path, attrs: SFTPAttrs) -> None:
-        if attrs.permissions is not None:
-            os.chmod(target, _mode(attrs.permissions))
-        if attrs.mtime is not None:
-            os.utime(target, _times(attrs))
-
     @off_loop
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         with self._checked("setstat", path):
             target = self.jail.resolve(path)
-            writing = self._uploads.get(target.virtual)
+            writing = self._handles.upload_at(target.virtual)
             if writing is not None:  # sshfs sets times by path on the file it is writing
-                self._set_handle_attrs(writing, attrs)
-                return
-            if not self._set_recent_upload_attrs(target.host, attrs):
+                self._set_upload_attrs(writing, attrs)
+            elif not self._set_recent_upload_attrs(target.host, attrs):
                 self._setstat_on_disk(target.host, attrs)
 
     def _set_recent_upload_attrs(self, host: Path, attrs: SFTPAttrs) -> bool:
@@ -522,7 +388,7 @@ class SFTPSession(asyncssh.SFTPServer):
         repeating SETSTAT, for ever). A claim between the check and the change leaves the
         name empty, and the change fails with no such file.
         """
-        identity = recent_uploads().identity(self.account.username, host)
+        identity = self._upload_context.recent.identity(self.account.username, host)
         if identity is None:
             return False
         with self.jail.open_parent(host) as (directory, name):
@@ -532,59 +398,34 @@ class SFTPSession(asyncssh.SFTPServer):
                 return False
             if (info.st_dev, info.st_ino) != identity:
                 return False
-            self._require_attrs_allowed(attrs, own_upload=False, just_uploaded=True)
-            if attrs.permissions is not None:
-                chmod_name(directory, name, _mode(attrs.permissions))
-            if attrs.mtime is not None:
-                os.utime(name, _times(attrs), dir_fd=directory, follow_symlinks=False)
+            attributes.require_allowed(attrs, Whose.RECENT_UPLOAD, self.permissions)
+            attributes.apply_at(directory, name, attrs)
         return True
 
     def _setstat_on_disk(self, host: Path, attrs: SFTPAttrs) -> None:
         with self.jail.open_path(host) as fd:
-            if (Permission.CHMOD not in self.permissions and _only_mode(attrs)
-                    and stat.S_ISDIR(os.fstat(fd).st_mode)):
-                # Refused, yet answered OK (nothing is changed), for compatibility: OpenSSH's
-                # ``put -r`` sets the mode of every directory it uploaded this way and prints
-                # an error for each refusal. A directory's mode is ssftp's, not the partner's.
+            if attributes.left_alone(attrs, self.permissions,
+                                     directory=stat.S_ISDIR(os.fstat(fd).st_mode)):
                 return
-            self._require_attrs_allowed(attrs, own_upload=False, just_uploaded=False)
+            attributes.require_allowed(attrs, Whose.OTHER, self.permissions)
             # By the descriptor's /proc name: fchmod and futimens refuse an O_PATH one.
-            self._apply_attrs(Path(proc_path(fd)), attrs)
+            attributes.apply(Path(proc_path(fd)), attrs)
 
     @off_loop
     def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         handle = self._handle(file_obj)
         with self._checked("setstat", handle.virtual.encode()):
-            self._set_handle_attrs(handle, attrs)
+            if isinstance(handle, UploadHandle):
+                self._set_upload_attrs(handle, attrs)
+            else:
+                attributes.require_allowed(attrs, Whose.OTHER, self.permissions)
+                attributes.apply(handle.fd, attrs)
 
-    def _set_handle_attrs(self, handle: DownloadHandle | UploadHandle,
-                          attrs: SFTPAttrs) -> None:
-        self._require_attrs_allowed(attrs, own_upload=isinstance(handle, UploadHandle),
-                                    just_uploaded=False)
+    def _set_upload_attrs(self, handle: UploadHandle, attrs: SFTPAttrs) -> None:
+        attributes.require_allowed(attrs, Whose.OWN_UPLOAD, self.permissions)
         if attrs.size is not None:
-            assert isinstance(handle, UploadHandle) and handle.writer is not None
-            handle.writer.truncate(attrs.size)
-        self._apply_attrs(handle.fileno(), attrs)
-
-    def _commit(self, writer: UploadWriter, follow: bool) -> PublishedFile | None:
-        """Publish an upload and remember it for a while (server.recent_uploads), by its
-        identity taken before the rename: the scanner may claim the file at once. With
-        ``follow``, the published file to wait for the verdict of (the caller closes it); its
-        descriptor too is taken before, as a failure after the publish must not fail it."""
-        info = os.fstat(writer.fd)
-        followed = os.open(proc_path(writer.fd), os.O_PATH | os.O_CLOEXEC) if follow else None
-        try:
-            writer.commit()
-        except BaseException:
-            if followed is not None:
-                os.close(followed)
-            raise
-        recent_uploads().remember(self.account.username, writer.target,
-                                  (info.st_dev, info.st_ino))
-        if followed is None:
-            return None
-        assert self.context.verdicts is not None
-        return PublishedFile.just_published(followed, writer.target, self.context.verdicts.areas)
+            handle.upload.writer.truncate(attrs.size)
+        attributes.apply(handle.fileno(), attrs)
 
     @off_loop
     def fstat(self, file_obj: object) -> SFTPAttrs:
@@ -603,16 +444,7 @@ class SFTPSession(asyncssh.SFTPServer):
         return file_obj
 
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
-        self._reserve_handle("open", path)
-        try:
-            handle = await self._opened(path, pflags)
-        except BaseException:
-            process_budget().release_file()  # nothing was opened
-            raise
-        self._open_files += 1
-        if isinstance(handle, UploadHandle):
-            self._uploads[handle.virtual] = handle
-        return handle
+        return await self._handles.open(path, functools.partial(self._opened, path, pflags))
 
     @off_loop
     def _opened(self, path: bytes, pflags: int) -> DownloadHandle | UploadHandle:
@@ -672,25 +504,13 @@ class SFTPSession(asyncssh.SFTPServer):
                                          "replacing an existing file")
         elif not pflags & asyncssh.FXF_CREAT and not resume:
             raise asyncssh.SFTPNoSuchFile("no such file")
-        writer = UploadWriter(
-            target.host, self.jail,
+        upload = Upload.begin(
+            self._upload_context, self.jail, target, partial,
             replace=exists or Permission.OVERWRITE in self.permissions,
-            append=bool(pflags & asyncssh.FXF_APPEND),
-            durable=self.context.durable_uploads,
-            partial=partial, resume=resume,
-        )
-        if exists and not pflags & asyncssh.FXF_TRUNC:
-            try:
-                existing = self._open_regular(target.host, os.O_RDONLY)
-                try:
-                    writer.start_from(existing)
-                finally:
-                    os.close(existing)
-            except BaseException:
-                writer.abort()
-                raise
-        return UploadHandle(target.virtual, writer=writer,
-                            readable=bool(pflags & asyncssh.FXF_READ))
+            append=bool(pflags & asyncssh.FXF_APPEND), resume=resume,
+            existing=(functools.partial(self._open_regular, target.host, os.O_RDONLY)
+                      if exists and not pflags & asyncssh.FXF_TRUNC else None))
+        return UploadHandle(target.virtual, upload, readable=bool(pflags & asyncssh.FXF_READ))
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         """A READ, of at most :data:`MAX_READ_BYTES` (a shorter reply is legal; clients ask
@@ -702,7 +522,7 @@ class SFTPSession(asyncssh.SFTPServer):
         if isinstance(handle, UploadHandle):
             data = await self._read_upload(handle, offset, size)
         else:
-            data = self._ahead.take(handle, offset, size) or await self._read_download(
+            data = self._handles.ahead.take(handle, offset, size) or await self._read_download(
                 handle, offset, size)
         self._flow.shrink(len(data))
         handle.bytes += len(data)
@@ -713,37 +533,23 @@ class SFTPSession(asyncssh.SFTPServer):
         if not handle.readable:
             with self._checked("read", handle.virtual.encode()):
                 raise Refused("file is not open for reading")
-        assert handle.writer is not None
-        return handle.writer.read(offset, size)
+        return handle.upload.writer.read(offset, size)
 
     async def _read_download(self, handle: DownloadHandle, offset: int, size: int) -> bytes:
-        """Read a download, and while at it, the client's next requests when it reads the
-        file in order (as every client downloading a whole file does, many requests ahead).
-
-        One trip off the loop per READ cost a fifth of the download rate of a 256 MiB file
-        (the session's thread waits for the interpreter while the loop handles the requests
-        behind); reading up to ``_READ_AHEAD_REQUESTS`` at once keeps the trips few. At most
-        one block per session is kept, the last, so memory stays bounded whatever the
-        number of open handles; a client that jumps around reads only what it asks for.
-        """
-        length = size
-        if offset == 0 or self._ahead.follows(handle, offset):
-            length = max(size, min(size * _READ_AHEAD_REQUESTS, _READ_AHEAD_LIMIT))
-        block = await run_off_loop(self.executor, os.pread, handle.fd, length, offset)
-        data = block[:size]
-        # Only a block with more in it is kept: a view of the rest keeps the whole block.
-        self._ahead = (_ReadAhead(handle, offset + len(data), memoryview(block)[len(data):])
-                       if len(block) > len(data) else _ReadAhead())
-        return data
+        """Read a download, and the client's next requests with it when it reads in order
+        (server.handles.ReadAhead)."""
+        ahead = self._handles.ahead
+        block = await run_off_loop(self.executor, os.pread, handle.fd,
+                                   ahead.length(handle, offset, size), offset)
+        return ahead.keep(handle, offset, size, block)
 
     @off_loop
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
         handle = self._handle(file_obj)
         if not isinstance(handle, UploadHandle):
             raise asyncssh.SFTPPermissionDenied("file is not open for writing")
-        assert handle.writer is not None
         with self._checked("write", handle.virtual.encode()):
-            handle.writer.write(offset, data)
+            handle.upload.writer.write(offset, data)
         handle.bytes += len(data)
         return len(data)
 
@@ -751,75 +557,32 @@ class SFTPSession(asyncssh.SFTPServer):
     def fsync(self, file_obj: object) -> None:
         handle = self._handle(file_obj)
         if isinstance(handle, UploadHandle):
-            assert handle.writer is not None
-            handle.writer.fsync()
+            handle.upload.writer.fsync()
         else:
             os.fsync(handle.fd)
 
     async def close(self, file_obj: object) -> None:
         handle = self._handle(file_obj)
-        self._open_files -= 1  # asyncssh has dropped the handle, whatever happens below
-        process_budget().release_file()
+        self._handles.close(handle)  # asyncssh has dropped the handle, whatever happens below
         if isinstance(handle, DownloadHandle):
-            if self._ahead.handle is handle:
-                self._ahead = _ReadAhead()
             await run_off_loop(self.executor, os.close, handle.fd)  # FUSE flushes on close
-            self._log_transfer("download", handle, None)
+            self._handles.log_transfer(handle, None)
             return
-        assert handle.writer is not None
-        if self._uploads.get(handle.virtual) is handle:
-            del self._uploads[handle.virtual]
-        # asyncssh also calls close() for handles still open when the session ends: that is
-        # an interrupted upload, which must never appear under its final name (it is kept,
-        # hidden, for a resume).
-        if _client_has_left(self.channel):
-            kept = await run_off_loop(self.executor, handle.writer.suspend)
-            self._log_transfer("upload", handle, "session ended before the file was closed"
-                               + ("; kept for a resume" if kept else ""))
-            return
-        seconds = self._verdict_seconds(handle)
+        # asyncssh also calls close() for handles still open when the session ends: the
+        # upload then sees that the client has left.
         try:
-            published = await run_off_loop(self.executor, self._commit, handle.writer,
-                                           seconds is not None)
+            message = await handle.upload.close(
+                functools.partial(self._handles.log_transfer, handle))
         except UploadFailedError as exc:
-            self._log_transfer("upload", handle, str(exc))
             raise asyncssh.SFTPFailure(str(exc)) from None
         except FileExistsError:
-            self._log_transfer("upload", handle, "target appeared meanwhile; not overwritten")
             raise asyncssh.SFTPFileAlreadyExists("file already exists") from None
-        except OSError as exc:
-            self._log_transfer("upload", handle, f"publish failed: {exc.strerror}")
-            raise
-        self._log_transfer("upload", handle, None)
-        if published is not None and seconds is not None:
-            await self._tell_verdict(handle, published, seconds)
+        if message is not None:
+            await self._tell_verdict(handle, message)
 
-    def _verdict_seconds(self, handle: UploadHandle) -> float | None:
-        """How long this close waits for the verdict (``scanning.verdictOnClose``), or None;
-        asked at each close, so that a reload applies to the next one. Not at all for a
-        client's temp name (``NAME.filepart``): it is scanned only once renamed."""
-        verdicts = self.context.verdicts
-        if verdicts is None or is_partial_upload_name(PurePosixPath(handle.virtual).name):
-            return None
-        return verdicts.seconds()
-
-    async def _tell_verdict(self, handle: UploadHandle, published: PublishedFile,
-                            seconds: float) -> None:
-        """Wait for the published file's verdict (server.verdict_wait) and answer an infected
-        or unscannable one with SSH_FX_FAILURE, its reason also on the session's stderr
-        (OpenSSH's sftp prints only the code's text). The wait holds a descriptor, counted
-        in the process's budget: without room there, the close answers OK at once."""
-        budget = process_budget()
-        if not budget.take_handle():
-            await run_off_loop(self.executor, published.close)
-            return
-        try:
-            message = await verdict_at_close(self.executor, published, seconds,
-                                             lambda: _client_has_left(self.channel))
-        finally:
-            budget.release_file()
-        if message is None:
-            return
+    async def _tell_verdict(self, handle: UploadHandle, message: str) -> None:
+        """Answer an infected or unscannable upload with SSH_FX_FAILURE, its reason also on
+        the session's stderr (OpenSSH's sftp prints only the code's text)."""
         log_event(app_log, "verdict told", user=self.account.username,
                   ip=self.context.ip, path=handle.virtual, message=message)
         self._show_refusal("upload", handle.virtual, message)
@@ -867,21 +630,6 @@ def _next_names(entries: Iterator[os.DirEntry[str]]) -> list[SFTPName]:
         if len(names) == _LISTING_BATCH:
             break
     return names
-
-
-def _mode(permissions: int) -> int:
-    """The mode a client may set: permission bits, never set-id nor sticky, nor others' write."""
-    return stat.S_IMODE(permissions) & 0o775
-
-
-def _times(attrs: SFTPAttrs) -> tuple[int, int]:
-    assert attrs.mtime is not None
-    return (attrs.atime if attrs.atime is not None else attrs.mtime, attrs.mtime)
-
-
-def _only_mode(attrs: SFTPAttrs) -> bool:
-    return attrs.permissions is not None and all(
-        value is None for value in (attrs.size, attrs.uid, attrs.gid, attrs.atime, attrs.mtime))
 
 
 def _require_printable_name(target: JailPath) -> None:
