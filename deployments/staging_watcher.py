@@ -27,7 +27,7 @@ from pathlib import Path
 from ssftp.config.schema import ScanningSettings
 from ssftp.layout import is_reserved_name
 from ssftp.logs import APP, log_event
-from ssftp.scan.claims import HEARTBEAT_SECONDS, ClaimArea
+from ssftp.scan.claims import HEARTBEAT_SECONDS, Claims
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.queue import Lane, StagingQueue, is_candidate
 from ssftp.scan.results import ScanResult
@@ -61,7 +61,7 @@ def staged_files(staging: Path, below: Path | None = None) -> list[Path]:
 @dataclass
 class StagingWatcher:
     staging: Path
-    claims: ClaimArea
+    claims: Claims
     settings: Callable[[], ScanningSettings]
     scan_batch: ScanBatch
     clamd: CurrentClamd

@@ -39,7 +39,7 @@ from ssftp.runtime.listener import Status, clamd_status, metrics_listening, up_o
 from ssftp.runtime.loop_thread import LoopThread
 from ssftp.runtime.prefect_server import is_healthy
 from ssftp.runtime.stop import StopDeadline, run_until_stopped
-from ssftp.scan.claims import ClaimArea
+from ssftp.scan.claims import Claims
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.queue import Lane
@@ -68,7 +68,7 @@ def warn_if_clamd_is_silent(client: ClamdClient | None) -> None:
     log_event(logger, "clamd does not answer", logging.WARNING, address=str(client.address))
 
 
-def build_scanner(layout: DataLayout, active: ActiveConfig, claims: ClaimArea,
+def build_scanner(layout: DataLayout, active: ActiveConfig, claims: Claims,
                   started_clamd: ClamdAddress | None, recorder: Recorder | None = None) -> Scanner:
     """The scanner a config asks for; ``started_clamd`` is the one ``ssftp up`` started, and
     ``recorder`` where its outcomes are recorded (the audit log only, by default)."""
@@ -99,7 +99,7 @@ class ScanWorker:
 
     def __post_init__(self) -> None:
         layout = self.store.layout
-        claims = ClaimArea(layout.staging)
+        claims = Claims(layout.staging)
         # One for the process, whichever scanner a reload builds: it counts the failures.
         self.recorder = OutboxRecorder(Outbox(layout.outbox),
                                        lambda: self.store.current.loaded.config)

@@ -22,7 +22,7 @@ from server.host_keys import load_host_keys
 from server.in_flight import ProcessBytes
 from server.log_summary import REFUSAL_LOG_SECONDS, LogSummary
 from server.ssh_server import AccountLookup, AccountSSHServer, Occupancy
-from server.verdict_wait import Areas, VerdictWatch
+from server.verdict_wait import Destinations, VerdictWatch
 from ssftp.addresses import Address
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
@@ -212,7 +212,7 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
         limits=lambda: store.current.loaded.config.limits,
         refusal_log_seconds=refusal_log_seconds,
         verdicts=VerdictWatch(
-            Areas.of(layout), lambda: store.current.loaded.config.scanning.verdict_on_close),
+            Destinations.of(layout), lambda: store.current.loaded.config.scanning.verdict_on_close),
     )
     log_listening(gateway)
     return Service(store, gateway, [

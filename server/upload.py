@@ -33,7 +33,7 @@ from server.jail import Jail, JailPath
 from server.off_loop import SessionThread, run_off_loop
 from server.recent_uploads import RecentUploads
 from server.upload_writer import UploadWriter
-from server.verdict_wait import Areas, PublishedFile, VerdictWatch, verdict_at_close
+from server.verdict_wait import Destinations, PublishedFile, VerdictWatch, verdict_at_close
 from ssftp.errors import UploadFailedError
 from ssftp.layout import is_partial_upload_name
 from ssftp.moves import proc_path
@@ -117,7 +117,7 @@ class Upload:
             return None
         return await self._verdict(published, wait[1])
 
-    def _publish(self, follow: Areas | None) -> PublishedFile | None:
+    def _publish(self, follow: Destinations | None) -> PublishedFile | None:
         """Publish under the final name (refused for a void upload, which is discarded) and
         remember it, by its identity taken before the rename: the scanner may claim the file
         at once. With ``follow``, the file to wait for the verdict of (the caller closes
@@ -141,7 +141,7 @@ class Upload:
         self._context.recent.remember(self._context.username, self.writer.target,
                                       (info.st_dev, info.st_ino))
 
-    def _verdict_wait(self) -> tuple[Areas, float] | None:
+    def _verdict_wait(self) -> tuple[Destinations, float] | None:
         """Where to follow the file and for how long (``scanning.verdictOnClose``), or None;
         asked at each close, so that a reload applies to the next one. Not at all for a
         client's temp name (``NAME.filepart``): it is scanned only once renamed."""
@@ -149,7 +149,7 @@ class Upload:
         if verdicts is None or is_partial_upload_name(PurePosixPath(self.virtual).name):
             return None
         seconds = verdicts.seconds()
-        return None if seconds is None else (verdicts.areas, seconds)
+        return None if seconds is None else (verdicts.destinations, seconds)
 
     async def _verdict(self, published: PublishedFile, seconds: float) -> str | None:
         """The verdict's message (server.verdict_wait). The wait holds a descriptor, counted in

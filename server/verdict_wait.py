@@ -61,7 +61,7 @@ RECORD_LIMIT = 1 << 16  # a verdict record is some 600 bytes; more is not one
 
 
 @dataclass(frozen=True)
-class Areas:
+class Destinations:
     """Where the scanner puts files, as the kernel names them (symlinks resolved): what the
     descriptor's ``/proc/self/fd`` link is compared with."""
 
@@ -69,17 +69,17 @@ class Areas:
     quarantine: Path
 
     @classmethod
-    def of(cls, layout: DataLayout) -> Areas:
+    def of(cls, layout: DataLayout) -> Destinations:
         return cls(Path(os.path.realpath(layout.clean)),
                    Path(os.path.realpath(layout.quarantine)))
 
 
 @dataclass(frozen=True)
 class VerdictWatch:
-    """What the sessions of a gateway need to tell verdicts: the areas, and the configured
+    """What the sessions of a gateway need to tell verdicts: where files go, and the configured
     wait (``None``: off), asked at each close so that a reload applies to the next one."""
 
-    areas: Areas
+    destinations: Destinations
     seconds: Callable[[], float | None]
 
 
@@ -142,17 +142,17 @@ class PublishedFile:
 
     Used in the session's thread only, one call at a time (server.off_loop)."""
 
-    def __init__(self, fd: int, published: Path, areas: Areas) -> None:
+    def __init__(self, fd: int, published: Path, destinations: Destinations) -> None:
         self._fd = fd  # O_PATH, owned
         self._published = published
-        self._areas = areas
+        self._destinations = destinations
 
     @classmethod
-    def just_published(cls, fd: int, published: Path, areas: Areas) -> PublishedFile:
+    def just_published(cls, fd: int, published: Path, destinations: Destinations) -> PublishedFile:
         """Follow ``fd`` (taken before the file was published at ``published``; owned from now
         on), or the published name if ``fd``'s name was removed by a publish that linked it
         (without overwrite). Called at once after the publish, before the scanner claims it."""
-        upload = cls(fd, published, areas)
+        upload = cls(fd, published, destinations)
         # A look finds it; what it tells is told again by the next. Never raises: the upload
         # is published, and a look that fails now fails again later, answering OK.
         with contextlib.suppress(OSError):
@@ -168,10 +168,10 @@ class PublishedFile:
         if not _names(here, info):
             self._find_at_published(info)
             return None
-        if here.is_relative_to(self._areas.clean):
+        if here.is_relative_to(self._destinations.clean):
             return Told(None)
-        if here.is_relative_to(self._areas.quarantine):
-            destination = Path(Area.QUARANTINE, here.relative_to(self._areas.quarantine))
+        if here.is_relative_to(self._destinations.quarantine):
+            destination = Path(Area.QUARANTINE, here.relative_to(self._destinations.quarantine))
             record = _read_record(record_path(here))
             return Told(verdict_message(record, destination.as_posix(), info.st_size)
                         or "quarantined")

@@ -156,7 +156,7 @@ def reserve_quarantine_name(target: Path, record: Path, content: bytes) -> bool:
     return False
 
 
-class ClaimArea:
+class Claims:
     """This process's claims, below ``staging/.ssftp-claims/<owner>``."""
 
     def __init__(self, staging: Path, owner: str | None = None) -> None:

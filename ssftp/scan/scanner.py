@@ -35,7 +35,7 @@ from ssftp.logs import APP, log_event, one_line, warn_on_stderr
 from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.moves import proc_path
 from ssftp.names import safe_sub_path
-from ssftp.scan.claims import Claim, ClaimArea, reserve_quarantine_name
+from ssftp.scan.claims import Claim, Claims, reserve_quarantine_name
 from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.record import AuditRecorder, Recorder
@@ -98,7 +98,7 @@ class Scanner:
 
     def __init__(self, layout: DataLayout, client: ClamdClient | None, *,
                  mode: ScanMode = "auto", owners: StagingOwners, instance: str,
-                 claims: ClaimArea, recorder: Recorder | None = None) -> None:
+                 claims: Claims, recorder: Recorder | None = None) -> None:
         self.layout = layout
         # None when the operator switched scanning off: files pass through, marked unscanned.
         self.client = client
