@@ -35,7 +35,7 @@ from ssftp.layout import DataLayout
 from ssftp.notify.outbox import Outbox
 from ssftp.notify.owed import CLEAN, INFECTED, UNSCANNABLE, WAITING, owed
 from ssftp.notify.record import OutboxRecorder
-from ssftp.scan.claims import ClaimArea
+from ssftp.scan.claims import Claims
 from ssftp.scan.clamd import ClamdClient, VerdictKind
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.results import Area, ScanResult
@@ -175,7 +175,7 @@ def scan_runs(layout: DataLayout, client: ClamdClient, owners: StagingOwners,
     config = SsftpConfig.model_validate({"instanceName": instance})
     recorder = OutboxRecorder(Outbox(layout.outbox), lambda: config)
     return ScanRuns(Scanner(layout, client, owners=owners, instance=instance,
-                            claims=ClaimArea(layout.staging), recorder=recorder))
+                            claims=Claims(layout.staging), recorder=recorder))
 
 
 def related_of(event: ReceivedEvent) -> dict[str, str]:

@@ -44,7 +44,7 @@ from ssftp.notify.webhooks import (
 )
 from ssftp.scan.claims import (
     FOREIGN_LEASE_SECONDS,
-    ClaimArea,
+    Claims,
     process_owner,
     reserve_quarantine_name,
 )
@@ -110,7 +110,7 @@ def free_closed_port() -> int:
 def make_scanner(layout: DataLayout, client: ClamdClient | None, owners: StagingOwners,
                  mode: str = "auto", recorder: Recorder | None = None) -> Scanner:
     return Scanner(layout, client, mode=mode, owners=owners, instance="gw-test",
-                   claims=ClaimArea(layout.staging), recorder=recorder)
+                   claims=Claims(layout.staging), recorder=recorder)
 
 
 @contextlib.contextmanager
@@ -166,7 +166,7 @@ def test_process_owner_names_host_pid_and_start_time():
 
 def test_claim_takes_the_file_and_frees_its_name(layout):
     staged = stage(layout, "partner-a/report.csv", b"claimed bytes")
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     claim = area.claim(staged)
     assert claim is not None
     assert claim.origin == staged
@@ -183,7 +183,7 @@ def test_claim_takes_the_file_and_frees_its_name(layout):
 
 
 def test_claims_of_the_same_sub_path_never_collide(layout):
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     claims = []
     for number in range(5):
         staged = stage(layout, "partner-a/same.txt", f"version {number}".encode())
@@ -195,14 +195,14 @@ def test_claims_of_the_same_sub_path_never_collide(layout):
 
 
 def test_claim_of_a_vanished_file_is_none_and_leaves_nothing(layout):
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     assert area.claim(layout.staging / "partner-a" / "deep" / "gone.txt") is None
     assert area.held() == []
     assert not list(area.directory.rglob("*"))
 
 
 def test_claim_refuses_a_path_that_is_not_a_staged_file(layout):
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     with pytest.raises(ValueError, match="is not a file below"):
         area.claim(layout.staging / CLAIMS_DIR / "someone" / "slot")
     with pytest.raises(ValueError):
@@ -211,7 +211,7 @@ def test_claim_refuses_a_path_that_is_not_a_staged_file(layout):
 
 def test_release_puts_the_file_back_when_its_name_is_free(layout):
     staged = stage(layout, "partner-a/deep/er/file.bin", b"\x00bytes\xff")
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     claim = area.claim(staged)
     staged.parent.rmdir()  # its directory may even have gone meanwhile
     assert claim.release() == staged
@@ -224,7 +224,7 @@ def test_release_puts_the_file_back_when_its_name_is_free(layout):
 
 def test_release_never_replaces_a_newer_upload(layout):
     staged = stage(layout, "partner-a/file.txt", b"older")
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     claim = area.claim(staged)
     staged.write_bytes(b"newer")
     assert claim.release() == claim.path
@@ -234,7 +234,7 @@ def test_release_never_replaces_a_newer_upload(layout):
 
 
 def test_sub_path_of_staged_and_claimed_paths(layout):
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     assert area.sub_path_of(layout.staging / "partner-a" / "a b" / "c.txt") == PurePosixPath(
         "partner-a/a b/c.txt")
     foreign = layout.staging / CLAIMS_DIR / "other.1.2" / "17-0" / "partner-b" / "x" / "y.csv"
@@ -245,21 +245,21 @@ def test_sub_path_of_staged_and_claimed_paths(layout):
 
 def test_orphaned_finds_dead_owners_only(layout):
     staging = layout.staging
-    dead = ClaimArea(staging, owner=dead_owner())
+    dead = Claims(staging, owner=dead_owner())
     dead_claim = dead.claim(stage(layout, "partner-a/dead.txt", b"dead"))
     # Same host and pid as a live process, but another start time: the pid was reused.
-    reused = ClaimArea(staging, owner=f"{socket.gethostname()}.{os.getpid()}.1")
+    reused = Claims(staging, owner=f"{socket.gethostname()}.{os.getpid()}.1")
     reused_claim = reused.claim(stage(layout, "partner-a/reused.txt", b"reused"))
-    live = ClaimArea(staging, owner=process_owner())
+    live = Claims(staging, owner=process_owner())
     live_claim = live.claim(stage(layout, "partner-a/live.txt", b"live"))
-    fresh_foreign = ClaimArea(staging, owner="other-host.example.1234.5678")
+    fresh_foreign = Claims(staging, owner="other-host.example.1234.5678")
     fresh_claim = fresh_foreign.claim(stage(layout, "partner-a/foreign.txt", b"foreign"))
-    old_foreign = ClaimArea(staging, owner="old-host.example.99.99")
+    old_foreign = Claims(staging, owner="old-host.example.99.99")
     old_claim = old_foreign.claim(stage(layout, "partner-a/old.txt", b"old"))
     expired = time.time() - FOREIGN_LEASE_SECONDS - 60
     os.utime(old_foreign.directory, (expired, expired))
 
-    observer = ClaimArea(staging, owner="observer.example.1.1")
+    observer = Claims(staging, owner="observer.example.1.1")
     orphans = set(observer.orphaned())
     assert orphans == {dead_claim.path, reused_claim.path, old_claim.path}
     assert live_claim.path not in orphans and fresh_claim.path not in orphans
@@ -269,15 +269,15 @@ def test_orphaned_finds_dead_owners_only(layout):
 
 
 def test_orphans_are_taken_over_and_their_empty_directories_removed(layout):
-    dead = ClaimArea(layout.staging, owner=dead_owner())
+    dead = Claims(layout.staging, owner=dead_owner())
     taken = dead.claim(stage(layout, "partner-a/sub/taken.txt", b"take me"))
     left = dead.claim(stage(layout, "partner-b/left.txt", b"leave me"))
-    empty_dead = ClaimArea(layout.staging, owner=dead_owner())
+    empty_dead = Claims(layout.staging, owner=dead_owner())
     (empty_dead.directory / "slot" / "partner-a").mkdir(parents=True)
-    live = ClaimArea(layout.staging)
+    live = Claims(layout.staging)
     (live.directory / "slot").mkdir(parents=True)
 
-    area = ClaimArea(layout.staging, owner="taker.example.1.1")
+    area = Claims(layout.staging, owner="taker.example.1.1")
     again = area.claim(taken.path)
     assert again.sub_path == PurePosixPath("partner-a/sub/taken.txt")
     assert again.origin == layout.staging / "partner-a" / "sub" / "taken.txt"
@@ -294,7 +294,7 @@ def test_a_failed_run_takes_back_its_own_claims_not_the_other_lanes(layout):
     """A run that fails half-way (its call raises: the Prefect API went away, faked here as it
     cannot be caused on cue) leaves its claims behind, and they are retried with its batch;
     the claims of the other lane's run, which may be scanning them now, are left to it."""
-    claims = ClaimArea(layout.staging)
+    claims = Claims(layout.staging)
     mine = stage(layout, "partner-a/mine.txt", b"1")
     theirs = claims.claim(stage(layout, "partner-b/big.iso", b"2"))
     claimed = []
@@ -331,7 +331,7 @@ async def test_a_staging_watch_that_fails_is_logged_once_and_staging_is_walked_i
         handed.extend(batch)
         return []
 
-    watcher = StagingWatcher(layout.staging, ClaimArea(layout.staging), lambda: settings, scan,
+    watcher = StagingWatcher(layout.staging, Claims(layout.staging), lambda: settings, scan,
                              lambda: None)
     ready = asyncio.Event()
     with app_log_records() as seen:
@@ -371,7 +371,7 @@ def test_clean_replaces_an_older_clean_file(layout):
     older = layout.clean / ODD_SUB_PATH
     older.parent.mkdir(parents=True)
     older.write_bytes(b"old clean")
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     claim = area.claim(stage(layout, ODD_SUB_PATH, b"new clean"))
     route = route_for(VerdictKind.CLEAN, claim.sub_path, layout)
     assert route == Route(Area.CLEAN, older)
@@ -386,7 +386,7 @@ def test_clean_replaces_an_older_clean_file(layout):
 
 @pytest.mark.parametrize("verdict", [VerdictKind.INFECTED, VerdictKind.UNSCANNABLE])
 def test_quarantine_never_replaces_and_keeps_a_record(layout, verdict):
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     places = []
     for number in (1, 2, 3):
         claim = area.claim(stage(layout, ODD_SUB_PATH, f"evidence {number}".encode()))
@@ -408,7 +408,7 @@ def test_quarantine_never_replaces_and_keeps_a_record(layout, verdict):
 
 
 def test_an_upload_named_like_a_record_does_not_replace_the_record(layout):
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     first = quarantine(layout, area.claim(stage(layout, "partner-a/x", b"x")),
                        VerdictKind.INFECTED, {"which": "x"})
     second = quarantine(layout, area.claim(stage(layout, "partner-a/x.verdict.json",
@@ -424,7 +424,7 @@ def test_an_upload_named_like_a_record_does_not_replace_the_record(layout):
 
 def test_error_goes_back_to_staging(layout):
     staged = stage(layout, "partner-a/a b/c: d.txt", b"retry me")
-    area = ClaimArea(layout.staging)
+    area = Claims(layout.staging)
     claim = area.claim(staged)
     route = route_for(VerdictKind.ERROR, claim.sub_path, layout)
     assert route == Route(Area.STAGING, staged)
@@ -651,7 +651,7 @@ def test_a_failed_move_to_quarantine_takes_its_record_back(layout, client, owner
 
 
 def test_an_orphaned_claim_is_scanned_under_its_staged_name(layout, client, owners):
-    dead = ClaimArea(layout.staging, owner=dead_owner())
+    dead = Claims(layout.staging, owner=dead_owner())
     orphan = dead.claim(stage(layout, "partner-a/after crash.txt", b"still here")).path
     scanner = make_scanner(layout, client, owners)
     assert scanner.claims.orphaned() == [orphan]
@@ -1135,7 +1135,7 @@ def test_a_file_changed_during_its_scan_is_not_passed_on(layout, owners, tmp_pat
     daemon = ClamdDaemon.start(tmp_path / "own-clamd", database=TEST_SIGNATURES)
     try:
         scanner = Scanner(layout, ClamdClient(daemon.address, timeout=60), mode=mode,
-                          owners=owners, instance="gw-test", claims=ClaimArea(layout.staging))
+                          owners=owners, instance="gw-test", claims=Claims(layout.staging))
         staged = stage(layout, "partner-a/growing.txt", b"first part\n")
         daemon.process.send_signal(signal.SIGSTOP)
         sockets_before = _open_sockets()
@@ -1165,7 +1165,7 @@ def test_a_file_changed_during_its_scan_is_not_passed_on(layout, owners, tmp_pat
         daemon.stop()
 
 
-def _replace_once_opened(claims: ClaimArea, data: bytes, done: threading.Event) -> None:
+def _replace_once_opened(claims: Claims, data: bytes, done: threading.Event) -> None:
     """As soon as this process holds a claimed file open (the scanner is hashing it), move its
     directory aside and put another with ``data`` under the same name, as another writer on
     the share could. The opened file itself is not touched: its stat (ctime too) stays."""

@@ -28,7 +28,7 @@ from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import Webhook
 from ssftp.layout import DataLayout
 from ssftp.notify.webhooks import Notification
-from ssftp.scan.claims import ClaimArea
+from ssftp.scan.claims import Claims
 from ssftp.scan.clamd import ClamdClient, VerdictKind
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.results import Area, ScanResult
@@ -129,7 +129,7 @@ def test_names_in_run_tables_and_notifications_are_one_line_without_terminal_esc
 
 def scanner_for(layout: DataLayout, client: ClamdClient, owners: StagingOwners) -> Scanner:
     return Scanner(layout, client, owners=owners, instance=INSTANCE,
-                   claims=ClaimArea(layout.staging))
+                   claims=Claims(layout.staging))
 
 
 async def run_and_read(runs: ScanRuns, paths: list[Path]

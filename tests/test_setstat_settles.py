@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from ssftp.scan.claims import ClaimArea
+from ssftp.scan.claims import Claims
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.results import Area, ScanResult
@@ -64,7 +64,7 @@ def test_setstat_hammer_does_not_keep_a_file_from_its_verdict(server, client: Cl
     staged = server.layout.staging / "partner-a" / name
     scanner = Scanner(server.layout, client, owners=StagingOwners(server.store.current.loaded
                                                                   .config),
-                      instance="gw-test", claims=ClaimArea(server.layout.staging))
+                      instance="gw-test", claims=Claims(server.layout.staging))
     applied = 0
 
     async def hammer(sftp: asyncssh.SFTPClient, stop: asyncio.Event) -> None:

@@ -26,7 +26,7 @@ from ssftp.config.schema import Downloader, Uploader
 from ssftp.errors import RemoteRefusedError, RemoteUnavailableError
 from ssftp.file_stamp import FileStamp, sha256_if_unchanged
 from ssftp.layout import TEMP_PREFIX, DataLayout
-from ssftp.scan.claims import ClaimArea
+from ssftp.scan.claims import Claims
 from ssftp.scan.results import Area
 from ssftp.scan.scanner import Scanner
 from ssftp.transfer.local import Outcome, TransferResult
@@ -394,7 +394,7 @@ async def test_download_of_a_name_that_is_not_utf8_is_staged_and_reaches_clean_u
         (moved(name, content, "downloaded") for name, content in data.items()),
         key=lambda row: row.file)
     scanner = Scanner(layout, client, owners=owners, instance="transfers-test",
-                      claims=ClaimArea(layout.staging))
+                      claims=Claims(layout.staging))
     scanned = [scanner.scan(layout.staging / "inbox" / name, None) for name in data]
     assert [result.area if result else None for result in scanned] == [Area.CLEAN] * 3
     clean = layout.clean / "inbox"

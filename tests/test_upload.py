@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from server.upload import CUT_OFF, Upload
-from server.verdict_wait import Areas, VerdictWatch
+from server.verdict_wait import Destinations, VerdictWatch
 from ssftp.errors import UploadFailedError
 from testkit.uploads import USERNAME, begin_upload, partials, room_for, upload_context
 
@@ -166,16 +166,16 @@ async def test_a_cut_off_upload_with_nothing_received_leaves_nothing(tmp_path: P
 # -- the verdict ---------------------------------------------------------------------------
 
 
-def data_root(tmp_path: Path) -> tuple[Path, Areas]:
+def data_root(tmp_path: Path) -> tuple[Path, Destinations]:
     """An account's home in staging, and the clean and quarantine areas beside it."""
     root = tmp_path.resolve()  # as the kernel names the places the file goes
     home = root / "staging" / "partner-a"
     for directory in (home, root / "clean", root / "quarantine"):
         directory.mkdir(parents=True)
-    return home, Areas(root / "clean", root / "quarantine")
+    return home, Destinations(root / "clean", root / "quarantine")
 
 
-def quarantine(published: Path, areas: Areas, signature: str) -> None:
+def quarantine(published: Path, areas: Destinations, signature: str) -> None:
     """What the scanner does with an infected file: its record first, then the file."""
     target = areas.quarantine / published.name
     target.with_name(f"{published.name}.verdict.json").write_text(json.dumps({

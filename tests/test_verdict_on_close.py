@@ -26,7 +26,7 @@ from server.descriptors import process_budget
 from server.off_loop import SessionThread
 from server.verdict_wait import (
     MESSAGE_LIMIT,
-    Areas,
+    Destinations,
     PublishedFile,
     Told,
     verdict_at_close,
@@ -151,7 +151,7 @@ def published(layout: DataLayout, sub: str, data: bytes, *, replace: bool = Fals
     temp.write_bytes(data)
     fd = os.open(temp, os.O_PATH | os.O_CLOEXEC)
     publish(temp, target, replace=replace, durable=False)
-    return PublishedFile.just_published(fd, target, Areas.of(layout))
+    return PublishedFile.just_published(fd, target, Destinations.of(layout))
 
 
 @pytest.mark.parametrize("replace", [False, True])
