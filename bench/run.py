@@ -22,13 +22,14 @@ import asyncssh
 from bench import workloads
 from bench.clients import Login
 from bench.results import Row
-from bench.servers import DOWNLOADER, UPLOADER, SsftpProcess, bench_config
+from bench.servers import ACCOUNT_DIRECTORY, DOWNLOADER, UPLOADER, bench_config
 from bench.workloads import Side, Sizes
 from ssftp.errors import ClamdStartError
 from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.scan.clamd import ClamdClient
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from testkit.sftp_client import ClientKey, make_client_key
+from testkit.ssftp_process import SsftpProcess
 
 TMPFS = Path("/dev/shm")
 OPENSSH = "OpenSSH"
@@ -100,8 +101,8 @@ def _sftp_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
     serve = SsftpProcess.start("serve", workdir, config, workdir / "serve-data")
     stack.callback(serve.stop)
     ssftp = Side("ssftp", serve.pid, Login(serve.port, UPLOADER, key.private_path),
-                 Login(serve.port, DOWNLOADER, key.private_path), serve.staging_root,
-                 serve.clean_root)
+                 Login(serve.port, DOWNLOADER, key.private_path),
+                 serve.layout.staging / ACCOUNT_DIRECTORY, serve.layout.clean / ACCOUNT_DIRECTORY)
     reference = None
     if sshd_available():
         say("starting OpenSSH sshd (internal-sftp)")
@@ -147,10 +148,11 @@ def _pipeline_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
     stack.callback(up.stop)
     uploader = Login(up.port, UPLOADER, key.private_path)
     say("workload: pipeline, many files until all are clean")
-    rows = workloads.pipeline(uploader, up.clean_root, up.layout.quarantine,
+    clean_root = up.layout.clean / ACCOUNT_DIRECTORY
+    rows = workloads.pipeline(uploader, clean_root, up.layout.quarantine,
                               raw_clamd, client, sizes)
     say("workload: single-file latency")
-    return rows + workloads.latency(uploader, up.clean_root, sizes)
+    return rows + workloads.latency(uploader, clean_root, sizes)
 
 
 def run(options: Options) -> tuple[list[Row], dict[str, object]]:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.memory import process_tree, tree_memory
+from bench.memory import tree_memory
 from bench.results import Better, Row, Samples, Target, render_table
 from testkit.openssh_server import sshd_available
+from testkit.processes import process_tree
 
 REPO = Path(__file__).resolve().parents[1]
 

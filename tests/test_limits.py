@@ -18,12 +18,12 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from bench.servers import SsftpProcess, child_env, ssftp_command, wait_for_banner
 from server.app import Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import LimitsSettings
 from ssftp.layout import DataLayout
 from testkit.openssh_server import free_port
+from testkit.ssftp_process import SsftpProcess, child_env, ssftp_command, wait_for_banner
 from tests.conftest import PASSWORDS, gateway_config
 from tests.support import ServerThread, beside, unique_name, wait_for, write_config
 from tests.test_permissions_e2e import log_entries, sftp_as, wait_for_log

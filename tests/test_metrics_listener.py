@@ -22,11 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.servers import SsftpProcess, child_env, ssftp_command, wait_for_banner
 from ssftp.layout import DataLayout
 from ssftp.runtime.listener import MetricsListener
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
+from testkit.ssftp_process import SsftpProcess, child_env, ssftp_command, wait_for_banner
 from tests.support import wait_for, write_config
 
 NOFILE = 256  # soft and hard: the server cannot raise it

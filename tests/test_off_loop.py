@@ -23,10 +23,10 @@ from typing import TypeVar
 import asyncssh
 import pytest
 
-from bench.memory import process_tree
-from bench.servers import SsftpProcess
 from testkit.openssh_server import OpenSshServer, sshd_available
+from testkit.processes import process_tree
 from testkit.sftp_client import make_client_key
+from testkit.ssftp_process import SsftpProcess
 from tests.support import ServerThread, unique_name, write_config
 from tests.test_permissions_e2e import connect
 

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import asyncssh
 import pytest
 
-from bench.servers import SsftpProcess
 from ssftp.config.schema import LimitsSettings
+from testkit.ssftp_process import SsftpProcess
 from tests.conftest import PASSWORDS, gateway_config
 from tests.support import PeakSampler, proc_status, unique_name, wait_for, write_config
 
