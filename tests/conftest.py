@@ -1,10 +1,18 @@
-"""Shared fixtures: keys, a standard gateway config and a running server on 127.0.0.1."""
+"""The fixtures every tier may ask for, each started only for the tests that ask for it.
+
+The suite is split by cost (tests/README.md): ``unit/`` (no daemon: its conftest refuses the
+fixtures below that start one), ``integration/`` (real clamd, sshd, the Prefect test harness,
+the SFTP server in a thread) and ``e2e/`` (ssftp's own processes, real client programs,
+Docker). Helpers that test modules share are in ``tests/support/`` and ``testkit/``: test
+modules never import each other.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,28 +22,15 @@ from ssftp.layout import DataLayout
 from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
-from testkit.sftp_client import ClientKey, make_client_key
-from tests.support import ServerThread, write_config
+from testkit.sftp_client import make_client_key
+from tests.support.config import Keys, gateway_config, write_config
+from tests.support.gateway import ServerThread
+from tests.support.logs import logging_into
+from tests.support.scanning import CLAMD_MAX_FILE_SIZE
+from tests.support.webhooks import WebhookReceiver
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-
-PARTNER_PASSWORD = "partner-secret-pw"
-CONSUMER_PASSWORD = "consumer-secret-pw"
-PASSWORDS = {
-    "partner-a": PARTNER_PASSWORD,
-    "partner-b": "other-partner-pw",
-    "consumer-a": CONSUMER_PASSWORD,
-    "clean-admin": "admin-secret-pw",
-}
-
-
-@dataclass(frozen=True)
-class Keys:
-    partner: ClientKey
-    consumer: ClientKey
-    stranger: ClientKey
-    partner_rsa: ClientKey
 
 
 @pytest.fixture(scope="session")
@@ -47,38 +42,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
         stranger=make_client_key(directory, "stranger"),
         partner_rsa=make_client_key(directory, "partner_rsa", "ssh-rsa"),
     )
-
-
-def gateway_config(keys: Keys) -> str:
-    """sSFTP-style accounts: a partner uploading to staging, a consumer reading clean."""
-    return f"""
-    sftpPort: 0
-    fsyncUploads: false
-    users:
-      stagingDir:
-        - directory: partner-a
-          auth:
-            username: partner-a
-            password: {PARTNER_PASSWORD}
-            publicKey:
-              - "{keys.partner.public_line}"
-              - "{keys.partner_rsa.public_line}"
-        - directory: partner-b
-          auth:
-            username: partner-b
-            password: {PASSWORDS["partner-b"]}
-      cleanDir:
-        - directory: partner-a
-          auth:
-            username: consumer-a
-            password: {CONSUMER_PASSWORD}
-            publicKey: "{keys.consumer.public_line}"
-        - directory: "*"
-          allowDelete: true
-          auth:
-            username: clean-admin
-            password: {PASSWORDS["clean-admin"]}
-    """
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +60,6 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "client"
     path.mkdir()
     return path
-
-
-CLAMD_MAX_FILE_SIZE = 10 * 1024 * 1024
 
 
 @pytest.fixture(scope="session")
@@ -159,3 +119,31 @@ def owners() -> StagingOwners:
 @pytest.fixture
 def client(clamd) -> ClamdClient:
     return ClamdClient(clamd.address, timeout=30, max_file_size=CLAMD_MAX_FILE_SIZE)
+
+
+@pytest.fixture
+def audit_log(layout: DataLayout) -> Iterator[Path]:
+    """The audit log of ``layout``."""
+    with logging_into(layout.log) as path:
+        yield path
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook receiver of the test's own (tests/support/webhooks.py)."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts by hand; killed at the end whatever happened."""
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -1,0 +1,47 @@
+"""One small real run of ``python -m bench``: it starts everything the full run does (ssftp
+serve, OpenSSH sshd, clamd, ssftp up with its Prefect server) with tiny workloads, and checks
+that every workload produced figures for both sides and that the table and the JSON agree; it
+asserts nothing about speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from testkit.openssh_server import sshd_available
+from tests.support.repo import REPO
+
+
+@pytest.mark.timeout(600)
+def test_smoke_run_of_the_harness(tmp_path):
+    results = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--json", str(results),
+         "--workdir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    document = json.loads(results.read_text())
+    rows = {row["name"]: row for row in document["rows"]}
+    expected = ["upload 1x4 MiB", "download 1x4 MiB", "upload 1x1 MiB, 40 ms each way",
+                "upload 20x4 KiB, one session",
+                "logins, 5 in a row", "memory, 5 idle sessions (RSS)",
+                "memory, 5 idle sessions (PSS)", "pipeline 20x4 KiB: upload end -> all in clean/",
+                "pipeline 20x4 KiB: upload start -> all in clean/",
+                "latency, upload close -> clean/ (median of 3)"]
+    assert list(rows) == expected
+    for name, row in rows.items():
+        assert row["median"] is not None and row["median"] >= 0, name
+        assert len(row["samples"]) == (3 if name.startswith("latency") else 2), name
+    for name in expected[:7]:
+        reference = rows[name]["reference"]
+        if sshd_available():
+            assert reference["name"] == "OpenSSH" and len(reference["samples"]) == 2, name
+            assert rows[name]["ratio"] > 0, name
+    assert rows[expected[7]]["reference"]["name"] == "raw clamd CONTSCAN"
+    assert document["context"]["workdir_filesystem"]
+    # The table on stdout has a line per row, and the run directory was removed.
+    assert all(name in proc.stdout for name in expected)
+    assert not list(tmp_path.glob("ssftp-bench-*"))

@@ -1,0 +1,181 @@
+"""Prefect events per file outcome (flows.events) emitted by real runs, and an Automation that
+reacts to one.
+
+Scans through the scan flow on the session's Prefect test harness with a real clamd, transfers
+by the download and upload flows against a real OpenSSH sshd, an Automation created through the
+API whose ``call-webhook`` action reaches a real HTTP receiver. Events are read back through the
+API (``/events/filter``). The events as plain functions are in tests/unit/test_flows_events.py;
+a real ``ssftp worker``'s in tests/e2e/test_worker_events.py; one file's events along a chain
+of two ``ssftp up`` in tests/e2e/test_chain.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncssh
+import pytest
+from prefect.automations import Automation
+from prefect.client.orchestration import get_client
+from prefect.events.schemas.events import ReceivedEvent
+
+from flows.events import DOWNLOADED, UPLOADED
+from flows.scan import ScanRuns
+from ssftp.config.schema import SsftpConfig
+from ssftp.layout import DataLayout
+from ssftp.notify.outbox import Outbox
+from ssftp.notify.owed import CLEAN, INFECTED
+from ssftp.notify.record import OutboxRecorder
+from ssftp.scan.claims import Claims
+from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.owners import StagingOwners
+from ssftp.scan.scanner import Scanner
+from testkit.files import EICAR
+from testkit.openssh_server import OpenSshServer, sshd_available
+from tests.support.events import events_of
+from tests.support.gateway import unique_name
+from tests.support.repo import REPO
+from tests.support.scanning import sha256, stage
+from tests.support.transfers import Instance
+from tests.support.waiting import wait_for
+
+
+def scan_runs(layout: DataLayout, client: ClamdClient, owners: StagingOwners,
+              instance: str) -> ScanRuns:
+    """Scan runs recording as a worker's do (no webhooks configured): so their outcomes raise
+    events."""
+    config = SsftpConfig.model_validate({"instanceName": instance})
+    recorder = OutboxRecorder(Outbox(layout.outbox), lambda: config)
+    return ScanRuns(Scanner(layout, client, owners=owners, instance=instance,
+                            claims=Claims(layout.staging), recorder=recorder))
+
+
+def related_of(event: ReceivedEvent) -> dict[str, str]:
+    return {item.role: item.id for item in event.related}
+
+
+def test_a_scan_run_emits_infected_and_clean_with_the_files_sha256(prefect_api, layout,
+                                                                    client, owners):
+    instance = unique_name()
+    stage(layout, "partner-a/eicar.com", EICAR)
+    clean = stage(layout, "partner-a/report.csv", b"a,b\n1,2\n")
+    results = asyncio.run(scan_runs(layout, client, owners, instance).scan_batch(
+        [layout.staging / "partner-a/eicar.com", clean]))
+    run_id = results[0].flow_run_id
+    found = {event.event: event for event in events_of([CLEAN, INFECTED], instance, 2)}
+    assert set(found) == {CLEAN, INFECTED}
+    infected, passed = found[INFECTED], found[CLEAN]
+    assert infected.resource.id == f"ssftp.file.{sha256(EICAR)}"
+    assert passed.resource.id == "ssftp.file." + sha256(b"a,b\n1,2\n")
+    assert infected.resource["ssftp.path"] == "partner-a/eicar.com"
+    assert infected.resource["ssftp.size"] == str(len(EICAR))
+    assert infected.resource["ssftp.account"] == "partner-a"
+    (found_virus,) = [r.signature for r in results if r.verdict is VerdictKind.INFECTED]
+    assert infected.resource["ssftp.signature"] == found_virus
+    assert passed.resource["ssftp.signature"] == ""
+    for event in (infected, passed):
+        assert related_of(event)["flow-run"] == f"prefect.flow-run.{run_id}"
+        assert related_of(event)["account"] == "ssftp.account.partner-a"
+        assert related_of(event)["instance"] == f"ssftp.instance.{instance}"
+
+
+# --- an Automation on ssftp.file.infected -----------------------------------------------------
+
+
+def readme_automation() -> Callable[[str, str], Awaitable[Automation]]:
+    """``create_infection_automation`` as the README's "React to an infection" writes it: the
+    test runs that very code, so the README cannot drift from what works."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### React to an infection"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    namespace: dict[str, Any] = {}
+    exec(code[:code.index("```")], namespace)
+    return namespace["create_infection_automation"]
+
+
+def test_an_automation_on_infected_calls_its_webhook_for_the_infected_file_only(
+        prefect_api, layout, client, owners, receiver):
+    instance = unique_name()
+    automation = asyncio.run(readme_automation()(instance, receiver.url + "/infected"))
+    runs = scan_runs(layout, client, owners, instance)
+    try:
+        # The clean file first, in a run of its own: the triggers service takes events in
+        # order, so when the infection's call arrives the clean event has been evaluated too.
+        asyncio.run(runs.scan_batch([stage(layout, "partner-a/report.csv", b"ok\n")]))
+        events_of([CLEAN], instance, 1)
+        asyncio.run(runs.scan_batch([stage(layout, "partner-b/eicar.com", EICAR)]))
+        wait_for("the Automation's webhook call", lambda: receiver.requests, timeout=60)
+    finally:
+        asyncio.run(automation.adelete())
+    (call,) = receiver.requests
+    assert call.json() == {"file": f"ssftp.file.{sha256(EICAR)}",
+                           "path": "partner-b/eicar.com",
+                           "signature": call.json()["signature"]}
+    assert "EICAR" in str(call.json()["signature"])
+
+
+# --- transfers: a downloader and an uploader, against a real sshd ----------------------------
+
+
+@contextlib.contextmanager
+def claimed_at_once(path: Path, to: Path) -> Iterator[None]:
+    """Move ``path`` away the moment it appears, as a scanner's claim would."""
+    done = threading.Event()
+
+    def claim() -> None:
+        while not done.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                path.rename(to)
+                return
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=claim, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+@pytest.mark.skipif(not sshd_available(), reason="OpenSSH sshd is not installed")
+def test_downloads_and_uploads_emit_one_event_per_file_moved(
+        tmp_path: Path, client_key: asyncssh.SSHKey, sshd: OpenSshServer):
+    instance = Instance(tmp_path, client_key, sshd)
+    name = instance.layout.root.parent.name  # the instanceName Instance.write sets
+    (instance.remote / "pulled.txt").write_bytes(b"pulled\n")
+    outgoing = instance.layout.clean / "push" / "sent.txt"
+    outgoing.parent.mkdir(parents=True)
+    outgoing.write_bytes(b"sent\n")
+    instance.write(downloaders=[instance.entry("download", "pull")],
+                   uploaders=[instance.entry("upload", "push")])
+    # The scanner claims a download within moments of its publish, long before the run ends:
+    # the event must still carry its sha256 (on main it then went out unhashed).
+    taken = tmp_path / "taken.txt"
+    with claimed_at_once(instance.layout.staging / "pull" / "pulled.txt", taken):
+        asyncio.run(instance.download("pull"))
+    assert taken.read_bytes() == b"pulled\n"
+    asyncio.run(instance.upload("push"))
+    found = {event.event: event for event in events_of([DOWNLOADED, UPLOADED], name, 2)}
+    pulled, sent = found[DOWNLOADED], found[UPLOADED]
+    assert pulled.resource.id == "ssftp.file." + sha256(b"pulled\n")
+    assert pulled.resource["ssftp.path"] == "pull/pulled.txt"
+    assert pulled.resource["ssftp.size"] == "7"
+    assert related_of(pulled)["downloader"] == "ssftp.downloader.pull"
+    assert sent.resource.id == "ssftp.file." + sha256(b"sent\n")
+    assert sent.resource["ssftp.path"] == "push/sent.txt"
+    assert related_of(sent)["uploader"] == "ssftp.uploader.push"
+    assert asyncio.run(run_name(related_of(pulled)["flow-run"])) == "download pull"
+    assert asyncio.run(run_name(related_of(sent)["flow-run"])) == "upload push"
+
+
+async def run_name(resource_id: str) -> str:
+    async with get_client() as client:
+        run = await client.read_flow_run(UUID(resource_id.removeprefix("prefect.flow-run.")))
+    return run.name

@@ -1,0 +1,138 @@
+"""Scan runs an operator can read in the Prefect UI, run for real: runs through the Prefect test
+harness and a real clamd, their state, name, tags and parameters read back through the API.
+The wording itself, as plain functions, is in tests/unit/test_flows_scan.py."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+
+from flows.scan import (
+    SUMMARY_TABLE_KEY,
+    VERDICT_TABLE_KEY,
+    ScanRuns,
+)
+from ssftp.addresses import ClamdAddress
+from ssftp.layout import DataLayout
+from ssftp.scan.claims import Claims
+from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.owners import StagingOwners
+from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.scanner import Scanner
+from testkit.files import EICAR
+from tests.support.scanning import stage
+
+INSTANCE = "runs-test"
+
+# --- real runs: the Prefect harness and a real clamd ----------------------------------------
+
+
+
+def scanner_for(layout: DataLayout, client: ClamdClient, owners: StagingOwners) -> Scanner:
+    return Scanner(layout, client, owners=owners, instance=INSTANCE,
+                   claims=Claims(layout.staging))
+
+
+async def run_and_read(runs: ScanRuns, paths: list[Path]
+                       ) -> tuple[list[ScanResult], FlowRun, dict[str, list[dict[str, Any]]]]:
+    """Scan through the flow, then read the run and its tables back through the API."""
+    results = await runs.scan_batch(paths)
+    run_id = results[0].flow_run_id
+    assert run_id is not None
+    async with get_client() as client:
+        run = await client.read_flow_run(UUID(run_id))
+        artifacts = await client.read_artifacts()
+    # A table artifact's data comes back as its JSON text.
+    tables = {artifact.key: json.loads(str(artifact.data)) for artifact in artifacts
+              if artifact.flow_run_id == UUID(run_id) and artifact.key is not None}
+    return results, run, tables
+
+
+def test_a_run_with_eicar_is_quarantined_named_and_tagged(prefect_api, layout, client, owners):
+    stage(layout, "partner-a/eicar.com", EICAR)
+    clean = stage(layout, "partner-a/report.csv", b"a,b\n1,2\n")
+    results, run, tables = asyncio.run(run_and_read(
+        ScanRuns(scanner_for(layout, client, owners)),
+        [layout.staging / "partner-a/eicar.com", clean]))
+    assert {r.verdict for r in results} == {VerdictKind.CLEAN, VerdictKind.INFECTED}
+    assert run.state is not None
+    assert run.state.type.value == "COMPLETED"
+    assert run.state.name == "Quarantined"
+    assert run.state.message == "1 clean, 1 infected, 0 unscannable, 0 waiting"
+    assert run.name == "scan 1 infected of 2 from partner-a"
+    assert set(run.tags) == {f"instance:{INSTANCE}", "account:partner-a", "infected"}
+    narrow = {row["file"]: row for row in tables[SUMMARY_TABLE_KEY]}
+    full = {row["file"]: row for row in tables[VERDICT_TABLE_KEY]}
+    digest = hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+    assert narrow["partner-a/report.csv"]["sha256"] == digest[:12]
+    assert narrow["partner-a/eicar.com"]["account"] == "partner-a"
+    assert full["partner-a/report.csv"]["sha256"] == digest
+    assert full["partner-a/eicar.com"]["account"] == "partner-a"
+
+
+def test_an_all_clean_run_stays_completed(prefect_api, layout, client, owners):
+    pulled = stage(layout, "pulled/in.txt", b"pulled\n")
+    _, run, _ = asyncio.run(run_and_read(ScanRuns(scanner_for(layout, client, owners)),
+                                         [pulled]))
+    assert run.state is not None and run.state.name == "Completed"
+    assert run.name == "scan 1 clean from downloader:pull-x"
+    assert set(run.tags) == {f"instance:{INSTANCE}", "downloader:pull-x"}
+
+
+def test_a_run_with_clamd_unreachable_is_retrying(prefect_api, layout, owners, tmp_path):
+    nobody = ClamdClient(ClamdAddress.parse(str(tmp_path / "nothing-here.sock")), timeout=5)
+    staged = stage(layout, "partner-b/wait.txt", b"waits for clamd\n")
+    results, run, _ = asyncio.run(run_and_read(ScanRuns(scanner_for(layout, nobody, owners)),
+                                               [staged]))
+    assert [r.area for r in results] == [Area.STAGING]
+    assert staged.is_file()
+    assert run.state is not None
+    assert run.state.type.value == "COMPLETED"
+    assert run.state.name == "Retrying"
+    assert run.state.message == "0 clean, 0 infected, 0 unscannable, 1 waiting"
+    assert run.name == "scan 1 waiting of 1 from partner-b"
+    assert set(run.tags) == {f"instance:{INSTANCE}", "account:partner-b", "waiting"}
+
+
+def test_a_runs_parameters_name_files_by_data_root_path_never_by_host_path(
+        prefect_api, layout, client, owners):
+    """Prefect UI users saw host paths (``/srv/.../data/staging/...``) in the runs'
+    parameters; every other surface names files as in the data root. A name that is not UTF-8
+    travels hex-encoded."""
+    report = stage(layout, "partner-a/report.csv", b"a,b\n")
+    latin = Path(os.fsdecode(os.fsencode(layout.staging) + b"/partner-b/caf\xe9.txt"))
+    latin.parent.mkdir(parents=True)
+    latin.write_bytes(b"latin-1 name\n")
+    results, run, _ = asyncio.run(run_and_read(ScanRuns(scanner_for(layout, client, owners)),
+                                               [report, latin]))
+    assert [r.area for r in results] == [Area.CLEAN, Area.CLEAN]
+    assert run.parameters["paths"] == ["staging/partner-a/report.csv",
+                                       "hex:" + b"staging/partner-b/caf\xe9.txt".hex()]
+    text = json.dumps(run.parameters)
+    assert str(layout.root) not in text and '"/' not in text
+
+
+def test_a_batch_whose_names_pass_prefects_parameter_limit_is_scanned_whole(
+        prefect_api, layout, client, owners):
+    """A batch whose paths passed Prefect's 512 KiB parameter limit was refused (422) and
+    retried for ever, and another partner's file in it was never scanned: 1000 files with ~1 KB
+    names in deep directories, and that other file last. All are scanned."""
+    deep = layout.staging / "partner-a" / Path(*["d" * 240] * 4)
+    deep.mkdir(parents=True)
+    long_named = [deep / f"f{number:04}.txt" for number in range(1000)]
+    for path in long_named:
+        path.write_bytes(b"deep\n")
+    other = stage(layout, "partner-b/other.txt", b"another partner's file\n")
+    results = asyncio.run(ScanRuns(scanner_for(layout, client, owners)).scan_batch(
+        [*long_named, other]))
+    assert len(results) == 1001 and {r.area for r in results} == {Area.CLEAN}
+    assert (layout.clean / "partner-b" / "other.txt").read_bytes() == b"another partner's file\n"
+    assert sum(1 for path in layout.clean.rglob("*") if path.is_file()) == 1001

@@ -1,0 +1,98 @@
+"""The scan pipeline in one process: the SFTP server (thread), the scan worker exactly as
+``ssftp up`` runs it (its own thread and event loop), a clamd of its own (so tests can stop and
+restart it), a webhook receiver, on the session's Prefect test harness."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deployments.worker import WorkerThread
+from ssftp.config.reload import ConfigStore
+from ssftp.layout import DataLayout
+from ssftp.runtime.clamd_daemon import ClamdDaemon
+from testkit.sftp_client import run_sftp
+from tests.support.config import PARTNER_PASSWORD
+from tests.support.gateway import ServerThread
+from tests.support.webhooks import WebhookReceiver
+
+SECRET = "webhook-signing-secret"
+INSTANCE = "pipeline-test"
+SCAN_LIMIT = 2 * 1024 * 1024
+
+
+def pipeline_config(clamd_socket: Path, receiver: WebhookReceiver) -> str:
+    return f"""
+    sftpPort: 0
+    fsyncUploads: false
+    instanceName: {INSTANCE}
+    clamav:
+      address: {clamd_socket}
+      timeout: 60
+      maxFileSize: {SCAN_LIMIT}
+    scanning:
+      stableSeconds: 0.2
+      batchWindowSeconds: 0.1
+      retryInitialSeconds: 0.5
+      retryMaxSeconds: 1
+    webhooks:
+      - name: virusFound
+        url: {receiver.url}/hook
+        secret: {SECRET}
+      - name: virusFound
+        url: {receiver.url}/dead
+        timeout: 120
+        retries: 2
+        retryDelaySeconds: 0.1
+      - name: scanError
+        url: {receiver.url}/hook
+        secret: {SECRET}
+    users:
+      stagingDir:
+        - directory: partner-a
+          auth:
+            username: partner-a
+            password: {PARTNER_PASSWORD}
+      cleanDir:
+        - directory: partner-a
+          auth:
+            username: consumer-a
+            password: consumer-pw
+    """
+
+
+@dataclass
+class Pipeline:
+    root: Path
+    layout: DataLayout
+    config: Path
+    server: ServerThread
+    receiver: WebhookReceiver
+    clamd_dir: Path
+    clamd: ClamdDaemon
+    workers: list[WorkerThread] = field(default_factory=list)
+
+    def staged(self, sub: str) -> Path:
+        return self.layout.staging / "partner-a" / sub
+
+    def clean(self, sub: str) -> Path:
+        return self.layout.clean / "partner-a" / sub
+
+    def quarantined(self, sub: str) -> Path:
+        return self.layout.quarantine / "partner-a" / sub
+
+    def upload(self, workdir: Path, commands: list[str]) -> None:
+        result = run_sftp(self.server.port, "partner-a", commands, cwd=workdir,
+                          password=PARTNER_PASSWORD)
+        assert result.returncode == 0, result.stderr
+
+    def start_worker(self) -> WorkerThread:
+        worker = WorkerThread(ConfigStore.open(self.config, self.layout), None)
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def audit(self) -> list[dict[str, object]]:
+        lines = (self.layout.log / "audit.log").read_text().splitlines()
+        return [json.loads(line) for line in lines]

@@ -1,0 +1,110 @@
+"""deployments.staging_watcher without inotify or Prefect: which files it hands to a scan run,
+what a run that fails half-way leaves to retry, and a watch the kernel refuses (staging is
+walked instead)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+from deployments import staging_watcher
+from deployments.staging_watcher import StagingWatcher, staged_files
+from ssftp.config.schema import ScanningSettings
+from ssftp.errors import WatchIncompleteError
+from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX
+from ssftp.scan.claims import (
+    Claims,
+)
+from ssftp.scan.queue import Lane, is_candidate
+from ssftp.scan.results import ScanResult
+from ssftp.tree_watch import TreeWatch
+from tests.support.logs import app_log_records
+from tests.support.scanning import stage
+
+
+def test_a_failed_run_takes_back_its_own_claims_not_the_other_lanes(layout):
+    """A run that fails half-way (its call raises: the Prefect API went away, faked here as it
+    cannot be caused on cue) leaves its claims behind, and they are retried with its batch;
+    the claims of the other lane's run, which may be scanning them now, are left to it."""
+    claims = Claims(layout.staging)
+    mine = stage(layout, "partner-a/mine.txt", b"1")
+    theirs = claims.claim(stage(layout, "partner-b/big.iso", b"2"))
+    claimed = []
+
+    async def fails_half_way(batch: list[Path], lane: Lane) -> list[ScanResult]:
+        claimed.append(claims.claim(mine))
+        raise ConnectionError("the Prefect API went away")
+
+    watcher = StagingWatcher(layout.staging, claims, ScanningSettings, fails_half_way,
+                             lambda: None)
+    asyncio.run(watcher._dispatch([mine], Lane.SMALL))
+    retries, now = watcher.queue.retries, time.monotonic()
+    assert retries.waiting(mine, now) and retries.waiting(claimed[0].path, now)
+    assert not retries.waiting(theirs.path, now)
+    assert len(retries) == 2
+
+
+
+async def test_a_staging_watch_that_fails_is_logged_once_and_staging_is_walked_instead(
+        layout, monkeypatch):
+    """The kernel refusing a watch (its max_user_watches, shared with every process of the
+    machine, so not reached for real here: a fake refusal) stops no scanning: a file that
+    arrives meanwhile is found by a walk and handed to a run."""
+    def refused(watch: TreeWatch) -> None:
+        raise WatchIncompleteError(f"{watch.root} cannot be watched: No space left on device")
+
+    monkeypatch.setattr(TreeWatch, "start", refused)
+    monkeypatch.setattr(staging_watcher, "UNWATCHED_SWEEP_SECONDS", 0.05)
+    monkeypatch.setattr(staging_watcher, "REWATCH_SECONDS", 0.1)
+    settings = ScanningSettings.model_validate({"stableSeconds": 0, "batchWindowSeconds": 0})
+    handed: list[Path] = []
+
+    async def scan(batch: list[Path], lane: Lane) -> list[ScanResult]:
+        handed.extend(batch)
+        return []
+
+    watcher = StagingWatcher(layout.staging, Claims(layout.staging), lambda: settings, scan,
+                             lambda: None)
+    ready = asyncio.Event()
+    with app_log_records() as seen:
+        running = asyncio.create_task(watcher.run(ready))
+        try:
+            await ready.wait()
+            arrived = stage(layout, "partner-a/arrived.txt", b"found by a walk")
+            deadline = time.monotonic() + 60
+            while arrived not in handed:
+                assert time.monotonic() < deadline, "the file was never handed to a run"
+                await asyncio.sleep(0.02)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    failures = [r for r in seen if r.getMessage().startswith("staging watch failed")]
+    assert len(failures) == 1
+    assert "No space left on device" in failures[0].fields["error"]  # type: ignore[attr-defined]
+
+
+# --- staging watcher's file filter ----------------------------------------------------------
+
+
+def test_only_complete_staged_files_are_candidates(layout):
+    staging = layout.staging
+    wanted = [
+        stage(layout, "partner-a/a.txt", b"1"),
+        stage(layout, "partner-a/deep/er/b c: ü.txt", b"2"),
+        stage(layout, "pulled/x.bin", b"3"),
+    ]
+    unwanted = [
+        stage(layout, f"partner-a/{TEMP_PREFIX}0123abcd", b"upload in progress"),
+        stage(layout, "partner-a/report.csv.filepart", b"WinSCP in progress"),
+        stage(layout, f"partner-a/{TEMP_PREFIX}dir/inner.txt", b"in a temp dir"),
+        stage(layout, f"{CLAIMS_DIR}/owner.1.2/17-0/partner-a/claimed.txt", b"being scanned"),
+    ]
+    assert sorted(staged_files(staging)) == sorted(wanted)
+    assert all(is_candidate(staging, path) for path in wanted)
+    assert not any(is_candidate(staging, path) for path in unwanted)
+    assert not is_candidate(staging, staging)
+    assert not is_candidate(staging, layout.clean / "partner-a" / "a.txt")
+    assert sorted(staged_files(staging, staging / "partner-a" / "deep")) == [wanted[1]]
