@@ -4,7 +4,11 @@ the test belongs. A unit test of the scan path talks to :mod:`testkit.fake_clamd
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from testkit.fake_clamd import FakeClamd
 
 
 def _refused(what: str) -> None:
@@ -31,3 +35,10 @@ def prefect_api() -> None:
 def gateway() -> None:
     _refused("SFTP server")
 
+
+@pytest.fixture
+def fake_clamd() -> Iterator[FakeClamd]:
+    """A fake clamd on a Unix socket of its own, answering as clamd does until the test sets
+    its ``answer``."""
+    with FakeClamd() as fake:
+        yield fake

@@ -6,6 +6,7 @@ real clamd is in tests/integration/test_scan_scanner.py."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -14,9 +15,12 @@ from ssftp.addresses import ClamdAddress
 from ssftp.names import safe_name
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.results import Area
-from tests.support.logs import audit_events
+from ssftp.scan.router import VERDICT_RECORD_SUFFIX
+from testkit.fake_clamd import HANG_UP, SILENCE, scans
+from tests.support.logs import app_log_records, audit_events
 from tests.support.scanning import (
     MODES,
+    ODD_SUB_PATH,
     files_under,
     free_closed_port,
     make_scanner,
@@ -86,3 +90,83 @@ def test_a_file_with_a_non_utf8_name_is_audited_and_cleaned_under_a_safe_name(
     (event,) = audit_events(audit_log)
     assert event["event"] == "scan" and event["original_name"] == "partner-a/d\\xe9/caf\\xe9\\n.txt"
 
+
+# --- the verdict of a fake clamd decides, and only OK for these bytes is clean ----------------
+
+
+def fake_scanner(layout, owners, fake, mode="auto", timeout=30.0):
+    return make_scanner(layout, ClamdClient(fake.address, timeout=timeout), owners, mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ok_for_the_files_bytes_passes_it_to_clean(layout, owners, fake_clamd, mode):
+    data = os.urandom(100_000)
+    staged = stage(layout, ODD_SUB_PATH, data)
+    result = fake_scanner(layout, owners, fake_clamd, mode).scan(staged)
+    assert (result.verdict, result.area) == ("clean", Area.CLEAN)
+    assert (layout.clean / ODD_SUB_PATH).read_bytes() == data
+    assert [request.data for request in fake_clamd.scans] == [data]  # what clamd was given
+
+
+def test_found_goes_to_quarantine_with_a_record_naming_the_signature(layout, owners, fake_clamd):
+    fake_clamd.answer = scans(lambda request: f"{request.name}: Fake.Sig-7 FOUND".encode())
+    result = fake_scanner(layout, owners, fake_clamd).scan(
+        stage(layout, "partner-b/in/report.pdf", b"%PDF harmless to a real clamd"))
+    assert (result.verdict, result.area, result.signature) == ("infected", Area.QUARANTINE,
+                                                               "Fake.Sig-7")
+    quarantined = layout.quarantine / "partner-b" / "in" / "report.pdf"
+    assert quarantined.read_bytes() == b"%PDF harmless to a real clamd"
+    record = json.loads(quarantined.with_name("report.pdf" + VERDICT_RECORD_SUFFIX).read_text())
+    assert (record["verdict"], record["signature"]) == ("infected", "Fake.Sig-7")
+    assert files_under(layout.clean) == [] and files_under(layout.staging) == []
+
+
+@pytest.mark.parametrize("reply", [b"fd[9]: Can't allocate memory ERROR",
+                                   b"\xff\xfe garbage", b"PONG", b"fd[9]: OKAY", HANG_UP])
+def test_an_error_or_a_reply_that_cannot_be_read_leaves_the_file_in_staging(
+        layout, owners, fake_clamd, reply):
+    fake_clamd.answer = scans(reply)
+    staged = stage(layout, "partner-a/retry.txt", b"scanned again later")
+    result = fake_scanner(layout, owners, fake_clamd).scan(staged)
+    assert (result.verdict, result.area) == ("error", Area.STAGING)
+    assert staged.read_bytes() == b"scanned again later"
+    assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
+
+
+@pytest.mark.parametrize("reply", [b"INSTREAM size limit exceeded. ERROR",
+                                   b"stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND"])
+def test_clamds_limits_send_the_file_to_quarantine_as_unscannable(layout, owners, fake_clamd,
+                                                                  reply):
+    fake_clamd.answer = scans(reply)
+    result = fake_scanner(layout, owners, fake_clamd, "stream").scan(
+        stage(layout, "partner-a/big.iso", b"too much for clamd"))
+    assert (result.verdict, result.area) == ("unscannable", Area.QUARANTINE)
+    assert (layout.quarantine / "partner-a" / "big.iso").read_bytes() == b"too much for clamd"
+    assert files_under(layout.clean) == []
+
+
+def test_a_silent_clamd_times_out_and_the_file_waits_in_staging(layout, owners, fake_clamd):
+    fake_clamd.answer = scans(SILENCE)
+    staged = stage(layout, "partner-a/slow.bin", b"clamd never answers about this")
+    with app_log_records() as seen:
+        result = fake_scanner(layout, owners, fake_clamd, timeout=1).scan(staged)
+    assert (result.verdict, result.area) == ("error", Area.STAGING)
+    assert "timed out" in result.detail and not result.clamd_unreachable
+    assert staged.read_bytes() == b"clamd never answers about this"
+    assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
+    (logged,) = [record for record in seen if record.getMessage() == "clamd scan timed out"]
+    assert logged.fields["file"] == "staging/partner-a/slow.bin"  # type: ignore[attr-defined]
+
+
+def test_a_hung_clamd_leaves_every_file_in_staging_as_an_outage(layout, owners, fake_clamd):
+    """A clamd that answers neither the scan nor PING: the first file waits out the timeout,
+    the next ones are not even sent; all stay in staging, marked unreachable (the queue then
+    waits for a PING instead of retrying each file)."""
+    fake_clamd.answer = lambda request: SILENCE
+    scanner = fake_scanner(layout, owners, fake_clamd, timeout=0.5)
+    first, second = (scanner.scan(stage(layout, f"partner-a/{name}", b"x"))
+                     for name in ("first.txt", "second.txt"))
+    assert [(r.verdict, r.area, r.clamd_unreachable) for r in (first, second)] == [
+        ("error", Area.STAGING, True)] * 2
+    assert [request.command for request in fake_clamd.requests] == ["FILDES", "PING"]
+    assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
