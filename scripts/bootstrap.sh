@@ -9,14 +9,14 @@ missing=()
 command -v sftp >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
-command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)  # tests/test_off_loop.py: a FUSE mount that hangs
-# The clients of tests/test_interop_matrix.py (sftp, scp, sshfs above; paramiko, asyncssh in .venv).
+command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)  # tests/e2e/test_off_loop.py: a FUSE mount that hangs
+# The clients of tests/e2e/test_interop_matrix.py (sftp, scp, sshfs above; paramiko, asyncssh in .venv).
 command -v lftp >/dev/null 2>&1 || missing+=(lftp)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 command -v psftp >/dev/null 2>&1 || missing+=(putty-tools)  # psftp, pscp, puttygen
 command -v curl >/dev/null 2>&1 || missing+=(curl)  # sftp:// through libssh2
 # Docker (docker.io, docker-compose, mmdebstrap, a running dockerd, the base image) is set up by
-# scripts/docker-test-env.sh, which tests/test_docker.py runs itself: nothing else needs it.
+# scripts/docker-test-env.sh, which tests/e2e/test_docker.py runs itself: nothing else needs it.
 if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
     sudo=""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make this machine able to build and run docker/compose.yaml, idempotently; run by tests/test_docker.py
+# Make this machine able to build and run docker/compose.yaml, idempotently; run by tests/e2e/test_docker.py
 # (only when that test runs: the rest of the suite needs no Docker) and usable by hand:
 #   1. Debian's docker.io and docker-compose (apt-get, only the missing ones; mmdebstrap too
 #      when step 3 needs it);
