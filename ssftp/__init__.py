@@ -9,7 +9,7 @@
     transfer/  the local side of the scheduled downloads and uploads
     runtime/   a process's lifetime (used by server/ and deployments/ only)
 
-Neither asyncssh nor Prefect appears here (``tests/test_layering.py`` checks this and the
+Neither asyncssh nor Prefect appears here (``tests/unit/test_layering.py`` checks this and the
 rules above), so the core is usable and testable on its own, and the layers above
 (``server``, ``client``, ``flows``, ``deployments``) only do I/O and orchestration around it.
 """
