@@ -7,10 +7,13 @@ Read it top-down, in the order a file goes::
     scanner.py    Scanner.scan, the unit of work:
       claims.py     claim: rename the file out of every client's reach
       clamd.py      examine: ask clamd about exactly these bytes (a Verdict, never a raise)
-      router.py     route: where the verdict sends the file, and the record that goes with it
+      router.py     route: where the verdict sends the file (names only; claims.py reserves
+                    a quarantine name by writing its verdict record)
       owners.py     whose file it is (the account that staged it)
-                    record: the audit record and the notifications owed, before the move
+      record.py     record: the port that stores the audit record and what the outcome owes
+                    (ssftp.notify's rule) before the move, and names its Prefect event
                     move: the claim goes to its destination
+    results.py    what a scan did with a file: its Area and its ScanResult
 
 Nothing here knows asyncssh or Prefect: flows/scan.py runs it, tests call it directly.
 """
