@@ -135,11 +135,11 @@ class ScanWorker:
     async def _scan_and_notify(self, paths: list[Path], lane: Lane) -> list[ScanResult]:
         """One scan run; then what its outcomes stored in the outbox goes out, in runs of
         their own that the watcher does not wait for (a receiver that hangs delays only its
-        own notifications)."""
-        try:
-            return await self.runs.scan_batch(paths, lane)
-        finally:
-            self._in_background(self.notifier.send_owed())
+        own notifications). What a run that failed half-way stored goes with the periodic
+        look (:data:`OWED_CHECK_SECONDS`), as on a stop nothing new is started."""
+        results = await self.runs.scan_batch(paths, lane)
+        self._in_background(self.notifier.send_owed())
+        return results
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
