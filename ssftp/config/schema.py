@@ -164,10 +164,12 @@ def _http_url(value: str) -> str:
 
 
 class Webhook(Model):
-    name: Literal["virusFound", "scanError"] = Field(description=(
-        "What the webhook is told about: `virusFound`, an infected file; `scanError`, an "
+    name: Literal["virusFound", "scanError", "released"] = Field(description=(
+        "What the webhook is told about: `virusFound`, an infected file (found on upload, or "
+        "by a rescan with newer signatures: then its `reason` is `rescan`); `scanError`, an "
         "unscannable file, or the first failed attempt of a file clamd could not scan (once "
-        "per file, not per retry). sSFTP's key."))
+        "per file, not per retry); `released`, a file an operator released from quarantine. "
+        "sSFTP's key (`released` is ours)."))
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+$"), AfterValidator(_http_url)] = Field(
         description="Where the JSON body is POSTed: an http:// or https:// URL with a host. "
                     "sSFTP's key.")
@@ -427,6 +429,80 @@ class LimitsSettings(Model):
             "rclone's default `--checkers`."))
 
 
+def _signature_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "file":
+        if not parts.path.startswith("/") or parts.netloc not in ("", "localhost"):
+            raise ValueError("a file:// URL must name an absolute local path "
+                             "(file:///srv/sigs/x.ndb)")
+        return value
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host, or a file:/// path")
+    return _http_url(value)
+
+
+SignatureUrl = Annotated[str, AfterValidator(_signature_url)]
+
+
+class SignatureSettings(Model):
+    """Our extension: how freshclam keeps the signatures of the clamd we scan with fresh."""
+
+    update_interval: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = Field(
+        default=3600, description=(
+            "Seconds between signature updates (the `signatures/<instanceName>` deployment); "
+            "0 switches the schedule off (`ssftp update-signatures` still works). ClamAV "
+            "publishes several times a day, and its mirrors refuse clients that ask more "
+            "often than every half hour."))
+    official: bool = Field(default=True, description=(
+        "Fetch main, daily and bytecode from ClamAV's official mirrors (or `privateMirror`). "
+        "Offline this fails with one warning per update; custom URLs still update, and "
+        "scanning goes on with what is loaded."))
+    custom_urls: list[SignatureUrl] = Field(default_factory=list, description=(
+        "Extra signature files (`.hdb`, `.hsb`, `.ndb`, `.ldb`, `.yar`, ...) to fetch with "
+        "each update, as freshclam's `DatabaseCustomURL`: `http(s)://` or `file://` (an "
+        "offline site's own signatures)."))
+    private_mirror: Annotated[str | None, AfterValidator(
+        lambda value: value if value is None else _signature_url(value))] = Field(
+        default=None, description=(
+            "A mirror of ClamAV's database inside the site (`http(s)://` or `file://`), "
+            "used instead of the official ones."))
+    max_age_seconds: Annotated[int, Field(ge=3600)] = Field(
+        default=2 * 24 * 3600, description=(
+            "Signatures built longer ago than this are stale: `/healthz` reports "
+            "`signatures: stale`, and `ssftp status` says so. Two days: ClamAV publishes "
+            "daily updates, so an older database means updates have stopped."))
+
+
+class RescanSettings(Model):
+    """Our extension: the second look when the signatures change."""
+
+    include_archive: bool = Field(default=False, description=(
+        "Rescan `uploadarchive/` too when the signatures change (it only holds copies of "
+        "files already handed on; `clean/` is always rescanned)."))
+
+
+class QuarantineSettings(Model):
+    """Our extension: how files leave quarantine."""
+
+    release_approval: bool = Field(default=False, description=(
+        "A release (`ssftp quarantine release`) waits for a second person: it is a Prefect "
+        "run that pauses for an approver's input in the Prefect UI, and the file moves only "
+        "once approved. The approver's name and the reason go into the audit record."))
+
+
+class RetentionSettings(Model):
+    """Our extension: how long files are kept in each area (absent: forever)."""
+
+    clean_days: Annotated[float, Field(gt=0)] | None = Field(default=None, description=(
+        "Remove files in `clean/` older than this many days."))
+    quarantine_days: Annotated[float, Field(gt=0)] | None = Field(default=None, description=(
+        "Remove files in `quarantine/` (and their verdict records) older than this many "
+        "days."))
+    upload_archive_days: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description=("Remove files in `uploadarchive/` older than this many "
+                                   "days."))
+
+
 class ClamavSettings(Model):
     """Our extension: which clamd scans, and how."""
 
@@ -446,6 +522,8 @@ class ClamavSettings(Model):
         "them whole. The clamd that `ssftp up` starts gets the same limit for what it scans, "
         "and reports content beyond it (an archive that expands) as "
         "`Heuristics.Limits.Exceeded`: unscannable too, never clean."))
+    signatures: SignatureSettings = Field(default_factory=SignatureSettings, description=(
+        "How the signatures are kept fresh (freshclam)."))
     mode: ScanMode = Field(default="auto", description=(
         "How a file reaches clamd. `auto`: its descriptor is passed over a Unix socket "
         "(clamd needs no access to the data root, and the file cannot be swapped during the "
@@ -566,6 +644,12 @@ class SsftpConfig(Model):
         "How completed files become scan runs, and how a failed scan is retried."))
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description=(
         "Where `/metrics` and `/healthz` are served."))
+    rescan: RescanSettings = Field(default_factory=RescanSettings, description=(
+        "What is scanned again when the signatures change."))
+    quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings, description=(
+        "How files leave quarantine."))
+    retention: RetentionSettings = Field(default_factory=RetentionSettings, description=(
+        "How long files are kept in each area; a daily run removes older ones."))
     transfers: TransferSettings = Field(default_factory=TransferSettings, description=(
         "How downloaders and uploaders retry and share remote servers."))
     webhooks: list[Webhook] = Field(default_factory=list, description=(

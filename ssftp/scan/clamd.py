@@ -30,6 +30,7 @@ from pathlib import Path
 from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import ScanMode
 from ssftp.metrics import clamd_answered
+from ssftp.scan.signatures import GENERATION_MARKER, Signatures, parse_generation, parse_version
 
 LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
 DEFAULT_CHUNK = 1 << 20
@@ -128,6 +129,20 @@ class ClamdClient:
         with self._connect() as sock:
             sock.sendall(f"z{name}\0".encode())
             return self._read_reply(sock).rstrip(b"\0").decode()
+
+    def signatures(self) -> Signatures:
+        """The engine and database clamd has loaded now: its ``VERSION``, and the generation
+        its answer on :data:`GENERATION_MARKER` names (:mod:`ssftp.scan.signatures`). Raises
+        OSError when clamd cannot be reached or answers neither."""
+        reply = self.command("VERSION")
+        with self._connect() as sock:
+            sock.sendall(b"zINSTREAM\0" + struct.pack(">I", len(GENERATION_MARKER))
+                         + GENERATION_MARKER + struct.pack(">I", 0))
+            probe = parse_reply(self._read_reply(sock))
+        if probe.kind is VerdictKind.ERROR:
+            raise OSError(f"clamd at {self.address} could not scan the generation marker: "
+                          f"{probe.detail}")
+        return parse_version(reply, parse_generation(probe.signature))
 
     def ping(self) -> bool:
         """True when clamd answers PONG within ``PING_TIMEOUT`` (or the scan timeout, if

@@ -39,6 +39,10 @@ class ScanResult:
     # The staging sub path, escaped (``caf\\xe9.txt``), when the file left staging under a
     # safe name of its own (ssftp.names): what its writer called it.
     original_name: str | None = None
+    # The engine and database that judged it (ssftp.scan.signatures): "ClamAV 1.4.6" and
+    # "27480+3f9a1c2b0d4e"; None when no clamd was asked.
+    engine: str | None = None
+    database: str | None = None
     # The Prefect event the outcome raises (ssftp.notify.owed), for the scan flow to emit;
     # None when it raises none, or no Prefect is told (``ssftp scan``).
     event: str | None = None
