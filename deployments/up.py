@@ -48,6 +48,7 @@ def _connect_hint(store: ConfigStore, host: str, port: int) -> str:
 def _health_checks(gateway: Gateway, worker: WorkerThread,
                    prefect: PrefectServer) -> dict[str, Check]:
     return {"sftp": lambda: up_or_down(gateway.listening), "clamd": worker.clamd_status,
+            "signatures": worker.signatures_status,
             "prefect": lambda: up_or_down(is_healthy(prefect.api_url))}
 
 

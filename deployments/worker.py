@@ -35,7 +35,13 @@ from ssftp.metrics import TRANSFERS
 from ssftp.notify.outbox import Outbox
 from ssftp.notify.record import OutboxRecorder
 from ssftp.runtime.clamd_daemon import ClamdDaemon
-from ssftp.runtime.listener import Status, clamd_status, metrics_listening, up_or_down
+from ssftp.runtime.listener import (
+    Status,
+    clamd_status,
+    metrics_listening,
+    signatures_status,
+    up_or_down,
+)
 from ssftp.runtime.loop_thread import LoopThread
 from ssftp.runtime.prefect_server import is_healthy
 from ssftp.runtime.stop import StopDeadline, run_until_stopped
@@ -123,6 +129,13 @@ class ScanWorker:
     def clamd_status(self) -> Status:
         """/healthz's clamd check, on the clamd the scans use now (a reload may change it)."""
         return clamd_status(self.runs.scanner.client)
+
+    def signatures_status(self) -> Status:
+        """/healthz's signatures check: are the loaded signatures older than the config's
+        ``clamav.signatures.maxAgeSeconds``?"""
+        config = self.store.current.loaded.config
+        return signatures_status(self.runs.scanner.client,
+                                 config.clamav.signatures.max_age_seconds)
 
     def _reconfigure(self, active: ActiveConfig) -> None:
         try:
@@ -239,6 +252,11 @@ class WorkerThread:
         assert self.scan_worker is not None  # set before start() returns
         return self.scan_worker.clamd_status()
 
+    def signatures_status(self) -> Status:
+        """/healthz's signatures check, on the clamd the worker scans with now."""
+        assert self.scan_worker is not None  # set before start() returns
+        return self.scan_worker.signatures_status()
+
     @property
     def alive(self) -> bool:
         return not self._done.done()
@@ -275,7 +293,7 @@ async def run_worker(store: ConfigStore, api_url: str, metrics: Address | None =
     worker = WorkerThread(store, None)
     worker.start()
     watch = asyncio.create_task(store.watch())
-    checks = {"clamd": worker.clamd_status,
+    checks = {"clamd": worker.clamd_status, "signatures": worker.signatures_status,
               "prefect": lambda: up_or_down(is_healthy(api_url))}
     try:
         with metrics_listening(metrics, checks):

@@ -112,6 +112,7 @@ def scan_event(name: str, result: ScanResult, instance: str) -> FileEvent:
         related=related_resources(flow_run_id=result.flow_run_id, account=result.account,
                                   instance=instance),
         payload={"sha256": result.sha256, "detail": printable(result.detail),
+                 "engine": result.engine, "database": result.database,
                  "source": printable(result.source),
                  "destination": printable(result.destination), "time": result.time})
 

@@ -85,7 +85,8 @@ def verdict_row(result: ScanResult) -> dict[str, object]:
     return {"file": one_line(result.file), "account": one_line(result.account or ""),
             "size": result.size, "sha256": result.sha256, "verdict": result.verdict,
             "signature": result.signature or "", "destination": one_line(result.destination),
-            "detail": one_line(result.detail)}
+            "detail": one_line(result.detail), "engine": result.engine or "",
+            "database": result.database or ""}
 
 
 def summary_row(result: ScanResult) -> dict[str, object]:
@@ -95,7 +96,7 @@ def summary_row(result: ScanResult) -> dict[str, object]:
             "verdict": result.verdict, "signature": result.signature or "",
             "destination": one_line(result.destination),
             "sha256": (result.sha256 or "")[:SHORT_SHA256], "size": result.size,
-            "detail": one_line(result.detail)}
+            "detail": one_line(result.detail), "database": result.database or ""}
 
 
 @dataclass(frozen=True)

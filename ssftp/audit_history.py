@@ -63,7 +63,7 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 _NUMBERED = re.compile(re.escape(AUDIT_LOG) + r"\.(\d+)(?:\.gz)?")
 _DATED = re.compile(re.escape(AUDIT_LOG) + r"-(\d[\d_-]*)(?:\.gz)?")
 # Shown first on a text line, in this order; other fields follow as they were written.
-_FIRST_FIELDS = ("file", "verdict", "signature", "destination", "sha256", "size")
+_FIRST_FIELDS = ("file", "verdict", "signature", "database", "destination", "sha256", "size")
 _NOT_SHOWN = ("time", "event", "level", "log")
 # What makes a text value be shown in quotes.
 _QUOTED = frozenset(' "\\')

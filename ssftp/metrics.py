@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry()
@@ -73,6 +74,47 @@ class TransferTotals(Collector):
             "failed)", labels=["direction", "result"])
 
 
+class SignatureFigures(Collector):
+    """``ssftp_signatures_version`` and ``ssftp_signatures_age_seconds``: what the last look at
+    clamd's loaded signatures found (:meth:`ssftp.scan.clamd.ClamdClient.signatures`).
+
+    Exported from the first look on, like ``ssftp_clamd_up``: a process that asks no clamd has
+    no figure. One series only, the loaded database's (an old one would otherwise stay in
+    every scrape after an update). The age is computed at each scrape, from when the official
+    database was built: it grows between looks, as the database does not change; without an
+    official database (offline, custom signatures only) there is no age to export."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._lock = threading.Lock()
+        self._loaded: tuple[str, str, int, float | None] | None = None
+        registry.register(self)
+
+    def loaded(self, engine: str, database: str, daily: int | None, built: float | None) -> None:
+        with self._lock:
+            self._loaded = (engine, database, daily or 0, built)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # what it exports depends on what it has seen
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            loaded = self._loaded
+        if loaded is None:
+            return
+        engine, database, daily, built = loaded
+        version = GaugeMetricFamily(
+            "ssftp_signatures_version", "The official daily database's number that clamd has "
+            "loaded (0 when none is), labelled with the engine and the database label that "
+            "verdicts carry (it changes with custom signatures too)",
+            labels=["engine", "database"])
+        version.add_metric([engine, database], daily)
+        yield version
+        if built is not None:
+            yield GaugeMetricFamily(
+                "ssftp_signatures_age_seconds", "Seconds since the official database clamd "
+                "has loaded was built", value=max(0.0, time.time() - built))
+
+
 # Upload close -> verdict: from a tenth of a second (a small file on an idle gateway) to an
 # hour (a backlog, or clamd down); slower ones fall in +Inf.
 SCAN_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -111,6 +153,7 @@ WEBHOOKS = Counter(
     "ssftp_webhooks", "Webhook notifications settled, by webhook name (virusFound, "
     "scanError) and result (delivered, failed: after its retries; it stays owed)",
     ["name", "result"], registry=REGISTRY)
+SIGNATURES = SignatureFigures(REGISTRY)
 DEFENDER_BANS = Counter(
     "ssftp_defender_bans", "Addresses banned after repeated failed logins", registry=REGISTRY)
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ssftp.addresses import ClamdAddress
+from ssftp.scan.signatures import GENERATION_MARKER
 from testkit.files import EICAR_MARKER
 
 HOST = "127.0.0.1"
@@ -70,6 +71,12 @@ class Request:
     problem: str | None = None  # why it could not, in clamd's words
 
     @property
+    def probes_generation(self) -> bool:
+        """The client asking which signature generation is loaded (ssftp.scan.signatures),
+        not scanning a file."""
+        return self.command == "INSTREAM" and self.data == GENERATION_MARKER
+
+    @property
     def name(self) -> str:
         """What clamd calls the scanned object in its reply: the path, ``fd[N]``, ``stream``."""
         return {"FILDES": "fd[9]", "INSTREAM": "stream"}.get(self.command, self.argument)
@@ -94,10 +101,10 @@ def like_clamd(request: Request) -> Answer:
 
 def scans(reply: Answer | Callable[[Request], Answer]) -> Callable[[Request], Answer]:
     """An answer function: ``reply`` (or what it returns) for every scan, and everything else
-    (``PING``, ``VERSION``) as clamd answers it."""
+    (``PING``, ``VERSION``, the generation probe) as clamd answers it."""
 
     def answer(request: Request) -> Answer:
-        if request.command not in SCAN_COMMANDS:
+        if request.command not in SCAN_COMMANDS or request.probes_generation:
             return like_clamd(request)
         return reply(request) if callable(reply) else reply
 
@@ -147,9 +154,10 @@ class FakeClamd:
 
     @property
     def scans(self) -> list[Request]:
-        """The scan requests taken so far (PINGs and the like left out)."""
+        """The scans of files taken so far (PINGs, generation probes and the like left out)."""
         with self._lock:
-            return [request for request in self.requests if request.command in SCAN_COMMANDS]
+            return [request for request in self.requests
+                    if request.command in SCAN_COMMANDS and not request.probes_generation]
 
     def stop(self) -> None:
         """Stop listening, drop every connection (a silent one too) and wait for its threads."""

@@ -50,6 +50,8 @@ def payload(event: str, result: ScanResult, instance: str, event_id: str) -> dic
         "event": event,
         "verdict": result.verdict,
         "signature": result.signature,
+        "engine": result.engine,
+        "database": result.database,
         "sha256": result.sha256,
         "size": result.size,
         "account": result.account,

@@ -69,7 +69,9 @@ _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 _ACCEPT_PAUSE_SECONDS = 0.1
 _TEXT = "text/plain; charset=utf-8"
 
-Status = Literal["up", "down", "off"]
+# Only "down" makes /healthz answer 503; "stale" signatures are reported, not down (docs/
+# scanning.md says why).
+Status = Literal["up", "down", "off", "fresh", "stale", "unknown"]
 Check = Callable[[], Status]
 # An HTTP answer: status, content type, body.
 Answer = tuple[int, str, bytes]
@@ -85,6 +87,21 @@ def clamd_status(client: ClamdClient | None) -> Status:
     if client is None:
         return "off"
     return up_or_down(ClamdClient(client.address, timeout=CHECK_SECONDS).ping())
+
+
+def signatures_status(client: ClamdClient | None, max_age_seconds: float) -> Status:
+    """Whether the signatures ``client``'s clamd has loaded are older than ``max_age_seconds``:
+    from the last look (scans and the rescan's watch look often), or, before one, a look
+    within CHECK_SECONDS; ``unknown`` without an official database to date them, ``off``
+    without scanning."""
+    if client is None:
+        return "off"
+    loaded = (client.last_signatures
+              or ClamdClient(client.address, timeout=CHECK_SECONDS).loaded_signatures())
+    age = None if loaded is None else loaded.age_seconds()
+    if age is None:
+        return "unknown"
+    return "stale" if age > max_age_seconds else "fresh"
 
 
 def health_report(checks: Mapping[str, Check]) -> tuple[int, dict[str, Any]]:

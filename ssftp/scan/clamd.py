@@ -22,6 +22,8 @@ import array
 import os
 import socket
 import struct
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,11 +31,16 @@ from pathlib import Path
 
 from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import ScanMode
-from ssftp.metrics import clamd_answered
+from ssftp.metrics import SIGNATURES, clamd_answered
 from ssftp.scan.signatures import GENERATION_MARKER, Signatures, parse_generation, parse_version
 
 LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
 DEFAULT_CHUNK = 1 << 20
+# How long the signatures a verdict names may be taken as still loaded before clamd is asked
+# again: a verdict names what was loaded at most this long before its scan began, so a
+# database loaded meanwhile can only make the name older than the judge, never newer (and a
+# file named with an older database is scanned again when the new one is seen).
+SIGNATURES_CHECK_SECONDS = 30.0
 # A clamd that does not answer PING within this is taken as not there (a blackholed host
 # would otherwise hold a start, or an outage probe, for the whole scan timeout).
 PING_TIMEOUT = 5.0
@@ -97,6 +104,8 @@ class ClamdClient:
         # A scan timed out and clamd did not answer PING either (stopped, or stuck on a dead
         # share): the scans fail at once, as unreachable, until a PING is answered.
         self._hung = False
+        self._lock = threading.Lock()
+        self._loaded: tuple[float, Signatures] | None = None
 
     def _connect(self) -> socket.socket:
         if self.address.unix_path:
@@ -134,15 +143,44 @@ class ClamdClient:
         """The engine and database clamd has loaded now: its ``VERSION``, and the generation
         its answer on :data:`GENERATION_MARKER` names (:mod:`ssftp.scan.signatures`). Raises
         OSError when clamd cannot be reached or answers neither."""
-        reply = self.command("VERSION")
-        with self._connect() as sock:
+        # Asked as PING is (within PING_TIMEOUT): a hung clamd must not hold up the scan
+        # that asks first for the whole scan timeout.
+        probe_client = ClamdClient(self.address, timeout=min(PING_TIMEOUT, self.timeout))
+        reply = probe_client.command("VERSION")
+        with probe_client._connect() as sock:
             sock.sendall(b"zINSTREAM\0" + struct.pack(">I", len(GENERATION_MARKER))
                          + GENERATION_MARKER + struct.pack(">I", 0))
-            probe = parse_reply(self._read_reply(sock))
+            probe = parse_reply(probe_client._read_reply(sock))
         if probe.kind is VerdictKind.ERROR:
             raise OSError(f"clamd at {self.address} could not scan the generation marker: "
                           f"{probe.detail}")
-        return parse_version(reply, parse_generation(probe.signature))
+        loaded = parse_version(reply, parse_generation(probe.signature))
+        SIGNATURES.loaded(loaded.engine, loaded.database, loaded.daily,
+                          None if loaded.built is None else loaded.built.timestamp())
+        with self._lock:
+            self._loaded = (time.monotonic(), loaded)
+        return loaded
+
+    @property
+    def last_signatures(self) -> Signatures | None:
+        """What the last look at the loaded signatures found, however old; None before one."""
+        with self._lock:
+            return None if self._loaded is None else self._loaded[1]
+
+    def loaded_signatures(self) -> Signatures | None:
+        """The signatures a scan starting now is judged by, as last seen, asked again once
+        that is :data:`SIGNATURES_CHECK_SECONDS` old; None when clamd cannot say (a clamd that
+        is down fails its scans anyway)."""
+        with self._lock:
+            seen = self._loaded
+        if self._hung:  # its scans fail at once, unasked; so does this
+            return None
+        if seen is not None and time.monotonic() - seen[0] < SIGNATURES_CHECK_SECONDS:
+            return seen[1]
+        try:
+            return self.signatures()
+        except OSError:
+            return None
 
     def ping(self) -> bool:
         """True when clamd answers PONG within ``PING_TIMEOUT`` (or the scan timeout, if

@@ -41,6 +41,7 @@ from ssftp.scan.owners import StagingOwners
 from ssftp.scan.record import AuditRecorder, Recorder
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.router import quarantine_names, record_content, record_path, route_for
+from ssftp.scan.signatures import Signatures
 
 logger = logging.getLogger(APP)
 
@@ -52,6 +53,8 @@ class _Examined:
     verdict: Verdict
     sha256: str | None = None
     size: int | None = None
+    # What clamd judged with (None when it was not asked, or could not say).
+    signatures: Signatures | None = None
 
 
 def _failed(examined: _Examined, detail: str) -> _Examined:
@@ -153,13 +156,16 @@ class Scanner:
                 return _Examined(Verdict(VerdictKind.UNSCANNED,
                                          "scanning is switched off (enableVirusScan: false)"),
                                  sha256, size)
+            # Asked before the scan: a database loaded meanwhile makes the verdict's name older
+            # than its judge, never newer (ClamdClient.loaded_signatures).
+            signatures = self.client.loaded_signatures()
             verdict = self.client.scan(self._clamd_reads(claim, fd), self.mode)
             if verdict.timed_out:
                 self._log_timeout(self.client, claim)
             if (_changed(before, os.fstat(fd)) or size != before.st_size
                     or not _still_named(claim.path, before)):
                 verdict = Verdict(VerdictKind.ERROR, "the file changed while it was being scanned")
-            return _Examined(verdict, sha256, size)
+            return _Examined(verdict, sha256, size, signatures)
         except OSError as exc:
             # An I/O error reading it (a failing disk or share): worth another try later.
             return _Examined(Verdict(VerdictKind.ERROR, f"could not be read: {exc}"))
@@ -284,6 +290,7 @@ class Scanner:
     def _result(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
                 area: Area, destination: Path, when: str | None = None) -> ScanResult:
         verdict = examined.verdict
+        signatures = examined.signatures
         renamed = area is not Area.STAGING and safe_sub_path(claim.sub_path) != claim.sub_path
         return ScanResult(
             file=claim.sub_path.as_posix(),
@@ -300,6 +307,8 @@ class Scanner:
             flow_run_id=flow_run_id,
             clamd_unreachable=verdict.unreachable,
             original_name=one_line(claim.sub_path.as_posix()) if renamed else None,
+            engine=None if signatures is None else signatures.engine,
+            database=None if signatures is None else signatures.database,
         )
 
     def _relative(self, path: Path) -> str:

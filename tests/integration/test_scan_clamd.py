@@ -6,6 +6,7 @@ clean, and only a clamd that does not answer PING is an outage."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -14,9 +15,11 @@ import pytest
 from ssftp.addresses import ClamdAddress
 from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
 from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
+from ssftp.scan.signatures import write_generation
 from testkit.files import EICAR
 from testkit.openssh_server import free_port
 from tests.support.scanning import CLAMD_MAX_FILE_SIZE, CLIENT_MODES, write
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -121,3 +124,30 @@ def test_a_hung_clamd_costs_one_timeout_then_scans_fail_at_once_until_it_answers
         assert client.scan(staged, "fd").kind is VerdictKind.CLEAN
     finally:
         clamd.stop()
+
+
+def test_the_loaded_generation_follows_a_reload_of_custom_signatures(tmp_path):
+    """A custom signature changes nothing in VERSION; the generation stamped beside it is what
+    tells the new database apart, once clamd has loaded it (and not before: the file on disk
+    is not the database in use)."""
+    database = tmp_path / "database"
+    shutil.copytree(TEST_SIGNATURES, database, ignore=shutil.ignore_patterns("*.md"))
+    first = write_generation(database)
+    daemon = ClamdDaemon.start(tmp_path / "run", database=database)
+    try:
+        client = ClamdClient(daemon.address, timeout=30)
+        before = client.signatures()
+        assert (before.generation, before.daily) == (first, None)
+        assert before.engine.startswith("ClamAV ")
+        write(database / "site.ndb", b"Site.Test.Marker:0:*:" + b"ssftp-site-test".hex().encode()
+              + b"\n")
+        second = write_generation(database)
+        assert client.signatures().generation == first  # on disk, not yet loaded
+        assert client.command("RELOAD") == "RELOADING"
+        wait_for("clamd to load the new generation",
+                 lambda: client.signatures().generation == second)
+        assert client.signatures().database == f"+{second}"
+        assert client.scan_stream(write(tmp_path / "x.txt", b"..ssftp-site-test..")).signature \
+            == "Site.Test.Marker.UNOFFICIAL"
+    finally:
+        daemon.stop()

@@ -5,6 +5,7 @@ expect absolute figures."""
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 from prometheus_client import CollectorRegistry
@@ -13,7 +14,7 @@ from server.defender import Defender
 from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import ScanningSettings
 from ssftp.file_stamp import FileStamp
-from ssftp.metrics import TransferTotals
+from ssftp.metrics import SignatureFigures, TransferTotals
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.queue import Lane, StagingQueue
 from ssftp.transfer.state import STATE_FILE, TransferState, stored_totals
@@ -78,3 +79,18 @@ def test_staging_files_counts_what_the_queue_holds(tmp_path):
     assert queue.waiting_files() == 1  # the batch is the run's now
     queue.run_failed(batch)
     assert queue.waiting_files() == 2  # waiting for its retry
+
+
+def test_the_signatures_last_seen_are_one_series_and_their_age_grows_from_the_build():
+    figures = SignatureFigures(registry := CollectorRegistry())
+    assert list(registry.collect()) == []  # nothing asked yet: nothing exported
+    built = time.time() - 3600
+    figures.loaded("ClamAV 1.4.6", "27480", 27480, built)
+    figures.loaded("ClamAV 1.4.6", "27481+0a1b", 27481, built)
+    assert registry.get_sample_value("ssftp_signatures_version",
+                                     {"engine": "ClamAV 1.4.6", "database": "27481+0a1b"}) == 27481
+    assert registry.get_sample_value("ssftp_signatures_version",
+                                     {"engine": "ClamAV 1.4.6", "database": "27480"}) is None
+    assert registry.get_sample_value("ssftp_signatures_age_seconds") >= 3600
+    figures.loaded("ClamAV 1.4.6", "+0a1b", None, None)  # offline: no official database
+    assert registry.get_sample_value("ssftp_signatures_age_seconds") is None

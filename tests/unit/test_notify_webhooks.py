@@ -28,8 +28,10 @@ from tests.support.webhooks import hook, with_webhooks
 
 
 def test_payload_keeps_ssftp_fields_and_adds_the_evidence():
-    body = payload("virusFound", scan_result(), "gw-1", "id-1")
+    body = payload("virusFound", scan_result(engine="ClamAV 1.4.6", database="27480+0a1b"),
+                   "gw-1", "id-1")
     assert body["eventId"] == "id-1"
+    assert (body["engine"], body["database"]) == ("ClamAV 1.4.6", "27480+0a1b")
     assert body["username"] == "partner-a"
     assert body["scanMessage"] == "Ssftp.Test.EICAR-HDB.UNOFFICIAL FOUND"
     assert body["filePath"] == "staging/partner-a/eicar.com"

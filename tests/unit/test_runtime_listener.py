@@ -15,8 +15,14 @@ import pytest
 
 from ssftp.addresses import ClamdAddress
 from ssftp.errors import ListenError
-from ssftp.runtime.listener import MetricsListener, clamd_status, health_report
+from ssftp.runtime.listener import (
+    MetricsListener,
+    clamd_status,
+    health_report,
+    signatures_status,
+)
 from ssftp.scan.clamd import ClamdClient
+from testkit.fake_clamd import like_clamd
 from tests.support.metrics import scraped
 from tests.support.waiting import wait_for
 
@@ -51,6 +57,19 @@ def test_clamd_check_of_a_hung_clamd_is_down_not_hung():
         host, port = silent.getsockname()
         client = ClamdClient(ClamdAddress(host=host, port=port), timeout=3600)
         assert clamd_status(client) == "down"
+
+
+def test_stale_signatures_are_reported_and_do_not_take_the_gateway_down(fake_clamd):
+    """The fake clamd's database was built on 1 January 2026: stale after two days, fresh
+    within ten years; a clamd with no official database cannot be dated."""
+    client = ClamdClient(fake_clamd.address)
+    assert signatures_status(client, 2 * 24 * 3600) == "stale"
+    assert signatures_status(client, 10 * 365 * 24 * 3600) == "fresh"
+    assert health_report({"signatures": lambda: "stale"})[0] == 200
+    fake_clamd.answer = lambda request: (b"ClamAV 1.4.6" if request.command == "VERSION"
+                                         else like_clamd(request))
+    assert signatures_status(ClamdClient(fake_clamd.address), 3600) == "unknown"
+    assert signatures_status(None, 3600) == "off"
 
 
 # --- the listener -----------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from ssftp.names import safe_name
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.results import Area
 from ssftp.scan.router import VERDICT_RECORD_SUFFIX
-from testkit.fake_clamd import HANG_UP, SILENCE, scans
+from testkit.fake_clamd import HANG_UP, SILENCE, like_clamd, scans
+from testkit.files import EICAR
 from tests.support.logs import app_log_records, audit_events
 from tests.support.scanning import (
     MODES,
@@ -159,8 +160,9 @@ def test_a_silent_clamd_times_out_and_the_file_waits_in_staging(layout, owners, 
 
 
 def test_a_hung_clamd_leaves_every_file_in_staging_as_an_outage(layout, owners, fake_clamd):
-    """A clamd that answers neither the scan nor PING: the first file waits out the timeout,
-    the next ones are not even sent; all stay in staging, marked unreachable (the queue then
+    """A clamd that answers neither the scan nor PING: the first file waits out the timeout
+    (after asking which signatures are loaded, which gets no answer either), the next ones
+    are not even sent; all stay in staging, marked unreachable (the queue then
     waits for a PING instead of retrying each file)."""
     fake_clamd.answer = lambda request: SILENCE
     scanner = fake_scanner(layout, owners, fake_clamd, timeout=0.5)
@@ -168,5 +170,32 @@ def test_a_hung_clamd_leaves_every_file_in_staging_as_an_outage(layout, owners, 
                      for name in ("first.txt", "second.txt"))
     assert [(r.verdict, r.area, r.clamd_unreachable) for r in (first, second)] == [
         ("error", Area.STAGING, True)] * 2
-    assert [request.command for request in fake_clamd.requests] == ["FILDES", "PING"]
+    assert [request.command for request in fake_clamd.requests] == ["VERSION", "FILDES", "PING"]
     assert files_under(layout.clean) == [] and files_under(layout.quarantine) == []
+
+
+def test_every_verdict_names_the_signatures_clamd_had_loaded(layout, owners, fake_clamd,
+                                                             audit_log):
+    """The engine and database from clamd's VERSION, and the generation its answer on the
+    marker names, go into the result, the audit record and the quarantine verdict record."""
+
+    def answer(request):
+        if request.probes_generation:
+            return b"stream: ssftp.Generation.0123456789ab.UNOFFICIAL FOUND"
+        return like_clamd(request)
+
+    fake_clamd.answer = answer
+    scanner = fake_scanner(layout, owners, fake_clamd)
+    clean = scanner.scan(stage(layout, "partner-a/ok.txt", b"harmless"))
+    infected = scanner.scan(stage(layout, "partner-a/bad.txt", EICAR))
+    for result in (clean, infected):
+        assert (result.engine, result.database) == ("ClamAV 1.0.0", "27000+0123456789ab")
+    assert [(event["verdict"], event["engine"], event["database"])
+            for event in audit_events(audit_log)] == [
+        ("clean", "ClamAV 1.0.0", "27000+0123456789ab"),
+        ("infected", "ClamAV 1.0.0", "27000+0123456789ab")]
+    record = json.loads((layout.quarantine / "partner-a" / ("bad.txt" + VERDICT_RECORD_SUFFIX))
+                        .read_text())
+    assert record["database"] == "27000+0123456789ab"
+    # Asked once for both files: the answer is kept for a while, not asked per scan.
+    assert [request.command for request in fake_clamd.requests].count("VERSION") == 1
