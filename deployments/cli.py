@@ -40,6 +40,7 @@ from ssftp.logs import lines_shown, one_line, set_console
 from ssftp.passwords import hash_password
 from ssftp.runtime.clamd_daemon import socket_in
 from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.results import ScanResult
 
 DEFAULT_DATA_DIR = "./var/ssftp"
 EXAMPLE_CONFIG = "config/ssftp.example.yaml"
@@ -120,6 +121,20 @@ def _parser() -> argparse.ArgumentParser:
                                       "overrides the config")
     _data_dir_option(scan, "without --clamd or clamav.address: use the clamd that `ssftp up` "
                            "started for this data root")
+
+    rescan = commands.add_parser(
+        "rescan", help="scan the files already handed on again with the signatures clamd has "
+                       "now; infected files leave clean/ for quarantine/")
+    rescan.add_argument("--area", choices=["clean", "quarantine", "uploadarchive"],
+                        default="clean", help="what to rescan (default: clean/); quarantine/ "
+                        "is only reported on: files no longer detected, nothing moves")
+    rescan.add_argument("--include-archive", action="store_true",
+                        help="uploadarchive/ too (as rescan.includeArchive: true)")
+    rescan.add_argument("--config", type=Path,
+                        help="ssftp.yaml (default: <data dir>/system/ssftp.yaml)")
+    rescan.add_argument("--clamd", help="clamd address (socket path or host:port); "
+                                        "overrides the config")
+    _data_dir_option(rescan, "the data root to rescan")
 
     portable = commands.add_parser(
         "portable", help="one-user SFTP server over a directory (no config file, no scanning)")
@@ -300,6 +315,74 @@ def _scan(args: argparse.Namespace) -> int:
     return worst
 
 
+def _rescan(args: argparse.Namespace) -> int:
+    """Exit status: 0 nothing found, 1 something found (a file moved to quarantine/, or one
+    in quarantine/ no longer detected), 2 some file could not be scanned."""
+    from deployments.rescan_watcher import RESCAN_LOCK, rescanned_areas
+    from ssftp.logs import configure_logging
+    from ssftp.notify.outbox import Outbox
+    from ssftp.notify.record import OutboxRecorder
+    from ssftp.run_lock import exclusive_run
+    from ssftp.scan.owners import StagingOwners
+    from ssftp.scan.rescan import Rescanner, remember_rescanned
+    from ssftp.scan.results import Area
+
+    store = _open_store(args)
+    layout, config = store.layout, store.current.loaded.config
+    if not config.enable_virus_scan:
+        raise SsftpError("scanning is switched off (enableVirusScan: false): nothing to "
+                         "rescan with")
+    # The records go to the logs; the console gets the report below, not the records.
+    configure_logging(config.log_dirs(layout), stdout=False)
+    client = ClamdClient(_clamd_address(args, config.clamav), timeout=config.clamav.timeout,
+                         max_file_size=config.clamav.max_file_size)
+    try:
+        signatures = str(client.signatures())
+    except OSError as exc:
+        raise ClamdError(f"clamd at {client.address} does not answer: {exc}") from None
+    areas = [Area(args.area)]
+    if args.area == "clean":
+        areas = rescanned_areas(config.rescan)
+    if args.include_archive and Area.UPLOADARCHIVE not in areas:
+        areas.append(Area.UPLOADARCHIVE)
+    # Webhooks go through the outbox: a running worker sends them (it looks every 30 s).
+    recorder = OutboxRecorder(Outbox(layout.outbox), lambda: config)
+    rescanner = Rescanner(layout, client, recorder, StagingOwners(config),
+                          config.instance_name, config.clamav.mode)
+    with exclusive_run(layout.system, *RESCAN_LOCK) as ours:
+        if not ours:
+            raise SsftpError("a rescan of this data root is running already (the worker's, "
+                             "or another `ssftp rescan`); try again when it is done")
+        results = rescanner.rescan_all(areas)
+        if Area.CLEAN in areas and not any(r.clamd_unreachable for r in results):
+            remember_rescanned(layout, signatures)
+    return _rescan_report(results, signatures)
+
+
+def _rescan_report(results: list[ScanResult], signatures: str) -> int:
+    """One line per file that needs a look (moved, still or no longer detected, not
+    scanned), then the counts; the exit status of :func:`_rescan`."""
+    found = failed = 0
+    for result in results:
+        if result.verdict in (VerdictKind.ERROR, VerdictKind.UNSCANNABLE):
+            failed += 1
+            what = f"not scanned: {result.detail}"
+        elif not result.stays:
+            found += 1
+            what = f"{result.signature} -> {result.destination}"
+        elif result.area.value == "quarantine":
+            if result.verdict is VerdictKind.INFECTED:
+                continue
+            found += 1
+            what = "no longer detected (release it with `ssftp quarantine release`)"
+        else:
+            continue
+        print(one_line(f"{result.source}: {what}"))
+    print(f"rescanned {len(results)} file(s) with {signatures}: {found} found, "
+          f"{failed} not scanned")
+    return FAILED if failed else FOUND if found else OK
+
+
 def _status(args: argparse.Namespace) -> int:
     """Exit status: 0 the file is in the audit log, 1 it is not, 2 bad input."""
     data_dirs = args.data_dirs or [Path(os.environ.get("SSFTP_DATA_DIR", DEFAULT_DATA_DIR))]
@@ -363,7 +446,7 @@ def _portable(args: argparse.Namespace) -> int:
     return OK
 
 
-COMMANDS = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan,
+COMMANDS = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan, "rescan": _rescan,
             "portable": _portable, "status": _status, "check-config": _check_config,
             "hash-password": _hash_password}
 

@@ -82,6 +82,10 @@ class StagingWatcher:
     def __post_init__(self) -> None:
         self.queue = StagingQueue(self.staging, self.settings)
 
+    def busy(self) -> bool:
+        """Fresh uploads are being scanned or are due: what a rescan gives way to."""
+        return bool(self._running) or self.queue.due_files() > 0
+
     def sweep(self) -> None:
         """Queue what a previous run left: orphaned claims first (they were complete), then
         every file in staging (checked for completeness like any other)."""

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from deployments.prefect_flush import flush_prefect_workers
+from deployments.rescan_watcher import RescanWatcher
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TransferDeployments
 from flows.notify import NotifyRuns
+from flows.rescan import RescanRuns
 from flows.scan import ScanRuns
 from ssftp.addresses import Address, ClamdAddress
 from ssftp.config.reload import ActiveConfig, ConfigStore
@@ -50,6 +52,7 @@ from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.queue import Lane
 from ssftp.scan.record import Recorder
+from ssftp.scan.rescan import Rescanner
 from ssftp.scan.results import ScanResult
 from ssftp.scan.scanner import Scanner
 from ssftp.transfer.state import stored_totals
@@ -101,6 +104,8 @@ class ScanWorker:
     transfers: TransferDeployments = field(init=False)
     notifier: NotifyRuns = field(init=False)
     recorder: OutboxRecorder = field(init=False)
+    rescans: RescanRuns | None = field(init=False, default=None)
+    rescan_watcher: RescanWatcher = field(init=False)
     _notifying: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
@@ -117,6 +122,10 @@ class ScanWorker:
             staging=layout.staging, claims=claims,
             settings=lambda: self.store.current.loaded.config.scanning,
             scan_batch=self._scan_and_notify, clamd=lambda: self.runs.scanner.client)
+        self._rescan_beside(self.runs.scanner)
+        self.rescan_watcher = RescanWatcher(
+            layout, runs=lambda: self.rescans,
+            settings=lambda: self.store.current.loaded.config.rescan)
         self.store.on_change(self._reconfigure)
         self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
                                              str(layout.root))
@@ -137,10 +146,21 @@ class ScanWorker:
         return signatures_status(self.runs.scanner.client,
                                  config.clamav.signatures.max_age_seconds)
 
+    def _rescan_beside(self, scanner: Scanner) -> None:
+        """Rescans look with what scans scan with (none when scanning is off)."""
+        rescanner = Rescanner.beside(scanner)
+        if rescanner is None:
+            self.rescans = None
+        elif self.rescans is None:
+            self.rescans = RescanRuns(rescanner, self.watcher.busy)
+        else:
+            self.rescans.rescanner = rescanner
+
     def _reconfigure(self, active: ActiveConfig) -> None:
         try:
             self.runs.scanner = build_scanner(self.store.layout, active, self.watcher.claims,
                                               self.started_clamd, self.recorder)
+            self._rescan_beside(self.runs.scanner)
         except NoClamdError as exc:
             log_event(logger, "config change not applied to scanning", logging.ERROR,
                       error=str(exc))
@@ -152,6 +172,7 @@ class ScanWorker:
         look (:data:`OWED_CHECK_SECONDS`), as on a stop nothing new is started."""
         results = await self.runs.scan_batch(paths, lane)
         self._in_background(self.notifier.send_owed())
+        self.rescan_watcher.judged(results)
         return results
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -180,7 +201,8 @@ class ScanWorker:
         ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
                  asyncio.create_task(self.transfers.run(ready_parts[1])),
-                 asyncio.create_task(self._send_owed_periodically())]
+                 asyncio.create_task(self._send_owed_periodically()),
+                 asyncio.create_task(self.rescan_watcher.run())]
         waiting = asyncio.gather(*(part.wait() for part in ready_parts))
         first: list[asyncio.Future[Any]] = [*parts, waiting]
         try:

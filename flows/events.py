@@ -113,6 +113,7 @@ def scan_event(name: str, result: ScanResult, instance: str) -> FileEvent:
                                   instance=instance),
         payload={"sha256": result.sha256, "detail": printable(result.detail),
                  "engine": result.engine, "database": result.database,
+                 "reason": result.reason,
                  "source": printable(result.source),
                  "destination": printable(result.destination), "time": result.time})
 

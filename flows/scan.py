@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import cast
@@ -189,11 +189,14 @@ def _decoded(value: str) -> str:
     return value
 
 
-def from_parameter(value: str, layout: DataLayout) -> Path:
-    """The file a parameter names; only a name below staging/ is one."""
+def from_parameter(value: str, layout: DataLayout,
+                   areas: Collection[Area | str] = ("staging",)) -> Path:
+    """The file a parameter names; only a name below one of ``areas`` (a scan's: staging/)
+    is one."""
     parts = PurePosixPath(_decoded(value)).parts
-    if len(parts) < 2 or parts[0] != layout.staging.name or ".." in parts:
-        raise InvalidValueError(f"not the name of a staged file: {one_line(value)!r}")
+    if len(parts) < 2 or parts[0] not in areas or ".." in parts:
+        raise InvalidValueError(f"not the name of a file in {'/, '.join(map(str, areas))}/: "
+                                f"{one_line(value)!r}")
     return layout.root.joinpath(*parts)
 
 

@@ -5,7 +5,7 @@ A run reads ssftp.yaml itself (parameters carry only the entry's name and the pa
 secret never shows up in Prefect's parameters, and a run always uses the config as it is now.
 Connection failures are retried with exponential backoff; a refused host key or login fails at
 once. Files that failed make the run fail after the others were done. Runs of one entry never
-overlap (``ssftp.transfer.run_lock``): a run that finds the previous one still going does nothing.
+overlap (``ssftp.run_lock``): a run that finds the previous one still going does nothing.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from ssftp.errors import ConfigError, RemoteUnavailableError, TransferError, Tra
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, configure_logging, one_line
 from ssftp.retry_schedule import exponential_delays
+from ssftp.run_lock import exclusive_run
 from ssftp.scan.owners import StagingOwners
 from ssftp.transfer.local import TransferResult
-from ssftp.transfer.run_lock import exclusive_run
 
 
 def host_limit_name(entry: RemoteEndpoint) -> str:

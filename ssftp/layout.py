@@ -21,6 +21,9 @@ RESERVED_PREFIX = ".ssftp-"
 TEMP_PREFIX = RESERVED_PREFIX + "tmp-"
 # Where the scanner holds the files it is scanning: staging/.ssftp-claims/<owner>/<sub path>.
 CLAIMS_DIR = RESERVED_PREFIX + "claims"
+# Where a rescan holds a handed-on file it found infected, between taking it out of its area
+# and moving it to quarantine: <area>/.ssftp-rescan/<token> beside <token>.json (its name).
+RESCAN_HOLD_DIR = RESERVED_PREFIX + "rescan"
 # Where the server keeps interrupted uploads for a resume, in each account's root:
 # <root>/.ssftp-partials/<hash of account and path>. Never scanned, removed after
 # ``partialUploadTtlSeconds``.

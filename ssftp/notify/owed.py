@@ -9,11 +9,15 @@ quarantine/, infected             ``virusFound``   ``ssftp.file.infected``
 quarantine/, unscannable          ``scanError``    ``ssftp.file.unscannable``
 left in staging, first failure    ``scanError``    ``ssftp.file.waiting``
 left in staging, a retry failed   none             none
+rescan: clean/ -> quarantine/     ``virusFound``   ``ssftp.file.infected``
+rescan: left in place             none             none
 ================================  ===============  =========================
 
 A file that could not be scanned is retried with backoff (for as long as clamd is away): its
 first failure tells, its retries do not, so a receiver gets one message per file, not one per
-retry.
+retry. A rescan that finds a handed-on file infected owes what a fresh detection owes (its
+payload's ``reason`` says ``rescan``); one that leaves the file in place owes only its audit
+record: a rescan of 100 000 clean files is not 100 000 events.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ def owed(result: ScanResult, failures: int, config: SsftpConfig) -> Owed:
 
 def _due(result: ScanResult, failures: int) -> tuple[str | None, str | None]:
     """The webhook event and the Prefect event of the table above."""
+    if result.reason == "rescan":
+        return (VIRUS_FOUND, INFECTED) if not result.stays else (None, None)
     if result.area is Area.CLEAN:
         return None, CLEAN
     if result.area is Area.QUARANTINE:

@@ -22,7 +22,7 @@ from ssftp.logs import APP, log_event, one_line
 from ssftp.notify.outbox import Outbox
 from ssftp.notify.owed import owed
 from ssftp.scan.record import write_audit
-from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.results import ScanResult
 
 logger = logging.getLogger(APP)
 FAILURES_KEPT = 100_000
@@ -38,7 +38,7 @@ class OutboxRecorder:
 
     def record(self, result: ScanResult, audit: Mapping[str, object], *,
                quiet: bool = False) -> str | None:
-        stays = result.area is Area.STAGING
+        stays = result.stays
         with self._lock:
             failures = self._failures.get(result.file, 0)
         write_audit(result, audit, quiet=quiet)
@@ -51,6 +51,8 @@ class OutboxRecorder:
                     raise
                 log_event(logger, "webhook notifications not stored", logging.ERROR,
                           error=str(exc), file=one_line(result.file))
+        if result.reason == "rescan":  # a staged file's failures count its retries only
+            return due.event
         with self._lock:
             if stays:
                 self._failures[result.file] = failures + 1

@@ -48,6 +48,7 @@ def payload(event: str, result: ScanResult, instance: str, event_id: str) -> dic
         "filePath": result.source,
         "timeGenerated": datetime.now(UTC).isoformat(timespec="seconds"),
         "event": event,
+        "reason": result.reason,
         "verdict": result.verdict,
         "signature": result.signature,
         "engine": result.engine,

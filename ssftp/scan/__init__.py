@@ -6,7 +6,9 @@ Read it top-down, in the order a file goes::
       readiness.py  a file dropped by another writer is scanned once it stops changing
     scanner.py    Scanner.scan, the unit of work:
       claims.py     claim: rename the file out of every client's reach
-      clamd.py      examine: ask clamd about exactly these bytes (a Verdict, never a raise)
+      examine.py    examine: hash exactly these bytes and ask clamd about them
+        clamd.py      the clamd client (a Verdict, never a raise)
+        signatures.py which engine and database clamd judges with
       router.py     route: where the verdict sends the file (names only; claims.py reserves
                     a quarantine name by writing its verdict record)
       owners.py     whose file it is (the account that staged it)
@@ -14,6 +16,7 @@ Read it top-down, in the order a file goes::
                     (ssftp.notify's rule) before the move, and names its Prefect event
                     move: the claim goes to its destination
     results.py    what a scan did with a file: its Area and its ScanResult
+    rescan.py     a second look at files already handed on, when the signatures change
 
 Nothing here knows asyncssh or Prefect: flows/scan.py runs it, tests call it directly.
 """

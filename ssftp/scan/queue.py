@@ -126,6 +126,11 @@ class StagingQueue:
         clamd); not those a run is scanning now. Only lengths: safe from a scrape's thread."""
         return len(self.tracker) + len(self._ready_now) + len(self._batch) + len(self.retries)
 
+    def due_files(self) -> int:
+        """Files settling, ready or batched: fresh work, which a rescan gives way to (not
+        the retries, which may wait for hours). Only lengths: safe from another thread."""
+        return len(self.tracker) + len(self._ready_now) + len(self._batch)
+
     def saw(self, path: Path) -> None:
         """A change was reported for ``path``: it is scanned once it has stopped changing."""
         self.tracker.saw(path, self._clock())

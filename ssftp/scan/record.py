@@ -5,8 +5,8 @@ stores the audit record and whatever else the outcome owes (a worker's: the webh
 outbox, :class:`ssftp.notify.record.OutboxRecorder`) and says which Prefect event the outcome
 raises. For a file about to leave staging the record gates the move: the recorder raises, and
 the file stays to be scanned again, so no file is in ``clean/`` or ``quarantine/`` without its
-record and its notifications. For a file that stays in staging nothing is gated: the recorder
-stores what it can.
+record and its notifications. For a file that stays where it is (in staging, or in clean/ after a
+rescan) nothing is gated: the recorder stores what it can.
 
 A port, so that scan/ stays below notify/: what an outcome owes is notify's rule, plugged in by
 whoever builds the scanner.
@@ -20,7 +20,8 @@ from typing import Protocol
 
 from ssftp.errors import AuditLogError
 from ssftp.logs import warn_on_stderr, write_audit_event
-from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.clamd import VerdictKind
+from ssftp.scan.results import ScanResult
 
 
 class Recorder(Protocol):
@@ -37,12 +38,14 @@ class Recorder(Protocol):
 
 
 def write_audit(result: ScanResult, audit: Mapping[str, object], *, quiet: bool) -> None:
-    """The audit record of ``result``, as :meth:`Recorder.record` promises it."""
-    if result.area is not Area.STAGING:
-        write_audit_event("scan", logging.INFO, **audit)
+    """The audit record of ``result``, as :meth:`Recorder.record` promises it: a warning for a
+    file left where it was short of a clean verdict."""
+    if not result.stays:
+        write_audit_event(result.reason, logging.INFO, **audit)
         return
+    passed = result.verdict in (VerdictKind.CLEAN, VerdictKind.UNSCANNED)
     try:
-        write_audit_event("scan", logging.WARNING, **audit)
+        write_audit_event(result.reason, logging.INFO if passed else logging.WARNING, **audit)
     except AuditLogError as exc:
         if not quiet:
             warn_on_stderr(f"scan: {exc}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from ssftp.scan.clamd import VerdictKind
 
@@ -16,13 +16,20 @@ class Area(StrEnum):
     QUARANTINE = "quarantine"
     # Not scanned this time: back in staging (or still claimed), to be retried.
     STAGING = "staging"
+    # A delivered file's copy, looked at again only by a rescan that includes it.
+    UPLOADARCHIVE = "uploadarchive"
+
+
+# Why a file was scanned: it arrived (staging), or the signatures changed since its verdict
+# (or an operator asked) and it is looked at again where it is (ssftp.scan.rescan).
+Reason = Literal["scan", "rescan"]
 
 
 @dataclass(frozen=True)
 class ScanResult:
     """What happened to one file: the row of a run's verdict table and its audit record."""
 
-    file: str  # staging sub path: <account dir>/<sub path>
+    file: str  # sub path in its area: <account dir>/<sub path>
     account: str | None
     size: int | None
     sha256: str | None
@@ -43,9 +50,18 @@ class ScanResult:
     # "27480+3f9a1c2b0d4e"; None when no clamd was asked.
     engine: str | None = None
     database: str | None = None
+    reason: Reason = "scan"
     # The Prefect event the outcome raises (ssftp.notify.owed), for the scan flow to emit;
     # None when it raises none, or no Prefect is told (``ssftp scan``).
     event: str | None = None
+
+    @property
+    def stays(self) -> bool:
+        """Left where it was: a staged file not passed on this time, or a handed-on file a
+        rescan left in place. Nothing is gated on such a result's record."""
+        if self.reason == "rescan":
+            return self.source == self.destination
+        return self.area is Area.STAGING
 
     def as_dict(self) -> dict[str, Any]:
         """The audit record's fields (and a quarantined file's verdict record's): all but the

@@ -19,69 +19,32 @@ Prefect flows call this; tests call it directly.
 from __future__ import annotations
 
 import logging
-import os
-import stat
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ssftp.config.schema import ScanMode
 from ssftp.errors import AuditLogError, OutboxError
-from ssftp.file_stamp import FileStamp, sha256_of
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, one_line, warn_on_stderr
 from ssftp.metrics import SCAN_SECONDS, SCANS
-from ssftp.moves import proc_path
 from ssftp.names import safe_sub_path
 from ssftp.scan.claims import Claim, Claims, reserve_quarantine_name
-from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
+from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.examine import Examined, examine
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.record import AuditRecorder, Recorder
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.router import quarantine_names, record_content, record_path, route_for
-from ssftp.scan.signatures import Signatures
 
 logger = logging.getLogger(APP)
-
-
-@dataclass(frozen=True)
-class _Examined:
-    """What a scan found out about the claimed bytes (no hash when they could not be read)."""
-
-    verdict: Verdict
-    sha256: str | None = None
-    size: int | None = None
-    # What clamd judged with (None when it was not asked, or could not say).
-    signatures: Signatures | None = None
-
-
-def _failed(examined: _Examined, detail: str) -> _Examined:
-    """The same bytes, with an error verdict: not passed on this time, scanned again."""
-    return replace(examined, verdict=Verdict(VerdictKind.ERROR, detail))
 
 
 def _where_now(claim: Claim) -> Path:
     """Where a file that could not be moved on is: still claimed, or back in staging."""
     return claim.path if claim.path.exists() else claim.origin
-
-
-def _still_named(path: Path, info: os.stat_result) -> bool:
-    """``path`` still names the file ``info`` is of: the claim is moved on by its name, so the
-    name must hold what was scanned (another writer on the share may have swapped a directory
-    on the way, which leaves the file's own stat untouched)."""
-    try:
-        now = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino)
-
-
-def _changed(before: os.stat_result, after: os.stat_result) -> bool:
-    """The ctime too: a writer can put the old mtime back, never the old ctime."""
-    return (FileStamp.of(after) != FileStamp.of(before)
-            or after.st_ctime_ns != before.st_ctime_ns)
 
 
 def _now() -> str:
@@ -121,56 +84,12 @@ class Scanner:
             return self._unclaimed(path, flow_run_id, exc)
         if claim is None:
             return None
-        examined = self._examine(claim)
+        examined = examine(claim.path, self.client, self.mode)
+        if examined.verdict.timed_out and self.client is not None:
+            self._log_timeout(self.client, claim)
         result = self._settle(claim, examined, flow_run_id)
         _count(result, claim.staged_at)
         return result
-
-    def _examine(self, claim: Claim) -> _Examined:
-        """The verdict, sha256 and size of exactly the bytes now at the claim.
-
-        What fstat can decide (the type, the links, the size limit) is decided before a byte
-        is read: a sparse upload can claim terabytes for one byte sent, and hashing it first
-        held its scan thread for minutes only to quarantine it anyway. Such a file has no
-        sha256 (its audit record and events name it by path).
-        """
-        try:
-            # O_NONBLOCK: a FIFO dropped into staging must not hang the scanner on open.
-            fd = os.open(claim.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            return _Examined(Verdict(VerdictKind.UNSCANNABLE, f"cannot be opened as a file: {exc}"))
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                return _Examined(Verdict(VerdictKind.UNSCANNABLE, "not a regular file"))
-            if before.st_nlink > 1:
-                # Another name could change these bytes after the verdict.
-                return _Examined(Verdict(VerdictKind.UNSCANNABLE,
-                                         f"has {before.st_nlink} hard links; only a file with "
-                                         "a single name can be passed as clean"))
-            if self.client is not None and (
-                    limited := self.client.over_limit(before.st_size)) is not None:
-                return _Examined(limited, size=before.st_size)
-            sha256, size = sha256_of(fd)
-            if self.client is None:
-                return _Examined(Verdict(VerdictKind.UNSCANNED,
-                                         "scanning is switched off (enableVirusScan: false)"),
-                                 sha256, size)
-            # Asked before the scan: a database loaded meanwhile makes the verdict's name older
-            # than its judge, never newer (ClamdClient.loaded_signatures).
-            signatures = self.client.loaded_signatures()
-            verdict = self.client.scan(self._clamd_reads(claim, fd), self.mode)
-            if verdict.timed_out:
-                self._log_timeout(self.client, claim)
-            if (_changed(before, os.fstat(fd)) or size != before.st_size
-                    or not _still_named(claim.path, before)):
-                verdict = Verdict(VerdictKind.ERROR, "the file changed while it was being scanned")
-            return _Examined(verdict, sha256, size, signatures)
-        except OSError as exc:
-            # An I/O error reading it (a failing disk or share): worth another try later.
-            return _Examined(Verdict(VerdictKind.ERROR, f"could not be read: {exc}"))
-        finally:
-            os.close(fd)
 
     def _log_timeout(self, client: ClamdClient, claim: Claim) -> None:
         """One line per scan that waited out ``clamav.timeout``: a hung clamd is otherwise
@@ -178,15 +97,7 @@ class Scanner:
         log_event(logger, "clamd scan timed out", logging.WARNING, address=str(client.address),
                   file=self._relative(claim.origin), seconds=client.timeout)
 
-    def _clamd_reads(self, claim: Claim, fd: int) -> Path:
-        """What clamd is given to scan: the descriptor's own /proc name, which the client opens
-        (fd mode) or streams (stream mode) as exactly the file that was hashed, whatever the
-        claim's name holds by then. In path mode clamd opens a name itself, in its own
-        process, where our /proc/self is not ours: it gets the claim's name, and the check
-        afterwards that the name still holds this file is what stands behind the verdict."""
-        return claim.path if self.mode == "path" else Path(proc_path(fd))
-
-    def _settle(self, claim: Claim, examined: _Examined, flow_run_id: str | None) -> ScanResult:
+    def _settle(self, claim: Claim, examined: Examined, flow_run_id: str | None) -> ScanResult:
         """Route the verdict, record it, and move the file there (or back to staging)."""
         route = route_for(examined.verdict.kind, claim.sub_path, self.layout)
         if route.area is Area.STAGING:
@@ -208,7 +119,7 @@ class Scanner:
             return self._unmoved(claim, examined, flow_run_id, exc)
         return replace(result, event=event)
 
-    def _reserve_quarantine(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
+    def _reserve_quarantine(self, claim: Claim, examined: Examined, flow_run_id: str | None,
                             wished: Path, when: str) -> Path:
         """The first free name of :func:`quarantine_names`, taken by writing the verdict
         record that the file will have there."""
@@ -227,7 +138,7 @@ class Scanner:
         else:
             claim.move_to(target)
 
-    def _back_to_staging(self, claim: Claim, examined: _Examined,
+    def _back_to_staging(self, claim: Claim, examined: Examined,
                          flow_run_id: str | None) -> ScanResult:
         """Release a file that was not scanned this time (clamd failed), to be retried."""
         try:
@@ -236,15 +147,15 @@ class Scanner:
             return self._unmoved(claim, examined, flow_run_id, exc)
         return self._stays(self._result(claim, examined, flow_run_id, Area.STAGING, where))
 
-    def _unmoved(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
+    def _unmoved(self, claim: Claim, examined: Examined, flow_run_id: str | None,
                  error: OSError) -> ScanResult:
         """A full disk or a vanished directory while moving: the file stays where it is (its
         claim or staging) and is scanned again, never passed on."""
-        stays = _failed(examined, f"could not move the file on: {error}")
+        stays = examined.failed(f"could not move the file on: {error}")
         return self._stays(self._result(claim, stays, flow_run_id, Area.STAGING,
                                         _where_now(claim)))
 
-    def _unrecorded(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
+    def _unrecorded(self, claim: Claim, examined: Examined, flow_run_id: str | None,
                     moving: ScanResult, error: AuditLogError | OutboxError) -> ScanResult:
         """The record of a move, or a webhook it owes, could not be stored: no move, back to
         staging, retried.
@@ -256,7 +167,7 @@ class Scanner:
             record_path(self.layout.root / moving.destination).unlink(missing_ok=True)
         warn_on_stderr(f"{moving.file} is not moved to {moving.area}/ and will be scanned "
                        f"again: {error}")
-        stays = _failed(examined, f"not moved to {moving.area}/: {error}")
+        stays = examined.failed(f"not moved to {moving.area}/: {error}")
         try:
             where = claim.release()
         except OSError:
@@ -287,7 +198,7 @@ class Scanner:
         """The audit record of a result (and a quarantined file's verdict record)."""
         return {**result.as_dict(), "instance": self.instance}
 
-    def _result(self, claim: Claim, examined: _Examined, flow_run_id: str | None,
+    def _result(self, claim: Claim, examined: Examined, flow_run_id: str | None,
                 area: Area, destination: Path, when: str | None = None) -> ScanResult:
         verdict = examined.verdict
         signatures = examined.signatures

@@ -4,5 +4,4 @@
                   and archived: the file work around the SFTP client's calls (in client/)
     state.py      system/transfers.sqlite: what was fetched, what is being delivered, and the
                   files counted for /metrics
-    run_lock.py   one run of a transfer at a time, across processes
 """

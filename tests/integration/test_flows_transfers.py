@@ -32,7 +32,7 @@ from flows.transfer_run import host_limit_name
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import Downloader
 from ssftp.errors import RemoteRefusedError, RemoteUnavailableError, TransferFailedError
-from ssftp.transfer.run_lock import exclusive_run
+from ssftp.run_lock import exclusive_run
 from testkit.openssh_server import OpenSshServer, sshd_available
 from tests.support.repo import REPO
 from tests.support.transfers import Instance

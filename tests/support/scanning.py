@@ -31,15 +31,14 @@ ODD_SUB_PATH = "partner-a/in dir/Q1: rapport ünï ✓.txt"
 
 
 def write(path: Path, data: bytes) -> Path:
+    """``data`` at ``path``, its directories made as needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
 
 
 def stage(layout: DataLayout, sub_path: str, data: bytes) -> Path:
-    path = layout.staging / sub_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    return write(layout.staging / sub_path, data)
 
 
 def files_under(directory: Path) -> list[Path]:

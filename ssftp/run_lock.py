@@ -1,10 +1,10 @@
-"""One run at a time per downloader or uploader, across processes on this machine.
+"""One run at a time of a downloader, an uploader or a rescan, across processes on this machine.
 
 Two runs of one downloader would fetch the same files twice (and hand them on twice); two runs
-of one uploader would deliver the same file twice. Schedules can overlap when a run is slow,
-and a run can be started by hand, so each run takes an exclusive ``flock`` on
-``system/locks/<kind>-<name>.lock``. The kernel drops it when the process dies, so a crashed
-run never blocks the next one.
+of one uploader would deliver the same file twice; two rescans would scan every handed-on file
+twice over. Schedules can overlap when a run is slow, and a run can be started by hand, so each
+run takes an exclusive ``flock`` on ``system/locks/<kind>-<name>.lock``. The kernel drops it
+when the process dies, so a crashed run never blocks the next one.
 """
 
 from __future__ import annotations

@@ -1,0 +1,180 @@
+"""The rescan flow: files already handed on, looked at again with newer signatures.
+
+One run per batch of names (bounded like a scan run's: :func:`flows.scan.parameter_batches`),
+one task per slice, the same verdict tables as a scan run, and a final state that says what the
+look found: ``Quarantined`` when a file left ``clean/`` (or ``uploadarchive/``), ``Incomplete``
+when some could not be scanned, else ``Completed``; the message counts them, the name leads
+with what matters ("rescan 1 infected of 5000 for ClamAV 1.4.6/27481"), and the tags say the
+instance, the accounts of the files that moved, and ``infected``.
+
+Fresh uploads go first: the files are looked at one at a time, and before each the run waits
+while the staging watcher has files due (:class:`RescanRuns` is given that test). The work
+itself is :meth:`ssftp.scan.rescan.Rescanner.rescan`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import cast
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
+from prefect.states import Completed
+
+from flows.events import scan_event
+from flows.scan import (
+    SUMMARY_TABLE_KEY,
+    VERDICT_TABLE_KEY,
+    from_parameter,
+    parameter_batches,
+    slices,
+    summary_row,
+    to_parameter,
+    verdict_row,
+)
+from ssftp.logs import one_line
+from ssftp.scan.clamd import VerdictKind
+from ssftp.scan.rescan import RESCANNED, Rescanner
+from ssftp.scan.results import Area, ScanResult
+
+# How often a rescan that gave way to fresh uploads looks whether they are done.
+GIVE_WAY_SECONDS = 0.5
+_NAMED_ACCOUNTS = 2
+
+
+@dataclass(frozen=True)
+class RescanSummary:
+    """What a rescan run's final state, name and tags say."""
+
+    looked: int
+    moved: int  # left clean/ or uploadarchive/ for quarantine/
+    detected: int  # in quarantine/ and still detected
+    released: int  # in quarantine/ and no longer detected: for an operator to release
+    unscanned: int  # could not be scanned this time (clamd, a read error, a limit)
+    accounts: tuple[str, ...]  # of the files that moved
+
+    @classmethod
+    def of(cls, results: Iterable[ScanResult]) -> RescanSummary:
+        results = list(results)
+        moved = [r for r in results if not r.stays]
+        in_quarantine = [r for r in results if r.stays and r.area is Area.QUARANTINE]
+        return cls(
+            looked=len(results), moved=len(moved),
+            detected=sum(r.verdict is VerdictKind.INFECTED for r in in_quarantine),
+            released=sum(r.verdict is VerdictKind.CLEAN for r in in_quarantine),
+            unscanned=sum(r.verdict in (VerdictKind.ERROR, VerdictKind.UNSCANNABLE)
+                          for r in results),
+            accounts=tuple(sorted({r.account for r in moved if r.account})))
+
+    def state_name(self) -> str:
+        if self.moved:
+            return "Quarantined"
+        return "Incomplete" if self.unscanned else "Completed"
+
+    def message(self) -> str:
+        text = f"{self.looked} looked at, {self.moved} infected and quarantined"
+        if self.detected or self.released:
+            text += (f", {self.detected} still detected in quarantine, {self.released} no "
+                     "longer detected")
+        return f"{text}, {self.unscanned} not scanned"
+
+    def run_name(self, signatures: str) -> str:
+        head = (f"{self.moved} infected of {self.looked}" if self.moved
+                else f"{self.looked} files")
+        origin = ""
+        if self.accounts:
+            origin = " from " + ", ".join(one_line(a) for a in self.accounts[:_NAMED_ACCOUNTS])
+            if (rest := len(self.accounts) - _NAMED_ACCOUNTS) > 0:
+                origin += f" and {rest} more"
+        return f"rescan {head}{origin} for {one_line(signatures)}"
+
+    def tags(self, instance: str) -> list[str]:
+        flags = ["infected"] if self.moved else []
+        return [f"instance:{instance}", "rescan",
+                *(f"account:{account}" for account in self.accounts), *flags]
+
+
+def _line(result: ScanResult) -> str:
+    return (f"{one_line(result.source)}: {result.verdict} ({one_line(result.detail)}) -> "
+            f"{one_line(result.destination)}")
+
+
+@task(name="rescan-files", cache_policy=NO_CACHE, task_run_name="rescan {label}")
+async def rescan_files(rescanner: Rescanner, names: list[str], label: str,
+                       flow_run_id: str | None, give_way: Callable[[], bool],
+                       ) -> list[ScanResult]:
+    """Look at a slice, one file at a time, each after the fresh uploads due have had their
+    turn (waited for here, on the loop, so a stop is never held up by a rescan giving way);
+    a warning line per file that is not still clean, one entry for the rest."""
+    logger = get_run_logger()
+    results, quiet = [], 0
+    for name in names:
+        while give_way():
+            await asyncio.sleep(GIVE_WAY_SECONDS)
+        path = from_parameter(name, rescanner.layout, RESCANNED)
+        result = await asyncio.to_thread(rescanner.rescan, path, flow_run_id)
+        if result is None:
+            continue
+        if result.event is not None:
+            scan_event(result.event, result, rescanner.instance).emit()
+        if result.stays and result.verdict in (VerdictKind.CLEAN, VerdictKind.UNSCANNED):
+            quiet += 1
+        else:
+            logger.warning("%s", _line(result))
+        results.append(result)
+    if quiet:
+        logger.info("%d file(s) still clean", quiet)
+    return results
+
+
+async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: str,
+                            give_way: Callable[[], bool]) -> State[list[ScanResult]]:
+    """The body of a rescan run: its slices one after the other (one scan at a time beside
+    the fresh uploads' runs), its tables, its name and tags."""
+    run_id = flow_run.id
+    results: list[ScanResult] = []
+    for part in slices(names, workers=1):
+        label = f"{one_line(PurePosixPath(part[0]).name)} and {len(part) - 1} more"
+        results += await rescan_files(rescanner, part, label, run_id, give_way)
+    summary = RescanSummary.of(results)
+    await acreate_table_artifact(table=[summary_row(r) for r in results],
+                                 key=SUMMARY_TABLE_KEY, description=summary.message())
+    await acreate_table_artifact(table=[verdict_row(r) for r in results],
+                                 key=VERDICT_TABLE_KEY,
+                                 description=f"{summary.message()} (every row in full)")
+    if run_id is not None:
+        async with get_client() as client:
+            await client.update_flow_run(UUID(run_id), name=summary.run_name(signatures),
+                                         tags=[*flow_run.tags, *summary.tags(rescanner.instance)])
+    return Completed(name=summary.state_name(), message=summary.message(), data=results)
+
+
+class RescanRuns:
+    """The rescan flow bound to this process's :class:`Rescanner` and its test of whether
+    fresh uploads are waiting (built per instance, as :class:`flows.scan.ScanRuns` is)."""
+
+    def __init__(self, rescanner: Rescanner, give_way: Callable[[], bool]) -> None:
+        self.rescanner = rescanner
+        self.give_way = give_way
+
+        @flow(name="rescan", flow_run_name="rescan for {signatures}")
+        async def rescan_batch(names: list[str], signatures: str) -> State[list[ScanResult]]:
+            return await rescan_and_report(self.rescanner, names, signatures, self.give_way)
+
+        self._flow = rescan_batch
+
+    async def rescan(self, paths: list[Path], signatures: str) -> list[ScanResult]:
+        """Rescan runs for these files, one after the other (:func:`parameter_batches`)."""
+        layout = self.rescanner.layout
+        results: list[ScanResult] = []
+        for names in parameter_batches([to_parameter(path, layout) for path in paths]):
+            results += cast("list[ScanResult]", await self._flow(names, signatures))
+        return results
