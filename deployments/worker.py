@@ -1,5 +1,5 @@
-"""The worker: the staging watcher with the scan and notify flows, and the transfer
-deployments (downloaders and uploaders).
+"""The worker: the staging watcher with the scan and notify flows, the rescan watcher (a second
+look when the signatures change), and the transfer deployments (downloaders and uploaders).
 
 ``ssftp worker`` runs it against ``PREFECT_API_URL``; ``ssftp up`` runs it beside the SFTP
 server. Either way on a thread and event loop of its own (:class:`WorkerThread`). A config

@@ -2,8 +2,8 @@
 leaves clean/ for quarantine/ with its verdict record, and only if it is the very file that was
 scanned; a file that stays clean gets its record; a reader holding the file reads it whole;
 quarantine/ is only reported on; a rescan that stopped while holding a file finishes it.
-The rescan against a real clamd and a real signature update is in
-tests/integration/test_scan_rescan.py."""
+The rescan against a real clamd and a real signature update, through the worker and the CLI,
+is in tests/e2e/test_rescan.py."""
 
 from __future__ import annotations
 
