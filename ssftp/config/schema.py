@@ -469,8 +469,9 @@ class SignatureSettings(Model):
     max_age_seconds: Annotated[int, Field(ge=3600)] = Field(
         default=2 * 24 * 3600, description=(
             "Signatures built longer ago than this are stale: `/healthz` reports "
-            "`signatures: stale`, and `ssftp status` says so. Two days: ClamAV publishes "
-            "daily updates, so an older database means updates have stopped."))
+            "`signatures: stale` (not down: the gateway still scans with what it has). Two "
+            "days: ClamAV publishes daily updates, so an older database means updates have "
+            "stopped. Watch `ssftp_signatures_age_seconds` for the figure."))
 
 
 class RescanSettings(Model):
