@@ -18,7 +18,8 @@ from bench.workloads import KIB, MIB, Sizes
 # A run small enough for the test suite: every workload and server, a few seconds of load.
 SMOKE = Sizes(rounds=2, big_file_bytes=4 * MIB, far_file_bytes=1 * MIB, small_files=20,
               logins=5, idle_sessions=5,
-              pipeline_files=20, pipeline_file_bytes=4 * KIB, latency_samples=3)
+              pipeline_files=20, pipeline_file_bytes=4 * KIB, latency_samples=3,
+              rescan_files=20)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-sessions", type=int, default=defaults.idle_sessions)
     parser.add_argument("--pipeline-files", type=int, default=defaults.pipeline_files)
     parser.add_argument("--latency-samples", type=int, default=defaults.latency_samples)
+    parser.add_argument("--rescan-files", type=int, default=defaults.rescan_files)
     parser.add_argument("--only", choices=GROUPS, action="append",
                         help="run only this group of workloads (may be given twice)")
     parser.add_argument("--workdir", type=Path,
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else replace(
         Sizes(), rounds=args.rounds, big_file_bytes=args.big_file_mib * MIB,
         small_files=args.small_files, logins=args.logins, idle_sessions=args.idle_sessions,
-        pipeline_files=args.pipeline_files, latency_samples=args.latency_samples)
+        pipeline_files=args.pipeline_files, latency_samples=args.latency_samples,
+        rescan_files=args.rescan_files)
     options = Options(sizes=sizes, json_path=args.json, keep=args.keep,
                       workdir_parent=args.workdir or default_workdir_parent(),
                       groups=tuple(args.only or GROUPS))

@@ -152,7 +152,10 @@ def _pipeline_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
     rows = workloads.pipeline(uploader, clean_root, up.layout.quarantine,
                               raw_clamd, client, sizes)
     say("workload: single-file latency")
-    return rows + workloads.latency(uploader, clean_root, sizes)
+    rows += workloads.latency(uploader, clean_root, sizes)
+    say(f"workload: single-file latency during a rescan of {sizes.rescan_files} files")
+    return rows + workloads.rescan(uploader, clean_root, up.layout.system,
+                                   up.layout.log / "audit.log", sizes)
 
 
 def run(options: Options) -> tuple[list[Row], dict[str, object]]:

@@ -60,6 +60,7 @@ class Sizes:
     pipeline_files: int = 1000
     pipeline_file_bytes: int = 64 * KIB
     latency_samples: int = 20
+    rescan_files: int = 20000
 
 
 def write_file_set(directory: Path, count: int, size: int) -> list[str]:
@@ -294,3 +295,51 @@ def latency(uploader: Login, clean: Path, sizes: Sizes) -> list[Row]:
     values = asyncio.run(upload_latencies(uploader, clean, sizes.latency_samples))
     return [Row(f"latency, upload close -> clean/ (median of {len(values)})", Better.LOWER,
                 Samples("s", values), target=Target.at_most(1.5, "s"))]
+
+
+# How long the worker may take to notice that clean/ needs a rescan (it looks every 30 s).
+_RESCAN_NOTICED_SECONDS = 120.0
+
+
+def _rescanning(audit_log: Path) -> bool:
+    """The worker has begun a rescan: its audit log ends with a rescan's record."""
+    with contextlib.suppress(FileNotFoundError), audit_log.open("rb") as log:
+        log.seek(max(0, audit_log.stat().st_size - 4096))
+        return b'"rescan"' in log.read()
+    return False
+
+
+def _wait(what: str, ready: Callable[[], bool], timeout: float) -> float:
+    deadline = time.perf_counter() + timeout
+    while not ready():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.01)
+    return time.perf_counter()
+
+
+def rescan(uploader: Login, clean: Path, system: Path, audit_log: Path,
+           sizes: Sizes) -> list[Row]:
+    """Fresh uploads while the worker rescans many small files of clean/ (as after a
+    signature update; here by forgetting which signatures the last rescan was for): their
+    latency, which must stay that of an idle gateway (fresh uploads go first), and the
+    rescan's own pace."""
+    planted = clean / "rescan-bench"
+    write_file_set(planted, sizes.rescan_files, sizes.small_file_bytes)
+    state = system / "rescan.json"
+    _wait("the worker's first look at the signatures", state.exists, _RESCAN_NOTICED_SECONDS)
+    state.unlink()
+    began = _wait("a rescan", lambda: _rescanning(audit_log), _RESCAN_NOTICED_SECONDS)
+    values = asyncio.run(upload_latencies(uploader, clean, sizes.latency_samples))
+    overlapped = not state.exists()
+    done = _wait("the rescan's end", state.exists, 3600.0)
+    shutil.rmtree(planted)
+    note = "" if overlapped else "the rescan ended before the last sample"
+    return [
+        Row(f"latency during a rescan of {sizes.rescan_files} files, upload close -> clean/ "
+            f"(median of {len(values)})", Better.LOWER, Samples("s", values),
+            target=Target.at_most(1.5, "s"), note=note),
+        Row(f"rescan of {sizes.rescan_files}x{sizes.small_file_bytes // KIB} KiB beside "
+            "the uploads", Better.HIGHER,
+            Samples("files/s", [sizes.rescan_files / max(done - began, 1e-6)])),
+    ]

@@ -30,11 +30,14 @@ def test_smoke_run_of_the_harness(tmp_path):
                 "logins, 5 in a row", "memory, 5 idle sessions (RSS)",
                 "memory, 5 idle sessions (PSS)", "pipeline 20x4 KiB: upload end -> all in clean/",
                 "pipeline 20x4 KiB: upload start -> all in clean/",
-                "latency, upload close -> clean/ (median of 3)"]
+                "latency, upload close -> clean/ (median of 3)",
+                "latency during a rescan of 20 files, upload close -> clean/ (median of 3)",
+                "rescan of 20x4 KiB beside the uploads"]
     assert list(rows) == expected
+    samples = {"latency": 3, "rescan": 1}  # one rescan, its pace; a round for the others
     for name, row in rows.items():
         assert row["median"] is not None and row["median"] >= 0, name
-        assert len(row["samples"]) == (3 if name.startswith("latency") else 2), name
+        assert len(row["samples"]) == samples.get(name.split()[0].rstrip(","), 2), name
     for name in expected[:7]:
         reference = rows[name]["reference"]
         if sshd_available():
