@@ -1,0 +1,131 @@
+"""The release flow: a release from quarantine as a Prefect run, and with
+``quarantine.releaseApproval`` the second person's approval, asked for in the Prefect UI.
+
+The run rescans the file first (a file still detected is refused before anyone is asked),
+then, when approval is on, pauses for :class:`Approval` input (Prefect's pause-for-input: the
+UI shows a form on the paused run). The file moves only when an approver who is not the
+operator says yes; a no, the operator approving their own release, or no answer within the
+timeout moves nothing, and each is in the audit record. Prefect OSS has no logins, so the
+approver's name is the one typed into the form: the audit record keeps it as given.
+
+The run's final state says what happened (``Released``, ``Refused``, ``Rejected``); a
+failure (no verdict from clamd, the name taken in ``clean/``) fails the run with the reason.
+A release emits ``ssftp.file.released`` and sends its ``released`` webhooks at once (what
+is not delivered stays owed in the outbox for the worker).
+
+The work is :class:`ssftp.areas.release.Releaser`; the run is built per caller, like the
+scan flow, so the releaser stays out of the run's parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import cast
+
+from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import apause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from prefect.states import Completed
+from pydantic import Field
+
+from flows.events import scan_event
+from ssftp.areas.release import APPROVAL_TIMEOUT_SECONDS, Releaser, Request
+from ssftp.errors import ReleaseRefusedError
+from ssftp.logs import one_line
+from ssftp.notify.direct import send_now
+
+# How often the paused run asks whether it was resumed.
+APPROVAL_POLL_SECONDS = 2
+
+
+class Approval(RunInput):
+    """The form on the paused run in the Prefect UI."""
+
+    approver: str = Field(min_length=1, max_length=200, description=(
+        "Your name: a second person, not the one who asked for the release"))
+    approve: bool = Field(description="Release the file to clean/ (unchecked: keep it in "
+                                      "quarantine)")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a release run did, for its caller: moved or not, and the line that says so."""
+
+    released: bool
+    message: str
+
+
+def _run_name() -> str:
+    return f"release {one_line(str(flow_run.parameters.get('file', '')))}"
+
+
+class ReleaseRuns:
+    """The release flow bound to a :class:`Releaser`; ``announce`` is told where the run
+    waits for its approver (the CLI prints it)."""
+
+    def __init__(self, releaser: Releaser, *, approval: bool,
+                 announce: Callable[[str], None],
+                 timeout: int = APPROVAL_TIMEOUT_SECONDS) -> None:
+        self.releaser = releaser
+
+        @flow(name="release", flow_run_name=_run_name)
+        async def release(file: str, reason: str, operator: str, force: bool) -> State[Outcome]:
+            request = Request(reason, operator, force)
+            rescan = await asyncio.to_thread(releaser.rescan, PurePosixPath(file))
+            logger = get_run_logger()
+            logger.info("%s rescanned: %s (%s)", rescan.shown, rescan.verdict.kind,
+                        one_line(rescan.finding))
+            try:
+                releaser.check(rescan, force)
+            except ReleaseRefusedError as exc:
+                releaser.refused(rescan, request, str(exc), flow_run.id)
+                return Completed(name="Refused", message=str(exc),
+                                 data=Outcome(False, str(exc)))
+            if approval:
+                approver, refusal = await self._approval(request, announce, timeout)
+                if refusal is not None:
+                    message = f"{rescan.shown} stays in quarantine: {refusal}"
+                    releaser.refused(rescan, Request(reason, operator, force, approver),
+                                     refusal, flow_run.id)
+                    return Completed(name="Rejected", message=message,
+                                     data=Outcome(False, message))
+                request = Request(reason, operator, force, approver)
+            released = await asyncio.to_thread(releaser.release, rescan, request, flow_run.id)
+            scan_event(released.event, released.result, releaser.config.instance_name).emit()
+            for line in await send_now(releaser.outbox, released.notifications):
+                logger.warning("%s", line)
+            message = f"{rescan.shown} released to {released.result.destination}"
+            return Completed(name="Released", message=message, data=Outcome(True, message))
+
+        self._flow = release
+
+    @staticmethod
+    async def _approval(request: Request, announce: Callable[[str], None],
+                        timeout: int) -> tuple[str | None, str | None]:
+        """Pause for the approver; (their name, None) when approved, else (name, why not)."""
+        announce(f"waiting for a second person's approval in the Prefect UI: flow run "
+                 f"{flow_run.id} {flow_run.ui_url or ''}".rstrip())
+        try:
+            answer = await apause_flow_run(wait_for_input=Approval, timeout=timeout,
+                                           poll_interval=APPROVAL_POLL_SECONDS)
+        except FlowPauseTimeout:
+            return None, f"not approved within {timeout} s"
+        approver = answer.approver.strip()
+        if approver.casefold() == request.operator.casefold():
+            return approver, "the operator who asked cannot approve their own release"
+        if not answer.approve:
+            return approver, f"rejected by {approver}"
+        return approver, None
+
+    async def run(self, sub_path: PurePosixPath, request: Request) -> Outcome:
+        """One release run; raises what failed it (nothing moved then). The run ends in the
+        state its body returns, and Prefect hands the caller that state's data: the cast."""
+        return cast("Outcome", await self._flow(
+            file=sub_path.as_posix(), reason=request.reason, operator=request.operator,
+            force=request.force))
