@@ -24,7 +24,14 @@ from importlib.metadata import version
 from pathlib import Path, PurePosixPath
 
 from ssftp.addresses import Address, ClamdAddress, parse_listen
-from ssftp.areas.quarantine import checked_reason, delete, entries, format_entry, parse_name
+from ssftp.areas.quarantine import (
+    checked_reason,
+    delete,
+    directory_of,
+    entries,
+    format_entry,
+    parse_name,
+)
 from ssftp.areas.release import APPROVAL_TIMEOUT_SECONDS, Releaser, Request
 from ssftp.audit_history import (
     AUDIT_LOG,
@@ -466,6 +473,8 @@ def _release(args: argparse.Namespace, layout: DataLayout, config: SsftpConfig,
         settings = config.clamav
         client = ClamdClient(_clamd_address(args, settings), timeout=settings.timeout,
                              max_file_size=settings.max_file_size)
+    with directory_of(layout, sub_path):  # a mistyped name is told before any run starts
+        pass
     releaser = Releaser(layout, client, mode=config.clamav.mode, outbox=Outbox(layout.outbox),
                         config=config)
     api_url = args.prefect_url or os.environ.get("PREFECT_API_URL")

@@ -20,6 +20,7 @@ scan flow, so the releaser stays out of the run's parameters.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -31,15 +32,16 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
-from prefect.states import Completed
+from prefect.states import Completed, Failed
 from pydantic import Field
 
 from flows.events import scan_event
 from ssftp.areas.release import APPROVAL_TIMEOUT_SECONDS, Releaser, Request
-from ssftp.errors import ReleaseRefusedError
+from ssftp.errors import ReleaseRefusedError, SsftpError
 from ssftp.logs import one_line
 from ssftp.notify.direct import send_now
 
+_HEX_PREFIX = "hex:"
 # How often the paused run asks whether it was resumed.
 APPROVAL_POLL_SECONDS = 2
 
@@ -61,8 +63,27 @@ class Outcome:
     message: str
 
 
+def to_parameter(sub_path: PurePosixPath) -> str:
+    """A quarantined file's name as the run's parameter. Prefect's API takes only UTF-8 and a
+    partner's name need not be (bytes from a foreign writer), so such a name travels
+    hex-encoded, as the scan flow's do; the prefix is never a name in quarantine/."""
+    name = sub_path.as_posix()
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return _HEX_PREFIX + os.fsencode(name).hex()
+    return name
+
+
+def from_parameter(value: str) -> PurePosixPath:
+    if value.startswith(_HEX_PREFIX):
+        return PurePosixPath(os.fsdecode(bytes.fromhex(value.removeprefix(_HEX_PREFIX))))
+    return PurePosixPath(value)
+
+
 def _run_name() -> str:
-    return f"release {one_line(str(flow_run.parameters.get('file', '')))}"
+    shown = one_line(str(from_parameter(str(flow_run.parameters.get("file", "")))))
+    return f"release {shown}"
 
 
 class ReleaseRuns:
@@ -73,44 +94,55 @@ class ReleaseRuns:
                  announce: Callable[[str], None],
                  timeout: int = APPROVAL_TIMEOUT_SECONDS) -> None:
         self.releaser = releaser
+        self.approval = approval
+        self.announce = announce
+        self.timeout = timeout
 
         @flow(name="release", flow_run_name=_run_name)
         async def release(file: str, reason: str, operator: str, force: bool) -> State[Outcome]:
-            request = Request(reason, operator, force)
-            rescan = await asyncio.to_thread(releaser.rescan, PurePosixPath(file))
-            logger = get_run_logger()
-            logger.info("%s rescanned: %s (%s)", rescan.shown, rescan.verdict.kind,
-                        one_line(rescan.finding))
             try:
-                releaser.check(rescan, force)
-            except ReleaseRefusedError as exc:
-                releaser.refused(rescan, request, str(exc), flow_run.id)
-                return Completed(name="Refused", message=str(exc),
-                                 data=Outcome(False, str(exc)))
-            if approval:
-                approver, refusal = await self._approval(request, announce, timeout)
-                if refusal is not None:
-                    message = f"{rescan.shown} stays in quarantine: {refusal}"
-                    releaser.refused(rescan, Request(reason, operator, force, approver),
-                                     refusal, flow_run.id)
-                    return Completed(name="Rejected", message=message,
-                                     data=Outcome(False, message))
-                request = Request(reason, operator, force, approver)
-            released = await asyncio.to_thread(releaser.release, rescan, request, flow_run.id)
-            scan_event(released.event, released.result, releaser.config.instance_name).emit()
-            for line in await send_now(releaser.outbox, released.notifications):
-                logger.warning("%s", line)
-            message = f"{rescan.shown} released to {released.result.destination}"
-            return Completed(name="Released", message=message, data=Outcome(True, message))
+                return await self._release(from_parameter(file),
+                                           Request(reason, operator, force))
+            except SsftpError as exc:
+                # An expected failure (no verdict, the name taken in clean/): the run fails
+                # with the reason, and its caller gets the error, without a traceback in the
+                # run's log (the one of a bug still has one).
+                get_run_logger().error("%s", exc)
+                return Failed(message=str(exc), data=exc)
 
         self._flow = release
 
-    @staticmethod
-    async def _approval(request: Request, announce: Callable[[str], None],
-                        timeout: int) -> tuple[str | None, str | None]:
+    async def _release(self, sub_path: PurePosixPath, request: Request) -> State[Outcome]:
+        """The run's body, in the module's order: rescan, check, ask, release, tell."""
+        releaser = self.releaser
+        rescan = await asyncio.to_thread(releaser.rescan, sub_path)
+        logger = get_run_logger()
+        logger.info("%s rescanned: %s (%s)", rescan.shown, rescan.verdict.kind,
+                    one_line(rescan.finding))
+        try:
+            releaser.check(rescan, request.force)
+        except ReleaseRefusedError as exc:
+            releaser.refused(rescan, request, str(exc), flow_run.id)
+            return Completed(name="Refused", message=str(exc), data=Outcome(False, str(exc)))
+        if self.approval:
+            approver, refusal = await self._approval(request)
+            request = Request(request.reason, request.operator, request.force, approver)
+            if refusal is not None:
+                message = f"{rescan.shown} stays in quarantine: {refusal}"
+                releaser.refused(rescan, request, refusal, flow_run.id)
+                return Completed(name="Rejected", message=message, data=Outcome(False, message))
+        released = await asyncio.to_thread(releaser.release, rescan, request, flow_run.id)
+        scan_event(released.event, released.result, releaser.config.instance_name).emit()
+        for line in await send_now(releaser.outbox, released.notifications):
+            logger.warning("%s", line)
+        message = f"{rescan.shown} released to {released.result.destination}"
+        return Completed(name="Released", message=message, data=Outcome(True, message))
+
+    async def _approval(self, request: Request) -> tuple[str | None, str | None]:
         """Pause for the approver; (their name, None) when approved, else (name, why not)."""
-        announce(f"waiting for a second person's approval in the Prefect UI: flow run "
-                 f"{flow_run.id} {flow_run.ui_url or ''}".rstrip())
+        timeout = self.timeout
+        self.announce(f"waiting for a second person's approval in the Prefect UI: flow run "
+                      f"{flow_run.id} {flow_run.ui_url or ''}".rstrip())
         try:
             answer = await apause_flow_run(wait_for_input=Approval, timeout=timeout,
                                            poll_interval=APPROVAL_POLL_SECONDS)
@@ -127,5 +159,5 @@ class ReleaseRuns:
         """One release run; raises what failed it (nothing moved then). The run ends in the
         state its body returns, and Prefect hands the caller that state's data: the cast."""
         return cast("Outcome", await self._flow(
-            file=sub_path.as_posix(), reason=request.reason, operator=request.operator,
+            file=to_parameter(sub_path), reason=request.reason, operator=request.operator,
             force=request.force))

@@ -179,3 +179,20 @@ def test_with_approval_and_no_prefect_nothing_moves(instance, client, audit_log)
     assert result.returncode == 2
     assert "releaseApproval" in result.stderr
     assert path.exists()
+
+
+def test_a_release_run_without_a_verdict_is_one_line_also_with_force(instance, client,
+                                                                     prefect_api, audit_log):
+    path = quarantined(instance, client, "acme/x.pdf", EICAR)
+    config = instance.default_config
+    config.write_text(config.read_text().replace(str(client.address.unix_path),
+                                                 "/nonexistent/clamd.sock"))
+
+    result = quarantine("release", "acme/x.pdf", "--reason", "r", "--force", "--prefect-url",
+                        prefect_api, layout=instance)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("ssftp quarantine: quarantine/acme/x.pdf "
+                                                     "could not be rescanned")
+    assert path.exists()
