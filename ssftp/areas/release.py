@@ -196,7 +196,7 @@ class Releaser:
                 flow_run_id: str | None = None) -> None:
         """The audit record of a release that did not happen (refused by the rescan or the
         approver): a decision about the file, so part of its history."""
-        result = self._result(rescan, request, rescan.sub_path, flow_run_id)
+        result = self._result(rescan, request, flow_run_id)
         audit_event("release", logging.WARNING,
                     **self._audit(result, rescan, request, released=False, why=why))
 
@@ -234,11 +234,11 @@ class Releaser:
         name = rescan.sub_path.name
         if exists_at(name, to_fd):
             raise FileExistsError(name)
-        result = self._result(rescan, request, rescan.sub_path, flow_run_id)
+        result = self._result(rescan, request, flow_run_id)
         audit = self._audit(result, rescan, request, released=True)
         due = owed_release(result, self.config, {
             "reason": request.reason, "operator": request.operator,
-            "approver": request.approver, "forced": request.force,
+            "approver": request.approver, "forced": _forced(rescan, request),
             "quarantinedSignature": (rescan.record or {}).get("signature")})
         self.outbox.add(item.stored() for item in due.notifications)
         try:
@@ -264,9 +264,8 @@ class Releaser:
                         destination=result.source, sha256=result.sha256, released=False,
                         error=str(error))
 
-    def _result(self, rescan: Rescan, request: Request, sub_path: PurePosixPath,
-                flow_run_id: str | None) -> ScanResult:
-        record = rescan.record or {}
+    def _result(self, rescan: Rescan, request: Request, flow_run_id: str | None) -> ScanResult:
+        record, sub_path = rescan.record or {}, rescan.sub_path
         return ScanResult(
             file=str(record.get("file") or sub_path.as_posix()),
             account=record.get("account"), size=rescan.size, sha256=rescan.sha256,
@@ -278,11 +277,10 @@ class Releaser:
 
     def _audit(self, result: ScanResult, rescan: Rescan, request: Request, *, released: bool,
                why: str | None = None) -> dict[str, Any]:
-        overridden = request.force and rescan.verdict.kind is not VerdictKind.CLEAN
         fields: Mapping[str, Any] = {
             "instance": self.config.instance_name, "released": released,
             "reason": request.reason, "operator": request.operator,
-            "approver": request.approver, "forced": overridden,
+            "approver": request.approver, "forced": _forced(rescan, request),
             "quarantined_signature": (rescan.record or {}).get("signature")}
         audit = {**result.as_dict(), **fields}
         if not released:
@@ -290,17 +288,30 @@ class Releaser:
         return audit
 
 
+def _forced(rescan: Rescan, request: Request) -> bool:
+    """Whether ``--force`` overrode a detection (on a file found clean it changed nothing)."""
+    return request.force and rescan.verdict.kind is not VerdictKind.CLEAN
+
+
 def _move(from_fd: int, name: str, to_fd: int) -> None:
-    """``name`` from one open directory to the other, never replacing (FileExistsError)."""
+    """``name`` from one open directory to the other, never replacing (FileExistsError). A
+    failure leaves the file in quarantine only: the new name is taken back."""
     try:
         os.link(name, name, src_dir_fd=from_fd, dst_dir_fd=to_fd, follow_symlinks=False)
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):
             raise
         _copy(from_fd, name, to_fd)
-    os.fsync(to_fd)
-    os.unlink(name, dir_fd=from_fd)
-    os.fsync(from_fd)
+    try:
+        os.fsync(to_fd)
+        os.unlink(name, dir_fd=from_fd)
+    except OSError:
+        os.unlink(name, dir_fd=to_fd)
+        raise
+    # Moved: a failure to make the removal durable is no failure of the release (at worst a
+    # power cut brings the quarantine name back beside the clean file, both recorded).
+    with contextlib.suppress(OSError):
+        os.fsync(from_fd)
 
 
 def _copy(from_fd: int, name: str, to_fd: int) -> None:

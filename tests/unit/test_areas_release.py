@@ -11,7 +11,7 @@ import pytest
 
 from ssftp.areas.quarantine import record_name
 from ssftp.areas.release import Releaser, Request
-from ssftp.errors import ClamdError, ReleaseRefusedError, SsftpError
+from ssftp.errors import AuditLogError, ClamdError, ReleaseRefusedError, SsftpError
 from ssftp.notify.outbox import Outbox
 from ssftp.scan.clamd import ClamdClient
 from testkit.fake_clamd import scans
@@ -107,6 +107,20 @@ def test_a_name_taken_in_clean_is_never_replaced(layout, releaser, infected, aud
     assert newer.read_bytes() == b"a newer upload"
     assert infected.read_bytes() == EICAR
     assert infected.with_name(record_name(infected.name)).exists()
+    assert owed(releaser) == []
+
+
+def test_without_its_audit_record_nothing_moves_and_no_webhook_is_owed(
+        layout, releaser, infected, audit_log, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise AuditLogError("audit record not written to audit.log (No space left on device)")
+
+    monkeypatch.setattr("ssftp.areas.release.write_audit_event", full_disk)
+    rescan = releaser.rescan(NAME)
+    with pytest.raises(SsftpError, match="not released"):
+        releaser.release(rescan, Request("r", "ann", force=True))
+    assert infected.read_bytes() == EICAR
+    assert files_under(layout.clean) == []
     assert owed(releaser) == []
 
 
