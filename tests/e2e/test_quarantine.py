@@ -86,6 +86,9 @@ def test_force_releases_with_an_audit_record_and_a_delivered_webhook(instance, c
     assert (body["event"], body["reason"], body["operator"]) == (
         "released", "vendor confirmed benign", operator())
     assert body["destination"] == "clean/acme/x.pdf"
+    history = ssftp("status", sha256(EICAR), "--data-dir", str(instance.root))
+    assert [line.split()[1] for line in history.stdout.splitlines()] == ["scan", "release",
+                                                                         "webhook"]
 
 
 def test_a_false_positive_is_released_without_force(instance, client, audit_log):
