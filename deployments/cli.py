@@ -184,6 +184,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> int:
+    """A whole number of seconds, at least one (a wait of none would refuse every approval)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds >= 1")
+    return int(text)
+
+
 def _quarantine_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     quarantine = commands.add_parser("quarantine", help="list, release or delete quarantined "
                                                         "files")
@@ -206,7 +213,7 @@ def _quarantine_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     release.add_argument("--prefect-url", metavar="URL",
                          help="the Prefect API the release runs on (default: "
                               "$PREFECT_API_URL; needed with quarantine.releaseApproval)")
-    release.add_argument("--approval-timeout", type=int, metavar="SECONDS",
+    release.add_argument("--approval-timeout", type=_seconds, metavar="SECONDS",
                          default=APPROVAL_TIMEOUT_SECONDS,
                          help="with quarantine.releaseApproval, how long to wait for the "
                               f"approver (default: {APPROVAL_TIMEOUT_SECONDS})")

@@ -28,7 +28,7 @@ from typing import cast
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
-from prefect.exceptions import FlowPauseTimeout
+from prefect.exceptions import FailedRun, FlowPauseTimeout
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -36,6 +36,7 @@ from prefect.states import Completed, Failed
 from pydantic import Field
 
 from flows.events import scan_event
+from ssftp.areas.quarantine import AREA
 from ssftp.areas.release import APPROVAL_TIMEOUT_SECONDS, Releaser, Request
 from ssftp.errors import ReleaseRefusedError, SsftpError
 from ssftp.logs import one_line
@@ -157,7 +158,18 @@ class ReleaseRuns:
 
     async def run(self, sub_path: PurePosixPath, request: Request) -> Outcome:
         """One release run; raises what failed it (nothing moved then). The run ends in the
-        state its body returns, and Prefect hands the caller that state's data: the cast."""
-        return cast("Outcome", await self._flow(
-            file=to_parameter(sub_path), reason=request.reason, operator=request.operator,
-            force=request.force))
+        state its body returns, and Prefect hands the caller that state's data: the cast.
+
+        Except after a pause that timed out: Prefect then fails the run whatever its body
+        returns (a paused run may only resume), and hands the caller a FailedRun. Nothing moved
+        (the body has written the audit record saying why): a refusal."""
+        try:
+            return cast("Outcome", await self._flow(
+                file=to_parameter(sub_path), reason=request.reason,
+                operator=request.operator, force=request.force))
+        except FailedRun as exc:
+            if not self.approval:  # no pause: a failure of its own, not a refusal
+                raise
+            message = (f"{AREA}/{one_line(sub_path.as_posix())} stays in quarantine: not "
+                       f"approved within {self.timeout} s ({exc})")
+            return Outcome(False, message)

@@ -116,3 +116,22 @@ def test_a_still_detected_file_is_refused_before_anyone_is_asked(prefect_api, la
     assert "still infected" in outcome.message
     assert announced == []
     assert path.exists()
+
+
+def test_a_release_nobody_approves_in_time_moves_nothing(prefect_api, layout, client,
+                                                         receiver, audit_log):
+    path = quarantined(layout, client, "acme/x.pdf", EICAR)
+    releaser, _ = releaser_for(layout, client, receiver, approval=True)
+    announced: list[str] = []
+    runs = ReleaseRuns(releaser, approval=True, announce=announced.append, timeout=1)
+
+    outcome = asyncio.run(runs.run(NAME, Request("r", "ann", force=True)))
+
+    assert not outcome.released
+    assert "not approved within 1 s" in outcome.message
+    assert announced
+    assert path.exists()
+    assert files_under(layout.clean) == []
+    [record] = [r for r in audit_events(audit_log) if r["event"] == "release"]
+    assert record["released"] is False
+    assert "not approved within 1 s" in record["refused"]
