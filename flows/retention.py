@@ -22,6 +22,7 @@ from prefect.states import Completed, Failed
 
 from ssftp.areas.retention import Report, apply_retention, kept_days
 from ssftp.config.loader import load_config
+from ssftp.errors import ConfigError
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, configure_logging
 from ssftp.scan.owners import StagingOwners
@@ -36,7 +37,13 @@ def artifact_key(instance: str) -> str:
 async def retention(config: str, data_dir: str) -> State[Report]:
     """Remove what is older than its area's days in the data root ``data_dir``."""
     logger = get_run_logger()
-    settings = load_config(Path(config)).config
+    try:
+        settings = load_config(Path(config)).config
+    except ConfigError as exc:  # nothing removed while the config cannot be read
+        message = f"{config} is not a valid ssftp.yaml: " + "; ".join(
+            issue.describe(exc.source) for issue in exc.issues)
+        logger.error("%s", message)
+        return Failed(message=message, data=Report())
     layout = DataLayout.at(data_dir)
     if not logging.getLogger(AUDIT).handlers:
         # A run started by a Prefect runner in its own process: write the audit log where

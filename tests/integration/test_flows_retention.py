@@ -61,6 +61,10 @@ def test_a_run_removes_what_is_older_than_its_days_and_reports_per_account(
     artifact = Artifact.get(artifact_key(instance))
     assert artifact is not None and "acme" in str(artifact.data)
 
+    again = asyncio.run(retention(str(config), str(layout.root)))
+    assert again.total == 0
+    assert kept.exists()
+
 
 async def schedules(deployment: RetentionDeployment) -> list[str]:
     assert deployment.deployment_id is not None
