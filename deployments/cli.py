@@ -18,11 +18,21 @@ import getpass
 import json
 import logging
 import os
+import pwd
 import sys
 from importlib.metadata import version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ssftp.addresses import Address, ClamdAddress, parse_listen
+from ssftp.areas.quarantine import (
+    checked_reason,
+    delete,
+    directory_of,
+    entries,
+    format_entry,
+    parse_name,
+)
+from ssftp.areas.release import APPROVAL_TIMEOUT_SECONDS, Releaser, Request
 from ssftp.audit_history import (
     AUDIT_LOG,
     AuditSource,
@@ -33,10 +43,18 @@ from ssftp.audit_history import (
 )
 from ssftp.config import load_config
 from ssftp.config.reload import ConfigStore
-from ssftp.config.schema import ClamavSettings
-from ssftp.errors import ClamdError, InvalidValueError, PrefectServerError, SsftpError
+from ssftp.config.schema import ClamavSettings, SsftpConfig
+from ssftp.errors import (
+    ClamdError,
+    InvalidValueError,
+    PrefectServerError,
+    ReleaseRefusedError,
+    SsftpError,
+)
 from ssftp.layout import DataLayout
-from ssftp.logs import lines_shown, one_line, set_console
+from ssftp.logs import configure_logging, lines_shown, one_line, set_console
+from ssftp.notify.direct import send_now
+from ssftp.notify.outbox import Outbox
 from ssftp.passwords import hash_password
 from ssftp.runtime.clamd_daemon import socket_in
 from ssftp.scan.clamd import ClamdClient, VerdictKind
@@ -170,6 +188,8 @@ def _parser() -> argparse.ArgumentParser:
                              "instance to follow a file along a chain (default: "
                              f"$SSFTP_DATA_DIR or {DEFAULT_DATA_DIR})")
 
+    _quarantine_parser(commands)
+
     check = commands.add_parser("check-config", help="validate ssftp.yaml and explain problems")
     check.add_argument("file", type=Path)
 
@@ -177,6 +197,49 @@ def _parser() -> argparse.ArgumentParser:
     hasher.add_argument("--scheme", choices=["bcrypt", "argon2id"], default="bcrypt",
                         help="(default: bcrypt)")
     return parser
+
+
+def _seconds(text: str) -> int:
+    """A whole number of seconds, at least one (a wait of none would refuse every approval)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds >= 1")
+    return int(text)
+
+
+def _quarantine_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    quarantine = commands.add_parser("quarantine", help="list, release or delete quarantined "
+                                                        "files")
+    actions = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every file in quarantine/ with what its verdict "
+                                              "record says")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    _data_dir_option(listing, "data root whose quarantine/ to list")
+    name_help = ("the file's name in quarantine, as `list` shows it (quarantine/acme/x.pdf "
+                 "or acme/x.pdf)")
+    release = actions.add_parser("release", help="rescan a quarantined file and move it to "
+                                                 "clean/ (a false positive)")
+    release.add_argument("path", metavar="PATH", help=name_help)
+    release.add_argument("--reason", required=True, help="why (goes into the audit record)")
+    release.add_argument("--force", action="store_true",
+                         help="release even when the rescan still detects it (never when "
+                              "the rescan fails)")
+    release.add_argument("--clamd", help="clamd address (socket path or host:port); "
+                                         "overrides the config")
+    release.add_argument("--prefect-url", metavar="URL",
+                         help="the Prefect API the release runs on (default: "
+                              "$PREFECT_API_URL; needed with quarantine.releaseApproval)")
+    release.add_argument("--approval-timeout", type=_seconds, metavar="SECONDS",
+                         default=APPROVAL_TIMEOUT_SECONDS,
+                         help="with quarantine.releaseApproval, how long to wait for the "
+                              f"approver (default: {APPROVAL_TIMEOUT_SECONDS})")
+    delete = actions.add_parser("delete", help="remove a quarantined file and its record")
+    delete.add_argument("path", metavar="PATH", help=name_help)
+    delete.add_argument("--reason", required=True, help="why (goes into the audit record)")
+    for parser in (release, delete):
+        parser.add_argument("--config", type=Path,
+                            help="ssftp.yaml (default: <data dir>/system/ssftp.yaml, when it "
+                                 "exists): clamd, webhooks, log dirs, releaseApproval")
+        _data_dir_option(parser, "data root of the quarantine/")
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -446,9 +509,113 @@ def _portable(args: argparse.Namespace) -> int:
     return OK
 
 
+def _quarantine(args: argparse.Namespace) -> int:
+    """Exit status: 0 done; 1 a release refused (still detected, not approved); 2 failed."""
+    layout = DataLayout.at(args.data_dir)
+    if not layout.quarantine.is_dir():
+        raise InvalidValueError(f"no data dir with a quarantine/ at {layout.root}")
+    if args.action == "list":
+        return _quarantine_list(layout, json_lines=args.json)
+    config = _instance_config(args, layout)
+    configure_logging(config.log_dirs(layout), stdout=False)
+    sub_path = parse_name(args.path, layout)
+    reason = checked_reason(args.reason)
+    if args.action == "delete":
+        delete(layout, sub_path, reason=reason, operator=_operator())
+        print(one_line(f"quarantine/{sub_path.as_posix()} deleted"))
+        return OK
+    try:
+        return _release(args, layout, config, sub_path, Request(reason, _operator(), args.force))
+    except ReleaseRefusedError as exc:
+        _say_failure("quarantine release", exc)
+        return FOUND
+
+
+def _quarantine_list(layout: DataLayout, *, json_lines: bool) -> int:
+    for entry in entries(layout):
+        print(json.dumps(entry.as_dict()) if json_lines else format_entry(entry))
+    return OK
+
+
+def _instance_config(args: argparse.Namespace, layout: DataLayout) -> SsftpConfig:
+    """--config, else the data root's own, else the defaults (no webhooks, no approval)."""
+    path: Path = args.config or layout.default_config
+    if args.config is None and not path.exists():
+        return SsftpConfig()
+    return load_config(path).config
+
+
+def _operator() -> str:
+    """Who runs the command: the login name of the real user id (not $USER, which anyone
+    can set), for the audit record."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no name (a container's)
+        return f"uid {os.getuid()}"
+
+
+def _release(args: argparse.Namespace, layout: DataLayout, config: SsftpConfig,
+             sub_path: PurePosixPath, request: Request) -> int:
+    """A release, as a Prefect run when a Prefect API is given (required for an approval),
+    else here and now."""
+    client = None
+    if config.enable_virus_scan:
+        settings = config.clamav
+        client = ClamdClient(_clamd_address(args, settings), timeout=settings.timeout,
+                             max_file_size=settings.max_file_size)
+    with directory_of(layout, sub_path):  # a mistyped name is told before any run starts
+        pass
+    releaser = Releaser(layout, client, mode=config.clamav.mode, outbox=Outbox(layout.outbox),
+                        config=config)
+    api_url = args.prefect_url or os.environ.get("PREFECT_API_URL")
+    if api_url:
+        return _release_run(args, releaser, api_url, sub_path, request)
+    if config.quarantine.release_approval:
+        raise PrefectServerError("quarantine.releaseApproval is on: a release waits for an "
+                                 "approver in Prefect; pass --prefect-url or set "
+                                 "PREFECT_API_URL")
+    rescan = releaser.rescan(sub_path)
+    try:
+        releaser.check(rescan, request.force)
+    except ReleaseRefusedError as exc:
+        releaser.refused(rescan, request, str(exc))
+        raise
+    released = releaser.release(rescan, request)
+    for line in asyncio.run(send_now(releaser.outbox, released.notifications)):
+        print(one_line(f"warning: {line}"), file=sys.stderr)
+    print(one_line(f"{rescan.shown} released to {released.result.destination}"))
+    return OK
+
+
+def _release_run(args: argparse.Namespace, releaser: Releaser, api_url: str,
+                 sub_path: PurePosixPath, request: Request) -> int:
+    from ssftp.runtime.prefect_server import is_healthy
+
+    if not is_healthy(api_url):
+        raise PrefectServerError(f"no Prefect server answers at {api_url}")
+    # Prefect reads its settings once, as it is first imported: from here on.
+    os.environ["PREFECT_API_URL"] = api_url
+    from deployments.prefect_flush import flush_prefect_workers
+    from flows.quarantine import ReleaseRuns
+
+    def announce(line: str) -> None:
+        print(one_line(line), flush=True)
+
+    runs = ReleaseRuns(releaser, approval=releaser.config.quarantine.release_approval,
+                       announce=announce, timeout=args.approval_timeout)
+    try:
+        outcome = asyncio.run(runs.run(sub_path, request))
+    finally:
+        flush_prefect_workers()
+    if not outcome.released:
+        raise ReleaseRefusedError(outcome.message)
+    print(one_line(outcome.message))
+    return OK
+
+
 COMMANDS = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan, "rescan": _rescan,
-            "portable": _portable, "status": _status, "check-config": _check_config,
-            "hash-password": _hash_password}
+            "portable": _portable, "status": _status, "quarantine": _quarantine,
+            "check-config": _check_config, "hash-password": _hash_password}
 
 
 def main(argv: list[str] | None = None) -> int:

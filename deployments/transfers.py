@@ -193,16 +193,16 @@ class TransferDeployments:
                               error=f"{type(exc).__name__}: {exc}")
         finally:
             if self._serving is not None:
-                await self._stop(self._runner, self._serving)
+                await stop_runner(self._runner, self._serving)
 
-    @staticmethod
-    async def _stop(runner: Runner, serving: asyncio.Task[None]) -> None:
-        """Stop polling and end runs in progress (their transfers are crash-safe), and let the
-        runner pause the schedules so no runs pile up while nobody serves them."""
-        with contextlib.suppress(Exception):
-            if runner.started:
-                await runner.astop()
-        done, _ = await asyncio.wait([serving], timeout=30)
-        if not done:
-            serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
+
+async def stop_runner(runner: Runner, serving: asyncio.Task[None]) -> None:
+    """Stop polling and end runs in progress (transfers and retention are crash-safe), and let
+    the runner pause the schedules so no runs pile up while nobody serves them."""
+    with contextlib.suppress(Exception):
+        if runner.started:
+            await runner.astop()
+    done, _ = await asyncio.wait([serving], timeout=30)
+    if not done:
+        serving.cancel()
+    await asyncio.gather(serving, return_exceptions=True)

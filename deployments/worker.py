@@ -1,5 +1,6 @@
 """The worker: the staging watcher with the scan and notify flows, the rescan watcher (a second
-look when the signatures change), and the transfer deployments (downloaders and uploaders).
+look when the signatures change), the transfer deployments (downloaders and uploaders) and the
+retention deployment.
 
 ``ssftp worker`` runs it against ``PREFECT_API_URL``; ``ssftp up`` runs it beside the SFTP
 server. Either way on a thread and event loop of its own (:class:`WorkerThread`). A config
@@ -23,6 +24,7 @@ from typing import Any
 
 from deployments.prefect_flush import flush_prefect_workers
 from deployments.rescan_watcher import RescanWatcher
+from deployments.retention import RetentionDeployment
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TransferDeployments
 from flows.notify import NotifyRuns
@@ -102,6 +104,7 @@ class ScanWorker:
     watcher: StagingWatcher = field(init=False)
     runs: ScanRuns = field(init=False)
     transfers: TransferDeployments = field(init=False)
+    retention: RetentionDeployment = field(init=False)
     notifier: NotifyRuns = field(init=False)
     recorder: OutboxRecorder = field(init=False)
     rescans: RescanRuns | None = field(init=False, default=None)
@@ -128,6 +131,8 @@ class ScanWorker:
             settings=lambda: self.store.current.loaded.config.rescan)
         self.store.on_change(self._reconfigure)
         self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
+                                             str(layout.root))
+        self.retention = RetentionDeployment(self.store, str(self.store.path.absolute()),
                                              str(layout.root))
         # The transfers' runs count their files in system/: this process exports them.
         TRANSFERS.read_from(partial(stored_totals, layout.system))
@@ -198,9 +203,10 @@ class ScanWorker:
         as cancelled or crashed, not lost silently)."""
         await asyncio.to_thread(warn_if_clamd_is_silent, self.runs.scanner.client)
         await asyncio.to_thread(self.runs.warm_up)
-        ready_parts = [asyncio.Event(), asyncio.Event()]
+        ready_parts = [asyncio.Event(), asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
                  asyncio.create_task(self.transfers.run(ready_parts[1])),
+                 asyncio.create_task(self.retention.run(ready_parts[2])),
                  asyncio.create_task(self._send_owed_periodically()),
                  asyncio.create_task(self.rescan_watcher.run())]
         waiting = asyncio.gather(*(part.wait() for part in ready_parts))

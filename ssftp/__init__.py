@@ -7,6 +7,8 @@
     scan/      staging -> claim -> examine -> route -> record -> move
     notify/    the notifications an outcome owes, and their outbox
     transfer/  the local side of the scheduled downloads and uploads
+    areas/     files once they are in an area: quarantine management (list, release,
+               delete) and retention
     runtime/   a process's lifetime (used by server/ and deployments/ only)
 
 Neither asyncssh nor Prefect appears here (``tests/unit/test_layering.py`` checks this and the

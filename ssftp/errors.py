@@ -12,7 +12,9 @@ library is called, so code above that sees only this hierarchy::
     ├── InvalidValueError        a value given to ssftp (in ssftp.yaml, on the command line)
     │   │                        cannot be used: a permission name, a clamd address, ...
     │   ├── PasswordFormatError  looks like a password hash but is not a valid one
-    │   └── PublicKeyError       not an OpenSSH public key ssftp accepts
+    │   ├── PublicKeyError       not an OpenSSH public key ssftp accepts
+    │   └── NotInQuarantineError a name given for a quarantined file is none: outside
+    │                            quarantine/, a verdict record, a link on the way
     ├── Refused                  an SFTP operation the account may not do (told to the client)
     ├── UploadFailedError        a write or fsync of an upload failed (a full disk): the
     │                            file is discarded at close, never published
@@ -26,6 +28,8 @@ library is called, so code above that sees only this hierarchy::
     │                            or written: the file it is about stays where it was
     ├── AuditLogError            an audit record did not reach every audit.log: the file
     │                            it is about stays where it was (and is scanned again)
+    ├── ReleaseRefusedError      a release from quarantine that the rescan (still detected)
+    │                            or the approver refused: nothing moved
     ├── TransferError            a downloader or uploader could not do its work
     │   ├── RemoteUnavailableError  the remote server is unreachable or went away: retried
     │   ├── RemoteRefusedError      host key, login or key file refused: fix the config
@@ -99,6 +103,11 @@ class PublicKeyError(InvalidValueError):
     """A configured public key that cannot be used."""
 
 
+class NotInQuarantineError(InvalidValueError):
+    """The name given (``ssftp quarantine release|delete PATH``) is not a file in quarantine:
+    outside it, a verdict record, a directory, or reached only through a link."""
+
+
 class Refused(SsftpError):
     """An operation the account may not do; ``reason`` is logged and sent to the client."""
 
@@ -141,6 +150,11 @@ class AuditLogError(SsftpError):
     A file is moved to ``clean/`` or ``quarantine/`` only after its record is written, so
     this keeps the file where it was, to be tried again.
     """
+
+
+class ReleaseRefusedError(SsftpError):
+    """A release from quarantine was refused, not failed: the rescan still detects the file
+    (and no ``--force``), or the approver said no or never answered. Nothing moved."""
 
 
 class TransferError(SsftpError):

@@ -11,6 +11,7 @@ left in staging, first failure    ``scanError``    ``ssftp.file.waiting``
 left in staging, a retry failed   none             none
 rescan: clean/ -> quarantine/     ``virusFound``   ``ssftp.file.infected``
 rescan: left in place             none             none
+released from quarantine          ``released``     ``ssftp.file.released``
 ================================  ===============  =========================
 
 A file that could not be scanned is retried with backoff (for as long as clamd is away): its
@@ -22,7 +23,9 @@ record: a rescan of 100 000 clean files is not 100 000 events.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ssftp.config.schema import SsftpConfig
 from ssftp.notify.webhooks import Notification
@@ -31,10 +34,12 @@ from ssftp.scan.results import Area, ScanResult
 
 VIRUS_FOUND = "virusFound"
 SCAN_ERROR = "scanError"
+RELEASED = "released"
 CLEAN = "ssftp.file.clean"
 INFECTED = "ssftp.file.infected"
 UNSCANNABLE = "ssftp.file.unscannable"
 WAITING = "ssftp.file.waiting"
+RELEASED_EVENT = "ssftp.file.released"
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,14 @@ def owed(result: ScanResult, failures: int, config: SsftpConfig) -> Owed:
         Notification.build(hook, webhook, result, config.instance_name)
         for hook in config.webhooks if hook.name == webhook]
     return Owed(notifications, event)
+
+
+def owed_release(result: ScanResult, config: SsftpConfig,
+                 release: Mapping[str, Any]) -> Owed:
+    """What a release from quarantine owes (the last row above); ``release`` is what the
+    webhook body adds to a scan's fields: the reason, the operator, the approver."""
+    return Owed([Notification.build(hook, RELEASED, result, config.instance_name, release)
+                 for hook in config.webhooks if hook.name == RELEASED], RELEASED_EVENT)
 
 
 def _due(result: ScanResult, failures: int) -> tuple[str | None, str | None]:

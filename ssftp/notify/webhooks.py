@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +40,10 @@ EVENT_ID_HEADER = "X-Ssftp-Event-Id"
 NOT_SCANNED_MESSAGE = "the file could not be scanned yet; it stays in staging and is retried"
 
 
-def payload(event: str, result: ScanResult, instance: str, event_id: str) -> dict[str, Any]:
+def payload(event: str, result: ScanResult, instance: str, event_id: str,
+            extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The body's fields; ``extra`` adds those of an event of its own (a release's reason,
+    operator and approver)."""
     message = NOT_SCANNED_MESSAGE if result.verdict == VerdictKind.ERROR else result.detail
     return {
         "eventId": event_id,
@@ -59,6 +63,7 @@ def payload(event: str, result: ScanResult, instance: str, event_id: str) -> dic
         "destination": result.destination,
         "instance": instance,
         "flowRunId": result.flow_run_id,
+        **(extra or {}),
     }
 
 
@@ -77,11 +82,11 @@ class Notification:
     id: str
 
     @classmethod
-    def build(cls, webhook: Webhook, event: str, result: ScanResult,
-              instance: str) -> Notification:
+    def build(cls, webhook: Webhook, event: str, result: ScanResult, instance: str,
+              extra: Mapping[str, Any] | None = None) -> Notification:
         event_id = str(uuid.uuid4())
         # ASCII-escaped, so a file name that is not valid UTF-8 still makes a valid body.
-        body = json.dumps(payload(event, result, instance, event_id)).encode()
+        body = json.dumps(payload(event, result, instance, event_id, extra)).encode()
         return cls(webhook, event, body, one_line(result.file), event_id)
 
     @classmethod

@@ -39,6 +39,7 @@ CORE = {
     "scan": {"leaves", "config", "scan"},
     "notify": {"leaves", "config", "scan", "notify"},
     "transfer": {"leaves", "config", "transfer"},
+    "areas": {"leaves", "config", "scan", "notify", "areas"},
     "runtime": {"leaves", "config", "scan", "runtime"},
 }
 RUNTIME_USERS = {"server", "deployments", "testkit", "bench"}
