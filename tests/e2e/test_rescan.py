@@ -120,8 +120,11 @@ def test_a_signature_published_after_acceptance_catches_the_file_with_nobody_tou
         "infected", f"quarantine/partner-a/{tag}/report.txt")
     wait_for("the record of notes.txt's look",
              lambda: rescan_records(stack, f"partner-a/{tag}/notes.txt"))
-    (looked,) = rescan_records(stack, f"partner-a/{tag}/notes.txt")
-    assert (looked["verdict"], looked["database"]) == ("clean", f"+{generation}")
+    # Looked at once, or twice: its scan run may hand it in as judged by older signatures
+    # after the rescan had listed it (a look too many is the safe side).
+    looks = rescan_records(stack, f"partner-a/{tag}/notes.txt")
+    assert {(looked["verdict"], looked["database"]) for looked in looks} == {
+        ("clean", f"+{generation}")}
     runs = asyncio.run(rescan_runs())
     assert any(run.state_name == "Quarantined" and "infected" in run.tags  # type: ignore[attr-defined]
                for run in runs)
