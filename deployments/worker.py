@@ -1,5 +1,5 @@
-"""The worker: the staging watcher with the scan and notify flows, and the transfer
-deployments (downloaders and uploaders).
+"""The worker: the staging watcher with the scan and notify flows, and the scheduled
+deployments (downloaders, uploaders, signature updates).
 
 ``ssftp worker`` runs it against ``PREFECT_API_URL``; ``ssftp up`` runs it beside the SFTP
 server. Either way on a thread and event loop of its own (:class:`WorkerThread`). A config
@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from deployments.prefect_flush import flush_prefect_workers
+from deployments.schedules import ScheduledDeployments
+from deployments.signatures import SIGNATURES, updatable
 from deployments.staging_watcher import StagingWatcher
-from deployments.transfers import TransferDeployments
+from deployments.transfers import TRANSFER_DEPLOYMENTS
 from flows.notify import NotifyRuns
 from flows.scan import ScanRuns
 from ssftp.addresses import Address, ClamdAddress
@@ -92,7 +94,7 @@ class ScanWorker:
     started_clamd: ClamdAddress | None = None
     watcher: StagingWatcher = field(init=False)
     runs: ScanRuns = field(init=False)
-    transfers: TransferDeployments = field(init=False)
+    scheduled: ScheduledDeployments = field(init=False)
     notifier: NotifyRuns = field(init=False)
     recorder: OutboxRecorder = field(init=False)
     _notifying: set[asyncio.Task[None]] = field(init=False, default_factory=set)
@@ -112,13 +114,20 @@ class ScanWorker:
             settings=lambda: self.store.current.loaded.config.scanning,
             scan_batch=self._scan_and_notify, clamd=lambda: self.runs.scanner.client)
         self.store.on_change(self._reconfigure)
-        self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
-                                             str(layout.root))
+        self.scheduled = ScheduledDeployments(self.store, str(self.store.path.absolute()),
+                                              str(layout.root),
+                                              (*TRANSFER_DEPLOYMENTS, SIGNATURES))
         # The transfers' runs count their files in system/: this process exports them.
         TRANSFERS.read_from(partial(stored_totals, layout.system))
-        if not self.store.current.loaded.config.enable_virus_scan:
+        config = self.store.current.loaded.config
+        if not config.enable_virus_scan:
             log_event(logger, "virus scanning is OFF (enableVirusScan: false): staged files "
                       "go to clean/ unscanned", logging.WARNING)
+        elif not updatable(config):
+            log_event(logger, "signatures are not updated: clamav.address names a clamd of "
+                      "your own; set clamav.signatures.databaseDirectory to the directory it "
+                      "loads for ssftp to update them", logging.WARNING,
+                      address=config.clamav.address)
 
     def clamd_status(self) -> Status:
         """/healthz's clamd check, on the clamd the scans use now (a reload may change it)."""
@@ -166,7 +175,7 @@ class ScanWorker:
         await asyncio.to_thread(self.runs.warm_up)
         ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
-                 asyncio.create_task(self.transfers.run(ready_parts[1])),
+                 asyncio.create_task(self.scheduled.run(ready_parts[1])),
                  asyncio.create_task(self._send_owed_periodically())]
         waiting = asyncio.gather(*(part.wait() for part in ready_parts))
         first: list[asyncio.Future[Any]] = [*parts, waiting]

@@ -1,0 +1,84 @@
+"""Which signature database an instance updates, and the one ssftp keeps for its own clamd.
+
+The clamd that ``ssftp up`` starts loads ``system/clamav/`` (:attr:`DataLayout.signatures`):
+a directory of ssftp's own, because freshclam must write where clamd loads, and neither the
+shipped test signatures (package data, read-only once installed) nor ``/var/lib/clamav``
+(Debian's freshclam's) are ssftp's to write. The first start seeds it (:func:`seed`) so that
+clamd starts at once, without waiting for a download that offline never comes.
+
+A clamd the operator runs (``clamav.address``) loads a directory that only the operator knows:
+``clamav.signatures.databaseDirectory`` names it, and without it ssftp does not update that
+clamd's signatures (:func:`update_target` says so).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssftp.addresses import ClamdAddress
+from ssftp.config.schema import SsftpConfig
+from ssftp.errors import SignatureUpdateError
+from ssftp.layout import TEMP_PREFIX, DataLayout
+from ssftp.scan.signatures import database_files, write_generation
+
+TEST_SIGNATURES = Path(__file__).resolve().parents[1] / "clamav" / "test-signatures"
+# Where Debian's clamav-freshclam keeps the official databases.
+SYSTEM_DATABASE = Path("/var/lib/clamav")
+OFFICIAL_SUFFIXES = (".cvd", ".cld")
+
+
+@dataclass(frozen=True)
+class UpdateTarget:
+    """A clamd whose signatures ssftp updates, and the directory it loads them from."""
+
+    address: ClamdAddress
+    database: Path
+    # freshclam's config and pid files, and the lock of one update at a time.
+    run_dir: Path
+
+
+def update_target(config: SsftpConfig, layout: DataLayout) -> UpdateTarget:
+    """The clamd this instance scans with and its database directory; raises
+    SignatureUpdateError when ssftp cannot update it (a clamd of the operator's, without
+    ``databaseDirectory``)."""
+    settings = config.clamav
+    if settings.address is None:
+        return UpdateTarget(ClamdAddress(unix_path=str(layout.clamd_socket)), layout.signatures,
+                            layout.freshclam)
+    directory = settings.signatures.database_directory
+    if directory is None:
+        raise SignatureUpdateError(
+            f"the signatures of the clamd at {settings.address} (clamav.address) are not "
+            "ssftp's to update: set clamav.signatures.databaseDirectory to the directory it "
+            "loads (writable by ssftp), or update them with its own freshclam")
+    return UpdateTarget(ClamdAddress.parse(settings.address), Path(directory), layout.freshclam)
+
+
+def official_files(directory: Path) -> list[Path]:
+    """The official databases (``main``, ``daily``, ``bytecode``: ``.cvd``/``.cld``) there."""
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.iterdir()
+                  if path.suffix in OFFICIAL_SUFFIXES and path.is_file())
+
+
+def seed(directory: Path, *, official: bool, system: Path = SYSTEM_DATABASE) -> Path:
+    """Create ``directory`` on the first start: the shipped test signatures (EICAR), and, with
+    ``official``, copies of the official databases that Debian's freshclam left in ``system``;
+    then its generation. A directory that has signature files already is left alone: it is
+    the one freshclam updates. Each file is copied to a temp name and renamed, so a start cut
+    short leaves no half a file that clamd would load."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if database_files(directory):
+        return directory
+    sources = [path for path in TEST_SIGNATURES.iterdir() if path.suffix in (".hdb", ".ndb")]
+    if official:
+        sources += official_files(system)
+    for source in sources:
+        temp = directory / f"{TEMP_PREFIX}{source.name}.tmp"  # no suffix clamd loads
+        shutil.copyfile(source, temp)
+        temp.replace(directory / source.name)
+    write_generation(directory)
+    return directory
