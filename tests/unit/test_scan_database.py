@@ -1,0 +1,75 @@
+"""The data root's own signature database (seeded once, then freshclam's), and which clamd and
+directory an instance updates."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssftp.addresses import ClamdAddress
+from ssftp.config.schema import SsftpConfig
+from ssftp.errors import SignatureUpdateError
+from ssftp.layout import DataLayout
+from ssftp.scan.database import TEST_SIGNATURES, seed, update_target
+from ssftp.scan.signatures import GENERATION_FILE
+
+
+def test_a_first_start_seeds_the_test_signatures_and_the_official_copies(tmp_path):
+    system = tmp_path / "var-lib-clamav"
+    system.mkdir()
+    (system / "daily.cld").write_bytes(b"official daily")
+    (system / "freshclam.dat").write_bytes(b"not a database")
+    database = seed(tmp_path / "db", official=True, system=system)
+
+    names = sorted(path.name for path in database.iterdir())
+    assert names == ["daily.cld", GENERATION_FILE, "ssftp-test.hdb", "ssftp-test.ndb"]
+    assert (database / "daily.cld").read_bytes() == b"official daily"
+    assert (database / "ssftp-test.hdb").read_bytes() == \
+        (TEST_SIGNATURES / "ssftp-test.hdb").read_bytes()
+
+
+def test_without_official_signatures_no_official_copies(tmp_path):
+    system = tmp_path / "var-lib-clamav"
+    system.mkdir()
+    (system / "main.cvd").write_bytes(b"official main")
+    database = seed(tmp_path / "db", official=False, system=system)
+    assert not (database / "main.cvd").exists()
+
+
+def test_a_seeded_directory_is_left_to_freshclam(tmp_path):
+    """What a later start finds there is what updates made of it: never seeded over."""
+    database = seed(tmp_path / "db", official=False, system=tmp_path)
+    (database / "ssftp-test.ndb").unlink()
+    (database / "site.ndb").write_text("Site.Test:0:*:6869\n")
+    stamp = (database / GENERATION_FILE).read_text()
+
+    seed(database, official=False, system=tmp_path)
+
+    assert not (database / "ssftp-test.ndb").exists()
+    assert (database / GENERATION_FILE).read_text() == stamp
+
+
+def config(**clamav: object) -> SsftpConfig:
+    return SsftpConfig.model_validate({"clamav": clamav})
+
+
+def test_ssftp_ups_own_clamd_is_updated_in_the_data_root(tmp_path):
+    layout = DataLayout.at(tmp_path)
+    target = update_target(config(), layout)
+    assert target.address == ClamdAddress(unix_path=str(layout.clamd / "clamd.sock"))
+    assert target.database == tmp_path / "system" / "clamav"
+    assert target.run_dir == tmp_path / "system" / "freshclam"
+
+
+def test_a_clamd_of_the_operators_needs_its_database_directory(tmp_path):
+    with pytest.raises(SignatureUpdateError, match=r"set clamav\.signatures\.databaseDirectory"):
+        update_target(config(address="clamd:3310"), DataLayout.at(tmp_path))
+    target = update_target(config(address="clamd:3310",
+                                  signatures={"databaseDirectory": "/srv/clamav"}),
+                           DataLayout.at(tmp_path))
+    assert (target.address, str(target.database)) == (ClamdAddress.parse("clamd:3310"),
+                                                       "/srv/clamav")
+
+
+def test_the_database_directory_must_be_absolute():
+    with pytest.raises(ValueError, match="absolute path"):
+        config(signatures={"databaseDirectory": "clamav"})
