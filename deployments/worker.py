@@ -23,7 +23,7 @@ from typing import Any
 
 from deployments.prefect_flush import flush_prefect_workers
 from deployments.schedules import ScheduledDeployments
-from deployments.signatures import SIGNATURES, updatable
+from deployments.signatures import SIGNATURES, updatable, update_at_start
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TRANSFER_DEPLOYMENTS
 from flows.notify import NotifyRuns
@@ -181,8 +181,10 @@ class ScanWorker:
         first: list[asyncio.Future[Any]] = [*parts, waiting]
         try:
             done, _ = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
-            if waiting in done and ready is not None:
-                ready.set()
+            if waiting in done:
+                await update_at_start(self.scheduled, self.store.layout)
+                if ready is not None:
+                    ready.set()
             await asyncio.gather(*parts)
         finally:
             waiting.cancel()

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.schedules import IntervalSchedule
 
 from deployments.schedules import ScheduledDeployments
-from deployments.signatures import SIGNATURES
+from deployments.signatures import SIGNATURES, update_at_start
 from flows.signatures import signatures
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
@@ -109,6 +110,35 @@ async def test_the_deployment_runs_on_the_update_interval(prefect_api, layout):
             return await interval_of(deployment_id) == []
 
         await wait_for_async("the schedule to be removed", unscheduled)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def runs_by_hand(deployment_id) -> int:
+    """The deployment's runs that no schedule created."""
+    async with get_client() as client:
+        runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(
+            id=DeploymentFilterId(any_=[deployment_id])))
+    return sum(1 for run in runs if not run.auto_scheduled)
+
+
+@pytest.mark.parametrize("official", [True, False])
+async def test_a_start_without_official_signatures_updates_at_once(prefect_api, layout,
+                                                                   official):
+    """Waiting one interval would scan with the EICAR test signatures alone until then."""
+    seed(layout.signatures, official=False)
+    config = write_config(layout, f"{{official: {str(official).lower()}}}")
+    scheduled = ScheduledDeployments(ConfigStore.open(config, layout), str(config),
+                                     str(layout.root), (SIGNATURES,))
+    ready = asyncio.Event()
+    running = asyncio.create_task(scheduled.run(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+
+        await update_at_start(scheduled, layout)
+
+        assert await runs_by_hand(scheduled.deployment_ids["signatures"]) == int(official)
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
