@@ -124,10 +124,10 @@ class ScanWorker:
             log_event(logger, "virus scanning is OFF (enableVirusScan: false): staged files "
                       "go to clean/ unscanned", logging.WARNING)
         elif not updatable(config):
-            log_event(logger, "signatures are not updated: clamav.address names a clamd of "
-                      "your own; set clamav.signatures.databaseDirectory to the directory it "
-                      "loads for ssftp to update them", logging.WARNING,
-                      address=config.clamav.address)
+            log_event(logger, "ssftp does not update the signatures of the clamd at "
+                      "clamav.address (its own freshclam must); set "
+                      "clamav.signatures.databaseDirectory to the directory it loads for ssftp "
+                      "to do it", logging.WARNING, address=config.clamav.address)
 
     def clamd_status(self) -> Status:
         """/healthz's clamd check, on the clamd the scans use now (a reload may change it)."""
