@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -33,8 +34,14 @@ FRESHCLAM_BINARIES = ("/usr/bin/freshclam", "freshclam")
 
 Pass = Literal["official", "custom"]
 PASSES: tuple[Pass, ...] = ("official", "custom")
+# freshclam's exit statuses (libfreshclam's fc_error_t) that blame the server or the network,
+# not this machine: connection failed, empty file, bad CVD, HTTP GET failed, mirror not in
+# sync, blocked by the CDN, too many requests. The others (its config, the database
+# directory, its user) fail on this machine whatever the network does.
+DOWNLOAD_FAILURES = frozenset({5, 6, 7, 11, 12, 17, 18})
 # Lines freshclam ends every failure with: they say that it failed, not why.
 _GENERIC = ("Update failed.", "Database update process failed:")
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class FreshclamRun:
     reason: str
     # Everything it printed, for the log of whoever ran it.
     output: str
+    # It failed to download (the mirror, the network), not to run: for the official
+    # databases a warning, not a failure (see ssftp.scan.updates).
+    download_failed: bool = False
 
 
 def passes(settings: SignatureSettings) -> list[Pass]:
@@ -107,13 +117,14 @@ def run_freshclam(conf: Path, which: Pass, timeout: float) -> FreshclamRun:
         return FreshclamRun(which, False, "freshclam is not installed (Debian package "
                             "clamav-freshclam)", "")
     except subprocess.TimeoutExpired as exc:
-        output = _text(exc.stdout)
+        output = _redacted(_text(exc.stdout))
         return FreshclamRun(which, False, f"freshclam did not finish within {timeout:g} s",
-                            output)
-    output = _text(done.stdout)
+                            output, download_failed=True)
+    output = _redacted(_text(done.stdout))
     if done.returncode == 0:
         return FreshclamRun(which, True, "", output)
-    return FreshclamRun(which, False, failure_reason(output, done.returncode), output)
+    return FreshclamRun(which, False, failure_reason(output, done.returncode), output,
+                        download_failed=done.returncode in DOWNLOAD_FAILURES)
 
 
 def failure_reason(output: str, returncode: int) -> str:
@@ -128,6 +139,12 @@ def failure_reason(output: str, returncode: int) -> str:
         if said and text and not text.startswith(_GENERIC) and text not in picked:
             picked.append(text)
     return "; ".join(picked) or f"freshclam exited with status {returncode}"
+
+
+def _redacted(output: str) -> str:
+    """freshclam names the URLs it fetched: a password in one (``https://user:pw@host/``)
+    must not reach a log or a run's state."""
+    return _USERINFO.sub(r"\1***@", output)
 
 
 def _binary() -> str:

@@ -9,7 +9,8 @@ ones (clamd 1.x: "Database reload failed, keeping the previous instance"), which
 as a generation that never comes.
 
 The official download failing (offline, a mirror down) is a warning: the custom signatures
-still update and clamd goes on with what it has. Anything else that goes wrong is the
+still update and clamd goes on with what it has. Anything else that goes wrong (freshclam that
+cannot run on this machine, a custom URL that fails, a clamd that does not reload) is the
 result's ``failure``, one line. The caller (the CLI, the Prefect flow) decides what that means
 for its exit status or state; nothing here knows of either.
 """
@@ -79,10 +80,10 @@ def update_signatures(settings: SignatureSettings, target: UpdateTarget, *,
             output.append(run.output)
             if run.ok:
                 continue
-            if which == "official":
+            if which == "official" and run.download_failed:
                 warnings.append(f"official signatures not updated: {run.reason}")
             else:
-                failure = f"custom signatures not updated: {run.reason}"
+                failure = failure or f"{which} signatures not updated: {run.reason}"
         generation = write_generation(target.database)
         after = before
         if before.generation != generation:

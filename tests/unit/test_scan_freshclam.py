@@ -4,6 +4,7 @@ in the integration tests; here a stand-in script plays it where its exit matters
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,6 @@ def test_a_private_mirror_replaces_the_official_one(tmp_path):
 def test_freshclam_started_by_root_drops_to_the_directory_owner(tmp_path):
     """It refuses to run as root without a DatabaseOwner; the directory's owner keeps the
     files readable by whoever loads the rest of them."""
-    import pwd
-
     conf = render_config(settings(), tmp_path, tmp_path / "run", "official").read_text()
     assert f"DatabaseOwner {pwd.getpwuid(tmp_path.stat().st_uid).pw_name}\n" in conf
 
@@ -141,3 +140,12 @@ def test_the_custom_pass_asks_for_the_custom_urls_only(tmp_path, monkeypatch):
     run = run_freshclam(tmp_path / "freshclam.conf", "custom", timeout=30)
     assert run.ok
     assert "--update-db=custom --no-dns" in run.output
+
+
+def test_a_password_in_a_url_never_reaches_the_output(tmp_path, monkeypatch):
+    said = "ERROR: Unexpected error from custom database URL: https://site:s3cret@sigs.example.com/x.ndb"
+    monkeypatch.setattr(freshclam, "FRESHCLAM_BINARIES",
+                        (stand_in(tmp_path, f"echo '{said}'; exit 14"),))
+    run = run_freshclam(tmp_path / "freshclam.conf", "custom", timeout=30)
+    assert "s3cret" not in run.output + run.reason
+    assert "https://***@sigs.example.com/x.ndb" in run.reason

@@ -1,10 +1,12 @@
 """One signature update against a fake clamd that reloads on cue: the RELOAD is sent only when
 the generation on disk is not the loaded one, the update waits for clamd to *answer* with the
 new generation, and a clamd that never does (a file it cannot load) is a one-line failure.
-freshclam itself runs in the integration tests; here there is nothing for it to fetch."""
+freshclam itself runs in the integration tests; here there is nothing for it to fetch, or a
+stand-in script exits as freshclam does."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from ssftp.config.schema import SignatureSettings
 from ssftp.errors import SignatureUpdateError
+from ssftp.scan import freshclam
 from ssftp.scan.database import UpdateTarget, seed
 from ssftp.scan.signatures import (
     GENERATION_FILE,
@@ -146,3 +149,52 @@ def test_the_result_says_before_and_after():
     after = Signatures("ClamAV 1.4.6", generation="bbb")
     assert UpdateResult(before, after).describe() == "ClamAV 1.4.6/+aaa -> ClamAV 1.4.6/+bbb"
     assert UpdateResult(before, before).describe() == "unchanged: ClamAV 1.4.6/+aaa"
+
+
+def fake_freshclam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, said: str,
+                   status: int) -> None:
+    script = tmp_path / "freshclam"
+    script.write_text(f"#!/bin/sh\necho '{said}'\nexit {status}\n")
+    os.chmod(script, 0o755)
+    monkeypatch.setattr(freshclam, "FRESHCLAM_BINARIES", (str(script),))
+
+
+OFFICIAL = SignatureSettings()
+
+
+def test_the_official_download_failing_is_a_warning(fake_clamd, database, tmp_path,
+                                                    monkeypatch):
+    fake_clamd.answer = ReloadingClamd(database)
+    fake_freshclam(tmp_path, monkeypatch, "ERROR: Update failed for database: daily", 11)
+
+    result = update_signatures(OFFICIAL, target(fake_clamd, database))
+
+    assert result.failure is None
+    assert result.warnings == ("official signatures not updated: Update failed for database: "
+                               "daily",)
+
+
+@pytest.mark.parametrize(("said", "status", "reason"), [
+    ("ERROR: Initialization error!", 2, "Initialization error!"),
+    ("ERROR: Failed to save freshclam.dat!", 10, "Failed to save freshclam.dat!"),
+])
+def test_freshclam_failing_on_this_machine_is_a_failure(fake_clamd, database, tmp_path,
+                                                        monkeypatch, said, status, reason):
+    """Its user, its database directory: no network would make it work."""
+    fake_clamd.answer = ReloadingClamd(database)
+    fake_freshclam(tmp_path, monkeypatch, said, status)
+
+    result = update_signatures(OFFICIAL, target(fake_clamd, database))
+
+    assert result.failure == f"official signatures not updated: {reason}"
+    assert result.warnings == ()
+
+
+def test_no_freshclam_is_a_failure(fake_clamd, database, tmp_path, monkeypatch):
+    fake_clamd.answer = ReloadingClamd(database)
+    monkeypatch.setattr(freshclam, "FRESHCLAM_BINARIES", (str(tmp_path / "none"),))
+
+    result = update_signatures(OFFICIAL, target(fake_clamd, database))
+
+    assert result.failure == ("official signatures not updated: freshclam is not installed "
+                              "(Debian package clamav-freshclam)")
