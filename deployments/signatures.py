@@ -26,15 +26,9 @@ from ssftp.config.schema import SsftpConfig
 from ssftp.errors import SignatureUpdateError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event
-from ssftp.scan.database import official_files, update_target
+from ssftp.scan.database import official_files, updatable, update_target
 
 logger = logging.getLogger(APP)
-
-
-def updatable(config: SsftpConfig) -> bool:
-    """Whether ssftp can update the signatures of the clamd this config scans with."""
-    return (config.clamav.address is None
-            or config.clamav.signatures.database_directory is not None)
 
 
 def wanted_schedules(config: SsftpConfig) -> list[DeploymentScheduleUpdate]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from deployments.prefect_flush import flush_prefect_workers
 from deployments.schedules import ScheduledDeployments
-from deployments.signatures import SIGNATURES, updatable, update_at_start
+from deployments.signatures import SIGNATURES, update_at_start
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TRANSFER_DEPLOYMENTS
 from flows.notify import NotifyRuns
@@ -43,6 +43,7 @@ from ssftp.runtime.prefect_server import is_healthy
 from ssftp.runtime.stop import StopDeadline, run_until_stopped
 from ssftp.scan.claims import Claims
 from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.database import updatable
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.queue import Lane
 from ssftp.scan.record import Recorder

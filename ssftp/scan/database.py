@@ -39,6 +39,14 @@ class UpdateTarget:
     run_dir: Path
 
 
+def updatable(config: SsftpConfig) -> bool:
+    """Whether ssftp can update the signatures of the clamd this config scans with: its own
+    (no ``clamav.address``), or one whose ``databaseDirectory`` it is told (where
+    :func:`update_target` finds a target)."""
+    return (config.clamav.address is None
+            or config.clamav.signatures.database_directory is not None)
+
+
 def update_target(config: SsftpConfig, layout: DataLayout) -> UpdateTarget:
     """The clamd this instance scans with and its database directory; raises
     SignatureUpdateError when ssftp cannot update it (a clamd of the operator's, without

@@ -68,6 +68,15 @@ def update_signatures(settings: SignatureSettings, target: UpdateTarget, *,
     directory, another update under way); what went wrong later is the result's failure."""
     if not target.database.is_dir():
         raise SignatureUpdateError(f"no signature database directory at {target.database}")
+    try:
+        return _update(settings, target, freshclam_timeout, reload_timeout, poll_seconds)
+    except OSError as exc:  # the database or run directory cannot be written
+        raise SignatureUpdateError(f"signatures in {target.database} not updated: "
+                                   f"{exc}") from None
+
+
+def _update(settings: SignatureSettings, target: UpdateTarget, freshclam_timeout: float,
+            reload_timeout: float, poll_seconds: float) -> UpdateResult:
     client = ClamdClient(target.address, timeout=30)
     with _one_update(target):
         before = _loaded(client)

@@ -9,7 +9,7 @@ from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import SsftpConfig
 from ssftp.errors import SignatureUpdateError
 from ssftp.layout import DataLayout
-from ssftp.scan.database import TEST_SIGNATURES, seed, update_target
+from ssftp.scan.database import TEST_SIGNATURES, seed, updatable, update_target
 from ssftp.scan.signatures import GENERATION_FILE
 
 
@@ -73,3 +73,18 @@ def test_a_clamd_of_the_operators_needs_its_database_directory(tmp_path):
 def test_the_database_directory_must_be_absolute():
     with pytest.raises(ValueError, match="absolute path"):
         config(signatures={"databaseDirectory": "clamav"})
+
+
+@pytest.mark.parametrize(("clamav", "expected"), [
+    ({}, True),
+    ({"address": "clamd:3310"}, False),
+    ({"address": "clamd:3310", "signatures": {"databaseDirectory": "/srv/clamav"}}, True),
+])
+def test_updatable_where_a_target_is_found(tmp_path, clamav, expected):
+    settings = config(**clamav)
+    assert updatable(settings) is expected
+    if expected:
+        update_target(settings, DataLayout.at(tmp_path))
+    else:
+        with pytest.raises(SignatureUpdateError):
+            update_target(settings, DataLayout.at(tmp_path))

@@ -198,3 +198,11 @@ def test_no_freshclam_is_a_failure(fake_clamd, database, tmp_path, monkeypatch):
 
     assert result.failure == ("official signatures not updated: freshclam is not installed "
                               "(Debian package clamav-freshclam)")
+
+
+def test_a_directory_that_cannot_be_written_is_an_error(fake_clamd, database, tmp_path):
+    fake_clamd.answer = ReloadingClamd(database)
+    blocked = tmp_path / "run-is-a-file"
+    blocked.write_text("")
+    with pytest.raises(SignatureUpdateError, match=r"not updated: .*run-is-a-file"):
+        update_signatures(NOTHING_TO_FETCH, UpdateTarget(fake_clamd.address, database, blocked))
