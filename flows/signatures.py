@@ -44,6 +44,8 @@ async def signatures(config: str, data_dir: str) -> State[None]:
     for line in result.freshclam_output.splitlines():
         if line.strip():
             logger.info("freshclam: %s", line.strip())
+    for name in result.removed:
+        logger.info("removed %s: no custom URL gives it any more", one_line(name))
     for warning in result.warnings:
         logger.warning("%s", one_line(warning))
     if result.failure is not None:

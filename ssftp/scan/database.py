@@ -9,13 +9,20 @@ clamd starts at once, without waiting for a download that offline never comes.
 A clamd the operator runs (``clamav.address``) loads a directory that only the operator knows:
 ``clamav.signatures.databaseDirectory`` names it, and without it ssftp does not update that
 clamd's signatures (:func:`update_target` says so).
+
+freshclam never deletes what a custom URL once gave: a URL taken out of ``customUrls`` (a
+signature that turned out to be a false positive) would go on matching. So each update
+remembers the files its custom URLs give, and removes those that no URL gives any more
+(:func:`drop_custom_files`).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import SsftpConfig
@@ -27,6 +34,8 @@ TEST_SIGNATURES = Path(__file__).resolve().parents[1] / "clamav" / "test-signatu
 # Where Debian's clamav-freshclam keeps the official databases.
 SYSTEM_DATABASE = Path("/var/lib/clamav")
 OFFICIAL_SUFFIXES = (".cvd", ".cld")
+# In an update's run directory: the files the custom URLs gave, one name a line.
+CUSTOM_FILES = "custom-files"
 
 
 @dataclass(frozen=True)
@@ -90,3 +99,25 @@ def seed(directory: Path, *, official: bool, system: Path = SYSTEM_DATABASE) -> 
         temp.replace(directory / source.name)
     write_generation(directory)
     return directory
+
+
+def custom_file_name(url: str) -> str:
+    """The name freshclam gives the file of a custom URL: the last part of its path."""
+    return PurePosixPath(urlsplit(url).path).name
+
+
+def drop_custom_files(target: UpdateTarget, urls: Iterable[str]) -> list[str]:
+    """Remove from the database the files that earlier updates fetched from custom URLs that
+    ``urls`` no longer has; remember the files ``urls`` give. Only those: the official
+    databases, the seeded test signatures and files put there by others are never touched."""
+    wanted = {custom_file_name(url) for url in urls}
+    record = target.run_dir / CUSTOM_FILES
+    earlier = set(record.read_text().split()) if record.exists() else set()
+    dropped = sorted(name for name in earlier - wanted if not name.endswith(OFFICIAL_SUFFIXES))
+    for name in dropped:
+        (target.database / name).unlink(missing_ok=True)
+    target.run_dir.mkdir(parents=True, exist_ok=True)
+    temp = target.run_dir / f"{CUSTOM_FILES}.tmp"
+    temp.write_text("".join(f"{name}\n" for name in sorted(wanted)))
+    temp.replace(record)
+    return dropped

@@ -1,12 +1,12 @@
 """One signature update: freshclam, then clamd made to load what changed, and proof it did.
 
-:func:`update_signatures` runs freshclam's passes on the target's database directory
-(:mod:`ssftp.scan.freshclam`), stamps the directory with its generation
-(:mod:`ssftp.scan.signatures`) and, when that is not the generation clamd has loaded, sends
-clamd ``RELOAD`` and polls until clamd *answers* with the new generation: ``RELOADING`` only
-says a reload began, and a clamd that cannot load the new files keeps scanning with the old
-ones (clamd 1.x: "Database reload failed, keeping the previous instance"), which the poll sees
-as a generation that never comes.
+:func:`update_signatures` removes the files of custom URLs no longer configured, runs
+freshclam's passes on the target's database directory (:mod:`ssftp.scan.freshclam`), stamps
+the directory with its generation (:mod:`ssftp.scan.signatures`) and, when that is not the
+generation clamd has loaded, sends clamd ``RELOAD`` and polls until clamd *answers* with the
+new generation: ``RELOADING`` only says a reload began, and a clamd that cannot load the new
+files keeps scanning with the old ones (clamd 1.x: "Database reload failed, keeping the
+previous instance"), which the poll sees as a generation that never comes.
 
 The official download failing (offline, a mirror down) is a warning: the custom signatures
 still update and clamd goes on with what it has. Anything else that goes wrong (freshclam that
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from ssftp.config.schema import SignatureSettings
 from ssftp.errors import SignatureUpdateError
 from ssftp.scan.clamd import ClamdClient
-from ssftp.scan.database import UpdateTarget
+from ssftp.scan.database import UpdateTarget, drop_custom_files
 from ssftp.scan.freshclam import passes, render_config, run_freshclam
 from ssftp.scan.signatures import Signatures, write_generation
 
@@ -49,6 +49,8 @@ class UpdateResult:
     failure: str | None = None
     # What freshclam printed, every pass: for the log of whoever ran the update.
     freshclam_output: str = ""
+    # The files of custom URLs no longer configured, removed from the database.
+    removed: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -81,6 +83,7 @@ def _update(settings: SignatureSettings, target: UpdateTarget, freshclam_timeout
     with _one_update(target):
         before = _loaded(client)
         warnings: list[str] = []
+        removed = drop_custom_files(target, settings.custom_urls)
         output: list[str] = []
         failure = None
         for which in passes(settings):
@@ -98,7 +101,8 @@ def _update(settings: SignatureSettings, target: UpdateTarget, freshclam_timeout
         if before.generation != generation:
             after, late = _reload(client, generation, reload_timeout, poll_seconds)
             failure = failure or late
-    return UpdateResult(before, after, tuple(warnings), failure, "".join(output))
+    return UpdateResult(before, after, tuple(warnings), failure, "".join(output),
+                        tuple(removed))
 
 
 def _loaded(client: ClamdClient) -> Signatures:

@@ -135,3 +135,19 @@ def test_clamd_refusing_a_broken_database_keeps_the_last_good_one(clamd, databas
 
     (database / "by-hand.ndb").unlink()
     assert update(clamd, database, SignatureSettings(official=False)).failure is None
+
+
+def test_a_custom_url_taken_out_takes_its_signature_out_of_clamd(clamd, database, published,
+                                                                 tmp_path):
+    site = published / "site.ndb"
+    site.write_text(SIGNATURE)
+    update(clamd, database, custom(site))
+    assert scan(clamd, tmp_path, CONTENT) is VerdictKind.INFECTED
+
+    result = update(clamd, database, custom())
+
+    assert result.changed and result.failure is None
+    assert result.removed == ("site.ndb",)
+    assert not (database / "site.ndb").exists()
+    assert scan(clamd, tmp_path, CONTENT) is VerdictKind.CLEAN
+    assert scan(clamd, tmp_path, EICAR) is VerdictKind.INFECTED

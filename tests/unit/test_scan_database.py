@@ -9,7 +9,14 @@ from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import SsftpConfig
 from ssftp.errors import SignatureUpdateError
 from ssftp.layout import DataLayout
-from ssftp.scan.database import TEST_SIGNATURES, seed, updatable, update_target
+from ssftp.scan.database import (
+    TEST_SIGNATURES,
+    UpdateTarget,
+    drop_custom_files,
+    seed,
+    updatable,
+    update_target,
+)
 from ssftp.scan.signatures import GENERATION_FILE
 
 
@@ -88,3 +95,22 @@ def test_updatable_where_a_target_is_found(tmp_path, clamav, expected):
     else:
         with pytest.raises(SignatureUpdateError):
             update_target(settings, DataLayout.at(tmp_path))
+
+
+def test_a_custom_url_taken_out_of_the_config_takes_its_file_with_it(tmp_path):
+    """A signature that turned out to be a false positive stops matching once its URL is
+    gone; what no custom URL ever gave (the seeded files, the official ones) stays."""
+    database = seed(tmp_path / "db", official=False, system=tmp_path)
+    target = UpdateTarget(ClamdAddress(unix_path="/nowhere"), database, tmp_path / "run")
+    for name in ("site.ndb", "partner.hdb", "daily.cld", "by-hand.ndb"):
+        (database / name).write_text("x\n")
+    urls = ["file:///srv/sigs/site.ndb", "https://sigs.example.com/get/partner.hdb",
+            "https://mirror.example.com/daily.cld"]
+    assert drop_custom_files(target, urls) == []
+
+    assert drop_custom_files(target, urls[:1]) == ["partner.hdb"]
+
+    assert {path.name for path in database.iterdir()} == {
+        "by-hand.ndb", "daily.cld", GENERATION_FILE, "site.ndb", "ssftp-test.hdb",
+        "ssftp-test.ndb"}
+    assert drop_custom_files(target, urls[:1]) == []  # said once
