@@ -398,8 +398,7 @@ def _portable(args: argparse.Namespace) -> int:
 
 COMMANDS = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan,
             "portable": _portable, "status": _status, "update-signatures": _update_signatures,
-            "check-config": _check_config,
-            "hash-password": _hash_password}
+            "check-config": _check_config, "hash-password": _hash_password}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -181,8 +181,9 @@ class DataLayout:
 
     @property
     def freshclam(self) -> Path:
-        """The run directory of this instance's signature updates: freshclam.conf, its pid
-        file, the lock that keeps two updates from running at once."""
+        """The run directory of this instance's signature updates: freshclam's config and pid
+        files, the lock that keeps two updates from running at once, and the files its
+        custom URLs gave."""
         return self.system / "freshclam"
 
     @property
