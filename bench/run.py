@@ -27,6 +27,7 @@ from bench.workloads import Side, Sizes
 from ssftp.errors import ClamdStartError
 from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.database import SYSTEM_DATABASE, TEST_SIGNATURES, official_files
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from testkit.sftp_client import ClientKey, make_client_key
 from testkit.ssftp_process import SsftpProcess
@@ -133,7 +134,9 @@ def _pipeline_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
                    stack: contextlib.ExitStack, context: dict[str, object]) -> list[Row]:
     say("starting clamd")
     try:
-        clamd = ClamdDaemon.start(workdir / "clamd")
+        # The official databases when Debian's freshclam has them, as a real gateway has.
+        database = SYSTEM_DATABASE if official_files(SYSTEM_DATABASE) else TEST_SIGNATURES
+        clamd = ClamdDaemon.start(workdir / "clamd", database=database)
     except ClamdStartError as exc:
         say(f"pipeline workloads skipped: {exc}")
         return []

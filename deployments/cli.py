@@ -49,6 +49,7 @@ from ssftp.errors import (
     InvalidValueError,
     PrefectServerError,
     ReleaseRefusedError,
+    SignatureUpdateError,
     SsftpError,
 )
 from ssftp.layout import DataLayout
@@ -58,7 +59,9 @@ from ssftp.notify.outbox import Outbox
 from ssftp.passwords import hash_password
 from ssftp.runtime.clamd_daemon import socket_in
 from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.database import update_target
 from ssftp.scan.results import ScanResult
+from ssftp.scan.updates import update_signatures
 
 DEFAULT_DATA_DIR = "./var/ssftp"
 EXAMPLE_CONFIG = "config/ssftp.example.yaml"
@@ -189,6 +192,13 @@ def _parser() -> argparse.ArgumentParser:
                              f"$SSFTP_DATA_DIR or {DEFAULT_DATA_DIR})")
 
     _quarantine_parser(commands)
+    update = commands.add_parser(
+        "update-signatures", help="run freshclam once for the clamd ssftp scans with, and "
+                                  "have clamd load what changed")
+    update.add_argument("--config", type=Path,
+                        help="ssftp.yaml (default: <data dir>/system/ssftp.yaml)")
+    _data_dir_option(update, "without clamav.address: update the clamd that `ssftp up` "
+                             "started for this data root")
 
     check = commands.add_parser("check-config", help="validate ssftp.yaml and explain problems")
     check.add_argument("file", type=Path)
@@ -479,6 +489,23 @@ def _audit_source(layout: DataLayout, config_path: Path | None) -> AuditSource:
     raise InvalidValueError(f"no {AUDIT_LOG} in {', '.join(map(str, dirs))}")
 
 
+def _update_signatures(args: argparse.Namespace) -> int:
+    """Exit status: 0 clamd loaded new signatures, 1 nothing changed, 2 could not update."""
+    layout = DataLayout.at(args.data_dir)
+    path: Path = args.config or layout.default_config
+    if not path.exists():
+        raise SsftpError(f"no config file at {path}")
+    config = load_config(path).config
+    result = update_signatures(config.clamav.signatures, update_target(config, layout))
+    for warning in result.warnings:
+        print(one_line(f"warning: {warning}"), file=sys.stderr)
+    if result.changed or result.failure is None:
+        print(one_line(result.describe()))
+    if result.failure is not None:
+        raise SignatureUpdateError(result.failure)
+    return OK if result.changed else FOUND
+
+
 def _files(paths: list[Path]) -> list[Path]:
     found = []
     for path in paths:
@@ -615,6 +642,7 @@ def _release_run(args: argparse.Namespace, releaser: Releaser, api_url: str,
 
 COMMANDS = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan, "rescan": _rescan,
             "portable": _portable, "status": _status, "quarantine": _quarantine,
+            "update-signatures": _update_signatures,
             "check-config": _check_config, "hash-password": _hash_password}
 
 

@@ -33,6 +33,7 @@ from ssftp.runtime.prefect_server import (
     is_healthy,
 )
 from ssftp.runtime.stop import StopDeadline, run_until_stopped
+from ssftp.scan.database import seed
 
 if TYPE_CHECKING:
     from deployments.worker import WorkerThread
@@ -77,7 +78,9 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
     listening = contextlib.ExitStack()  # /metrics and /healthz, once every part is up
     try:
         if config.enable_virus_scan and not config.clamav.address:
-            clamd = await asyncio.to_thread(ClamdDaemon.start, layout.clamd,
+            database = await asyncio.to_thread(seed, layout.signatures,
+                                               official=config.clamav.signatures.official)
+            clamd = await asyncio.to_thread(ClamdDaemon.start, layout.clamd, database=database,
                                             max_file_size=config.clamav.max_file_size,
                                             pid_file=layout.clamd_pid_file)
             supervisor = asyncio.create_task(supervise(clamd))

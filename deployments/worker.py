@@ -1,6 +1,6 @@
 """The worker: the staging watcher with the scan and notify flows, the rescan watcher (a second
-look when the signatures change), the transfer deployments (downloaders and uploaders) and the
-retention deployment.
+look when the signatures change), and the scheduled deployments (downloaders, uploaders,
+signature updates, retention).
 
 ``ssftp worker`` runs it against ``PREFECT_API_URL``; ``ssftp up`` runs it beside the SFTP
 server. Either way on a thread and event loop of its own (:class:`WorkerThread`). A config
@@ -24,9 +24,11 @@ from typing import Any
 
 from deployments.prefect_flush import flush_prefect_workers
 from deployments.rescan_watcher import RescanWatcher
-from deployments.retention import RetentionDeployment
+from deployments.retention import RETENTION
+from deployments.schedules import ScheduledDeployments
+from deployments.signatures import SIGNATURES, update_at_start
 from deployments.staging_watcher import StagingWatcher
-from deployments.transfers import TransferDeployments
+from deployments.transfers import TRANSFER_DEPLOYMENTS
 from flows.notify import NotifyRuns
 from flows.rescan import RescanRuns
 from flows.scan import ScanRuns
@@ -51,6 +53,7 @@ from ssftp.runtime.prefect_server import is_healthy
 from ssftp.runtime.stop import StopDeadline, run_until_stopped
 from ssftp.scan.claims import Claims
 from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.database import updatable
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.queue import Lane
 from ssftp.scan.record import Recorder
@@ -103,8 +106,7 @@ class ScanWorker:
     started_clamd: ClamdAddress | None = None
     watcher: StagingWatcher = field(init=False)
     runs: ScanRuns = field(init=False)
-    transfers: TransferDeployments = field(init=False)
-    retention: RetentionDeployment = field(init=False)
+    scheduled: ScheduledDeployments = field(init=False)
     notifier: NotifyRuns = field(init=False)
     recorder: OutboxRecorder = field(init=False)
     rescans: RescanRuns | None = field(init=False, default=None)
@@ -130,15 +132,20 @@ class ScanWorker:
             layout, runs=lambda: self.rescans,
             settings=lambda: self.store.current.loaded.config.rescan)
         self.store.on_change(self._reconfigure)
-        self.transfers = TransferDeployments(self.store, str(self.store.path.absolute()),
-                                             str(layout.root))
-        self.retention = RetentionDeployment(self.store, str(self.store.path.absolute()),
-                                             str(layout.root))
+        self.scheduled = ScheduledDeployments(self.store, str(self.store.path.absolute()),
+                                              str(layout.root),
+                                              (*TRANSFER_DEPLOYMENTS, SIGNATURES, RETENTION))
         # The transfers' runs count their files in system/: this process exports them.
         TRANSFERS.read_from(partial(stored_totals, layout.system))
-        if not self.store.current.loaded.config.enable_virus_scan:
+        config = self.store.current.loaded.config
+        if not config.enable_virus_scan:
             log_event(logger, "virus scanning is OFF (enableVirusScan: false): staged files "
                       "go to clean/ unscanned", logging.WARNING)
+        elif not updatable(config):
+            log_event(logger, "ssftp does not update the signatures of the clamd at "
+                      "clamav.address (its own freshclam must); set "
+                      "clamav.signatures.databaseDirectory to the directory it loads for ssftp "
+                      "to do it", logging.WARNING, address=config.clamav.address)
 
     def clamd_status(self) -> Status:
         """/healthz's clamd check, on the clamd the scans use now (a reload may change it)."""
@@ -203,18 +210,19 @@ class ScanWorker:
         as cancelled or crashed, not lost silently)."""
         await asyncio.to_thread(warn_if_clamd_is_silent, self.runs.scanner.client)
         await asyncio.to_thread(self.runs.warm_up)
-        ready_parts = [asyncio.Event(), asyncio.Event(), asyncio.Event()]
+        ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
-                 asyncio.create_task(self.transfers.run(ready_parts[1])),
-                 asyncio.create_task(self.retention.run(ready_parts[2])),
+                 asyncio.create_task(self.scheduled.run(ready_parts[1])),
                  asyncio.create_task(self._send_owed_periodically()),
                  asyncio.create_task(self.rescan_watcher.run())]
         waiting = asyncio.gather(*(part.wait() for part in ready_parts))
         first: list[asyncio.Future[Any]] = [*parts, waiting]
         try:
             done, _ = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
-            if waiting in done and ready is not None:
-                ready.set()
+            if waiting in done:
+                await update_at_start(self.scheduled, self.store.layout)
+                if ready is not None:
+                    ready.set()
             await asyncio.gather(*parts)
         finally:
             waiting.cancel()

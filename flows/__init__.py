@@ -1,2 +1,2 @@
-"""Prefect flows and tasks: thin orchestration over :mod:`ssftp` (scan, notify) and
-:mod:`client` (download, upload), adding runs, retries, artifacts and history."""
+"""Prefect flows and tasks: thin orchestration over :mod:`ssftp` (scan, notify, signature
+updates) and :mod:`client` (download, upload), adding runs, retries, artifacts and history."""

@@ -9,6 +9,7 @@ missing=()
 command -v sftp >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 [ -x /usr/sbin/clamd ] || missing+=(clamav-daemon)
+[ -x /usr/bin/freshclam ] || missing+=(clamav-freshclam)  # ssftp update-signatures
 command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)  # tests/e2e/test_off_loop.py: a FUSE mount that hangs
 # The clients of tests/e2e/test_interop_matrix.py (sftp, scp, sshfs above; paramiko, asyncssh in .venv).
 command -v lftp >/dev/null 2>&1 || missing+=(lftp)

@@ -21,6 +21,8 @@ library is called, so code above that sees only this hierarchy::
     ├── ClamdError               no clamd to scan with
     │   ├── ClamdStartError      our own clamd did not start (with the end of its log)
     │   └── NoClamdError         scanning is on, and no clamd address is known
+    ├── SignatureUpdateError     the signatures of the clamd ssftp scans with cannot be
+    │                            updated (freshclam, the database directory, clamd's RELOAD)
     ├── WebhookError             a receiver did not take a notification (it is retried)
     │   └── NotDeliveredError    a notify run left some of its notifications undelivered:
     │                            its Prefect run fails, they stay owed and go again later
@@ -197,3 +199,7 @@ class WatchIncompleteError(ServiceError):
 
 class WorkerDiedError(ServiceError):
     """The scan worker ended on its own; ``ssftp up`` stops rather than serve unscanned."""
+
+
+class SignatureUpdateError(SsftpError):
+    """A signature update could not be done; the message says what is wrong."""

@@ -28,6 +28,8 @@ RESCAN_HOLD_DIR = RESERVED_PREFIX + "rescan"
 # <root>/.ssftp-partials/<hash of account and path>. Never scanned, removed after
 # ``partialUploadTtlSeconds``.
 PARTIALS_DIR = RESERVED_PREFIX + "partials"
+# The socket of a clamd that ssftp starts, in its run directory.
+CLAMD_SOCKET = "clamd.sock"
 
 # Temp names that clients upload to before renaming to the final name. Such a file is an
 # upload still in progress: never scanned under this name, its rename to the final name needs
@@ -167,6 +169,25 @@ class DataLayout:
     def clamd(self) -> Path:
         """The run directory of the clamd that ``ssftp up`` starts (``ssftp scan`` finds it)."""
         return self.system / "clamd"
+
+    @property
+    def clamd_socket(self) -> Path:
+        """Where the clamd that ``ssftp up`` starts listens."""
+        return self.clamd / CLAMD_SOCKET
+
+    @property
+    def signatures(self) -> Path:
+        """The signature database of the clamd that ``ssftp up`` starts: ssftp's own copy,
+        so that freshclam can update it (the shipped test signatures are read-only package
+        data, and ``/var/lib/clamav`` belongs to Debian's freshclam)."""
+        return self.system / "clamav"
+
+    @property
+    def freshclam(self) -> Path:
+        """The run directory of this instance's signature updates: freshclam's config and pid
+        files, the lock that keeps two updates from running at once, and the files its
+        custom URLs gave."""
+        return self.system / "freshclam"
 
     @property
     def outbox(self) -> Path:

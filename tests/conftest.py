@@ -19,8 +19,9 @@ import pytest
 
 from ssftp.config.schema import SsftpConfig
 from ssftp.layout import DataLayout
-from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.database import TEST_SIGNATURES
 from ssftp.scan.owners import StagingOwners
 from testkit.sftp_client import make_client_key
 from tests.support.config import Keys, gateway_config, write_config

@@ -444,6 +444,12 @@ def _signature_url(value: str) -> str:
 SignatureUrl = Annotated[str, AfterValidator(_signature_url)]
 
 
+def _absolute_directory(value: str | None) -> str | None:
+    if value is not None and not value.startswith("/"):
+        raise ValueError("must be an absolute path (the directory clamd loads)")
+    return value
+
+
 class SignatureSettings(Model):
     """Our extension: how freshclam keeps the signatures of the clamd we scan with fresh."""
 
@@ -466,6 +472,14 @@ class SignatureSettings(Model):
         default=None, description=(
             "A mirror of ClamAV's database inside the site (`http(s)://` or `file://`), "
             "used instead of the official ones."))
+    database_directory: Annotated[str | None, AfterValidator(_absolute_directory)] = Field(
+        default=None, description=(
+            "The directory that the clamd of `clamav.address` loads its signatures from "
+            "(its `DatabaseDirectory`), writable by ssftp: freshclam updates it there, and "
+            "ssftp has that clamd reload it. Without it, the signatures of a clamd of your own "
+            "are yours to update (`ssftp update-signatures` says so, and the schedule is not "
+            "started). Not needed for the clamd that `ssftp up` starts: its directory is "
+            "`system/clamav/` under the data root."))
     max_age_seconds: Annotated[int, Field(ge=3600)] = Field(
         default=2 * 24 * 3600, description=(
             "Signatures built longer ago than this are stale: `/healthz` reports "

@@ -1,8 +1,9 @@
 """Running our own clamd (Debian's ``clamav-daemon`` binary) with the project's clamd.conf.
 
-Used by ``ssftp up`` when no clamd is configured, and by the tests. Without a real signature
-database (no freshclam run, as on an offline machine) it loads the shipped EICAR test
-signatures and says so loudly: such a clamd finds the test file and nothing else.
+Used by ``ssftp up`` when no clamd is configured (on the data root's own signature database,
+:mod:`ssftp.scan.database`), and by the tests. Without the official databases (no freshclam
+run, as on an offline machine) it says so loudly: such a clamd finds the EICAR test file and
+custom signatures, nothing else.
 
 ``ssftp up`` keeps its clamd running (:func:`supervise`): a clamd that dies (a crash, the OOM
 killer) is reaped and started again after a backoff of its own, or scanning would stop for
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from ssftp.addresses import ClamdAddress
 from ssftp.errors import ClamdStartError
+from ssftp.layout import CLAMD_SOCKET
 from ssftp.logs import APP, log_event
 from ssftp.retry_schedule import backoff_delay
 from ssftp.runtime.children import (
@@ -40,21 +42,13 @@ from ssftp.runtime.children import (
 )
 from ssftp.runtime.pid_files import record_pid, stop_leftover
 from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.database import official_files
 
 logger = logging.getLogger(APP)
 
-# Package data, so an installed ssftp finds them as a checkout does.
+# Package data, so an installed ssftp finds it as a checkout does.
 CLAMAV_FILES = Path(__file__).resolve().parents[1] / "clamav"
-TEST_SIGNATURES = CLAMAV_FILES / "test-signatures"
-SYSTEM_DATABASE = Path("/var/lib/clamav")
 CLAMD_BINARIES = ("/usr/sbin/clamd", "clamd")
-
-
-def signature_database() -> tuple[Path, bool]:
-    """(database directory, True when only the offline test signatures are available)."""
-    if any(SYSTEM_DATABASE.glob("*.cvd")) or any(SYSTEM_DATABASE.glob("*.cld")):
-        return SYSTEM_DATABASE, False
-    return TEST_SIGNATURES, True
 
 
 def _binary() -> str:
@@ -112,7 +106,7 @@ def clear_stale_socket(path: Path) -> None:
 
 def socket_in(run_dir: Path) -> Path:
     """Where the clamd of ``run_dir`` listens."""
-    return run_dir / "clamd.sock"
+    return run_dir / CLAMD_SOCKET
 
 
 @dataclass
@@ -143,19 +137,17 @@ class ClamdDaemon:
         return ClamdAddress(unix_path=str(self.socket))
 
     @classmethod
-    def start(cls, run_dir: Path, *, max_file_size: int = 100 * 1024 * 1024,
-              tcp_port: int | None = None, database: Path | None = None,
-              ready_timeout: float = 120.0, pid_file: Path | None = None) -> ClamdDaemon:
-        """Start clamd and wait until it answers. With ``pid_file``, first stop the clamd that
-        a killed predecessor recorded there (it holds the log's lock and the socket)."""
+    def start(cls, run_dir: Path, *, database: Path, max_file_size: int = 100 * 1024 * 1024,
+              tcp_port: int | None = None, ready_timeout: float = 120.0,
+              pid_file: Path | None = None) -> ClamdDaemon:
+        """Start clamd on the signatures in ``database`` and wait until it answers. With
+        ``pid_file``, first stop the clamd that a killed predecessor recorded there (it holds
+        the log's lock and the socket)."""
         run_dir.mkdir(parents=True, exist_ok=True)
-        test_only = False
-        if database is None:
-            database, test_only = signature_database()
-        if test_only:
-            log_event(logger, "clamd has NO real signatures: using the offline EICAR test "
-                      "signatures only; run freshclam for real protection", logging.WARNING,
-                      database=str(database))
+        if not official_files(database):
+            log_event(logger, "clamd has NO official signatures: it finds the offline EICAR "
+                      "test file and custom signatures only; `ssftp update-signatures` "
+                      "fetches the official ones", logging.WARNING, database=str(database))
         conf = render_config(run_dir, database, max_file_size, tcp_port)
         if pid_file is not None and (left := stop_leftover(
                 pid_file, is_clamd, what="clamd", error=ClamdStartError, grace_seconds=15)):

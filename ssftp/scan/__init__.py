@@ -18,5 +18,12 @@ Read it top-down, in the order a file goes::
     results.py    what a scan did with a file: its Area and its ScanResult
     rescan.py     a second look at files already handed on, when the signatures change
 
+Beside it, the signatures clamd judges with, and keeping them fresh::
+
+    signatures.py which database clamd has loaded (VERSION and the generation marker)
+    database.py   which clamd and directory an instance updates; ``ssftp up``'s own, seeded
+    freshclam.py  one freshclam pass, and the line its failure comes down to
+    updates.py    one update: freshclam, RELOAD, and proof clamd loaded the new generation
+
 Nothing here knows asyncssh or Prefect: flows/scan.py runs it, tests call it directly.
 """

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ssftp.scan.database import SYSTEM_DATABASE, official_files
 from testkit.files import EICAR, sha256_file
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
@@ -226,6 +227,31 @@ def test_up_shows_the_scan_run_and_its_verdict_table_in_prefect(up, uploaded):
     tables = [a for a in api_post(up, "/artifacts/filter", {"limit": 50})
               if a.get("key") == "scan-verdicts"]
     assert {a["flow_run_id"] for a in tables} <= state["audit run ids"]
+
+
+def test_up_keeps_its_own_signatures_fresh_as_a_prefect_deployment(up):
+    """clamd loads the data root's own database, seeded at start; ``signatures/<instance>``
+    runs hourly; without official signatures to copy, one update runs at start, and offline
+    it ends Completed (a warning in its log, not a failure) with the signatures it kept."""
+    database = up.data / "system" / "clamav"
+    clamd_conf = (up.data / "system" / "clamd" / "clamd.conf").read_text()
+    assert f"DatabaseDirectory {database}\n" in clamd_conf
+    assert {"ssftp-test.hdb", "ssftp-test.ndb", "ssftp-generation.hdb"} <= {
+        path.name for path in database.iterdir()}
+    [deployment] = [d for d in api_post(up, "/deployments/filter", {"limit": 50})
+                    if (d["entrypoint"] or "").endswith("signatures.signatures")]
+    assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [3600.0]
+    if official_files(SYSTEM_DATABASE):
+        return  # copied at start: the first update waits for the schedule
+
+    def finished_update() -> dict[str, Any] | None:
+        runs = api_post(up, "/flow_runs/filter", {"limit": 50})
+        return next((run for run in runs if run["name"] == "update signatures"
+                     and run["state_type"] in ("COMPLETED", "FAILED", "CRASHED")), None)
+
+    run = wait_for("the update at start to finish", finished_update, details=up.tail)
+    assert run["state_type"] == "COMPLETED", run["state"]
+    assert run["state"]["message"].startswith(("unchanged: ClamAV ", "ClamAV ")), run["state"]
 
 
 def test_up_audit_log_has_a_scan_event_per_file(up, uploaded):

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from ssftp.runtime.clamd_daemon import SYSTEM_DATABASE, signature_database
 from testkit.openssh_server import free_port
 from tests.support.cli import child_env
 from tests.support.config import write_config
@@ -85,10 +84,12 @@ def test_installed_ssftp_up_scans_with_its_packaged_clamd_files(installed, tmp_p
         client.mkdir()
         uploaded = upload_samples(instance, client)
         wait_until_scanned(instance, uploaded)
-        # Offline, its signatures are the test ones shipped inside the installed package.
-        database = (installed.parent if signature_database()[1] else SYSTEM_DATABASE)
+        # Its clamd loads the data root's own database, seeded from the test signatures
+        # shipped inside the installed package.
+        database = instance.data / "system" / "clamav"
         clamd_conf = (instance.data / "system" / "clamd" / "clamd.conf").read_text()
         assert f"DatabaseDirectory {database}" in clamd_conf
+        assert {"ssftp-test.hdb", "ssftp-test.ndb"} <= {p.name for p in database.iterdir()}
     finally:
         shut_down(instance)
     assert instance.proc.returncode == 0, instance.tail()

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.runtime.clamd_daemon import ClamdDaemon
+from ssftp.scan.database import TEST_SIGNATURES
 from testkit.files import EICAR
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp

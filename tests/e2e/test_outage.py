@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from flows.scan import SCAN_THREADS
-from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon, socket_in
+from ssftp.runtime.clamd_daemon import ClamdDaemon, socket_in
+from ssftp.scan.database import TEST_SIGNATURES
 from testkit.openssh_server import free_port
 from tests.support.waiting import wait_for
 from tests.support.webhooks import WebhookReceiver

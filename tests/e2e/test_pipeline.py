@@ -24,7 +24,8 @@ from ssftp.config.reload import ConfigStore
 from ssftp.layout import CLAIMS_DIR, DataLayout
 from ssftp.names import safe_name
 from ssftp.notify.webhooks import EVENT_HEADER, SIGNATURE_HEADER, sign
-from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.runtime.clamd_daemon import ClamdDaemon
+from ssftp.scan.database import TEST_SIGNATURES
 from testkit.files import EICAR, make_random_file, sha256_file
 from testkit.sftp_client import run_sftp
 from tests.support.config import write_config

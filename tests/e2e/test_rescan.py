@@ -24,8 +24,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from deployments.rescan_watcher import RESCAN_LOCK
 from ssftp.layout import DataLayout
 from ssftp.run_lock import exclusive_run
-from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.database import TEST_SIGNATURES
 from ssftp.scan.signatures import write_generation
 from tests.support.cli import SSFTP
 from tests.support.config import write_config

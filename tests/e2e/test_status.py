@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from ssftp.layout import DataLayout
-from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.runtime.clamd_daemon import ClamdDaemon
+from ssftp.scan.database import TEST_SIGNATURES
 from testkit.files import EICAR, make_random_file, sha256_file
 from tests.support.audit_log import (
     SHA_X,

@@ -20,15 +20,11 @@ import pytest
 
 from ssftp.addresses import ClamdAddress
 from ssftp.layout import DataLayout
-from ssftp.runtime.clamd_daemon import (
-    TEST_SIGNATURES,
-    clamd_argv,
-    render_config,
-    socket_in,
-)
+from ssftp.runtime.clamd_daemon import clamd_argv, render_config, socket_in
 from ssftp.runtime.pid_files import record_pid
 from ssftp.runtime.prefect_server import is_healthy
 from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.database import TEST_SIGNATURES
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.support.cli import child_env

@@ -14,7 +14,8 @@ from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.schedules import IntervalSchedule
 
-from deployments.retention import RetentionDeployment
+from deployments.retention import RETENTION
+from deployments.schedules import ScheduledDeployments
 from flows.retention import artifact_key, retention
 from ssftp.areas.retention import DAY_SECONDS
 from ssftp.config.reload import ConfigStore
@@ -66,12 +67,12 @@ def test_a_run_removes_what_is_older_than_its_days_and_reports_per_account(
     assert kept.exists()
 
 
-async def schedules(deployment: RetentionDeployment) -> list[str]:
-    assert deployment.deployment_id is not None
+async def schedules(deployments: ScheduledDeployments) -> list[str]:
     async with get_client() as client:
-        found = await client.read_deployment(deployment.deployment_id)
-    return [f"every {item.schedule.interval.total_seconds():g}s" for item in found.schedules
-            if isinstance(item.schedule, IntervalSchedule)]
+        found = await client.read_deployment(deployments.deployment_ids[RETENTION.name])
+        name = f"{(await client.read_flow(found.flow_id)).name}/{found.name}"
+    return [f"{name} every {item.schedule.interval.total_seconds():g}s"
+            for item in found.schedules if isinstance(item.schedule, IntervalSchedule)]
 
 
 async def test_the_deployment_runs_daily_only_while_days_are_set(prefect_api, layout,
@@ -80,25 +81,24 @@ async def test_the_deployment_runs_daily_only_while_days_are_set(prefect_api, la
     config = tmp_path / "ssftp.yaml"
     config_with(config, instance)
     store = ConfigStore.open(config, layout)
-    deployment = RetentionDeployment(store, str(config), str(layout.root))
+    deployments = ScheduledDeployments(store, str(config), str(layout.root), (RETENTION,))
     ready = asyncio.Event()
-    running = asyncio.create_task(deployment.run(ready))
+    running = asyncio.create_task(deployments.run(ready))
     try:
         await asyncio.wait_for(ready.wait(), 60)
-        assert deployment.deployment_id is None  # keeps everything: nothing in Prefect
+        assert deployments.deployment_ids == {}  # keeps everything: nothing in Prefect
 
         config_with(config, instance, "retention:\n  quarantineDays: 90\n")
         assert await asyncio.to_thread(store.reload)
-        await wait_for_async("the daily schedule", lambda: deployment.deployment_id
-                             and schedules(deployment))
-        assert await schedules(deployment) == ["every 86400s"]
-        assert deployment.name == f"retention/{instance}"
+        await wait_for_async("the daily schedule", lambda: RETENTION.name in
+                             deployments.deployment_ids and schedules(deployments))
+        assert await schedules(deployments) == [f"retention/{instance} every 86400s"]
 
         config_with(config, instance)
         assert await asyncio.to_thread(store.reload)
 
         async def unscheduled() -> bool:
-            return await schedules(deployment) == []
+            return await schedules(deployments) == []
 
         await wait_for_async("the schedule to go with the days", unscheduled)
     finally:

@@ -27,7 +27,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 
-from deployments.transfers import TransferDeployments
+from deployments.schedules import ScheduledDeployments
+from deployments.transfers import TRANSFER_DEPLOYMENTS
 from flows.transfer_run import host_limit_name
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import Downloader
@@ -204,7 +205,8 @@ async def test_schedules_follow_the_config_on_hot_reload(prefect_api, instance):
     instance.write([instance.entry("download", "d1", cron='"0 0 1 1 *"'),
                     instance.entry("download", "d2", cron='"30 2 * * *"')])
     store = ConfigStore.open(instance.config, instance.layout)
-    transfers = TransferDeployments(store, str(instance.config), str(instance.layout.root))
+    transfers = ScheduledDeployments(store, str(instance.config), str(instance.layout.root),
+                                     TRANSFER_DEPLOYMENTS)
     ready = asyncio.Event()
     running = asyncio.create_task(transfers.run(ready))
     try:
@@ -253,7 +255,7 @@ async def test_schedules_follow_the_config_on_hot_reload(prefect_api, instance):
     assert deployment.paused  # nobody serves it any more: its schedules are paused
 
 
-async def work_pools(transfers: TransferDeployments) -> dict[str, str | None]:
+async def work_pools(transfers: ScheduledDeployments) -> dict[str, str | None]:
     """Which work pool runs each deployment, as the Prefect server records it (None: the
     process that serves it)."""
     async with get_client() as client:
@@ -280,7 +282,8 @@ async def test_prefect_yaml_deploys_to_a_work_pool_that_runs_the_transfers(prefe
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
     store = ConfigStore.open(instance.config, instance.layout)
-    transfers = TransferDeployments(store, str(instance.config), str(instance.layout.root))
+    transfers = ScheduledDeployments(store, str(instance.config), str(instance.layout.root),
+                                     TRANSFER_DEPLOYMENTS)
     await transfers.sync()
     # The pool runs them; ssftp only keeps the schedules.
     assert await work_pools(transfers) == {"download": "ssftp"}

@@ -18,11 +18,8 @@ import pytest
 
 from ssftp.errors import ClamdStartError
 from ssftp.logs import APP
-from ssftp.runtime.clamd_daemon import (
-    TEST_SIGNATURES,
-    ClamdDaemon,
-    supervise,
-)
+from ssftp.runtime.clamd_daemon import ClamdDaemon, supervise
+from ssftp.scan.database import TEST_SIGNATURES
 from tests.support.logs import app_log_records
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from ssftp.addresses import ClamdAddress
-from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
+from ssftp.scan.database import TEST_SIGNATURES
 from ssftp.scan.signatures import write_generation
 from testkit.files import EICAR
 from testkit.openssh_server import free_port

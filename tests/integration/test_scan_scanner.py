@@ -323,7 +323,8 @@ def test_a_file_changed_during_its_scan_is_not_passed_on(layout, owners, tmp_pat
     belongs to other bytes, so the file goes back to staging, whole, instead of to clean/."""
     import signal
 
-    from ssftp.runtime.clamd_daemon import TEST_SIGNATURES, ClamdDaemon
+    from ssftp.runtime.clamd_daemon import ClamdDaemon
+    from ssftp.scan.database import TEST_SIGNATURES
 
     daemon = ClamdDaemon.start(tmp_path / "own-clamd", database=TEST_SIGNATURES)
     try:

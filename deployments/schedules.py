@@ -1,0 +1,203 @@
+"""The scheduled deployments of an instance, kept in line with ssftp.yaml, and served.
+
+Each :class:`Scheduled` is one deployment ``<flow name>/<instanceName>`` (the downloads, the
+uploads, the signature updates) with the schedules a config asks for. A run's parameters carry
+only the paths: each run reads ssftp.yaml itself.
+
+Who runs them: when ``prefect deploy --all`` (prefect.yaml) put a deployment on a work pool,
+that pool's workers do, and ssftp only keeps its schedules in line with ssftp.yaml. Otherwise
+ssftp serves it itself (a Prefect runner in this process; each run is a subprocess). Either
+way a config reload adds, changes and removes schedules without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentScheduleUpdate, DeploymentUpdate
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+from prefect.exceptions import ObjectNotFound
+from prefect.runner import Runner
+from prefect.types.entrypoint import EntrypointType
+
+from ssftp.config.reload import ActiveConfig, ConfigStore
+from ssftp.config.schema import SsftpConfig
+from ssftp.logs import APP, log_event
+
+logger = logging.getLogger(APP)
+
+# How often the runner asks Prefect for due runs.
+POLL_SECONDS = 5
+
+ScheduleKey = tuple[str, str, bool, str]
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """One deployment of an instance: its name (``download``), the flow it runs, what it does
+    (its description in Prefect), and the schedules a config asks for (none: not created)."""
+
+    name: str
+    flow: Flow[Any, Any]
+    does: str
+    wanted: Callable[[SsftpConfig], list[DeploymentScheduleUpdate]]
+
+
+def _key(slug: str | None, schedule: object, active: bool | None,
+         parameters: dict[str, Any] | None) -> ScheduleKey:
+    if isinstance(schedule, CronSchedule):
+        when = f"cron {schedule.cron}"
+    elif isinstance(schedule, IntervalSchedule):
+        when = f"every {schedule.interval.total_seconds():g}s"
+    else:
+        when = repr(schedule)
+    return (slug or "", when, bool(active), repr(sorted((parameters or {}).items())))
+
+
+def same_schedules(current: DeploymentResponse,
+                   wanted: Sequence[DeploymentScheduleUpdate]) -> bool:
+    have = sorted(_key(s.slug, s.schedule, s.active, s.parameters) for s in current.schedules)
+    want = sorted(_key(s.slug, s.schedule, s.active, s.parameters) for s in wanted)
+    return have == want
+
+
+async def sync_schedules(deployment_id: UUID, wanted: list[DeploymentScheduleUpdate]) -> bool:
+    """Make the deployment's schedules ``wanted`` and unpause it; True when it changed.
+
+    Unchanged schedules are left alone: replacing them would drop the runs already scheduled.
+    """
+    async with get_client() as client:
+        current = await client.read_deployment(deployment_id)
+        if same_schedules(current, wanted) and not current.paused:
+            return False
+        # Prefect updates schedules by slug and leaves out the ones not named: remove those.
+        slugs = {schedule.slug for schedule in wanted}
+        for schedule in current.schedules:
+            if schedule.slug not in slugs:
+                await client.delete_deployment_schedule(deployment_id, schedule.id)
+        await client.update_deployment(deployment_id,
+                                       DeploymentUpdate(schedules=wanted, paused=False))
+        return True
+
+
+class ScheduledDeployments:
+    """Keeps this instance's scheduled deployments in line with ssftp.yaml, and serves them."""
+
+    def __init__(self, store: ConfigStore, config_path: str, data_dir: str,
+                 deployments: Sequence[Scheduled]) -> None:
+        self.store = store
+        self.config_path = config_path
+        self.data_dir = data_dir
+        self.deployments = deployments
+        self.instance = store.current.loaded.config.instance_name
+        self.deployment_ids: dict[str, UUID] = {}
+        self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner = Runner(name=f"ssftp-{self.instance}", query_seconds=POLL_SECONDS,
+                              pause_on_shutdown=True)
+        self._serving: asyncio.Task[None] | None = None
+        store.on_change(self._config_changed)
+
+    def _config_changed(self, active: ActiveConfig) -> None:
+        # Called on the thread that reloaded the config; the sync runs on our own loop.
+        if active.loaded.config.instance_name != self.instance:
+            log_event(logger, "instanceName changed: the scheduled deployments keep the old "
+                      "name until ssftp restarts", logging.WARNING, instance=self.instance)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._changed.set)
+
+    async def _existing(self, flow: Flow[Any, Any]) -> DeploymentResponse | None:
+        async with get_client() as client:
+            try:
+                return await client.read_deployment_by_name(f"{flow.name}/{self.instance}")
+            except ObjectNotFound:
+                return None
+
+    async def _register(self, scheduled: Scheduled) -> None:
+        """Serve the deployment unless a work pool runs it; remember its id either way."""
+        flow = scheduled.flow
+        parameters = {"config": self.config_path, "data_dir": self.data_dir}
+        existing = await self._existing(flow)
+        pooled = existing if existing is not None and existing.work_pool_name else None
+        if existing is not None and pooled is None and existing.parameters != parameters:
+            # Another instance with the same instanceName on this Prefect server: whichever
+            # registered last would run both instances' work with its own config.
+            log_event(logger, "another ssftp instance served this deployment with other paths; "
+                      "give each instance its own instanceName", logging.WARNING,
+                      deployment=f"{flow.name}/{self.instance}",
+                      other_data_dir=existing.parameters.get("data_dir"))
+        if pooled is not None:
+            self.deployment_ids[scheduled.name] = pooled.id
+            log_event(logger, "deployment runs on a work pool", kind=scheduled.name,
+                      deployment=f"{flow.name}/{self.instance}",
+                      work_pool=pooled.work_pool_name)
+            return
+        deployment = await flow.ato_deployment(
+            name=self.instance,
+            parameters=parameters,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            description=f"ssftp {scheduled.does} of instance {self.instance}, scheduled from "
+                        f"{self.config_path}")
+        self.deployment_ids[scheduled.name] = await self._runner.aadd_deployment(deployment)
+        if self._serving is None:
+            self._serving = asyncio.create_task(self._runner.start())
+
+    async def sync(self) -> None:
+        """Bring every deployment's schedules in line with the config.
+
+        A deployment is created the first time the config asks for a schedule of it, so an
+        instance without downloaders or uploaders adds nothing to Prefect.
+        """
+        config = self.store.current.loaded.config
+        for scheduled in self.deployments:
+            wanted = scheduled.wanted(config)
+            if scheduled.name not in self.deployment_ids:
+                if not wanted:
+                    continue
+                await self._register(scheduled)
+            if await sync_schedules(self.deployment_ids[scheduled.name], wanted):
+                log_event(logger, "schedules updated", kind=scheduled.name,
+                          deployment=f"{scheduled.flow.name}/{self.instance}",
+                          schedules=[schedule.slug for schedule in wanted])
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Sync, then re-sync on every config change, until cancelled; a failed first sync
+        raises (Prefect unreachable), later ones are logged and the old schedules stay."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self.sync()
+            if ready is not None:
+                ready.set()
+            while True:
+                await self._changed.wait()
+                self._changed.clear()
+                try:
+                    await self.sync()
+                except Exception as exc:
+                    log_event(logger, "schedules not updated", logging.ERROR,
+                              error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if self._serving is not None:
+                await self._stop(self._runner, self._serving)
+
+    @staticmethod
+    async def _stop(runner: Runner, serving: asyncio.Task[None]) -> None:
+        """Stop polling and end runs in progress (transfers are crash-safe, and an update
+        only ever renames whole files into place), and let the runner pause the schedules so
+        no runs pile up while nobody serves them."""
+        with contextlib.suppress(Exception):
+            if runner.started:
+                await runner.astop()
+        done, _ = await asyncio.wait([serving], timeout=30)
+        if not done:
+            serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
