@@ -1,9 +1,8 @@
 """The rescan watcher: when the signatures clamd has loaded change, every handed-on file is
 looked at again, as Prefect ``rescan`` runs.
 
-Every :data:`~ssftp.scan.clamd.SIGNATURES_CHECK_SECONDS` it asks clamd which engine and
-database it has loaded (``engine/database``, :mod:`ssftp.scan.signatures`: custom signatures
-change it too). When that is not what the last whole rescan was for (``system/rescan.json``:
+Every :data:`LOOK_SECONDS` it asks clamd which engine and database it has loaded
+(``engine/database``, :mod:`ssftp.scan.signatures`: custom signatures change it too). When that is not what the last whole rescan was for (``system/rescan.json``:
 so an update while ssftp was down, or a first start, counts too), ``clean/`` (and
 ``uploadarchive/`` with ``rescan.includeArchive``) is rescanned; the new signatures are
 remembered once every file has had its look, not when clamd went away half-way (the next look
@@ -31,13 +30,15 @@ from ssftp.config.schema import RescanSettings
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event
 from ssftp.run_lock import exclusive_run
-from ssftp.scan.clamd import SIGNATURES_CHECK_SECONDS
 from ssftp.scan.rescan import handed_on_files, remember_rescanned, rescanned_for
 from ssftp.scan.results import Area, ScanResult
 
 logger = logging.getLogger(APP)
 
 RESCAN_LOCK = ("rescan", "all")
+# How often clamd is asked which signatures it has loaded: a VERSION and a 48-byte scan, so a
+# change (the signatures deployment's, or a freshclam's beside clamd) is seen within seconds.
+LOOK_SECONDS = 5.0
 
 
 def rescanned_areas(settings: RescanSettings) -> list[Area]:
@@ -66,10 +67,10 @@ class RescanWatcher:
                 self._late.add(self.layout.root / result.destination)
 
     async def run(self) -> None:
-        """Look, then look again every SIGNATURES_CHECK_SECONDS, until cancelled."""
+        """Look, then look again every LOOK_SECONDS, until cancelled."""
         while True:
             await self.look()
-            await asyncio.sleep(SIGNATURES_CHECK_SECONDS)
+            await asyncio.sleep(LOOK_SECONDS)
 
     async def look(self) -> None:
         """One look: rescan what the loaded signatures have not seen yet."""

@@ -20,7 +20,6 @@ scan flow, so the releaser stays out of the run's parameters.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -36,13 +35,13 @@ from prefect.states import Completed, Failed
 from pydantic import Field
 
 from flows.events import scan_event
+from flows.parameters import decode_name, encode_name
 from ssftp.areas.quarantine import AREA
 from ssftp.areas.release import APPROVAL_TIMEOUT_SECONDS, Releaser, Request
 from ssftp.errors import ReleaseRefusedError, SsftpError
 from ssftp.logs import one_line
 from ssftp.notify.direct import send_now
 
-_HEX_PREFIX = "hex:"
 # How often the paused run asks whether it was resumed.
 APPROVAL_POLL_SECONDS = 2
 
@@ -65,21 +64,12 @@ class Outcome:
 
 
 def to_parameter(sub_path: PurePosixPath) -> str:
-    """A quarantined file's name as the run's parameter. Prefect's API takes only UTF-8 and a
-    partner's name need not be (bytes from a foreign writer), so such a name travels
-    hex-encoded, as the scan flow's do; the prefix is never a name in quarantine/."""
-    name = sub_path.as_posix()
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return _HEX_PREFIX + os.fsencode(name).hex()
-    return name
+    """A quarantined file's name (below quarantine/) as the run's parameter."""
+    return encode_name(sub_path.as_posix())
 
 
 def from_parameter(value: str) -> PurePosixPath:
-    if value.startswith(_HEX_PREFIX):
-        return PurePosixPath(os.fsdecode(bytes.fromhex(value.removeprefix(_HEX_PREFIX))))
-    return PurePosixPath(value)
+    return PurePosixPath(decode_name(value))
 
 
 def _run_name() -> str:

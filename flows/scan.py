@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,6 +37,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from flows.events import scan_event
+from flows.parameters import decode_name, encode_name
 from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
 from ssftp.logs import one_line
@@ -66,7 +66,6 @@ VERDICT_TABLE_KEY = "scan-verdicts"
 # destination fit on the screen.
 SUMMARY_TABLE_KEY = "scan-summary"
 SHORT_SHA256 = 12
-_HEX_PREFIX = "hex:"
 _DOWNLOADER_PREFIX = "downloader:"
 # Accounts a run name spells out; more are counted.
 _NAMED_ACCOUNTS = 2
@@ -171,29 +170,15 @@ class RunSummary:
 
 
 def to_parameter(path: Path, layout: DataLayout) -> str:
-    """A staged (or claimed) file as a run parameter: its name in the data root. Prefect's API
-    takes only UTF-8, and a file name need not be UTF-8 (bytes from a foreign writer), so such
-    a name travels hex-encoded; the prefix cannot be mistaken for a name, which always starts
-    with ``staging/``."""
-    name = path.relative_to(layout.root).as_posix()
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return _HEX_PREFIX + os.fsencode(name).hex()
-    return name
-
-
-def _decoded(value: str) -> str:
-    if value.startswith(_HEX_PREFIX):
-        return os.fsdecode(bytes.fromhex(value.removeprefix(_HEX_PREFIX)))
-    return value
+    """A file as a run parameter: its name in the data root (:mod:`flows.parameters`)."""
+    return encode_name(path.relative_to(layout.root).as_posix())
 
 
 def from_parameter(value: str, layout: DataLayout,
                    areas: Collection[Area | str] = ("staging",)) -> Path:
     """The file a parameter names; only a name below one of ``areas`` (a scan's: staging/)
     is one."""
-    parts = PurePosixPath(_decoded(value)).parts
+    parts = PurePosixPath(decode_name(value)).parts
     if len(parts) < 2 or parts[0] not in areas or ".." in parts:
         raise InvalidValueError(f"not the name of a file in {'/, '.join(map(str, areas))}/: "
                                 f"{one_line(value)!r}")
@@ -228,7 +213,7 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
     for path in paths:
         result = scanner.scan(from_parameter(path, scanner.layout), flow_run_id)
         if result is None:
-            lines.append(f"{one_line(_decoded(path))}: gone before it could be scanned")
+            lines.append(f"{one_line(decode_name(path))}: gone before it could be scanned")
             continue
         if result.event is not None:
             scan_event(result.event, result, scanner.instance).emit()
@@ -256,7 +241,7 @@ async def scan_files(scanner: Scanner, paths: list[str], label: str,
 
 
 def _label(paths: list[str]) -> str:
-    first = one_line(PurePosixPath(_decoded(paths[0])).name) if paths else "nothing"
+    first = one_line(PurePosixPath(decode_name(paths[0])).name) if paths else "nothing"
     return first + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
 
 

@@ -21,7 +21,7 @@ from ssftp.config.schema import SsftpConfig
 from ssftp.layout import DataLayout
 from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.scan.clamd import ClamdClient
-from ssftp.scan.database import TEST_SIGNATURES
+from ssftp.scan.database import TEST_SIGNATURES, seed
 from ssftp.scan.owners import StagingOwners
 from testkit.sftp_client import make_client_key
 from tests.support.config import Keys, gateway_config, write_config
@@ -68,6 +68,15 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClamdDaemon]:
     """One real clamd per test session (Unix socket), with the offline EICAR signatures."""
     daemon = ClamdDaemon.start(tmp_path_factory.mktemp("clamd"),
                                max_file_size=CLAMD_MAX_FILE_SIZE, database=TEST_SIGNATURES)
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def own_clamd(layout: DataLayout) -> Iterator[ClamdDaemon]:
+    """The clamd of ``ssftp up`` for ``layout``: on its own seeded database (system/clamav),
+    listening in system/clamd; for tests that update its signatures."""
+    daemon = ClamdDaemon.start(layout.clamd, database=seed(layout.signatures, official=False))
     yield daemon
     daemon.stop()
 

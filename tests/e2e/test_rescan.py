@@ -1,12 +1,14 @@
 """The second look end to end: files accepted over SFTP with yesterday's signatures, a signature
-published afterwards, and the worker (exactly as ``ssftp up`` runs it) finding the file it now
-detects, with nobody touching anything: out of clean/ into quarantine/, with its verdict record,
-a virusFound webhook and an audit record that say ``rescan`` and name the new database; the
-other files stay, each with a record of the look; a consumer holding the file reads it whole;
-the look is a Prefect ``rescan`` run. ``ssftp rescan`` does the same on demand.
+published afterwards at a ``file://`` custom URL, and the worker (exactly as ``ssftp up`` runs
+it) fetching it on its ``signatures`` schedule and finding the file it now detects, with nobody
+touching anything: out of clean/ into quarantine/, with its verdict record, a virusFound webhook
+and an audit record that say ``rescan`` and name the new database; the other files stay, each
+with a record of the look; a consumer holding the file reads it whole; the look is a Prefect
+``rescan`` run. ``ssftp rescan`` does the same on demand.
 
-The stack: the SFTP server (thread), the scan worker (thread), a clamd of its own on a
-signature directory the test can add to, a webhook receiver, Prefect's test harness.
+The stack: the SFTP server (thread), the scan worker (thread) serving the signatures
+deployment, a clamd of its own on a signature directory ssftp updates (real freshclam, offline:
+the official databases off), a webhook receiver, Prefect's test harness.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import asyncio
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.objects import FlowRun
 
 from deployments.rescan_watcher import RESCAN_LOCK
 from ssftp.layout import DataLayout
@@ -31,19 +35,32 @@ from ssftp.scan.signatures import write_generation
 from tests.support.cli import SSFTP
 from tests.support.config import write_config
 from tests.support.gateway import ServerThread, unique_name
-from tests.support.pipeline import Pipeline, pipeline_config
+from tests.support.pipeline import INSTANCE, Pipeline, pipeline_config
 from tests.support.waiting import wait_for
 from tests.support.webhooks import WebhookReceiver
 
-# The content today's signature detects, and the signature (an .ndb body pattern).
+# The content signatures are made for here (an .ndb body pattern each).
 MARKER = b"ssftp-rescan-e2e-marker"
-SITE_SIGNATURE = "Site.Rescan.Marker"
+# The signature updates' schedule (a real deployment's is an hour; this one's runs are
+# started by the test).
+UPDATE_SECONDS = 3600
 
 
-def publish_signature(database: Path, clamd: ClamdDaemon, name: str, marker: bytes) -> str:
-    """What an update does to the database (ssftp update-signatures runs freshclam for it):
-    a new signature file, a new generation, clamd told to reload; returns the generation."""
-    (database / f"{name}.ndb").write_text(f"{name}:0:*:{marker.hex()}\n")
+def signature_line(name: str, marker: bytes) -> str:
+    return f"{name}:0:*:{marker.hex()}\n"
+
+
+@dataclass
+class Stack:
+    pipeline: Pipeline
+    database: Path  # what the stack's clamd loads, and ssftp updates
+    published: Path  # the custom URL's file: the site's own signatures
+
+
+def publish_directly(database: Path, clamd: ClamdDaemon, name: str, marker: bytes) -> str:
+    """What an update does to a database, done by hand (for a data root no worker updates): a
+    signature file, a new generation, clamd reloaded; returns the generation."""
+    (database / f"{name}.ndb").write_text(signature_line(name, marker))
     generation = write_generation(database)
     client = ClamdClient(clamd.address, timeout=30)
     assert client.command("RELOAD") == "RELOADING"
@@ -53,22 +70,32 @@ def publish_signature(database: Path, clamd: ClamdDaemon, name: str, marker: byt
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterator[Pipeline]:
+def stack(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("rescan")
     database = root / "database"
     shutil.copytree(TEST_SIGNATURES, database, ignore=shutil.ignore_patterns("*.md"))
     write_generation(database)
+    published = root / "site" / "site.ndb"
+    published.parent.mkdir()
+    published.write_text(signature_line("Site.Nothing.Yet", b"matches no file of the tests"))
     receiver = WebhookReceiver()
     clamd = ClamdDaemon.start(root / "clamd", database=database)
-    config = write_config(root / "ssftp.yaml", pipeline_config(clamd.socket, receiver))
+    text = pipeline_config(clamd.socket, receiver).replace("      maxFileSize:", f"""\
+      signatures:
+        official: false
+        customUrls: [file://{published}]
+        databaseDirectory: {database}
+        updateInterval: {UPDATE_SECONDS}
+      maxFileSize:""")
+    config = write_config(root / "ssftp.yaml", text)
     server = ServerThread(config, root / "data")
     pipeline = Pipeline(root, DataLayout.at(root / "data"), config, server, receiver,
                         root / "clamd", clamd)
     with pytest.MonkeyPatch.context() as patch:
-        # The worker looks at clamd's signatures every 30 s; a test need not wait that long.
-        patch.setattr("deployments.rescan_watcher.SIGNATURES_CHECK_SECONDS", 0.2)
+        # The worker asks clamd what it has loaded every 5 s; a test need not wait that long.
+        patch.setattr("deployments.rescan_watcher.LOOK_SECONDS", 0.2)
         pipeline.start_worker()
-        yield pipeline
+        yield Stack(pipeline, database, published)
         for worker in pipeline.workers:
             worker.stop(timeout=30)
     server.stop()
@@ -81,64 +108,78 @@ def rescan_records(pipeline: Pipeline, file: str) -> list[dict[str, object]]:
             if record.get("event") == "rescan" and record.get("file") == file]
 
 
-async def rescan_runs() -> list[object]:
+async def flow_runs(named: str) -> list[FlowRun]:
     async with get_client() as client:
         return await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name=FlowRunFilterName(like_="rescan")))
+            name=FlowRunFilterName(like_=named)))
+
+
+async def start_scheduled_update(pipeline: Pipeline) -> None:
+    """Start the run that the signatures schedule starts next: the test harness's Prefect
+    server runs no scheduler, so the test asks for it; the worker's runner runs it (freshclam
+    in a subprocess), as it runs the scheduled ones."""
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(f"signatures/{INSTANCE}")
+        assert [f"{item.schedule.interval.total_seconds():g}"  # type: ignore[union-attr]
+                for item in deployment.schedules] == [f"{UPDATE_SECONDS:g}"]
+        await client.create_flow_run_from_deployment(deployment.id)
 
 
 def test_a_signature_published_after_acceptance_catches_the_file_with_nobody_touching_it(
-        stack: Pipeline, workdir: Path):
+        stack: Stack, workdir: Path):
+    pipeline = stack.pipeline
     tag = unique_name()
     marker = MARKER + tag.encode()
     (workdir / "report.txt").write_bytes(b"accepted yesterday, " + marker + b", malware today")
     (workdir / "notes.txt").write_bytes(b"harmless then and now")
-    stack.upload(workdir, [f"mkdir {tag}", f"put report.txt {tag}/report.txt",
-                           f"put notes.txt {tag}/notes.txt"])
-    report, notes = stack.clean(f"{tag}/report.txt"), stack.clean(f"{tag}/notes.txt")
+    pipeline.upload(workdir, [f"mkdir {tag}", f"put report.txt {tag}/report.txt",
+                              f"put notes.txt {tag}/notes.txt"])
+    report, notes = pipeline.clean(f"{tag}/report.txt"), pipeline.clean(f"{tag}/notes.txt")
     wait_for("both files in clean/", lambda: report.exists() and notes.exists())
-    database = stack.clamd_dir.parent / "database"
+    quarantined = pipeline.quarantined(f"{tag}/report.txt")
     with report.open("rb") as reader:  # a consumer downloading it right now
         head = reader.read(10)
-        generation = publish_signature(database, stack.clamd, f"Site.{tag}", marker)
-        quarantined = stack.quarantined(f"{tag}/report.txt")
-        wait_for("the rescan to quarantine report.txt", quarantined.exists)
+        # The site publishes today's signature; ssftp's signatures deployment fetches it.
+        stack.published.write_text(signature_line(f"Site.{tag}", marker))
+        asyncio.run(start_scheduled_update(pipeline))
+        wait_for("the rescan to quarantine report.txt", quarantined.exists, timeout=120)
         assert head + reader.read() == quarantined.read_bytes()
     assert not report.exists()
     assert notes.read_bytes() == b"harmless then and now"
-    verdict = stack.quarantined(f"{tag}/report.txt.verdict.json").read_text()
+    database = ClamdClient(pipeline.clamd.address).signatures().database
+    verdict = pipeline.quarantined(f"{tag}/report.txt.verdict.json").read_text()
     for needle in ('"reason": "rescan"', f'"signature": "Site.{tag}.UNOFFICIAL"',
-                   f'"database": "+{generation}"'):
+                   f'"database": "{database}"'):
         assert needle in verdict
-    wait_for("the virusFound webhook", lambda: stack.receiver.received("/hook", "report.txt"))
-    (hook,) = stack.receiver.received("/hook", "report.txt")
+    wait_for("the virusFound webhook", lambda: pipeline.receiver.received("/hook", "report.txt"))
+    (hook,) = pipeline.receiver.received("/hook", "report.txt")
     body = hook.json()
     assert (body["event"], body["reason"], body["database"]) == (
-        "virusFound", "rescan", f"+{generation}")
+        "virusFound", "rescan", database)
     assert body["filePath"] == f"clean/partner-a/{tag}/report.txt"
-    (moved,) = rescan_records(stack, f"partner-a/{tag}/report.txt")
+    (moved,) = rescan_records(pipeline, f"partner-a/{tag}/report.txt")
     assert (moved["verdict"], moved["destination"]) == (
         "infected", f"quarantine/partner-a/{tag}/report.txt")
     wait_for("the record of notes.txt's look",
-             lambda: rescan_records(stack, f"partner-a/{tag}/notes.txt"))
+             lambda: rescan_records(pipeline, f"partner-a/{tag}/notes.txt"))
     # Looked at once, or twice: its scan run may hand it in as judged by older signatures
     # after the rescan had listed it (a look too many is the safe side).
-    looks = rescan_records(stack, f"partner-a/{tag}/notes.txt")
+    looks = rescan_records(pipeline, f"partner-a/{tag}/notes.txt")
     assert {(looked["verdict"], looked["database"]) for looked in looks} == {
-        ("clean", f"+{generation}")}
-    runs = asyncio.run(rescan_runs())
-    assert any(run.state_name == "Quarantined" and "infected" in run.tags  # type: ignore[attr-defined]
-               for run in runs)
+        ("clean", database)}
+    runs = asyncio.run(flow_runs("rescan"))
+    assert any(run.state_name == "Quarantined" and "infected" in run.tags for run in runs)
+    updates = asyncio.run(flow_runs("update signatures"))
+    assert any(run.state_name == "Updated" for run in updates)
 
 
-def test_ssftp_rescan_on_demand_says_what_it_found_and_moves_it(stack: Pipeline,
-                                                               tmp_path: Path):
+def test_ssftp_rescan_on_demand_says_what_it_found_and_moves_it(stack: Stack, tmp_path: Path):
     """On a data root of its own (no worker looks at it): exit 1 when something moved, and the
     line names it; 0 once nothing is found; a rescan of quarantine/ reports what is no longer
     detected and moves nothing; a second rescan at once is refused in one line."""
     layout = DataLayout.at(tmp_path / "data").create()
     config = write_config(tmp_path / "ssftp.yaml",
-                          pipeline_config(stack.clamd.socket, stack.receiver))
+                          pipeline_config(stack.pipeline.clamd.socket, stack.pipeline.receiver))
     tag = unique_name()
     marker = MARKER + tag.encode() + b"-cli"
     planted = layout.clean / "partner-a" / "cli.bin"
@@ -154,7 +195,7 @@ def test_ssftp_rescan_on_demand_says_what_it_found_and_moves_it(stack: Pipeline,
                               capture_output=True, text=True, timeout=120)
 
     assert rescan().returncode == 0  # yesterday's signatures find nothing
-    publish_signature(stack.clamd_dir.parent / "database", stack.clamd, f"Cli.{tag}", marker)
+    publish_directly(stack.database, stack.pipeline.clamd, f"Cli.{tag}", marker)
     found = rescan()
     assert found.returncode == 1, found.stdout + found.stderr
     assert (f"clean/partner-a/cli.bin: Cli.{tag}.UNOFFICIAL -> quarantine/partner-a/cli.bin"

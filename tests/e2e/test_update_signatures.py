@@ -4,13 +4,7 @@ clamd loaded new signatures, 1 when nothing changed, 2 with one line when it cou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from ssftp.layout import DataLayout
-from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.scan.database import seed
 from testkit.openssh_server import free_port
 from tests.support.cli import ssftp
@@ -19,16 +13,6 @@ CONTENT = b"harmless content of the update-signatures test\n"
 SIGNATURE = f"Ssftp.Test.Cli:0:*:{CONTENT.hex()}\n"
 
 
-@pytest.fixture
-def layout(tmp_path: Path) -> DataLayout:
-    return DataLayout.at(tmp_path / "data").create()
-
-
-@pytest.fixture
-def own_clamd(layout: DataLayout) -> Iterator[ClamdDaemon]:
-    daemon = ClamdDaemon.start(layout.clamd, database=seed(layout.signatures, official=False))
-    yield daemon
-    daemon.stop()
 
 
 def configure(layout: DataLayout, clamav: str) -> None:

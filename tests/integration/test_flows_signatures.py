@@ -6,7 +6,6 @@ reason, and the ``signatures/<instanceName>`` deployment is scheduled on its int
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,24 +18,12 @@ from deployments.signatures import SIGNATURES, update_at_start
 from flows.signatures import signatures
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
-from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.scan.database import seed
 from tests.support.waiting import wait_for_async
 
 SIGNATURE = "Ssftp.Test.Flow:0:*:{}\n".format(b"harmless flow test content".hex())
 
 
-@pytest.fixture
-def layout(tmp_path: Path) -> DataLayout:
-    return DataLayout.at(tmp_path / "data").create()
-
-
-@pytest.fixture
-def own_clamd(layout: DataLayout) -> Iterator[ClamdDaemon]:
-    """The clamd of ``ssftp up``: on system/clamav, listening in system/clamd."""
-    daemon = ClamdDaemon.start(layout.clamd, database=seed(layout.signatures, official=False))
-    yield daemon
-    daemon.stop()
 
 
 def write_config(layout: DataLayout, signatures_yaml: str) -> Path:

@@ -22,6 +22,11 @@ def clamd() -> None:
 
 
 @pytest.fixture
+def own_clamd() -> None:
+    _refused("clamd")
+
+
+@pytest.fixture
 def client() -> None:
     _refused("clamd (the client fixture talks to the session's real clamd)")
 
