@@ -2,11 +2,12 @@
 looked at again, as Prefect ``rescan`` runs.
 
 Every :data:`LOOK_SECONDS` it asks clamd which engine and database it has loaded
-(``engine/database``, :mod:`ssftp.scan.signatures`: custom signatures change it too). When that is not what the last whole rescan was for (``system/rescan.json``:
-so an update while ssftp was down, or a first start, counts too), ``clean/`` (and
-``uploadarchive/`` with ``rescan.includeArchive``) is rescanned; the new signatures are
-remembered once every file has had its look, not when clamd went away half-way (the next look
-starts again). An update by ``ssftp update-signatures``, by the ``signatures`` deployment or by
+(``engine/database``, :mod:`ssftp.scan.signatures`: custom signatures change it too). When
+that is not what the last whole rescan was for (``system/rescan.json``: so an update while
+ssftp was down, or a first start, counts too), ``clean/`` (and ``uploadarchive/`` with
+``rescan.includeArchive``) is rescanned; the new signatures are remembered once every file has
+had its look, not when clamd went away half-way (the next look starts again). An update by
+``ssftp update-signatures``, by the ``signatures`` deployment or by
 a freshclam beside clamd (Docker) is all the same to it.
 
 A file a scan run passed to ``clean/`` with older signatures than the loaded ones (its scan

@@ -155,7 +155,10 @@ class Rescanner:
         for note in sorted(hold.glob(f"*{_NOTE_SUFFIX}")) if hold.is_dir() else []:
             held = note.with_suffix("")
             try:
-                origin = area_root(self.layout, area) / json.loads(note.read_text())["name"]
+                name = PurePosixPath(json.loads(note.read_text())["name"])
+                if name.is_absolute() or ".." in name.parts or not name.parts:
+                    raise ValueError(f"{str(name)!r} is not a name in {area}/")
+                origin = area_root(self.layout, area).joinpath(*name.parts)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log_event(logger, "a held rescan file's note cannot be read; left held",
                           logging.ERROR, file=str(held), error=str(exc))

@@ -171,3 +171,13 @@ def test_which_signatures_were_rescanned_for_is_unknown_until_remembered(layout,
     assert rescanned_for(layout) is None
     remember_rescanned(layout, "ClamAV 1.4.6/27480+0a1b")
     assert rescanned_for(layout) == "ClamAV 1.4.6/27480+0a1b"
+
+
+def test_a_held_files_note_that_names_a_place_outside_its_area_is_not_followed(
+        layout, owners, fake_clamd):
+    hold = layout.clean / RESCAN_HOLD_DIR
+    write(hold / "00cc", b"held")
+    write(hold / "00cc.json", json.dumps({"name": "../../system/ssftp.yaml"}).encode())
+    assert rescanner(layout, owners, fake_clamd).recover(Area.CLEAN) == []
+    assert (hold / "00cc").read_bytes() == b"held"  # left held, out of reach
+    assert not (layout.system / "ssftp.yaml").exists()
