@@ -22,7 +22,6 @@ from typing import cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
@@ -31,14 +30,12 @@ from prefect.states import Completed
 
 from flows.events import scan_event
 from flows.scan import (
-    SUMMARY_TABLE_KEY,
-    VERDICT_TABLE_KEY,
     from_parameter,
+    origin,
     parameter_batches,
+    publish_tables,
     slices,
-    summary_row,
     to_parameter,
-    verdict_row,
 )
 from ssftp.logs import one_line
 from ssftp.scan.clamd import VerdictKind
@@ -47,7 +44,6 @@ from ssftp.scan.results import Area, ScanResult
 
 # How often a rescan that gave way to fresh uploads looks whether they are done.
 GIVE_WAY_SECONDS = 0.5
-_NAMED_ACCOUNTS = 2
 
 
 @dataclass(frozen=True)
@@ -89,12 +85,7 @@ class RescanSummary:
     def run_name(self, signatures: str) -> str:
         head = (f"{self.moved} infected of {self.looked}" if self.moved
                 else f"{self.looked} files")
-        origin = ""
-        if self.accounts:
-            origin = " from " + ", ".join(one_line(a) for a in self.accounts[:_NAMED_ACCOUNTS])
-            if (rest := len(self.accounts) - _NAMED_ACCOUNTS) > 0:
-                origin += f" and {rest} more"
-        return f"rescan {head}{origin} for {one_line(signatures)}"
+        return f"rescan {head}{origin(self.accounts)} for {one_line(signatures)}"
 
     def tags(self, instance: str) -> list[str]:
         flags = ["infected"] if self.moved else []
@@ -145,11 +136,7 @@ async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: 
         label = f"{one_line(PurePosixPath(part[0]).name)} and {len(part) - 1} more"
         results += await rescan_files(rescanner, part, label, run_id, give_way)
     summary = RescanSummary.of(results)
-    await acreate_table_artifact(table=[summary_row(r) for r in results],
-                                 key=SUMMARY_TABLE_KEY, description=summary.message())
-    await acreate_table_artifact(table=[verdict_row(r) for r in results],
-                                 key=VERDICT_TABLE_KEY,
-                                 description=f"{summary.message()} (every row in full)")
+    await publish_tables(results, summary.message())
     if run_id is not None:
         async with get_client() as client:
             await client.update_flow_run(UUID(run_id), name=summary.run_name(signatures),

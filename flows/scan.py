@@ -142,14 +142,7 @@ class RunSummary:
                                                          (self.waiting, "waiting")) if count]
         head = (f"{', '.join(notable)} of {self.files}" if notable
                 else f"{self.clean} clean")
-        return f"scan {head}{self._origin()}"
-
-    def _origin(self) -> str:
-        if not self.accounts:
-            return ""
-        named = ", ".join(one_line(account) for account in self.accounts[:_NAMED_ACCOUNTS])
-        rest = len(self.accounts) - _NAMED_ACCOUNTS
-        return f" from {named}" + (f" and {rest} more" if rest > 0 else "")
+        return f"scan {head}{origin(self.accounts)}"
 
     def tags(self, instance: str) -> list[str]:
         """Tags to filter runs by in the UI: the instance, each account (a downloader is
@@ -167,6 +160,24 @@ class RunSummary:
         make the watcher retry the whole batch (``StagingQueue.run_failed``) and would count
         a clamd outage as a broken run. The results stay the run's data for the caller."""
         return Completed(name=self.state_name(), message=self.message(), data=results)
+
+
+def origin(accounts: tuple[str, ...]) -> str:
+    """Where a run's files came from, for its name: " from acme, beta and 3 more" (or "")."""
+    if not accounts:
+        return ""
+    named = ", ".join(one_line(account) for account in accounts[:_NAMED_ACCOUNTS])
+    rest = len(accounts) - _NAMED_ACCOUNTS
+    return f" from {named}" + (f" and {rest} more" if rest > 0 else "")
+
+
+async def publish_tables(results: list[ScanResult], message: str) -> None:
+    """A run's two verdict tables: the summary to read, and every row in full."""
+    await acreate_table_artifact(table=[summary_row(result) for result in results],
+                                 key=SUMMARY_TABLE_KEY, description=message)
+    await acreate_table_artifact(table=[verdict_row(result) for result in results],
+                                 key=VERDICT_TABLE_KEY,
+                                 description=f"{message} (every row in full)")
 
 
 def to_parameter(path: Path, layout: DataLayout) -> str:
@@ -268,11 +279,7 @@ async def scan_and_report(scanner: Scanner, paths: list[str],
                                    for part in slices(paths, threads)))
     results = [result for part in parts for result in part]
     summary = RunSummary.of(results)
-    await acreate_table_artifact(table=[summary_row(result) for result in results],
-                                 key=SUMMARY_TABLE_KEY, description=summary.message())
-    await acreate_table_artifact(
-        table=[verdict_row(result) for result in results], key=VERDICT_TABLE_KEY,
-        description=f"{summary.message()} (every row in full)")
+    await publish_tables(results, summary.message())
     if summary.waiting:
         get_run_logger().warning("%d file(s) could not be scanned and will be retried",
                                  summary.waiting)

@@ -26,12 +26,14 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ssftp.layout import CLAIMS_DIR
 from ssftp.moves import fsync_directory, move_atomically, write_durably
 from ssftp.procfs import ProcessId
+from ssftp.scan.router import quarantine_names, record_content, record_path
 
 # Claims of another host are taken over only when its owner directory has not been touched
 # for this long (a live scanner touches it every HEARTBEAT_SECONDS).
@@ -154,6 +156,17 @@ def reserve_quarantine_name(target: Path, record: Path, content: bytes) -> bool:
     # A file without a record took the name meanwhile: the record is not its.
     record.unlink()
     return False
+
+
+def reserve_quarantine(wished: Path, record_for: Callable[[Path], dict[str, object]]) -> Path:
+    """The first of :func:`~ssftp.scan.router.quarantine_names` of ``wished`` that is free,
+    taken by writing the verdict record that ``record_for(name)`` says the file will have
+    there; raises OSError when no record can be written (a full disk)."""
+    for target in quarantine_names(wished):
+        if reserve_quarantine_name(target, record_path(target),
+                                   record_content(record_for(target))):
+            return target
+    raise AssertionError("quarantine_names never ends")
 
 
 class Claims:

@@ -143,9 +143,9 @@ class ClamdClient:
         """The engine and database clamd has loaded now: its ``VERSION``, and the generation
         its answer on :data:`GENERATION_MARKER` names (:mod:`ssftp.scan.signatures`). Raises
         OSError when clamd cannot be reached or answers neither."""
-        # Asked as PING is (within PING_TIMEOUT): a hung clamd must not hold up the scan
-        # that asks first for the whole scan timeout.
-        probe_client = ClamdClient(self.address, timeout=min(PING_TIMEOUT, self.timeout))
+        # Asked as PING is: a hung clamd must not hold up the scan that asks first for the
+        # whole scan timeout.
+        probe_client = self._prober()
         reply = probe_client.command("VERSION")
         with probe_client._connect() as sock:
             sock.sendall(b"zINSTREAM\0" + struct.pack(">I", len(GENERATION_MARKER))
@@ -182,14 +182,18 @@ class ClamdClient:
         except OSError:
             return None
 
+    def _prober(self) -> ClamdClient:
+        """A client for one quick question (PING, VERSION, the generation marker): answered at
+        once by a clamd that works, so it waits PING_TIMEOUT at most."""
+        return ClamdClient(self.address, timeout=min(PING_TIMEOUT, self.timeout))
+
     def ping(self) -> bool:
         """True when clamd answers PONG within ``PING_TIMEOUT`` (or the scan timeout, if
         shorter): PING is answered at once, so a longer wait would only hold up the caller.
         The answer is ``ssftp_clamd_up``: every PING (at start, during an outage, after a
         restart, at each /healthz) is what the process knows of clamd, with no poll of its own."""
-        probe = ClamdClient(self.address, timeout=min(PING_TIMEOUT, self.timeout))
         try:
-            answered = probe.command("PING") == "PONG"
+            answered = self._prober().command("PING") == "PONG"
         except OSError:
             answered = False
         clamd_answered(answered)

@@ -27,7 +27,6 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,13 +35,13 @@ from ssftp.errors import AuditLogError, OutboxError
 from ssftp.layout import RESCAN_HOLD_DIR, DataLayout, is_pending_name
 from ssftp.logs import APP, log_event, one_line, warn_on_stderr
 from ssftp.moves import fsync_directory, move_atomically, write_durably
-from ssftp.scan.claims import reserve_quarantine_name
+from ssftp.scan.claims import reserve_quarantine
 from ssftp.scan.clamd import ClamdClient, VerdictKind
 from ssftp.scan.examine import Examined, examine, still_named
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.record import Recorder
-from ssftp.scan.results import Area, ScanResult
-from ssftp.scan.router import VERDICT_RECORD_SUFFIX, quarantine_names, record_content, record_path
+from ssftp.scan.results import Area, ScanResult, stamp
+from ssftp.scan.router import VERDICT_RECORD_SUFFIX, record_path
 from ssftp.scan.scanner import Scanner
 
 logger = logging.getLogger(APP)
@@ -192,7 +191,7 @@ class Rescanner:
             self._put_back(held, note, path)
             raise _Replaced
         wished = self.layout.quarantine / sub_path
-        when = _now()
+        when = stamp()
         try:
             target = self._reserve(path, area, sub_path, examined, flow_run_id, wished, when)
         except OSError as exc:  # a full disk
@@ -258,14 +257,9 @@ class Rescanner:
 
     def _reserve(self, path: Path, area: Area, sub_path: PurePosixPath, examined: Examined,
                  flow_run_id: str | None, wished: Path, when: str) -> Path:
-        """The first free quarantine name, taken by writing the verdict record it will have."""
-        for target in quarantine_names(wished):
-            result = self._result(path, area, sub_path, examined, flow_run_id,
-                                  Area.QUARANTINE, target, when)
-            if reserve_quarantine_name(target, record_path(target),
-                                       record_content(self._record(result))):
-                return target
-        raise AssertionError("quarantine_names never ends")
+        """A quarantine name for the file, reserved by the verdict record it will have."""
+        return reserve_quarantine(wished, lambda target: self._record(self._result(
+            path, area, sub_path, examined, flow_run_id, Area.QUARANTINE, target, when)))
 
     def _stays(self, path: Path, area: Area, sub_path: PurePosixPath, examined: Examined,
                flow_run_id: str | None, *, quiet: bool = False) -> ScanResult:
@@ -285,7 +279,7 @@ class Rescanner:
             size=examined.size, sha256=examined.sha256, verdict=verdict.kind,
             signature=verdict.signature, detail=verdict.detail,
             source=self._relative(path), destination=self._relative(destination),
-            area=now_in, time=when or _now(), flow_run_id=flow_run_id,
+            area=now_in, time=when or stamp(), flow_run_id=flow_run_id,
             clamd_unreachable=verdict.unreachable,
             engine=None if signatures is None else signatures.engine,
             database=None if signatures is None else signatures.database,
@@ -293,7 +287,3 @@ class Rescanner:
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.layout.root).as_posix()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -5,6 +5,7 @@ the row of a run's verdict table and the fields of its audit record.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -71,3 +72,8 @@ class ScanResult:
         fields = dict(vars(self))
         del fields["event"]
         return fields
+
+
+def stamp() -> str:
+    """The time a result is stamped with (its ``time``): UTC, to the millisecond."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,13 @@ from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, one_line, warn_on_stderr
 from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.names import safe_sub_path
-from ssftp.scan.claims import Claim, Claims, reserve_quarantine_name
+from ssftp.scan.claims import Claim, Claims, reserve_quarantine
 from ssftp.scan.clamd import ClamdClient, VerdictKind
 from ssftp.scan.examine import Examined, examine
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.record import AuditRecorder, Recorder
-from ssftp.scan.results import Area, ScanResult
-from ssftp.scan.router import quarantine_names, record_content, record_path, route_for
+from ssftp.scan.results import Area, ScanResult, stamp
+from ssftp.scan.router import record_path, route_for
 
 logger = logging.getLogger(APP)
 
@@ -45,10 +44,6 @@ logger = logging.getLogger(APP)
 def _where_now(claim: Claim) -> Path:
     """Where a file that could not be moved on is: still claimed, or back in staging."""
     return claim.path if claim.path.exists() else claim.origin
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _count(result: ScanResult, staged_at: float | None) -> None:
@@ -102,7 +97,7 @@ class Scanner:
         route = route_for(examined.verdict.kind, claim.sub_path, self.layout)
         if route.area is Area.STAGING:
             return self._back_to_staging(claim, examined, flow_run_id)
-        when = _now()
+        when = stamp()
         try:
             target = (self._reserve_quarantine(claim, examined, flow_run_id, route.target, when)
                       if route.area is Area.QUARANTINE else route.target)
@@ -121,14 +116,9 @@ class Scanner:
 
     def _reserve_quarantine(self, claim: Claim, examined: Examined, flow_run_id: str | None,
                             wished: Path, when: str) -> Path:
-        """The first free name of :func:`quarantine_names`, taken by writing the verdict
-        record that the file will have there."""
-        for target in quarantine_names(wished):
-            result = self._result(claim, examined, flow_run_id, Area.QUARANTINE, target, when)
-            if reserve_quarantine_name(target, record_path(target),
-                                       record_content(self._record(result))):
-                return target
-        raise AssertionError("quarantine_names never ends")
+        """A quarantine name for the file, reserved by the verdict record it will have."""
+        return reserve_quarantine(wished, lambda target: self._record(self._result(
+            claim, examined, flow_run_id, Area.QUARANTINE, target, when)))
 
     @staticmethod
     def _move_on(claim: Claim, area: Area, target: Path) -> None:
@@ -184,7 +174,7 @@ class Scanner:
             sha256=None, verdict=VerdictKind.ERROR, signature=None,
             detail=f"could not be claimed for scanning: {error.strerror or error}",
             source=self._relative(self.layout.staging / sub_path),
-            destination=self._relative(path), area=Area.STAGING, time=_now(),
+            destination=self._relative(path), area=Area.STAGING, time=stamp(),
             flow_run_id=flow_run_id)
         return self._stays(result)
 
@@ -214,7 +204,7 @@ class Scanner:
             source=self._relative(claim.origin),
             destination=self._relative(destination),
             area=area,
-            time=when or _now(),
+            time=when or stamp(),
             flow_run_id=flow_run_id,
             clamd_unreachable=verdict.unreachable,
             original_name=one_line(claim.sub_path.as_posix()) if renamed else None,
