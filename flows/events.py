@@ -11,7 +11,8 @@ file was seen (all strings, "" when a value does not apply or is not known):
 ``ssftp.account``   the staging account or ``downloader:<name>`` that owns the file
 ``ssftp.instance``  ``instanceName`` of the instance that emitted the event
 ``ssftp.signature`` what clamd found (infected files only)
-``ssftp.verdict``   ``clean``, ``infected``, ``unscannable``, ``unscanned`` or ``error``
+``ssftp.verdict``   ``clean``, ``infected``, ``unscannable``, ``blocked``, ``unscanned`` or
+                    ``error``
 ==================  =====================================================================
 
 Related resources: the flow run (``prefect.flow-run.<id>``, role ``flow-run``, as Prefect

@@ -13,7 +13,8 @@ can get a batch refused.
 What a run found is in the run itself, so an operator sees every infection in the runs list:
 its final state is named ``Quarantined``, ``Retrying`` or ``Completed`` (with the counts as
 its message), its name leads with what matters ("scan 2 infected of 50 from acme"), and its
-tags say the instance, the accounts and ``infected`` / ``unscannable`` / ``waiting``.
+tags say the instance, the accounts and ``infected`` / ``unscannable`` / ``blocked`` /
+``waiting``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def slices(paths: list[str], workers: int = SCAN_THREADS,
 
 def verdict_row(result: ScanResult) -> dict[str, object]:
     return {"file": one_line(result.file), "account": one_line(result.account or ""),
-            "size": result.size, "sha256": result.sha256, "verdict": result.verdict,
+            "size": result.size, "sha256": result.sha256, "verdict": result.verdict_label,
             "signature": result.signature or "", "destination": one_line(result.destination),
             "detail": one_line(result.detail), "engine": result.engine or "",
             "database": result.database or ""}
@@ -92,7 +93,7 @@ def summary_row(result: ScanResult) -> dict[str, object]:
     """A verdict row narrowed for the screen: who and what first, the hash's first 12 hex
     (enough to tell files apart; the full value is in the verdict table and the audit log)."""
     return {"account": one_line(result.account or ""), "file": one_line(result.file),
-            "verdict": result.verdict, "signature": result.signature or "",
+            "verdict": result.verdict_label, "signature": result.signature or "",
             "destination": one_line(result.destination),
             "sha256": (result.sha256 or "")[:SHORT_SHA256], "size": result.size,
             "detail": one_line(result.detail), "database": result.database or ""}
@@ -105,6 +106,7 @@ class RunSummary:
     clean: int
     infected: int
     unscannable: int
+    blocked: int
     waiting: int
     accounts: tuple[str, ...]
 
@@ -114,23 +116,24 @@ class RunSummary:
         return cls(clean=sum(r.area is Area.CLEAN for r in results),
                    infected=sum(r.verdict is VerdictKind.INFECTED for r in results),
                    unscannable=sum(r.verdict is VerdictKind.UNSCANNABLE for r in results),
+                   blocked=sum(r.verdict is VerdictKind.BLOCKED for r in results),
                    waiting=sum(r.area is Area.STAGING for r in results),
                    accounts=tuple(sorted({r.account for r in results if r.account})))
 
     @property
     def files(self) -> int:
-        return self.clean + self.infected + self.unscannable + self.waiting
+        return self.clean + self.infected + self.unscannable + self.blocked + self.waiting
 
     def state_name(self) -> str:
         """``Quarantined`` wins over ``Retrying``: an infection is what the operator must not
         miss, and the ``waiting`` tag and the message still show the files left to retry."""
-        if self.infected or self.unscannable:
+        if self.infected or self.unscannable or self.blocked:
             return "Quarantined"
         return "Retrying" if self.waiting else "Completed"
 
     def message(self) -> str:
         return (f"{self.clean} clean, {self.infected} infected, {self.unscannable} "
-                f"unscannable, {self.waiting} waiting")
+                f"unscannable, {self.blocked} blocked, {self.waiting} waiting")
 
     def run_name(self) -> str:
         """"scan 2 infected of 50 from acme": the files that need a look first, then the
@@ -139,6 +142,7 @@ class RunSummary:
             return "scan nothing"
         notable = [f"{count} {what}" for count, what in ((self.infected, "infected"),
                                                          (self.unscannable, "unscannable"),
+                                                         (self.blocked, "blocked"),
                                                          (self.waiting, "waiting")) if count]
         head = (f"{', '.join(notable)} of {self.files}" if notable
                 else f"{self.clean} clean")
@@ -151,6 +155,7 @@ class RunSummary:
                     for account in self.accounts]
         flags = [flag for flag, count in (("infected", self.infected),
                                           ("unscannable", self.unscannable),
+                                          ("blocked", self.blocked),
                                           ("waiting", self.waiting)) if count]
         return [f"instance:{instance}", *accounts, *flags]
 

@@ -16,6 +16,9 @@ command -v lftp >/dev/null 2>&1 || missing+=(lftp)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 command -v psftp >/dev/null 2>&1 || missing+=(putty-tools)  # psftp, pscp, puttygen
 command -v curl >/dev/null 2>&1 || missing+=(curl)  # sftp:// through libssh2
+# libmagic: true file types (ssftp/scan/filetypes.py, through python-magic).
+ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1 ' || missing+=(libmagic1)
+command -v zip >/dev/null 2>&1 || missing+=(zip)  # tests: zip -P makes an encrypted archive
 # Docker (docker.io, docker-compose, mmdebstrap, a running dockerd, the base image) is set up by
 # scripts/docker-test-env.sh, which tests/e2e/test_docker.py runs itself: nothing else needs it.
 if [ ${#missing[@]} -gt 0 ]; then

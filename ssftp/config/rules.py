@@ -210,4 +210,19 @@ def find_warnings(config: SsftpConfig) -> list[ConfigIssue]:
     if not config.enable_file_scavenging:
         warnings.append(ConfigIssue(("enableFileScavenging",),
                                     "ignored: ssftp always rescans files left in staging"))
+    warnings += _encrypted_allowed(config)
     return warnings
+
+
+def _encrypted_allowed(config: SsftpConfig) -> Iterator[ConfigIssue]:
+    """Each owner that lets encrypted files through: no scanner sees inside what it sends."""
+    owners: list[tuple[KeyPath, str, bool]] = [
+        *((("users", "stagingDir", index, "allowEncrypted"), account.auth.username,
+           account.allow_encrypted) for index, account in enumerate(config.users.staging_dir)),
+        *((("sftpClientDownloaders", index, "allowEncrypted"), f"downloader {downloader.name}",
+           downloader.allow_encrypted)
+          for index, downloader in enumerate(config.sftp_client_downloaders))]
+    for path, owner, allowed in owners:
+        if allowed:
+            yield ConfigIssue(path, f"{owner}'s encrypted archives and documents pass to "
+                                    "clean/ uninspected (no scanner can look inside them)")

@@ -129,7 +129,44 @@ class AccountEntry(Model):
             "these defaults, `allowDelete` included."))
 
 
-class StagingAccount(AccountEntry):
+_MIME_PATTERN = re.compile(r"^[a-z0-9*][a-z0-9!#$&^_.+*-]*/[a-z0-9*][a-z0-9!#$&^_.+*-]*$")
+
+
+def _file_types(value: list[str] | None) -> list[str] | None:
+    """MIME types, with ``*`` wildcards (``text/*``); compared lower case, as libmagic names
+    them."""
+    for pattern in value or []:
+        if not _MIME_PATTERN.match(pattern.lower()):
+            raise ValueError(f"{pattern!r} is not a MIME type such as 'text/csv' or 'text/*'")
+    return None if value is None else [pattern.lower() for pattern in value]
+
+
+FileTypes = Annotated[list[str], AfterValidator(_file_types)]
+
+
+class ContentRules(Model):
+    """Our extension: what an owner's files may be, besides free of malware
+    (:mod:`ssftp.scan.policy`)."""
+
+    allow_encrypted: bool = Field(default=False, description=(
+        "Lets encrypted archives and documents (a zip under a password, an encrypted PDF) "
+        "through to `clean/`, marked `clean (encrypted, not inspected)` in the audit record "
+        "and the verdict table: no scanner saw inside them. Off, they are unscannable and "
+        "quarantined, since a password is the commonest way malware is sent past a scanner. "
+        "Each owner that allows them is named in a warning at start and by `check-config`."))
+    allowed_file_types: Annotated[list[str] | None, AfterValidator(_file_types)] = Field(
+        default=None, description=(
+            "MIME types (`text/*`, `application/pdf`) that files may have, judged from their "
+            "content, not their name; any other type is blocked (quarantined, "
+            "`ssftp.policy.filetype:<type>`). Absent, any type not denied. An archive is "
+            "judged as one (`application/zip`), not by its members."))
+    denied_file_types: FileTypes = Field(default_factory=list, description=(
+        "MIME types (`application/x-dosexec`, `application/x-*executable`) that files may "
+        "not have, judged from their content, besides `scanning.deniedFileTypes`; such a "
+        "file is blocked."))
+
+
+class StagingAccount(AccountEntry, ContentRules):
     @field_validator("directory")
     @classmethod
     def _no_wildcard(cls, value: str) -> str:
@@ -294,7 +331,7 @@ class RemoteEndpoint(Model):
         return ("interval", self.interval or DEFAULT_TRANSFER_INTERVAL)
 
 
-class Downloader(RemoteEndpoint):
+class Downloader(RemoteEndpoint, ContentRules):
     private_key_path: str | None = Field(default=None, description=(
         "The client key to log in with (OpenSSH or PEM format), relative to `system/`. "
         "sSFTP's key (uploaders spell it `privatekeyPath`)."))
@@ -589,6 +626,10 @@ class ScanningSettings(Model):
             "plain SFTP servers). Strict: `true` is not one second. At most "
             f"{VERDICT_ON_CLOSE_MAX:g} s, since a close reply held longer looks like a hung "
             "server. A reload applies to the next close.")))
+    denied_file_types: FileTypes = Field(default_factory=list, description=(
+        "MIME types no file may have, whoever sent it (each owner's `deniedFileTypes` adds "
+        "to these): judged from the content, during the scan; such a file is blocked "
+        "(quarantined, with a `virusFound` webhook whose `reason` is `policy`)."))
 
 
 class MetricsSettings(Model):

@@ -7,6 +7,7 @@ outcome                           webhook          Prefect event
 clean/ (also unscanned)           none             ``ssftp.file.clean``
 quarantine/, infected             ``virusFound``   ``ssftp.file.infected``
 quarantine/, unscannable          ``scanError``    ``ssftp.file.unscannable``
+quarantine/, blocked              ``virusFound``   ``ssftp.file.blocked``
 left in staging, first failure    ``scanError``    ``ssftp.file.waiting``
 left in staging, a retry failed   none             none
 rescan: clean/ -> quarantine/     ``virusFound``   ``ssftp.file.infected``
@@ -19,6 +20,10 @@ first failure tells, its retries do not, so a receiver gets one message per file
 retry. A rescan that finds a handed-on file infected owes what a fresh detection owes (its
 payload's ``reason`` says ``rescan``); one that leaves the file in place owes only its audit
 record: a rescan of 100 000 clean files is not 100 000 events.
+
+A file blocked by a content policy (ssftp.scan.policy) owes a ``virusFound`` webhook whose
+``reason`` is ``policy``, rather than a webhook name of its own: the receivers an operator
+already has for detections hear of it without a config change, and tell it apart by that field.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ RELEASED = "released"
 CLEAN = "ssftp.file.clean"
 INFECTED = "ssftp.file.infected"
 UNSCANNABLE = "ssftp.file.unscannable"
+BLOCKED = "ssftp.file.blocked"
 WAITING = "ssftp.file.waiting"
 RELEASED_EVENT = "ssftp.file.released"
 
@@ -76,6 +82,8 @@ def _due(result: ScanResult, failures: int) -> tuple[str | None, str | None]:
     if result.area is Area.QUARANTINE:
         if result.verdict is VerdictKind.INFECTED:
             return VIRUS_FOUND, INFECTED
+        if result.verdict is VerdictKind.BLOCKED:
+            return VIRUS_FOUND, BLOCKED
         return SCAN_ERROR, UNSCANNABLE
     if failures == 0:
         return SCAN_ERROR, WAITING

@@ -12,12 +12,18 @@ import os
 import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ssftp.config.schema import ScanMode
 from ssftp.file_stamp import FileStamp, sha256_of
 from ssftp.moves import proc_path
 from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
+from ssftp.scan.filetypes import file_type
+from ssftp.scan.policy import ContentPolicy
 from ssftp.scan.signatures import Signatures
+
+# No rule of its own: encrypted files unscannable, any type.
+NO_POLICY = ContentPolicy()
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,16 @@ class Examined:
     # It changed while it was scanned (or its name came to hold another file): the verdict
     # is an error, and another look may find it settled.
     changed: bool = False
+
+    def judged(self) -> dict[str, Any]:
+        """The :class:`~ssftp.scan.results.ScanResult` fields that say what was found and by
+        whom, the same for a scan, a rescan and a release."""
+        verdict, signatures = self.verdict, self.signatures
+        return {"size": self.size, "sha256": self.sha256, "verdict": verdict.kind,
+                "signature": verdict.signature, "detail": verdict.detail,
+                "clamd_unreachable": verdict.unreachable, "inspected": verdict.inspected,
+                "engine": None if signatures is None else signatures.engine,
+                "database": None if signatures is None else signatures.database}
 
     def failed(self, detail: str) -> Examined:
         """The same bytes, with an error verdict: not passed on this time, scanned again."""
@@ -57,9 +73,11 @@ def _changed(before: os.stat_result, after: os.stat_result) -> bool:
             or after.st_ctime_ns != before.st_ctime_ns)
 
 
-def examine(path: Path, client: ClamdClient | None, mode: ScanMode) -> Examined:
+def examine(path: Path, client: ClamdClient | None, mode: ScanMode,
+            policy: ContentPolicy = NO_POLICY) -> Examined:
     """The verdict, sha256 and size of exactly the bytes now at ``path`` (``client`` None:
-    scanning is switched off, and the file passes as unscanned).
+    scanning is switched off, and the file passes as unscanned), under its owner's ``policy``
+    (:mod:`ssftp.scan.policy`: its type, read from the same descriptor, and encrypted content).
 
     What fstat can decide (the type, the links, the size limit) is decided before a byte is
     read: a sparse upload can claim terabytes for one byte sent, and hashing it first held
@@ -85,14 +103,16 @@ def examine(path: Path, client: ClamdClient | None, mode: ScanMode) -> Examined:
         if client is not None and (limited := client.over_limit(before.st_size)) is not None:
             return Examined(limited, size=before.st_size, identity=identity)
         sha256, size = sha256_of(fd)
+        found_type = file_type(fd) if policy.judges_types else None
         if client is None:
-            return Examined(Verdict(VerdictKind.UNSCANNED,
-                                    "scanning is switched off (enableVirusScan: false)"),
-                            sha256, size, identity=identity)
+            unscanned = Verdict(VerdictKind.UNSCANNED,
+                                "scanning is switched off (enableVirusScan: false)")
+            return Examined(policy.settle(unscanned, found_type), sha256, size,
+                            identity=identity)
         # Asked before the scan: a database loaded meanwhile makes the verdict's name older
         # than its judge, never newer (ClamdClient.loaded_signatures).
         signatures = client.loaded_signatures()
-        verdict = client.scan(_clamd_reads(path, fd, mode), mode)
+        verdict = policy.settle(client.scan(_clamd_reads(path, fd, mode), mode), found_type)
         if (_changed(before, os.fstat(fd)) or size != before.st_size
                 or not still_named(path, identity)):
             return Examined(Verdict(VerdictKind.ERROR,

@@ -39,6 +39,7 @@ from ssftp.scan.claims import reserve_quarantine
 from ssftp.scan.clamd import ClamdClient, VerdictKind
 from ssftp.scan.examine import Examined, examine, still_named
 from ssftp.scan.owners import StagingOwners
+from ssftp.scan.policy import ContentPolicy
 from ssftp.scan.record import Recorder
 from ssftp.scan.results import Area, ScanResult, stamp
 from ssftp.scan.router import VERDICT_RECORD_SUFFIX, record_path
@@ -130,10 +131,15 @@ class Rescanner:
         area = self._area_of(path)
         sub_path = PurePosixPath(path.relative_to(area_root(self.layout, area)).as_posix())
         examined: Examined | None = None
+        # A second look is about new signatures, not types: a file in clean/ is not blocked
+        # after the fact because its account's type lists changed. An encrypted file its
+        # account allows stays clean (not inspected).
+        policy = ContentPolicy(
+            allow_encrypted=self.owners.policy_for(sub_path).allow_encrypted)
         for _ in range(LOOKS):
             if not os.path.lexists(path):
                 return None
-            examined = examine(path, self.client, self.mode)
+            examined = examine(path, self.client, self.mode, policy)
             if examined.changed:
                 continue
             if (examined.verdict.kind is VerdictKind.INFECTED
@@ -273,17 +279,11 @@ class Rescanner:
     def _result(self, path: Path, area: Area, sub_path: PurePosixPath, examined: Examined,
                 flow_run_id: str | None, now_in: Area, destination: Path,
                 when: str | None = None) -> ScanResult:
-        verdict, signatures = examined.verdict, examined.signatures
         return ScanResult(
             file=sub_path.as_posix(), account=self.owners.owner_of(sub_path),
-            size=examined.size, sha256=examined.sha256, verdict=verdict.kind,
-            signature=verdict.signature, detail=verdict.detail,
             source=self._relative(path), destination=self._relative(destination),
-            area=now_in, time=when or stamp(), flow_run_id=flow_run_id,
-            clamd_unreachable=verdict.unreachable,
-            engine=None if signatures is None else signatures.engine,
-            database=None if signatures is None else signatures.database,
-            reason="rescan")
+            area=now_in, time=when or stamp(), flow_run_id=flow_run_id, reason="rescan",
+            **examined.judged())
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.layout.root).as_posix()

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from ssftp.scan.clamd import VerdictKind
+from ssftp.scan.policy import NOT_INSPECTED
 
 
 class Area(StrEnum):
@@ -52,9 +53,18 @@ class ScanResult:
     engine: str | None = None
     database: str | None = None
     reason: Reason = "scan"
+    # False for a file passed without any engine looking inside (an encrypted file its owner
+    # allows: ssftp.scan.policy).
+    inspected: bool = True
     # The Prefect event the outcome raises (ssftp.notify.owed), for the scan flow to emit;
     # None when it raises none, or no Prefect is told (``ssftp scan``).
     event: str | None = None
+
+    @property
+    def verdict_label(self) -> str:
+        """The verdict as tables and lists show it: ``clean (encrypted, not inspected)`` for a
+        clean file nobody looked inside."""
+        return self.verdict.value if self.inspected else NOT_INSPECTED
 
     @property
     def stays(self) -> bool:

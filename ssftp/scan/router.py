@@ -6,7 +6,7 @@ Each name on the way is the file's own, or its safe name when consumers could no
 - clean (or unscanned, when scanning is off): ``clean/<sub path>``. A newer clean upload of
   the same name replaces the older one, as a partner re-sending a file expects (a consumer
   mid-download keeps reading the old bytes).
-- infected or unscannable: ``quarantine/<sub path>``, never replacing anything there (each
+- infected, unscannable or blocked: ``quarantine/<sub path>``, never replacing anything there (each
   quarantined file is evidence): the first of :func:`quarantine_names` that the scanner can
   reserve, beside a ``<name>.verdict.json`` record saying why (:func:`record_path`: shortened
   when that would not fit in a name).

@@ -79,7 +79,8 @@ class Scanner:
             return self._unclaimed(path, flow_run_id, exc)
         if claim is None:
             return None
-        examined = examine(claim.path, self.client, self.mode)
+        examined = examine(claim.path, self.client, self.mode,
+                           self.owners.policy_for(claim.sub_path))
         if examined.verdict.timed_out and self.client is not None:
             self._log_timeout(self.client, claim)
         result = self._settle(claim, examined, flow_run_id)
@@ -190,26 +191,17 @@ class Scanner:
 
     def _result(self, claim: Claim, examined: Examined, flow_run_id: str | None,
                 area: Area, destination: Path, when: str | None = None) -> ScanResult:
-        verdict = examined.verdict
-        signatures = examined.signatures
         renamed = area is not Area.STAGING and safe_sub_path(claim.sub_path) != claim.sub_path
         return ScanResult(
             file=claim.sub_path.as_posix(),
             account=self.owners.owner_of(claim.sub_path),
-            size=examined.size,
-            sha256=examined.sha256,
-            verdict=verdict.kind,
-            signature=verdict.signature,
-            detail=verdict.detail,
             source=self._relative(claim.origin),
             destination=self._relative(destination),
             area=area,
             time=when or stamp(),
             flow_run_id=flow_run_id,
-            clamd_unreachable=verdict.unreachable,
             original_name=one_line(claim.sub_path.as_posix()) if renamed else None,
-            engine=None if signatures is None else signatures.engine,
-            database=None if signatures is None else signatures.database,
+            **examined.judged(),
         )
 
     def _relative(self, path: Path) -> str:

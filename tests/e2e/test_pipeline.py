@@ -29,29 +29,21 @@ from ssftp.scan.database import TEST_SIGNATURES
 from testkit.files import EICAR, make_random_file, sha256_file
 from testkit.sftp_client import run_sftp
 from tests.support.config import write_config
-from tests.support.gateway import ServerThread, unique_name
-from tests.support.pipeline import INSTANCE, SCAN_LIMIT, SECRET, Pipeline, pipeline_config
+from tests.support.gateway import unique_name
+from tests.support.pipeline import (
+    INSTANCE,
+    SCAN_LIMIT,
+    SECRET,
+    Pipeline,
+    running_pipeline,
+)
 from tests.support.waiting import wait_for
-from tests.support.webhooks import WebhookReceiver
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterator[Pipeline]:
-    root = tmp_path_factory.mktemp("pipeline")
-    receiver = WebhookReceiver()
-    clamd_dir = root / "clamd"
-    clamd = ClamdDaemon.start(clamd_dir, database=TEST_SIGNATURES)
-    config = write_config(root / "ssftp.yaml", pipeline_config(clamd.socket, receiver))
-    server = ServerThread(config, root / "data")
-    stack = Pipeline(root, DataLayout.at(root / "data"), config, server, receiver, clamd_dir,
-                     clamd)
-    stack.start_worker()
-    yield stack
-    for worker in stack.workers:
-        worker.stop(timeout=30)
-    server.stop()
-    stack.clamd.stop()
-    receiver.stop()
+    with running_pipeline(tmp_path_factory.mktemp("pipeline")) as stack:
+        yield stack
 
 
 def tree(directory: Path) -> list[Path]:

@@ -15,9 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from ssftp.layout import DataLayout
-from ssftp.runtime.clamd_daemon import ClamdDaemon
-from ssftp.scan.database import TEST_SIGNATURES
 from testkit.files import EICAR, make_random_file, sha256_file
 from tests.support.audit_log import (
     SHA_X,
@@ -32,10 +29,8 @@ from tests.support.audit_log import (
 )
 from tests.support.cli import SSFTP
 from tests.support.config import write_config
-from tests.support.gateway import ServerThread
-from tests.support.pipeline import Pipeline, pipeline_config
+from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.waiting import wait_for
-from tests.support.webhooks import WebhookReceiver
 
 
 def ssftp_status(*args: str) -> subprocess.CompletedProcess[str]:
@@ -136,20 +131,8 @@ def test_status_reads_a_log_dest_when_the_data_root_has_no_log(tmp_path):
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterator[Pipeline]:
-    root = tmp_path_factory.mktemp("status")
-    receiver = WebhookReceiver()
-    clamd = ClamdDaemon.start(root / "clamd", database=TEST_SIGNATURES)
-    config = write_config(root / "ssftp.yaml", pipeline_config(clamd.socket, receiver))
-    server = ServerThread(config, root / "data")
-    stack = Pipeline(root, DataLayout.at(root / "data"), config, server, receiver,
-                     root / "clamd", clamd)
-    stack.start_worker()
-    yield stack
-    for worker in stack.workers:
-        worker.stop(timeout=30)
-    server.stop()
-    clamd.stop()
-    receiver.stop()
+    with running_pipeline(tmp_path_factory.mktemp("status")) as stack:
+        yield stack
 
 
 def test_status_of_files_through_a_real_gateway(pipeline: Pipeline, workdir: Path):

@@ -5,6 +5,8 @@ restart it), a webhook receiver, on the session's Prefect test harness."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +14,9 @@ from deployments.worker import WorkerThread
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
 from ssftp.runtime.clamd_daemon import ClamdDaemon
+from ssftp.scan.database import TEST_SIGNATURES
 from testkit.sftp_client import run_sftp
-from tests.support.config import PARTNER_PASSWORD
+from tests.support.config import PARTNER_PASSWORD, write_config
 from tests.support.gateway import ServerThread
 from tests.support.webhooks import WebhookReceiver
 
@@ -96,3 +99,25 @@ class Pipeline:
     def audit(self) -> list[dict[str, object]]:
         lines = (self.layout.log / "audit.log").read_text().splitlines()
         return [json.loads(line) for line in lines]
+
+
+@contextmanager
+def running_pipeline(root: Path, config_text: Callable[[Path, WebhookReceiver], str] = (
+        pipeline_config)) -> Iterator[Pipeline]:
+    """A whole stack under ``root`` whose config ``config_text`` writes (given clamd's socket
+    and the receiver), its worker started; everything stopped after."""
+    receiver = WebhookReceiver()
+    clamd = ClamdDaemon.start(root / "clamd", database=TEST_SIGNATURES)
+    config = write_config(root / "ssftp.yaml", config_text(clamd.socket, receiver))
+    server = ServerThread(config, root / "data")
+    stack = Pipeline(root, DataLayout.at(root / "data"), config, server, receiver,
+                     root / "clamd", clamd)
+    stack.start_worker()
+    try:
+        yield stack
+    finally:
+        for worker in stack.workers:
+            worker.stop(timeout=30)
+        server.stop()
+        stack.clamd.stop()
+        receiver.stop()

@@ -96,4 +96,4 @@ def scan_result(verdict: str = "infected", **changes) -> ScanResult:
 
 # Where a scan sends a file with each verdict.
 AREA_OF = {"clean": Area.CLEAN, "unscanned": Area.CLEAN, "infected": Area.QUARANTINE,
-           "unscannable": Area.QUARANTINE, "error": Area.STAGING}
+           "unscannable": Area.QUARANTINE, "blocked": Area.QUARANTINE, "error": Area.STAGING}

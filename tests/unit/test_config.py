@@ -15,6 +15,7 @@ from ssftp.config import load_config, parse_config
 from ssftp.config.accounts import AccountKind, accounts_from_config
 from ssftp.errors import ConfigError
 from ssftp.layout import DataLayout
+from ssftp.passwords import hash_password
 from ssftp.permissions import Permission
 from tests.support.cli import ssftp
 from tests.support.config import write_config
@@ -525,3 +526,33 @@ def test_a_bad_verdict_on_close_is_one_line_naming_the_key(value: str, expected:
     assert line.startswith("t.yaml:2: scanning.verdictOnClose: "), line
     assert expected in line
     assert "\n" not in line
+
+
+def test_a_file_type_that_is_not_a_mime_type_is_refused_with_its_key(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        load_yaml(tmp_path, """
+            users:
+              stagingDir:
+                - directory: a
+                  allowedFileTypes: ["text/*", ".csv"]
+                  auth: {username: a, password: pw}
+            """)
+    assert issue_paths(raised.value) == ["users.stagingDir[0].allowedFileTypes"]
+    assert "'.csv' is not a MIME type" in str(raised.value)
+
+
+def test_each_owner_that_allows_encrypted_files_is_named_in_a_warning(tmp_path):
+    hashed = hash_password("pw")
+    loaded = load_yaml(tmp_path, f"""
+        users:
+          stagingDir:
+            - directory: a
+              auth: {{username: a, password: "{hashed}"}}
+            - directory: b
+              allowEncrypted: true
+              auth: {{username: b, password: "{hashed}"}}
+        """)
+    messages = [warning.describe(loaded.source) for warning in loaded.warnings]
+    assert len(messages) == 1
+    assert "users.stagingDir[1].allowEncrypted" in messages[0]
+    assert "b's encrypted archives and documents pass to clean/ uninspected" in messages[0]

@@ -43,7 +43,7 @@ def summary(*rows: tuple[str | None, tuple[VerdictKind, Area]]) -> RunSummary:
 def test_an_all_clean_run_is_completed_and_named_by_its_count_and_account():
     clean = summary(*[("acme", CLEAN)] * 3)
     assert clean.state_name() == "Completed"
-    assert clean.message() == "3 clean, 0 infected, 0 unscannable, 0 waiting"
+    assert clean.message() == "3 clean, 0 infected, 0 unscannable, 0 blocked, 0 waiting"
     assert clean.run_name() == "scan 3 clean from acme"
     assert clean.tags(INSTANCE) == [f"instance:{INSTANCE}", "account:acme"]
 
@@ -51,7 +51,7 @@ def test_an_all_clean_run_is_completed_and_named_by_its_count_and_account():
 def test_a_run_that_quarantined_is_named_by_what_it_quarantined_first():
     found = summary(*[("acme", CLEAN)] * 48, ("acme", INFECTED), ("acme", INFECTED))
     assert found.state_name() == "Quarantined"
-    assert found.message() == "48 clean, 2 infected, 0 unscannable, 0 waiting"
+    assert found.message() == "48 clean, 2 infected, 0 unscannable, 0 blocked, 0 waiting"
     assert found.run_name() == "scan 2 infected of 50 from acme"
     assert found.tags(INSTANCE) == [f"instance:{INSTANCE}", "account:acme", "infected"]
 
@@ -66,7 +66,7 @@ def test_quarantine_wins_over_waiting_and_both_show_in_name_and_tags():
 def test_a_run_that_left_files_waiting_is_retrying():
     waiting = summary(("acme", WAITING), ("acme", CLEAN))
     assert waiting.state_name() == "Retrying"
-    assert waiting.message() == "1 clean, 0 infected, 0 unscannable, 1 waiting"
+    assert waiting.message() == "1 clean, 0 infected, 0 unscannable, 0 blocked, 1 waiting"
     assert waiting.run_name() == "scan 1 waiting of 2 from acme"
     assert "waiting" in waiting.tags(INSTANCE)
 
@@ -83,7 +83,7 @@ def test_the_final_state_is_completed_type_and_carries_the_results():
     results = [result("acme", *WAITING)]
     state = RunSummary.of(results).final_state(results)
     assert state.is_completed() and state.name == "Retrying"
-    assert state.message == "0 clean, 0 infected, 0 unscannable, 1 waiting"
+    assert state.message == "0 clean, 0 infected, 0 unscannable, 0 blocked, 1 waiting"
     assert state.data == results
 
 
@@ -92,6 +92,17 @@ def test_the_summary_row_leads_with_the_account_and_shortens_the_hash():
     assert list(row)[:2] == ["account", "file"]
     assert row["sha256"] == "0123456789ab"
     assert summary_row(result("acme", *WAITING, sha256=None))["sha256"] == ""
+
+
+def test_a_file_passed_without_inspection_says_so_in_both_tables_and_blocked_files_count():
+    uninspected = replace(result("acme", *CLEAN), inspected=False)
+    assert summary_row(uninspected)["verdict"] == "clean (encrypted, not inspected)"
+    assert verdict_row(uninspected)["verdict"] == "clean (encrypted, not inspected)"
+    assert summary_row(result("acme", *CLEAN))["verdict"] == "clean"
+    blocked = summary(("acme", (VerdictKind.BLOCKED, Area.QUARANTINE)), ("acme", CLEAN))
+    assert blocked.state_name() == "Quarantined"
+    assert blocked.run_name() == "scan 1 blocked of 2 from acme"
+    assert "blocked" in blocked.tags(INSTANCE)
 
 
 

@@ -19,6 +19,7 @@ from tests.support.webhooks import hook, with_webhooks
         ("infected", 0, "virusFound", "ssftp.file.infected"),
         ("infected", 2, "virusFound", "ssftp.file.infected"),
         ("unscannable", 0, "scanError", "ssftp.file.unscannable"),
+        ("blocked", 0, "virusFound", "ssftp.file.blocked"),
         ("error", 0, "scanError", "ssftp.file.waiting"),
         ("error", 1, None, None),
         ("clean", 0, None, "ssftp.file.clean"),

@@ -108,8 +108,8 @@ def test_a_file_replaced_between_its_scan_and_its_move_is_not_moved(
     fake_clamd.answer = scans(detects_new_malware)
     real_examine = rescan_module.examine
 
-    def examine_then_replace(path, client, mode):
-        examined = real_examine(path, client, mode)
+    def examine_then_replace(path, client, mode, policy):
+        examined = real_examine(path, client, mode, policy)
         if path.read_bytes() == NEW_MALWARE:
             write(path.with_name(".ssftp-tmp-new"), b"a newer, clean upload")
             os.replace(path.with_name(".ssftp-tmp-new"), path)
