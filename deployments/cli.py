@@ -58,10 +58,11 @@ from ssftp.notify.direct import send_now
 from ssftp.notify.outbox import Outbox
 from ssftp.passwords import hash_password
 from ssftp.runtime.clamd_daemon import socket_in
-from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.database import update_target
 from ssftp.scan.results import ScanResult
 from ssftp.scan.updates import update_signatures
+from ssftp.scan.verdict import VerdictKind
 
 DEFAULT_DATA_DIR = "./var/ssftp"
 EXAMPLE_CONFIG = "config/ssftp.example.yaml"

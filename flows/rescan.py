@@ -38,9 +38,9 @@ from flows.scan import (
     to_parameter,
 )
 from ssftp.logs import one_line
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.rescan import RESCANNED, Rescanner
 from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.verdict import VerdictKind
 
 # How often a rescan that gave way to fresh uploads looks whether they are done.
 GIVE_WAY_SECONDS = 0.5

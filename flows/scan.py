@@ -42,10 +42,10 @@ from flows.parameters import decode_name, encode_name
 from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
 from ssftp.logs import one_line
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.queue import Lane
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.scanner import Scanner
+from ssftp.scan.verdict import VerdictKind
 
 # Scans in flight at once in a run of small files; clamd.conf gives clamd four threads too.
 SCAN_THREADS = 4

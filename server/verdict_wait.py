@@ -50,9 +50,9 @@ from ssftp.layout import DataLayout
 from ssftp.logs import one_line
 from ssftp.moves import proc_path
 from ssftp.retry_schedule import backoff_delay
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.results import Area
 from ssftp.scan.router import record_path
+from ssftp.scan.verdict import VerdictKind
 
 FIRST_LOOK_SECONDS = 0.05
 LOOK_MAX_SECONDS = 0.5

@@ -67,8 +67,9 @@ from ssftp.moves import proc_path, publish
 from ssftp.notify.outbox import Outbox
 from ssftp.notify.owed import owed_release
 from ssftp.notify.webhooks import Notification
-from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.verdict import Verdict, VerdictKind
 
 # How long a release waits for its approver (``quarantine.releaseApproval``) before nothing
 # moves: a working day and a night.

@@ -34,8 +34,8 @@ from typing import Any
 
 from ssftp.config.schema import SsftpConfig
 from ssftp.notify.webhooks import Notification
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.verdict import VerdictKind
 
 VIRUS_FOUND = "virusFound"
 SCAN_ERROR = "scanError"

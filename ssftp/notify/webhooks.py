@@ -31,8 +31,8 @@ from ssftp.config.schema import Webhook
 from ssftp.errors import WebhookError
 from ssftp.logs import one_line
 from ssftp.notify.outbox import StoredNotification
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.results import ScanResult
+from ssftp.scan.verdict import VerdictKind
 
 SIGNATURE_HEADER = "X-Ssftp-Signature"
 EVENT_HEADER = "X-Ssftp-Event"

@@ -25,22 +25,14 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import ScanMode
 from ssftp.metrics import SIGNATURES, clamd_answered
 from ssftp.scan.signatures import GENERATION_MARKER, Signatures, parse_generation, parse_version
+from ssftp.scan.verdict import Verdict, VerdictKind, finding
 
-LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
-ENCRYPTED = "Heuristics.Encrypted."
-BROKEN = "Heuristics.Broken."
-STRUCTURED = "Heuristics.Structured."
-# What follows ENCRYPTED for a document rather than an archive (Heuristics.Encrypted.PDF).
-ENCRYPTED_DOCUMENTS = frozenset({"pdf", "doc", "ole2", "xls", "ppt", "ooxml", "docx", "xlsx",
-                                 "pptx", "office"})
 DEFAULT_CHUNK = 1 << 20
 # How long the signatures a verdict names may be taken as still loaded before clamd is asked
 # again: a verdict names what was loaded at most this long before its scan began, so a
@@ -50,70 +42,6 @@ SIGNATURES_CHECK_SECONDS = 30.0
 # A clamd that does not answer PING within this is taken as not there (a blackholed host
 # would otherwise hold a start, or an outage probe, for the whole scan timeout).
 PING_TIMEOUT = 5.0
-
-class VerdictKind(StrEnum):
-    CLEAN = "clean"
-    INFECTED = "infected"
-    # Can never be scanned as it is (over a size or scan limit): quarantine, do not retry.
-    UNSCANNABLE = "unscannable"
-    # Could not be scanned this time (clamd down, timeout, error, unreadable reply): retry.
-    ERROR = "error"
-    # Never asked: the operator switched scanning off (``enableVirusScan: false``), so the
-    # file passes to clean/ as it is. clamd never answers this; it is here so that every
-    # scan outcome is one of these kinds.
-    UNSCANNED = "unscanned"
-    # Refused by a content policy, not for malware: a file type the account may not send
-    # (ssftp.scan.policy), or what the operator's clamd flags as structured data. Quarantined.
-    BLOCKED = "blocked"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    kind: VerdictKind
-    detail: str
-    signature: str | None = None
-    # clamd could not be connected to at all, or hangs (a scan timed out and a PING got no
-    # answer either): not about this file, so the staging queue waits for clamd (PING)
-    # instead of retrying every file on its own.
-    unreachable: bool = False
-    # The scan waited out the whole timeout: worth a log line of its own, which the caller
-    # writes as it knows the file's name (the client sees a descriptor).
-    timed_out: bool = False
-    # Unscannable because it is encrypted: an account that allows encrypted files passes it
-    # to clean/, marked not inspected (ssftp.scan.policy).
-    encrypted: bool = False
-    # False for a clean verdict on bytes no engine could look inside (an encrypted file an
-    # account allows): it is in clean/ on the operator's word, not on a scanner's.
-    inspected: bool = True
-
-
-def finding(signature: str) -> Verdict:
-    """The verdict on what an engine reports it found (clamd's ``<signature> FOUND``, an ICAP
-    server's threat name).
-
-    Most names are malware: infected. The heuristics that say the engine could not look
-    inside are unscannable, never clean: an archive or document under a password
-    (``Heuristics.Encrypted.*``), content beyond a scan limit (``Heuristics.Limits.Exceeded``),
-    an executable or media file too malformed to parse (``Heuristics.Broken.*``: what it
-    would run as is unknown). Structured data (``Heuristics.Structured.*``: card or social
-    security numbers, found only by a clamd whose operator switched that on) is a content
-    policy of the operator's: blocked.
-    """
-    if signature.startswith(LIMITS_EXCEEDED):
-        return Verdict(VerdictKind.UNSCANNABLE, f"scan limits exceeded ({signature})",
-                       signature)
-    if signature.startswith(ENCRYPTED):
-        what = ("document" if signature.removeprefix(ENCRYPTED).lower() in ENCRYPTED_DOCUMENTS
-                else "archive")
-        return Verdict(VerdictKind.UNSCANNABLE, f"encrypted {what} ({signature})", signature,
-                       encrypted=True)
-    if signature.startswith(BROKEN):
-        what = signature.removeprefix(BROKEN).split(".")[0].lower() or "file"
-        return Verdict(VerdictKind.UNSCANNABLE, f"broken {what} ({signature})", signature)
-    if signature.startswith(STRUCTURED):
-        return Verdict(VerdictKind.BLOCKED, f"structured data ({signature})", signature)
-    return Verdict(VerdictKind.INFECTED, f"{signature} FOUND", signature)
-
 
 def parse_reply(reply: bytes) -> Verdict:
     """Read one clamd reply line (``<name>: OK | <signature> FOUND | <message> ERROR``)."""
@@ -134,6 +62,10 @@ def parse_reply(reply: bytes) -> Verdict:
 
 
 class ClamdClient:
+    """One clamd, an :class:`~ssftp.scan.engines.Engine`."""
+
+    name = "clamd"
+
     def __init__(self, address: ClamdAddress, *, timeout: float = 120.0,
                  max_file_size: int | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
         self.address = address

@@ -17,10 +17,11 @@ from typing import Any
 from ssftp.config.schema import ScanMode
 from ssftp.file_stamp import FileStamp, sha256_of
 from ssftp.moves import proc_path
-from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.filetypes import file_type
 from ssftp.scan.policy import ContentPolicy
 from ssftp.scan.signatures import Signatures
+from ssftp.scan.verdict import Verdict, VerdictKind
 
 # No rule of its own: encrypted files unscannable, any type.
 NO_POLICY = ContentPolicy()

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
-from ssftp.scan.clamd import Verdict, VerdictKind
+from ssftp.scan.verdict import Verdict, VerdictKind
 
 FILE_TYPE_SIGNATURE = "ssftp.policy.filetype:"
 NOT_INSPECTED = "clean (encrypted, not inspected)"

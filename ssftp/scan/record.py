@@ -20,8 +20,8 @@ from typing import Protocol
 
 from ssftp.errors import AuditLogError
 from ssftp.logs import warn_on_stderr, write_audit_event
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.results import ScanResult
+from ssftp.scan.verdict import VerdictKind
 
 
 class Recorder(Protocol):

@@ -36,7 +36,7 @@ from ssftp.layout import RESCAN_HOLD_DIR, DataLayout, is_pending_name
 from ssftp.logs import APP, log_event, one_line, warn_on_stderr
 from ssftp.moves import fsync_directory, move_atomically, write_durably
 from ssftp.scan.claims import reserve_quarantine
-from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.examine import Examined, examine, still_named
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.policy import ContentPolicy
@@ -44,6 +44,7 @@ from ssftp.scan.record import Recorder
 from ssftp.scan.results import Area, ScanResult, stamp
 from ssftp.scan.router import VERDICT_RECORD_SUFFIX, record_path
 from ssftp.scan.scanner import Scanner
+from ssftp.scan.verdict import VerdictKind
 
 logger = logging.getLogger(APP)
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.policy import NOT_INSPECTED
+from ssftp.scan.verdict import VerdictKind
 
 
 class Area(StrEnum):

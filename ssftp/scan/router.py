@@ -26,8 +26,8 @@ from pathlib import Path, PurePosixPath
 from ssftp.layout import DataLayout
 from ssftp.moves import numbered_name
 from ssftp.names import fitting, safe_sub_path
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.results import Area
+from ssftp.scan.verdict import VerdictKind
 
 VERDICT_RECORD_SUFFIX = ".verdict.json"
 

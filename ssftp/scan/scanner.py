@@ -31,12 +31,13 @@ from ssftp.logs import APP, log_event, one_line, warn_on_stderr
 from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.names import safe_sub_path
 from ssftp.scan.claims import Claim, Claims, reserve_quarantine
-from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.examine import Examined, examine
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.record import AuditRecorder, Recorder
 from ssftp.scan.results import Area, ScanResult, stamp
 from ssftp.scan.router import record_path, route_for
+from ssftp.scan.verdict import VerdictKind
 
 logger = logging.getLogger(APP)
 

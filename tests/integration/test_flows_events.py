@@ -33,9 +33,10 @@ from ssftp.notify.outbox import Outbox
 from ssftp.notify.owed import CLEAN, INFECTED
 from ssftp.notify.record import OutboxRecorder
 from ssftp.scan.claims import Claims
-from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.scanner import Scanner
+from ssftp.scan.verdict import VerdictKind
 from testkit.files import EICAR
 from testkit.openssh_server import OpenSshServer, sshd_available
 from tests.support.events import events_of

@@ -23,10 +23,11 @@ from flows.scan import (
 from ssftp.addresses import ClamdAddress
 from ssftp.layout import DataLayout
 from ssftp.scan.claims import Claims
-from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.scanner import Scanner
+from ssftp.scan.verdict import VerdictKind
 from testkit.files import EICAR
 from tests.support.scanning import stage
 

@@ -14,9 +14,10 @@ import pytest
 
 from ssftp.addresses import ClamdAddress
 from ssftp.runtime.clamd_daemon import ClamdDaemon
-from ssftp.scan.clamd import ClamdClient, Verdict, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.database import TEST_SIGNATURES
 from ssftp.scan.signatures import write_generation
+from ssftp.scan.verdict import Verdict, VerdictKind
 from testkit.files import EICAR
 from testkit.openssh_server import free_port
 from tests.support.scanning import CLAMD_MAX_FILE_SIZE, CLIENT_MODES, write

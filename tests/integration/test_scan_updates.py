@@ -12,9 +12,10 @@ import pytest
 
 from ssftp.config.schema import SignatureSettings
 from ssftp.runtime.clamd_daemon import ClamdDaemon
-from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.database import UpdateTarget, seed
 from ssftp.scan.updates import update_signatures
+from ssftp.scan.verdict import VerdictKind
 from testkit.files import EICAR
 from testkit.openssh_server import free_port
 

@@ -14,11 +14,12 @@ from ssftp.scan.claims import (
     Claims,
     process_owner,
 )
-from ssftp.scan.clamd import ClamdClient, VerdictKind
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.record import Recorder
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.scanner import Scanner
+from ssftp.scan.verdict import VerdictKind
 from testkit.files import EICAR
 
 # clamd's MaxFileSize in the session's clamd: a file over it is never clean.

@@ -7,8 +7,8 @@ from __future__ import annotations
 from flows.events import DOWNLOADED, UPLOADED, FileEvent, scan_event, transfer_event
 from ssftp.config.schema import SsftpConfig
 from ssftp.notify.owed import CLEAN, INFECTED, UNSCANNABLE, WAITING, owed
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.verdict import VerdictKind
 from ssftp.transfer.local import TransferResult
 
 SHA = "ab" * 32

@@ -14,8 +14,8 @@ from flows.scan import (
 )
 from ssftp.config.schema import Webhook
 from ssftp.notify.webhooks import Notification
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.verdict import VerdictKind
 
 INSTANCE = "runs-test"
 

@@ -15,8 +15,8 @@ from ssftp.notify import record as record_module
 from ssftp.notify.outbox import Outbox, StoredNotification
 from ssftp.notify.owed import CLEAN, INFECTED, WAITING
 from ssftp.notify.record import OutboxRecorder
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.verdict import VerdictKind
 
 HOOKS = [Webhook.model_validate({"name": name, "url": f"http://127.0.0.1:9/{name}"})
          for name in ("virusFound", "scanError")]

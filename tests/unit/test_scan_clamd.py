@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ssftp.addresses import ClamdAddress
-from ssftp.scan.clamd import DEFAULT_CHUNK, ClamdClient, Verdict, VerdictKind, parse_reply
+from ssftp.scan.clamd import DEFAULT_CHUNK, ClamdClient, parse_reply
+from ssftp.scan.verdict import Verdict, VerdictKind
 from testkit.fake_clamd import HANG_UP, SILENCE, FakeClamd, like_clamd, scans
 from testkit.openssh_server import free_port
 from tests.support.scanning import CLIENT_MODES, write

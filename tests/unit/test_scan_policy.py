@@ -11,10 +11,11 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from ssftp.config.schema import SsftpConfig
-from ssftp.scan.clamd import Verdict, VerdictKind, finding, parse_reply
+from ssftp.scan.clamd import parse_reply
 from ssftp.scan.filetypes import file_type
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.policy import FILE_TYPE_SIGNATURE, ContentPolicy
+from ssftp.scan.verdict import Verdict, VerdictKind, finding
 from testkit.files import EICAR
 
 CLEAN = Verdict(VerdictKind.CLEAN, "OK")

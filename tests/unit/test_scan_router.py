@@ -13,7 +13,6 @@ from ssftp.scan.claims import (
     Claims,
     reserve_quarantine_name,
 )
-from ssftp.scan.clamd import VerdictKind
 from ssftp.scan.results import Area
 from ssftp.scan.router import (
     VERDICT_RECORD_SUFFIX,
@@ -23,6 +22,7 @@ from ssftp.scan.router import (
     record_path,
     route_for,
 )
+from ssftp.scan.verdict import VerdictKind
 from tests.support.scanning import ODD_SUB_PATH, files_under, stage
 
 # --- verdict router -------------------------------------------------------------------------

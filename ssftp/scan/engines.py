@@ -1,0 +1,100 @@
+"""The engines a file is scanned with, and the one verdict they give together.
+
+An :class:`Engine` is anything that judges the bytes at a path: a clamd
+(:class:`~ssftp.scan.clamd.ClamdClient`), a pool of them (:class:`~ssftp.scan.pool.ClamdPool`),
+an ICAP server pool (:class:`~ssftp.scan.icap.IcapClient`). :class:`Engines` asks each one and
+is an engine itself, so the scanner, the rescan and a release never know how many there are.
+
+A file is clean only when every engine says clean. Otherwise the worst answer stands, in the
+order of :data:`WORST_FIRST`: malware found by any engine is infected whatever the others said;
+an engine that could not answer makes the file an error (scanned again), even when another
+could not look inside it (an encrypted archive the owner allows must still be judged by every
+engine before it passes as "not inspected").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from ssftp.config.schema import ScanMode
+from ssftp.scan.signatures import Signatures
+from ssftp.scan.verdict import Verdict, VerdictKind
+
+WORST_FIRST = (VerdictKind.INFECTED, VerdictKind.BLOCKED, VerdictKind.ERROR,
+               VerdictKind.UNSCANNABLE, VerdictKind.UNSCANNED, VerdictKind.CLEAN)
+
+
+class Engine(Protocol):
+    """One scanning engine. ``scan`` never raises: every failure is a verdict that is not
+    clean (:mod:`ssftp.scan.verdict`)."""
+
+    @property
+    def name(self) -> str:
+        """The key of its answer in a verdict's ``engines`` ("clamd", "icap")."""
+        ...
+
+    def scan(self, path: Path, mode: ScanMode = "auto") -> Verdict: ...
+
+    def ping(self) -> bool:
+        """It answers now (clamd's PING, ICAP's OPTIONS): the staging queue's outage probe."""
+        ...
+
+    def over_limit(self, size: int) -> Verdict | None:
+        """The verdict on a file too large for it, decided before a byte is read."""
+        ...
+
+    def loaded_signatures(self) -> Signatures | None:
+        """The signatures a scan starting now is judged by, where the engine can say."""
+        ...
+
+
+def _rank(verdict: Verdict) -> tuple[int, bool]:
+    # Among unscannable answers, one that is not about encryption outranks one that is: the
+    # owner's allowEncrypted may pass an encrypted file, never one over a size limit.
+    return WORST_FIRST.index(verdict.kind), verdict.encrypted
+
+
+def combine(answers: Sequence[tuple[str, Verdict]]) -> Verdict:
+    """The one verdict of several engines' answers, each engine's own answer kept in
+    ``engines`` (its detail: ``OK``, ``Eicar-Signature FOUND``, an error)."""
+    worst = min((verdict for _, verdict in answers), key=_rank)
+    return replace(
+        worst,
+        unreachable=any(v.unreachable for _, v in answers if v.kind is VerdictKind.ERROR),
+        timed_out=any(v.timed_out for _, v in answers),
+        inspected=all(v.inspected for _, v in answers),
+        engines={name: verdict.detail for name, verdict in answers})
+
+
+class Engines:
+    """Every configured engine, asked in turn: an :class:`Engine` whose verdict is clean only
+    when every one of them says clean."""
+
+    name = "engines"
+
+    def __init__(self, engines: Sequence[Engine]) -> None:
+        if not engines:
+            raise ValueError("at least one scanning engine is needed")
+        self.engines = tuple(engines)
+
+    def scan(self, path: Path, mode: ScanMode = "auto") -> Verdict:
+        return combine([(engine.name, engine.scan(path, mode)) for engine in self.engines])
+
+    def ping(self) -> bool:
+        # Each is asked even after one fails: every engine's up-metric stays current.
+        return all([engine.ping() for engine in self.engines])
+
+    def over_limit(self, size: int) -> Verdict | None:
+        for engine in self.engines:
+            if (limited := engine.over_limit(size)) is not None:
+                return limited
+        return None
+
+    def loaded_signatures(self) -> Signatures | None:
+        for engine in self.engines:
+            if (loaded := engine.loaded_signatures()) is not None:
+                return loaded
+        return None
