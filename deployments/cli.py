@@ -43,7 +43,7 @@ from ssftp.audit_history import (
 )
 from ssftp.config import load_config
 from ssftp.config.reload import ConfigStore
-from ssftp.config.schema import ClamavSettings, SsftpConfig
+from ssftp.config.schema import SsftpConfig
 from ssftp.errors import (
     ClamdError,
     InvalidValueError,
@@ -60,6 +60,7 @@ from ssftp.passwords import hash_password
 from ssftp.runtime.clamd_daemon import socket_in
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.database import update_target
+from ssftp.scan.engines import Engines, configured_engines
 from ssftp.scan.results import ScanResult
 from ssftp.scan.updates import update_signatures
 from ssftp.scan.verdict import VerdictKind
@@ -351,37 +352,39 @@ def _worker(args: argparse.Namespace) -> int:
     return OK
 
 
-def _scan_settings(args: argparse.Namespace) -> ClamavSettings:
+def _scan_config(args: argparse.Namespace) -> SsftpConfig:
     config = args.config or DataLayout.at(args.data_dir).default_config
     if args.config is None and not config.exists():
-        return ClamavSettings()
-    return load_config(config).config.clamav
+        return SsftpConfig()
+    return load_config(config).config
 
 
-def _clamd_address(args: argparse.Namespace, settings: ClamavSettings) -> ClamdAddress:
-    if configured := args.clamd or settings.address:
-        return ClamdAddress.parse(configured)
-    started = ClamdAddress(unix_path=str(socket_in(DataLayout.at(args.data_dir).clamd)))
-    if ClamdClient(started, timeout=5).ping():
-        return started
-    raise ClamdError("no clamd: pass --clamd, set clamav.address in --config, or give the "
-                     "--data-dir of a running `ssftp up`")
+def _engines(args: argparse.Namespace, config: SsftpConfig) -> Engines:
+    """The engines a command scans with: the config's, with ``--clamd`` instead of its
+    clamds, or else the clamd a running ``ssftp up`` of ``--data-dir`` started."""
+    clamds = [ClamdAddress.parse(args.clamd)] if args.clamd else config.clamav.addresses
+    if config.clamav.enabled and not clamds:
+        started = ClamdAddress(unix_path=str(socket_in(DataLayout.at(args.data_dir).clamd)))
+        if not ClamdClient(started, timeout=5).ping():
+            raise ClamdError("no clamd: pass --clamd, set clamav.address in --config, or give "
+                             "the --data-dir of a running `ssftp up`")
+        clamds = [started]
+    return configured_engines(config, clamds)
 
 
 def _scan(args: argparse.Namespace) -> int:
     """Exit status: 0 all clean, 1 something infected or unscannable, 2 could not scan."""
-    settings = _scan_settings(args)
-    address = _clamd_address(args, settings)
+    config = _scan_config(args)
+    engines = _engines(args, config)
     missing = [path for path in args.paths if not path.exists()]
     if missing:
         raise SsftpError(f"no such file or directory: {', '.join(map(str, missing))}")
     files = _files(args.paths)
     if not files:
         raise SsftpError("no files to scan")
-    client = ClamdClient(address, timeout=settings.timeout, max_file_size=settings.max_file_size)
     worst = OK
     for path in files:
-        verdict = client.scan(path.absolute(), settings.mode)
+        verdict = engines.scan(path.absolute(), config.clamav.mode)
         # Partners choose the names, and clamd's details repeat them.
         print(one_line(f"{path}: {verdict.kind.value}: {verdict.detail}"))
         status = {VerdictKind.CLEAN: OK, VerdictKind.ERROR: FAILED}.get(verdict.kind, FOUND)
@@ -408,12 +411,11 @@ def _rescan(args: argparse.Namespace) -> int:
                          "rescan with")
     # The records go to the logs; the console gets the report below, not the records.
     configure_logging(config.log_dirs(layout), stdout=False)
-    client = ClamdClient(_clamd_address(args, config.clamav), timeout=config.clamav.timeout,
-                         max_file_size=config.clamav.max_file_size)
+    client = _engines(args, config)
     try:
         signatures = str(client.signatures())
     except OSError as exc:
-        raise ClamdError(f"clamd at {client.address} does not answer: {exc}") from None
+        raise ClamdError(f"{client} cannot say which signatures it judges by: {exc}") from None
     areas = [Area(args.area)]
     if args.area == "clean":
         areas = rescanned_areas(config.rescan)
@@ -586,11 +588,7 @@ def _release(args: argparse.Namespace, layout: DataLayout, config: SsftpConfig,
              sub_path: PurePosixPath, request: Request) -> int:
     """A release, as a Prefect run when a Prefect API is given (required for an approval),
     else here and now."""
-    client = None
-    if config.enable_virus_scan:
-        settings = config.clamav
-        client = ClamdClient(_clamd_address(args, settings), timeout=settings.timeout,
-                             max_file_size=settings.max_file_size)
+    client = _engines(args, config) if config.enable_virus_scan else None
     with directory_of(layout, sub_path):  # a mistyped name is told before any run starts
         pass
     releaser = Releaser(layout, client, mode=config.clamav.mode, outbox=Outbox(layout.outbox),

@@ -28,7 +28,7 @@ from ssftp.config.schema import ScanningSettings
 from ssftp.layout import is_reserved_name
 from ssftp.logs import APP, log_event
 from ssftp.scan.claims import HEARTBEAT_SECONDS, Claims
-from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.engines import Engine
 from ssftp.scan.queue import Lane, StagingQueue, is_candidate
 from ssftp.scan.results import ScanResult
 from ssftp.tree_watch import Change, Kind, TreeWatch, keep_watching
@@ -36,8 +36,8 @@ from ssftp.tree_watch import Change, Kind, TreeWatch, keep_watching
 logger = logging.getLogger(APP)
 
 ScanBatch = Callable[[list[Path], Lane], Awaitable[list[ScanResult]]]
-# The clamd the scans use now (it changes on a config reload); None with scanning off.
-CurrentClamd = Callable[[], ClamdClient | None]
+# The engines the scans use now (they change on a config reload); None with scanning off.
+CurrentClamd = Callable[[], Engine | None]
 
 _TICK_SECONDS = 0.05
 # Staging is walked again this often, a safety net for events that got lost.
@@ -121,8 +121,8 @@ class StagingWatcher:
         was_down = self.queue.in_outage
         self.queue.scanned(batch, results)
         if self.queue.in_outage and not was_down:
-            log_event(logger, "clamd does not answer; scanning waits for it", logging.WARNING,
-                      address=self._clamd_name(),
+            log_event(logger, "scanning does not answer; it waits for it", logging.WARNING,
+                      engines=self._clamd_name(),
                       files=sum(result.clamd_unreachable for result in results))
         # Claims taken over from a dead scanner leave its directories behind, now empty.
         self.claims.remove_empty_orphans()
@@ -141,12 +141,12 @@ class StagingWatcher:
         answered = client is None or await asyncio.to_thread(client.ping)
         ended = self.queue.probed(answered)
         if ended is not None:
-            log_event(logger, "scan resumed", address=self._clamd_name(),
+            log_event(logger, "scan resumed", engines=self._clamd_name(),
                       seconds=round(ended.seconds, 1), files=ended.files)
 
     def _clamd_name(self) -> str | None:
         client = self.clamd()
-        return None if client is None else str(client.address)
+        return None if client is None else str(client)
 
     async def _watch(self) -> None:
         """Report what changes in staging, for ever; while there is no watch, staging is walked

@@ -48,7 +48,7 @@ def _connect_hint(store: ConfigStore, host: str, port: int) -> str:
 
 def _health_checks(gateway: Gateway, worker: WorkerThread,
                    prefect: PrefectServer) -> dict[str, Check]:
-    return {"sftp": lambda: up_or_down(gateway.listening), "clamd": worker.clamd_status,
+    return {"sftp": lambda: up_or_down(gateway.listening), **worker.engine_checks(),
             "signatures": worker.signatures_status,
             "prefect": lambda: up_or_down(is_healthy(prefect.api_url))}
 
@@ -77,7 +77,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
     worker = None
     listening = contextlib.ExitStack()  # /metrics and /healthz, once every part is up
     try:
-        if config.enable_virus_scan and not config.clamav.address:
+        if config.enable_virus_scan and config.clamav.enabled and not config.clamav.address:
             database = await asyncio.to_thread(seed, layout.signatures,
                                                official=config.clamav.signatures.official)
             clamd = await asyncio.to_thread(ClamdDaemon.start, layout.clamd, database=database,

@@ -42,8 +42,9 @@ from ssftp.notify.outbox import Outbox
 from ssftp.notify.record import OutboxRecorder
 from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.runtime.listener import (
+    Check,
     Status,
-    clamd_status,
+    engine_status,
     metrics_listening,
     signatures_status,
     up_or_down,
@@ -52,8 +53,8 @@ from ssftp.runtime.loop_thread import LoopThread
 from ssftp.runtime.prefect_server import is_healthy
 from ssftp.runtime.stop import StopDeadline, run_until_stopped
 from ssftp.scan.claims import Claims
-from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.database import updatable
+from ssftp.scan.engines import ENGINE_NAMES, Engine, Engines, configured_engines
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.queue import Lane
 from ssftp.scan.record import Recorder
@@ -71,15 +72,18 @@ OWED_CHECK_SECONDS = 30.0
 SETTLED_KEPT_SECONDS = 7 * 24 * 3600.0
 
 
-def warn_if_clamd_is_silent(client: ClamdClient | None) -> None:
-    """At start, a clamd that does not answer PING is said at once (on stderr and in the log,
-    naming its address) rather than found out from the first upload's scanError. Only a
-    warning: clamd may come up later, and files wait in staging for it meanwhile."""
-    if client is None or client.ping():
-        return
-    warn_on_stderr(f"clamd at {client.address} does not answer; staged files wait until it "
-                   "does (check clamav.address)")
-    log_event(logger, "clamd does not answer", logging.WARNING, address=str(client.address))
+def warn_if_silent(scanning: Engine | None) -> None:
+    """At start, an engine that does not answer (clamd's PING, ICAP's OPTIONS) is said at
+    once (on stderr and in the log, naming its address) rather than found out from the first
+    upload's scanError. Only a warning: it may come up later, and files wait in staging for
+    it meanwhile."""
+    engines = scanning.engines if isinstance(scanning, Engines) else [scanning] if scanning else []
+    for engine in engines:
+        if not engine.ping():
+            key = "clamav.address" if engine.name == "clamd" else "icap.servers"
+            warn_on_stderr(f"{engine} does not answer; staged files wait until it does "
+                           f"(check {key})")
+            log_event(logger, "engine does not answer", logging.WARNING, engine=str(engine))
 
 
 def build_scanner(layout: DataLayout, active: ActiveConfig, claims: Claims,
@@ -87,16 +91,11 @@ def build_scanner(layout: DataLayout, active: ActiveConfig, claims: Claims,
     """The scanner a config asks for; ``started_clamd`` is the one ``ssftp up`` started, and
     ``recorder`` where its outcomes are recorded (the audit log only, by default)."""
     config = active.loaded.config
-    client = None
+    engines = None
     if config.enable_virus_scan:
-        configured = config.clamav.address
-        address = ClamdAddress.parse(configured) if configured else started_clamd
-        if address is None:
-            raise NoClamdError("scanning is on but no clamd is configured: set clamav.address "
-                               "(a socket path or host:port), or use `ssftp up`")
-        client = ClamdClient(address, timeout=config.clamav.timeout,
-                             max_file_size=config.clamav.max_file_size)
-    return Scanner(layout, client, mode=config.clamav.mode, owners=StagingOwners(config),
+        clamds = config.clamav.addresses or ([started_clamd] if started_clamd else [])
+        engines = configured_engines(config, clamds)
+    return Scanner(layout, engines, mode=config.clamav.mode, owners=StagingOwners(config),
                    instance=config.instance_name, claims=claims, recorder=recorder)
 
 
@@ -147,9 +146,10 @@ class ScanWorker:
                       "clamav.signatures.databaseDirectory to the directory it loads for ssftp "
                       "to do it", logging.WARNING, address=config.clamav.address)
 
-    def clamd_status(self) -> Status:
-        """/healthz's clamd check, on the clamd the scans use now (a reload may change it)."""
-        return clamd_status(self.runs.scanner.client)
+    def engine_status(self, name: str) -> Status:
+        """/healthz's check of one engine ("clamd", "icap"), among those the scans use now (a
+        reload may change them)."""
+        return engine_status(self.runs.scanner.client, name)
 
     def signatures_status(self) -> Status:
         """/healthz's signatures check: are the loaded signatures older than the config's
@@ -208,7 +208,7 @@ class ScanWorker:
         """Watch staging and scan, and serve the transfers, until cancelled or one part fails;
         notifications in flight are given a moment to finish, then cancelled (their runs show
         as cancelled or crashed, not lost silently)."""
-        await asyncio.to_thread(warn_if_clamd_is_silent, self.runs.scanner.client)
+        await asyncio.to_thread(warn_if_silent, self.runs.scanner.client)
         await asyncio.to_thread(self.runs.warm_up)
         ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
@@ -283,10 +283,14 @@ class WorkerThread:
             except BaseException as exc:
                 self.error = exc
 
-    def clamd_status(self) -> Status:
-        """/healthz's clamd check, on the clamd the worker scans with now."""
+    def engine_status(self, name: str) -> Status:
+        """/healthz's check of one engine the worker scans with now."""
         assert self.scan_worker is not None  # set before start() returns
-        return self.scan_worker.clamd_status()
+        return self.scan_worker.engine_status(name)
+
+    def engine_checks(self) -> dict[str, Check]:
+        """/healthz's checks of the engines, by name."""
+        return {name: partial(self.engine_status, name) for name in ENGINE_NAMES}
 
     def signatures_status(self) -> Status:
         """/healthz's signatures check, on the clamd the worker scans with now."""
@@ -329,7 +333,7 @@ async def run_worker(store: ConfigStore, api_url: str, metrics: Address | None =
     worker = WorkerThread(store, None)
     worker.start()
     watch = asyncio.create_task(store.watch())
-    checks = {"clamd": worker.clamd_status, "signatures": worker.signatures_status,
+    checks = {**worker.engine_checks(), "signatures": worker.signatures_status,
               "prefect": lambda: up_or_down(is_healthy(api_url))}
     try:
         with metrics_listening(metrics, checks):

@@ -86,7 +86,13 @@ def verdict_row(result: ScanResult) -> dict[str, object]:
             "size": result.size, "sha256": result.sha256, "verdict": result.verdict_label,
             "signature": result.signature or "", "destination": one_line(result.destination),
             "detail": one_line(result.detail), "engine": result.engine or "",
-            "database": result.database or ""}
+            "database": result.database or "", "engines": engines_cell(result)}
+
+
+def engines_cell(result: ScanResult) -> str:
+    """Each engine's answer when several judged: ``clamd: OK; icap: Threat=...``."""
+    return "; ".join(f"{name}: {one_line(answer)}"
+                     for name, answer in (result.engines or {}).items())
 
 
 def summary_row(result: ScanResult) -> dict[str, object]:

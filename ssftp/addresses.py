@@ -54,3 +54,37 @@ class ClamdAddress:
 
     def __str__(self) -> str:
         return self.unix_path if self.unix_path else f"tcp://{self.host}:{self.port}"
+
+
+ICAP_PORT = 1344
+
+
+@dataclass(frozen=True)
+class IcapAddress:
+    """``icap://host[:port]/service``, an ICAP server's scanning service (RFC 3507; the
+    port defaults to 1344)."""
+
+    host: str
+    port: int
+    service: str
+
+    @classmethod
+    def parse(cls, value: str) -> IcapAddress:
+        rest = value.removeprefix("icap://")
+        if rest == value:
+            raise InvalidValueError(f"{value!r} is not an ICAP URL: it must start with icap:// "
+                                    "(e.g. icap://127.0.0.1:1344/avscan)")
+        authority, slash, service = rest.partition("/")
+        if not slash or not service or any(c.isspace() for c in service):
+            raise InvalidValueError(f"{value!r} names no ICAP service: add its path "
+                                    "(e.g. icap://127.0.0.1:1344/avscan)")
+        if authority.endswith("]") or ":" not in authority:  # no port given
+            authority = f"{authority}:{ICAP_PORT}"
+        address = split_host_port(authority)
+        if address is None or any(c in address[0] for c in "@?#[] "):
+            raise InvalidValueError(f"{value!r} has no valid host[:port] (port 1-65535)")
+        return cls(host=address[0], port=address[1], service="/" + service)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"icap://{host}:{self.port}{self.service}"

@@ -67,7 +67,7 @@ from ssftp.moves import proc_path, publish
 from ssftp.notify.outbox import Outbox
 from ssftp.notify.owed import owed_release
 from ssftp.notify.webhooks import Notification
-from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.engines import Engine
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.verdict import Verdict, VerdictKind
 
@@ -134,7 +134,7 @@ class Releaser:
     """Everything a release needs: the data root, the clamd that rescans (None when scanning
     is off), the outbox and the config (webhooks, instance name)."""
 
-    def __init__(self, layout: DataLayout, client: ClamdClient | None, *, mode: ScanMode,
+    def __init__(self, layout: DataLayout, client: Engine | None, *, mode: ScanMode,
                  outbox: Outbox, config: SsftpConfig) -> None:
         self.layout = layout
         self.client = client

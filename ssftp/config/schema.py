@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ssftp.addresses import ClamdAddress, parse_listen
+from ssftp.addresses import ClamdAddress, IcapAddress, parse_listen
 from ssftp.layout import RESERVED_PREFIX, DataLayout, is_reserved_name
 from ssftp.permissions import parse_permission_names
 
@@ -558,11 +558,18 @@ class RetentionSettings(Model):
 class ClamavSettings(Model):
     """Our extension: which clamd scans, and how."""
 
-    address: str | None = Field(default=None, description=(
+    enabled: bool = Field(default=True, description=(
+        "Scans with clamd. `false` leaves the scanning to the ICAP engines of `icap.servers` "
+        "alone (one of them is then needed while `enableVirusScan` is on), and `ssftp up` "
+        "starts no clamd."))
+    address: str | list[str] | None = Field(default=None, description=(
         "The clamd to scan with: a Unix socket path (Debian's is `/run/clamav/clamd.ctl`) or "
-        "`host:port` (`clamd:3310`). Absent, `ssftp up` starts a clamd of its own under the "
-        "data root, so that one command is enough on one machine; `ssftp worker` then needs "
-        "one, and `ssftp scan` uses the one `ssftp up` started."))
+        "`host:port` (`clamd:3310`); or a list of them, a pool: scans go round-robin, and a "
+        "clamd that cannot be reached or answers nonsense is passed over at once (the file "
+        "goes to the next) and asked again later, so the loss of one stops nothing; only "
+        "when none answers do files wait in staging. Absent, `ssftp up` starts a clamd of its "
+        "own under the data root, so that one command is enough on one machine; `ssftp "
+        "worker` then needs one, and `ssftp scan` uses the one `ssftp up` started."))
     timeout: Annotated[float, Field(gt=0, le=3600)] = Field(default=120.0, description=(
         "Seconds one scan may take. A scan that waits it out is logged (`clamd scan timed "
         "out`) and followed by a PING: a clamd that answers was only slow on that file, which "
@@ -584,10 +591,46 @@ class ClamavSettings(Model):
 
     @field_validator("address")
     @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is not None:
-            ClamdAddress.parse(value)
+    def _address(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list names no clamd: leave the key out instead")
+            if len(set(value)) < len(value):
+                raise ValueError("a clamd is named twice")
+        for address in [value] if isinstance(value, str) else value or []:
+            ClamdAddress.parse(address)
         return value
+
+    @property
+    def addresses(self) -> list[ClamdAddress]:
+        """The configured clamds, parsed; empty when none is configured."""
+        configured = [self.address] if isinstance(self.address, str) else self.address or []
+        return [ClamdAddress.parse(address) for address in configured]
+
+
+class IcapSettings(Model):
+    """Our extension: ICAP (RFC 3507) servers that scan each file besides clamd."""
+
+    servers: list[str] = Field(default_factory=list, description=(
+        "ICAP services to scan with, as `icap://host[:port]/service` (port 1344 by default): "
+        "a pool, tried in turn, the next at once when one cannot be reached. Each file is "
+        "sent with RESPMOD; a file is clean only when clamd (unless `clamav.enabled` is "
+        "false) and ICAP both say so. A commercial engine's ICAP service goes here."))
+    timeout: Annotated[float, Field(gt=0, le=3600)] = Field(default=120.0, description=(
+        "Seconds one ICAP scan may take; waited out, the file is retried, never clean."))
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        for url in value:
+            IcapAddress.parse(url)
+        if len(set(value)) < len(value):
+            raise ValueError("an ICAP server is named twice")
+        return value
+
+    @property
+    def addresses(self) -> list[IcapAddress]:
+        return [IcapAddress.parse(url) for url in self.servers]
 
 
 VERDICT_ON_CLOSE_MAX = 300.0
@@ -696,6 +739,8 @@ class SsftpConfig(Model):
             "chain, a split deployment) a name of its own."))
     clamav: ClamavSettings = Field(default_factory=ClamavSettings, description=(
         "Which clamd scans, and how."))
+    icap: IcapSettings = Field(default_factory=IcapSettings, description=(
+        "ICAP servers that scan too (none by default)."))
     scanning: ScanningSettings = Field(default_factory=ScanningSettings, description=(
         "How completed files become scan runs, and how a failed scan is retried."))
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description=(
@@ -720,6 +765,13 @@ class SsftpConfig(Model):
     sftp_client_uploaders: list[Uploader] = Field(default_factory=list, description=(
         "Scheduled uploads of clean files to remote SFTP servers (another ssftp's staging "
         "account, in a chain); run only with `enableSftpClientUploader: true`. sSFTP's key."))
+
+    @model_validator(mode="after")
+    def _an_engine(self) -> SsftpConfig:
+        if self.enable_virus_scan and not self.clamav.enabled and not self.icap.servers:
+            raise ValueError("scanning is on (enableVirusScan) but no engine would scan: "
+                             "clamav.enabled is false and icap.servers is empty")
+        return self
 
     def log_dirs(self, layout: DataLayout) -> list[Path]:
         """Where the logs go: the data root's log/, plus each ``logDests`` file destination."""

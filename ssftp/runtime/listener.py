@@ -48,7 +48,7 @@ from ssftp.addresses import Address
 from ssftp.errors import ListenError
 from ssftp.logs import APP, log_event
 from ssftp.metrics import REGISTRY
-from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.engines import Engine, Engines
 
 logger = logging.getLogger(APP)
 
@@ -82,22 +82,25 @@ def up_or_down(answered: bool) -> Status:
     return "up" if answered else "down"
 
 
-def clamd_status(client: ClamdClient | None) -> Status:
-    """PING the clamd that ``client`` scans with, within CHECK_SECONDS; ``off`` without one."""
-    if client is None:
+def engine_status(scanning: Engine | None, name: str) -> Status:
+    """Ask the engine called ``name`` ("clamd", "icap") among those the scans use whether it
+    answers (clamd's PING, ICAP's OPTIONS: each waits a few seconds at most); ``off`` when
+    there is none."""
+    engine = (scanning.named(name) if isinstance(scanning, Engines)
+              else scanning if scanning is not None and scanning.name == name else None)
+    if engine is None:
         return "off"
-    return up_or_down(ClamdClient(client.address, timeout=CHECK_SECONDS).ping())
+    return up_or_down(engine.ping())
 
 
-def signatures_status(client: ClamdClient | None, max_age_seconds: float) -> Status:
+def signatures_status(client: Engine | None, max_age_seconds: float) -> Status:
     """Whether the signatures ``client``'s clamd has loaded are older than ``max_age_seconds``:
     from the last look (scans and the rescan's watch look often), or, before one, a look
     within CHECK_SECONDS; ``unknown`` without an official database to date them, ``off``
     without scanning."""
     if client is None:
         return "off"
-    loaded = (client.last_signatures
-              or ClamdClient(client.address, timeout=CHECK_SECONDS).loaded_signatures())
+    loaded = client.last_signatures or client.loaded_signatures()
     age = None if loaded is None else loaded.age_seconds()
     if age is None:
         return "unknown"

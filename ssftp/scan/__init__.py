@@ -6,8 +6,14 @@ Read it top-down, in the order a file goes::
       readiness.py  a file dropped by another writer is scanned once it stops changing
     scanner.py    Scanner.scan, the unit of work:
       claims.py     claim: rename the file out of every client's reach
-      examine.py    examine: hash exactly these bytes and ask clamd about them
-        clamd.py      the clamd client (a Verdict, never a raise)
+      examine.py    examine: hash exactly these bytes and ask the engines about them
+        engines.py    every engine must say clean (each one's answer kept); built from config
+          clamd.py      one clamd (a Verdict, never a raise)
+          pool.py       several clamds, round-robin, a dead one passed over at once
+          icap.py       an ICAP server pool (RFC 3507 RESPMOD)
+          verdict.py    what any engine's answer means (encrypted, broken, limits: unscannable)
+        filetypes.py  the true type of the bytes (libmagic)
+        policy.py     the owner's content policy: allowed types, encrypted files
         signatures.py which engine and database clamd judges with
       router.py     route: where the verdict sends the file (names only; claims.py reserves
                     a quarantine name by writing its verdict record)

@@ -78,6 +78,9 @@ class ClamdClient:
         self._lock = threading.Lock()
         self._loaded: tuple[float, Signatures] | None = None
 
+    def __str__(self) -> str:
+        return f"clamd at {self.address}"
+
     def _connect(self) -> socket.socket:
         if self.address.unix_path:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -53,7 +53,8 @@ def updatable(config: SsftpConfig) -> bool:
     (no ``clamav.address``), or one whose ``databaseDirectory`` it is told (where
     :func:`update_target` finds a target)."""
     return (config.clamav.address is None
-            or config.clamav.signatures.database_directory is not None)
+            or (isinstance(config.clamav.address, str)
+                and config.clamav.signatures.database_directory is not None))
 
 
 def update_target(config: SsftpConfig, layout: DataLayout) -> UpdateTarget:
@@ -64,6 +65,10 @@ def update_target(config: SsftpConfig, layout: DataLayout) -> UpdateTarget:
     if settings.address is None:
         return UpdateTarget(ClamdAddress(unix_path=str(layout.clamd_socket)), layout.signatures,
                             layout.freshclam)
+    if isinstance(settings.address, list):
+        raise SignatureUpdateError(
+            "the signatures of a pool of clamds (clamav.address is a list) are not ssftp's to "
+            "update: each clamd's own freshclam keeps them (one RELOAD would not reach all)")
     directory = settings.signatures.database_directory
     if directory is None:
         raise SignatureUpdateError(

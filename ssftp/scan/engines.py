@@ -19,10 +19,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from ssftp.config.schema import ScanMode
+from ssftp.addresses import ClamdAddress
+from ssftp.config.schema import ScanMode, SsftpConfig
+from ssftp.errors import NoClamdError
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.signatures import Signatures
 from ssftp.scan.verdict import Verdict, VerdictKind
 
+# The engines there are, by name: /healthz checks each.
+ENGINE_NAMES = ("clamd", "icap")
 WORST_FIRST = (VerdictKind.INFECTED, VerdictKind.BLOCKED, VerdictKind.ERROR,
                VerdictKind.UNSCANNABLE, VerdictKind.UNSCANNED, VerdictKind.CLEAN)
 
@@ -48,6 +53,16 @@ class Engine(Protocol):
 
     def loaded_signatures(self) -> Signatures | None:
         """The signatures a scan starting now is judged by, where the engine can say."""
+        ...
+
+    def signatures(self) -> Signatures:
+        """Asks now which signatures it has loaded (the rescan watches them change); raises
+        OSError when it cannot say (an ICAP server names none)."""
+        ...
+
+    @property
+    def last_signatures(self) -> Signatures | None:
+        """What the last look at its signatures found, however old (/healthz's age check)."""
         ...
 
 
@@ -98,3 +113,43 @@ class Engines:
             if (loaded := engine.loaded_signatures()) is not None:
                 return loaded
         return None
+
+    def signatures(self) -> Signatures:
+        """Those of the first engine that names its signatures (clamd's)."""
+        failures = []
+        for engine in self.engines:
+            try:
+                return engine.signatures()
+            except OSError as exc:
+                failures.append(f"{engine}: {exc}")
+        raise OSError("; ".join(failures))
+
+    @property
+    def last_signatures(self) -> Signatures | None:
+        for engine in self.engines:
+            if (seen := engine.last_signatures) is not None:
+                return seen
+        return None
+
+    def named(self, name: str) -> Engine | None:
+        """The engine of that name ("clamd", "icap"), if configured: /healthz checks each."""
+        return next((engine for engine in self.engines if engine.name == name), None)
+
+    def __str__(self) -> str:
+        return ", ".join(map(str, self.engines))
+
+
+def configured_engines(config: SsftpConfig, clamds: Sequence[ClamdAddress]) -> Engines:
+    """The engines a config scans with: ``clamds`` (the configured ones, or the one ``ssftp up``
+    started: the caller knows which) unless ``clamav.enabled`` is false, then ``icap.servers``.
+    Raises NoClamdError when clamd is on and none is known."""
+    settings = config.clamav
+    engines: list[Engine] = []
+    if settings.enabled:
+        if not clamds:
+            raise NoClamdError("scanning is on but no clamd is configured: set clamav.address "
+                               "(a socket path or host:port), or use `ssftp up`")
+        clients = [ClamdClient(address, timeout=settings.timeout,
+                               max_file_size=settings.max_file_size) for address in clamds]
+        engines.append(clients[0])
+    return Engines(engines)

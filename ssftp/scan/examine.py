@@ -17,7 +17,7 @@ from typing import Any
 from ssftp.config.schema import ScanMode
 from ssftp.file_stamp import FileStamp, sha256_of
 from ssftp.moves import proc_path
-from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.engines import Engine
 from ssftp.scan.filetypes import file_type
 from ssftp.scan.policy import ContentPolicy
 from ssftp.scan.signatures import Signatures
@@ -49,6 +49,7 @@ class Examined:
         return {"size": self.size, "sha256": self.sha256, "verdict": verdict.kind,
                 "signature": verdict.signature, "detail": verdict.detail,
                 "clamd_unreachable": verdict.unreachable, "inspected": verdict.inspected,
+                "engines": dict(verdict.engines) if len(verdict.engines) > 1 else None,
                 "engine": None if signatures is None else signatures.engine,
                 "database": None if signatures is None else signatures.database}
 
@@ -74,7 +75,7 @@ def _changed(before: os.stat_result, after: os.stat_result) -> bool:
             or after.st_ctime_ns != before.st_ctime_ns)
 
 
-def examine(path: Path, client: ClamdClient | None, mode: ScanMode,
+def examine(path: Path, client: Engine | None, mode: ScanMode,
             policy: ContentPolicy = NO_POLICY) -> Examined:
     """The verdict, sha256 and size of exactly the bytes now at ``path`` (``client`` None:
     scanning is switched off, and the file passes as unscanned), under its owner's ``policy``

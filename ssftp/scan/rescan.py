@@ -36,7 +36,7 @@ from ssftp.layout import RESCAN_HOLD_DIR, DataLayout, is_pending_name
 from ssftp.logs import APP, log_event, one_line, warn_on_stderr
 from ssftp.moves import fsync_directory, move_atomically, write_durably
 from ssftp.scan.claims import reserve_quarantine
-from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.engines import Engine
 from ssftp.scan.examine import Examined, examine, still_named
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.policy import ContentPolicy
@@ -102,7 +102,7 @@ class Rescanner:
     """What a rescan needs: where the data is, which clamd, who owns what, where to record."""
 
     layout: DataLayout
-    client: ClamdClient
+    client: Engine
     recorder: Recorder
     owners: StagingOwners
     instance: str

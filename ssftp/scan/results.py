@@ -56,6 +56,9 @@ class ScanResult:
     # False for a file passed without any engine looking inside (an encrypted file its owner
     # allows: ssftp.scan.policy).
     inspected: bool = True
+    # Each engine's own answer when several judged (``{"clamd": "OK", "icap": "..."}``:
+    # ssftp.scan.engines); None when one engine (or none) did.
+    engines: dict[str, str] | None = None
     # The Prefect event the outcome raises (ssftp.notify.owed), for the scan flow to emit;
     # None when it raises none, or no Prefect is told (``ssftp scan``).
     event: str | None = None

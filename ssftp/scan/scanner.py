@@ -31,7 +31,7 @@ from ssftp.logs import APP, log_event, one_line, warn_on_stderr
 from ssftp.metrics import SCAN_SECONDS, SCANS
 from ssftp.names import safe_sub_path
 from ssftp.scan.claims import Claim, Claims, reserve_quarantine
-from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.engines import Engine
 from ssftp.scan.examine import Examined, examine
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.record import AuditRecorder, Recorder
@@ -58,7 +58,7 @@ def _count(result: ScanResult, staged_at: float | None) -> None:
 class Scanner:
     """Everything one scanning process needs: where the data is, which clamd, who owns what."""
 
-    def __init__(self, layout: DataLayout, client: ClamdClient | None, *,
+    def __init__(self, layout: DataLayout, client: Engine | None, *,
                  mode: ScanMode = "auto", owners: StagingOwners, instance: str,
                  claims: Claims, recorder: Recorder | None = None) -> None:
         self.layout = layout
@@ -82,17 +82,18 @@ class Scanner:
             return None
         examined = examine(claim.path, self.client, self.mode,
                            self.owners.policy_for(claim.sub_path))
-        if examined.verdict.timed_out and self.client is not None:
-            self._log_timeout(self.client, claim)
+        if examined.verdict.timed_out:
+            self._log_timeout(examined, claim)
         result = self._settle(claim, examined, flow_run_id)
         _count(result, claim.staged_at)
         return result
 
-    def _log_timeout(self, client: ClamdClient, claim: Claim) -> None:
-        """One line per scan that waited out ``clamav.timeout``: a hung clamd is otherwise
-        silent, and the client, which sees a descriptor, cannot name the file."""
-        log_event(logger, "clamd scan timed out", logging.WARNING, address=str(client.address),
-                  file=self._relative(claim.origin), seconds=client.timeout)
+    def _log_timeout(self, examined: Examined, claim: Claim) -> None:
+        """One line per scan that waited out an engine's timeout (its detail names the engine,
+        its address and the seconds): a hung engine is otherwise silent, and the engine, which
+        sees a descriptor, cannot name the file."""
+        log_event(logger, "scan timed out", logging.WARNING, file=self._relative(claim.origin),
+                  detail=examined.verdict.detail)
 
     def _settle(self, claim: Claim, examined: Examined, flow_run_id: str | None) -> ScanResult:
         """Route the verdict, record it, and move the file there (or back to staging)."""

@@ -8,7 +8,6 @@ send text and zip archives only (``allowedFileTypes``) and no encrypted files (t
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from testkit.files import EICAR
 from testkit.sftp_client import run_sftp
 from tests.support.config import PARTNER_PASSWORD
 from tests.support.gateway import unique_name
-from tests.support.pipeline import SCAN_LIMIT, Pipeline, running_pipeline
+from tests.support.pipeline import SCAN_LIMIT, Pipeline, running_pipeline, verdict_record
 from tests.support.waiting import wait_for
 from tests.support.webhooks import WebhookReceiver
 
@@ -73,16 +72,6 @@ def encrypted_zip(workdir: Path, name: str, member: bytes) -> Path:
     return target
 
 
-def verdict_record(quarantined: Path) -> dict[str, object]:
-    return json.loads(quarantined.with_name(quarantined.name + ".verdict.json").read_text())
-
-
-def audit_of(pipeline: Pipeline, name: str) -> dict[str, object]:
-    (record,) = [r for r in pipeline.audit() if r.get("event") == "scan"
-                 and str(r.get("file", "")).endswith(name)]
-    return record
-
-
 def test_an_encrypted_zip_holding_eicar_is_quarantined_as_unscannable(pipeline: Pipeline,
                                                                       workdir: Path):
     name = f"enc-{unique_name()}.zip"
@@ -111,7 +100,7 @@ def test_an_account_that_allows_encrypted_files_gets_them_marked_not_inspected(
 
     cleaned = pipeline.layout.clean / "partner-b" / name
     wait_for("the encrypted zip in clean", cleaned.exists)
-    record = audit_of(pipeline, name)
+    (record,) = pipeline.scans_of(name)
     assert record["verdict"] == "clean"
     assert record["inspected"] is False
     assert str(record["detail"]).startswith("clean (encrypted, not inspected)")

@@ -10,7 +10,7 @@ import os
 import time
 
 from ssftp.addresses import ClamdAddress
-from ssftp.runtime.listener import clamd_status
+from ssftp.runtime.listener import engine_status
 from ssftp.scan.clamd import ClamdClient
 from testkit.files import EICAR
 from tests.support.metrics import sample
@@ -18,11 +18,11 @@ from tests.support.scanning import make_scanner, stage
 
 
 def test_clamd_check_pings_the_scanning_clamd_and_sets_clamd_up(clamd, tmp_path):
-    assert clamd_status(None) == "off"
-    assert clamd_status(ClamdClient(clamd.address)) == "up"
+    assert engine_status(None, "clamd") == "off"
+    assert engine_status(ClamdClient(clamd.address), "clamd") == "up"
     assert sample("ssftp_clamd_up") == 1
     nobody = ClamdClient(ClamdAddress(unix_path=str(tmp_path / "nobody.sock")))
-    assert clamd_status(nobody) == "down"
+    assert engine_status(nobody, "clamd") == "down"
     assert sample("ssftp_clamd_up") == 0
 
 

@@ -100,6 +100,16 @@ class Pipeline:
         lines = (self.layout.log / "audit.log").read_text().splitlines()
         return [json.loads(line) for line in lines]
 
+    def scans_of(self, name: str) -> list[dict[str, object]]:
+        """The audit records of every scan of a file whose name ends in ``name``."""
+        return [r for r in self.audit() if r.get("event") == "scan"
+                and str(r.get("file", "")).endswith(name)]
+
+
+def verdict_record(quarantined: Path) -> dict[str, object]:
+    """The verdict record beside a quarantined file."""
+    return json.loads(quarantined.with_name(quarantined.name + ".verdict.json").read_text())
+
 
 @contextmanager
 def running_pipeline(root: Path, config_text: Callable[[Path, WebhookReceiver], str] = (

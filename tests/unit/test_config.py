@@ -556,3 +556,23 @@ def test_each_owner_that_allows_encrypted_files_is_named_in_a_warning(tmp_path):
     assert len(messages) == 1
     assert "users.stagingDir[1].allowEncrypted" in messages[0]
     assert "b's encrypted archives and documents pass to clean/ uninspected" in messages[0]
+
+
+def test_scanning_engines_are_checked_where_they_are_written(tmp_path):
+    """A pool of clamds, ICAP servers, and the rule that something must scan."""
+    assert problems("""
+        clamav: {address: ["/run/a.sock", "/run/a.sock"]}
+        icap: {servers: ["http://scanner/avscan"]}
+        """) == [
+        "test.yaml:2: clamav.address: a clamd is named twice",
+        "test.yaml:3: icap.servers: 'http://scanner/avscan' is not an ICAP URL: it must start "
+        "with icap:// (e.g. icap://127.0.0.1:1344/avscan)"]
+    (issue,) = problems("clamav: {enabled: false}\n")
+    assert "no engine would scan: clamav.enabled is false and icap.servers is empty" in issue
+    loaded = parse("""
+        clamav: {address: ["/run/a.sock", "clamd:3310"]}
+        icap: {servers: ["icap://scanner/avscan"]}
+        """)
+    assert [str(a) for a in loaded.config.clamav.addresses] == ["/run/a.sock",
+                                                                 "tcp://clamd:3310"]
+    assert [str(a) for a in loaded.config.icap.addresses] == ["icap://scanner:1344/avscan"]

@@ -17,7 +17,7 @@ from ssftp.addresses import ClamdAddress
 from ssftp.errors import ListenError
 from ssftp.runtime.listener import (
     MetricsListener,
-    clamd_status,
+    engine_status,
     health_report,
     signatures_status,
 )
@@ -56,7 +56,7 @@ def test_clamd_check_of_a_hung_clamd_is_down_not_hung():
         silent.listen(8)
         host, port = silent.getsockname()
         client = ClamdClient(ClamdAddress(host=host, port=port), timeout=3600)
-        assert clamd_status(client) == "down"
+        assert engine_status(client, "clamd") == "down"
 
 
 def test_stale_signatures_are_reported_and_do_not_take_the_gateway_down(fake_clamd):
