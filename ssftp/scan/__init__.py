@@ -8,6 +8,7 @@ Read it top-down, in the order a file goes::
       claims.py     claim: rename the file out of every client's reach
       examine.py    examine: hash exactly these bytes and ask clamd about them
         clamd.py      the clamd client (a Verdict, never a raise)
+        pool.py       several clamds as one: a clamd that dies stops nothing
         signatures.py which engine and database clamd judges with
       router.py     route: where the verdict sends the file (names only; claims.py reserves
                     a quarantine name by writing its verdict record)
