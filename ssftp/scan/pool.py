@@ -15,13 +15,13 @@ daemon at once (no backoff: the file did nothing wrong):
 
 That daemon is then taken as down (``ssftp_clamd_up{address=...}`` 0 at once: its files go
 to the others, so nothing else would show it) and skipped by later scans; a scan PINGs a down
-daemon again at most once every :data:`RETRY_DOWN_SECONDS`, and :meth:`ClamdPool.ping`
-PINGs every one. Only when every daemon is down is the verdict an outage (``ERROR``,
-``unreachable``): the staging queue then waits for :meth:`ClamdPool.ping`, as it does for one
-clamd. Every other answer (clean, infected, unscannable, blocked; an ``ERROR`` reply, a
-timeout while clamd still answers PING, a file that could not be read) is about the file, and
-is the verdict as it is: asking another daemon to overrule it would turn "try again later"
-into a second opinion.
+daemon again at most once every :data:`RETRY_DOWN_SECONDS` (that scan waits for the answer,
+at most :data:`~ssftp.scan.clamd.PING_TIMEOUT`), and :meth:`ClamdPool.ping` PINGs every one.
+Only when every daemon is down is the verdict an outage (``ERROR``, ``unreachable``): the
+staging queue then waits for :meth:`ClamdPool.ping`, as it does for one clamd. Every other
+answer (clean, infected, unscannable, blocked; an ``ERROR`` reply, a timeout while clamd still
+answers PING, a file that could not be read) is about the file, and is the verdict as it is:
+asking another daemon to overrule it would turn "try again later" into a second opinion.
 
 The daemons of a pool may have loaded different signatures for a while (each takes an update
 by its own RELOAD), and a verdict must never name signatures newer than those that judged
@@ -231,7 +231,10 @@ class ClamdPool:
         daemons up (each as :meth:`ClamdClient.loaded_signatures` sees it), so a verdict never
         names signatures newer than its judge's; None when none can say. A daemon that is down
         judges nothing; the scan that finds it back does not give it the file it was asked
-        about (:meth:`scan`)."""
+        about (:meth:`scan`). What is left: a scan in another thread that asked this before
+        the daemon came back and scans after may be given to it, with the signatures it
+        loaded on its return (the database it was started on, as it stands then) left out
+        of the name."""
         return self._named(loaded for client in self._up()
                            if (loaded := client.loaded_signatures()) is not None)
 
