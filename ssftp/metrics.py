@@ -3,8 +3,8 @@
 Each metric is changed at exactly one place, where the fact is already known (the login log
 line, the transfer log line or a scheduled transfer's run, the scan's result, the PING's
 answer, the webhook's settlement), so no second bookkeeping can drift from the logs. Label
-values are bounded: a method, a result, a verdict kind, a configured webhook name; never a
-file name, a user or an address.
+values are bounded: a method, a result, a verdict kind, a configured webhook name, a
+configured clamd's address; never a file name, a user or a client's address.
 
 The registry is ours, not prometheus_client's global default: Prefect registers its own
 client counters there (events and logs emitted), which are not ssftp's contract and change
@@ -144,9 +144,12 @@ STAGING_FILES = Gauge(
     "(or for clamd)", registry=REGISTRY)
 # Exported from the first PING on (:func:`clamd_answered`): a process that talks to no clamd
 # (``serve``) has no such figure, rather than a 0 that an alert would read as "clamd is down".
+# One series per clamd (a pool has several, :mod:`ssftp.scan.pool`), by the address it is
+# configured at: so one dead clamd in a pool that still scans is seen.
 CLAMD_UP = Gauge(
-    "ssftp_clamd_up", "1 when clamd answered its last PING, else 0 (PINGs at start, during "
-    "an outage, after a restart, and at each /healthz)", registry=None)
+    "ssftp_clamd_up", "1 when the clamd at this address answered its last PING, else 0 "
+    "(PINGs at start, during an outage, after a restart, and at each /healthz; a pool also "
+    "sets 0 when a scan finds its clamd gone)", ["address"], registry=None)
 _clamd_up_lock = threading.Lock()
 _clamd_up_exported = False
 WEBHOOKS = Counter(
@@ -158,11 +161,12 @@ DEFENDER_BANS = Counter(
     "ssftp_defender_bans", "Addresses banned after repeated failed logins", registry=REGISTRY)
 
 
-def clamd_answered(answered: bool) -> None:
-    """What the last PING said, as ``ssftp_clamd_up``, exported once a PING has been made."""
+def clamd_answered(address: str, answered: bool) -> None:
+    """What the last PING of the clamd at ``address`` said (its text form: a socket path or
+    ``tcp://host:port``), as ``ssftp_clamd_up``, exported once a PING has been made."""
     global _clamd_up_exported
     with _clamd_up_lock:
         if not _clamd_up_exported:
             REGISTRY.register(CLAMD_UP)
             _clamd_up_exported = True
-    CLAMD_UP.set(answered)
+    CLAMD_UP.labels(address=address).set(answered)

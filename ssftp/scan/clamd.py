@@ -164,13 +164,14 @@ class ClamdClient:
     def ping(self) -> bool:
         """True when clamd answers PONG within ``PING_TIMEOUT`` (or the scan timeout, if
         shorter): PING is answered at once, so a longer wait would only hold up the caller.
-        The answer is ``ssftp_clamd_up``: every PING (at start, during an outage, after a
-        restart, at each /healthz) is what the process knows of clamd, with no poll of its own."""
+        The answer is ``ssftp_clamd_up`` for this address: every PING (at start, during an
+        outage, after a restart, at each /healthz) is what the process knows of clamd, with no
+        poll of its own."""
         try:
             answered = self._prober().command("PING") == "PONG"
         except OSError:
             answered = False
-        clamd_answered(answered)
+        clamd_answered(str(self.address), answered)
         if answered:
             self._hung = False
         return answered

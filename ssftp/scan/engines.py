@@ -23,6 +23,7 @@ from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import ScanMode, SsftpConfig
 from ssftp.errors import NoClamdError
 from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.pool import ClamdPool
 from ssftp.scan.signatures import Signatures
 from ssftp.scan.verdict import Verdict, VerdictKind
 
@@ -151,5 +152,5 @@ def configured_engines(config: SsftpConfig, clamds: Sequence[ClamdAddress]) -> E
                                "(a socket path or host:port), or use `ssftp up`")
         clients = [ClamdClient(address, timeout=settings.timeout,
                                max_file_size=settings.max_file_size) for address in clamds]
-        engines.append(clients[0])
+        engines.append(clients[0] if len(clients) == 1 else ClamdPool(clients))
     return Engines(engines)

@@ -20,10 +20,12 @@ from tests.support.scanning import make_scanner, stage
 def test_clamd_check_pings_the_scanning_clamd_and_sets_clamd_up(clamd, tmp_path):
     assert engine_status(None, "clamd") == "off"
     assert engine_status(ClamdClient(clamd.address), "clamd") == "up"
-    assert sample("ssftp_clamd_up") == 1
+    assert sample("ssftp_clamd_up", address=str(clamd.address)) == 1
     nobody = ClamdClient(ClamdAddress(unix_path=str(tmp_path / "nobody.sock")))
     assert engine_status(nobody, "clamd") == "down"
-    assert sample("ssftp_clamd_up") == 0
+    # One series per clamd: the one that answered still says so.
+    assert sample("ssftp_clamd_up", address=str(nobody.address)) == 0
+    assert sample("ssftp_clamd_up", address=str(clamd.address)) == 1
 
 
 def test_scans_are_counted_by_verdict_and_timed_from_the_upload(layout, client, owners):

@@ -121,7 +121,7 @@ def test_icap_alone_when_clamd_is_switched_off():
 
 
 def test_clamd_on_and_none_known_is_refused():
-    with pytest.raises(NoClamdError, match="clamav.address"):
+    with pytest.raises(NoClamdError, match=r"clamav\.address"):
         configured_engines(_config(), [])
 
 
