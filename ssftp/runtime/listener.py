@@ -7,7 +7,8 @@ are safe to read from any thread.
 
 ``/healthz`` runs its checks when asked (a Docker HEALTHCHECK every few seconds): each part
 the process runs answers ``up``, ``down`` or ``off`` (clamd with scanning switched off), and
-each check is bounded by :data:`CHECK_SECONDS`, so a hung clamd cannot hang the probe. It
+each check is bounded (an engine's probe waits :data:`~ssftp.scan.clamd.PING_TIMEOUT` at
+most), so a hung clamd cannot hang the probe. It
 lives in the core because ``serve`` (in ``server``) starts it too; every layer passes in the
 checks of what it runs.
 
@@ -16,7 +17,7 @@ it cannot take what the SFTP sessions need:
 
 - One thread serves every connection, and an answer is made in a thread of its own, one at a
   time for each path: requests that arrive while one is being made share it, so a flood of
-  ``/healthz`` runs the checks once, not once per request (a thread each, 2 s each).
+  ``/healthz`` runs the checks once, not once per request (a thread each, seconds each).
 - At most :data:`MAX_CONNECTIONS` are open. One more takes the place of the oldest that has
   not sent its request yet, so idle connections cannot keep a scraper out; when all are being
   answered, it gets 503 at once. A request must arrive, and its answer be taken, within
@@ -52,8 +53,6 @@ from ssftp.scan.engines import Engine, Engines
 
 logger = logging.getLogger(APP)
 
-# Each check's bound: clamd answers PING and Prefect /health at once when they are well.
-CHECK_SECONDS = 2.0
 # Connections open at once: Prometheus and a HEALTHCHECK need one each, a few at most.
 MAX_CONNECTIONS = 16
 # How long a client may take to send its request, and to take its answer.
@@ -95,8 +94,8 @@ def engine_status(scanning: Engine | None, name: str) -> Status:
 
 def signatures_status(client: Engine | None, max_age_seconds: float) -> Status:
     """Whether the signatures ``client``'s clamd has loaded are older than ``max_age_seconds``:
-    from the last look (scans and the rescan's watch look often), or, before one, a look
-    within CHECK_SECONDS; ``unknown`` without an official database to date them, ``off``
+    from the last look (scans and the rescan's watch look often), or, before one, a quick look
+    of its own; ``unknown`` without an official database to date them, ``off``
     without scanning."""
     if client is None:
         return "off"

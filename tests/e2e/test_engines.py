@@ -148,3 +148,60 @@ def test_icap_alone_scans_when_clamd_is_switched_off(tmp_path_factory: pytest.Te
         assert record["verdict"] == "infected" and "Eicar" in str(record["signature"])
         (passed,) = alone.scans_of(clean)
         assert passed["verdict"] == "clean"
+
+
+def pool_config(second: Path) -> Callable[[Path, WebhookReceiver], str]:
+    def text(clamd_socket: Path, receiver: WebhookReceiver) -> str:
+        return f"""
+        sftpPort: 0
+        fsyncUploads: false
+        instanceName: pool-test
+        clamav:
+          address: ["{clamd_socket}", "{second}"]
+          maxFileSize: {SCAN_LIMIT}
+        scanning:
+          stableSeconds: 0.2
+          batchWindowSeconds: 0.1
+          retryInitialSeconds: 0.5
+          retryMaxSeconds: 1
+        users:
+          stagingDir:
+            - directory: partner-a
+              auth:
+                username: partner-a
+                password: partner-a-password
+        """
+    return text
+
+
+def test_a_pool_of_two_clamds_scans_on_when_one_is_killed(
+        tmp_path_factory: pytest.TempPathFactory, prefect_api: str, workdir: Path):
+    """Half the files are uploaded with both clamds up, the other half after one is
+    SIGKILLed: every file is scanned by a live clamd, the EICAR ones quarantined, the others
+    clean, and none waits for the dead one."""
+    root = tmp_path_factory.mktemp("clamd-pool")
+    second = ClamdDaemon.start(root / "second-clamd", database=TEST_SIGNATURES)
+    try:
+        with running_pipeline(root, pool_config(second.socket)) as pooled:
+            batches = [[f"{half}-{n}-{unique_name()}.{'com' if n % 3 == 0 else 'txt'}"
+                        for n in range(9)] for half in ("before", "after")]
+            for batch in batches:
+                for name in batch:
+                    (workdir / name).write_bytes(EICAR if name.endswith(".com")
+                                                 else b"clean: " + name.encode())
+            pooled.upload(workdir, [f"put {name}" for name in batches[0]])
+            wait_for("the first half scanned",
+                     lambda: all(pooled.scans_of(name) for name in batches[0]))
+            pooled.clamd.process.kill()
+            pooled.clamd.process.wait()
+            pooled.upload(workdir, [f"put {name}" for name in batches[1]])
+            for name in batches[0] + batches[1]:
+                moved = (pooled.quarantined(name) if name.endswith(".com")
+                         else pooled.clean(name))
+                wait_for(f"{name} scanned and moved", moved.exists)
+            for name in batches[1]:
+                # The survivor took every file at once: no failed attempt, no wait.
+                assert [r["verdict"] for r in pooled.scans_of(name)] == [
+                    "infected" if name.endswith(".com") else "clean"], name
+    finally:
+        second.stop()

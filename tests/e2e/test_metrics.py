@@ -221,8 +221,8 @@ def test_up_healthz_is_ok_with_every_part_up(gateway_up):
     response = gateway_up.get("/healthz")
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "ok",
-                               "checks": {"sftp": "up", "clamd": "up", "signatures": "unknown",
-                                          "prefect": "up"}}
+                               "checks": {"sftp": "up", "clamd": "up", "icap": "off",
+                                          "signatures": "unknown", "prefect": "up"}}
 
 
 def test_up_metrics_move_as_a_partner_uploads_and_files_are_scanned(gateway_up, tmp_path):
@@ -280,7 +280,7 @@ def test_up_healthz_is_503_naming_clamd_when_clamd_is_stopped(gateway_up):
     assert response.status_code == 503, response.text
     body = response.json()
     assert body["status"] == "down" and body["down"] == ["clamd"]
-    assert body["checks"] == {"sftp": "up", "clamd": "down", "signatures": "unknown",
+    assert body["checks"] == {"sftp": "up", "clamd": "down", "icap": "off", "signatures": "unknown",
                               "prefect": "up"}
     # the check's PING says so
     assert value(gateway_up.metrics(), "ssftp_clamd_up",

@@ -15,6 +15,7 @@ from ssftp.addresses import ClamdAddress, IcapAddress
 from ssftp.config.schema import SsftpConfig
 from ssftp.errors import InvalidValueError, NoClamdError
 from ssftp.scan.engines import Engines, combine, configured_engines
+from ssftp.scan.pool import ClamdPool
 from ssftp.scan.signatures import Signatures
 from ssftp.scan.verdict import Verdict, VerdictKind, finding
 
@@ -141,3 +142,11 @@ def test_icap_urls_are_read_with_their_default_port():
     assert str(IcapAddress.parse("icap://[::1]/avscan")) == "icap://[::1]:1344/avscan"
     assert IcapAddress.parse("icap://scan.example:11344/virus_scan?x=1") == IcapAddress(
         "scan.example", 11344, "/virus_scan?x=1")
+
+
+def test_a_list_of_clamds_is_one_pool():
+    clamds = [ClamdAddress.parse("/run/a.sock"), ClamdAddress.parse("clamd-b:3310")]
+    (pool,) = configured_engines(_config(), clamds).engines
+    assert isinstance(pool, ClamdPool)
+    assert [str(client.address) for client in pool.clients] == ["/run/a.sock",
+                                                                 "tcp://clamd-b:3310"]
