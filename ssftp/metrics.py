@@ -3,8 +3,8 @@
 Each metric is changed at exactly one place, where the fact is already known (the login log
 line, the transfer log line or a scheduled transfer's run, the scan's result, the PING's
 answer, the webhook's settlement), so no second bookkeeping can drift from the logs. Label
-values are bounded: a method, a result, a verdict kind, a configured webhook name; never a
-file name, a user or an address.
+values are bounded: a method, a result, a verdict kind, a configured webhook name, a
+configured ICAP server's URL; never a file name, a user or a client's address.
 
 The registry is ours, not prometheus_client's global default: Prefect registers its own
 client counters there (events and logs emitted), which are not ssftp's contract and change
@@ -149,6 +149,13 @@ CLAMD_UP = Gauge(
     "an outage, after a restart, and at each /healthz)", registry=None)
 _clamd_up_lock = threading.Lock()
 _clamd_up_exported = False
+# Likewise from the first OPTIONS on (:func:`icap_answered`), one series per ICAP server: its
+# URL as configured, a bounded set (the operator's list), which says which one is down.
+ICAP_UP = Gauge(
+    "ssftp_icap_up", "1 when the ICAP server answered its last OPTIONS probe with 200, else 0 "
+    "(probes at start, during an outage, and at each /healthz)", ["server"], registry=None)
+_icap_up_lock = threading.Lock()
+_icap_up_exported = False
 WEBHOOKS = Counter(
     "ssftp_webhooks", "Webhook notifications settled, by webhook name (virusFound, "
     "scanError) and result (delivered, failed: after its retries; it stays owed)",
@@ -166,3 +173,14 @@ def clamd_answered(answered: bool) -> None:
             REGISTRY.register(CLAMD_UP)
             _clamd_up_exported = True
     CLAMD_UP.set(answered)
+
+
+def icap_answered(server: str, answered: bool) -> None:
+    """What the last OPTIONS probe of the ICAP server at ``server`` (its URL) said, as
+    ``ssftp_icap_up{server=...}``, exported once a probe has been made."""
+    global _icap_up_exported
+    with _icap_up_lock:
+        if not _icap_up_exported:
+            REGISTRY.register(ICAP_UP)
+            _icap_up_exported = True
+    ICAP_UP.labels(server=server).set(answered)
