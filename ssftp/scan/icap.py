@@ -81,7 +81,10 @@ class IcapServer:
     def parse(cls, url: str) -> IcapServer:
         """Parse ``icap://host[:port]/service``; a ValueError says what is wrong in one line."""
         text = url.strip()
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError as exc:
+            raise ValueError(f"ICAP server {url!r}: not a URL ({exc})") from None
         if parts.scheme.lower() != "icap" or not text.lower().startswith("icap://"):
             raise ValueError(f"ICAP server {url!r}: the URL must start with icap://")
         if parts.username is not None or parts.password is not None:
