@@ -63,7 +63,7 @@ MAX_LINE = 65536
 MAX_HEADERS = 200
 
 
-class IcapProtocolError(Exception):
+class _ProtocolError(Exception):
     """The server's reply is not ICAP as this client understands it."""
 
 
@@ -176,13 +176,13 @@ class _Reader:
     def _fill(self) -> None:
         data = self.sock.recv(DEFAULT_CHUNK)
         if not data:
-            raise IcapProtocolError("the server closed the connection mid-reply")
+            raise _ProtocolError("the server closed the connection mid-reply")
         self.buffer += data
 
     def line(self) -> bytes:
         while (end := self.buffer.find(b"\r\n")) < 0:
             if len(self.buffer) > MAX_LINE:
-                raise IcapProtocolError("a reply line is too long")
+                raise _ProtocolError("a reply line is too long")
             self._fill()
         line, self.buffer = self.buffer[:end], self.buffer[end + 2:]
         return line
@@ -206,16 +206,16 @@ def _read_headers(reader: _Reader) -> dict[str, str]:
         text = raw.decode("latin-1")
         if text[0] in " \t":
             if last is None:
-                raise IcapProtocolError("a folded header line comes first")
+                raise _ProtocolError("a folded header line comes first")
             headers[last] += "\n" + text.strip()
             continue
         name, colon, value = text.partition(":")
         if not colon or not name.strip() or name != name.strip():
-            raise IcapProtocolError(f"unreadable header line {text[:100]!r}")
+            raise _ProtocolError(f"unreadable header line {text[:100]!r}")
         last = name.lower()
         headers[last] = (f"{headers[last]}, {value.strip()}" if last in headers
                          else value.strip())
-    raise IcapProtocolError("too many header lines")
+    raise _ProtocolError("too many header lines")
 
 
 def _read_reply(reader: _Reader) -> _Reply:
@@ -223,7 +223,7 @@ def _read_reply(reader: _Reader) -> _Reply:
     version, _, rest = first.partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("ICAP/1.") or len(code) != 3 or not code.isdigit():
-        raise IcapProtocolError(f"not an ICAP status line: {first[:100]!r}")
+        raise _ProtocolError(f"not an ICAP status line: {first[:100]!r}")
     return _Reply(int(code), reason.strip(), _read_headers(reader))
 
 
@@ -231,16 +231,16 @@ def _encapsulated(reply: _Reply) -> list[tuple[str, int]]:
     """The ``Encapsulated`` header's sections, in order, offsets checked."""
     value = reply.header("Encapsulated")
     if value is None:
-        raise IcapProtocolError(f"a {reply.status} reply without an Encapsulated header")
+        raise _ProtocolError(f"a {reply.status} reply without an Encapsulated header")
     sections: list[tuple[str, int]] = []
     for item in value.split(","):
         name, equals, offset = item.strip().partition("=")
         if not equals or not offset.strip().isdigit():
-            raise IcapProtocolError(f"unreadable Encapsulated header {value[:100]!r}")
+            raise _ProtocolError(f"unreadable Encapsulated header {value[:100]!r}")
         sections.append((name.strip().lower(), int(offset)))
     offsets = [offset for _, offset in sections]
     if offsets != sorted(offsets) or (offsets and offsets[0] != 0):
-        raise IcapProtocolError(f"unreadable Encapsulated header {value[:100]!r}")
+        raise _ProtocolError(f"unreadable Encapsulated header {value[:100]!r}")
     return sections
 
 
@@ -316,7 +316,7 @@ class IcapClient:
                 f"Host: {host}:{server.port}\r\nUser-Agent: ssftp\r\n").encode()
 
     def _options(self, server: IcapServer, timeout: float) -> IcapOptions:
-        """Ask OPTIONS; raises _Unreachable, _Failed, OSError or IcapProtocolError."""
+        """Ask OPTIONS; raises _Unreachable, _Failed, OSError or _ProtocolError."""
         with self._connect(server, timeout) as sock:
             sock.sendall(self._request_line("OPTIONS", server)
                          + b"Encapsulated: null-body=0\r\nConnection: close\r\n\r\n")
@@ -347,7 +347,7 @@ class IcapClient:
             return self._options(server, min(PING_TIMEOUT, self.timeout))
         except TimeoutError:
             raise _Failed(f"{server.url}: OPTIONS timed out", timed_out=True) from None
-        except IcapProtocolError as exc:
+        except _ProtocolError as exc:
             raise _Failed(f"{server.url}: OPTIONS: {exc}") from None
         except OSError as exc:
             raise _Failed(f"{server.url}: OPTIONS: {exc}") from None
@@ -355,7 +355,7 @@ class IcapClient:
     def _answers_options(self, server: IcapServer) -> bool:
         try:
             self._options(server, min(PING_TIMEOUT, self.timeout))
-        except (_Unreachable, _Failed, IcapProtocolError, OSError):
+        except (_Unreachable, _Failed, _ProtocolError, OSError):
             return False
         return True
 
@@ -436,7 +436,7 @@ class IcapClient:
                 return self._respmod(server, sock, handle, size, options.preview)
         except _Failed as exc:
             return Verdict(VerdictKind.ERROR, exc.detail, timed_out=exc.timed_out)
-        except IcapProtocolError as exc:
+        except _ProtocolError as exc:
             return Verdict(VerdictKind.ERROR, f"{server.url}: {exc}")
         except TimeoutError:
             return self._timed_out(server)
@@ -489,7 +489,7 @@ class IcapClient:
             self._saw(reply)
             if reply.status == 100:
                 if whole:
-                    raise IcapProtocolError("100 Continue after the whole file was sent")
+                    raise _ProtocolError("100 Continue after the whole file was sent")
                 if not self._send_rest(sock, body):
                     return self._early(server, reader, body)
                 reply = _read_reply(reader)
@@ -519,7 +519,7 @@ class IcapClient:
         may say it found something; a 204 or an unmodified 200 cannot be clean."""
         try:
             reply = _read_reply(reader)
-        except (OSError, IcapProtocolError):
+        except (OSError, _ProtocolError):
             return Verdict(VerdictKind.ERROR, f"{server.url}: the connection was closed "
                            f"after {body.sent} of {body.size} bytes were sent")
         self._saw(reply)
@@ -545,7 +545,7 @@ class IcapClient:
         for index, (name, offset) in enumerate(sections):
             if name in ("null-body", "res-body", "req-body", "opt-body"):
                 if index != len(sections) - 1:
-                    raise IcapProtocolError(f"a body section {name} is not last")
+                    raise _ProtocolError(f"a body section {name} is not last")
                 if name == "res-body":
                     returned = _read_chunked(reader, limit=body.size)
                 elif name != "null-body":
@@ -623,9 +623,9 @@ def _read_chunked(reader: _Reader, limit: int) -> tuple[int, str]:
         try:
             size = int(size_text, 16)
         except ValueError:
-            raise IcapProtocolError(f"unreadable chunk size {line[:100]!r}") from None
+            raise _ProtocolError(f"unreadable chunk size {line[:100]!r}") from None
         if size < 0:
-            raise IcapProtocolError(f"unreadable chunk size {line[:100]!r}")
+            raise _ProtocolError(f"unreadable chunk size {line[:100]!r}")
         if size == 0:
             while reader.line():  # trailers, up to the empty line
                 pass
@@ -635,7 +635,7 @@ def _read_chunked(reader: _Reader, limit: int) -> tuple[int, str]:
         digest.update(reader.exactly(size))
         length += size
         if reader.exactly(2) != b"\r\n":
-            raise IcapProtocolError("a chunk does not end with CRLF")
+            raise _ProtocolError("a chunk does not end with CRLF")
 
 
 def _http_status(section: bytes) -> int | None:
