@@ -19,6 +19,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)  # sftp:// through libssh2
 # libmagic: true file types (ssftp/scan/filetypes.py, through python-magic).
 ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1 ' || missing+=(libmagic1)
 command -v zip >/dev/null 2>&1 || missing+=(zip)  # tests: zip -P makes an encrypted archive
+# tests: a real ICAP server (c-icap) in front of clamd, for ssftp/scan/icap.py.
+command -v c-icap >/dev/null 2>&1 || missing+=(c-icap)
+compgen -G '/usr/lib/*/c_icap/virus_scan.so' >/dev/null || missing+=(libc-icap-mod-virus-scan)
 # Docker (docker.io, docker-compose, mmdebstrap, a running dockerd, the base image) is set up by
 # scripts/docker-test-env.sh, which tests/e2e/test_docker.py runs itself: nothing else needs it.
 if [ ${#missing[@]} -gt 0 ]; then

@@ -8,6 +8,7 @@ dials it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ssftp.errors import InvalidValueError
 
@@ -56,35 +57,56 @@ class ClamdAddress:
         return self.unix_path if self.unix_path else f"tcp://{self.host}:{self.port}"
 
 
+
 ICAP_PORT = 1344
 
 
 @dataclass(frozen=True)
 class IcapAddress:
-    """``icap://host[:port]/service``, an ICAP server's scanning service (RFC 3507; the
-    port defaults to 1344)."""
+    """One ICAP service, ``icap://host[:port]/service`` (RFC 3507; port 1344 by default)."""
 
     host: str
     port: int
     service: str
+    # The URL in one canonical form: names the server in logs, verdicts and the up metric.
+    url: str
 
     @classmethod
-    def parse(cls, value: str) -> IcapAddress:
-        rest = value.removeprefix("icap://")
-        if rest == value:
-            raise InvalidValueError(f"{value!r} is not an ICAP URL: it must start with icap:// "
+    def parse(cls, url: str) -> IcapAddress:
+        """InvalidValueError naming the URL and what is wrong with it, in one line."""
+        text = url.strip()
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            raise InvalidValueError(f"ICAP server {url!r}: not icap://host[:port]/service, "
+                                    "with a port from 1 to 65535") from None
+        if parts.scheme.lower() != "icap" or not text.lower().startswith("icap://"):
+            raise InvalidValueError(f"ICAP server {url!r}: the URL must start with icap:// "
                                     "(e.g. icap://127.0.0.1:1344/avscan)")
-        authority, slash, service = rest.partition("/")
-        if not slash or not service or any(c.isspace() for c in service):
-            raise InvalidValueError(f"{value!r} names no ICAP service: add its path "
-                                    "(e.g. icap://127.0.0.1:1344/avscan)")
-        if authority.endswith("]") or ":" not in authority:  # no port given
-            authority = f"{authority}:{ICAP_PORT}"
-        address = split_host_port(authority)
-        if address is None or any(c in address[0] for c in "@?#[] "):
-            raise InvalidValueError(f"{value!r} has no valid host[:port] (port 1-65535)")
-        return cls(host=address[0], port=address[1], service="/" + service)
+        if parts.username is not None or parts.password is not None:
+            raise InvalidValueError(f"ICAP server {url!r}: a user or password in the URL is "
+                                    "not supported")
+        host = parts.hostname
+        if not host:
+            raise InvalidValueError(f"ICAP server {url!r}: a host is required "
+                                    "(icap://host/service)")
+        if port is None and parts.netloc.endswith(":"):
+            raise InvalidValueError(f"ICAP server {url!r}: the port after ':' is empty")
+        port = ICAP_PORT if port is None else port
+        if not 1 <= port <= 65535:
+            raise InvalidValueError(f"ICAP server {url!r}: the port must be a number from 1 "
+                                    "to 65535")
+        if parts.fragment:
+            raise InvalidValueError(f"ICAP server {url!r}: a '#' fragment has no meaning here")
+        if not parts.path.strip("/"):
+            raise InvalidValueError(f"ICAP server {url!r}: a service path is required "
+                                    "(e.g. icap://host/avscan)")
+        if any(c.isspace() for c in parts.path + parts.query):
+            raise InvalidValueError(f"ICAP server {url!r}: the service path has white space")
+        service = parts.path + (f"?{parts.query}" if parts.query else "")
+        netloc = f"[{host}]" if ":" in host else host.lower()
+        return cls(host, port, service, f"icap://{netloc}:{port}{service}")
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"icap://{host}:{self.port}{self.service}"
+        return self.url

@@ -4,7 +4,8 @@ Each metric is changed at exactly one place, where the fact is already known (th
 line, the transfer log line or a scheduled transfer's run, the scan's result, the PING's
 answer, the webhook's settlement), so no second bookkeeping can drift from the logs. Label
 values are bounded: a method, a result, a verdict kind, a configured webhook name, a
-configured clamd's address; never a file name, a user or a client's address.
+configured clamd's address or ICAP server's URL; never a file name, a user or a client's
+address.
 
 The registry is ours, not prometheus_client's global default: Prefect registers its own
 client counters there (events and logs emitted), which are not ssftp's contract and change
@@ -150,8 +151,13 @@ CLAMD_UP = Gauge(
     "ssftp_clamd_up", "1 when the clamd at this address answered its last PING, else 0 "
     "(PINGs at start, during an outage, after a restart, and at each /healthz; a pool also "
     "sets 0 when a scan finds its clamd gone)", ["address"], registry=None)
-_clamd_up_lock = threading.Lock()
-_clamd_up_exported = False
+# Likewise from the first OPTIONS on (:func:`icap_answered`), one series per ICAP server: its
+# URL as configured, a bounded set (the operator's list), which says which one is down.
+ICAP_UP = Gauge(
+    "ssftp_icap_up", "1 when the ICAP server answered its last OPTIONS probe with 200, else 0 "
+    "(probes at start, during an outage, and at each /healthz)", ["server"], registry=None)
+_exported_lock = threading.Lock()
+_exported: set[Gauge] = set()
 WEBHOOKS = Counter(
     "ssftp_webhooks", "Webhook notifications settled, by webhook name (virusFound, "
     "scanError) and result (delivered, failed: after its retries; it stays owed)",
@@ -161,12 +167,22 @@ DEFENDER_BANS = Counter(
     "ssftp_defender_bans", "Addresses banned after repeated failed logins", registry=REGISTRY)
 
 
+def _export(gauge: Gauge) -> Gauge:
+    """``gauge``, registered on its first use: a figure of an engine the process asks."""
+    with _exported_lock:
+        if gauge not in _exported:
+            REGISTRY.register(gauge)
+            _exported.add(gauge)
+    return gauge
+
+
 def clamd_answered(address: str, answered: bool) -> None:
     """What the last PING of the clamd at ``address`` said (its text form: a socket path or
     ``tcp://host:port``), as ``ssftp_clamd_up``, exported once a PING has been made."""
-    global _clamd_up_exported
-    with _clamd_up_lock:
-        if not _clamd_up_exported:
-            REGISTRY.register(CLAMD_UP)
-            _clamd_up_exported = True
-    CLAMD_UP.labels(address=address).set(answered)
+    _export(CLAMD_UP).labels(address=address).set(answered)
+
+
+def icap_answered(server: str, answered: bool) -> None:
+    """What the last OPTIONS probe of the ICAP server at ``server`` (its URL) said, as
+    ``ssftp_icap_up{server=...}``, exported once a probe has been made."""
+    _export(ICAP_UP).labels(server=server).set(answered)

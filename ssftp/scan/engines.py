@@ -5,9 +5,9 @@ An :class:`Engine` is anything that judges the bytes at a path: a clamd
 an ICAP server pool (:class:`~ssftp.scan.icap.IcapClient`). :class:`Engines` asks each one and
 is an engine itself, so the scanner, the rescan and a release never know how many there are.
 
-A file is clean only when every engine says clean. Otherwise the worst answer stands, in the
-order of :data:`WORST_FIRST`: malware found by any engine is infected whatever the others said;
-an engine that could not answer makes the file an error (scanned again), even when another
+A file is clean only when every engine says clean. Otherwise the worst answer stands
+(:func:`~ssftp.scan.verdict.worst`): malware found by any engine is infected whatever the others
+said; an engine that could not answer makes the file an error (scanned again), even when another
 could not look inside it (an encrypted archive the owner allows must still be judged by every
 engine before it passes as "not inspected").
 """
@@ -23,14 +23,13 @@ from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import ScanMode, SsftpConfig
 from ssftp.errors import NoClamdError
 from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.icap import IcapClient
 from ssftp.scan.pool import ClamdPool
 from ssftp.scan.signatures import Signatures
-from ssftp.scan.verdict import Verdict, VerdictKind
+from ssftp.scan.verdict import Verdict, VerdictKind, worst
 
 # The engines there are, by name: /healthz checks each.
 ENGINE_NAMES = ("clamd", "icap")
-WORST_FIRST = (VerdictKind.INFECTED, VerdictKind.BLOCKED, VerdictKind.ERROR,
-               VerdictKind.UNSCANNABLE, VerdictKind.UNSCANNED, VerdictKind.CLEAN)
 
 
 class Engine(Protocol):
@@ -67,18 +66,11 @@ class Engine(Protocol):
         ...
 
 
-def _rank(verdict: Verdict) -> tuple[int, bool]:
-    # Among unscannable answers, one that is not about encryption outranks one that is: the
-    # owner's allowEncrypted may pass an encrypted file, never one over a size limit.
-    return WORST_FIRST.index(verdict.kind), verdict.encrypted
-
-
 def combine(answers: Sequence[tuple[str, Verdict]]) -> Verdict:
     """The one verdict of several engines' answers, each engine's own answer kept in
     ``engines`` (its detail: ``OK``, ``Eicar-Signature FOUND``, an error)."""
-    worst = min((verdict for _, verdict in answers), key=_rank)
     return replace(
-        worst,
+        worst(verdict for _, verdict in answers),
         unreachable=any(v.unreachable for _, v in answers if v.kind is VerdictKind.ERROR),
         timed_out=any(v.timed_out for _, v in answers),
         inspected=all(v.inspected for _, v in answers),
@@ -153,4 +145,7 @@ def configured_engines(config: SsftpConfig, clamds: Sequence[ClamdAddress]) -> E
         clients = [ClamdClient(address, timeout=settings.timeout,
                                max_file_size=settings.max_file_size) for address in clamds]
         engines.append(clients[0] if len(clients) == 1 else ClamdPool(clients))
+    if config.icap.servers:
+        engines.append(IcapClient(config.icap.addresses, timeout=config.icap.timeout,
+                                  max_file_size=settings.max_file_size))
     return Engines(engines)

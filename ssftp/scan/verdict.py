@@ -7,6 +7,7 @@ found name means is decided once, in :func:`finding`, for every engine.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -83,3 +84,17 @@ def finding(signature: str) -> Verdict:
     if signature.startswith(STRUCTURED):
         return Verdict(VerdictKind.BLOCKED, f"structured data ({signature})", signature)
     return Verdict(VerdictKind.INFECTED, f"{signature} FOUND", signature)
+
+
+WORST_FIRST = (VerdictKind.INFECTED, VerdictKind.BLOCKED, VerdictKind.ERROR,
+               VerdictKind.UNSCANNABLE, VerdictKind.UNSCANNED, VerdictKind.CLEAN)
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    """The answer that stands among several (engines, or threats one engine names), in the
+    order of :data:`WORST_FIRST`: malware found anywhere is infected whatever else was said;
+    an answer missing makes an error, even beside one that could not look inside. Among
+    unscannable answers one not about encryption outranks an encrypted one: an owner's
+    allowEncrypted may pass an encrypted file, never one over a size limit."""
+    return min(verdicts, key=lambda verdict: (WORST_FIRST.index(verdict.kind),
+                                              verdict.encrypted))

@@ -1,11 +1,11 @@
 """ssftp.addresses: the one parser of ``HOST:PORT`` (listeners) and of clamd addresses (a socket
-path or ``host:port``), and what each refuses."""
+path or ``host:port``), of ICAP URLs, and what each refuses."""
 
 from __future__ import annotations
 
 import pytest
 
-from ssftp.addresses import ClamdAddress, parse_listen
+from ssftp.addresses import ClamdAddress, IcapAddress, parse_listen
 from ssftp.errors import InvalidValueError
 
 
@@ -35,3 +35,46 @@ def test_parse_listen_takes_host_and_port(text, address):
 def test_parse_listen_refuses_what_is_not_host_and_port(text):
     with pytest.raises(InvalidValueError, match="is not HOST:PORT"):
         parse_listen(text)
+
+
+# --- ICAP URLs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "host", "port", "service", "canonical"), [
+    ("icap://scanner.example/avscan", "scanner.example", 1344, "/avscan",
+     "icap://scanner.example:1344/avscan"),
+    ("icap://10.0.0.5:11344/srv_clamav", "10.0.0.5", 11344, "/srv_clamav",
+     "icap://10.0.0.5:11344/srv_clamav"),
+    ("ICAP://[::1]:1345/virus_scan?allow204=on", "::1", 1345, "/virus_scan?allow204=on",
+     "icap://[::1]:1345/virus_scan?allow204=on"),
+    ("icap://[::1]/avscan", "::1", 1344, "/avscan", "icap://[::1]:1344/avscan"),
+    ("icap://Scanner.Example:65535/a/b", "scanner.example", 65535, "/a/b",
+     "icap://scanner.example:65535/a/b"),
+])
+def test_a_good_url_is_parsed(url, host, port, service, canonical):
+    server = IcapAddress.parse(url)
+    assert (server.host, server.port, server.service, server.url) == (host, port, service,
+                                                                      canonical)
+
+
+@pytest.mark.parametrize(("url", "complaint"), [
+    ("http://scanner/avscan", "must start with icap://"),
+    ("scanner:1344/avscan", "must start with icap://"),
+    ("icap:/scanner/avscan", "must start with icap://"),
+    ("icap:///avscan", "a host is required"),
+    ("icap://:1344/avscan", "a host is required"),
+    ("icap://scanner:0/avscan", "from 1 to 65535"),
+    ("icap://scanner:65536/avscan", "from 1 to 65535"),
+    ("icap://scanner:port/avscan", "from 1 to 65535"),
+    ("icap://scanner:/avscan", "port after ':' is empty"),
+    ("icap://scanner", "a service path is required"),
+    ("icap://scanner:1344/", "a service path is required"),
+    ("icap://user:pw@scanner/avscan", "user or password"),
+    ("icap://[::1/avscan", "ICAP server"),
+])
+def test_a_bad_url_is_refused_saying_what_is_wrong(url, complaint):
+    with pytest.raises(ValueError, match="ICAP server") as raised:
+        IcapAddress.parse(url)
+    message = str(raised.value)
+    assert complaint in message
+    assert "\n" not in message

@@ -565,7 +565,7 @@ def test_scanning_engines_are_checked_where_they_are_written(tmp_path):
         icap: {servers: ["http://scanner/avscan"]}
         """) == [
         "test.yaml:2: clamav.address: a clamd is named twice",
-        "test.yaml:3: icap.servers: 'http://scanner/avscan' is not an ICAP URL: it must start "
+        "test.yaml:3: icap.servers: ICAP server 'http://scanner/avscan': the URL must start "
         "with icap:// (e.g. icap://127.0.0.1:1344/avscan)"]
     (issue,) = problems("clamav: {enabled: false}\n")
     assert "no engine would scan: clamav.enabled is false and icap.servers is empty" in issue

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ssftp.addresses import ClamdAddress, IcapAddress
+from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import SsftpConfig
-from ssftp.errors import InvalidValueError, NoClamdError
+from ssftp.errors import NoClamdError
 from ssftp.scan.engines import Engines, combine, configured_engines
 from ssftp.scan.pool import ClamdPool
 from ssftp.scan.signatures import Signatures
@@ -124,24 +124,6 @@ def test_icap_alone_when_clamd_is_switched_off():
 def test_clamd_on_and_none_known_is_refused():
     with pytest.raises(NoClamdError, match=r"clamav\.address"):
         configured_engines(_config(), [])
-
-
-@pytest.mark.parametrize(("url", "error"), [
-    ("http://h/avscan", "must start with icap://"),
-    ("icap://h", "names no ICAP service"),
-    ("icap://h:0/av", "no valid host"),
-    ("icap://h:70000/av", "no valid host"),
-    ("icap://user@h/av", "no valid host"),
-])
-def test_a_bad_icap_url_is_named(url, error):
-    with pytest.raises(InvalidValueError, match=error):
-        IcapAddress.parse(url)
-
-
-def test_icap_urls_are_read_with_their_default_port():
-    assert str(IcapAddress.parse("icap://[::1]/avscan")) == "icap://[::1]:1344/avscan"
-    assert IcapAddress.parse("icap://scan.example:11344/virus_scan?x=1") == IcapAddress(
-        "scan.example", 11344, "/virus_scan?x=1")
 
 
 def test_a_list_of_clamds_is_one_pool():
