@@ -144,3 +144,19 @@ def test_a_killed_c_icap_is_unreachable_and_comes_back(c_icap, tmp_path):
     finally:
         c_icap.restart()
     assert client.scan(staged).kind is VerdictKind.INFECTED
+
+
+def test_a_c_icap_started_without_its_clamd_is_blind_and_never_says_clean(tmp_path):
+    """Debian's c-icap whose clamd socket was absent at its start answers 204 to every file,
+    EICAR too: the client's EICAR canary catches it, and no file it was sent is clean."""
+    blind = CIcap.start(tmp_path / "blind", tmp_path / "no-clamd.sock", checked=False)
+    try:
+        client = IcapClient([blind.server], timeout=30)
+        for data in (b"an ordinary file\n", EICAR):
+            verdict = client.scan(write(tmp_path / "f", data))
+            assert verdict.kind is VerdictKind.ERROR and verdict.unreachable, verdict
+            assert "answers clean for the EICAR test file" in verdict.detail
+        assert client.ping() is False
+        assert sample("ssftp_icap_up", server=blind.url) == 0
+    finally:
+        blind.stop()

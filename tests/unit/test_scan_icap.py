@@ -508,3 +508,41 @@ def test_the_callers_descriptor_path_is_read(fake, tmp_path):
 
 def test_loaded_signatures_are_none():
     assert client_of(refusing()).loaded_signatures() is None
+
+
+# --- the EICAR canary -------------------------------------------------------------------------
+
+
+def test_a_server_that_says_clean_about_eicar_is_blind_and_never_judges(tmp_path):
+    """c-icap whose clamd was away at its start answers 204 to everything (seen on Debian's
+    c-icap): nothing in a 204 tells that from a scan, so the client shows each server the
+    EICAR test file first; this one passes it, and is not asked about the file at all."""
+    blind = FakeIcap(finds_eicar=False)
+    try:
+        client = client_of(blind)
+        verdict = client.scan(write(tmp_path / "f", b"anything"))
+        assert verdict.kind is VerdictKind.ERROR and verdict.unreachable
+        assert "answers clean for the EICAR test file" in verdict.detail
+        assert [request.body for request in blind.respmods()] == [EICAR]  # the canary only
+        assert client.ping() is False
+        assert sample("ssftp_icap_up", server=blind.url()) == 0.0
+    finally:
+        blind.close()
+
+
+def test_a_blind_server_is_passed_over_for_one_that_sees(fake, tmp_path):
+    blind = FakeIcap(finds_eicar=False)
+    try:
+        verdict = client_of(blind, fake).scan(write(tmp_path / "f", b"plain text"))
+        assert verdict == Verdict(VerdictKind.CLEAN, "OK")
+        assert [request.body for request in fake.respmods()] == [b"plain text"]
+    finally:
+        blind.close()
+
+
+def test_the_canary_is_shown_once_a_minute_not_once_a_file(fake, tmp_path):
+    client = client_of(fake)
+    for n in range(3):
+        assert client.scan(write(tmp_path / f"f{n}", b"text")).kind is VerdictKind.CLEAN
+    canaries = [r for r in fake.requests if r.method == "RESPMOD" and r.body == EICAR]
+    assert len(canaries) == 1
