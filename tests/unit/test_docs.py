@@ -50,3 +50,11 @@ def test_every_relative_link_leads_to_a_file_and_heading_that_exist(page: Path):
         elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
             broken.append(f"{target}: no such heading")
     assert not broken, f"{page.relative_to(REPO)} links to what is not there: {broken}"
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda page: page.relative_to(REPO).as_posix())
+def test_no_page_holds_a_merge_conflict(page: Path):
+    """A conflict resolved in the code but not in the docs once reached a commit."""
+    markers = [line for line in page.read_text(encoding="utf-8").splitlines()
+               if re.fullmatch(r"(<{7}|>{7}) ?.*|={7}", line)]
+    assert markers == []
