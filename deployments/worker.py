@@ -140,6 +140,10 @@ class ScanWorker:
         if not config.enable_virus_scan:
             log_event(logger, "virus scanning is OFF (enableVirusScan: false): staged files "
                       "go to clean/ unscanned", logging.WARNING)
+        elif isinstance(config.clamav.address, list):
+            log_event(logger, "ssftp does not update the signatures of a pool of clamds "
+                      "(clamav.address is a list): each clamd's own freshclam must",
+                      logging.WARNING, address=", ".join(config.clamav.address))
         elif not updatable(config):
             log_event(logger, "ssftp does not update the signatures of the clamd at "
                       "clamav.address (its own freshclam must); set "

@@ -6,14 +6,21 @@ list such as ``text/*`` needs. The pure-Python detectors know a few hundred magi
 no text at all. Only the first :data:`SNIFF_BYTES` are read, with ``pread`` on the descriptor
 that is hashed and scanned, so the file's offset is untouched and the type is that of exactly
 those bytes.
+
+python-magic is imported on the first use, not with this module: without libmagic on the
+machine, only the files of owners with a type policy are affected, as errors (retried, never
+clean) that name what is missing, instead of every process failing at its start.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import magic
+if TYPE_CHECKING:
+    import magic
 
 # libmagic looks no further than this into a file by default.
 SNIFF_BYTES = 1 << 20
@@ -23,21 +30,33 @@ UNKNOWN = "application/octet-stream"
 _local = threading.local()
 
 
+def _magic() -> ModuleType:
+    """python-magic; OSError when libmagic is missing (python-magic raises ImportError)."""
+    try:
+        import magic
+    except ImportError as exc:
+        raise OSError(f"cannot judge file types: libmagic is missing ({exc}); install it "
+                      "(Debian: libmagic1)") from None
+    return magic
+
+
 def _detector() -> magic.Magic:
     """One libmagic handle per thread: a handle is not safe to share, and python-magic's own
     lock would make the scan threads take turns."""
     detector: magic.Magic | None = getattr(_local, "detector", None)
     if detector is None:
-        detector = _local.detector = magic.Magic(mime=True)
+        detector = _local.detector = _magic().Magic(mime=True)
     return detector
 
 
 def file_type(fd: int) -> str:
     """The MIME type of the file open at ``fd`` (``text/csv``, ``application/x-executable``),
-    lower case; :data:`UNKNOWN` when libmagic cannot tell. Raises OSError when it cannot be read."""
+    lower case; :data:`UNKNOWN` when libmagic cannot tell. Raises OSError when it cannot be read,
+    or libmagic is missing."""
     head = os.pread(fd, SNIFF_BYTES, 0)
+    detector = _detector()
     try:
-        found = _detector().from_buffer(head)
-    except magic.MagicException:
+        found: str = detector.from_buffer(head)
+    except _magic().MagicException:
         return UNKNOWN
     return found.split(";")[0].strip().lower() or UNKNOWN

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import zipfile
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from ssftp.config.schema import SsftpConfig
+from ssftp.scan import filetypes
 from ssftp.scan.clamd import parse_reply
+from ssftp.scan.examine import examine
 from ssftp.scan.filetypes import file_type
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.policy import FILE_TYPE_SIGNATURE, ContentPolicy
@@ -125,3 +128,18 @@ def test_each_owner_has_its_rules_plus_the_global_denials():
     assert owners.policy_for(PurePosixPath("d/x")).allow_encrypted is True
     assert owners.policy_for(PurePosixPath("nobody/x")) == ContentPolicy(
         denied_types=("application/x-dosexec",))
+
+
+def test_without_libmagic_a_file_whose_type_is_judged_waits_and_is_never_passed(tmp_path,
+                                                                                 monkeypatch):
+    """libmagic missing cannot be caused for real here (bootstrap installs it): python-magic
+    is made unimportable, as it is on a machine without it."""
+    monkeypatch.setitem(sys.modules, "magic", None)
+    monkeypatch.delattr(filetypes._local, "detector", raising=False)
+    path = tmp_path / "report.csv"
+    path.write_text("id,name\n1,acme\n")
+    examined = examine(path, None, "auto", ContentPolicy(allowed_types=("text/*",)))
+    assert examined.verdict.kind is VerdictKind.ERROR
+    assert "libmagic is missing" in examined.verdict.detail
+    # An owner without a type policy is not affected.
+    assert examine(path, None, "auto").verdict.kind is VerdictKind.UNSCANNED
