@@ -42,7 +42,11 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         queue.put_nowait((loop.time() + delay, b""))
         await sender
     finally:
+        # Awaited, not only cancelled: a task left pending when its loop closes is reported
+        # on stderr ("Task was destroyed but it is pending"), the noise in bench's output.
         sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+            await sender
 
 
 async def _serve_one(client_reader: asyncio.StreamReader,
@@ -60,11 +64,28 @@ async def _serve_one(client_reader: asyncio.StreamReader,
 
 @contextlib.asynccontextmanager
 async def delay_proxy(target: int, delay: float, listen: int = 0) -> AsyncIterator[int]:
-    """Listen on 127.0.0.1 (``listen=0``: a free port, yielded) and proxy to ``target``."""
-    server = await asyncio.start_server(
-        lambda reader, writer: _serve_one(reader, writer, target, delay), HOST, listen)
+    """Listen on 127.0.0.1 (``listen=0``: a free port, yielded) and proxy to ``target``.
+    On exit the connections still open are ended and waited for: closing the listener alone
+    leaves their tasks pending when the loop closes."""
+    connections: set[asyncio.Task[None]] = set()
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connections.add(task)
+        try:
+            await _serve_one(reader, writer, target, delay)
+        finally:
+            connections.discard(task)
+
+    server = await asyncio.start_server(connected, HOST, listen)
     async with server:
-        yield int(server.sockets[0].getsockname()[1])
+        try:
+            yield int(server.sockets[0].getsockname()[1])
+        finally:
+            for task in connections:
+                task.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)
 
 
 async def _main(listen: int, target: int, delay: float) -> None:
