@@ -644,9 +644,12 @@ class ScanningSettings(Model):
         "uploads are renamed into place complete) counts as complete once its size and mtime "
         "have not changed for this long. Half a second keeps the wait short for files that "
         "arrive whole."))
-    batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.25, description=(
-        "Files that become complete within this window share one scan run, so a thousand "
-        "small files cost one or a few Prefect runs, not a thousand."))
+    batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.05, description=(
+        "Files that become complete within this window share one scan run. It holds only the "
+        "first file after a quiet spell: while a run scans, the files that become complete "
+        "meanwhile wait for it anyway and go together in the next one, so a thousand small "
+        "files still cost a few Prefect runs, not a thousand. A longer window delays every "
+        "lone upload by as much."))
     max_batch_files: Annotated[int, Field(ge=1, le=10000)] = Field(
         default=1000, description=(
             "The most files one scan run takes: a batch that reaches it starts at once, and "
