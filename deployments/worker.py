@@ -140,6 +140,9 @@ class ScanWorker:
         if not config.enable_virus_scan:
             log_event(logger, "virus scanning is OFF (enableVirusScan: false): staged files "
                       "go to clean/ unscanned", logging.WARNING)
+        elif not config.clamav.enabled:
+            log_event(logger, "clamd is switched off (clamav.enabled: false): the ICAP "
+                      "servers scan alone", servers=", ".join(config.icap.servers))
         elif isinstance(config.clamav.address, list):
             log_event(logger, "ssftp does not update the signatures of a pool of clamds "
                       "(clamav.address is a list): each clamd's own freshclam must",

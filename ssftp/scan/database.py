@@ -51,10 +51,11 @@ class UpdateTarget:
 def updatable(config: SsftpConfig) -> bool:
     """Whether ssftp can update the signatures of the clamd this config scans with: its own
     (no ``clamav.address``), or one whose ``databaseDirectory`` it is told (where
-    :func:`update_target` finds a target)."""
-    return (config.clamav.address is None
-            or (isinstance(config.clamav.address, str)
-                and config.clamav.signatures.database_directory is not None))
+    :func:`update_target` finds a target); none when clamd is switched off."""
+    return config.clamav.enabled and (
+        config.clamav.address is None
+        or (isinstance(config.clamav.address, str)
+            and config.clamav.signatures.database_directory is not None))
 
 
 def update_target(config: SsftpConfig, layout: DataLayout) -> UpdateTarget:
@@ -62,6 +63,9 @@ def update_target(config: SsftpConfig, layout: DataLayout) -> UpdateTarget:
     SignatureUpdateError when ssftp cannot update it (a clamd of the operator's, without
     ``databaseDirectory``)."""
     settings = config.clamav
+    if not settings.enabled:
+        raise SignatureUpdateError("clamd is switched off (clamav.enabled: false): there are "
+                                   "no clamd signatures to update")
     if settings.address is None:
         return UpdateTarget(ClamdAddress(unix_path=str(layout.clamd_socket)), layout.signatures,
                             layout.freshclam)

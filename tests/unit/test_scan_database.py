@@ -114,3 +114,16 @@ def test_a_custom_url_taken_out_of_the_config_takes_its_file_with_it(tmp_path):
         "by-hand.ndb", "daily.cld", GENERATION_FILE, "site.ndb", "ssftp-test.hdb",
         "ssftp-test.ndb"}
     assert drop_custom_files(target, urls[:1]) == []  # said once
+
+
+def test_with_clamd_switched_off_there_is_nothing_to_update(tmp_path):
+    """ICAP alone: no signature update is scheduled, and `update-signatures` says why."""
+    icap_alone = SsftpConfig.model_validate(
+        {"clamav": {"enabled": False}, "icap": {"servers": ["icap://127.0.0.1/avscan"]}})
+    assert updatable(icap_alone) is False
+    with pytest.raises(SignatureUpdateError, match=r"clamav\.enabled: false"):
+        update_target(icap_alone, DataLayout.at(tmp_path))
+    pool = config(address=["/run/a.sock", "/run/b.sock"])
+    assert updatable(pool) is False
+    with pytest.raises(SignatureUpdateError, match="pool of clamds"):
+        update_target(pool, DataLayout.at(tmp_path))
