@@ -8,9 +8,8 @@ are safe to read from any thread.
 ``/healthz`` runs its checks when asked (a Docker HEALTHCHECK every few seconds): each part
 the process runs answers ``up``, ``down`` or ``off`` (clamd with scanning switched off), and
 each check is bounded (an engine's probe waits :data:`~ssftp.scan.clamd.PING_TIMEOUT` at
-most), so a hung clamd cannot hang the probe. It
-lives in the core because ``serve`` (in ``server``) starts it too; every layer passes in the
-checks of what it runs.
+most), so a hung clamd cannot hang the probe. It lives in the core because ``serve`` (in
+``server``) starts it too; every layer passes in the checks of what it runs.
 
 Whatever connects to it (a scraper's bug, a port scan, anyone on the network it listens on),
 it cannot take what the SFTP sessions need:
