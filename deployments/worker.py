@@ -54,7 +54,7 @@ from ssftp.runtime.prefect_server import is_healthy
 from ssftp.runtime.stop import StopDeadline, run_until_stopped
 from ssftp.scan.claims import Claims
 from ssftp.scan.database import updatable
-from ssftp.scan.engines import ENGINE_NAMES, Engine, Engines, configured_engines
+from ssftp.scan.engines import ENGINE_NAMES, Engine, configured_engines, engines_in
 from ssftp.scan.owners import StagingOwners
 from ssftp.scan.queue import Lane
 from ssftp.scan.record import Recorder
@@ -77,8 +77,7 @@ def warn_if_silent(scanning: Engine | None) -> None:
     once (on stderr and in the log, naming its address) rather than found out from the first
     upload's scanError. Only a warning: it may come up later, and files wait in staging for
     it meanwhile."""
-    engines = scanning.engines if isinstance(scanning, Engines) else [scanning] if scanning else []
-    for engine in engines:
+    for engine in engines_in(scanning):
         if not engine.ping():
             key = "clamav.address" if engine.name == "clamd" else "icap.servers"
             warn_on_stderr(f"{engine} does not answer; staged files wait until it does "

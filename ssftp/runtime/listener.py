@@ -48,7 +48,7 @@ from ssftp.addresses import Address
 from ssftp.errors import ListenError
 from ssftp.logs import APP, log_event
 from ssftp.metrics import REGISTRY
-from ssftp.scan.engines import Engine, Engines
+from ssftp.scan.engines import Engine, engines_in
 
 logger = logging.getLogger(APP)
 
@@ -84,8 +84,7 @@ def engine_status(scanning: Engine | None, name: str) -> Status:
     """Ask the engine called ``name`` ("clamd", "icap") among those the scans use whether it
     answers (clamd's PING, ICAP's OPTIONS: each waits a few seconds at most); ``off`` when
     there is none."""
-    engine = (scanning.named(name) if isinstance(scanning, Engines)
-              else scanning if scanning is not None and scanning.name == name else None)
+    engine = next((engine for engine in engines_in(scanning) if engine.name == name), None)
     if engine is None:
         return "off"
     return up_or_down(engine.ping())

@@ -124,12 +124,16 @@ class Engines:
                 return seen
         return None
 
-    def named(self, name: str) -> Engine | None:
-        """The engine of that name ("clamd", "icap"), if configured: /healthz checks each."""
-        return next((engine for engine in self.engines if engine.name == name), None)
-
     def __str__(self) -> str:
         return ", ".join(map(str, self.engines))
+
+
+def engines_in(scanning: Engine | None) -> tuple[Engine, ...]:
+    """Each engine of what the scans use (:class:`Engines`, one engine, or None with
+    scanning off): start-up warns and /healthz checks them one by one."""
+    if isinstance(scanning, Engines):
+        return scanning.engines
+    return () if scanning is None else (scanning,)
 
 
 def configured_engines(config: SsftpConfig, clamds: Sequence[ClamdAddress]) -> Engines:

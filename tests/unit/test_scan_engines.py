@@ -14,7 +14,7 @@ import pytest
 from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import SsftpConfig
 from ssftp.errors import NoClamdError
-from ssftp.scan.engines import Engines, combine, configured_engines
+from ssftp.scan.engines import Engines, combine, configured_engines, engines_in
 from ssftp.scan.pool import ClamdPool
 from ssftp.scan.signatures import Signatures
 from ssftp.scan.verdict import Verdict, VerdictKind, finding
@@ -95,7 +95,8 @@ def test_every_engine_is_asked_and_pinged():
     assert engines.scan(Path("/x")).kind is VerdictKind.INFECTED
     assert clamd.asked == icap.asked == [Path("/x")]
     assert engines.ping() is False
-    assert engines.named("icap") is icap and engines.named("nothing") is None
+    assert engines_in(engines) == (clamd, icap)
+    assert engines_in(clamd) == (clamd,) and engines_in(None) == ()
     with pytest.raises(OSError, match="names none"):
         engines.signatures()
 
