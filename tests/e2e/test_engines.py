@@ -42,19 +42,21 @@ def icap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CIcap]:
     clamd.stop()
 
 
-def engines_config(icap_url: str, *, clamd: bool) -> Callable[[Path, WebhookReceiver], str]:
+def engines_config(clamav: str, icap_url: str | None = None,
+                   ) -> Callable[[Path, WebhookReceiver], str]:
+    """A pipeline's config: ``clamav`` the YAML of its clamav section's engine line, in which
+    ``{socket}`` is the pipeline's own clamd; with ``icap_url``, that ICAP server too."""
+    icap = f'icap:\n          servers: ["{icap_url}"]\n          timeout: 30' if icap_url else ""
+
     def text(clamd_socket: Path, receiver: WebhookReceiver) -> str:
-        clamav = (f"address: {clamd_socket}" if clamd else "enabled: false")
         return f"""
         sftpPort: 0
         fsyncUploads: false
         instanceName: engines-test
         clamav:
-          {clamav}
+          {clamav.format(socket=clamd_socket)}
           maxFileSize: {SCAN_LIMIT}
-        icap:
-          servers: ["{icap_url}"]
-          timeout: 30
+        {icap}
         scanning:
           stableSeconds: 0.2
           batchWindowSeconds: 0.1
@@ -77,7 +79,7 @@ def engines_config(icap_url: str, *, clamd: bool) -> Callable[[Path, WebhookRece
 def both(tmp_path_factory: pytest.TempPathFactory, prefect_api: str,
          icap: CIcap) -> Iterator[Pipeline]:
     with running_pipeline(tmp_path_factory.mktemp("both-engines"),
-                          engines_config(icap.url, clamd=True)) as stack:
+                          engines_config("address: {socket}", icap.url)) as stack:
         yield stack
 
 
@@ -136,7 +138,7 @@ def test_icap_alone_scans_when_clamd_is_switched_off(tmp_path_factory: pytest.Te
                                                      prefect_api: str, icap: CIcap,
                                                      workdir: Path):
     with running_pipeline(tmp_path_factory.mktemp("icap-alone"),
-                          engines_config(icap.url, clamd=False)) as alone:
+                          engines_config("enabled: false", icap.url)) as alone:
         infected, clean = f"eicar-{unique_name()}.com", f"plain-{unique_name()}.txt"
         (workdir / infected).write_bytes(EICAR)
         (workdir / clean).write_text("clean, says ICAP alone\n")
@@ -151,30 +153,6 @@ def test_icap_alone_scans_when_clamd_is_switched_off(tmp_path_factory: pytest.Te
         assert passed["verdict"] == "clean"
 
 
-def pool_config(second: Path) -> Callable[[Path, WebhookReceiver], str]:
-    def text(clamd_socket: Path, receiver: WebhookReceiver) -> str:
-        return f"""
-        sftpPort: 0
-        fsyncUploads: false
-        instanceName: pool-test
-        clamav:
-          address: ["{clamd_socket}", "{second}"]
-          maxFileSize: {SCAN_LIMIT}
-        scanning:
-          stableSeconds: 0.2
-          batchWindowSeconds: 0.1
-          retryInitialSeconds: 0.5
-          retryMaxSeconds: 1
-        users:
-          stagingDir:
-            - directory: partner-a
-              auth:
-                username: partner-a
-                password: {PARTNER_PASSWORD}
-        """
-    return text
-
-
 def test_a_pool_of_two_clamds_scans_on_when_one_is_killed(
         tmp_path_factory: pytest.TempPathFactory, prefect_api: str, workdir: Path):
     """Half the files are uploaded with both clamds up, the other half after one is
@@ -183,7 +161,8 @@ def test_a_pool_of_two_clamds_scans_on_when_one_is_killed(
     root = tmp_path_factory.mktemp("clamd-pool")
     second = ClamdDaemon.start(root / "second-clamd", database=TEST_SIGNATURES)
     try:
-        with running_pipeline(root, pool_config(second.socket)) as pooled:
+        pool = engines_config(f'address: ["{{socket}}", "{second.socket}"]')
+        with running_pipeline(root, pool) as pooled:
             batches = [[f"{half}-{n}-{unique_name()}.{'com' if n % 3 == 0 else 'txt'}"
                         for n in range(9)] for half in ("before", "after")]
             for batch in batches:
