@@ -18,6 +18,7 @@ from ssftp.scan.database import TEST_SIGNATURES
 from testkit.sftp_client import run_sftp
 from tests.support.config import PARTNER_PASSWORD, write_config
 from tests.support.gateway import ServerThread
+from tests.support.waiting import wait_for
 from tests.support.webhooks import WebhookReceiver
 
 SECRET = "webhook-signing-secret"
@@ -99,6 +100,13 @@ class Pipeline:
     def audit(self) -> list[dict[str, object]]:
         lines = (self.layout.log / "audit.log").read_text().splitlines()
         return [json.loads(line) for line in lines]
+
+    def kept_out(self, name: str) -> dict[str, object]:
+        """The verdict record of ``name`` once it is in quarantine; it is not in clean/."""
+        quarantined = self.quarantined(name)
+        wait_for(f"{name} in quarantine", quarantined.exists)
+        assert not self.clean(name).exists()
+        return verdict_record(quarantined)
 
     def scans_of(self, name: str) -> list[dict[str, object]]:
         """The audit records of every scan of a file whose name ends in ``name``."""
