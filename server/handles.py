@@ -40,6 +40,8 @@ transfer_log = logging.getLogger(TRANSFER)
 # (see ReadAhead).
 READ_AHEAD_REQUESTS = 8
 READ_AHEAD_LIMIT = 2 << 20
+# Read with a download's OPEN, in the same trip (see ReadAhead.begin): a small file whole.
+HEAD_BYTES = 64 << 10
 
 
 @dataclass
@@ -66,6 +68,9 @@ class Handle(abc.ABC):
 @dataclass
 class DownloadHandle(Handle):
     fd: int
+    # The file's first HEAD_BYTES (fewer: all of it), read with the open; the read-ahead takes
+    # them when the handle is made.
+    head: bytes = field(default=b"", kw_only=True)
 
     def fileno(self) -> int:
         return self.fd
@@ -92,19 +97,30 @@ class ReadAhead:
     downloading a whole file does, many requests ahead) keeps the trips few. At most one block
     per session is kept, the last, so memory stays bounded whatever the number of open
     handles; a client that jumps around reads only what it asks for. The block is the file as
-    read then: a download's file is not written through ssftp.
+    read then: a download's file is not written through ssftp. A block that reached the end
+    of the file answers the reads up to it and beyond (end of file) too: a small file's
+    reads then all come from the block read with its OPEN, without a trip off the loop.
     """
 
     def __init__(self) -> None:
         self._handle: DownloadHandle | None = None
         self._offset = 0
         self._data = memoryview(b"")
+        self._at_end = False  # the block reaches the end of the file
 
-    def take(self, handle: DownloadHandle, offset: int, size: int) -> bytes:
-        """The request's bytes if all of them are here, else b"" (then read them)."""
+    def begin(self, handle: DownloadHandle) -> None:
+        """Keep the head read with ``handle``'s open (it was read up to the end when it is
+        shorter than HEAD_BYTES)."""
+        self.keep(handle, 0, 0, handle.head, HEAD_BYTES)
+        handle.head = b""
+
+    def take(self, handle: DownloadHandle, offset: int, size: int) -> bytes | None:
+        """The request's bytes if the block has them (fewer or none at the end of the file),
+        else None (then read them)."""
         start = offset - self._offset
-        if handle is not self._handle or start < 0 or start + size > len(self._data):
-            return b""
+        if handle is not self._handle or start < 0 or (
+                start + size > len(self._data) and not self._at_end):
+            return None
         return bytes(self._data[start:start + size])
 
     def length(self, handle: DownloadHandle, offset: int, size: int) -> int:
@@ -115,13 +131,17 @@ class ReadAhead:
             return max(size, min(size * READ_AHEAD_REQUESTS, READ_AHEAD_LIMIT))
         return size
 
-    def keep(self, handle: DownloadHandle, offset: int, size: int, block: bytes) -> bytes:
-        """The request's bytes out of ``block`` (read at ``offset``); the rest is kept only
-        when there is some, as a view of it keeps the whole block alive."""
+    def keep(self, handle: DownloadHandle, offset: int, size: int, block: bytes,
+             asked: int) -> bytes:
+        """The request's bytes out of ``block`` (``asked`` bytes read at ``offset``, fewer at
+        the end of the file); the rest is kept when there is some (a view of it keeps the
+        whole block alive), and the end of the file when the block reached it."""
         data = block[:size]
-        if len(block) > len(data):
-            self._handle, self._offset = handle, offset + len(data)
-            self._data = memoryview(block)[len(data):]
+        at_end = len(block) < asked
+        if len(block) > len(data) or at_end:
+            self._handle, self._offset, self._at_end = handle, offset + len(data), at_end
+            self._data = memoryview(block)[len(data):] if len(block) > len(data) \
+                else memoryview(b"")
         else:
             self._clear()
         return data
@@ -132,7 +152,7 @@ class ReadAhead:
             self._clear()
 
     def _clear(self) -> None:
-        self._handle, self._offset, self._data = None, 0, memoryview(b"")
+        self._handle, self._offset, self._data, self._at_end = None, 0, memoryview(b""), False
 
 
 class Handles:
@@ -166,6 +186,8 @@ class Handles:
         self._files += 1
         if isinstance(handle, UploadHandle):
             self._uploads[handle.virtual] = handle
+        elif isinstance(handle, DownloadHandle):
+            self.ahead.begin(handle)
         return handle
 
     def add_listing(self, path: bytes, listing: object) -> None:

@@ -20,14 +20,19 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+# A call, the future it settles (None when nobody waits for it), and the bytes it holds.
+_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any] | None", Callable[[], Any], int]
+# How far the thread may fall behind the calls nobody waits for (:meth:`SessionThread.start`):
+# half the 2 MiB of writes OpenSSH's sftp keeps in flight, so a session holds at most this much
+# of a client's data in memory while its disk is slow (or hung).
+BEHIND_LIMIT = 1 << 20
 
 
 class SessionThread:
     """The one thread that makes a session's filesystem calls, started at its first call.
 
     One is all a session can use: asyncssh handles a session's requests one after another
-    (it awaits each before it reads the next), so a session never has two calls in flight.
+    (it awaits each before it reads the next), so a session never needs two calls at once.
     One also means the session's own state (its handles, the upload writers) is only ever
     touched by one thread at a time, without locks, and a hung filesystem holds at most one
     thread per session that touched it; sessions are bounded per connection, account and
@@ -37,26 +42,54 @@ class SessionThread:
     stuck on a hung filesystem would keep the server from ever stopping; this thread is a
     daemon. And each trip is a little cheaper (a queue in, ``call_soon_threadsafe`` back, no
     concurrent future to chain): trips are what running off the loop costs, some 0.1 ms
-    each on a small VM, three per small file uploaded (open, write, close).
+    each on a small VM; a small file uploaded makes two (open, close: its write is
+    :meth:`start`-ed), one downloaded two (stat, open: the open reads the file's start).
     """
 
     def __init__(self) -> None:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._shut_down = False
+        # Bytes handed to calls nobody waits for, and those of them the thread is done with:
+        # each counter has one writer (the loop, the thread), so neither needs a lock.
+        self._handed = 0
+        self._done = 0
 
     async def run(self, call: Callable[[], R]) -> R:
         """``call()`` in this thread, awaited on the loop; exceptions pass through."""
-        if self._shut_down:  # would wait forever: the thread is gone or going
-            raise RuntimeError("the session's thread has been shut down")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
+        self._put((loop, future, call, 0))
+        return await future
+
+    async def start(self, call: Callable[[], object], size: int = 0) -> None:
+        """Have ``call()`` run in this thread after the calls before it, without waiting for
+        it, unless the thread is more than :data:`BEHIND_LIMIT` bytes behind (``size`` is
+        what ``call`` holds): then until it has caught up.
+
+        For what a client need not wait for (a write of an upload, the close of a download):
+        every later call of the session runs after it, so a session still sees its own writes,
+        and one trip to the thread and back is saved per request, most of a small file's
+        cost. ``call`` must keep its own failure (an upload's writer remembers it, and the
+        close refuses to publish): an exception it raises is dropped.
+        """
+        loop = asyncio.get_running_loop()
+        self._handed += size
+        if self._handed - self._done <= BEHIND_LIMIT:
+            self._put((loop, None, call, size))  # no await: the caller goes on in this turn
+            return
+        caught_up: asyncio.Future[None] = loop.create_future()
+        self._put((loop, caught_up, call, size))  # the calls before it are done by then
+        await caught_up
+
+    def _put(self, item: _Call) -> None:
+        if self._shut_down:  # would wait forever: the thread is gone or going
+            raise RuntimeError("the session's thread has been shut down")
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="ssftp-session",
                                             daemon=True)
             self._thread.start()
-        self._calls.put((loop, future, call))
-        return await future
+        self._calls.put(item)
 
     def shutdown(self) -> None:
         """Let the thread end after the call it may still be in (never waited for: that call
@@ -66,14 +99,16 @@ class SessionThread:
 
     def _serve(self) -> None:
         while (item := self._calls.get()) is not None:
-            loop, future, call = item
+            loop, future, call, size = item
             try:
                 outcome: tuple[Any, BaseException | None] = (call(), None)
             except BaseException as exc:  # handed to the awaiting request, whatever it is
                 outcome = (None, exc)
-            # The loop is closed if the server stopped while the call hung: nobody waits.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, *outcome)
+            self._done += size
+            if future is not None:
+                # The loop is closed if the server stopped while the call hung: nobody waits.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, future, *outcome)
             del item, loop, future, call, outcome  # hold nothing while waiting for the next
 
 

@@ -33,14 +33,14 @@ from server import attributes
 from server.attributes import Whose
 from server.compat import stderr_notices
 from server.descriptors import process_budget
-from server.handles import DownloadHandle, Handles, UploadHandle
+from server.handles import HEAD_BYTES, DownloadHandle, Handles, UploadHandle
 from server.in_flight import ChannelBytes
 from server.jail import Jail, JailPath
 from server.log_summary import MAX_KEYS, REFUSAL_LOG_SECONDS, LogSummary
 from server.off_loop import SessionThread, off_loop, run_off_loop
 from server.recent_uploads import recent_uploads
 from server.upload import Upload, UploadContext
-from server.upload_writer import partial_path, stat_partial
+from server.upload_writer import UploadWriter, partial_path, stat_partial
 from server.verdict_wait import VerdictWatch
 from ssftp.config.accounts import Account
 from ssftp.config.schema import LimitsSettings
@@ -58,6 +58,8 @@ DIR_MODE = 0o750
 # listing that prints it, and breaks the scripts that read them.
 _CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F))
 
+# How much of each upload is written without the client waiting (see SFTPSession.write).
+WRITE_BEHIND_BYTES = 256 << 10
 _LISTING_BATCH = 64  # entries per trip off the loop (see _next_names); asyncssh sends 128
 # The largest READ served: what asyncssh tells clients it serves (limits@openssh.com), so those
 # that ask are never cut short; asyncssh's clients read 4 MiB blocks, OpenSSH's 255 KiB.
@@ -479,9 +481,16 @@ class SFTPSession(asyncssh.SFTPServer):
         return fd
 
     def _open_download(self, path: bytes) -> DownloadHandle:
+        """The handle, with the file's head read in the same trip (server.handles.ReadAhead)."""
         self.permissions.require(Permission.DOWNLOAD, "downloading")
         target = self.jail.resolve(path)
-        return DownloadHandle(target.virtual, fd=self._open_regular(target.host, os.O_RDONLY))
+        fd = self._open_regular(target.host, os.O_RDONLY)
+        try:
+            head = os.pread(fd, HEAD_BYTES, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        return DownloadHandle(target.virtual, fd=fd, head=head)
 
     def _open_upload(self, path: bytes, pflags: int) -> UploadHandle:
         self.permissions.require(Permission.UPLOAD, "uploading")
@@ -521,9 +530,10 @@ class SFTPSession(asyncssh.SFTPServer):
         await self._flow.reserve(size)
         if isinstance(handle, UploadHandle):
             data = await self._read_upload(handle, offset, size)
+        elif (kept := self._handles.ahead.take(handle, offset, size)) is not None:
+            data = kept
         else:
-            data = self._handles.ahead.take(handle, offset, size) or await self._read_download(
-                handle, offset, size)
+            data = await self._read_download(handle, offset, size)
         self._flow.shrink(len(data))
         handle.bytes += len(data)
         return data
@@ -539,24 +549,48 @@ class SFTPSession(asyncssh.SFTPServer):
         """Read a download, and the client's next requests with it when it reads in order
         (server.handles.ReadAhead)."""
         ahead = self._handles.ahead
-        block = await run_off_loop(self.executor, os.pread, handle.fd,
-                                   ahead.length(handle, offset, size), offset)
-        return ahead.keep(handle, offset, size, block)
+        asked = ahead.length(handle, offset, size)
+        block = await run_off_loop(self.executor, os.pread, handle.fd, asked, offset)
+        return ahead.keep(handle, offset, size, block, asked)
 
-    @off_loop
-    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        """A WRITE of an upload's first :data:`WRITE_BEHIND_BYTES` is answered without
+        waiting for the disk: the session's thread writes it after the requests before it
+        and before those after (SessionThread.start), which saves a small file a third of
+        its trips. A write that fails voids the upload (its writer remembers why): the
+        client is told at its next WRITE, at an FSYNC and at the CLOSE, which publishes
+        nothing.
+
+        Beyond, each write is waited for: the thread writing while the loop decrypts the
+        next requests would have them take turns at the interpreter, the thread waiting
+        its turn after every write (a 256 MiB upload went from 349 to 153 MB/s). Nor is a
+        resumed upload's write answered early: it is refused when it does not continue the
+        upload, and that write's answer must say so."""
         handle = self._handle(file_obj)
         if not isinstance(handle, UploadHandle):
             raise asyncssh.SFTPPermissionDenied("file is not open for writing")
-        with self._checked("write", handle.virtual.encode()):
-            handle.upload.writer.write(offset, data)
+        writer = handle.upload.writer
+        if writer.resumed_at is None and handle.bytes < WRITE_BEHIND_BYTES:
+            _require_not_void(writer)
+            await self.executor.start(functools.partial(writer.write_behind, offset, data),
+                                      len(data))  # waits only when far behind (a slow disk)
+        else:
+            await run_off_loop(self.executor, self._write_waited, handle, offset, data)
         handle.bytes += len(data)
         return len(data)
+
+    def _write_waited(self, handle: UploadHandle, offset: int, data: bytes) -> None:
+        writer = handle.upload.writer
+        if writer.resumed_at is None:  # a refused continuation may be followed by a good one
+            _require_not_void(writer)
+        with self._checked("write", handle.virtual.encode()):
+            writer.write(offset, data)
 
     @off_loop
     def fsync(self, file_obj: object) -> None:
         handle = self._handle(file_obj)
         if isinstance(handle, UploadHandle):
+            _require_not_void(handle.upload.writer)  # here, after the writes before it
             handle.upload.writer.fsync()
         else:
             os.fsync(handle.fd)
@@ -565,7 +599,9 @@ class SFTPSession(asyncssh.SFTPServer):
         handle = self._handle(file_obj)
         self._handles.close(handle)  # asyncssh has dropped the handle, whatever happens below
         if isinstance(handle, DownloadHandle):
-            await run_off_loop(self.executor, os.close, handle.fd)  # FUSE flushes on close
+            # In the session's thread (FUSE flushes on close), not waited for: the close of a
+            # file read has nothing to tell the client.
+            await self.executor.start(functools.partial(_close_quietly, handle.fd))
             self._handles.log_transfer(handle, None)
             return
         # asyncssh also calls close() for handles still open when the session ends: the
@@ -630,6 +666,17 @@ def _next_names(entries: Iterator[os.DirEntry[str]]) -> list[SFTPName]:
         if len(names) == _LISTING_BATCH:
             break
     return names
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _require_not_void(writer: UploadWriter) -> None:
+    """Tell the client that an earlier request about this upload failed."""
+    if writer.failure is not None:
+        raise asyncssh.SFTPFailure(f"upload will not be published: {writer.failure}")
 
 
 def _require_printable_name(target: JailPath) -> None:

@@ -119,6 +119,14 @@ class UploadWriter:
                 offset += written
                 view = view[written:]
 
+    def write_behind(self, offset: int, data: bytes) -> None:
+        """:meth:`write` for a caller that does not wait for it (server.off_loop): its
+        failure voids the upload rather than being raised to nobody."""
+        try:
+            self.write(offset, data)
+        except Exception as exc:  # an OSError is already remembered by write()
+            self.void(f"write failed: {exc}")
+
     def _require_continuation(self, offset: int) -> None:
         assert self.resumed_at is not None
         size = os.fstat(self.fd).st_size

@@ -51,7 +51,13 @@ CONFIG = f"""
           auth:
             username: reader-c
             password: {PASSWORD}
-    """  # download accounts, each with its own root (reader-c's is a mount point itself)
+      stagingDir:
+        - directory: writer-a
+          auth:
+            username: writer-a
+            password: {PASSWORD}
+    """  # download accounts, each with its own root (reader-c's is a mount point itself),
+# and an upload account
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +266,42 @@ def test_an_account_whose_root_hangs_ties_up_only_its_own_session(
             assert "inside.txt" in await _within(stuck, "the session once its root is back")
 
         asyncio.run(scenario())
+
+
+def test_writes_to_a_hung_filesystem_tie_up_only_their_session_and_are_all_kept(
+        server: ServerThread, tmp_path: Path) -> None:
+    """An upload's first WRITEs are answered before they reach the disk (server.off_loop),
+    the rest once written: while the share hangs, the upload's session waits, the other
+    sessions go on, and once the share is back every byte is written, in order."""
+    _place_plain_files(server)
+    content = os.urandom(4 << 20)
+    chunk = 64 << 10
+    with _hung_mount(server.layout.staging / "writer-a", tmp_path) as mount:
+        virtual = f"/{mount.path.name}/up.bin"
+
+        async def scenario() -> None:
+            async with connect(server.port, "writer-a", PASSWORD) as conn, \
+                    conn.start_sftp_client() as sftp:
+                file = await sftp.open(virtual, "wb")
+
+                async def write_all() -> None:
+                    for offset in range(0, len(content), chunk):
+                        await file.write(content[offset:offset + chunk], offset)
+
+                mount.hang()
+                try:
+                    writing = asyncio.ensure_future(write_all())
+                    await _until(lambda: _threads_waiting_on_fuse() or writing.done(),
+                                 "the server to be inside the hung write")
+                    await _within(_others_work(server), "the other sessions")
+                    assert not writing.done()  # 4 MiB is more than may be held for it
+                finally:
+                    mount.resume()
+                await _within(writing, "the writes once the share is back")
+                await _within(file.close(), "the close")
+
+        asyncio.run(scenario())
+        assert (mount.remote / "up.bin").read_bytes() == content
 
 
 def test_ranges_are_answered_without_the_filesystem(

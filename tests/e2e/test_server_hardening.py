@@ -94,14 +94,20 @@ async def test_asyncssh_upload_larger_than_the_disk_is_not_published(gateway, ti
 
 async def test_write_to_a_full_disk_fails_the_close_and_publishes_no_empty_file(gateway,
                                                                                tiny_disk):
-    """The disk is full before the upload: its first WRITE fails; the close that follows is
-    an error too (nothing of the file was stored), and no 0-byte file appears."""
+    """The disk is full before the upload. A WRITE is answered before it reaches the disk
+    (server.off_loop), so its failure is told at the upload's next request: an FSYNC (after
+    the write), a WRITE, and the close, which publishes nothing: no 0-byte file appears."""
     virtual, directory = tiny_disk
     fill(directory)
     async with sftp_as(gateway, "partner-a") as sftp:
         handle = await sftp.open(f"{virtual}/empty.bin", "wb")
-        with pytest.raises(asyncssh.SFTPError):
-            await handle.write(b"x" * 65536, 0)
+        await handle.write(b"x" * 65536, 0)
+        with pytest.raises(asyncssh.SFTPFailure) as syncing:
+            await handle.fsync()
+        assert "No space left on device" in syncing.value.reason
+        with pytest.raises(asyncssh.SFTPFailure) as writing:
+            await handle.write(b"y", 65536)
+        assert "will not be published" in writing.value.reason
         with pytest.raises(asyncssh.SFTPFailure) as closing:
             await handle.close()
         assert "not published" in closing.value.reason

@@ -17,6 +17,7 @@ import pytest
 from server import handles as handles_module
 from server.descriptors import DescriptorBudget
 from server.handles import (
+    HEAD_BYTES,
     READ_AHEAD_LIMIT,
     DownloadHandle,
     Handle,
@@ -157,10 +158,11 @@ def test_a_download_read_in_order_is_read_ahead_and_served_from_the_block() -> N
     ahead, handle = ReadAhead(), DownloadHandle("/big", -1)
     content = bytes(range(256)) * 64  # 16 KiB
     assert ahead.length(handle, 0, 1024) == 8 * 1024  # the first read reads ahead
-    assert ahead.keep(handle, 0, 1024, content[:8192]) == content[:1024]
+    assert ahead.keep(handle, 0, 1024, content[:8192], 8192) == content[:1024]
     for offset in range(1024, 8192, 1024):
         assert ahead.take(handle, offset, 1024) == content[offset:offset + 1024]
-    assert ahead.take(handle, 8192, 1024) == b""  # beyond the block: read it
+    assert ahead.take(handle, 8192, 1024) is None  # beyond the block: read it
+    assert ahead.take(handle, 7168, 2048) is None  # partly beyond: read it all
     assert ahead.length(handle, 8192, 1024) == 8 * 1024  # still in order
     assert ahead.length(handle, 1 << 20, 1024) == 1024  # a jump reads what it asks for
     assert ahead.length(handle, 0, 1 << 20) == READ_AHEAD_LIMIT  # at most this much
@@ -170,29 +172,55 @@ def test_a_download_read_in_order_is_read_ahead_and_served_from_the_block() -> N
 def test_the_block_is_the_handle_s_own_and_goes_with_it() -> None:
     ahead = ReadAhead()
     handle, other = DownloadHandle("/a", -1), DownloadHandle("/b", -1)
-    ahead.keep(handle, 0, 4, b"abcdefgh")
-    assert ahead.take(other, 4, 4) == b""
+    ahead.keep(handle, 0, 4, b"abcdefgh", 8)
+    assert ahead.take(other, 4, 4) is None
     assert ahead.length(other, 4, 4) == 4
     ahead.forget(other)
     assert ahead.take(handle, 4, 4) == b"efgh"
     ahead.forget(handle)
-    assert ahead.take(handle, 4, 4) == b""
+    assert ahead.take(handle, 4, 4) is None
 
 
 def test_a_block_with_nothing_beyond_the_request_is_not_kept() -> None:
     ahead, handle = ReadAhead(), DownloadHandle("/small", -1)
-    ahead.keep(handle, 0, 4, b"abcdefgh")
-    assert ahead.keep(handle, 100, 4, b"end") == b"end"  # the end of the file
-    assert ahead.take(handle, 4, 4) == b""
+    ahead.keep(handle, 0, 4, b"abcdefgh", 8)
+    assert ahead.keep(handle, 100, 4, b"more", 4) == b"more"
+    assert ahead.take(handle, 4, 4) is None
     assert ahead.length(handle, 4, 4) == 4  # no longer in order with anything
+
+
+def test_a_block_that_reached_the_end_of_the_file_answers_up_to_it_and_beyond() -> None:
+    """Short and empty answers from the block, as the reads would give: a small file's
+    reads need no trip off the loop."""
+    ahead, handle = ReadAhead(), DownloadHandle("/small", -1)
+    assert ahead.keep(handle, 0, 4, b"abcdef", 4096) == b"abcd"
+    assert ahead.take(handle, 4, 4096) == b"ef"
+    assert ahead.take(handle, 6, 4096) == b""  # the end of the file
+    assert ahead.take(handle, 1 << 20, 10) == b""
+    assert ahead.take(handle, 0, 4) is None  # before the block: read it
+    assert ahead.keep(handle, 0, 6, b"abcdef", 4096) == b"abcdef"  # all taken, end kept
+    assert ahead.take(handle, 6, 10) == b""
+
+
+def test_the_head_read_with_the_open_answers_the_first_reads() -> None:
+    ahead = ReadAhead()
+    small = DownloadHandle("/small", -1, head=b"tiny file")
+    ahead.begin(small)
+    assert small.head == b""  # the block is the read-ahead's now
+    assert ahead.take(small, 0, 32768) == b"tiny file"
+    assert ahead.take(small, 9, 32768) == b""
+    big = DownloadHandle("/big", -1, head=b"x" * HEAD_BYTES)
+    ahead.begin(big)
+    assert ahead.take(big, 0, 1024) == b"x" * 1024
+    assert ahead.take(big, HEAD_BYTES - 10, 1024) is None  # more may follow: read it
 
 
 async def test_closing_a_download_forgets_its_block() -> None:
     book = handles()
     handle = await download(book)
-    book.ahead.keep(handle, 0, 2, b"abcd")
+    book.ahead.keep(handle, 0, 2, b"abcd", 4)
     book.close(handle)
-    assert book.ahead.take(handle, 2, 2) == b""
+    assert book.ahead.take(handle, 2, 2) is None
 
 
 # -- the transfer log ----------------------------------------------------------------------
