@@ -17,6 +17,7 @@ from bench.workloads import KIB, MIB, Sizes
 
 # A run small enough for the test suite: every workload and server, a few seconds of load.
 SMOKE = Sizes(rounds=2, big_file_bytes=4 * MIB, far_file_bytes=1 * MIB, small_files=20,
+              small_downloads=20, concurrent_downloads=3, concurrent_file_bytes=1 * MIB,
               logins=5, idle_sessions=5,
               pipeline_files=20, pipeline_file_bytes=4 * KIB, latency_samples=3,
               rescan_files=20)
@@ -31,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="A B rounds per workload (default: %(default)s)")
     parser.add_argument("--big-file-mib", type=int, default=defaults.big_file_bytes // MIB)
     parser.add_argument("--small-files", type=int, default=defaults.small_files)
+    parser.add_argument("--small-downloads", type=int, default=defaults.small_downloads)
+    parser.add_argument("--concurrent-downloads", type=int,
+                        default=defaults.concurrent_downloads)
+    parser.add_argument("--concurrent-file-mib", type=int,
+                        default=defaults.concurrent_file_bytes // MIB)
     parser.add_argument("--logins", type=int, default=defaults.logins)
     parser.add_argument("--idle-sessions", type=int, default=defaults.idle_sessions)
     parser.add_argument("--pipeline-files", type=int, default=defaults.pipeline_files)
@@ -50,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sizes = SMOKE if args.smoke else replace(
         Sizes(), rounds=args.rounds, big_file_bytes=args.big_file_mib * MIB,
-        small_files=args.small_files, logins=args.logins, idle_sessions=args.idle_sessions,
+        small_files=args.small_files, small_downloads=args.small_downloads,
+        concurrent_downloads=args.concurrent_downloads,
+        concurrent_file_bytes=args.concurrent_file_mib * MIB, logins=args.logins,
+        idle_sessions=args.idle_sessions,
         pipeline_files=args.pipeline_files, latency_samples=args.latency_samples,
         rescan_files=args.rescan_files)
     options = Options(sizes=sizes, json_path=args.json, keep=args.keep,

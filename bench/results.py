@@ -56,9 +56,15 @@ class Target:
     check: Callable[[float, float | None], bool]
 
     @classmethod
-    def ratio_at_least(cls, factor: float) -> Target:
+    def ratio_at_least(cls, factor: float, better: Better = Better.HIGHER) -> Target:
+        """The row's ratio (ssftp's advantage, whichever way the figure improves) is at least
+        ``factor``: for a figure that should be low, ssftp's times ``factor`` is at most the
+        reference's."""
+        if better is Better.HIGHER:
+            return cls(f">= {factor:g}x", lambda figure, reference: (
+                reference is not None and figure >= factor * reference))
         return cls(f">= {factor:g}x", lambda figure, reference: (
-            reference is not None and figure >= factor * reference))
+            reference is not None and figure * factor <= reference))
 
     @classmethod
     def at_most(cls, limit: float, unit: str) -> Target:

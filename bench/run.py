@@ -117,16 +117,24 @@ def _sftp_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
         say("OpenSSH sshd is not installed (Debian package openssh-server): ssftp's SFTP "
             "figures are measured without a reference")
     rows = []
-    say("workload: one big file up and down")
+    say("workload: one big file up and down, and the server's CPU for it")
     rows += workloads.big_file(ssftp, reference, client, sizes)
+    say("workload: one big file fetched by asyncssh with its defaults")
+    rows += workloads.asyncssh_get(ssftp, reference, client, sizes)
     say("workload: one file over a long link")
     rows += workloads.far_upload(ssftp, reference, client, sizes)
-    say("workload: many small files in one session")
+    say("workload: many small files up in one session")
     rows += workloads.many_files(ssftp, reference, client, sizes)
+    say("workload: many small files down in one session")
+    rows += workloads.many_downloads(ssftp, reference, client, sizes)
+    say(f"workload: {sizes.concurrent_downloads} downloads at once")
+    rows += workloads.concurrent_downloads(ssftp, reference, client, sizes)
     say("workload: logins per second")
     rows += workloads.logins(ssftp, reference, sizes)
     say("workload: memory with idle sessions")
     rows += workloads.idle_memory(ssftp, reference, sizes)
+    say("workload: big file and small files again, every core but one busy")
+    rows += workloads.loaded(ssftp, reference, client, sizes)
     return rows
 
 
