@@ -21,6 +21,7 @@ from bench.workloads import KIB, MIB, Sizes
 # A run small enough for the test suite: every workload and server, a few seconds of load.
 SMOKE = Sizes(rounds=2, big_file_bytes=4 * MIB, far_file_bytes=1 * MIB, small_files=20,
               small_downloads=20, concurrent_downloads=3, concurrent_file_bytes=1 * MIB,
+              sshfs_file_bytes=1 * MIB, sshfs_listing_files=20,
               logins=5, idle_sessions=5,
               pipeline_files=20, pipeline_file_bytes=4 * KIB, latency_samples=3,
               rescan_files=20)

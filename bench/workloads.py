@@ -68,6 +68,8 @@ class Sizes:
     small_file_bytes: int = 4 * KIB
     concurrent_downloads: int = 8
     concurrent_file_bytes: int = 64 * MIB
+    sshfs_file_bytes: int = 64 * MIB
+    sshfs_listing_files: int = 2000
     logins: int = 50
     idle_sessions: int = 100
     pipeline_files: int = 1000
@@ -85,7 +87,7 @@ def write_file_set(directory: Path, count: int, size: int) -> list[str]:
     return names
 
 
-def _expect_file(path: Path, size: int) -> None:
+def expect_file(path: Path, size: int) -> None:
     try:
         found = path.stat().st_size
     except FileNotFoundError:
@@ -94,7 +96,7 @@ def _expect_file(path: Path, size: int) -> None:
         raise RuntimeError(f"{path} has {found} bytes after the transfer, expected {size}")
 
 
-def _alternate(sides: list[Side], rounds: int, measure: Callable[[Side], T]) \
+def alternate(sides: list[Side], rounds: int, measure: Callable[[Side], T]) \
         -> dict[str, list[T]]:
     """``measure`` each side in turn, ``rounds`` times; the results by side name."""
     results: dict[str, list[T]] = {side.name: [] for side in sides}
@@ -104,7 +106,7 @@ def _alternate(sides: list[Side], rounds: int, measure: Callable[[Side], T]) \
     return results
 
 
-def _row(name: str, unit: str, better: Better, values: dict[str, list[float]], ssftp: Side,
+def side_row(name: str, unit: str, better: Better, values: dict[str, list[float]], ssftp: Side,
          reference: Side | None, target: Target | None, note: str = "") -> Row:
     return Row(name=name, better=better, figure=Samples(unit, values[ssftp.name]),
                reference_name=reference.name if reference else None,
@@ -113,7 +115,7 @@ def _row(name: str, unit: str, better: Better, values: dict[str, list[float]], s
 
 
 @contextlib.contextmanager
-def _served(sides: list[Side], files: dict[str, Path]) -> Iterator[None]:
+def served(sides: list[Side], files: dict[str, Path]) -> Iterator[None]:
     """``files`` (name: local source) in every side's download directory for the block.
     Copies: ssftp refuses to open a file with other hard links."""
     placed = []
@@ -149,7 +151,7 @@ def _big_file_rounds(sides: list[Side], client: Path, sizes: Sizes) \
         meter.start()
         seconds = timed_sftp(login, [command], client)
         cpu_seconds = meter.stop()
-        _expect_file(arrived, size)
+        expect_file(arrived, size)
         arrived.unlink()
         return _Transfer(seconds, cpu_seconds)
 
@@ -160,9 +162,9 @@ def _big_file_rounds(sides: list[Side], client: Path, sizes: Sizes) \
         return transfer(side, side.downloader, "get down.bin fetched.bin",
                         client / "fetched.bin")
 
-    with _served(sides, {"down.bin": source}):
-        uploads = _alternate(sides, sizes.rounds, upload)
-        downloads = _alternate(sides, sizes.rounds, download)
+    with served(sides, {"down.bin": source}):
+        uploads = alternate(sides, sizes.rounds, upload)
+        downloads = alternate(sides, sizes.rounds, download)
     source.unlink()
     return uploads, downloads
 
@@ -184,14 +186,14 @@ def big_file(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) ->
                 for name, ones in transfers.items()}
 
     return [
-        _row(f"upload 1x{label}", "MB/s", Better.HIGHER, _throughput(uploads, size), ssftp,
+        side_row(f"upload 1x{label}", "MB/s", Better.HIGHER, _throughput(uploads, size), ssftp,
              reference, Target.ratio_at_least(1.0)),
-        _row(f"download 1x{label}", "MB/s", Better.HIGHER, _throughput(downloads, size),
+        side_row(f"download 1x{label}", "MB/s", Better.HIGHER, _throughput(downloads, size),
              ssftp, reference, Target.ratio_at_least(1.0)),
-        _row("CPU seconds per GiB, upload", "s", Better.LOWER, cpu_per_gib(uploads), ssftp,
+        side_row("CPU seconds per GiB, upload", "s", Better.LOWER, cpu_per_gib(uploads), ssftp,
              reference, Target.ratio_at_least(1.0, Better.LOWER),
              note=f"server process tree, user + system, over 1x{label} (login included)"),
-        _row("CPU seconds per GiB, download", "s", Better.LOWER, cpu_per_gib(downloads), ssftp,
+        side_row("CPU seconds per GiB, download", "s", Better.LOWER, cpu_per_gib(downloads), ssftp,
              reference, Target.ratio_at_least(1.0, Better.LOWER),
              note=f"server process tree, user + system, over 1x{label} (login included)"),
     ]
@@ -207,14 +209,14 @@ def asyncssh_get(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes
 
     def download(side: Side) -> float:
         seconds = asyncio.run(timed_get(side.downloader, "down.bin", fetched))
-        _expect_file(fetched, size)
+        expect_file(fetched, size)
         fetched.unlink()
         return size / seconds / MB
 
-    with _served(sides, {"down.bin": source}):
-        values = _alternate(sides, sizes.rounds, download)
+    with served(sides, {"down.bin": source}):
+        values = alternate(sides, sizes.rounds, download)
     source.unlink()
-    return [_row(f"asyncssh get 1x{size / MIB:g} MiB (defaults)", "MB/s", Better.HIGHER,
+    return [side_row(f"asyncssh get 1x{size / MIB:g} MiB (defaults)", "MB/s", Better.HIGHER,
                  values, ssftp, reference, Target.ratio_at_least(1.0))]
 
 
@@ -232,15 +234,15 @@ def concurrent_downloads(ssftp: Side, reference: Side | None, client: Path,
         seconds = concurrent_sftp([(side.downloader, [f"get {name} fetched-{name}"])
                                    for name in sources], client)
         for name in sources:
-            _expect_file(client / f"fetched-{name}", size)
+            expect_file(client / f"fetched-{name}", size)
             (client / f"fetched-{name}").unlink()
         return count * size / seconds / MB
 
-    with _served(sides, sources):
-        values = _alternate(sides, sizes.rounds, download)
+    with served(sides, sources):
+        values = alternate(sides, sizes.rounds, download)
     for source in sources.values():
         source.unlink()
-    return [_row(f"download {count}x{size / MIB:g} MiB concurrently", "MB/s", Better.HIGHER,
+    return [side_row(f"download {count}x{size / MIB:g} MiB concurrently", "MB/s", Better.HIGHER,
                  values, ssftp, reference, Target.ratio_at_least(1.0),
                  note="aggregate, from the start of all clients until the last has ended")]
 
@@ -282,12 +284,12 @@ def far_upload(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) 
         with _delayed_port(side.uploader.port, sizes.link_delay_seconds) as port:
             seconds = timed_sftp(replace(side.uploader, port=port), ["put far.bin far.bin"],
                                  client)
-        _expect_file(side.upload_dir / "far.bin", size)
+        expect_file(side.upload_dir / "far.bin", size)
         (side.upload_dir / "far.bin").unlink()
         return size / seconds / MB
 
     name = f"upload 1x{size / MIB:g} MiB, {sizes.link_delay_seconds * 1000:g} ms each way"
-    rows = [_row(name, "MB/s", Better.HIGHER, _alternate(sides, sizes.rounds, upload), ssftp,
+    rows = [side_row(name, "MB/s", Better.HIGHER, alternate(sides, sizes.rounds, upload), ssftp,
                  reference, Target.ratio_at_least(1.0))]
     (client / "far.bin").unlink()
     return rows
@@ -302,12 +304,12 @@ def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes,
     def upload(side: Side) -> float:
         seconds = timed_sftp(side.uploader, ["put small/*"], client)
         for name in names:
-            _expect_file(side.upload_dir / name, sizes.small_file_bytes)
+            expect_file(side.upload_dir / name, sizes.small_file_bytes)
             (side.upload_dir / name).unlink()
         return len(names) / seconds
 
-    rows = [_row(f"upload {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session"
-                 f"{condition}", "files/s", Better.HIGHER, _alternate(sides, sizes.rounds, upload),
+    rows = [side_row(f"upload {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session"
+                 f"{condition}", "files/s", Better.HIGHER, alternate(sides, sizes.rounds, upload),
                  ssftp, reference, Target.ratio_at_least(1.0))]
     shutil.rmtree(client / "small")
     return rows
@@ -326,16 +328,16 @@ def many_downloads(ssftp: Side, reference: Side | None, client: Path,
         fetched.mkdir()
         seconds = timed_sftp(side.downloader, [f"lcd {fetched.name}", "get small/*"], client)
         for name in names:
-            _expect_file(fetched / name, sizes.small_file_bytes)
+            expect_file(fetched / name, sizes.small_file_bytes)
         shutil.rmtree(fetched)
         return len(names) / seconds
 
-    with _served(sides, {f"small/{name}": source / name for name in names}):
-        values = _alternate(sides, sizes.rounds, download)
+    with served(sides, {f"small/{name}": source / name for name in names}):
+        values = alternate(sides, sizes.rounds, download)
     for side in sides:
         (side.download_dir / "small").rmdir()
     shutil.rmtree(source)
-    return [_row(f"download {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session",
+    return [side_row(f"download {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session",
                  "files/s", Better.HIGHER, values, ssftp, reference,
                  Target.ratio_at_least(1.2))]
 
@@ -353,9 +355,9 @@ def loaded(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> l
     size = sizes.big_file_bytes
     label = f"{size / MIB:g} MiB"
     rows = [
-        _row(f"upload 1x{label}{condition}", "MB/s", Better.HIGHER, _throughput(uploads, size),
+        side_row(f"upload 1x{label}{condition}", "MB/s", Better.HIGHER, _throughput(uploads, size),
              ssftp, reference, Target.ratio_at_least(1.0)),
-        _row(f"download 1x{label}{condition}", "MB/s", Better.HIGHER,
+        side_row(f"download 1x{label}{condition}", "MB/s", Better.HIGHER,
              _throughput(downloads, size), ssftp, reference, Target.ratio_at_least(1.0)),
         *small,
     ]
@@ -371,8 +373,8 @@ def logins(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
     def rate(side: Side) -> float:
         return asyncio.run(login_rate(side.uploader, sizes.logins))
 
-    return [_row(f"logins, {sizes.logins} in a row", "logins/s", Better.HIGHER,
-                 _alternate(sides, sizes.rounds, rate), ssftp, reference,
+    return [side_row(f"logins, {sizes.logins} in a row", "logins/s", Better.HIGHER,
+                 alternate(sides, sizes.rounds, rate), ssftp, reference,
                  Target.ratio_at_least(5.0))]
 
 
@@ -384,7 +386,7 @@ def idle_memory(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
         async with idle_sessions(side.uploader, sizes.idle_sessions):
             return tree_memory(side.pid)
 
-    measured = _alternate(sides, sizes.rounds, lambda side: asyncio.run(hold(side)))
+    measured = alternate(sides, sizes.rounds, lambda side: asyncio.run(hold(side)))
 
     def values(field: str) -> dict[str, list[float]]:
         return {name: [getattr(memory, field) / MB for memory in memories]
@@ -394,9 +396,9 @@ def idle_memory(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
                           for name, memories in measured.items())
     label = f"memory, {sizes.idle_sessions} idle sessions"
     return [
-        _row(f"{label} (RSS)", "MB", Better.LOWER, values("rss_bytes"), ssftp, reference,
+        side_row(f"{label} (RSS)", "MB", Better.LOWER, values("rss_bytes"), ssftp, reference,
              Target.at_most(150, "MB"), note=processes),
-        _row(f"{label} (PSS)", "MB", Better.LOWER, values("pss_bytes"), ssftp, reference, None,
+        side_row(f"{label} (PSS)", "MB", Better.LOWER, values("pss_bytes"), ssftp, reference, None,
              note="RSS summed over processes counts shared pages once per process; PSS "
                   "shares them out"),
     ]
