@@ -1,7 +1,9 @@
 """``python -m bench``: measure ssftp against OpenSSH and raw clamd on this machine.
 
-Prints the table on stdout and writes the same figures as JSON (``--json``). Exit status 0
-when every workload ran, whatever the figures; 1 when a workload could not run.
+Prints the table on stdout and writes the same figures as JSON (``--json``); with
+``--compare REF``, then runs the same for another checkout and prints both side by side (see
+bench/compare.py). Exit status 0 when every workload ran, whatever the figures; 1 when a workload
+could not run.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from bench.compare import compare, comparison_json, render_comparison, run_ref
 from bench.results import render_table, write_json
 from bench.run import GROUPS, Options, default_workdir_parent, run, say
 from bench.workloads import KIB, MIB, Sizes
 
 # A run small enough for the test suite: every workload and server, a few seconds of load.
 SMOKE = Sizes(rounds=2, big_file_bytes=4 * MIB, far_file_bytes=1 * MIB, small_files=20,
+              small_downloads=20, concurrent_downloads=3, concurrent_file_bytes=1 * MIB,
+              sshfs_file_bytes=1 * MIB, sshfs_listing_files=20,
               logins=5, idle_sessions=5,
               pipeline_files=20, pipeline_file_bytes=4 * KIB, latency_samples=3,
               rescan_files=20)
@@ -24,13 +29,21 @@ SMOKE = Sizes(rounds=2, big_file_bytes=4 * MIB, far_file_bytes=1 * MIB, small_fi
 
 def _parser() -> argparse.ArgumentParser:
     defaults = Sizes()
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    # No abbreviations: --compare hands REF's run our arguments minus its own options, which
+    # it finds by their full names.
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     allow_abbrev=False)
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"),
                         help="where to write the figures as JSON (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=defaults.rounds,
                         help="A B rounds per workload (default: %(default)s)")
     parser.add_argument("--big-file-mib", type=int, default=defaults.big_file_bytes // MIB)
     parser.add_argument("--small-files", type=int, default=defaults.small_files)
+    parser.add_argument("--small-downloads", type=int, default=defaults.small_downloads)
+    parser.add_argument("--concurrent-downloads", type=int,
+                        default=defaults.concurrent_downloads)
+    parser.add_argument("--concurrent-file-mib", type=int,
+                        default=defaults.concurrent_file_bytes // MIB)
     parser.add_argument("--logins", type=int, default=defaults.logins)
     parser.add_argument("--idle-sessions", type=int, default=defaults.idle_sessions)
     parser.add_argument("--pipeline-files", type=int, default=defaults.pipeline_files)
@@ -43,14 +56,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes and 2 rounds: checks the harness, measures nothing")
+    parser.add_argument("--compare", metavar="REF",
+                        help="then run the same for REF (a git ref of this repository or the "
+                             "path of a checkout) and compare the medians")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     sizes = SMOKE if args.smoke else replace(
         Sizes(), rounds=args.rounds, big_file_bytes=args.big_file_mib * MIB,
-        small_files=args.small_files, logins=args.logins, idle_sessions=args.idle_sessions,
+        small_files=args.small_files, small_downloads=args.small_downloads,
+        concurrent_downloads=args.concurrent_downloads,
+        concurrent_file_bytes=args.concurrent_file_mib * MIB, logins=args.logins,
+        idle_sessions=args.idle_sessions,
         pipeline_files=args.pipeline_files, latency_samples=args.latency_samples,
         rescan_files=args.rescan_files)
     options = Options(sizes=sizes, json_path=args.json, keep=args.keep,
@@ -61,8 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError) as exc:  # testkit.ssftp_process.StartError among them
         say(f"failed: {exc}")
         return 1
-    print(render_table(rows))
-    write_json(options.json_path, rows, context)
+    print(render_table(rows), flush=True)
+    compared = None
+    if args.compare:
+        say(f"the same run for {args.compare}")
+        try:
+            ref_document = run_ref(args.compare, argv)
+        except (RuntimeError, OSError, ValueError) as exc:  # ValueError: its JSON unreadable
+            say(f"failed: {exc}")
+            write_json(options.json_path, rows, context)
+            return 1
+        ref_rows = ref_document.get("rows")
+        found = compare([row.as_json() for row in rows],
+                        ref_rows if isinstance(ref_rows, list) else [])
+        print()
+        print(render_comparison(found, args.compare))
+        compared = comparison_json(args.compare, ref_document, found)
+    write_json(options.json_path, rows, context, compared)
     say(f"figures written to {options.json_path}")
     return 0
 

@@ -1,9 +1,9 @@
 """The clients that drive a benchmark, timed the same way against every server.
 
 Transfers use the OpenSSH ``sftp`` client in batch mode with aes128-gcm@openssh.com, what
-partners' scripts run (``tests.support.run_sftp``, the tests' own way to call it). Logins, idle
-sessions and the single-file latency use an asyncssh client in this process, so that no process
-start is timed along with what is measured.
+partners' scripts run (``testkit.sftp_client.run_sftp``, the tests' own way to call it). Logins,
+idle sessions, the single-file latency and one download use an asyncssh client in this process,
+so that no process start is timed along with what is measured.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,34 @@ def timed_sftp(login: Login, commands: list[str], cwd: Path) -> float:
         raise ClientFailedError(
             f"sftp to port {login.port} failed ({result.returncode}): {result.stderr.strip()}")
     return elapsed
+
+
+def concurrent_sftp(sessions: list[tuple[Login, list[str]]], cwd: Path) -> float:
+    """Seconds from starting every ``sftp -b`` session at once until the last has exited:
+    what a batch of partners fetching together waits for."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+        results = list(pool.map(
+            lambda session: run_sftp(session[0].port, session[0].username, session[1],
+                                     cwd=cwd, key=session[0].key),
+            sessions))
+    elapsed = time.perf_counter() - started
+    for (login, _commands), result in zip(sessions, results, strict=True):
+        if result.returncode != 0:
+            raise ClientFailedError(f"sftp to port {login.port} failed ({result.returncode}): "
+                                    f"{result.stderr.strip()}")
+    return elapsed
+
+
+async def timed_get(login: Login, remote: str, local: Path) -> float:
+    """Seconds asyncssh's ``SFTPClient.get()`` takes for one file with its default block size
+    and requests in flight, what a Python partner's script gets; the login is not timed (the
+    logins workload has it)."""
+    async with await login.connect() as connection, connection.start_sftp_client() as sftp:
+        started = time.perf_counter()
+        await sftp.get(remote, local)
+        seconds = time.perf_counter() - started
+    return seconds
 
 
 async def login_rate(login: Login, count: int) -> float:

@@ -45,7 +45,8 @@ class Samples:
 
     def describe(self) -> str:
         low, high = self.spread
-        return f"{_number(self.median)} {self.unit} ({_number(low)}-{_number(high)})"
+        return (f"{format_number(self.median)} {self.unit} "
+                f"({format_number(low)}-{format_number(high)})")
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,15 @@ class Target:
     check: Callable[[float, float | None], bool]
 
     @classmethod
-    def ratio_at_least(cls, factor: float) -> Target:
+    def ratio_at_least(cls, factor: float, better: Better = Better.HIGHER) -> Target:
+        """The row's ratio (ssftp's advantage, whichever way the figure improves) is at least
+        ``factor``: for a figure that should be low, ssftp's times ``factor`` is at most the
+        reference's."""
+        if better is Better.HIGHER:
+            return cls(f">= {factor:g}x", lambda figure, reference: (
+                reference is not None and figure >= factor * reference))
         return cls(f">= {factor:g}x", lambda figure, reference: (
-            reference is not None and figure >= factor * reference))
+            reference is not None and figure * factor <= reference))
 
     @classmethod
     def at_most(cls, limit: float, unit: str) -> Target:
@@ -119,7 +126,7 @@ class Row:
         }
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
     if value >= 100:
         return f"{value:.0f}"
     if value >= 10:
@@ -131,7 +138,7 @@ def render_table(rows: list[Row]) -> str:
     """A plain-text table: figure, reference, ratio (ssftp's advantage), target and verdict."""
     header = ("workload", "ssftp median (min-max)", "reference median (min-max)", "ratio",
               "target", "met")
-    lines = [header]
+    lines: list[tuple[str, ...]] = [header]
     for row in rows:
         reference = "-" if row.reference is None else \
             f"{row.reference_name}: {row.reference.describe()}"
@@ -139,14 +146,22 @@ def render_table(rows: list[Row]) -> str:
         met = {None: "-", True: "yes", False: "NO"}[row.met]
         lines.append((row.name, row.figure.describe(), reference, ratio,
                       row.target.text if row.target else "-", met))
-    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    return render_columns(lines)
+
+
+def render_columns(lines: list[tuple[str, ...]]) -> str:
+    """``lines`` (the first is the header) as left-aligned columns, a rule under the header."""
+    widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
     rendered = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
                 .rstrip() for line in lines]
     rendered.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(rendered)
 
 
-def write_json(path: Path, rows: list[Row], context: dict[str, object]) -> None:
+def write_json(path: Path, rows: list[Row], context: dict[str, object],
+               compare: dict[str, object] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"context": context, "rows": [row.as_json() for row in rows]}
+    if compare is not None:
+        document["compare"] = compare
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -23,6 +23,7 @@ from bench import workloads
 from bench.clients import Login
 from bench.results import Row
 from bench.servers import ACCOUNT_DIRECTORY, DOWNLOADER, UPLOADER, bench_config
+from bench.sshfs import sshfs_missing, sshfs_rows
 from bench.workloads import Side, Sizes
 from ssftp.errors import ClamdStartError
 from ssftp.runtime.clamd_daemon import ClamdDaemon
@@ -34,7 +35,7 @@ from testkit.ssftp_process import SsftpProcess
 
 TMPFS = Path("/dev/shm")
 OPENSSH = "OpenSSH"
-GROUPS = ("sftp", "pipeline")
+GROUPS = ("sftp", "sshfs", "pipeline")
 
 
 @dataclass
@@ -94,8 +95,9 @@ def _context(workdir: Path, options: Options) -> dict[str, object]:
     }
 
 
-def _sftp_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
-               stack: contextlib.ExitStack) -> list[Row]:
+def _sftp_servers(workdir: Path, key: ClientKey, stack: contextlib.ExitStack) \
+        -> tuple[Side, Side | None]:
+    """ssftp serve, and OpenSSH's sshd as its reference when it is installed."""
     config = workdir / "serve.yaml"
     config.write_text(bench_config(key.public_line))
     say("starting ssftp serve")
@@ -116,18 +118,39 @@ def _sftp_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
     else:
         say("OpenSSH sshd is not installed (Debian package openssh-server): ssftp's SFTP "
             "figures are measured without a reference")
+    return ssftp, reference
+
+
+def _sftp_rows(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
     rows = []
-    say("workload: one big file up and down")
+    say("workload: one big file up and down, and the server's CPU for it")
     rows += workloads.big_file(ssftp, reference, client, sizes)
+    say("workload: one big file fetched by asyncssh with its defaults")
+    rows += workloads.asyncssh_get(ssftp, reference, client, sizes)
     say("workload: one file over a long link")
     rows += workloads.far_upload(ssftp, reference, client, sizes)
-    say("workload: many small files in one session")
+    say("workload: many small files up in one session")
     rows += workloads.many_files(ssftp, reference, client, sizes)
+    say("workload: many small files down in one session")
+    rows += workloads.many_downloads(ssftp, reference, client, sizes)
+    say(f"workload: {sizes.concurrent_downloads} downloads at once")
+    rows += workloads.concurrent_downloads(ssftp, reference, client, sizes)
     say("workload: logins per second")
     rows += workloads.logins(ssftp, reference, sizes)
     say("workload: memory with idle sessions")
     rows += workloads.idle_memory(ssftp, reference, sizes)
+    say("workload: big file and small files again, every core but one busy")
+    rows += workloads.loaded(ssftp, reference, client, sizes)
     return rows
+
+
+def _sshfs_rows(ssftp: Side, reference: Side | None, client: Path, workdir: Path,
+                sizes: Sizes) -> list[Row]:
+    if missing := sshfs_missing():
+        say(f"sshfs workloads skipped: {missing}")
+        return []
+    say("workload: cat, cp and ls -l through an sshfs mount")
+    return sshfs_rows(ssftp, reference, client, workdir, sizes)
 
 
 def _pipeline_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
@@ -171,9 +194,13 @@ def run(options: Options) -> tuple[list[Row], dict[str, object]]:
         key = make_client_key(workdir, "client-key")
         client = workdir / "client"
         client.mkdir()
-        if "sftp" in options.groups:
+        if {"sftp", "sshfs"} & set(options.groups):
             with contextlib.ExitStack() as stack:
-                rows += _sftp_rows(workdir, key, client, options.sizes, stack)
+                ssftp, reference = _sftp_servers(workdir, key, stack)
+                if "sftp" in options.groups:
+                    rows += _sftp_rows(ssftp, reference, client, options.sizes)
+                if "sshfs" in options.groups:
+                    rows += _sshfs_rows(ssftp, reference, client, workdir, options.sizes)
         if "pipeline" in options.groups:
             with contextlib.ExitStack() as stack:
                 rows += _pipeline_rows(workdir, key, client, options.sizes, stack, context)

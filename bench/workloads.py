@@ -19,7 +19,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from bench.clients import Login, idle_sessions, login_rate, timed_sftp, upload_latencies
+from bench.clients import (
+    Login,
+    concurrent_sftp,
+    idle_sessions,
+    login_rate,
+    timed_get,
+    timed_sftp,
+    upload_latencies,
+)
+from bench.cpu import Meter, cpu_burners
 from bench.memory import Memory, tree_memory
 from bench.results import Better, Row, Samples, Target
 from ssftp.scan.clamd import ClamdClient
@@ -29,6 +38,7 @@ from testkit.files import make_random_file
 MB = 1_000_000
 KIB = 1024
 MIB = 1024 * KIB
+GIB = 1024 * MIB
 T = TypeVar("T")
 RAW_CLAMD = "raw clamd CONTSCAN"
 
@@ -54,7 +64,12 @@ class Sizes:
     far_file_bytes: int = 64 * MIB
     link_delay_seconds: float = 0.04  # each way: a continent away
     small_files: int = 1000
+    small_downloads: int = 1000
     small_file_bytes: int = 4 * KIB
+    concurrent_downloads: int = 8
+    concurrent_file_bytes: int = 64 * MIB
+    sshfs_file_bytes: int = 64 * MIB
+    sshfs_listing_files: int = 2000
     logins: int = 50
     idle_sessions: int = 100
     pipeline_files: int = 1000
@@ -72,7 +87,7 @@ def write_file_set(directory: Path, count: int, size: int) -> list[str]:
     return names
 
 
-def _expect_file(path: Path, size: int) -> None:
+def expect_file(path: Path, size: int) -> None:
     try:
         found = path.stat().st_size
     except FileNotFoundError:
@@ -81,7 +96,7 @@ def _expect_file(path: Path, size: int) -> None:
         raise RuntimeError(f"{path} has {found} bytes after the transfer, expected {size}")
 
 
-def _alternate(sides: list[Side], rounds: int, measure: Callable[[Side], T]) \
+def alternate(sides: list[Side], rounds: int, measure: Callable[[Side], T]) \
         -> dict[str, list[T]]:
     """``measure`` each side in turn, ``rounds`` times; the results by side name."""
     results: dict[str, list[T]] = {side.name: [] for side in sides}
@@ -91,7 +106,7 @@ def _alternate(sides: list[Side], rounds: int, measure: Callable[[Side], T]) \
     return results
 
 
-def _row(name: str, unit: str, better: Better, values: dict[str, list[float]], ssftp: Side,
+def side_row(name: str, unit: str, better: Better, values: dict[str, list[float]], ssftp: Side,
          reference: Side | None, target: Target | None, note: str = "") -> Row:
     return Row(name=name, better=better, figure=Samples(unit, values[ssftp.name]),
                reference_name=reference.name if reference else None,
@@ -99,39 +114,137 @@ def _row(name: str, unit: str, better: Better, values: dict[str, list[float]], s
                target=target, note=note)
 
 
+@contextlib.contextmanager
+def served(sides: list[Side], files: dict[str, Path]) -> Iterator[None]:
+    """``files`` (name: local source) in every side's download directory for the block.
+    Copies: ssftp refuses to open a file with other hard links."""
+    placed = []
+    for side in sides:
+        for name, source in files.items():
+            target = side.download_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            placed.append(target)
+    try:
+        yield
+    finally:
+        for target in placed:
+            target.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """One timed ``sftp`` session and the CPU the server spent on it."""
+
+    seconds: float
+    cpu_seconds: float
+
+
+def _big_file_rounds(sides: list[Side], client: Path, sizes: Sizes) \
+        -> tuple[dict[str, list[_Transfer]], dict[str, list[_Transfer]]]:
+    """``sizes.rounds`` uploads and downloads of one big file on every side, alternating."""
+    size = sizes.big_file_bytes
+    source = make_random_file(client / "big.bin", size)
+
+    def transfer(side: Side, login: Login, command: str, arrived: Path) -> _Transfer:
+        meter = Meter(side.pid)
+        meter.start()
+        seconds = timed_sftp(login, [command], client)
+        cpu_seconds = meter.stop()
+        expect_file(arrived, size)
+        arrived.unlink()
+        return _Transfer(seconds, cpu_seconds)
+
+    def upload(side: Side) -> _Transfer:
+        return transfer(side, side.uploader, "put big.bin up.bin", side.upload_dir / "up.bin")
+
+    def download(side: Side) -> _Transfer:
+        return transfer(side, side.downloader, "get down.bin fetched.bin",
+                        client / "fetched.bin")
+
+    with served(sides, {"down.bin": source}):
+        uploads = alternate(sides, sizes.rounds, upload)
+        downloads = alternate(sides, sizes.rounds, download)
+    source.unlink()
+    return uploads, downloads
+
+
+def _throughput(transfers: dict[str, list[_Transfer]], size: int) -> dict[str, list[float]]:
+    return {name: [size / one.seconds / MB for one in ones] for name, ones in transfers.items()}
+
+
 def big_file(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
-    """Upload and download of one large file; MB/s over the whole ``sftp`` session."""
+    """Upload and download of one large file: MB/s over the whole ``sftp`` session, and the
+    CPU the server's process tree spent per GiB moved (bench.cpu says how it is counted)."""
+    sides = [side for side in (ssftp, reference) if side is not None]
+    uploads, downloads = _big_file_rounds(sides, client, sizes)
+    size = sizes.big_file_bytes
+    label = f"{size / MIB:g} MiB"
+
+    def cpu_per_gib(transfers: dict[str, list[_Transfer]]) -> dict[str, list[float]]:
+        return {name: [one.cpu_seconds / (size / GIB) for one in ones]
+                for name, ones in transfers.items()}
+
+    return [
+        side_row(f"upload 1x{label}", "MB/s", Better.HIGHER, _throughput(uploads, size), ssftp,
+             reference, Target.ratio_at_least(1.0)),
+        side_row(f"download 1x{label}", "MB/s", Better.HIGHER, _throughput(downloads, size),
+             ssftp, reference, Target.ratio_at_least(1.0)),
+        side_row("CPU seconds per GiB, upload", "s", Better.LOWER, cpu_per_gib(uploads), ssftp,
+             reference, Target.ratio_at_least(1.0, Better.LOWER),
+             note=f"server process tree, user + system, over 1x{label} (login included)"),
+        side_row("CPU seconds per GiB, download", "s", Better.LOWER, cpu_per_gib(downloads), ssftp,
+             reference, Target.ratio_at_least(1.0, Better.LOWER),
+             note=f"server process tree, user + system, over 1x{label} (login included)"),
+    ]
+
+
+def asyncssh_get(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
+    """One big file fetched by asyncssh's ``SFTPClient.get()`` with its defaults: a server
+    that only an ``sftp`` with many requests in flight keeps busy would show here."""
     size = sizes.big_file_bytes
     source = make_random_file(client / "big.bin", size)
     sides = [side for side in (ssftp, reference) if side is not None]
-    for side in sides:
-        side.download_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, side.download_dir / "down.bin")
-
-    def upload(side: Side) -> float:
-        seconds = timed_sftp(side.uploader, ["put big.bin up.bin"], client)
-        _expect_file(side.upload_dir / "up.bin", size)
-        (side.upload_dir / "up.bin").unlink()
-        return size / seconds / MB
+    fetched = client / "fetched.bin"
 
     def download(side: Side) -> float:
-        seconds = timed_sftp(side.downloader, ["get down.bin fetched.bin"], client)
-        _expect_file(client / "fetched.bin", size)
-        (client / "fetched.bin").unlink()
+        seconds = asyncio.run(timed_get(side.downloader, "down.bin", fetched))
+        expect_file(fetched, size)
+        fetched.unlink()
         return size / seconds / MB
 
-    label = f"{size / MIB:g} MiB"
-    rows = [
-        _row(f"upload 1x{label}", "MB/s", Better.HIGHER, _alternate(sides, sizes.rounds, upload),
-             ssftp, reference, Target.ratio_at_least(1.0)),
-        _row(f"download 1x{label}", "MB/s", Better.HIGHER,
-             _alternate(sides, sizes.rounds, download), ssftp, reference,
-             Target.ratio_at_least(1.0)),
-    ]
-    for side in sides:
-        (side.download_dir / "down.bin").unlink()
+    with served(sides, {"down.bin": source}):
+        values = alternate(sides, sizes.rounds, download)
     source.unlink()
-    return rows
+    return [side_row(f"asyncssh get 1x{size / MIB:g} MiB (defaults)", "MB/s", Better.HIGHER,
+                 values, ssftp, reference, Target.ratio_at_least(1.0))]
+
+
+def concurrent_downloads(ssftp: Side, reference: Side | None, client: Path,
+                         sizes: Sizes) -> list[Row]:
+    """``sizes.concurrent_downloads`` ``sftp`` clients started together, each fetching a file
+    of its own: aggregate MB/s until the last has its file. ssftp serves them all from one
+    event loop, sshd from a process each."""
+    count, size = sizes.concurrent_downloads, sizes.concurrent_file_bytes
+    sources = {f"together-{index}.bin": make_random_file(client / f"together-{index}.bin", size)
+               for index in range(count)}
+    sides = [side for side in (ssftp, reference) if side is not None]
+
+    def download(side: Side) -> float:
+        seconds = concurrent_sftp([(side.downloader, [f"get {name} fetched-{name}"])
+                                   for name in sources], client)
+        for name in sources:
+            expect_file(client / f"fetched-{name}", size)
+            (client / f"fetched-{name}").unlink()
+        return count * size / seconds / MB
+
+    with served(sides, sources):
+        values = alternate(sides, sizes.rounds, download)
+    for source in sources.values():
+        source.unlink()
+    return [side_row(f"download {count}x{size / MIB:g} MiB concurrently", "MB/s", Better.HIGHER,
+                 values, ssftp, reference, Target.ratio_at_least(1.0),
+                 note="aggregate, from the start of all clients until the last has ended")]
 
 
 @contextlib.contextmanager
@@ -171,18 +284,19 @@ def far_upload(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) 
         with _delayed_port(side.uploader.port, sizes.link_delay_seconds) as port:
             seconds = timed_sftp(replace(side.uploader, port=port), ["put far.bin far.bin"],
                                  client)
-        _expect_file(side.upload_dir / "far.bin", size)
+        expect_file(side.upload_dir / "far.bin", size)
         (side.upload_dir / "far.bin").unlink()
         return size / seconds / MB
 
     name = f"upload 1x{size / MIB:g} MiB, {sizes.link_delay_seconds * 1000:g} ms each way"
-    rows = [_row(name, "MB/s", Better.HIGHER, _alternate(sides, sizes.rounds, upload), ssftp,
+    rows = [side_row(name, "MB/s", Better.HIGHER, alternate(sides, sizes.rounds, upload), ssftp,
                  reference, Target.ratio_at_least(1.0))]
     (client / "far.bin").unlink()
     return rows
 
 
-def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
+def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes,
+               condition: str = "") -> list[Row]:
     """One session uploading many small files (``put small/*``); files per second."""
     names = write_file_set(client / "small", sizes.small_files, sizes.small_file_bytes)
     sides = [side for side in (ssftp, reference) if side is not None]
@@ -190,14 +304,65 @@ def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) 
     def upload(side: Side) -> float:
         seconds = timed_sftp(side.uploader, ["put small/*"], client)
         for name in names:
-            _expect_file(side.upload_dir / name, sizes.small_file_bytes)
+            expect_file(side.upload_dir / name, sizes.small_file_bytes)
             (side.upload_dir / name).unlink()
         return len(names) / seconds
 
-    rows = [_row(f"upload {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session",
-                 "files/s", Better.HIGHER, _alternate(sides, sizes.rounds, upload), ssftp,
-                 reference, Target.ratio_at_least(1.0))]
+    rows = [side_row(f"upload {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session"
+                 f"{condition}", "files/s", Better.HIGHER, alternate(sides, sizes.rounds, upload),
+                 ssftp, reference, Target.ratio_at_least(1.0))]
     shutil.rmtree(client / "small")
+    return rows
+
+
+def many_downloads(ssftp: Side, reference: Side | None, client: Path,
+                   sizes: Sizes) -> list[Row]:
+    """One session downloading many small files (``get small/*``); files per second. Every
+    file is an open, reads, a close and a directory entry, so the per-request cost shows."""
+    source = client / "small"
+    names = write_file_set(source, sizes.small_downloads, sizes.small_file_bytes)
+    sides = [side for side in (ssftp, reference) if side is not None]
+    fetched = client / "small-fetched"
+
+    def download(side: Side) -> float:
+        fetched.mkdir()
+        seconds = timed_sftp(side.downloader, [f"lcd {fetched.name}", "get small/*"], client)
+        for name in names:
+            expect_file(fetched / name, sizes.small_file_bytes)
+        shutil.rmtree(fetched)
+        return len(names) / seconds
+
+    with served(sides, {f"small/{name}": source / name for name in names}):
+        values = alternate(sides, sizes.rounds, download)
+    for side in sides:
+        (side.download_dir / "small").rmdir()
+    shutil.rmtree(source)
+    return [side_row(f"download {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session",
+                 "files/s", Better.HIGHER, values, ssftp, reference,
+                 Target.ratio_at_least(1.2))]
+
+
+def loaded(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
+    """The big file up and down and the small-file upload again, with a busy-looping process
+    on every core but one, from before the first round to after the last, for both servers
+    alike: how each copes when it does not have the machine to itself (a gateway shares its
+    host with the scanner)."""
+    sides = [side for side in (ssftp, reference) if side is not None]
+    condition = ", machine loaded"
+    with cpu_burners((os.cpu_count() or 1) - 1) as burners:
+        uploads, downloads = _big_file_rounds(sides, client, sizes)
+        small = many_files(ssftp, reference, client, sizes, condition)
+    size = sizes.big_file_bytes
+    label = f"{size / MIB:g} MiB"
+    rows = [
+        side_row(f"upload 1x{label}{condition}", "MB/s", Better.HIGHER, _throughput(uploads, size),
+             ssftp, reference, Target.ratio_at_least(1.0)),
+        side_row(f"download 1x{label}{condition}", "MB/s", Better.HIGHER,
+             _throughput(downloads, size), ssftp, reference, Target.ratio_at_least(1.0)),
+        *small,
+    ]
+    for row in rows:
+        row.note = f"{burners} busy-looping processes beside the servers and clients"
     return rows
 
 
@@ -208,8 +373,8 @@ def logins(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
     def rate(side: Side) -> float:
         return asyncio.run(login_rate(side.uploader, sizes.logins))
 
-    return [_row(f"logins, {sizes.logins} in a row", "logins/s", Better.HIGHER,
-                 _alternate(sides, sizes.rounds, rate), ssftp, reference,
+    return [side_row(f"logins, {sizes.logins} in a row", "logins/s", Better.HIGHER,
+                 alternate(sides, sizes.rounds, rate), ssftp, reference,
                  Target.ratio_at_least(5.0))]
 
 
@@ -221,7 +386,7 @@ def idle_memory(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
         async with idle_sessions(side.uploader, sizes.idle_sessions):
             return tree_memory(side.pid)
 
-    measured = _alternate(sides, sizes.rounds, lambda side: asyncio.run(hold(side)))
+    measured = alternate(sides, sizes.rounds, lambda side: asyncio.run(hold(side)))
 
     def values(field: str) -> dict[str, list[float]]:
         return {name: [getattr(memory, field) / MB for memory in memories]
@@ -231,9 +396,9 @@ def idle_memory(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
                           for name, memories in measured.items())
     label = f"memory, {sizes.idle_sessions} idle sessions"
     return [
-        _row(f"{label} (RSS)", "MB", Better.LOWER, values("rss_bytes"), ssftp, reference,
+        side_row(f"{label} (RSS)", "MB", Better.LOWER, values("rss_bytes"), ssftp, reference,
              Target.at_most(150, "MB"), note=processes),
-        _row(f"{label} (PSS)", "MB", Better.LOWER, values("pss_bytes"), ssftp, reference, None,
+        side_row(f"{label} (PSS)", "MB", Better.LOWER, values("pss_bytes"), ssftp, reference, None,
              note="RSS summed over processes counts shared pages once per process; PSS "
                   "shares them out"),
     ]

@@ -47,3 +47,11 @@ def test_table_shows_a_missed_target_plainly():
     table = render_table([row])
     assert "0.90x" in table
     assert table.splitlines()[-1].endswith("NO")
+
+
+def test_ratio_target_of_a_figure_that_should_be_low():
+    row = Row("cpu", Better.LOWER, Samples("s", [3.0]), "OpenSSH", Samples("s", [4.0]),
+              Target.ratio_at_least(1.0, Better.LOWER))
+    assert row.met is True and row.target is not None and row.target.text == ">= 1x"
+    row.figure = Samples("s", [4.5])
+    assert row.met is False
