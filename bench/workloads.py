@@ -107,7 +107,7 @@ def alternate(sides: list[Side], rounds: int, measure: Callable[[Side], T]) \
 
 
 def side_row(name: str, unit: str, better: Better, values: dict[str, list[float]], ssftp: Side,
-         reference: Side | None, target: Target | None, note: str = "") -> Row:
+             reference: Side | None, target: Target | None, note: str = "") -> Row:
     return Row(name=name, better=better, figure=Samples(unit, values[ssftp.name]),
                reference_name=reference.name if reference else None,
                reference=Samples(unit, values[reference.name]) if reference else None,
@@ -187,15 +187,15 @@ def big_file(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) ->
 
     return [
         side_row(f"upload 1x{label}", "MB/s", Better.HIGHER, _throughput(uploads, size), ssftp,
-             reference, Target.ratio_at_least(1.0)),
+                 reference, Target.ratio_at_least(1.0)),
         side_row(f"download 1x{label}", "MB/s", Better.HIGHER, _throughput(downloads, size),
-             ssftp, reference, Target.ratio_at_least(1.0)),
+                 ssftp, reference, Target.ratio_at_least(1.0)),
         side_row("CPU seconds per GiB, upload", "s", Better.LOWER, cpu_per_gib(uploads), ssftp,
-             reference, Target.ratio_at_least(1.0, Better.LOWER),
-             note=f"server process tree, user + system, over 1x{label} (login included)"),
+                 reference, Target.ratio_at_least(1.0, Better.LOWER),
+                 note=f"server process tree, user + system, over 1x{label} (login included)"),
         side_row("CPU seconds per GiB, download", "s", Better.LOWER, cpu_per_gib(downloads), ssftp,
-             reference, Target.ratio_at_least(1.0, Better.LOWER),
-             note=f"server process tree, user + system, over 1x{label} (login included)"),
+                 reference, Target.ratio_at_least(1.0, Better.LOWER),
+                 note=f"server process tree, user + system, over 1x{label} (login included)"),
     ]
 
 
@@ -217,7 +217,7 @@ def asyncssh_get(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes
         values = alternate(sides, sizes.rounds, download)
     source.unlink()
     return [side_row(f"asyncssh get 1x{size / MIB:g} MiB (defaults)", "MB/s", Better.HIGHER,
-                 values, ssftp, reference, Target.ratio_at_least(1.0))]
+                     values, ssftp, reference, Target.ratio_at_least(1.0))]
 
 
 def concurrent_downloads(ssftp: Side, reference: Side | None, client: Path,
@@ -243,8 +243,8 @@ def concurrent_downloads(ssftp: Side, reference: Side | None, client: Path,
     for source in sources.values():
         source.unlink()
     return [side_row(f"download {count}x{size / MIB:g} MiB concurrently", "MB/s", Better.HIGHER,
-                 values, ssftp, reference, Target.ratio_at_least(1.0),
-                 note="aggregate, from the start of all clients until the last has ended")]
+                     values, ssftp, reference, Target.ratio_at_least(1.0),
+                     note="aggregate, from the start of all clients until the last has ended")]
 
 
 @contextlib.contextmanager
@@ -290,7 +290,7 @@ def far_upload(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) 
 
     name = f"upload 1x{size / MIB:g} MiB, {sizes.link_delay_seconds * 1000:g} ms each way"
     rows = [side_row(name, "MB/s", Better.HIGHER, alternate(sides, sizes.rounds, upload), ssftp,
-                 reference, Target.ratio_at_least(1.0))]
+                     reference, Target.ratio_at_least(1.0))]
     (client / "far.bin").unlink()
     return rows
 
@@ -309,8 +309,9 @@ def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes,
         return len(names) / seconds
 
     rows = [side_row(f"upload {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session"
-                 f"{condition}", "files/s", Better.HIGHER, alternate(sides, sizes.rounds, upload),
-                 ssftp, reference, Target.ratio_at_least(1.0))]
+                     f"{condition}", "files/s", Better.HIGHER,
+                     alternate(sides, sizes.rounds, upload), ssftp, reference,
+                     Target.ratio_at_least(1.0))]
     shutil.rmtree(client / "small")
     return rows
 
@@ -338,8 +339,8 @@ def many_downloads(ssftp: Side, reference: Side | None, client: Path,
         (side.download_dir / "small").rmdir()
     shutil.rmtree(source)
     return [side_row(f"download {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session",
-                 "files/s", Better.HIGHER, values, ssftp, reference,
-                 Target.ratio_at_least(1.2))]
+                     "files/s", Better.HIGHER, values, ssftp, reference,
+                     Target.ratio_at_least(1.2))]
 
 
 def loaded(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
@@ -356,9 +357,9 @@ def loaded(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> l
     label = f"{size / MIB:g} MiB"
     rows = [
         side_row(f"upload 1x{label}{condition}", "MB/s", Better.HIGHER, _throughput(uploads, size),
-             ssftp, reference, Target.ratio_at_least(1.0)),
+                 ssftp, reference, Target.ratio_at_least(1.0)),
         side_row(f"download 1x{label}{condition}", "MB/s", Better.HIGHER,
-             _throughput(downloads, size), ssftp, reference, Target.ratio_at_least(1.0)),
+                 _throughput(downloads, size), ssftp, reference, Target.ratio_at_least(1.0)),
         *small,
     ]
     for row in rows:
@@ -374,8 +375,8 @@ def logins(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
         return asyncio.run(login_rate(side.uploader, sizes.logins))
 
     return [side_row(f"logins, {sizes.logins} in a row", "logins/s", Better.HIGHER,
-                 alternate(sides, sizes.rounds, rate), ssftp, reference,
-                 Target.ratio_at_least(5.0))]
+                     alternate(sides, sizes.rounds, rate), ssftp, reference,
+                     Target.ratio_at_least(5.0))]
 
 
 def idle_memory(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
@@ -397,9 +398,9 @@ def idle_memory(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
     label = f"memory, {sizes.idle_sessions} idle sessions"
     return [
         side_row(f"{label} (RSS)", "MB", Better.LOWER, values("rss_bytes"), ssftp, reference,
-             Target.at_most(150, "MB"), note=processes),
+                 Target.at_most(150, "MB"), note=processes),
         side_row(f"{label} (PSS)", "MB", Better.LOWER, values("pss_bytes"), ssftp, reference, None,
-             note="RSS summed over processes counts shared pages once per process; PSS "
+                 note="RSS summed over processes counts shared pages once per process; PSS "
                   "shares them out"),
     ]
 
