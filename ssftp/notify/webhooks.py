@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from ssftp.config.schema import Webhook
 from ssftp.errors import WebhookError
 from ssftp.logs import one_line
@@ -110,6 +108,8 @@ async def deliver(notification: Notification) -> int:
     delivery open for ever, neither delivered nor retried. The answer's body is read and
     dropped, so a large one costs no memory.
     """
+    import httpx  # on first use: see safe_url
+
     hook = notification.webhook
     headers = {"Content-Type": "application/json", EVENT_HEADER: notification.event,
                EVENT_ID_HEADER: notification.id, "User-Agent": "ssftp"}
@@ -136,5 +136,9 @@ async def deliver(notification: Notification) -> int:
 
 def safe_url(url: str) -> str:
     """The URL without credentials or query (both may carry a token)."""
+    # httpx is imported on first use: it brings its command line's rich, pygments and click,
+    # 8 MB of every `ssftp serve` process, which sends no webhook.
+    import httpx
+
     parsed = httpx.URL(url)
     return str(parsed.copy_with(userinfo=b"", query=None, fragment=None))
