@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -54,6 +55,7 @@ from ssftp.errors import (
 )
 from ssftp.layout import DataLayout
 from ssftp.logs import configure_logging, lines_shown, one_line, set_console
+from ssftp.moves import write_durably
 from ssftp.notify.direct import send_now
 from ssftp.notify.outbox import Outbox
 from ssftp.passwords import hash_password
@@ -91,6 +93,10 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
 def _instance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path,
                         help="ssftp.yaml (default: <data dir>/system/ssftp.yaml)")
+    parser.add_argument("--initial-config", type=Path, metavar="FILE",
+                        help="without --config: when the data root has no system/ssftp.yaml "
+                             "yet, start it as a copy of FILE (./run does, from "
+                             f"{EXAMPLE_CONFIG})")
     _data_dir_option(parser, "data root with the six areas")
     _log_options(parser)
 
@@ -290,10 +296,16 @@ def _configure_console(args: argparse.Namespace) -> None:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", args.log_level.upper())
 
 
-def _open_store(args: argparse.Namespace) -> ConfigStore:
-    """The instance's config, validated before anything is created on disk."""
+def _open_store(args: argparse.Namespace, initial: Path | None = None) -> ConfigStore:
+    """The instance's config, validated before anything is created on disk; with
+    ``initial``, the data root's own config, first copied from ``initial``."""
     layout = DataLayout.at(args.data_dir)
     path: Path = args.config or layout.default_config
+    if initial is not None:
+        if args.config is not None:
+            raise SsftpError("--initial-config starts the data root's own config: it does not "
+                             "go with --config")
+        adopt_initial_config(initial, path)
     if not path.exists():
         hint = ("" if args.config else
                 f"; pass --config FILE, or start from {EXAMPLE_CONFIG} of the ssftp source")
@@ -301,6 +313,24 @@ def _open_store(args: argparse.Namespace) -> ConfigStore:
     store = ConfigStore.open(path, layout)
     layout.create()
     return store
+
+
+def adopt_initial_config(initial: Path, path: Path) -> bool:
+    """Make ``path`` a copy of ``initial`` unless it exists (True when copied, and said):
+    ``./run`` then edits a file of the data root, not the tracked example, and a reload
+    picks up every change. Owner-only, as the config holds password hashes."""
+    if path.exists():
+        return False
+    try:
+        content = initial.read_bytes()
+    except OSError as exc:
+        raise SsftpError(f"--initial-config {initial}: {exc.strerror}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # another start copied it meanwhile
+        write_durably(path, content, replace=False, mode=0o600)
+    print(f"ssftp: {path} is a copy of {initial}: edit it there (changes apply while ssftp "
+          "runs)", file=sys.stderr, flush=True)
+    return True
 
 
 def _metrics_address(args: argparse.Namespace, store: ConfigStore) -> Address | None:
@@ -318,7 +348,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server import event_loop
     from server.app import serve
 
-    store = _open_store(args)
+    store = _open_store(args, args.initial_config)
     event_loop.run(serve(store, host=args.host, port=args.port,
                          metrics=_metrics_address(args, store)))
     return OK
@@ -328,7 +358,7 @@ def _up(args: argparse.Namespace) -> int:
     from deployments.up import run_up
     from server import event_loop
 
-    store = _open_store(args)
+    store = _open_store(args, args.initial_config)
     event_loop.run(run_up(store, host=args.host, port=args.port,
                           prefect_port=args.prefect_port, prefect_url=args.prefect_url,
                           metrics=_metrics_address(args, store)))
@@ -340,7 +370,7 @@ def _worker(args: argparse.Namespace) -> int:
     from ssftp.logs import configure_logging
     from ssftp.runtime.prefect_server import is_healthy
 
-    store = _open_store(args)
+    store = _open_store(args, args.initial_config)
     metrics = _metrics_address(args, store)
     configure_logging(store.current.loaded.config.log_dirs(store.layout))
     api_url = os.environ.get("PREFECT_API_URL")

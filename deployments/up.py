@@ -53,6 +53,19 @@ def _health_checks(gateway: Gateway, worker: WorkerThread,
             "prefect": lambda: up_or_down(is_healthy(prefect.api_url))}
 
 
+def _banner(store: ConfigStore, gateway: Gateway, prefect: PrefectServer,
+            metrics_url: str | None) -> str:
+    """What a newcomer needs next: how to connect, where to look, which file to edit."""
+    lines = ["", "ssftp is up.",
+             f"  upload:    {_connect_hint(store, gateway.host, gateway.port)}",
+             f"  Prefect:   {prefect.describe()}"]
+    if metrics_url is not None:
+        lines.append(f"  metrics:   {metrics_url} (and /healthz)")
+    lines += [f"  config:    {store.path} (changes apply while ssftp runs)",
+              f"  data root: {store.layout.root}", "Ctrl-C stops everything.", ""]
+    return "\n".join(lines)
+
+
 async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
                  prefect_port: int = DEFAULT_PREFECT_PORT,
                  prefect_url: str | None = None, metrics: Address | None = None) -> None:
@@ -88,13 +101,11 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
         worker = WorkerThread(store, clamd)
         worker.start()
         gateway = service.gateway
-        listening.enter_context(metrics_listening(metrics,
-                                                  _health_checks(gateway, worker, prefect)))
+        metrics_url = listening.enter_context(
+            metrics_listening(metrics, _health_checks(gateway, worker, prefect)))
         stopped = asyncio.create_task(run_until_stopped())
         await asyncio.sleep(0)  # its handlers take SIGINT before the banner invites a Ctrl-C
-        print(f"\nssftp is up.\n  upload:    {_connect_hint(store, gateway.host, gateway.port)}\n"
-              f"  Prefect:   {prefect.describe()}\n  data root: {layout.root}\n"
-              "Ctrl-C stops everything.\n", flush=True)
+        print(_banner(store, gateway, prefect, metrics_url), flush=True)
         while not stopped.done():
             await asyncio.wait([stopped], timeout=1)
             check_alive(worker, stopped)

@@ -201,6 +201,12 @@ class MetricsListener:
     def port(self) -> int:
         return int(self._socket.getsockname()[1])
 
+    @property
+    def url(self) -> str:
+        """Where Prometheus scrapes, for the banner (an IPv6 host in brackets)."""
+        host = str(self._socket.getsockname()[0])
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/metrics"
+
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join()
@@ -298,13 +304,15 @@ async def _read_head(loop: asyncio.AbstractEventLoop, client: socket.socket) -> 
 
 
 @contextlib.contextmanager
-def metrics_listening(address: Address | None, checks: Mapping[str, Check]) -> Iterator[None]:
-    """Serve the listener for the block's duration; nothing when ``address`` is None (off)."""
+def metrics_listening(address: Address | None,
+                      checks: Mapping[str, Check]) -> Iterator[str | None]:
+    """Serve the listener for the block's duration, giving its URL; nothing when ``address``
+    is None (off)."""
     if address is None:
-        yield
+        yield None
         return
     listener = MetricsListener(address, checks)
     try:
-        yield
+        yield listener.url
     finally:
         listener.stop()

@@ -352,3 +352,34 @@ def test_text_console_shows_a_hostile_file_name_escaped(tmp_path):
     console = subprocess.CompletedProcess(proc.args, proc.returncode, refused + out, err)
     assert_no_terminal_controls(console)
     assert b"path=\\x1b]0;PWNED\\x07\\x9b.txt" in refused
+
+
+def test_run_resolves_a_relative_path_in_the_caller_s_directory(tmp_path):
+    """./run changed to the repo first: `./run check-config mine.yaml` looked for the repo's."""
+    (tmp_path / "mine.yaml").write_bytes((REPO / "config" / "ssftp.example.yaml").read_bytes())
+    result = subprocess.run([str(REPO / "run"), "check-config", "mine.yaml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("mine.yaml: valid"), result.stdout
+
+
+def test_initial_config_starts_the_data_root_s_own_config_once(tmp_path):
+    """A worker that then stops for want of a Prefect server: the copy is made before."""
+    data, example = tmp_path / "data", REPO / "config" / "ssftp.example.yaml"
+    own = data / "system" / "ssftp.yaml"
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    command = [SSFTP, "worker", "--data-dir", str(data), "--initial-config", str(example)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 2
+    assert f"{own} is a copy of {example}: edit it there" in first.stderr
+    assert "no Prefect server answers" in first.stderr and "Traceback" not in first.stderr
+    assert own.read_bytes() == example.read_bytes()
+    assert own.stat().st_mode & 0o777 == 0o600  # it holds password hashes
+    own.write_text(own.read_text().replace("gateway1", "edited"))
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert "is a copy of" not in again.stderr  # the edited copy stays
+    assert "instanceName: edited" in own.read_text()
+    both = ssftp("up", "--config", str(example), "--initial-config", str(example),
+                 "--data-dir", str(data))
+    assert both.returncode == 2
+    assert "--initial-config starts the data root's own config" in both.stderr
