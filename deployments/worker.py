@@ -215,7 +215,7 @@ class ScanWorker:
         notifications in flight are given a moment to finish, then cancelled (their runs show
         as cancelled or crashed, not lost silently)."""
         await asyncio.to_thread(warn_if_silent, self.runs.scanner.client)
-        await asyncio.to_thread(self.runs.warm_up)
+        await self.runs.warm_up()
         ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
                  asyncio.create_task(self.scheduled.run(ready_parts[1])),

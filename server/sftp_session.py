@@ -380,27 +380,33 @@ class SFTPSession(asyncssh.SFTPServer):
 
     def _set_recent_upload_attrs(self, host: Path, attrs: SFTPAttrs) -> bool:
         """Set the attributes of this account's upload of the last moments at ``host``
-        (server.recent_uploads) if the name still holds it; False when it does not (another
-        file is there, or none: the scanner has claimed it, and the caller answers no such
-        file).
+        (server.recent_uploads) if the name still holds it; False when another file is there
+        (the caller treats it as any file).
+
+        When the name is empty, the scanner has claimed the upload (or the client moved it):
+        the SETSTAT is answered OK and changes nothing, as SFTPGo's ``setstat_mode: 1`` does
+        for every file. The client sent it as a follow-up of its upload (asyncssh
+        ``put(preserve=True)``, WinSCP, rclone, lftp, sshfs ``cp -p``: a round trip after the
+        close, longer than the scanner may wait for a file published whole), and failing it
+        fails the whole transfer for the client, which then uploads it again; the times are
+        the file's own business, not its content's.
 
         By the name in its verified directory, without following a link, not through a
-        descriptor of the file: the scanner's claim renames the file away, and a change that
-        reached the claimed file during its scan would make the scanner retry it (a client
-        repeating SETSTAT, for ever). A claim between the check and the change leaves the
-        name empty, and the change fails with no such file.
+        descriptor of the file: a change that reached the claimed file during its scan would
+        make the scanner retry it (a client repeating SETSTAT, for ever). A claim between the
+        check and the change leaves the name empty, and the change fails with no such file.
         """
         identity = self._upload_context.recent.identity(self.account.username, host)
         if identity is None:
             return False
         with self.jail.open_parent(host) as (directory, name):
+            attributes.require_allowed(attrs, Whose.RECENT_UPLOAD, self.permissions)
             try:
                 info = os.lstat(name, dir_fd=directory)
             except FileNotFoundError:
-                return False
+                return True  # taken by the scanner: nothing to change
             if (info.st_dev, info.st_ino) != identity:
                 return False
-            attributes.require_allowed(attrs, Whose.RECENT_UPLOAD, self.permissions)
             attributes.apply_at(directory, name, attrs)
         return True
 

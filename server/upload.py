@@ -35,8 +35,10 @@ from server.recent_uploads import RecentUploads
 from server.upload_writer import UploadWriter
 from server.verdict_wait import Destinations, PublishedFile, VerdictWatch, verdict_at_close
 from ssftp.errors import UploadFailedError
+from ssftp.file_stamp import FileStamp
 from ssftp.layout import is_partial_upload_name
 from ssftp.moves import proc_path
+from ssftp.published import published_whole
 
 CUT_OFF = "session ended before the file was closed"
 
@@ -140,6 +142,8 @@ class Upload:
         self.writer.commit()
         self._context.recent.remember(self._context.username, self.writer.target,
                                       (info.st_dev, info.st_ino))
+        # A client's temp name too: renamed by the client, it is the same whole file.
+        published_whole().remember(FileStamp.of(info))
 
     def _verdict_wait(self) -> tuple[Destinations, float] | None:
         """Where to follow the file and for how long (``scanning.verdictOnClose``), or None;

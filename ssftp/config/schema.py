@@ -640,10 +640,11 @@ class ScanningSettings(Model):
     """Our extension: how the staging watcher turns completed files into scan runs."""
 
     stable_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(default=0.5, description=(
-        "A file written in place by another writer (not through ssftp's SFTP server, whose "
-        "uploads are renamed into place complete) counts as complete once its size and mtime "
-        "have not changed for this long. Half a second keeps the wait short for files that "
-        "arrive whole."))
+        "A file in staging counts as complete once its size and mtime have not changed for "
+        "this long: the watcher cannot tell who wrote it (a `cp` onto the share writes in "
+        "place). Not the uploads the SFTP server of the same process (`ssftp up`) has just "
+        "renamed into place complete: they are scanned at once. A `serve` and a `worker` in "
+        "processes of their own wait for every file."))
     batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.05, description=(
         "Files that become complete within this window share one scan run. It holds only the "
         "first file after a quiet spell: while a run scans, the files that become complete "

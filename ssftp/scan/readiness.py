@@ -3,9 +3,11 @@
 ssftp's own writers (the SFTP server, downloaders) rename a finished temp file into place, so
 their files are complete when they appear. Other writers (a ``cp`` onto the share, a sync
 tool) write in place; their files count as complete once size, mtime and inode have not
-changed for ``stable_seconds``. Every file gets the same check, since a watcher cannot tell who
-wrote it. (A writer that pauses longer than that mid-file is caught later by the scanner: a
-file that changes during its scan is never passed on.)
+changed for ``stable_seconds``. A watcher cannot tell who wrote a file, so every file gets
+that check, but for those the SFTP server of the same process has just published whole,
+unchanged since (ssftp.published): they are ready at once. (A writer that pauses longer than
+that mid-file is caught later by the scanner: a file that changes during its scan is never
+passed on.)
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssftp.file_stamp import FileStamp
+from ssftp.published import published_whole
 
 # How the tracker looks at a file; tests pass a dict's ``get`` to change "files" without disk.
 StampOf = Callable[[Path], FileStamp | None]
+# Whether a file, as it is now, was published whole by a writer of this process.
+Whole = Callable[[FileStamp], bool]
 
 
 def regular_file_stamp(path: Path) -> FileStamp | None:
@@ -38,12 +43,15 @@ def regular_file_stamp(path: Path) -> FileStamp | None:
 class _Seen:
     stamp: FileStamp
     since: float
+    whole: bool
 
 
 class ReadinessTracker:
-    def __init__(self, stable_seconds: float, stamp_of: StampOf = regular_file_stamp) -> None:
+    def __init__(self, stable_seconds: float, stamp_of: StampOf = regular_file_stamp,
+                 whole: Whole | None = None) -> None:
         self.stable_seconds = stable_seconds
         self._stamp_of = stamp_of
+        self._whole = published_whole().__contains__ if whole is None else whole
         self._seen: dict[Path, _Seen] = {}
 
     def __len__(self) -> int:
@@ -58,22 +66,23 @@ class ReadinessTracker:
         if stamp is None:
             self._seen.pop(path, None)
         else:
-            self._seen[path] = _Seen(stamp, now)
+            self._seen[path] = _Seen(stamp, now, self._whole(stamp))
 
     def forget(self, path: Path) -> None:
         self._seen.pop(path, None)
 
     def ready(self, now: float) -> list[Path]:
-        """Files unchanged for ``stable_seconds``; they are handed out once."""
+        """Files unchanged for ``stable_seconds`` (or published whole, see the module's doc);
+        they are handed out once."""
         ready = []
         for path, seen in list(self._seen.items()):
-            if now - seen.since < self.stable_seconds:
+            if not seen.whole and now - seen.since < self.stable_seconds:
                 continue
             stamp = self._stamp_of(path)
             if stamp is None:
                 del self._seen[path]
             elif stamp != seen.stamp:
-                self._seen[path] = _Seen(stamp, now)
+                self._seen[path] = _Seen(stamp, now, self._whole(stamp))
             else:
                 del self._seen[path]
                 ready.append(path)

@@ -57,9 +57,9 @@ async def test_times_set_on_another_connection_apply(gateway, keys, workdir):
 
 async def test_times_do_not_reach_a_file_the_scanner_claimed(gateway, keys, workdir):
     """Once the scanner has claimed the upload (the test plays the claim: a rename into
-    staging's claims), a SETSTAT by its name answers no such file and changes nothing: a
-    change during the scan would make the scanner retry the file (before: the times went to
-    the claimed file, and an OK was answered)."""
+    staging's claims), a SETSTAT by its name changes nothing: a change during the scan would
+    make the scanner retry the file. It is answered OK: the client sent it as part of its
+    upload, which would fail for it (and be sent again) on an error (before: no such file)."""
     name = f"claimed-{unique_name()}.csv"
     claimed = gateway.layout.staging / ".ssftp-claims" / "test-owner" / name
     claimed.parent.mkdir(parents=True, exist_ok=True)
@@ -67,9 +67,10 @@ async def test_times_do_not_reach_a_file_the_scanner_claimed(gateway, keys, work
         await sftp.put(_local(workdir, name), name)
         os.rename(_staged(gateway, name), claimed)
         before = claimed.stat()
-        with pytest.raises(asyncssh.SFTPNoSuchFile):
-            await sftp.setstat(name, asyncssh.SFTPAttrs(permissions=0o600, atime=MTIME,
-                                                        mtime=MTIME))
+        await sftp.setstat(name, asyncssh.SFTPAttrs(permissions=0o600, atime=MTIME,
+                                                    mtime=MTIME))
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="owner"):
+            await sftp.setstat(name, asyncssh.SFTPAttrs(uid=0, gid=0))  # still checked
     after = claimed.stat()
     assert (after.st_mtime_ns, after.st_ctime_ns, after.st_mode) == (
         before.st_mtime_ns, before.st_ctime_ns, before.st_mode)

@@ -1,9 +1,13 @@
-"""ssftp.scan.readiness on real files: a file is ready once it has stopped changing."""
+"""ssftp.scan.readiness on real files: a file is ready once it has stopped changing, or at once
+when the server of this process published it whole (ssftp.published)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from ssftp.file_stamp import FileStamp
+from ssftp.published import PublishedWhole
 from ssftp.scan.readiness import ReadinessTracker
 
 # --- readiness ------------------------------------------------------------------------------
@@ -61,3 +65,58 @@ def test_vanished_forgotten_and_non_regular_paths_are_dropped(tmp_path: Path) ->
     for path in (tmp_path / "never-existed", tmp_path / "dir", tmp_path / "link"):
         tracker.saw(path, now=0.0)
     assert len(tracker) == 0
+
+
+# --- files published whole by this process --------------------------------------------------
+
+
+def test_a_file_published_whole_is_ready_at_once(tmp_path: Path) -> None:
+    """The SFTP server's upload, renamed into place after the close: no wait to settle (it
+    was half a second of every upload's way to clean/)."""
+    published, other = tmp_path / "upload.bin", tmp_path / "copied.bin"
+    published.write_bytes(b"uploaded")
+    other.write_bytes(b"in place")
+    registry = PublishedWhole()
+    registry.remember(FileStamp.of(published.stat()))
+    tracker = ReadinessTracker(stable_seconds=1.0, whole=registry.__contains__)
+    tracker.saw(published, now=0.0)
+    tracker.saw(other, now=0.0)
+    assert tracker.ready(now=0.0) == [published]
+    assert tracker.ready(now=1.0) == [other]  # any other file waits as before
+
+
+def test_a_published_file_changed_since_waits_like_any_other(tmp_path: Path) -> None:
+    """A SETSTAT of its times (or another writer) after the publish: no longer the file the
+    server published whole."""
+    path = tmp_path / "upload.bin"
+    path.write_bytes(b"uploaded")
+    registry = PublishedWhole()
+    registry.remember(FileStamp.of(path.stat()))
+    tracker = ReadinessTracker(stable_seconds=1.0, whole=registry.__contains__)
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    tracker.saw(path, now=0.0)
+    assert tracker.ready(now=0.5) == []
+    assert tracker.ready(now=1.0) == [path]
+
+
+def test_a_published_file_changed_before_it_was_ready_waits_again(tmp_path: Path) -> None:
+    path = tmp_path / "upload.bin"
+    path.write_bytes(b"uploaded")
+    registry = PublishedWhole()
+    registry.remember(FileStamp.of(path.stat()))
+    tracker = ReadinessTracker(stable_seconds=1.0, whole=registry.__contains__)
+    tracker.saw(path, now=0.0)
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    assert tracker.ready(now=0.0) == []  # changed since it was seen: stable from now on
+    assert tracker.ready(now=1.0) == [path]
+
+
+def test_the_registry_forgets_after_its_time_and_beyond_its_limit() -> None:
+    now = [0.0]
+    registry = PublishedWhole(seconds=10.0, limit=2, clock=lambda: now[0])
+    stamps = [FileStamp(inode, 8, 1) for inode in (1, 2, 3)]
+    for stamp in stamps:
+        registry.remember(stamp)
+    assert [stamp in registry for stamp in stamps] == [False, True, True]  # the oldest went
+    now[0] = 10.0
+    assert stamps[2] not in registry

@@ -17,6 +17,8 @@ import pytest
 from server.upload import CUT_OFF, Upload
 from server.verdict_wait import Destinations, VerdictWatch
 from ssftp.errors import UploadFailedError
+from ssftp.file_stamp import FileStamp
+from ssftp.published import published_whole
 from testkit.uploads import USERNAME, begin_upload, partials, room_for, upload_context
 
 
@@ -49,6 +51,8 @@ async def test_a_clean_close_publishes_the_upload_and_remembers_it(tmp_path: Pat
         assert published.read_bytes() == b"complete"
         info = published.stat()
         assert context.recent.identity(USERNAME, published) == (info.st_dev, info.st_ino)
+        # The staging watcher of this process may scan it at once (ssftp.published).
+        assert FileStamp.of(info) in published_whole()
     assert hidden(tmp_path) == [] and partials(tmp_path) == {}
 
 
