@@ -173,10 +173,12 @@ def _pipeline_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
                             ("--prefect-port", str(free_port())))
     stack.callback(up.stop)
     uploader = Login(up.port, UPLOADER, key.private_path)
-    say("workload: pipeline, many files until all are clean")
     clean_root = up.layout.clean / ACCOUNT_DIRECTORY
-    rows = workloads.pipeline(uploader, clean_root, up.layout.quarantine,
-                              raw_clamd, client, sizes)
+    say("workload: the first upload after the start")
+    rows = workloads.first_latency(uploader, clean_root)
+    say("workload: pipeline, many files until all are clean")
+    rows += workloads.pipeline(uploader, clean_root, up.layout.quarantine,
+                               raw_clamd, client, sizes)
     say("workload: single-file latency")
     rows += workloads.latency(uploader, clean_root, sizes)
     say(f"workload: single-file latency during a rescan of {sizes.rescan_files} files")

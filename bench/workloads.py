@@ -187,9 +187,9 @@ def big_file(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) ->
 
     return [
         side_row(f"upload 1x{label}", "MB/s", Better.HIGHER, _throughput(uploads, size), ssftp,
-                 reference, Target.ratio_at_least(1.0)),
+                 reference, Target.ratio_at_least(1.3)),
         side_row(f"download 1x{label}", "MB/s", Better.HIGHER, _throughput(downloads, size),
-                 ssftp, reference, Target.ratio_at_least(1.0)),
+                 ssftp, reference, Target.ratio_at_least(1.3)),
         side_row("CPU seconds per GiB, upload", "s", Better.LOWER, cpu_per_gib(uploads), ssftp,
                  reference, Target.ratio_at_least(1.0, Better.LOWER),
                  note=f"server process tree, user + system, over 1x{label} (login included)"),
@@ -296,8 +296,9 @@ def far_upload(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) 
 
 
 def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes,
-               condition: str = "") -> list[Row]:
-    """One session uploading many small files (``put small/*``); files per second."""
+               condition: str = "", factor: float = 1.2) -> list[Row]:
+    """One session uploading many small files (``put small/*``); files per second, to be
+    ``factor`` times OpenSSH's."""
     names = write_file_set(client / "small", sizes.small_files, sizes.small_file_bytes)
     sides = [side for side in (ssftp, reference) if side is not None]
 
@@ -311,7 +312,7 @@ def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes,
     rows = [side_row(f"upload {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session"
                      f"{condition}", "files/s", Better.HIGHER,
                      alternate(sides, sizes.rounds, upload), ssftp, reference,
-                     Target.ratio_at_least(1.0))]
+                     Target.ratio_at_least(factor))]
     shutil.rmtree(client / "small")
     return rows
 
@@ -352,7 +353,7 @@ def loaded(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> l
     condition = ", machine loaded"
     with cpu_burners((os.cpu_count() or 1) - 1) as burners:
         uploads, downloads = _big_file_rounds(sides, client, sizes)
-        small = many_files(ssftp, reference, client, sizes, condition)
+        small = many_files(ssftp, reference, client, sizes, condition, factor=1.0)
     size = sizes.big_file_bytes
     label = f"{size / MIB:g} MiB"
     rows = [
@@ -376,7 +377,7 @@ def logins(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
 
     return [side_row(f"logins, {sizes.logins} in a row", "logins/s", Better.HIGHER,
                      alternate(sides, sizes.rounds, rate), ssftp, reference,
-                     Target.ratio_at_least(5.0))]
+                     Target.ratio_at_least(8.0))]
 
 
 def idle_memory(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
@@ -398,7 +399,7 @@ def idle_memory(ssftp: Side, reference: Side | None, sizes: Sizes) -> list[Row]:
     label = f"memory, {sizes.idle_sessions} idle sessions"
     return [
         side_row(f"{label} (RSS)", "MB", Better.LOWER, values("rss_bytes"), ssftp, reference,
-                 Target.at_most(150, "MB"), note=processes),
+                 Target.at_most(80, "MB"), note=processes),
         side_row(f"{label} (PSS)", "MB", Better.LOWER, values("pss_bytes"), ssftp, reference, None,
                  note="RSS summed over processes counts shared pages once per process; PSS "
                   "shares them out"),
@@ -448,7 +449,7 @@ def pipeline(uploader: Login, clean: Path, quarantine: Path, clamd: ClamdClient,
     label = f"{len(names)}x{sizes.pipeline_file_bytes // KIB} KiB"
     rows = [
         Row(f"pipeline {label}: upload end -> all in clean/", Better.LOWER, after_upload,
-            RAW_CLAMD, raw, Target.at_most_reference_times(2.0, 2.0, "s")),
+            RAW_CLAMD, raw, Target.at_most_reference_times(2.0, 1.0, "s")),
         Row(f"pipeline {label}: upload start -> all in clean/", Better.LOWER, overall,
             note="includes the upload itself"),
     ]
@@ -456,11 +457,19 @@ def pipeline(uploader: Login, clean: Path, quarantine: Path, clamd: ClamdClient,
     return rows
 
 
+def first_latency(uploader: Login, clean: Path) -> list[Row]:
+    """The first upload right after ``ssftp up`` printed its banner: what was not warmed
+    before the banner shows here (one sample per start)."""
+    values = asyncio.run(upload_latencies(uploader, clean, 1))
+    return [Row("first upload after the start, close -> clean/", Better.LOWER,
+                Samples("s", values), target=Target.at_most(0.5, "s"))]
+
+
 def latency(uploader: Login, clean: Path, sizes: Sizes) -> list[Row]:
     """One small file at a time: seconds from the upload's close until it is in clean/."""
     values = asyncio.run(upload_latencies(uploader, clean, sizes.latency_samples))
     return [Row(f"latency, upload close -> clean/ (median of {len(values)})", Better.LOWER,
-                Samples("s", values), target=Target.at_most(1.5, "s"))]
+                Samples("s", values), target=Target.at_most(0.5, "s"))]
 
 
 # How long the worker may take to notice that clean/ needs a rescan (it looks every 30 s).
@@ -504,7 +513,7 @@ def rescan(uploader: Login, clean: Path, system: Path, audit_log: Path,
     return [
         Row(f"latency during a rescan of {sizes.rescan_files} files, upload close -> clean/ "
             f"(median of {len(values)})", Better.LOWER, Samples("s", values),
-            target=Target.at_most(1.5, "s"), note=note),
+            target=Target.at_most(0.5, "s"), note=note),
         Row(f"rescan of {sizes.rescan_files}x{sizes.small_file_bytes // KIB} KiB beside "
             "the uploads", Better.HIGHER,
             Samples("files/s", [sizes.rescan_files / max(done - began, 1e-6)])),

@@ -36,14 +36,16 @@ def test_smoke_run_of_the_harness(tmp_path):
     # Where sshfs cannot mount, the run says so and goes on without these rows.
     sshfs = [] if sshfs_missing() else [
         "sshfs cat 1x1 MiB", "sshfs cp 1x1 MiB into the mount", "sshfs ls -l of 20 files"]
-    pipeline = ["pipeline 20x4 KiB: upload end -> all in clean/",
+    pipeline = ["first upload after the start, close -> clean/",
+                "pipeline 20x4 KiB: upload end -> all in clean/",
                 "pipeline 20x4 KiB: upload start -> all in clean/",
                 "latency, upload close -> clean/ (median of 3)",
                 "latency during a rescan of 20 files, upload close -> clean/ (median of 3)",
                 "rescan of 20x4 KiB beside the uploads"]
     expected = sftp + sshfs + pipeline
     assert list(rows) == expected
-    samples = {"latency": 3, "rescan": 1}  # one rescan, its pace; a round for the others
+    # One rescan (its pace), one first upload per start; a round for the others.
+    samples = {"latency": 3, "rescan": 1, "first": 1}
     for name, row in rows.items():
         assert row["median"] is not None and row["median"] >= 0, name
         assert len(row["samples"]) == samples.get(name.split()[0].rstrip(","), 2), name
@@ -54,7 +56,7 @@ def test_smoke_run_of_the_harness(tmp_path):
             # A 4 MiB transfer may cost either server less than a clock tick of CPU: no ratio.
             if not name.startswith("CPU"):
                 assert rows[name]["ratio"] > 0, name
-    assert rows[pipeline[0]]["reference"]["name"] == "raw clamd CONTSCAN"
+    assert rows[pipeline[1]]["reference"]["name"] == "raw clamd CONTSCAN"
     assert document["context"]["workdir_filesystem"]
     # The table on stdout has a line per row, and the run directory was removed.
     assert all(name in proc.stdout for name in expected)
