@@ -297,7 +297,7 @@ def _configure_console(args: argparse.Namespace) -> None:
 
 
 def _open_store(args: argparse.Namespace, initial: Path | None = None) -> ConfigStore:
-    """The instance's config, validated before anything is created on disk; with
+    """The instance's config, validated before anything else is created on disk; with
     ``initial``, the data root's own config, first copied from ``initial``."""
     layout = DataLayout.at(args.data_dir)
     path: Path = args.config or layout.default_config
@@ -315,22 +315,21 @@ def _open_store(args: argparse.Namespace, initial: Path | None = None) -> Config
     return store
 
 
-def adopt_initial_config(initial: Path, path: Path) -> bool:
-    """Make ``path`` a copy of ``initial`` unless it exists (True when copied, and said):
-    ``./run`` then edits a file of the data root, not the tracked example, and a reload
-    picks up every change. Owner-only, as the config holds password hashes."""
+def adopt_initial_config(initial: Path, path: Path) -> None:
+    """Make ``path`` a copy of ``initial`` unless it exists, and say so: ``./run`` then
+    edits a file of the data root, not the tracked example, and a reload picks up every
+    change. Owner-only, as the config holds password hashes."""
     if path.exists():
-        return False
+        return
     try:
         content = initial.read_bytes()
     except OSError as exc:
         raise SsftpError(f"--initial-config {initial}: {exc.strerror}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # system/: the owner's
     with contextlib.suppress(FileExistsError):  # another start copied it meanwhile
         write_durably(path, content, replace=False, mode=0o600)
     print(f"ssftp: {path} is a copy of {initial}: edit it there (changes apply while ssftp "
           "runs)", file=sys.stderr, flush=True)
-    return True
 
 
 def _metrics_address(args: argparse.Namespace, store: ConfigStore) -> Address | None:

@@ -139,11 +139,12 @@ class Upload:
         return PublishedFile.just_published(followed, writer.target, follow)
 
     def _commit(self, info: os.stat_result) -> None:
+        # Before the name appears, for the watcher that sees it appear; a client's temp name
+        # too: renamed by the client, it is the same whole file.
+        published_whole().remember(FileStamp.of(info))
         self.writer.commit()
         self._context.recent.remember(self._context.username, self.writer.target,
                                       (info.st_dev, info.st_ino))
-        # A client's temp name too: renamed by the client, it is the same whole file.
-        published_whole().remember(FileStamp.of(info))
 
     def _verdict_wait(self) -> tuple[Destinations, float] | None:
         """Where to follow the file and for how long (``scanning.verdictOnClose``), or None;

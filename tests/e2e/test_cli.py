@@ -383,3 +383,7 @@ def test_initial_config_starts_the_data_root_s_own_config_once(tmp_path):
                  "--data-dir", str(data))
     assert both.returncode == 2
     assert "--initial-config starts the data root's own config" in both.stderr
+    missing = ssftp("up", "--initial-config", str(tmp_path / "none.yaml"), "--data-dir",
+                    str(tmp_path / "other"))
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2, f"ssftp up: --initial-config {tmp_path / 'none.yaml'}: No such file or directory")
