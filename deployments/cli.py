@@ -502,6 +502,10 @@ def _status(args: argparse.Namespace) -> int:
     else:
         for record in records:
             print(format_record(record))
+    if not records:  # an empty answer looked like a command that did nothing
+        searched = ", ".join(str(source.root) for source in sources)
+        print(one_line(f"ssftp status: no audit record of {args.file} (searched the audit "
+                       f"log of {searched})"), file=sys.stderr)
     return OK if records else FOUND
 
 

@@ -53,6 +53,9 @@ def test_status_command(tmp_path):
 
     missing = ssftp_status("acme/in/z.dat", *data)
     assert (missing.returncode, missing.stdout) == (1, "")
+    assert missing.stderr == (f"ssftp status: no audit record of acme/in/z.dat (searched the "
+                              f"audit log of {tmp_path})\n")  # it said nothing before
+    assert json.loads(ssftp_status("acme/in/z.dat", "--json", *data).stdout) == []
 
     for args, reason in [(["x.dat", *data], "neither a sha256 nor a path"),
                          ([SHA_X[:12], *data], "give more digits"),
