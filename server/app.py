@@ -124,8 +124,12 @@ async def start_gateway(
 
 
 def log_listening(gateway: Gateway) -> None:
+    """The host keys by type (``ssh-ed25519 SHA256:...``): a client negotiates one of them,
+    and a fingerprint pinned without its type was another key's (a newcomer pinned the
+    first, ed25519, and the downloader negotiated ssh-rsa)."""
     log_event(logger, "listening", host=gateway.host, port=gateway.port,
-              host_keys=[key.get_fingerprint() for key in gateway.host_keys],
+              host_keys=[f"{key.get_algorithm()} {key.get_fingerprint()}"
+                         for key in gateway.host_keys],
               **process_budget().figures())
 
 

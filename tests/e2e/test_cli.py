@@ -102,6 +102,10 @@ def test_serve_refuses_bad_config_and_starts_with_good(tmp_path, keys, workdir):
     host_keys = sorted(p.name for p in (data / "system").glob("ssh_host_*_key"))
     assert host_keys == ["ssh_host_ecdsa_key", "ssh_host_ed25519_key", "ssh_host_rsa_key"]
     first = server.lines[0]["host_keys"]
+    # Each by its type: a fingerprint pinned without it was another type's.
+    assert sorted(entry.split()[0] for entry in first) == [
+        "ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"], first
+    assert all(entry.split()[1].startswith("SHA256:") for entry in first), first
     again = Running(["serve", "--config", str(config), "--data-dir", str(data), "--port", "0"])
     try:
         assert again.lines[-1]["host_keys"] == first
