@@ -61,12 +61,12 @@ def _available(wanted: tuple[str, ...], supported: list[bytes]) -> list[str]:
     return [name for name in wanted if name in names]
 
 
-_MODERN_SIGNATURES = frozenset(name.encode() for name in SIGNATURES)
+SIGNATURE_NAMES = frozenset(name.encode() for name in SIGNATURES)
 
 
 def modern_signatures(algorithms: Iterable[bytes]) -> list[bytes]:
     """The given signature algorithms that are on the allow-list, in their order."""
-    return [alg for alg in algorithms if alg in _MODERN_SIGNATURES]
+    return [alg for alg in algorithms if alg in SIGNATURE_NAMES]
 
 
 def modern_host_keypairs(keys: list[asyncssh.SSHKey]) -> list[asyncssh.SSHKeyPair]:

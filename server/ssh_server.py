@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 
 import asyncssh
 from asyncssh.channel import SSHChannel
+from asyncssh.packet import PacketDecodeError, SSHPacket
 from asyncssh.session import DataType
 from asyncssh.sftp import MIN_SFTP_VERSION
 from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 
-from server.algorithms import modern_signatures
+from server.algorithms import SIGNATURE_NAMES, modern_signatures
 from server.compat import run_sftp_server
 from server.defender import Defender
 from server.descriptors import process_budget
@@ -38,7 +39,7 @@ from server.sftp_session import SessionContext, SFTPSession
 from server.verdict_wait import VerdictWatch
 from ssftp.config.accounts import Account
 from ssftp.config.schema import LimitsSettings
-from ssftp.logs import APP, log_event
+from ssftp.logs import APP, log_event, one_line
 from ssftp.metrics import LOGINS, SESSIONS
 from ssftp.passwords import DUMMY_VERIFIER
 from ssftp.public_keys import fingerprint_of
@@ -330,8 +331,35 @@ class AccountSSHServer(asyncssh.SSHServer):
         # with) makes an ssh-rsa (SHA-1) signature fail.
         key.all_sig_algorithms = set(modern_signatures(key.all_sig_algorithms))
         blob = key.public_data
+        fingerprint = fingerprint_of(blob)
         matched = self._account is not None and self._account.key_matching(blob) is not None
-        return self._settle(matched, "publickey", fingerprint_of(blob))
+        if matched:  # the key asyncssh then checks the client's signature with
+            key.verify = functools.partial(  # type: ignore[method-assign]
+                self._verify_logged, key.verify, fingerprint)
+        return self._settle(matched, "publickey", fingerprint)
+
+    def _verify_logged(self, verify: Callable[[bytes, bytes], bool], fingerprint: str,
+                       data: bytes, signature: bytes) -> bool:
+        """asyncssh's check of the client's signature, and the reason logged when it fails:
+        OpenSSH logs "signature algorithm ssh-rsa not in PubkeyAcceptedAlgorithms", while an
+        old client signing with ssh-rsa (SHA-1; JSch 0.1.55) looked here like any failed
+        login, even at debug."""
+        if verify(data, signature):
+            return True
+        try:
+            algorithm = SSHPacket(signature).get_string().decode("ascii", "replace")
+        except PacketDecodeError:
+            algorithm = "(unreadable)"
+        if algorithm == "ssh-rsa":
+            reason = ("signature algorithm ssh-rsa (SHA-1) not accepted: the client must sign "
+                      "with rsa-sha2-256 or rsa-sha2-512, or use another key type")
+        elif algorithm.encode() not in SIGNATURE_NAMES:
+            reason = f"signature algorithm {one_line(algorithm)} not accepted"
+        else:
+            reason = "the signature does not verify"
+        self._key_rejected = True
+        self._log_login("publickey", "failed", key=fingerprint, reason=reason)
+        return False
 
     def session_requested(self) -> _CountedSFTPChannel:
         """Open an SFTP channel, or refuse one beyond maxSessionsPerConnection (the client

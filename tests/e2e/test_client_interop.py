@@ -28,6 +28,7 @@ from testkit.files import make_random_file, sha256_file
 from testkit.sftp_client import SFTP, run_sftp
 from tests.support.config import CONSUMER_PASSWORD, PARTNER_PASSWORD
 from tests.support.gateway import unique_name
+from tests.support.logs import wait_for_log
 
 CLIENTS = ("openssh", "paramiko", "asyncssh")
 LARGE_SIZE = 256 * 1024 * 1024
@@ -379,7 +380,8 @@ def test_openssh_client_restricted_to_ssh_rsa_cannot_log_in(gateway, keys, workd
 
 
 def test_ssh_rsa_sha1_signature_is_refused(gateway, keys):
-    """A client that signs with ssh-rsa (SHA-1) anyway must be refused by the server itself.
+    """A client that signs with ssh-rsa (SHA-1) anyway must be refused by the server itself,
+    and the log says why (before: a failed login like any other, even at debug).
 
     asyncssh's client, told to use only ``ssh-rsa``, ignores server-sig-algs and sends a
     SHA-1 signature; the server offers no SHA-1 algorithm and must not accept it."""
@@ -395,6 +397,10 @@ def test_ssh_rsa_sha1_signature_is_refused(gateway, keys):
     try:
         asyncio.run(attempt())
     except asyncssh.PermissionDenied:
+        line = wait_for_log(gateway.layout.log, lambda entry: entry.get("event") == "login"
+                            and "ssh-rsa (SHA-1) not accepted" in entry.get("reason", ""))
+        assert (line["user"], line["ok"], line["method"]) == ("partner-a", False, "publickey")
+        assert line["key"].startswith("SHA256:")
         return
     assert keypairs[0].sig_algorithm == b"ssh-rsa"  # the client really signed with SHA-1
     pytest.fail("server accepted an ssh-rsa (SHA-1) signature for partner-a's RSA key")
