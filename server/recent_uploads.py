@@ -1,5 +1,5 @@
-"""The files each account published in the last minute, so that times set by path right after
-an upload apply to them.
+"""The files each account published (and the directories it created) in the last minute, so
+that times set by path right after an upload apply to them.
 
 Clients that keep mtimes set them after the close: asyncssh ``put(preserve=True)``, lftp and
 sshfs ``cp -p`` send SETSTAT by path, and rclone sends it on whichever of its pooled
@@ -17,7 +17,9 @@ SETSTAT changes nothing and is answered OK (server.sftp_session says why). Befor
 went to the kept inode wherever it had moved: a client repeating SETSTAT changed the claimed
 file during its scan, and the scanner, which passes on only a file that did not change while
 it was scanned, retried it for ever.
-At most ``RECENT_LIMIT`` are kept (the oldest go first).
+A directory's times come once its files are in (``sftp put -Rp``, Midnight Commander), so
+``RECENT_LIMIT`` holds a directory's worth of uploads: beyond it, or after a minute, the
+oldest go first, and the directory's SETSTAT then needs ``chtimes``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 from ssftp.expiring import Expiring
 
 RECENT_SECONDS = 60.0
-RECENT_LIMIT = 32
+RECENT_LIMIT = 1024
 
 Identity = tuple[int, int]  # (st_dev, st_ino)
 

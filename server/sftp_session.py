@@ -302,6 +302,11 @@ class SFTPSession(asyncssh.SFTPServer):
             _require_printable_name(target)
             with self.jail.open_parent(target.host) as (directory, name):
                 os.mkdir(name, DIR_MODE, dir_fd=directory)
+                info = os.lstat(name, dir_fd=directory)
+            # Its times, set once its files are in (sftp put -Rp, Midnight Commander), are
+            # the account's to set, as those of its uploads (server.recent_uploads).
+            self._upload_context.recent.remember(self.account.username, target.host,
+                                                 (info.st_dev, info.st_ino))
 
     @off_loop
     def rmdir(self, path: bytes) -> None:

@@ -15,6 +15,7 @@ import asyncssh
 import pytest
 
 from testkit.clients import Target, missing, rclone, rclone_remote
+from testkit.sftp_client import run_sftp
 from tests.support.gateway import unique_name
 
 MTIME = 1_000_000_000  # 2001-09-09, far from now
@@ -132,3 +133,22 @@ def test_second_rclone_copy_copies_nothing(gateway, keys, workdir):
     assert "Copied" not in second.output and "Updated" not in second.output, second.output
     assert _transferred_files(second.output) == 0, second.output
     assert re.search(r"^Checks:\s+3 / 3, 100%", second.output, re.MULTILINE), second.output
+
+
+def test_put_rp_sets_the_times_of_the_directories_it_created(gateway, keys, workdir):
+    """OpenSSH ``put -Rp`` (and Midnight Commander) set a directory's times once its files
+    are in: for a directory the account just created, as for its uploads (before: refused
+    without chtimes, an error per directory)."""
+    tree = workdir / f"tree-{unique_name()}"
+    (tree / "inner").mkdir(parents=True)
+    for path in (tree / "a.txt", tree / "inner" / "b.txt"):
+        _local(path.parent, path.name)
+    for directory in (tree / "inner", tree):
+        os.utime(directory, (MTIME, MTIME))
+    result = run_sftp(gateway.port, "partner-a", [f"put -Rp {tree.name}"], cwd=workdir,
+                      key=keys.partner.private_path)
+    assert result.returncode == 0, result.stderr
+    assert "remote setstat" not in result.stderr.lower(), result.stderr
+    staged = _staged(gateway, tree.name)
+    assert (staged / "inner" / "b.txt").stat().st_mtime == MTIME
+    assert staged.stat().st_mtime == (staged / "inner").stat().st_mtime == MTIME
