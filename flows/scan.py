@@ -72,6 +72,9 @@ SHORT_SHA256 = 12
 _DOWNLOADER_PREFIX = "downloader:"
 # Accounts a run name spells out; more are counted.
 _NAMED_ACCOUNTS = 2
+# Quarantined files a run name spells out (more are counted), and how much of each name.
+_NAMED_FILES = 2
+_NAME_CHARACTERS = 60
 
 
 def slices(paths: list[str], workers: int = SCAN_THREADS,
@@ -117,16 +120,20 @@ class RunSummary:
     blocked: int
     waiting: int
     accounts: tuple[str, ...]
+    # The first quarantined files (one more than a name spells out): (file, verdict).
+    quarantined: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, results: Iterable[ScanResult]) -> RunSummary:
         results = list(results)
+        quarantined = [(r.file, r.verdict.value) for r in results if r.area is Area.QUARANTINE]
         return cls(clean=sum(r.area is Area.CLEAN for r in results),
                    infected=sum(r.verdict is VerdictKind.INFECTED for r in results),
                    unscannable=sum(r.verdict is VerdictKind.UNSCANNABLE for r in results),
                    blocked=sum(r.verdict is VerdictKind.BLOCKED for r in results),
                    waiting=sum(r.area is Area.STAGING for r in results),
-                   accounts=tuple(sorted({r.account for r in results if r.account})))
+                   accounts=tuple(sorted({r.account for r in results if r.account})),
+                   quarantined=tuple(quarantined[:_NAMED_FILES + 1]))
 
     @property
     def files(self) -> int:
@@ -139,19 +146,32 @@ class RunSummary:
             return "Quarantined"
         return "Retrying" if self.waiting else "Completed"
 
+    def _counts(self) -> list[str]:
+        """The outcomes that happened, the worst first (``verdict.worst``'s order)."""
+        return [f"{count} {what}" for count, what in ((self.infected, "infected"),
+                                                      (self.blocked, "blocked"),
+                                                      (self.unscannable, "unscannable"),
+                                                      (self.waiting, "waiting"),
+                                                      (self.clean, "clean")) if count]
+
     def message(self) -> str:
-        return (f"{self.clean} clean, {self.infected} infected, {self.unscannable} "
-                f"unscannable, {self.blocked} blocked, {self.waiting} waiting")
+        """"1 infected, 49 clean": the worst first, as the state's message is what the runs
+        list shows beside the state."""
+        return ", ".join(self._counts()) or "nothing scanned"
 
     def run_name(self) -> str:
-        """"scan 2 infected of 50 from acme": the files that need a look first, then the
-        batch and where it came from ("scan 50 clean from acme" when nothing does)."""
+        """The quarantined files by name when there are few ("scan partner1/eicar.com
+        infected, 1 clean"), else the counts of what needs a look, of the batch, and where it
+        came from ("scan 2 infected of 50 from acme"; "scan 50 clean from acme")."""
         if not self.files:
             return "scan nothing"
-        notable = [f"{count} {what}" for count, what in ((self.infected, "infected"),
-                                                         (self.unscannable, "unscannable"),
-                                                         (self.blocked, "blocked"),
-                                                         (self.waiting, "waiting")) if count]
+        if 0 < len(self.quarantined) <= _NAMED_FILES:
+            named = [f"{_shortened(one_line(file))} {verdict}"
+                     for file, verdict in self.quarantined]
+            rest = [f"{count} {what}" for count, what in ((self.waiting, "waiting"),
+                                                          (self.clean, "clean")) if count]
+            return f"scan {', '.join(named + rest)}"
+        notable = self._counts()[:-1] if self.clean else self._counts()
         head = (f"{', '.join(notable)} of {self.files}" if notable
                 else f"{self.clean} clean")
         return f"scan {head}{origin(self.accounts)}"
@@ -173,6 +193,11 @@ class RunSummary:
         make the watcher retry the whole batch (``StagingQueue.run_failed``) and would count
         a clamd outage as a broken run. The results stay the run's data for the caller."""
         return Completed(name=self.state_name(), message=self.message(), data=results)
+
+
+def _shortened(name: str) -> str:
+    """A file's name for a run's name: its end when it is long (the end names the file)."""
+    return name if len(name) <= _NAME_CHARACTERS else f"...{name[-(_NAME_CHARACTERS - 3):]}"
 
 
 def origin(accounts: tuple[str, ...]) -> str:

@@ -68,8 +68,8 @@ def test_a_run_with_eicar_is_quarantined_named_and_tagged(prefect_api, layout, c
     assert run.state is not None
     assert run.state.type.value == "COMPLETED"
     assert run.state.name == "Quarantined"
-    assert run.state.message == "1 clean, 1 infected, 0 unscannable, 0 blocked, 0 waiting"
-    assert run.name == "scan 1 infected of 2 from partner-a"
+    assert run.state.message == "1 infected, 1 clean"
+    assert run.name == "scan partner-a/eicar.com infected, 1 clean"
     assert set(run.tags) == {f"instance:{INSTANCE}", "account:partner-a", "infected"}
     narrow = {row["file"]: row for row in tables[SUMMARY_TABLE_KEY]}
     full = {row["file"]: row for row in tables[VERDICT_TABLE_KEY]}
@@ -99,7 +99,7 @@ def test_a_run_with_clamd_unreachable_is_retrying(prefect_api, layout, owners, t
     assert run.state is not None
     assert run.state.type.value == "COMPLETED"
     assert run.state.name == "Retrying"
-    assert run.state.message == "0 clean, 0 infected, 0 unscannable, 0 blocked, 1 waiting"
+    assert run.state.message == "1 waiting"
     assert run.name == "scan 1 waiting of 1 from partner-b"
     assert set(run.tags) == {f"instance:{INSTANCE}", "account:partner-b", "waiting"}
 

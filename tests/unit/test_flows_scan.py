@@ -43,30 +43,42 @@ def summary(*rows: tuple[str | None, tuple[VerdictKind, Area]]) -> RunSummary:
 def test_an_all_clean_run_is_completed_and_named_by_its_count_and_account():
     clean = summary(*[("acme", CLEAN)] * 3)
     assert clean.state_name() == "Completed"
-    assert clean.message() == "3 clean, 0 infected, 0 unscannable, 0 blocked, 0 waiting"
+    assert clean.message() == "3 clean"
     assert clean.run_name() == "scan 3 clean from acme"
     assert clean.tags(INSTANCE) == [f"instance:{INSTANCE}", "account:acme"]
 
 
 def test_a_run_that_quarantined_is_named_by_what_it_quarantined_first():
+    """The worst first in the message (the runs list shows it beside the state), and a few
+    quarantined files by name (before: "48 clean, 2 infected, ..."; "scan 2 infected of 50")."""
     found = summary(*[("acme", CLEAN)] * 48, ("acme", INFECTED), ("acme", INFECTED))
     assert found.state_name() == "Quarantined"
-    assert found.message() == "48 clean, 2 infected, 0 unscannable, 0 blocked, 0 waiting"
-    assert found.run_name() == "scan 2 infected of 50 from acme"
+    assert found.message() == "2 infected, 48 clean"
+    assert found.run_name() == "scan acme/f.dat infected, acme/f.dat infected, 48 clean"
     assert found.tags(INSTANCE) == [f"instance:{INSTANCE}", "account:acme", "infected"]
+    many = summary(*[("acme", CLEAN)] * 2, *[("acme", INFECTED)] * 3)
+    assert many.run_name() == "scan 3 infected of 5 from acme"  # counted beyond two
+
+
+def test_a_long_name_in_a_run_name_keeps_its_end():
+    long = replace(result("acme", *INFECTED), file="acme/" + "d/" * 40 + "eicar.com")
+    name = RunSummary.of([long]).run_name()
+    assert name.startswith("scan ...") and name.endswith("d/eicar.com infected")
+    assert len(name) < 90
 
 
 def test_quarantine_wins_over_waiting_and_both_show_in_name_and_tags():
     mixed = summary(("a", UNSCANNABLE), ("b", WAITING), ("c", CLEAN))
     assert mixed.state_name() == "Quarantined"
-    assert mixed.run_name() == "scan 1 unscannable, 1 waiting of 3 from a, b and 1 more"
+    assert mixed.run_name() == "scan a/f.dat unscannable, 1 waiting, 1 clean"
+    assert mixed.message() == "1 unscannable, 1 waiting, 1 clean"
     assert mixed.tags(INSTANCE)[-2:] == ["unscannable", "waiting"]
 
 
 def test_a_run_that_left_files_waiting_is_retrying():
     waiting = summary(("acme", WAITING), ("acme", CLEAN))
     assert waiting.state_name() == "Retrying"
-    assert waiting.message() == "1 clean, 0 infected, 0 unscannable, 0 blocked, 1 waiting"
+    assert waiting.message() == "1 waiting, 1 clean"
     assert waiting.run_name() == "scan 1 waiting of 2 from acme"
     assert "waiting" in waiting.tags(INSTANCE)
 
@@ -77,13 +89,14 @@ def test_a_downloader_is_tagged_by_its_own_name_and_an_unowned_file_by_none():
     assert pulled.run_name() == "scan 2 clean from downloader:pull-x"
     assert summary(*[(None, CLEAN)]).run_name() == "scan 1 clean"
     assert summary().run_name() == "scan nothing"
+    assert summary().message() == "nothing scanned"
 
 
 def test_the_final_state_is_completed_type_and_carries_the_results():
     results = [result("acme", *WAITING)]
     state = RunSummary.of(results).final_state(results)
     assert state.is_completed() and state.name == "Retrying"
-    assert state.message == "0 clean, 0 infected, 0 unscannable, 0 blocked, 1 waiting"
+    assert state.message == "1 waiting"
     assert state.data == results
 
 
@@ -101,7 +114,7 @@ def test_a_file_passed_without_inspection_says_so_in_both_tables_and_blocked_fil
     assert summary_row(result("acme", *CLEAN))["verdict"] == "clean"
     blocked = summary(("acme", (VerdictKind.BLOCKED, Area.QUARANTINE)), ("acme", CLEAN))
     assert blocked.state_name() == "Quarantined"
-    assert blocked.run_name() == "scan 1 blocked of 2 from acme"
+    assert blocked.run_name() == "scan acme/f.dat blocked, 1 clean"
     assert "blocked" in blocked.tags(INSTANCE)
 
 
