@@ -34,6 +34,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from pydantic import Field
 
+from flows.artifacts import publish_quarantine_table
 from flows.events import scan_event
 from flows.parameters import decode_name, encode_name
 from ssftp.areas.quarantine import AREA
@@ -124,6 +125,7 @@ class ReleaseRuns:
                 return Completed(name="Rejected", message=message, data=Outcome(False, message))
         released = await asyncio.to_thread(releaser.release, rescan, request, flow_run.id)
         scan_event(released.event, released.result, releaser.config.instance_name).emit()
+        await publish_quarantine_table(releaser.layout, releaser.config.instance_name)
         for line in await send_now(releaser.outbox, released.notifications):
             logger.warning("%s", line)
         message = f"{rescan.shown} released to {released.result.destination}"

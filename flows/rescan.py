@@ -28,6 +28,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
+from flows.artifacts import publish_quarantine_table
 from flows.events import scan_event
 from flows.scan import (
     from_parameter,
@@ -137,6 +138,8 @@ async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: 
         results += await rescan_files(rescanner, part, label, run_id, give_way)
     summary = RescanSummary.of(results)
     await publish_tables(results, summary.message())
+    if summary.moved:
+        await publish_quarantine_table(rescanner.layout, rescanner.instance)
     if run_id is not None:
         async with get_client() as client:
             await client.update_flow_run(UUID(run_id), name=summary.run_name(signatures),

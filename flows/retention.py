@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -20,17 +19,13 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
+from flows.artifacts import artifact_key, publish_quarantine_table
 from ssftp.areas.retention import Report, apply_retention, kept_days
 from ssftp.config.loader import load_config
 from ssftp.errors import ConfigError
 from ssftp.layout import DataLayout
 from ssftp.logs import AUDIT, configure_logging
 from ssftp.scan.owners import StagingOwners
-
-
-def artifact_key(instance: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return "retention-" + re.sub(r"[^a-z0-9-]+", "-", instance.lower()).strip("-")
 
 
 @flow(name="retention", flow_run_name="retention", log_prints=False)
@@ -59,8 +54,11 @@ async def retention(config: str, data_dir: str) -> State[Report]:
     summary = (f"{report.total} file(s) removed ("
                + ", ".join(f"{area} after {value:g} days" for area, value in days.items())
                + ")")
-    await acreate_table_artifact(table=report.rows(), key=artifact_key(settings.instance_name),
+    await acreate_table_artifact(table=report.rows(),
+                                 key=artifact_key("retention", settings.instance_name),
                                  description=summary)
+    if report.total:
+        await publish_quarantine_table(layout, settings.instance_name)
     if report.failed:
         message = f"{summary}; {len(report.failed)} not removed, first: {report.failed[0]}"
         logger.error("%s", message)

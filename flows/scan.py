@@ -37,6 +37,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
+from flows.artifacts import publish_quarantine_table
 from flows.events import scan_event
 from flows.parameters import decode_name, encode_name
 from ssftp.errors import InvalidValueError
@@ -318,6 +319,8 @@ async def scan_and_report(scanner: Scanner, paths: list[str],
     results = [result for part in parts for result in part]
     summary = RunSummary.of(results)
     await publish_tables(results, summary.message())
+    if summary.quarantined:
+        await publish_quarantine_table(scanner.layout, scanner.instance)
     if summary.waiting:
         get_run_logger().warning("%d file(s) could not be scanned and will be retried",
                                  summary.waiting)

@@ -11,7 +11,6 @@ overlap (``ssftp.run_lock``): a run that finds the previous one still going does
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path, PurePosixPath
 
 from prefect import get_run_logger, task
@@ -28,6 +27,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 
 from client.kinds import Entry, TransferKind
+from flows.artifacts import artifact_key
 from flows.events import transfer_event
 from ssftp.config.loader import load_config
 from ssftp.config.schema import RemoteEndpoint, SsftpConfig
@@ -43,11 +43,6 @@ from ssftp.transfer.local import TransferResult
 def host_limit_name(entry: RemoteEndpoint) -> str:
     """The Prefect concurrency limit that every transfer to this host:port shares."""
     return f"sftp-host-{entry.host}-{entry.port}"
-
-
-def artifact_key(kind: TransferKind[Entry], name: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return f"{kind.name}-" + re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
 
 
 async def ensure_host_limit(name: str, limit: int) -> None:
@@ -146,7 +141,7 @@ async def _report(kind: TransferKind[Entry], entry: Entry,
         if result.outcome == "failed":
             logger.error("%s: %s", one_line(result.file), one_line(result.detail))
     await acreate_table_artifact(
-        key=artifact_key(kind, entry.name),
+        key=artifact_key(kind.name, entry.name),
         table=[{"file": one_line(r.file), "bytes": r.bytes, "result": r.outcome,
                 "detail": one_line(r.detail)}
                for r in results] or [{"file": "", "bytes": 0, "result": "nothing to do",

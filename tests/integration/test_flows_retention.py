@@ -16,7 +16,8 @@ from prefect.client.schemas.schedules import IntervalSchedule
 
 from deployments.retention import RETENTION
 from deployments.schedules import ScheduledDeployments
-from flows.retention import artifact_key, retention
+from flows.artifacts import artifact_key
+from flows.retention import retention
 from ssftp.areas.retention import DAY_SECONDS
 from ssftp.config.reload import ConfigStore
 from tests.support.config import write_config
@@ -59,7 +60,7 @@ def test_a_run_removes_what_is_older_than_its_days_and_reports_per_account(
     assert report.rows() == [{"account": "acme", "area": "clean", "removed": 1}]
     [record] = [r for r in audit_events(audit_log) if r["event"] == "retention"]
     assert (record["file"], record["account"]) == ("clean/acme/report.csv", "acme")
-    artifact = Artifact.get(artifact_key(instance))
+    artifact = Artifact.get(artifact_key("retention", instance))
     assert artifact is not None and "acme" in str(artifact.data)
 
     again = asyncio.run(retention(str(config), str(layout.root)))

@@ -16,6 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.artifacts import artifact_key
 from flows.scan import (
     SUMMARY_TABLE_KEY,
     VERDICT_TABLE_KEY,
@@ -78,6 +79,11 @@ def test_a_run_with_eicar_is_quarantined_named_and_tagged(prefect_api, layout, c
     assert narrow["partner-a/eicar.com"]["account"] == "partner-a"
     assert full["partner-a/report.csv"]["sha256"] == digest
     assert full["partner-a/eicar.com"]["account"] == "partner-a"
+    # What is in quarantine now, under the instance's own key (the Artifacts page shows it).
+    in_quarantine = tables[artifact_key("quarantine", INSTANCE)]
+    eicar = next(result for result in results if result.verdict is VerdictKind.INFECTED)
+    assert [(row["file"], row["signature"]) for row in in_quarantine] == [
+        ("quarantine/partner-a/eicar.com", eicar.signature)]
 
 
 def test_an_all_clean_run_stays_completed(prefect_api, layout, client, owners):
