@@ -46,7 +46,7 @@ from ssftp.config.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import Refused, UploadFailedError
 from ssftp.layout import is_partial_upload_name, is_reserved_name
-from ssftp.logs import APP, log_event
+from ssftp.logs import APP, audit_event, log_event
 from ssftp.moves import proc_path
 from ssftp.permissions import Permission
 
@@ -142,6 +142,15 @@ class SFTPSession(asyncssh.SFTPServer):
                              reason=refusal.reason)
             self._show_refusal(operation, shown, refusal.reason)
             raise asyncssh.SFTPPermissionDenied(refusal.reason) from None
+
+    def _audit(self, event: str, virtual: str, **fields: int) -> None:
+        """An audit record of what the account did to a file (``fetch``, ``delete``): the
+        file's history (``ssftp status``) shows who took or removed it. Named as the scan's
+        records name it (``clean/partner1/report.csv``); it gates nothing, so a record that
+        cannot be written is a line on stderr (ssftp.logs.audit_event). In the session's
+        thread: the audit log is a file."""
+        audit_event(event, logging.INFO, file=self.account.data_name_of(virtual) or virtual,
+                    user=self.account.username, ip=self.context.ip, **fields)
 
     def log_refusal(self, key: tuple[str, ...], event: str, **fields: str | int) -> None:
         """Log a refusal in the connection's summary, from the session's thread or the loop
@@ -333,9 +342,12 @@ class SFTPSession(asyncssh.SFTPServer):
             target = self.jail.resolve(path, follow_final=False)
             self._require_own_partial_or(Permission.DELETE, target, "deleting a file")
             with self.jail.open_parent(target.host) as (directory, name):
-                if stat.S_ISDIR(os.lstat(name, dir_fd=directory).st_mode):
+                info = os.lstat(name, dir_fd=directory)
+                if stat.S_ISDIR(info.st_mode):
                     raise asyncssh.SFTPFileIsADirectory("is a directory")
                 os.unlink(name, dir_fd=directory)
+            if not is_partial_upload_name(target.name):  # a client's own temp name: no file
+                self._audit("delete", target.virtual, size=info.st_size)
 
     def _rename(self, oldpath: bytes, newpath: bytes, *, replace: bool) -> None:
         with self._checked("rename", oldpath):
@@ -611,8 +623,11 @@ class SFTPSession(asyncssh.SFTPServer):
         self._handles.close(handle)  # asyncssh has dropped the handle, whatever happens below
         if isinstance(handle, DownloadHandle):
             # In the session's thread (FUSE flushes on close), not waited for: the close of a
-            # file read has nothing to tell the client.
+            # file read has nothing to tell the client; nor the audit record of the download.
             await self.executor.start(functools.partial(_close_quietly, handle.fd))
+            if handle.bytes:  # read, not only opened (a STAT-like open, a resume's probe)
+                await self.executor.start(functools.partial(
+                    self._audit, "fetch", handle.virtual, bytes=handle.bytes))
             self._handles.log_transfer(handle, None)
             return
         # asyncssh also calls close() for handles still open when the session ends: the

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ssftp.config.schema import CleanAccount, SsftpConfig, StagingAccount
 from ssftp.errors import PublicKeyError
@@ -39,9 +39,18 @@ class Account:
     permissions: Permissions
     password: PasswordVerifier | None
     keys: tuple[AuthorizedKey, ...]
+    # The root's name in the data root (``clean/partner1``), as audit records name files;
+    # None where the root is no area of a data root (portable mode).
+    data_name: PurePosixPath | None = None
 
     def key_matching(self, blob: bytes) -> AuthorizedKey | None:
         return next((key for key in self.keys if key.blob == blob), None)
+
+    def data_name_of(self, virtual: str) -> str | None:
+        """The data root's name of the file the account sees at ``virtual``."""
+        if self.data_name is None:
+            return None
+        return (self.data_name / virtual.lstrip("/")).as_posix()
 
 
 def parse_keys(lines: list[str]) -> tuple[AuthorizedKey, ...]:
@@ -72,6 +81,7 @@ def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Accoun
         permissions=Permissions(frozenset(granted)),
         password=PasswordVerifier.parse(password) if password else None,
         keys=parse_keys(entry.auth.public_keys),
+        data_name=PurePosixPath(root.relative_to(layout.root).as_posix()),
     )
 
 

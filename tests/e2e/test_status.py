@@ -29,7 +29,10 @@ from tests.support.audit_log import (
 )
 from tests.support.cli import SSFTP
 from tests.support.config import write_config
+from tests.support.gateway import unique_name
+from tests.support.logs import wait_for_log
 from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.sftp import sftp_as
 from tests.support.waiting import wait_for
 
 
@@ -168,3 +171,24 @@ def test_status_of_files_through_a_real_gateway(pipeline: Pipeline, workdir: Pat
     assert clean.returncode == 0, clean.stderr
     assert "verdict=clean" in clean.stdout
     assert f"sha256={sha256_file(workdir / 'report.csv')}" in clean.stdout
+
+
+async def test_a_consumer_s_download_and_delete_are_in_the_file_s_history(gateway):
+    """Audited by the server, named as the scan names the file (before: in no log at all,
+    and `ssftp status` still showed the file in clean/)."""
+    name = f"taken-{unique_name()}.csv"
+    (gateway.layout.clean / "partner-a" / name).write_bytes(b"a,b\n")
+    async with sftp_as(gateway, "consumer-a") as sftp, sftp.open(name, "rb") as file:
+        assert await file.read() == b"a,b\n"
+    async with sftp_as(gateway, "clean-admin") as sftp:
+        await sftp.remove(f"partner-a/{name}")
+    data_name = f"clean/partner-a/{name}"
+    fetched = wait_for_log(gateway.layout.log, lambda entry: entry.get("event") == "fetch"
+                           and entry.get("file") == data_name, filename="audit.log")
+    assert (fetched["user"], fetched["bytes"], fetched["ip"]) == ("consumer-a", 4, "127.0.0.1")
+    deleted = wait_for_log(gateway.layout.log, lambda entry: entry.get("event") == "delete"
+                           and entry.get("file") == data_name, filename="audit.log")
+    assert (deleted["user"], deleted["size"]) == ("clean-admin", 4)
+    history = ssftp_status(f"partner-a/{name}", "--data-dir", str(gateway.layout.root))
+    assert history.returncode == 0, history.stderr
+    assert [line.split()[1] for line in history.stdout.splitlines()] == ["fetch", "delete"]
