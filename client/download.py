@@ -88,8 +88,8 @@ async def download_files(entry: Downloader, layout: DataLayout, state: TransferS
         if result.outcome == "downloaded":
             state.record_fetched(entry.name, remote_path, stamp)
             audit_event("download", downloader=entry.name, remote=remote_path,
-                        file=str(target), size=result.bytes, sha256=result.sha256,
-                        flow_run_id=flow_run_id)
+                        file=target.relative_to(layout.root).as_posix(), size=result.bytes,
+                        sha256=result.sha256, flow_run_id=flow_run_id)
             if entry.delete_remote_file_after_download:
                 result = await _delete_remote(sftp, entry, state, remote_path, sub_path, stamp,
                                               "", result.sha256)

@@ -175,10 +175,13 @@ async def _archive(entry: Uploader, layout: DataLayout, state: TransferState,
                                      delivery.stamp)
     archived = archive_uploaded(layout, delivery.local_path, delivery.stamp)
     state.finish_delivery(entry.name, delivery.local_path)
-    audit_event("upload", uploader=entry.name, file=str(delivery.local_path),
+    # Named in the data root, as the scan's records name files (ssftp.audit_history).
+    audit_event("upload", uploader=entry.name,
+                file=(PurePosixPath("clean") / delivery.local_path).as_posix(),
                 remote=f"{entry.host}:{entry.port}/{delivery.remote_final}",
                 size=delivery.stamp.size, sha256=sha256,
-                archived=str(archived) if archived else None, flow_run_id=flow_run_id)
+                archived=archived.relative_to(layout.root).as_posix() if archived else None,
+                flow_run_id=flow_run_id)
     note = detail or ("" if archived else "a newer version is in clean/ and is sent next")
     name = delivery.local_path.as_posix()
     return TransferResult(name, delivery.stamp.size, "uploaded", note, sha256)

@@ -5,10 +5,11 @@ The audit log (JSON lines in ``log/audit.log``, rotated by logrotate to ``audit.
 is the record of every file's life; this reads it back for one file, oldest record first.
 
 **Names.** Records name a file in different ways: a scan's ``file`` is the staging sub path
-(``<account dir>/<sub path>``), its ``source`` and ``destination`` are relative to the data root
-(``staging/...``, ``clean/...``, ``quarantine/...``), a download's ``file`` is an absolute path in
-staging, an upload's ``file`` is relative to ``clean/`` and its ``archived`` absolute. So each
-is reduced to one *name key* (:func:`name_key`): the path relative to the data root, with
+(``<account dir>/<sub path>``); its ``source`` and ``destination``, and the ``file`` (and
+``archived``) of downloads, uploads, fetches and deletes are relative to the data root
+(``staging/...``, ``clean/...``, ``quarantine/...``); records written before that named a
+download's ``file`` by its absolute path in staging, an upload's relative to ``clean/`` and its
+``archived`` absolute. So each is reduced to one *name key* (:func:`name_key`): the path relative to the data root, with
 ``staging/`` and ``clean/`` taken off, because a file keeps its sub path from staging to clean.
 Quarantine and upload archive names keep their area: they are names of their own.
 

@@ -34,6 +34,7 @@ from ssftp.transfer.state import Delivery, Stage, TransferState
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from tests.support.config import PASSWORDS
 from tests.support.gateway import unique_name
+from tests.support.logs import audit_events, logging_into
 
 pytestmark = pytest.mark.skipif(
     not sshd_available(), reason="OpenSSH server (/usr/sbin/sshd) is not installed"
@@ -205,13 +206,17 @@ async def test_download_keeps_sub_directories_and_ignores_fileparts(
     write(remote / "a" / "y.txt.filepart", "in progress too")
     entry = make_downloader(server, remote)
 
-    results = await run_download(entry, layout, state)
+    with logging_into(layout.log) as audit_log:
+        results = await run_download(entry, layout, state)
 
     assert sorted(results, key=lambda row: row.file) == [
         moved("a/deep/big.bin", big, "downloaded"),
         moved("a/x.txt", a, "downloaded"),
         moved("b/x.txt", b, "downloaded"),
     ]
+    # Named in the data root, as the scan's records name files (before: host paths).
+    assert sorted(record["file"] for record in audit_events(audit_log)) == [
+        "staging/inbox/a/deep/big.bin", "staging/inbox/a/x.txt", "staging/inbox/b/x.txt"]
     staged = layout.staging / "inbox"
     assert tree(staged) == {"a/deep/big.bin": sha(big), "a/x.txt": sha(a), "b/x.txt": sha(b)}
     no_temp_files(layout.staging)
@@ -419,12 +424,16 @@ async def test_upload_sends_sub_directories_and_archives(
     other = write(layout.clean / "elsewhere" / "not-mine.txt", "other directory").read_bytes()
     entry = make_uploader(server, f"{remote.name}/inbox")
 
-    results = await run_upload(entry, layout, state)
+    with logging_into(layout.log) as audit_log:
+        results = await run_upload(entry, layout, state)
 
     assert sorted(results, key=lambda row: row.file) == [
         moved(f"outbox/{name}", data, "uploaded")
         for name, data in sorted(files.items())
     ]
+    records = {record["file"]: record for record in audit_events(audit_log)}
+    assert sorted(records) == [f"clean/outbox/{name}" for name in sorted(files)]
+    assert records["clean/outbox/top.txt"]["archived"] == "uploadarchive/outbox/top.txt"
     expected = {name: sha(data) for name, data in files.items()}
     assert tree(remote / "inbox") == expected
     no_fileparts(remote)
