@@ -9,8 +9,9 @@ is the record of every file's life; this reads it back for one file, oldest reco
 ``archived``) of downloads, uploads, fetches and deletes are relative to the data root
 (``staging/...``, ``clean/...``, ``quarantine/...``); records written before that named a
 download's ``file`` by its absolute path in staging, an upload's relative to ``clean/`` and its
-``archived`` absolute. So each is reduced to one *name key* (:func:`name_key`): the path relative to the data root, with
-``staging/`` and ``clean/`` taken off, because a file keeps its sub path from staging to clean.
+``archived`` absolute. So each is reduced to one *name key* (:func:`name_key`): the path
+relative to the data root, with ``staging/`` and ``clean/`` taken off, because a file keeps its
+sub path from staging to clean.
 Quarantine and upload archive names keep their area: they are names of their own.
 
 **Linking rule.** A file is its names and its contents (sha256s). Two passes over the logs:
