@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runner import Runner
 from prefect.types.entrypoint import EntrypointType
 
+from flows import RUNNER_PARENT
 from ssftp.config.reload import ActiveConfig, ConfigStore
 from ssftp.config.schema import SsftpConfig
 from ssftp.logs import APP, log_event
@@ -104,6 +106,8 @@ class ScheduledDeployments:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner = Runner(name=f"ssftp-{self.instance}", query_seconds=POLL_SECONDS,
                               pause_on_shutdown=True)
+        # Its flow run processes die with this one (flows/__init__.py); they inherit this.
+        os.environ[RUNNER_PARENT] = str(os.getpid())
         self._serving: asyncio.Task[None] | None = None
         store.on_change(self._config_changed)
 
