@@ -22,14 +22,17 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_the_runner_s_process() -> None:
+    """Only in the runner's own child: the variable is inherited further (by a ``prefect
+    worker`` started from a process that ran a runner, and by its flow runs), and those must
+    live on."""
     parent = os.environ.get(RUNNER_PARENT)
-    if parent is None or not parent.isdigit() or not sys.argv[0].endswith(
-            os.path.join("prefect", "engine.py")):
+    if parent is None or not parent.isdigit() or os.getppid() != int(parent) or not (
+            sys.argv[0].endswith(os.path.join("prefect", "engine.py"))):
         return  # not a flow run process of ssftp's runner
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGTERM), ctypes.c_ulong(0),
                ctypes.c_ulong(0), ctypes.c_ulong(0))
-    if os.getppid() != int(parent):  # it died before the line above
+    if os.getppid() != int(parent):  # it died between the check and the line above
         os.kill(os.getpid(), signal.SIGTERM)
 
 

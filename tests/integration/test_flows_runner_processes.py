@@ -51,3 +51,16 @@ def test_the_run_process_dies_with_a_killed_runner_process() -> None:
     finally:
         parent.kill()
 
+
+
+def test_a_run_process_of_another_parent_lives_on() -> None:
+    """The variable is inherited further (a ``prefect worker`` started from a process that
+    ran a runner, as the tests start one): the flow runs of that worker must not take it for
+    theirs (seen failing: such a run SIGTERMed itself at once, Crashed)."""
+    stale = _start("import os; os.environ['SSFTP_RUNNER_PARENT'] = '1'; " + CHILD)
+    try:
+        assert stale.stdout is not None and stale.stdout.readline() == "ready\n"
+        assert stale.poll() is None
+    finally:
+        stale.kill()
+        stale.wait(timeout=30)
