@@ -152,6 +152,14 @@ class SFTPSession(asyncssh.SFTPServer):
         audit_event(event, logging.INFO, file=self.account.data_name_of(virtual) or virtual,
                     user=self.account.username, ip=self.context.ip, **fields)
 
+    def _finish_download(self, fd: int, virtual: str, read: int) -> None:
+        """Close a download's descriptor and, when the file was read (not only opened: a
+        STAT-like open, a resume's probe), write its ``fetch`` record; one trip for both."""
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        if read:
+            self._audit("fetch", virtual, bytes=read)
+
     def log_refusal(self, key: tuple[str, ...], event: str, **fields: str | int) -> None:
         """Log a refusal in the connection's summary, from the session's thread or the loop
         (the line is written on the loop, where the summary's timers are)."""
@@ -624,10 +632,8 @@ class SFTPSession(asyncssh.SFTPServer):
         if isinstance(handle, DownloadHandle):
             # In the session's thread (FUSE flushes on close), not waited for: the close of a
             # file read has nothing to tell the client; nor the audit record of the download.
-            await self.executor.start(functools.partial(_close_quietly, handle.fd))
-            if handle.bytes:  # read, not only opened (a STAT-like open, a resume's probe)
-                await self.executor.start(functools.partial(
-                    self._audit, "fetch", handle.virtual, bytes=handle.bytes))
+            await self.executor.start(functools.partial(self._finish_download, handle.fd,
+                                                        handle.virtual, handle.bytes))
             self._handles.log_transfer(handle, None)
             return
         # asyncssh also calls close() for handles still open when the session ends: the
@@ -692,11 +698,6 @@ def _next_names(entries: Iterator[os.DirEntry[str]]) -> list[SFTPName]:
         if len(names) == _LISTING_BATCH:
             break
     return names
-
-
-def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
 
 
 def _require_not_void(writer: UploadWriter) -> None:
