@@ -124,14 +124,14 @@ def sshfs_rows(ssftp: Side, reference: Side | None, client: Path, workdir: Path,
     with served(sides, files):
         rows = [
             side_row(f"sshfs cat {label}", "MB/s", Better.HIGHER,
-                alternate(sides, sizes.rounds, cat), ssftp, reference,
-                Target.ratio_at_least(1.0)),
+                     alternate(sides, sizes.rounds, cat), ssftp, reference,
+                     Target.ratio_at_least(1.0)),
             side_row(f"sshfs cp {label} into the mount", "MB/s", Better.HIGHER,
-                alternate(sides, sizes.rounds, copy), ssftp, reference,
-                Target.ratio_at_least(1.0), note="until the server has the whole file"),
+                     alternate(sides, sizes.rounds, copy), ssftp, reference,
+                     Target.ratio_at_least(1.0), note="until the server has the whole file"),
             side_row(f"sshfs ls -l of {listed} files", "s", Better.LOWER,
-                alternate(sides, sizes.rounds, list_long), ssftp, reference,
-                Target.ratio_at_least(1.0, Better.LOWER)),
+                     alternate(sides, sizes.rounds, list_long), ssftp, reference,
+                     Target.ratio_at_least(1.0, Better.LOWER)),
         ]
     for side in sides:
         (side.download_dir / "listing").rmdir()
