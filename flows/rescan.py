@@ -15,6 +15,7 @@ itself is :meth:`ssftp.scan.rescan.Rescanner.rescan`.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,6 +39,7 @@ from flows.scan import (
     slices,
     to_parameter,
 )
+from flows.stopping import INTERRUPTED_TAG, interrupted, until_stopped, was_interrupted
 from ssftp.logs import one_line
 from ssftp.scan.rescan import RESCANNED, Rescanner
 from ssftp.scan.results import Area, ScanResult
@@ -102,15 +104,18 @@ def _line(result: ScanResult) -> str:
 @task(name="rescan-files", cache_policy=NO_CACHE, task_run_name="rescan {label}")
 async def rescan_files(rescanner: Rescanner, names: list[str], label: str,
                        flow_run_id: str | None, give_way: Callable[[], bool],
-                       ) -> list[ScanResult]:
-    """Look at a slice, one file at a time, each after the fresh uploads due have had their
-    turn (waited for here, on the loop, so a stop is never held up by a rescan giving way);
-    a warning line per file that is not still clean, one entry for the rest."""
+                       stop: threading.Event) -> list[ScanResult]:
+    """Look at a slice, one file at a time up to the one in hand when ``stop`` is set, each
+    after the fresh uploads due have had their turn (waited for here, on the loop, so a stop
+    is never held up by a rescan giving way); a warning line per file that is not still
+    clean, one entry for the rest."""
     logger = get_run_logger()
     results, quiet = [], 0
     for name in names:
-        while give_way():
+        while give_way() and not stop.is_set():
             await asyncio.sleep(GIVE_WAY_SECONDS)
+        if stop.is_set():
+            break
         path = from_parameter(name, rescanner.layout, RESCANNED)
         result = await asyncio.to_thread(rescanner.rescan, path, flow_run_id)
         if result is None:
@@ -130,20 +135,33 @@ async def rescan_files(rescanner: Rescanner, names: list[str], label: str,
 async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: str,
                             give_way: Callable[[], bool]) -> State[list[ScanResult]]:
     """The body of a rescan run: its slices one after the other (one scan at a time beside
-    the fresh uploads' runs), its tables, its name and tags."""
+    the fresh uploads' runs), its tables, its name and tags. A stop lets the file in hand
+    finish (:mod:`flows.stopping`); the next rescan starts again."""
     run_id = flow_run.id
-    results: list[ScanResult] = []
-    for part in slices(names, workers=1):
-        label = f"{one_line(PurePosixPath(part[0]).name)} and {len(part) - 1} more"
-        results += await rescan_files(rescanner, part, label, run_id, give_way)
+
+    async def rescan_slices(stop: threading.Event) -> list[ScanResult]:
+        results: list[ScanResult] = []
+        for part in slices(names, workers=1):
+            if stop.is_set():
+                break
+            label = f"{one_line(PurePosixPath(part[0]).name)} and {len(part) - 1} more"
+            results += await rescan_files(rescanner, part, label, run_id, give_way, stop)
+        return results
+
+    results, stopped = await until_stopped(rescan_slices)
     summary = RescanSummary.of(results)
     await publish_tables(results, summary.message())
     if summary.moved:
         await publish_quarantine_table(rescanner.layout, rescanner.instance)
     if run_id is not None:
         async with get_client() as client:
+            flags = [INTERRUPTED_TAG] if stopped else []
             await client.update_flow_run(UUID(run_id), name=summary.run_name(signatures),
-                                         tags=[*flow_run.tags, *summary.tags(rescanner.instance)])
+                                         tags=[*flow_run.tags, *summary.tags(rescanner.instance),
+                                               *flags])
+    if stopped:
+        return interrupted(results, f"interrupted by a stop after {len(results)} of "
+                                    f"{len(names)}: {summary.message()}")
     return Completed(name=summary.state_name(), message=summary.message(), data=results)
 
 
@@ -162,9 +180,13 @@ class RescanRuns:
         self._flow = rescan_batch
 
     async def rescan(self, paths: list[Path], signatures: str) -> list[ScanResult]:
-        """Rescan runs for these files, one after the other (:func:`parameter_batches`)."""
+        """Rescan runs for these files, one after the other (:func:`parameter_batches`); a
+        run a stop cut short ends the stop's way, cancelled, once it has reported."""
         layout = self.rescanner.layout
         results: list[ScanResult] = []
         for names in parameter_batches([to_parameter(path, layout) for path in paths]):
-            results += cast("list[ScanResult]", await self._flow(names, signatures))
+            state = await self._flow(names, signatures, return_state=True)
+            if was_interrupted(state):
+                raise asyncio.CancelledError
+            results += cast("list[ScanResult]", await state.aresult())
         return results

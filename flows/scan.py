@@ -15,6 +15,10 @@ its final state is named ``Quarantined``, ``Retrying`` or ``Completed`` (with th
 its message), its name leads with what matters ("scan 2 infected of 50 from acme"), and its
 tags say the instance, the accounts and ``infected`` / ``unscannable`` / ``blocked`` /
 ``waiting``.
+
+A stop (Ctrl-C, SIGTERM) ends a run with what it did (:mod:`flows.stopping`): each slice
+finishes the file in hand and scans no more, the files not begun stay in staging for the next
+start, and the run reports those it scanned (tables, name, tags, the quarantine table).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncio
 import json
 import logging
 import math
+import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +45,7 @@ from prefect.states import Completed
 from flows.artifacts import publish_quarantine_table
 from flows.events import scan_event
 from flows.parameters import decode_name, encode_name
+from flows.stopping import INTERRUPTED_TAG, interrupted, until_stopped, was_interrupted
 from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, one_line
@@ -195,6 +201,14 @@ class RunSummary:
         a clamd outage as a broken run. The results stay the run's data for the caller."""
         return Completed(name=self.state_name(), message=self.message(), data=results)
 
+    def interrupted_state(self, results: list[ScanResult],
+                          batch: int) -> State[list[ScanResult]]:
+        """The state of a run a stop cut short; the message says how far it got."""
+        left = batch - self.files
+        return interrupted(results, f"interrupted by a stop after {self.files} of {batch}: "
+                                    f"{self.message()}"
+                                    + (f"; {left} left in staging" if left else ""))
+
 
 def _shortened(name: str) -> str:
     """A file's name for a run's name: its end when it is long (the end names the file)."""
@@ -251,16 +265,18 @@ def parameter_batches(names: list[str], most: int = MAX_PARAMETER_BYTES) -> list
 
 def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
                 logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-                ) -> list[ScanResult]:
-    """Scan a slice; the run's log gets one line per file, and Prefect the event of each
-    outcome that raises one (:mod:`flows.events`), sent as it is found, for an Automation to
-    react to.
+                stop: threading.Event) -> list[ScanResult]:
+    """Scan a slice, up to the file in hand when ``stop`` is set; the run's log gets one
+    line per file, and Prefect the event of each outcome that raises one
+    (:mod:`flows.events`), sent as it is found, for an Automation to react to.
 
     Clean files share one log entry per slice (a line each): a Prefect log call per file cost
     as much as the scan itself. Anything not clean gets a warning entry of its own.
     """
     results, lines = [], []
     for path in paths:
+        if stop.is_set():
+            break
         result = scanner.scan(from_parameter(path, scanner.layout), flow_run_id)
         if result is None:
             lines.append(f"{one_line(decode_name(path))}: gone before it could be scanned")
@@ -282,12 +298,15 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
 @task(name="scan-files", cache_policy=NO_CACHE,
       task_run_name="scan {label}")
 async def scan_files(scanner: Scanner, paths: list[str], label: str,
-                     flow_run_id: str | None, slots: asyncio.Semaphore) -> list[ScanResult]:
+                     flow_run_id: str | None, slots: asyncio.Semaphore,
+                     stop: threading.Event) -> list[ScanResult]:
     # Scanning blocks (file reads, clamd sockets): a thread keeps the event loop, which may
     # also be serving SFTP clients, free.
     async with slots:
+        if stop.is_set():
+            return []
         return await asyncio.to_thread(_scan_slice, scanner, paths, flow_run_id,
-                                       get_run_logger())
+                                       get_run_logger(), stop)
 
 
 def _label(paths: list[str]) -> str:
@@ -299,24 +318,33 @@ def _run_name() -> str:
     return f"scan {_label(flow_run.parameters.get('paths', []))}"
 
 
-async def _label_run(run_id: str, summary: RunSummary, instance: str) -> None:
+async def _label_run(run_id: str, summary: RunSummary, instance: str,
+                     interrupted: bool) -> None:
     """Name and tag the run after what it found: known only now, so set in one API call."""
+    flags = [INTERRUPTED_TAG] if interrupted else []
     async with get_client() as client:
         await client.update_flow_run(UUID(run_id), name=summary.run_name(),
-                                     tags=[*flow_run.tags, *summary.tags(instance)])
+                                     tags=[*flow_run.tags, *summary.tags(instance), *flags])
+
+
+async def _scan_slices(scanner: Scanner, paths: list[str], threads: int,
+                       run_id: str | None, stop: threading.Event) -> list[ScanResult]:
+    slots = asyncio.Semaphore(threads)
+    parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots, stop)
+                                   for part in slices(paths, threads)))
+    return [result for part in parts for result in part]
 
 
 async def scan_and_report(scanner: Scanner, paths: list[str],
                           lane: Lane) -> State[list[ScanResult]]:
     """The body of a scan run: scan the batch in slices, publish its verdict tables, name and
     tag the run; its final state carries the results. Each slice moves its files on as it
-    scans them: a slow file holds up only the files after it in its own slice."""
+    scans them: a slow file holds up only the files after it in its own slice.
+
+    A stop lets the slices finish the file in hand (:func:`flows.stopping.until_stopped`)."""
     run_id = flow_run.id
-    threads = LANE_THREADS[lane]
-    slots = asyncio.Semaphore(threads)
-    parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots)
-                                   for part in slices(paths, threads)))
-    results = [result for part in parts for result in part]
+    results, stopped = await until_stopped(
+        lambda stop: _scan_slices(scanner, paths, LANE_THREADS[lane], run_id, stop))
     summary = RunSummary.of(results)
     await publish_tables(results, summary.message())
     if summary.quarantined:
@@ -325,7 +353,9 @@ async def scan_and_report(scanner: Scanner, paths: list[str],
         get_run_logger().warning("%d file(s) could not be scanned and will be retried",
                                  summary.waiting)
     if run_id is not None:
-        await _label_run(run_id, summary, scanner.instance)
+        await _label_run(run_id, summary, scanner.instance, stopped)
+    if stopped:
+        return summary.interrupted_state(results, len(paths))
     return summary.final_state(results)
 
 
@@ -371,10 +401,13 @@ class ScanRuns:
         """One scan run for these staged (or claimed) files, or one after the other when
         their names are too long for one (:func:`parameter_batches`).
 
-        The run ends in the state its body returns, and Prefect hands the caller that
-        state's data (the results), not the state: hence the cast."""
+        The run ends in the state its body returns, whose data are the results (hence the
+        cast). A run a stop cut short ends the stop's way, cancelled, once it has reported."""
         layout = self.scanner.layout
         results: list[ScanResult] = []
         for names in parameter_batches([to_parameter(path, layout) for path in paths]):
-            results += cast("list[ScanResult]", await self._flow(names, lane))
+            state = await self._flow(names, lane, return_state=True)
+            if was_interrupted(state):
+                raise asyncio.CancelledError
+            results += cast("list[ScanResult]", await state.aresult())
         return results

@@ -8,10 +8,12 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -27,11 +29,12 @@ from ssftp.layout import DataLayout
 from ssftp.scan.claims import Claims
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
+from ssftp.scan.queue import Lane
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.scanner import Scanner
 from ssftp.scan.verdict import VerdictKind
 from testkit.files import EICAR
-from tests.support.scanning import stage
+from tests.support.scanning import files_under, stage
 
 INSTANCE = "runs-test"
 
@@ -163,3 +166,72 @@ def test_a_warm_up_that_cannot_reach_prefect_is_only_logged(layout, client, owne
         asyncio.run(ScanRuns(scanner_for(layout, client, owners)).warm_up())
     assert [record for record in caplog.records
             if "scan flow not registered ahead of the first run" in record.getMessage()]
+
+
+class HoldsOneFile(Scanner):
+    """A real scanner that holds one file until the test has stopped the run: the moment of a
+    Ctrl-C, mid-batch, cannot be hit for real otherwise."""
+
+    def __init__(self, *args: Any, hold: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hold = hold
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def scan(self, path: Path, flow_run_id: str | None = None) -> ScanResult | None:
+        if path.name == self.hold:
+            self.reached.set()
+            self.release.wait(60)
+        return super().scan(path, flow_run_id)
+
+
+def test_a_stop_mid_batch_ends_the_run_interrupted_with_what_it_did(prefect_api, layout,
+                                                                   client, owners):
+    """Ctrl-C during a scan: the file in hand is finished, the rest stays in staging, and the
+    run says so (it was Crashed, nameless, untagged and without tables)."""
+    names = ["a-eicar.com", "b.txt", "c.txt", "d.txt", "e.txt"]
+    paths = [stage(layout, f"partner-a/{name}", EICAR if name.endswith(".com") else b"ok\n")
+             for name in names]
+    scanner = HoldsOneFile(layout, client, owners=owners, instance=INSTANCE,
+                           claims=Claims(layout.staging), hold="c.txt")
+
+    async def stop_at_the_third_file() -> None:
+        # The large files' lane scans one file at a time, in the batch's order.
+        run = asyncio.create_task(ScanRuns(scanner).scan_batch(paths, Lane.LARGE))
+        await asyncio.to_thread(scanner.reached.wait, 60)
+        run.cancel()
+        for _ in range(10):  # the run sees the cancellation before the held file ends
+            await asyncio.sleep(0)
+        scanner.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(stop_at_the_third_file())
+    assert [path.name for path in files_under(layout.staging)] == ["d.txt", "e.txt"]
+    assert sorted(path.name for path in files_under(layout.clean)) == ["b.txt", "c.txt"]
+    run, tables = asyncio.run(interrupted_run())
+    assert run.state is not None
+    assert run.state.type.value == "CANCELLED"
+    assert run.state.name == "Interrupted"
+    assert run.state.message == ("interrupted by a stop after 3 of 5: 1 infected, 2 clean; "
+                                 "2 left in staging")
+    assert run.name == "scan partner-a/a-eicar.com infected, 2 clean"
+    assert set(run.tags) == {f"instance:{INSTANCE}", "account:partner-a", "infected",
+                             "interrupted"}
+    assert sorted(row["file"] for row in tables[SUMMARY_TABLE_KEY]) == [
+        "partner-a/a-eicar.com", "partner-a/b.txt", "partner-a/c.txt"]
+    assert [row["file"] for row in tables[artifact_key("quarantine", INSTANCE)]] == [
+        "quarantine/partner-a/a-eicar.com"]
+
+
+async def interrupted_run() -> tuple[FlowRun, dict[str, list[dict[str, Any]]]]:
+    """The one scan run of this module a stop cut short (the harness is shared by the session),
+    and its tables."""
+    async with get_client() as client:
+        [run] = [run for run in await client.read_flow_runs()
+                 if run.state is not None and run.state.name == "Interrupted"
+                 and f"instance:{INSTANCE}" in run.tags]
+        artifacts = await client.read_artifacts()
+    tables = {artifact.key: json.loads(str(artifact.data)) for artifact in artifacts
+              if artifact.key is not None and artifact.flow_run_id == run.id}
+    return run, tables
