@@ -11,6 +11,12 @@ Host keys: the entry's ``knownHosts`` file, else ``system/known_hosts``, plus a 
 ``hostKeyFingerprint`` if set. An unknown key is refused, and the message shows the key's
 fingerprint so an operator can check it out of band and pin it. Only
 ``insecureIgnoreHostKey: true`` skips the check.
+
+A server holds a key of each of several types and shows one per handshake, the first type the
+client prefers. A pinned fingerprint may be of any of them (an operator pins what
+``ssh-keyscan`` or ssftp's banner printed first): when the key shown is not the pinned one,
+each other key type is asked for in a handshake of its own, and the one that shows the pinned
+key is used. The refusal names every key the server showed.
 """
 
 from __future__ import annotations
@@ -103,18 +109,64 @@ class HostKeyPolicy:
         return " or ".join(sources)
 
 
+# The host key algorithms to ask for, by the key type they show, when a pinned fingerprint
+# was not the key shown first; OpenSSH's key types, in OpenSSH's order of preference.
+KEY_TYPE_ALGORITHMS = {
+    "ssh-ed25519": ("ssh-ed25519",),
+    "ecdsa-sha2-nistp256": ("ecdsa-sha2-nistp256",),
+    "ecdsa-sha2-nistp384": ("ecdsa-sha2-nistp384",),
+    "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
+    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256"),
+}
+
+
 class _PinnedKeyClient(asyncssh.SSHClient):
-    """Accepts a host key that matches the pinned fingerprint, and remembers what it saw so a
-    refusal can name the key."""
+    """Accepts a host key that matches the pinned fingerprint, and remembers every key it was
+    shown (key type: fingerprint) so a refusal can name them, and a retry ask for another."""
 
     def __init__(self, fingerprint: str | None) -> None:
         self.fingerprint = fingerprint
-        self.presented: str | None = None
+        self.shown: dict[str, str] = {}
 
     def validate_host_public_key(self, host: str, addr: str, port: int,
                                  key: asyncssh.SSHKey) -> bool:
-        self.presented = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
+        self.shown[key.get_algorithm()] = key.get_fingerprint("sha256")
         return self.fingerprint is not None and key.get_fingerprint("sha256") == self.fingerprint
+
+    def presented(self) -> str:
+        return ", ".join(f"{kind} {fingerprint}" for kind, fingerprint in self.shown.items())
+
+
+async def _connect(entry: RemoteEntry, key: asyncssh.SSHKey | None, policy: HostKeyPolicy,
+                   client: _PinnedKeyClient, timeout: float,
+                   ) -> asyncssh.SSHClientConnection:
+    """The first handshake with the client's preferred host key algorithms; when it showed a
+    key that is not the pinned one, one handshake per other key type until one shows it
+    (a server without that type ends the key exchange, or the connection: the next type is
+    asked)."""
+    options = {"username": entry.username,
+               "password": entry.password.get_secret_value() if entry.password else None,
+               "client_keys": [key] if key else (), "agent_path": None,
+               "known_hosts": policy.known_hosts_arg(), "client_factory": lambda: client,
+               "connect_timeout": timeout, "login_timeout": timeout, "keepalive_interval": 30}
+    try:
+        return await asyncssh.connect(entry.host, entry.port, **options)
+    except asyncssh.HostKeyNotVerifiable:
+        if policy.fingerprint is None:
+            raise
+    for kind, algorithms in KEY_TYPE_ALGORITHMS.items():
+        if kind in client.shown:
+            continue
+        try:
+            connection = await asyncssh.connect(entry.host, entry.port,
+                                                server_host_key_algs=list(algorithms),
+                                                **options)
+        except (asyncssh.Error, OSError):
+            continue
+        log_event(logger, "the pinned host key is the remote server's key of another type",
+                  entry=entry.name, remote=where(entry), key_type=kind)
+        return connection
+    raise asyncssh.HostKeyNotVerifiable("no host key of the server has the pinned fingerprint")
 
 
 @asynccontextmanager
@@ -129,16 +181,12 @@ async def open_sftp(entry: RemoteEntry, system: Path,
                   remote=where(entry))
     client = _PinnedKeyClient(policy.fingerprint)
     try:
-        connection = await asyncssh.connect(
-            entry.host, entry.port, username=entry.username,
-            password=entry.password.get_secret_value() if entry.password else None,
-            client_keys=[key] if key else (), agent_path=None,
-            known_hosts=policy.known_hosts_arg(), client_factory=lambda: client,
-            connect_timeout=timeout, login_timeout=timeout, keepalive_interval=30)
+        connection = await _connect(entry, key, policy, client, timeout)
     except asyncssh.HostKeyNotVerifiable:
-        presented = client.presented or "a key not in the trusted list"
+        presented = client.presented() or "a key not in the trusted list"
+        keys, are = ("host key", "is") if len(client.shown) < 2 else ("host keys", "are")
         raise RemoteRefusedError(
-            f"{entry.name}: the host key of {entry.host}:{entry.port} ({presented}) is not "
+            f"{entry.name}: the {keys} of {entry.host}:{entry.port} ({presented}) {are} not "
             f"trusted by {policy.describe()}. If this is the right server (check the key out "
             "of band), add it to knownHosts or set hostKeyFingerprint") from None
     except asyncssh.PermissionDenied as exc:

@@ -300,7 +300,8 @@ class RemoteEndpoint(Model):
     host_key_fingerprint: Annotated[str | None, AfterValidator(_fingerprint)] = Field(
         default=None, description=(
             "A host key to trust besides the known_hosts file's, pinned by its fingerprint as "
-            "`ssh-keygen -lf KEY.pub` prints it (`SHA256:` and 43 base64 characters)."))
+            "`ssh-keygen -lf KEY.pub` prints it (`SHA256:` and 43 base64 characters); of any "
+            "key type the server has, which is then asked for."))
     insecure_ignore_host_key: bool = Field(default=False, description=(
         "Trusts any host key: the check is off, and every run warns about it. Only for a "
         "server whose key cannot be known, since anyone on the path could then pose as it."))

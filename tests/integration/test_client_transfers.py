@@ -734,3 +734,35 @@ async def test_download_from_an_ssftp_clean_account_with_delete(gateway, layout)
     staged = layout.staging / "hop" / "deep" / "handed-on.bin"
     assert staged.read_bytes() == b"\x00scanned once\xff" * 500
     assert not (published / "deep" / "handed-on.bin").exists()
+
+
+async def test_a_pinned_fingerprint_of_any_of_the_servers_key_types_is_trusted(
+        tmp_path, layout, client_keys, client_key):
+    """A server with an ed25519, an ECDSA and an RSA host key shows one of them first; an
+    operator who pinned either of the others is served too (refused on every run before)."""
+    keys = {}
+    for kind in ("rsa", "ecdsa"):
+        path = tmp_path / f"ssh_host_{kind}_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)], check=True,
+                       capture_output=True)
+        keys[kind] = path
+    authorized = [client_keys.ed25519.export_public_key().decode().strip()]
+    extra = "".join(f"HostKey {path}\n" for path in keys.values())
+    with OpenSshServer.start(tmp_path / "sshd", authorized_keys=authorized,
+                             sftp_root=tmp_path / "remote", extra_config=extra) as server:
+        (server.sftp_root / "here.txt").write_text("here\n")
+        fingerprints = {kind: asyncssh.read_public_key(f"{path}.pub").get_fingerprint("sha256")
+                        for kind, path in keys.items()}
+        fingerprints["ed25519"] = server.fingerprint
+        for kind in ("rsa", "ecdsa", "ed25519"):
+            entry = make_downloader(server, None, hostKeyFingerprint=fingerprints[kind])
+            assert "here.txt" in await can_list(entry, layout)
+
+        wrong = asyncssh.generate_private_key("ssh-ed25519").get_fingerprint("sha256")
+        with pytest.raises(RemoteRefusedError) as refused:
+            await can_list(make_downloader(server, None, hostKeyFingerprint=wrong), layout)
+    message = str(refused.value)
+    assert "host keys of" in message and ") are not trusted by" in message
+    for kind, shown in (("ssh-ed25519", server.fingerprint), ("ssh-rsa", fingerprints["rsa"]),
+                        ("ecdsa-sha2-nistp256", fingerprints["ecdsa"])):
+        assert f"{kind} {shown}" in message
