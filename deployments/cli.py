@@ -54,7 +54,13 @@ from ssftp.errors import (
     SsftpError,
 )
 from ssftp.layout import DataLayout
-from ssftp.logs import configure_logging, lines_shown, one_line, set_console
+from ssftp.logs import (
+    RunRecordFormatter,
+    configure_logging,
+    lines_shown,
+    one_line,
+    set_console,
+)
 from ssftp.moves import write_durably
 from ssftp.notify.direct import send_now
 from ssftp.notify.outbox import Outbox
@@ -292,6 +298,8 @@ def _configure_console(args: argparse.Namespace) -> None:
     # Prefect reads these when it is first imported, which is after this point.
     if console_format == "json":
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER", "json")
+        os.environ.setdefault("PREFECT_LOGGING_FORMATTERS_JSON_CLASS",
+                              f"{RunRecordFormatter.__module__}.{RunRecordFormatter.__name__}")
     if args.log_level != "info":
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", args.log_level.upper())
 

@@ -63,12 +63,31 @@ class JsonLinesFormatter(logging.Formatter):
             "log": record.name,
             "event": record.getMessage(),
         }
-        entry.update(_masked(getattr(record, "fields", {})))
+        entry.update(self._fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         # ASCII-escaped: a file name that is not valid UTF-8 (bytes from a foreign writer) must
         # not make the line unwritable; JSON readers turn the escapes back into text.
         return json.dumps(entry, default=str)
+
+    def _fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        return _masked(getattr(record, "fields", {}))
+
+
+class RunRecordFormatter(JsonLinesFormatter):
+    """Prefect's log records (its runs' logs, on a console that is not a terminal) as ssftp's
+    JSON lines, naming the run: Prefect's own JSON formatter writes every attribute of the
+    record (~1.5 KB a line), which buried ssftp's events. Prefect's logging config builds it
+    with the arguments of a formatter (``PREFECT_LOGGING_FORMATTERS_JSON_CLASS``)."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None,
+                 style: Literal["%", "{", "$"] = "%") -> None:
+        super().__init__()
+
+    def _fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        return {field: name for field, attribute in (("flow_run", "flow_run_name"),
+                                                     ("task_run", "task_run_name"))
+                if (name := getattr(record, attribute, None))}
 
 
 class TextFormatter(logging.Formatter):

@@ -177,11 +177,18 @@ def test_scan_takes_a_relative_socket_path(up, tmp_path):
 
 def test_up_console_has_no_human_prefect_lines_when_not_a_terminal(up, uploaded):
     """Not a terminal: the console is JSON lines, Prefect's included (the scan run has
-    logged by now); ``ssftp is up.`` and its hints are the only plain text."""
+    logged by now), in ssftp's shape (they were Prefect's ~1.5 KB records of every attribute
+    of the log record); ``ssftp is up.`` and its hints are the only plain text."""
     wait_until_scanned(up, uploaded)
     human = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| ")
     streams = up.stdout + up.stderr_path.read_text(errors="replace")
     assert not [line for line in streams.splitlines() if human.match(line)]
+    records = [json.loads(line) for line in streams.splitlines() if line.startswith("{")]
+    runs = [record for record in records
+            if record.get("log", record.get("name", "")).startswith("prefect.flow_runs")]
+    assert runs
+    assert all(set(record) <= {"time", "level", "log", "event", "flow_run", "task_run",
+                               "exception"} for record in runs)
 
 
 def test_up_shows_the_scan_run_and_its_verdict_table_in_prefect(up, uploaded):
