@@ -46,6 +46,10 @@ RESWEEP_SECONDS = 300.0
 # and the watch is set up again this often.
 UNWATCHED_SWEEP_SECONDS = 2.0
 REWATCH_SECONDS = 60.0
+# How long a stop waits for the scan runs under way, asked to stop by then, to finish the file
+# in hand and report (flows.stopping) before it cancels them: within the worker's part of the
+# stop (deployments.worker.WORKER_STOP_SECONDS).
+RUNS_STOP_SECONDS = 4.0
 
 
 def staged_files(staging: Path, below: Path | None = None) -> list[Path]:
@@ -161,7 +165,9 @@ class StagingWatcher:
         self._sweep_due = True
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Watch and scan until cancelled."""
+        """Watch and scan until cancelled; the runs under way are given
+        :data:`RUNS_STOP_SECONDS` to end (a stop has asked them to) before they are cancelled
+        too."""
         watch = asyncio.create_task(self._watch())
         try:
             await asyncio.sleep(0)  # the watch is set up (a synchronous start) before the sweep
@@ -188,6 +194,8 @@ class StagingWatcher:
                     continue
                 await asyncio.sleep(_TICK_SECONDS)
         finally:
+            if self._running:
+                await asyncio.wait(self._running.values(), timeout=RUNS_STOP_SECONDS)
             for task in (*self._running.values(), self._probing, watch):
                 if task is not None:
                     task.cancel()

@@ -212,8 +212,10 @@ class ScanWorker:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Watch staging and scan, and serve the transfers, until cancelled or one part fails;
-        notifications in flight are given a moment to finish, then cancelled (their runs show
-        as cancelled or crashed, not lost silently)."""
+        scan and rescan runs under way are asked to stop (they finish the file in hand and
+        report, in a run state named ``Interrupted``), and notifications in flight are given a
+        moment to finish, then cancelled (their runs show as cancelled or crashed, not lost
+        silently)."""
         await asyncio.to_thread(warn_if_silent, self.runs.scanner.client)
         await self.runs.warm_up()
         ready_parts = [asyncio.Event(), asyncio.Event()]
@@ -229,9 +231,19 @@ class ScanWorker:
                 await update_at_start(self.scheduled, self.store.layout)
                 if ready is not None:
                     ready.set()
-            await asyncio.gather(*parts)
+            # Not gather: a cancelled gather cancels the parts itself, and the finally below
+            # cancelled them a second time, which cut their own stops short (the staging
+            # watcher's wait for the runs under way, the runner's pause of the schedules).
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_EXCEPTION)
+            for part in done:
+                part.result()
         finally:
             waiting.cancel()
+            # Before the parts are cancelled: the runs under way finish the file in hand and
+            # report, rather than be cut short (flows.stopping).
+            self.runs.stop()
+            if self.rescans is not None:
+                self.rescans.stop()
             for part in parts:
                 part.cancel()
             await asyncio.gather(*parts, return_exceptions=True)

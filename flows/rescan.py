@@ -15,7 +15,6 @@ itself is :meth:`ssftp.scan.rescan.Rescanner.rescan`.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,6 +28,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
+from flows import stopping
 from flows.artifacts import publish_quarantine_table
 from flows.events import scan_event
 from flows.scan import (
@@ -39,7 +39,6 @@ from flows.scan import (
     slices,
     to_parameter,
 )
-from flows.stopping import INTERRUPTED_TAG, interrupted, until_stopped, was_interrupted
 from ssftp.logs import one_line
 from ssftp.scan.rescan import RESCANNED, Rescanner
 from ssftp.scan.results import Area, ScanResult
@@ -104,18 +103,19 @@ def _line(result: ScanResult) -> str:
 @task(name="rescan-files", cache_policy=NO_CACHE, task_run_name="rescan {label}")
 async def rescan_files(rescanner: Rescanner, names: list[str], label: str,
                        flow_run_id: str | None, give_way: Callable[[], bool],
-                       stop: threading.Event) -> list[ScanResult]:
+                       stop: stopping.Stop) -> tuple[list[ScanResult], int]:
     """Look at a slice, one file at a time up to the one in hand when ``stop`` is set, each
     after the fresh uploads due have had their turn (waited for here, on the loop, so a stop
-    is never held up by a rescan giving way); a warning line per file that is not still
-    clean, one entry for the rest."""
+    is never held up by a rescan giving way): the results, and how many files were not
+    begun. A warning line per file that is not still clean, one entry for the rest."""
     logger = get_run_logger()
-    results, quiet = [], 0
+    results, quiet, begun = [], 0, 0
     for name in names:
         while give_way() and not stop.is_set():
             await asyncio.sleep(GIVE_WAY_SECONDS)
         if stop.is_set():
             break
+        begun += 1
         path = from_parameter(name, rescanner.layout, RESCANNED)
         result = await asyncio.to_thread(rescanner.rescan, path, flow_run_id)
         if result is None:
@@ -129,39 +129,38 @@ async def rescan_files(rescanner: Rescanner, names: list[str], label: str,
         results.append(result)
     if quiet:
         logger.info("%d file(s) still clean", quiet)
-    return results
+    return results, len(names) - begun
 
 
 async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: str,
-                            give_way: Callable[[], bool]) -> State[list[ScanResult]]:
+                            give_way: Callable[[], bool], stop: stopping.Stop,
+                            ) -> State[list[ScanResult]]:
     """The body of a rescan run: its slices one after the other (one scan at a time beside
     the fresh uploads' runs), its tables, its name and tags. A stop lets the file in hand
-    finish (:mod:`flows.stopping`); the next rescan starts again."""
+    finish, and the run still reports (:mod:`flows.stopping`); the next rescan starts
+    again."""
     run_id = flow_run.id
-
-    async def rescan_slices(stop: threading.Event) -> list[ScanResult]:
-        results: list[ScanResult] = []
-        for part in slices(names, workers=1):
-            if stop.is_set():
-                break
-            label = f"{one_line(PurePosixPath(part[0]).name)} and {len(part) - 1} more"
-            results += await rescan_files(rescanner, part, label, run_id, give_way, stop)
-        return results
-
-    results, stopped = await until_stopped(rescan_slices)
+    results: list[ScanResult] = []
+    left = 0
+    for part in slices(names, workers=1):
+        label = f"{one_line(PurePosixPath(part[0]).name)} and {len(part) - 1} more"
+        done, not_begun = (await rescan_files(rescanner, part, label, run_id, give_way, stop)
+                           if not stop.is_set() else ([], len(part)))
+        results += done
+        left += not_begun
     summary = RescanSummary.of(results)
     await publish_tables(results, summary.message())
     if summary.moved:
         await publish_quarantine_table(rescanner.layout, rescanner.instance)
     if run_id is not None:
         async with get_client() as client:
-            flags = [INTERRUPTED_TAG] if stopped else []
+            flags = [stopping.INTERRUPTED_TAG] if left else []
             await client.update_flow_run(UUID(run_id), name=summary.run_name(signatures),
                                          tags=[*flow_run.tags, *summary.tags(rescanner.instance),
                                                *flags])
-    if stopped:
-        return interrupted(results, f"interrupted by a stop after {len(results)} of "
-                                    f"{len(names)}: {summary.message()}")
+    if left:
+        return stopping.interrupted(results, f"interrupted by a stop after {len(names) - left} "
+                                             f"of {len(names)}: {summary.message()}")
     return Completed(name=summary.state_name(), message=summary.message(), data=results)
 
 
@@ -172,21 +171,29 @@ class RescanRuns:
     def __init__(self, rescanner: Rescanner, give_way: Callable[[], bool]) -> None:
         self.rescanner = rescanner
         self.give_way = give_way
+        self._stop = stopping.Stop()
 
         @flow(name="rescan", flow_run_name="rescan for {signatures}")
         async def rescan_batch(names: list[str], signatures: str) -> State[list[ScanResult]]:
-            return await rescan_and_report(self.rescanner, names, signatures, self.give_way)
+            return await stopping.shielded(rescan_and_report(
+                self.rescanner, names, signatures, self.give_way, self._stop), self._stop)
 
         self._flow = rescan_batch
 
+    def stop(self) -> None:
+        """The process stops: a run under way finishes the file in hand and reports."""
+        self._stop.set()
+
     async def rescan(self, paths: list[Path], signatures: str) -> list[ScanResult]:
-        """Rescan runs for these files, one after the other (:func:`parameter_batches`); a
-        run a stop cut short ends the stop's way, cancelled, once it has reported."""
+        """Rescan runs for these files, one after the other (:func:`parameter_batches`).
+        A stop cancels the caller, once the run under way has reported: the rest of the
+        rescan is the next start's, and nothing may count this one done."""
         layout = self.rescanner.layout
         results: list[ScanResult] = []
         for names in parameter_batches([to_parameter(path, layout) for path in paths]):
             state = await self._flow(names, signatures, return_state=True)
-            if was_interrupted(state):
+            stopping.pass_on_cancellation()
+            if stopping.was_interrupted(state) or self._stop.is_set():
                 raise asyncio.CancelledError
             results += cast("list[ScanResult]", await state.aresult())
         return results

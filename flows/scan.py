@@ -18,7 +18,8 @@ tags say the instance, the accounts and ``infected`` / ``unscannable`` / ``block
 
 A stop (Ctrl-C, SIGTERM) ends a run with what it did (:mod:`flows.stopping`): each slice
 finishes the file in hand and scans no more, the files not begun stay in staging for the next
-start, and the run reports those it scanned (tables, name, tags, the quarantine table).
+start, and the run reports those it scanned (tables, name, tags, the quarantine table) in a
+state named ``Interrupted``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import asyncio
 import json
 import logging
 import math
-import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -45,7 +45,14 @@ from prefect.states import Completed
 from flows.artifacts import publish_quarantine_table
 from flows.events import scan_event
 from flows.parameters import decode_name, encode_name
-from flows.stopping import INTERRUPTED_TAG, interrupted, until_stopped, was_interrupted
+from flows.stopping import (
+    INTERRUPTED_TAG,
+    Stop,
+    interrupted,
+    pass_on_cancellation,
+    shielded,
+    was_interrupted,
+)
 from ssftp.errors import InvalidValueError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, one_line
@@ -201,13 +208,11 @@ class RunSummary:
         a clamd outage as a broken run. The results stay the run's data for the caller."""
         return Completed(name=self.state_name(), message=self.message(), data=results)
 
-    def interrupted_state(self, results: list[ScanResult],
-                          batch: int) -> State[list[ScanResult]]:
+    def interrupted_state(self, results: list[ScanResult], batch: int,
+                          left: int) -> State[list[ScanResult]]:
         """The state of a run a stop cut short; the message says how far it got."""
-        left = batch - self.files
-        return interrupted(results, f"interrupted by a stop after {self.files} of {batch}: "
-                                    f"{self.message()}"
-                                    + (f"; {left} left in staging" if left else ""))
+        return interrupted(results, f"interrupted by a stop after {batch - left} of {batch}: "
+                                    f"{self.message()}; {left} left in staging")
 
 
 def _shortened(name: str) -> str:
@@ -265,18 +270,20 @@ def parameter_batches(names: list[str], most: int = MAX_PARAMETER_BYTES) -> list
 
 def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
                 logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-                stop: threading.Event) -> list[ScanResult]:
-    """Scan a slice, up to the file in hand when ``stop`` is set; the run's log gets one
-    line per file, and Prefect the event of each outcome that raises one
-    (:mod:`flows.events`), sent as it is found, for an Automation to react to.
+                stop: Stop) -> tuple[list[ScanResult], int]:
+    """Scan a slice, up to the file in hand when ``stop`` is set: the results, and how many
+    files were not begun. The run's log gets one line per file, and Prefect the event of each
+    outcome that raises one (:mod:`flows.events`), sent as it is found, for an Automation to
+    react to.
 
     Clean files share one log entry per slice (a line each): a Prefect log call per file cost
     as much as the scan itself. Anything not clean gets a warning entry of its own.
     """
-    results, lines = [], []
+    results, lines, begun = [], [], 0
     for path in paths:
         if stop.is_set():
             break
+        begun += 1
         result = scanner.scan(from_parameter(path, scanner.layout), flow_run_id)
         if result is None:
             lines.append(f"{one_line(decode_name(path))}: gone before it could be scanned")
@@ -292,19 +299,19 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
         results.append(result)
     if lines:
         logger.info("%s", "\n".join(lines))
-    return results
+    return results, len(paths) - begun
 
 
 @task(name="scan-files", cache_policy=NO_CACHE,
       task_run_name="scan {label}")
 async def scan_files(scanner: Scanner, paths: list[str], label: str,
                      flow_run_id: str | None, slots: asyncio.Semaphore,
-                     stop: threading.Event) -> list[ScanResult]:
+                     stop: Stop) -> tuple[list[ScanResult], int]:
     # Scanning blocks (file reads, clamd sockets): a thread keeps the event loop, which may
     # also be serving SFTP clients, free.
     async with slots:
         if stop.is_set():
-            return []
+            return [], len(paths)
         return await asyncio.to_thread(_scan_slice, scanner, paths, flow_run_id,
                                        get_run_logger(), stop)
 
@@ -327,24 +334,19 @@ async def _label_run(run_id: str, summary: RunSummary, instance: str,
                                      tags=[*flow_run.tags, *summary.tags(instance), *flags])
 
 
-async def _scan_slices(scanner: Scanner, paths: list[str], threads: int,
-                       run_id: str | None, stop: threading.Event) -> list[ScanResult]:
+async def scan_and_report(scanner: Scanner, paths: list[str], lane: Lane,
+                          stop: Stop) -> State[list[ScanResult]]:
+    """The body of a scan run: scan the batch in slices, publish its verdict tables, name and
+    tag the run; its final state carries the results. Each slice moves its files on as it
+    scans them: a slow file holds up only the files after it in its own slice. A stop lets
+    each slice finish the file in hand, and the run still reports (:mod:`flows.stopping`)."""
+    run_id = flow_run.id
+    threads = LANE_THREADS[lane]
     slots = asyncio.Semaphore(threads)
     parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots, stop)
                                    for part in slices(paths, threads)))
-    return [result for part in parts for result in part]
-
-
-async def scan_and_report(scanner: Scanner, paths: list[str],
-                          lane: Lane) -> State[list[ScanResult]]:
-    """The body of a scan run: scan the batch in slices, publish its verdict tables, name and
-    tag the run; its final state carries the results. Each slice moves its files on as it
-    scans them: a slow file holds up only the files after it in its own slice.
-
-    A stop lets the slices finish the file in hand (:func:`flows.stopping.until_stopped`)."""
-    run_id = flow_run.id
-    results, stopped = await until_stopped(
-        lambda stop: _scan_slices(scanner, paths, LANE_THREADS[lane], run_id, stop))
+    results = [result for part, _ in parts for result in part]
+    left = sum(left for _, left in parts)
     summary = RunSummary.of(results)
     await publish_tables(results, summary.message())
     if summary.quarantined:
@@ -353,9 +355,9 @@ async def scan_and_report(scanner: Scanner, paths: list[str],
         get_run_logger().warning("%d file(s) could not be scanned and will be retried",
                                  summary.waiting)
     if run_id is not None:
-        await _label_run(run_id, summary, scanner.instance, stopped)
-    if stopped:
-        return summary.interrupted_state(results, len(paths))
+        await _label_run(run_id, summary, scanner.instance, interrupted=left > 0)
+    if left:
+        return summary.interrupted_state(results, len(paths), left)
     return summary.final_state(results)
 
 
@@ -371,12 +373,19 @@ class ScanRuns:
 
     def __init__(self, scanner: Scanner) -> None:
         self.scanner = scanner
+        self._stop = Stop()
 
         @flow(name="scan", flow_run_name=_run_name)
         async def scan_batch(paths: list[str], lane: Lane) -> State[list[ScanResult]]:
-            return await scan_and_report(self.scanner, paths, lane)
+            return await shielded(scan_and_report(self.scanner, paths, lane, self._stop),
+                                  self._stop)
 
         self._flow = scan_batch
+
+    def stop(self) -> None:
+        """The process stops: runs under way finish the file in hand and report; no more
+        start."""
+        self._stop.set()
 
     async def warm_up(self) -> None:
         """Do before the first upload what a process's first run would do on its way: load
@@ -402,12 +411,15 @@ class ScanRuns:
         their names are too long for one (:func:`parameter_batches`).
 
         The run ends in the state its body returns, whose data are the results (hence the
-        cast). A run a stop cut short ends the stop's way, cancelled, once it has reported."""
+        cast). After a stop, the files not scanned are left for the next start."""
         layout = self.scanner.layout
         results: list[ScanResult] = []
         for names in parameter_batches([to_parameter(path, layout) for path in paths]):
+            if self._stop.is_set():
+                break
             state = await self._flow(names, lane, return_state=True)
+            pass_on_cancellation()
             if was_interrupted(state):
-                raise asyncio.CancelledError
+                break
             results += cast("list[ScanResult]", await state.aresult())
         return results

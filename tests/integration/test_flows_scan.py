@@ -185,52 +185,62 @@ class HoldsOneFile(Scanner):
         return super().scan(path, flow_run_id)
 
 
+@pytest.mark.parametrize("how", ["asked", "cancelled"])
 def test_a_stop_mid_batch_ends_the_run_interrupted_with_what_it_did(prefect_api, layout,
-                                                                   client, owners):
+                                                                   client, owners, how):
     """Ctrl-C during a scan: the file in hand is finished, the rest stays in staging, and the
-    run says so (it was Crashed, nameless, untagged and without tables)."""
+    run says so (it was Crashed, nameless, untagged and without tables). A stop asks the runs
+    first (``ScanRuns.stop``); one still going when its time is up is cancelled."""
     names = ["a-eicar.com", "b.txt", "c.txt", "d.txt", "e.txt"]
     paths = [stage(layout, f"partner-a/{name}", EICAR if name.endswith(".com") else b"ok\n")
              for name in names]
-    scanner = HoldsOneFile(layout, client, owners=owners, instance=INSTANCE,
+    instance = f"{INSTANCE}-{how}"
+    scanner = HoldsOneFile(layout, client, owners=owners, instance=instance,
                            claims=Claims(layout.staging), hold="c.txt")
 
     async def stop_at_the_third_file() -> None:
         # The large files' lane scans one file at a time, in the batch's order.
-        run = asyncio.create_task(ScanRuns(scanner).scan_batch(paths, Lane.LARGE))
+        runs = ScanRuns(scanner)
+        run = asyncio.create_task(runs.scan_batch(paths, Lane.LARGE))
         await asyncio.to_thread(scanner.reached.wait, 60)
-        run.cancel()
-        for _ in range(10):  # the run sees the cancellation before the held file ends
-            await asyncio.sleep(0)
+        if how == "asked":
+            runs.stop()
+        else:
+            run.cancel()
+            for _ in range(10):  # the run sees the cancellation before the held file ends
+                await asyncio.sleep(0)
         scanner.release.set()
-        with pytest.raises(asyncio.CancelledError):
-            await run
+        if how == "asked":
+            assert await run == []  # the interrupted run's files are the next start's
+        else:
+            with pytest.raises(asyncio.CancelledError):
+                await run
 
     asyncio.run(stop_at_the_third_file())
     assert [path.name for path in files_under(layout.staging)] == ["d.txt", "e.txt"]
     assert sorted(path.name for path in files_under(layout.clean)) == ["b.txt", "c.txt"]
-    run, tables = asyncio.run(interrupted_run())
+    run, tables = asyncio.run(interrupted_run(instance))
     assert run.state is not None
     assert run.state.type.value == "CANCELLED"
     assert run.state.name == "Interrupted"
     assert run.state.message == ("interrupted by a stop after 3 of 5: 1 infected, 2 clean; "
                                  "2 left in staging")
     assert run.name == "scan partner-a/a-eicar.com infected, 2 clean"
-    assert set(run.tags) == {f"instance:{INSTANCE}", "account:partner-a", "infected",
+    assert set(run.tags) == {f"instance:{instance}", "account:partner-a", "infected",
                              "interrupted"}
     assert sorted(row["file"] for row in tables[SUMMARY_TABLE_KEY]) == [
         "partner-a/a-eicar.com", "partner-a/b.txt", "partner-a/c.txt"]
-    assert [row["file"] for row in tables[artifact_key("quarantine", INSTANCE)]] == [
+    assert [row["file"] for row in tables[artifact_key("quarantine", instance)]] == [
         "quarantine/partner-a/a-eicar.com"]
 
 
-async def interrupted_run() -> tuple[FlowRun, dict[str, list[dict[str, Any]]]]:
-    """The one scan run of this module a stop cut short (the harness is shared by the session),
-    and its tables."""
+async def interrupted_run(instance: str) -> tuple[FlowRun, dict[str, list[dict[str, Any]]]]:
+    """The one scan run of ``instance`` a stop cut short (the harness is shared by the
+    session), and its tables."""
     async with get_client() as client:
         [run] = [run for run in await client.read_flow_runs()
                  if run.state is not None and run.state.name == "Interrupted"
-                 and f"instance:{INSTANCE}" in run.tags]
+                 and f"instance:{instance}" in run.tags]
         artifacts = await client.read_artifacts()
     tables = {artifact.key: json.loads(str(artifact.data)) for artifact in artifacts
               if artifact.key is not None and artifact.flow_run_id == run.id}

@@ -86,6 +86,32 @@ async def test_a_staging_watch_that_fails_is_logged_once_and_staging_is_walked_i
     assert "No space left on device" in failures[0].fields["error"]  # type: ignore[attr-defined]
 
 
+async def test_a_stop_lets_the_run_under_way_end_before_it_cancels_it(layout):
+    """Cancelled (a stop), the watcher waits for the run in flight, which a stop has asked to
+    finish the file in hand and report (flows.stopping), instead of cutting it short."""
+    settings = ScanningSettings.model_validate({"stableSeconds": 0, "batchWindowSeconds": 0})
+    began, may_end, ended = asyncio.Event(), asyncio.Event(), []
+
+    async def scan(batch: list[Path], lane: Lane) -> list[ScanResult]:
+        began.set()
+        await may_end.wait()
+        ended.extend(batch)
+        return []
+
+    watcher = StagingWatcher(layout.staging, Claims(layout.staging), lambda: settings, scan,
+                             lambda: None)
+    running = asyncio.create_task(watcher.run())
+    staged = stage(layout, "partner-a/in-flight.txt", b"scanned while the stop waits")
+    await asyncio.wait_for(began.wait(), 60)
+    running.cancel()
+    await asyncio.sleep(0.05)
+    assert not running.done()  # still waiting for its run
+    may_end.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    assert ended == [staged]
+
+
 # --- staging watcher's file filter ----------------------------------------------------------
 
 

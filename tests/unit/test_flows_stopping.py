@@ -1,53 +1,73 @@
-"""A run's work under a stop (flows.stopping), without Prefect: a cancellation becomes the
-work's stop event, and the work's own result comes back."""
+"""A run's body under a stop (flows.stopping), without Prefect: a cancellation becomes the
+body's stop, the body's own result comes back, and the cancellation is passed on after."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 from prefect.states import Cancelled, Completed
 
-from flows.stopping import interrupted, until_stopped, was_interrupted
+from flows.stopping import Stop, interrupted, pass_on_cancellation, shielded, was_interrupted
 
 
-def test_work_left_alone_returns_its_result_not_stopped():
-    async def work(stop: threading.Event) -> list[int]:
+async def count_until(stop: Stop, started: asyncio.Event) -> int:
+    done = 0
+    while not stop.is_set() and done < 10_000:
+        done += 1
+        started.set()
+        await asyncio.sleep(0.001)
+    return done
+
+
+def test_a_body_left_alone_returns_its_result():
+    async def body() -> list[int]:
         return [1, 2]
 
-    assert asyncio.run(until_stopped(work)) == ([1, 2], False)
+    assert asyncio.run(shielded(body(), Stop())) == [1, 2]
 
 
-def test_a_cancellation_sets_the_stop_and_the_work_returns_what_it_did():
-    started, done = asyncio.Event(), []
+def test_a_cancellation_sets_the_stop_and_the_body_returns_what_it_did():
+    stop = Stop()
 
-    async def work(stop: threading.Event) -> list[int]:
-        for item in range(100):
-            if stop.is_set():
-                break
-            done.append(item)
-            started.set()
-            await asyncio.sleep(0.001)
-        return done
-
-    async def cancel_it() -> tuple[list[int], bool]:
-        task = asyncio.create_task(until_stopped(work))
+    async def cancel_it() -> int:
+        started = asyncio.Event()
+        task = asyncio.create_task(shielded(count_until(stop, started), stop))
         await started.wait()
         task.cancel()
         return await task
 
-    result, stopped = asyncio.run(cancel_it())
-    assert stopped
-    assert 0 < len(result) < 100
+    done = asyncio.run(cancel_it())
+    assert stop.is_set()
+    assert 0 < done < 10_000
+
+
+def test_the_cancellation_is_passed_on_once_the_body_has_ended():
+    stop, steps = Stop(), []
+
+    async def runs_then_goes_on(started: asyncio.Event) -> None:
+        steps.append(await shielded(count_until(stop, started), stop))
+        pass_on_cancellation()
+        steps.append("went on")
+
+    async def cancel_it() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(runs_then_goes_on(started))
+        await started.wait()
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(cancel_it())
+    assert len(steps) == 1 and 0 < steps[0] < 10_000
 
 
 def test_a_second_cancellation_is_not_shielded():
-    async def work(stop: threading.Event) -> None:
+    async def body() -> None:
         await asyncio.sleep(60)
 
     async def cancel_twice() -> None:
-        task = asyncio.create_task(until_stopped(work))
+        task = asyncio.create_task(shielded(body(), Stop()))
         await asyncio.sleep(0)
         task.cancel()
         await asyncio.sleep(0)
