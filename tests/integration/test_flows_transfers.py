@@ -14,21 +14,30 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
 import asyncssh
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
+    FlowRunFilterDeploymentId,
     FlowRunFilterId,
+    FlowRunFilterTags,
     TaskRunFilter,
 )
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+from prefect.states import Running
 
-from deployments.schedules import ScheduledDeployments
+from deployments.schedules import ScheduledDeployments, skip_busy_ticks
 from deployments.transfers import TRANSFER_DEPLOYMENTS
+from flows.download import download
 from flows.transfer_run import host_limit_name
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import Downloader
@@ -302,3 +311,140 @@ async def test_prefect_yaml_deploys_to_a_work_pool_that_runs_the_transfers(prefe
     assert finished.name == "download pooled"
     staged = instance.layout.staging / "pooled" / "pooled.txt"
     assert staged.read_bytes() == b"run by a process worker"
+
+
+async def runs_tagged(*tags: str):
+    async with get_client() as client:
+        return await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=list(tags))))
+
+
+async def test_a_run_says_what_it_did_in_its_state_and_tags(prefect_api, instance):
+    (instance.remote / "one.txt").write_bytes(b"1")
+    instance.write([instance.entry("download", "told")])
+
+    await instance.download("told")
+
+    run = await latest_flow_run("download", "download told")
+    assert (run.state.type, run.state.name, run.state.message) == (
+        StateType.COMPLETED, "Downloaded", "1 downloaded")
+    assert {f"instance:{instance.layout.root.parent.name}", "downloader:told"} <= set(run.tags)
+    assert "idle" not in run.tags
+
+
+async def test_only_the_latest_idle_run_of_an_entry_stays(prefect_api, instance):
+    name = instance.layout.root.parent.name
+    instance.write([instance.entry("download", "quiet"), instance.entry("download", "other")])
+    await instance.download("quiet")
+    await instance.download("quiet")
+    await instance.download("other")
+    (instance.remote / "news.txt").write_bytes(b"news")
+    await instance.download("quiet")  # moves news.txt
+    await instance.download("quiet")  # idle again: news.txt was fetched
+
+    quiet = sorted(await runs_tagged(f"instance:{name}", "downloader:quiet"),
+                   key=lambda run: run.created)
+    assert [(run.state.name, run.state.message) for run in quiet] == [
+        ("Downloaded", "1 downloaded"), ("Idle", "nothing to download")]
+    assert "idle" in quiet[-1].tags
+    other = await runs_tagged(f"instance:{name}", "downloader:other")
+    assert [run.state.name for run in other] == ["Idle"]
+
+
+async def test_the_ticks_of_a_busy_entry_are_skipped_before_they_start(prefect_api, instance):
+    instance.write()
+    deployment = await download.ato_deployment(
+        name=f"ticks-{instance.layout.root.parent.name}",
+        parameters={"config": str(instance.config), "data_dir": str(instance.layout.root)},
+        schedules=[DeploymentScheduleCreate(schedule=IntervalSchedule(interval=timedelta(
+            seconds=5)), slug=entry, parameters={"name": entry}) for entry in ("slow", "quick")])
+    deployment_id = await deployment.apply()
+    async with get_client() as client:
+        by_hand = await client.create_flow_run_from_deployment(
+            deployment_id, parameters={"name": "slow"}, state=Running())
+
+    async def ticks(entry: str, before: datetime) -> list:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])))
+        return [run for run in runs if run.parameters.get("name") == entry
+                and run.auto_scheduled and run.state.is_scheduled()
+                and run.next_scheduled_start_time < before]
+
+    # What Prefect's scheduler service does for a deployment's schedules (the test harness
+    # runs no such service): ticks of each schedule, auto-scheduled.
+    async with httpx.AsyncClient() as http:
+        made = await http.post(f"{prefect_api}/deployments/{deployment_id}/schedule",
+                               json={"min_runs": 8, "max_runs": 8})
+    assert made.is_success, made.text
+    ahead = datetime.now(UTC) + timedelta(seconds=55)
+    assert [len(await ticks(entry, ahead)) >= 3 for entry in ("slow", "quick")] == [True, True]
+
+    assert await skip_busy_ticks([deployment_id], ahead=60) > 0
+
+    assert await ticks("slow", ahead) == []  # its run by hand still goes
+    assert len(await ticks("quick", ahead)) == 1  # its earliest tick runs
+    async with get_client() as client:
+        assert (await client.read_flow_run(by_hand.id)).state.is_running()
+
+
+async def test_the_deployments_of_an_earlier_instance_name_are_paused(prefect_api, instance):
+    old = f"old-{instance.layout.root.parent.name}"
+    instance.write([instance.entry("download", "renamed", cron='"0 0 1 1 *"')])
+    instance.config.write_text(instance.config.read_text().replace(
+        f"instanceName: {instance.layout.root.parent.name}", f"instanceName: {old}"))
+    elsewhere = await download.ato_deployment(
+        name=f"elsewhere-{old}", parameters={"config": str(instance.config),
+                                             "data_dir": "/srv/another-root"})
+    elsewhere_id = await elsewhere.apply()
+
+    async def serve_once() -> dict[str, UUID]:
+        transfers = ScheduledDeployments(ConfigStore.open(instance.config, instance.layout),
+                                         str(instance.config), str(instance.layout.root),
+                                         TRANSFER_DEPLOYMENTS)
+        ready = asyncio.Event()
+        running = asyncio.create_task(transfers.run(ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 60)
+            return dict(transfers.deployment_ids)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    old_ids = await serve_once()
+    async with get_client() as client:
+        await client.resume_deployment(old_ids["download"])  # as a killed `up` leaves it
+    instance.write([instance.entry("download", "renamed", cron='"0 0 1 1 *"')])
+    new_ids = await serve_once()
+
+    async with get_client() as client:
+        stale = await client.read_deployment(old_ids["download"])
+        other = await client.read_deployment(elsewhere_id)
+        current = await client.read_deployment(new_ids["download"])
+    assert stale.name == old and stale.paused
+    assert not other.paused  # another data root's: not this config's to pause
+    assert current.name == instance.layout.root.parent.name
+
+
+async def test_a_stop_leaves_no_runner_directory(prefect_api, instance, tmp_path, monkeypatch):
+    """``ssftp up``'s worker cancels its parts twice (a gather, then each part): the runner's
+    stop was cut short, and ``$TMPDIR/runner_storage/<uuid>`` stayed."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    instance.write([instance.entry("download", "stopped", cron='"0 0 1 1 *"')])
+    transfers = ScheduledDeployments(ConfigStore.open(instance.config, instance.layout),
+                                     str(instance.config), str(instance.layout.root),
+                                     TRANSFER_DEPLOYMENTS)
+    ready = asyncio.Event()
+    running = asyncio.create_task(transfers.run(ready))
+    await asyncio.wait_for(ready.wait(), 60)
+    assert list((temp / "runner_storage").iterdir())  # the runner's own, while it serves
+    parts = asyncio.gather(running)
+    parts.cancel()
+    await asyncio.sleep(0)
+    running.cancel()
+    await asyncio.gather(parts, return_exceptions=True)
+
+    assert running.done()
+    assert list((temp / "runner_storage").iterdir()) == []
