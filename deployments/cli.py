@@ -23,6 +23,7 @@ import pwd
 import sys
 from importlib.metadata import version
 from pathlib import Path, PurePosixPath
+from typing import TypeAlias
 
 from ssftp.addresses import Address, ClamdAddress, check_http_url, parse_listen
 from ssftp.areas.quarantine import (
@@ -225,7 +226,7 @@ def _seconds(text: str) -> int:
     return int(text)
 
 
-Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _actions(commands: Commands, name: str, help_text: str) -> Commands:
