@@ -758,7 +758,8 @@ def _use_prefect(api_url: str | None) -> str:
                                  "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api, the one "
                                  "`ssftp up` started)")
     if not is_healthy(api_url):
-        raise PrefectServerError(f"no Prefect server answers at {api_url}")
+        hint = "" if api_url.rstrip("/").endswith("/api") else " (its API's URL ends in /api)"
+        raise PrefectServerError(f"no Prefect server answers at {api_url}{hint}")
     os.environ["PREFECT_API_URL"] = api_url
     return api_url
 

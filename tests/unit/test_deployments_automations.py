@@ -1,12 +1,13 @@
-"""deployments.automations without a Prefect server: the names it gives, the trigger, and which
-action a block gets by its type. Against a real server (install, update, fire):
-tests/integration/test_deployments_automations.py."""
+"""deployments.automations without a Prefect server: the names it gives, the trigger, which
+action a block gets by its type, and Prefect's failures as one line. Against a real server
+(install, update, fire): tests/integration/test_deployments_automations.py."""
 
 from __future__ import annotations
 
 import json
 from uuid import uuid4
 
+import httpx
 import jinja2
 import pytest
 from prefect.events.actions import CallWebhook, SendNotification
@@ -16,9 +17,10 @@ from deployments.automations import (
     BlockRef,
     automation_name,
     infected_trigger,
+    prefect_errors,
     webhook_block_name,
 )
-from ssftp.errors import InvalidValueError
+from ssftp.errors import InvalidValueError, PrefectServerError
 
 
 def test_names_of_one_instance_and_of_all():
@@ -62,3 +64,16 @@ def test_the_webhook_payload_is_json_whatever_a_name_holds(path):
         event={"resource": resource})
     assert json.loads(body) == {"file": resource["id"], "path": path,
                                 "signature": 'Win.Test "quoted"'}
+
+
+def test_prefect_errors_become_one_line_naming_the_api():
+    api = "http://127.0.0.1:4200/api"
+    request = httpx.Request("POST", f"{api}/automations/")
+    refused = httpx.Response(422, json={"detail": "bad\ntrigger"}, request=request)
+    with pytest.raises(PrefectServerError) as caught, prefect_errors(api):
+        raise httpx.HTTPStatusError("422", request=request, response=refused)
+    assert str(caught.value) == (f"the Prefect API at {api} refused POST /api/automations/: "
+                                 "HTTP 422: bad\\ntrigger")
+    with pytest.raises(PrefectServerError, match=f"^the Prefect API at {api} did not answer: "
+                                                 "ReadTimeout"), prefect_errors(api):
+        raise httpx.ReadTimeout("timed out", request=request)
