@@ -23,8 +23,9 @@ import pwd
 import sys
 from importlib.metadata import version
 from pathlib import Path, PurePosixPath
+from typing import TypeAlias
 
-from ssftp.addresses import Address, ClamdAddress, parse_listen
+from ssftp.addresses import Address, ClamdAddress, check_http_url, parse_listen
 from ssftp.areas.quarantine import (
     checked_reason,
     delete,
@@ -214,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     _data_dir_option(update, "without clamav.address: update the clamd that `ssftp up` "
                              "started for this data root")
 
+    _automations_parser(commands)
     check = commands.add_parser("check-config", help="validate ssftp.yaml and explain problems")
     check.add_argument("file", type=Path)
 
@@ -230,10 +232,17 @@ def _seconds(text: str) -> int:
     return int(text)
 
 
-def _quarantine_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    quarantine = commands.add_parser("quarantine", help="list, release or delete quarantined "
-                                                        "files")
-    actions = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _actions(commands: Commands, name: str, help_text: str) -> Commands:
+    """A command whose first argument is an ACTION (``quarantine list``)."""
+    command = commands.add_parser(name, help=help_text)
+    return command.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def _quarantine_parser(commands: Commands) -> None:
+    actions = _actions(commands, "quarantine", "list, release or delete quarantined files")
     listing = actions.add_parser("list", help="every file in quarantine/ with what its verdict "
                                               "record says")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -249,9 +258,8 @@ def _quarantine_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
                               "the rescan fails)")
     release.add_argument("--clamd", help="clamd address (socket path or host:port); "
                                          "overrides the config")
-    release.add_argument("--prefect-url", metavar="URL",
-                         help="the Prefect API the release runs on (default: "
-                              "$PREFECT_API_URL; needed with quarantine.releaseApproval)")
+    _prefect_url_option(release, "the Prefect API the release runs on; needed with "
+                                 "quarantine.releaseApproval")
     release.add_argument("--approval-timeout", type=_seconds, metavar="SECONDS",
                          default=APPROVAL_TIMEOUT_SECONDS,
                          help="with quarantine.releaseApproval, how long to wait for the "
@@ -264,6 +272,38 @@ def _quarantine_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
                             help="ssftp.yaml (default: <data dir>/system/ssftp.yaml, when it "
                                  "exists): clamd, webhooks, log dirs, releaseApproval")
         _data_dir_option(parser, "data root of the quarantine/")
+
+
+def _prefect_url_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--prefect-url", metavar="URL",
+                        help=f"{help_text} (e.g. http://127.0.0.1:4200/api, the one `ssftp up` "
+                             "started) (default: $PREFECT_API_URL)")
+
+
+def _automations_parser(commands: Commands) -> None:
+    actions = _actions(commands, "automations", "Prefect Automations that alert on infected "
+                                                "files")
+    install = actions.add_parser("install", help="create or update the automation that alerts "
+                                                 "on every infected file of this instance")
+    target = install.add_mutually_exclusive_group(required=True)
+    target.add_argument("--webhook", metavar="URL",
+                        help="POST a JSON body (file, path, signature) to URL, kept in the "
+                             "Webhook block ssftp-infected-<instance> and never printed; '-' "
+                             "reads it from stdin (out of shell history and ps)")
+    target.add_argument("--block", metavar="NAME",
+                        help="send through this block of the Prefect server: a notification "
+                             "block (Slack, email, ...) or a Webhook block; TYPE/NAME "
+                             "(slack-webhook/alerts) when blocks of several types have NAME")
+    install.add_argument("--all-instances", action="store_true",
+                         help="alert on the infected files of every instance on the Prefect "
+                              "server, not only this instance's")
+    install.add_argument("--config", type=Path,
+                         help="ssftp.yaml whose instanceName the automation matches "
+                              "(default: <data dir>/system/ssftp.yaml)")
+    _data_dir_option(install, "data root whose system/ssftp.yaml names the instance")
+    _prefect_url_option(install, "the Prefect API to install the automation on")
+    listing = actions.add_parser("list", help="the automations ssftp installed")
+    _prefect_url_option(listing, "the Prefect API whose automations to list")
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -656,12 +696,7 @@ def _release(args: argparse.Namespace, layout: DataLayout, config: SsftpConfig,
 
 def _release_run(args: argparse.Namespace, releaser: Releaser, api_url: str,
                  sub_path: PurePosixPath, request: Request) -> int:
-    from ssftp.runtime.prefect_server import is_healthy
-
-    if not is_healthy(api_url):
-        raise PrefectServerError(f"no Prefect server answers at {api_url}")
-    # Prefect reads its settings once, as it is first imported: from here on.
-    os.environ["PREFECT_API_URL"] = api_url
+    _use_prefect(api_url)
     from deployments.prefect_flush import flush_prefect_workers
     from flows.quarantine import ReleaseRuns
 
@@ -680,9 +715,66 @@ def _release_run(args: argparse.Namespace, releaser: Releaser, api_url: str,
     return OK
 
 
+def _automations(args: argparse.Namespace) -> int:
+    """Install the alerting automation, or list ssftp's; Prefect is told only once every
+    argument checked out."""
+    instance = webhook = None
+    if args.action == "install":
+        webhook = _webhook_url(args.webhook)
+        instance = None if args.all_instances else _named_instance(args)
+    api_url = _use_prefect(args.prefect_url or os.environ.get("PREFECT_API_URL"))
+    from deployments.automations import describe_automation, install, installed, prefect_errors
+
+    with prefect_errors(api_url):
+        if args.action == "list":
+            for automation in asyncio.run(installed()):
+                print(describe_automation(automation))
+            return OK
+        done = asyncio.run(install(instance, webhook_url=webhook, block=args.block))
+    print(done.describe())
+    return OK
+
+
+def _webhook_url(given: str | None) -> str | None:
+    """--webhook's URL (from stdin for '-'), checked; never repeated in a message."""
+    url = sys.stdin.readline().strip() if given == "-" else given
+    if url is None:
+        return None
+    try:
+        return check_http_url(url)
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"--webhook: {exc} (the URL given is not shown: it may hold "
+                                "a secret)") from None
+
+
+def _named_instance(args: argparse.Namespace) -> str:
+    """The instanceName of --config, else of the data root's own config."""
+    path: Path = args.config or DataLayout.at(args.data_dir).default_config
+    if not path.exists():
+        raise SsftpError(f"no config file at {path}: its instanceName names the instance; "
+                         "pass --config FILE or --data-dir DIR, or --all-instances")
+    return load_config(path).config.instance_name
+
+
+def _use_prefect(api_url: str | None) -> str:
+    """Point Prefect at ``api_url`` before it is first imported (it reads its settings once,
+    then): without one, Prefect would quietly start a temporary server of its own."""
+    from ssftp.runtime.prefect_server import is_healthy
+
+    if not api_url:
+        raise PrefectServerError("no Prefect API: pass --prefect-url URL or set "
+                                 "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api, the one "
+                                 "`ssftp up` started)")
+    if not is_healthy(api_url):
+        hint = "" if api_url.rstrip("/").endswith("/api") else " (its API's URL ends in /api)"
+        raise PrefectServerError(f"no Prefect server answers at {api_url}{hint}")
+    os.environ["PREFECT_API_URL"] = api_url
+    return api_url
+
+
 COMMANDS = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan, "rescan": _rescan,
             "portable": _portable, "status": _status, "quarantine": _quarantine,
-            "update-signatures": _update_signatures,
+            "update-signatures": _update_signatures, "automations": _automations,
             "check-config": _check_config, "hash-password": _hash_password}
 
 

@@ -58,7 +58,9 @@ def _banner(store: ConfigStore, gateway: Gateway, prefect: PrefectServer,
     """What a newcomer needs next: how to connect, where to look, which file to edit."""
     lines = ["", "ssftp is up.",
              f"  upload:    {_connect_hint(store, gateway.host, gateway.port)}",
-             f"  Prefect:   {prefect.describe()}"]
+             f"  Prefect:   {prefect.describe()}",
+             f"  infected:  {prefect.runs_url('infected')} (alerts: `ssftp automations "
+             "install --webhook URL`)"]
     if metrics_url is not None:
         lines.append(f"  metrics:   {metrics_url} (and /healthz)")
     lines += [f"  config:    {store.path} (changes apply while ssftp runs)",

@@ -32,6 +32,21 @@ def parse_listen(value: str) -> Address:
     return address
 
 
+def check_http_url(value: str) -> str:
+    """``value`` if it is an http:// or https:// URL with a host (a webhook's), else
+    InvalidValueError (a ValueError, so the config schema reports it at its key). The message
+    never repeats the URL: a webhook's often carries a secret token."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+            or any(c.isspace() or not c.isprintable() for c in value)):
+        raise InvalidValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
 @dataclass(frozen=True)
 class ClamdAddress:
     """``/path/clamd.sock`` (or ``unix:/path``) or ``tcp://host:port`` (or ``host:port``)."""

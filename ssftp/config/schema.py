@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ssftp.addresses import ClamdAddress, IcapAddress, parse_listen
+from ssftp.addresses import ClamdAddress, IcapAddress, check_http_url, parse_listen
 from ssftp.layout import RESERVED_PREFIX, DataLayout, is_reserved_name
 from ssftp.permissions import parse_permission_names
 
@@ -192,14 +192,6 @@ class Users(Model):
         "with `*`), where only files with a clean verdict are. sSFTP's key."))
 
 
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    parts.port  # noqa: B018 - raises ValueError for a port out of range
-    return value
-
-
 class Webhook(Model):
     name: Literal["virusFound", "scanError", "released"] = Field(description=(
         "What the webhook is told about: `virusFound`, an infected file (found on upload, or "
@@ -207,7 +199,8 @@ class Webhook(Model):
         "unscannable file, or the first failed attempt of a file clamd could not scan (once "
         "per file, not per retry); `released`, a file an operator released from quarantine. "
         "sSFTP's key (`released` is ours)."))
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$"), AfterValidator(_http_url)] = Field(
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$"),
+                   AfterValidator(check_http_url)] = Field(
         description="Where the JSON body is POSTed: an http:// or https:// URL with a host. "
                     "sSFTP's key.")
     secret: SecretStr | None = Field(default=None, description=(
@@ -476,7 +469,7 @@ def _signature_url(value: str) -> str:
         return value
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host, or a file:/// path")
-    return _http_url(value)
+    return check_http_url(value)
 
 
 SignatureUrl = Annotated[str, AfterValidator(_signature_url)]

@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -71,6 +72,12 @@ class PrefectServer:
     @property
     def ui_url(self) -> str:
         return self.api_url.removesuffix("/api")
+
+    def runs_url(self, tag: str) -> str:
+        """The UI's runs list showing the runs tagged ``tag``: the query of Prefect 3's
+        default UI (v2, under ``/v2``), whose runs page takes ``tags`` as a comma-separated
+        list (read from its bundle, prefect/server/ui-v2)."""
+        return f"{self.ui_url}/v2/runs?tags={quote(tag)}"
 
     def describe(self) -> str:
         """``http://127.0.0.1:4200 (started by this instance)``: for the banner."""

@@ -106,6 +106,19 @@ def ui_settings(port: int) -> dict[str, Any]:
     return response.json()
 
 
+def test_up_links_the_runs_that_found_an_infection_in_the_ui_it_serves(up):
+    """The banner's ``infected:`` line opens the runs list of Prefect's default UI (v2, whose
+    bundle is served under /v2), not the older UI or a 404."""
+    found = re.search(r"  infected:  (\S+) ", up.stdout)
+    assert found, up.tail()
+    url = found.group(1)
+    assert url == f"http://127.0.0.1:{up.prefect_port}/v2/runs?tags=infected"
+    page = httpx.get(url, headers={"Accept": "text/html"}, timeout=30)
+    assert page.status_code == 200
+    assert 'src="/v2/assets/' in page.text, page.text[:500]
+    assert "v2" in ui_settings(up.prefect_port)["available_uis"]
+
+
 def test_up_points_its_prefect_ui_at_its_own_port(up):
     """Prefect's default would send the UI to the API on 4200: another server, or none.
     (The UI reads its settings at /ui-settings, beside the API, not under /api.)"""

@@ -1,12 +1,12 @@
-"""Prefect events per file outcome (flows.events) emitted by real runs, and an Automation that
-reacts to one.
+"""Prefect events per file outcome (flows.events) emitted by real runs.
 
 Scans through the scan flow on the session's Prefect test harness with a real clamd, transfers
-by the download and upload flows against a real OpenSSH sshd, an Automation created through the
-API whose ``call-webhook`` action reaches a real HTTP receiver. Events are read back through the
+by the download and upload flows against a real OpenSSH sshd. Events are read back through the
 API (``/events/filter``). The events as plain functions are in tests/unit/test_flows_events.py;
 a real ``ssftp worker``'s in tests/e2e/test_worker_events.py; one file's events along a chain
-of two ``ssftp up`` in tests/e2e/test_chain.py."""
+of two ``ssftp up`` in tests/e2e/test_chain.py; the Automation that reacts to
+``ssftp.file.infected`` (``ssftp automations install``) in
+tests/integration/test_deployments_automations.py."""
 
 from __future__ import annotations
 
@@ -14,14 +14,12 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import asyncssh
 import pytest
-from prefect.automations import Automation
 from prefect.client.orchestration import get_client
 from prefect.events.schemas.events import ReceivedEvent
 
@@ -41,10 +39,8 @@ from testkit.files import EICAR
 from testkit.openssh_server import OpenSshServer, sshd_available
 from tests.support.events import events_of
 from tests.support.gateway import unique_name
-from tests.support.repo import REPO
 from tests.support.scanning import sha256, stage
 from tests.support.transfers import Instance
-from tests.support.waiting import wait_for
 
 
 def scan_runs(layout: DataLayout, client: ClamdClient, owners: StagingOwners,
@@ -84,41 +80,6 @@ def test_a_scan_run_emits_infected_and_clean_with_the_files_sha256(prefect_api, 
         assert related_of(event)["flow-run"] == f"prefect.flow-run.{run_id}"
         assert related_of(event)["account"] == "ssftp.account.partner-a"
         assert related_of(event)["instance"] == f"ssftp.instance.{instance}"
-
-
-# --- an Automation on ssftp.file.infected -----------------------------------------------------
-
-
-def readme_automation() -> Callable[[str, str], Awaitable[Automation]]:
-    """``create_infection_automation`` as the README's "React to an infection" writes it: the
-    test runs that very code, so the README cannot drift from what works."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("### React to an infection"):]
-    code = section[section.index("```python\n") + len("```python\n"):]
-    namespace: dict[str, Any] = {}
-    exec(code[:code.index("```")], namespace)
-    return namespace["create_infection_automation"]
-
-
-def test_an_automation_on_infected_calls_its_webhook_for_the_infected_file_only(
-        prefect_api, layout, client, owners, receiver):
-    instance = unique_name()
-    automation = asyncio.run(readme_automation()(instance, receiver.url + "/infected"))
-    runs = scan_runs(layout, client, owners, instance)
-    try:
-        # The clean file first, in a run of its own: the triggers service takes events in
-        # order, so when the infection's call arrives the clean event has been evaluated too.
-        asyncio.run(runs.scan_batch([stage(layout, "partner-a/report.csv", b"ok\n")]))
-        events_of([CLEAN], instance, 1)
-        asyncio.run(runs.scan_batch([stage(layout, "partner-b/eicar.com", EICAR)]))
-        wait_for("the Automation's webhook call", lambda: receiver.requests, timeout=60)
-    finally:
-        asyncio.run(automation.adelete())
-    (call,) = receiver.requests
-    assert call.json() == {"file": f"ssftp.file.{sha256(EICAR)}",
-                           "path": "partner-b/eicar.com",
-                           "signature": call.json()["signature"]}
-    assert "EICAR" in str(call.json()["signature"])
 
 
 # --- transfers: a downloader and an uploader, against a real sshd ----------------------------

@@ -20,7 +20,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def ssftp(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess[str]:
+          timeout: float = 120, input: str = "") -> subprocess.CompletedProcess[str]:
+    """The command's outcome; its stdin is ``input`` and then ends."""
     return subprocess.run([SSFTP, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env if env is not None else child_env(), cwd=cwd,
-                          stdin=subprocess.DEVNULL)
+                          env=env if env is not None else child_env(), cwd=cwd, input=input)

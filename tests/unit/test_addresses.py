@@ -1,11 +1,11 @@
 """ssftp.addresses: the one parser of ``HOST:PORT`` (listeners) and of clamd addresses (a socket
-path or ``host:port``), of ICAP URLs, and what each refuses."""
+path or ``host:port``), of ICAP URLs, the check of webhook URLs, and what each refuses."""
 
 from __future__ import annotations
 
 import pytest
 
-from ssftp.addresses import ClamdAddress, IcapAddress, parse_listen
+from ssftp.addresses import ClamdAddress, IcapAddress, check_http_url, parse_listen
 from ssftp.errors import InvalidValueError
 
 
@@ -78,3 +78,23 @@ def test_a_bad_url_is_refused_saying_what_is_wrong(url, complaint):
     message = str(raised.value)
     assert complaint in message
     assert "\n" not in message
+
+
+# --- webhook URLs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example.com/x?token=abc", "http://127.0.0.1:9/",
+                                 "https://[::1]:8443/hook"])
+def test_check_http_url_takes_an_http_url_with_a_host(url):
+    assert check_http_url(url) == url
+
+
+@pytest.mark.parametrize("url", ["ftp://hooks.example.com/token-123", "https:///token-123",
+                                 "https://hooks.example.com/a b?token-123",
+                                 "https://hooks.example.com:99999/token-123",
+                                 "https://hooks.example.com/\x07token-123", "token-123"])
+def test_check_http_url_refuses_without_repeating_the_url(url):
+    """A webhook's URL often holds a secret token: the message never shows it."""
+    with pytest.raises(InvalidValueError) as refused:
+        check_http_url(url)
+    assert str(refused.value) == "must be an http:// or https:// URL with a host"

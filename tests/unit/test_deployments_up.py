@@ -1,8 +1,8 @@
 """``ssftp up`` sets PREFECT_API_URL once it knows its Prefect server, and Prefect reads its
 settings once, as it loads: the command line that starts ``up`` must not load Prefect before.
 And what it prints once it is up: the newcomer's next steps, the config file among them
-(./run's is the data root's copy; a newcomer edited the tracked example instead), and the
-metrics URL when metrics are on."""
+(./run's is the data root's copy; a newcomer edited the tracked example instead), the runs
+that found an infection, and the metrics URL when metrics are on."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from deployments.up import _banner
 from ssftp.config.reload import ConfigStore
 from ssftp.layout import DataLayout
 from ssftp.runtime.listener import MetricsListener
+from ssftp.runtime.prefect_server import OURS, PrefectServer
 from tests.support.config import write_config
 
 
@@ -49,7 +50,7 @@ def _store(tmp_path: Path) -> ConfigStore:
 
 def _banner_of(store: ConfigStore, metrics_url: str | None) -> str:
     gateway: Any = SimpleNamespace(host="127.0.0.1", port=2002)
-    prefect: Any = SimpleNamespace(describe=lambda: "http://127.0.0.1:4200 (started)")
+    prefect = PrefectServer("http://127.0.0.1:4200/api", OURS)
     return _banner(store, gateway, prefect, metrics_url)
 
 
@@ -60,6 +61,13 @@ def test_the_banner_names_the_config_file_and_the_data_root(tmp_path: Path) -> N
     assert f"  data root: {tmp_path / 'data'}" in banner
     assert "sftp -P 2002 partner1@127.0.0.1" in banner
     assert "metrics" not in banner  # off
+
+
+def test_the_banner_links_the_runs_that_found_an_infection(tmp_path: Path) -> None:
+    """The scan and rescan runs tagged ``infected`` (flows.scan), in the runs list of Prefect's
+    default UI; tests/e2e/test_cli_pipeline.py opens it on a real server."""
+    assert ("  infected:  http://127.0.0.1:4200/v2/runs?tags=infected (alerts: `ssftp "
+            "automations install --webhook URL`)") in _banner_of(_store(tmp_path), None)
 
 
 def test_the_banner_gives_the_metrics_url_when_metrics_are_on(tmp_path: Path) -> None:
