@@ -643,8 +643,16 @@ class ScanningSettings(Model):
         "A file in staging counts as complete once its size and mtime have not changed for "
         "this long: the watcher cannot tell who wrote it (a `cp` onto the share writes in "
         "place). Not the uploads the SFTP server of the same process (`ssftp up`) has just "
-        "renamed into place complete: they are scanned at once. A `serve` and a `worker` in "
-        "processes of their own wait for every file."))
+        "renamed into place complete: they wait only `renameGraceSeconds`. A `serve` and a "
+        "`worker` in processes of their own wait for every file. It is also how long a "
+        "client has to rename its upload before it is scanned under its first name."))
+    rename_grace_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.2, description=(
+        "How long an upload the SFTP server of the same process (`ssftp up`) has just "
+        "published whole waits before it is scanned (never longer than `stableSeconds`): "
+        "the time a client has to rename it after its close (ssh2-sftp-client, JSch and "
+        "`gio` upload to a name of their own and rename), so that it is scanned under its "
+        "final name only. A rename comes a round trip after the close: raise it for "
+        "partners further away than 200 ms. 0 scans such uploads at once."))
     batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.05, description=(
         "Files that become complete within this window share one scan run. It holds only the "
         "first file after a quiet spell: while a run scans, the files that become complete "
