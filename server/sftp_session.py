@@ -379,8 +379,8 @@ class SFTPSession(asyncssh.SFTPServer):
                 self.permissions.require(Permission.RENAME, "renaming")
             with self.jail.open_parent(source.host) as (source_dir, source_name), \
                     self.jail.open_parent(target.host) as (target_dir, target_name):
-                info = self._move(source_dir, source_name, target_dir, target_name,
-                                  replace=replace)
+                info = os.lstat(source_name, dir_fd=source_dir)
+                self._move(source_dir, source_name, target_dir, target_name, replace=replace)
             if not finishing_upload and stat.S_ISREG(info.st_mode):
                 self._audit_rename(source, target, info)
 
@@ -392,18 +392,17 @@ class SFTPSession(asyncssh.SFTPServer):
         if identity is None:
             raise Refused(renames.NOT_OWN_UPLOAD)
         with self.jail.open_parent(source.host) as (directory, name):
-            renames.require_own_upload(os.lstat(name, dir_fd=directory), identity)
-            info = self._move(directory, name, directory, target.name, replace=replace)
+            info = os.lstat(name, dir_fd=directory)  # no such file: the scanner took it
+            renames.require_own_upload(info, identity)
+            self._move(directory, name, directory, target.name, replace=replace)
         # Its times, set by the new name right after, are still the account's to set.
         recent.remember(self.account.username, target.host, identity)
         self._audit_rename(source, target, info)
 
     def _move(self, source_dir: int, source_name: str, target_dir: int, target_name: str, *,
-              replace: bool) -> os.stat_result:
+              replace: bool) -> None:
         """Rename by directory descriptors; an existing target is replaced only when asked
-        (posix-rename: SSH_FXP_RENAME never replaces) and allowed (``overwrite``). Returns
-        what was moved (its lstat): a source that is gone fails with no such file."""
-        info = os.lstat(source_name, dir_fd=source_dir)
+        (posix-rename: SSH_FXP_RENAME never replaces) and allowed (``overwrite``)."""
         try:
             os.lstat(target_name, dir_fd=target_dir)
         except FileNotFoundError:
@@ -414,11 +413,11 @@ class SFTPSession(asyncssh.SFTPServer):
             self.permissions.require(Permission.OVERWRITE, "replacing an existing file")
             move = os.replace
         move(source_name, target_name, src_dir_fd=source_dir, dst_dir_fd=target_dir)
-        return info
 
     def _audit_rename(self, source: JailPath, target: JailPath, info: os.stat_result) -> None:
-        """A ``rename`` record names the file by its new name (as its scan will) and its
-        ``source``, so ``ssftp status`` by either name shows both (ssftp.audit_history)."""
+        """A ``rename`` record names the file by its new name (as its scan will) and its old
+        (``source``): ``ssftp status`` by the new name shows the rename beside the scan, by the
+        old the rename, which says where the file went (ssftp.audit_history)."""
         self._audit("rename", target.virtual, source=self._data_name(source.virtual),
                     size=info.st_size)
 
