@@ -29,7 +29,7 @@ import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 from asyncssh.sftp import MAX_SFTP_READ_LEN
 
-from server import attributes
+from server import attributes, renames
 from server.attributes import Whose
 from server.compat import stderr_notices
 from server.descriptors import process_budget
@@ -143,14 +143,17 @@ class SFTPSession(asyncssh.SFTPServer):
             self._show_refusal(operation, shown, refusal.reason)
             raise asyncssh.SFTPPermissionDenied(refusal.reason) from None
 
-    def _audit(self, event: str, virtual: str, **fields: int) -> None:
-        """An audit record of what the account did to a file (``fetch``, ``delete``): the
-        file's history (``ssftp status``) shows who took or removed it. Named as the scan's
-        records name it (``clean/partner1/report.csv``); it gates nothing, so a record that
-        cannot be written is a line on stderr (ssftp.logs.audit_event). In the session's
-        thread: the audit log is a file."""
-        audit_event(event, logging.INFO, file=self.account.data_name_of(virtual) or virtual,
+    def _audit(self, event: str, virtual: str, **fields: int | str) -> None:
+        """An audit record of what the account did to a file (``fetch``, ``delete``,
+        ``rename``): the file's history (``ssftp status``) shows who took, removed or renamed
+        it. Named as the scan's records name it (``clean/partner1/report.csv``); it gates
+        nothing, so a record that cannot be written is a line on stderr
+        (ssftp.logs.audit_event). In the session's thread: the audit log is a file."""
+        audit_event(event, logging.INFO, file=self._data_name(virtual),
                     user=self.account.username, ip=self.context.ip, **fields)
+
+    def _data_name(self, virtual: str) -> str:
+        return self.account.data_name_of(virtual) or virtual
 
     def _finish_download(self, fd: int, virtual: str, read: int) -> None:
         """Close a download's descriptor and, when the file was read (not only opened: a
@@ -368,20 +371,55 @@ class SFTPSession(asyncssh.SFTPServer):
                                 and not is_partial_upload_name(target.name))
             if finishing_upload:
                 self._require_own_partial_or(Permission.RENAME, source, "renaming")
+            elif (Permission.RENAME not in self.permissions
+                  and Permission.UPLOAD in self.permissions):
+                self._rename_own_upload(source, target, replace=replace)
+                return
             else:
                 self.permissions.require(Permission.RENAME, "renaming")
             with self.jail.open_parent(source.host) as (source_dir, source_name), \
                     self.jail.open_parent(target.host) as (target_dir, target_name):
-                try:
-                    os.lstat(target_name, dir_fd=target_dir)
-                except FileNotFoundError:
-                    move = os.rename
-                else:
-                    if not replace:
-                        raise asyncssh.SFTPFileAlreadyExists("target already exists")
-                    self.permissions.require(Permission.OVERWRITE, "replacing an existing file")
-                    move = os.replace
-                move(source_name, target_name, src_dir_fd=source_dir, dst_dir_fd=target_dir)
+                info = os.lstat(source_name, dir_fd=source_dir)
+                self._move(source_dir, source_name, target_dir, target_name, replace=replace)
+            if not finishing_upload and stat.S_ISREG(info.st_mode):
+                self._audit_rename(source, target, info)
+
+    def _rename_own_upload(self, source: JailPath, target: JailPath, *, replace: bool) -> None:
+        """Rename the account's own recent upload within its directory (server.renames)."""
+        renames.require_rename_in_place(source, target)
+        recent = self._upload_context.recent
+        identity = recent.identity(self.account.username, source.host)
+        if identity is None:
+            raise Refused(renames.NOT_OWN_UPLOAD)
+        with self.jail.open_parent(source.host) as (directory, name):
+            info = os.lstat(name, dir_fd=directory)  # no such file: the scanner took it
+            renames.require_own_upload(info, identity)
+            self._move(directory, name, directory, target.name, replace=replace)
+        # Its times, set by the new name right after, are still the account's to set.
+        recent.remember(self.account.username, target.host, identity)
+        self._audit_rename(source, target, info)
+
+    def _move(self, source_dir: int, source_name: str, target_dir: int, target_name: str, *,
+              replace: bool) -> None:
+        """Rename by directory descriptors; an existing target is replaced only when asked
+        (posix-rename: SSH_FXP_RENAME never replaces) and allowed (``overwrite``)."""
+        try:
+            os.lstat(target_name, dir_fd=target_dir)
+        except FileNotFoundError:
+            move = os.rename
+        else:
+            if not replace:
+                raise asyncssh.SFTPFileAlreadyExists("target already exists")
+            self.permissions.require(Permission.OVERWRITE, "replacing an existing file")
+            move = os.replace
+        move(source_name, target_name, src_dir_fd=source_dir, dst_dir_fd=target_dir)
+
+    def _audit_rename(self, source: JailPath, target: JailPath, info: os.stat_result) -> None:
+        """A ``rename`` record names the file by its new name (as its scan will) and its old
+        (``source``): ``ssftp status`` by the new name shows the rename beside the scan, by the
+        old the rename, which says where the file went (ssftp.audit_history)."""
+        self._audit("rename", target.virtual, source=self._data_name(source.virtual),
+                    size=info.st_size)
 
     @off_loop
     def rename(self, oldpath: bytes, newpath: bytes) -> None:

@@ -37,9 +37,15 @@ CLAMD_SOCKET = "clamd.sock"
 # ``partialUploadTtlSeconds``. The conventions (see docs/server.md, "Client temp names"):
 # - ``NAME.filepart``: WinSCP (resumable transfers) and rclone;
 # - ``.in.NAME``: lftp with ``set xfer:use-temp-file yes`` (its ``xfer:temp-file-name``
-#   default ``.in.*``; lftp 4.9 measured), so also ``.in.NAME.`` of other lftp versions.
+#   default ``.in.*``; lftp 4.9 measured), so also ``.in.NAME.`` of other lftp versions;
+# - ``.giosaveXXXXXX``: gvfs's SFTP backend (Nautilus, ``gio copy`` onto an ``sftp://``
+#   location) when it replaces a file: its ``replace_create_temp``, six random characters;
+# - ``.goutputstream-XXXXXX``: GLib's local files (gedit, ``gio``) on an sshfs mount, its
+#   ``g_local_file_output_stream_replace`` (``g_mkstemp``).
+# Other clients upload to a name of their own choosing and rename (ssh2-sftp-client, JSch):
+# that rename is allowed for the account's own recent upload (server.renames).
 PARTIAL_UPLOAD_SUFFIXES = (".filepart",)
-PARTIAL_UPLOAD_PREFIXES = (".in.",)
+PARTIAL_UPLOAD_PREFIXES = (".in.", ".giosave", ".goutputstream-")
 
 
 def is_reserved_name(name: str) -> bool:
@@ -60,7 +66,8 @@ def is_temp_name(name: str) -> bool:
 
 def is_partial_upload_name(name: str) -> bool:
     """True for a client's in-progress upload name (``report.csv.filepart``,
-    ``.in.report.csv``): the conventions listed at ``PARTIAL_UPLOAD_SUFFIXES``."""
+    ``.in.report.csv``, ``.giosaveAB12CD``): the conventions listed at
+    ``PARTIAL_UPLOAD_SUFFIXES``."""
     return name.endswith(PARTIAL_UPLOAD_SUFFIXES) or any(
         name.startswith(prefix) and len(name) > len(prefix)
         for prefix in PARTIAL_UPLOAD_PREFIXES)
@@ -88,7 +95,7 @@ def remove_stale_partial_uploads(root: Path, older_than_seconds: float, *,
                                  ) -> list[Path]:
     """Delete the uploads in progress that nobody finished: interrupted uploads the server
     kept for a resume (in a ``PARTIALS_DIR``) and, with ``client_temp_names``, clients' temp
-    files (``*.filepart``, ``.in.NAME``) whose client went away. Untouched for
+    files (``*.filepart``, ``.in.NAME``, ...) whose client went away. Untouched for
     ``older_than_seconds`` (``partialUploadTtlSeconds``) before ``now`` (the clock, unless a
     test gives one): a resume or a live client keeps changing the file (see
     :func:`_untouched_since`).

@@ -124,7 +124,8 @@ class AccountEntry(Model):
             "taken too). Creating links and `chown` are never granted: a link could point out "
             "of the jail, and the data root is shared. Absent, each kind gets only what it "
             "needs: stagingDir accounts `list`, `upload`, `create_dirs` (plus renaming and "
-            "removing their own uploads in progress, such as `*.filepart`); cleanDir accounts "
+            "removing their own uploads in progress, such as `*.filepart`, and renaming their "
+            "upload of the last minute within its directory); cleanDir accounts "
             "`list`, `download`, and `delete` with `allowDelete`. Given, the list replaces "
             "these defaults, `allowDelete` included."))
 
@@ -637,8 +638,18 @@ class ScanningSettings(Model):
         "A file in staging counts as complete once its size and mtime have not changed for "
         "this long: the watcher cannot tell who wrote it (a `cp` onto the share writes in "
         "place). Not the uploads the SFTP server of the same process (`ssftp up`) has just "
-        "renamed into place complete: they are scanned at once. A `serve` and a `worker` in "
-        "processes of their own wait for every file."))
+        "renamed into place complete: they wait only `renameGraceSeconds`. A `serve` and a "
+        "`worker` in processes of their own wait for every file. It is also how long a "
+        "client has to rename its upload before it is scanned under its first name."))
+    rename_grace_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.15, description=(
+        "How long an upload the SFTP server of the same process (`ssftp up`) has just "
+        "published whole waits before it is scanned (never longer than `stableSeconds`): "
+        "the time a client has to rename it after its close (ssh2-sftp-client, JSch and "
+        "`gio` upload to a name of their own and rename), so that it is scanned under its "
+        "final name only. A rename comes a round trip after the close; the batch window and "
+        "the scan run's start add some 0.1 s before the file is taken: raise it for "
+        "partners further away than 250 ms. It adds as much to every upload's way to "
+        "`clean/`; 0 scans such uploads at once."))
     batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.05, description=(
         "Files that become complete within this window share one scan run. It holds only the "
         "first file after a quiet spell: while a run scans, the files that become complete "
@@ -720,7 +731,8 @@ class SsftpConfig(Model):
         default=24 * 3600.0, description=(
             "How long an upload cut off by a dropped connection is kept, hidden in `<account "
             "root>/.ssftp-partials/`, for the same account to resume, and how long a client's "
-            "own temp file left by a client that went away (`NAME.filepart`, lftp's `.in.NAME`) "
+            "own temp file left by a client that went away (`NAME.filepart`, lftp's `.in.NAME`, "
+            "gvfs's `.giosave*`) "
             "stays in staging, before both are removed (logged as `removed unfinished "
             "upload`). Counted from the server's own clock and the file's last change (its "
             "ctime), never from an mtime a client can set. A day covers a partner whose link "

@@ -109,7 +109,8 @@ class StagingQueue:
         self._clock = clock
         current = settings()
         self._stamp_of = stamp_of
-        self.tracker = ReadinessTracker(current.stable_seconds, stamp_of)
+        self.tracker = ReadinessTracker(current.stable_seconds, stamp_of,
+                                        rename_grace_seconds=current.rename_grace_seconds)
         self.retries = RetrySchedule(current.retry_initial_seconds, current.retry_max_seconds)
         # The files ready to scan, in the order they became ready (a path queued twice is
         # scanned once), with the lane and size they had then.
@@ -160,6 +161,7 @@ class StagingQueue:
         now = self._clock()
         settings = self._settings()
         self.tracker.stable_seconds = settings.stable_seconds
+        self.tracker.rename_grace_seconds = settings.rename_grace_seconds
         self.retries.initial_seconds = settings.retry_initial_seconds
         self.retries.max_seconds = settings.retry_max_seconds
         ready = self._ready_now + self.retries.due(now) + [

@@ -5,9 +5,16 @@ their files are complete when they appear. Other writers (a ``cp`` onto the shar
 tool) write in place; their files count as complete once size, mtime and inode have not
 changed for ``stable_seconds``. A watcher cannot tell who wrote a file, so every file gets
 that check, but for those the SFTP server of the same process has just published whole,
-unchanged since (ssftp.published): they are ready at once. (A writer that pauses longer than
-that mid-file is caught later by the scanner: a file that changes during its scan is never
-passed on.)
+unchanged since (ssftp.published): they wait only ``rename_grace_seconds`` (when that is the
+shorter). (A writer that pauses longer than that mid-file is caught later by the scanner: a
+file that changes during its scan is never passed on.)
+
+Why a published file waits at all: a client that uploads to a name of its own choosing renames
+it after its close (server.renames), and the file must be scanned under its final name only.
+That rename arrives a round trip after the publish (the close reply to the client, the rename
+back), a few milliseconds on a LAN and up to some hundred over the internet; scanned at once,
+the file would be claimed first. A renamed file keeps its stamp (inode, size, mtime), so at
+its new name it is still one published whole, and waits the grace once more from there.
 """
 
 from __future__ import annotations
@@ -48,8 +55,9 @@ class _Seen:
 
 class ReadinessTracker:
     def __init__(self, stable_seconds: float, stamp_of: StampOf = regular_file_stamp,
-                 whole: Whole | None = None) -> None:
+                 whole: Whole | None = None, rename_grace_seconds: float = 0.0) -> None:
         self.stable_seconds = stable_seconds
+        self.rename_grace_seconds = rename_grace_seconds
         self._stamp_of = stamp_of
         self._whole = published_whole().__contains__ if whole is None else whole
         self._seen: dict[Path, _Seen] = {}
@@ -72,11 +80,12 @@ class ReadinessTracker:
         self._seen.pop(path, None)
 
     def ready(self, now: float) -> list[Path]:
-        """Files unchanged for ``stable_seconds`` (or published whole, see the module's doc);
-        they are handed out once."""
+        """Files unchanged for ``stable_seconds`` (published whole: for the rename grace, see
+        the module's doc); they are handed out once."""
         ready = []
+        whole_wait = min(self.stable_seconds, self.rename_grace_seconds)
         for path, seen in list(self._seen.items()):
-            if not seen.whole and now - seen.since < self.stable_seconds:
+            if now - seen.since < (whole_wait if seen.whole else self.stable_seconds):
                 continue
             stamp = self._stamp_of(path)
             if stamp is None:

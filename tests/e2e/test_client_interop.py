@@ -3,7 +3,7 @@
 Every scenario runs with OpenSSH ``sftp`` (batch mode), paramiko and asyncssh's client:
 logins (password, ed25519, ecdsa and RSA keys, and refusals), put/ls/mkdir/get, a consumer
 downloading from ``clean/`` (the test plays the scanner and moves the file there), a 256 MiB
-round trip, and WinSCP's ``.filepart`` upload-then-rename.
+round trip, WinSCP's ``.filepart`` upload-then-rename, and a rename of an upload after its close.
 
 Each client is wrapped in a small synchronous adapter (:class:`Session`) so the scenarios are
 written once; the adapters only translate calls, every byte goes through the real client.
@@ -560,21 +560,29 @@ def test_filepart_rename_into_subdirectory(client, gateway, partner, workdir):
     assert staged(gateway, f"{top}/{name}").read_bytes() == b"a,b\n1,2\n"
 
 
-def test_plain_rename_is_refused(client, gateway, partner, workdir):
-    """partner-a has no 'rename': only a .filepart source may be renamed."""
+def test_an_upload_renamed_after_its_close_and_refused_renames(client, gateway, partner,
+                                                                workdir):
+    """partner-a has no 'rename': it may rename its own upload of the last minute within its
+    directory (a client that uploads to a name of its own and renames), but not a file it did
+    not upload, nor turn a finished file back into an in-progress one."""
     name = unique(f"plain-{client}", ".txt")
     other = unique(f"plain-renamed-{client}", ".txt")
-    local = write_local(workdir, "plain.txt", b"stays where it is\n")
+    dropped = unique(f"dropped-{client}", ".txt")
+    staged(gateway, dropped).parent.mkdir(parents=True, exist_ok=True)
+    staged(gateway, dropped).write_bytes(b"another writer's\n")
+    local = write_local(workdir, "plain.txt", b"renamed by its uploader\n")
     with connect(client, gateway, partner, workdir) as session:
         session.put(local, name)
         with pytest.raises(PermissionError):
-            session.rename(name, other)
-        # Nor may a finished file be turned back into an in-progress one.
-        with pytest.raises(PermissionError):
             session.rename(name, f"{other}.filepart")
-    assert staged(gateway, name).read_bytes() == b"stays where it is\n"
-    assert not staged(gateway, other).exists()
+        session.rename(name, other)
+        with pytest.raises(PermissionError):
+            session.rename(dropped, f"{dropped}.mine")
+    assert staged(gateway, other).read_bytes() == b"renamed by its uploader\n"
+    assert not staged(gateway, name).exists()
     assert not staged(gateway, f"{other}.filepart").exists()
+    assert staged(gateway, dropped).read_bytes() == b"another writer's\n"
+    assert not staged(gateway, f"{dropped}.mine").exists()
 
 
 def test_filepart_cannot_replace_existing_file(client, gateway, partner, workdir):

@@ -108,10 +108,13 @@ async def test_staging_account_cannot_see_clean_or_other_partners(gateway):
 
 
 async def test_staging_account_cannot_delete_or_rename(gateway):
+    """Nor rename a file it did not upload (here another writer's; its own recent uploads it
+    may rename within their directory: tests/e2e/test_client_renames.py)."""
     t = unique_name()
     root = gateway.layout.staging / "partner-a"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"keep-{t}.txt").write_text("keep me")
     async with sftp_as(gateway, "partner-a") as sftp:
-        await upload(sftp, f"keep-{t}.txt", b"keep me")
         await sftp.mkdir(f"dir-{t}")
         await assert_denied(sftp, sftp.remove(f"keep-{t}.txt"))
         await assert_denied(sftp, sftp.rename(f"keep-{t}.txt", f"moved-{t}.txt"))

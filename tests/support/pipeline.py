@@ -26,7 +26,10 @@ INSTANCE = "pipeline-test"
 SCAN_LIMIT = 2 * 1024 * 1024
 
 
-def pipeline_config(clamd_socket: Path, receiver: WebhookReceiver) -> str:
+def pipeline_config(clamd_socket: Path, receiver: WebhookReceiver, *,
+                    settle_seconds: float = 0.2) -> str:
+    """``settle_seconds``: how long a file waits before it is scanned, published whole by
+    the server (``renameGraceSeconds``) or not (``stableSeconds``)."""
     return f"""
     sftpPort: 0
     fsyncUploads: false
@@ -36,7 +39,8 @@ def pipeline_config(clamd_socket: Path, receiver: WebhookReceiver) -> str:
       timeout: 60
       maxFileSize: {SCAN_LIMIT}
     scanning:
-      stableSeconds: 0.2
+      stableSeconds: {settle_seconds}
+      renameGraceSeconds: {settle_seconds}
       batchWindowSeconds: 0.1
       retryInitialSeconds: 0.5
       retryMaxSeconds: 1

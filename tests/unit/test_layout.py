@@ -50,13 +50,16 @@ def test_reserved_names_are_matched_in_any_case(name):
     ".in.report.csv",  # lftp 4.9 xfer:use-temp-file (xfer:temp-file-name .in.*)
     ".in.report.csv.",  # the same, other lftp versions
     ".in.x",
+    ".giosaveAB12cd",  # gvfs's SFTP backend replacing a file (Nautilus, gio)
+    ".goutputstream-XY34zw",  # GLib's local files (gedit) on an sshfs mount
 ])
 def test_client_temp_names_are_uploads_in_progress(tmp_path: Path, name: str) -> None:
     assert is_partial_upload_name(name)
     assert not is_candidate(tmp_path, tmp_path / "partner-a" / name)
 
 
-@pytest.mark.parametrize("name", ["report.csv", ".in.", ".inbox", "in.report.", "x.filepart.csv"])
+@pytest.mark.parametrize("name", ["report.csv", ".in.", ".inbox", "in.report.", "x.filepart.csv",
+                                  ".giosave", "giosave1", ".goutputstream-", "x.giosave1"])
 def test_other_names_are_not(tmp_path: Path, name: str) -> None:
     assert not is_partial_upload_name(name)
     assert is_candidate(tmp_path, tmp_path / "partner-a" / name)

@@ -287,6 +287,14 @@ def test_a_reload_applies_to_files_already_waiting(held_by: dict[str, float],
     assert harness.after(0.0) == [path]
 
 
+def test_the_rename_grace_comes_from_the_settings_and_follows_a_reload() -> None:
+    harness = Harness(renameGraceSeconds=0.3)
+    assert harness.queue.tracker.rename_grace_seconds == 0.3
+    harness.reload(rename_grace_seconds=0.1)
+    harness.queue.collect()
+    assert harness.queue.tracker.rename_grace_seconds == 0.1
+
+
 def test_a_reload_changes_the_backoff_of_files_that_fail_later() -> None:
     harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=5)
     path = harness.stage("partner-a/f.txt")

@@ -111,6 +111,44 @@ def test_a_published_file_changed_before_it_was_ready_waits_again(tmp_path: Path
     assert tracker.ready(now=1.0) == [path]
 
 
+def _tracker_of_published(path: Path, *, stable_seconds: float,
+                          rename_grace_seconds: float) -> ReadinessTracker:
+    """A tracker for which ``path``, written here, was published whole."""
+    path.write_bytes(b"uploaded")
+    registry = PublishedWhole()
+    registry.remember(FileStamp.of(path.stat()))
+    return ReadinessTracker(stable_seconds, whole=registry.__contains__,
+                            rename_grace_seconds=rename_grace_seconds)
+
+
+def test_a_file_published_whole_waits_the_rename_grace_then_is_scanned_under_its_new_name(
+        tmp_path: Path) -> None:
+    """A client that uploads to a name of its own and renames after the close (JSch,
+    ssh2-sftp-client): the published file waits the grace, so it is not claimed under the
+    name the client is about to change; at its new name it is the same file (same stamp),
+    published whole, and waits only the grace, not ``stable_seconds``."""
+    temp = tmp_path / "report.csv.tmp123"
+    tracker = _tracker_of_published(temp, stable_seconds=1.0, rename_grace_seconds=0.25)
+    tracker.saw(temp, now=0.0)
+    assert tracker.ready(now=0.125) == []  # the client's rename is on its way
+    final = temp.with_name("report.csv")
+    temp.rename(final)
+    tracker.forget(temp)
+    tracker.saw(final, now=0.125)
+    assert tracker.ready(now=0.25) == []
+    assert tracker.ready(now=0.375) == [final]
+    assert len(tracker) == 0
+
+
+def test_the_rename_grace_is_never_longer_than_stable_seconds(tmp_path: Path) -> None:
+    """A file published whole never waits longer than a file of unknown origin."""
+    path = tmp_path / "upload.bin"
+    tracker = _tracker_of_published(path, stable_seconds=0.25, rename_grace_seconds=5.0)
+    tracker.saw(path, now=0.0)
+    assert tracker.ready(now=0.125) == []
+    assert tracker.ready(now=0.25) == [path]
+
+
 def test_the_registry_forgets_after_its_time_and_beyond_its_limit() -> None:
     now = [0.0]
     registry = PublishedWhole(seconds=10.0, limit=2, clock=lambda: now[0])
