@@ -322,7 +322,10 @@ def _label(paths: list[str]) -> str:
 
 
 def _run_name() -> str:
-    return f"scan {_label(flow_run.parameters.get('paths', []))}"
+    """The name a run starts with, before it knows what it will find (``scanning x.csv and 49
+    more``): its first log lines carry it, so it says what the run began to do, not what it
+    found; :func:`_label_run` renames the run once it knows."""
+    return f"scanning {_label(flow_run.parameters.get('paths', []))}"
 
 
 async def _label_run(run_id: str, summary: RunSummary, instance: str,
