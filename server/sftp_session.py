@@ -20,6 +20,7 @@ import fcntl
 import functools
 import logging
 import os
+import posixpath
 import stat
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from server.verdict_wait import VerdictWatch
 from ssftp.config.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import Refused, UploadFailedError
-from ssftp.layout import is_partial_upload_name, is_reserved_name
+from ssftp.layout import final_upload_name, is_partial_upload_name, is_reserved_name
 from ssftp.logs import APP, audit_event, log_event
 from ssftp.moves import proc_path
 from ssftp.permissions import Permission
@@ -154,6 +155,24 @@ class SFTPSession(asyncssh.SFTPServer):
 
     def _data_name(self, virtual: str) -> str:
         return self.account.data_name_of(virtual) or virtual
+
+    def _require_allowed_name(self, target: JailPath, *, directory: bool = False) -> None:
+        """Refuse a name the account's ``filePatterns`` refuse (ssftp.file_patterns): pure
+        CPU, and nothing at all for an account without patterns. Where the path really is
+        (its directories resolved, as the jail did), not as the client spelled it; a client
+        temp name as the name it stands for (``x.exe.filepart`` is ``x.exe``: refused before
+        a byte is written), and not at all when it does not carry one (``.giosaveXXXXXX``:
+        its rename to the final name is checked)."""
+        rules = self.account.file_patterns
+        if rules is None:
+            return
+        virtual = self.jail.to_virtual(target.host)
+        name = final_upload_name(posixpath.basename(virtual)) if virtual != "/" else None
+        if name is None:
+            return
+        refusal = rules.refusal(posixpath.dirname(virtual), name, directory=directory)
+        if refusal is not None:
+            raise Refused(refusal)
 
     def _finish_download(self, fd: int, virtual: str, read: int) -> None:
         """Close a download's descriptor and, when the file was read (not only opened: a
@@ -320,6 +339,7 @@ class SFTPSession(asyncssh.SFTPServer):
             self.permissions.require(Permission.CREATE_DIRS, "creating a directory")
             target = self.jail.resolve(path, follow_final=False)
             _require_printable_name(target)
+            self._require_allowed_name(target, directory=True)
             with self.jail.open_parent(target.host) as (directory, name):
                 os.mkdir(name, DIR_MODE, dir_fd=directory)
                 info = os.lstat(name, dir_fd=directory)
@@ -380,6 +400,7 @@ class SFTPSession(asyncssh.SFTPServer):
             with self.jail.open_parent(source.host) as (source_dir, source_name), \
                     self.jail.open_parent(target.host) as (target_dir, target_name):
                 info = os.lstat(source_name, dir_fd=source_dir)
+                self._require_allowed_names(source, target, directory=stat.S_ISDIR(info.st_mode))
                 self._move(source_dir, source_name, target_dir, target_name, replace=replace)
             if not finishing_upload and stat.S_ISREG(info.st_mode):
                 self._audit_rename(source, target, info)
@@ -387,6 +408,7 @@ class SFTPSession(asyncssh.SFTPServer):
     def _rename_own_upload(self, source: JailPath, target: JailPath, *, replace: bool) -> None:
         """Rename the account's own recent upload within its directory (server.renames)."""
         renames.require_rename_in_place(source, target)
+        self._require_allowed_names(source, target, directory=False)
         recent = self._upload_context.recent
         identity = recent.identity(self.account.username, source.host)
         if identity is None:
@@ -398,6 +420,14 @@ class SFTPSession(asyncssh.SFTPServer):
         # Its times, set by the new name right after, are still the account's to set.
         recent.remember(self.account.username, target.host, identity)
         self._audit_rename(source, target, info)
+
+    def _require_allowed_names(self, source: JailPath, target: JailPath, *,
+                               directory: bool) -> None:
+        """A rename's two names, as SFTPGo checks them: not to a refused name (it would reach
+        staging, or be downloaded, under it), nor from one (a consumer would rename a file it
+        may not download to one it may)."""
+        self._require_allowed_name(source, directory=directory)
+        self._require_allowed_name(target, directory=directory)
 
     def _move(self, source_dir: int, source_name: str, target_dir: int, target_name: str, *,
               replace: bool) -> None:
@@ -553,6 +583,7 @@ class SFTPSession(asyncssh.SFTPServer):
         """The handle, with the file's head read in the same trip (server.handles.ReadAhead)."""
         self.permissions.require(Permission.DOWNLOAD, "downloading")
         target = self.jail.resolve(path)
+        self._require_allowed_name(target)
         fd = self._open_regular(target.host, os.O_RDONLY)
         try:
             head = os.pread(fd, HEAD_BYTES, 0)
@@ -567,6 +598,7 @@ class SFTPSession(asyncssh.SFTPServer):
             self.permissions.require(Permission.DOWNLOAD, "opening for reading")
         target = self.jail.resolve(path)
         _require_printable_name(target)
+        self._require_allowed_name(target)
         exists = os.path.lexists(target.host)
         partial = self._partial_path(target)
         # Without truncate (or exclusive create) an open continues the account's interrupted

@@ -73,6 +73,20 @@ def is_partial_upload_name(name: str) -> bool:
         for prefix in PARTIAL_UPLOAD_PREFIXES)
 
 
+def final_upload_name(name: str) -> str | None:
+    """The name an upload at ``name`` is meant to end with: ``name`` itself, unless it is a
+    client temp name; ``NAME`` for ``NAME.filepart`` and ``.in.NAME`` (``.in.NAME.``); None for
+    the temp names that do not carry it (``.giosaveXXXXXX``, ``.goutputstream-XXXXXX``)."""
+    if not is_partial_upload_name(name):
+        return name
+    for suffix in PARTIAL_UPLOAD_SUFFIXES:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    if name.startswith(".in."):
+        return name.removeprefix(".in.").removesuffix(".") or None
+    return None
+
+
 def is_pending_name(name: str) -> bool:
     """True when a file of this name must not be scanned or handed on yet."""
     return is_reserved_name(name) or is_partial_upload_name(name)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
-from ssftp.config.schema import CleanAccount, SsftpConfig, StagingAccount
+from ssftp.config.schema import CleanAccount, FilePatterns, SsftpConfig, StagingAccount
 from ssftp.errors import PublicKeyError
+from ssftp.file_patterns import FilePatternRules, NameRules, rules_by_directory
 from ssftp.layout import DataLayout
 from ssftp.passwords import PasswordVerifier
 from ssftp.permissions import (
@@ -42,6 +43,8 @@ class Account:
     # The root's name in the data root (``clean/partner1``), as audit records name files;
     # None where the root is no area of a data root (portable mode).
     data_name: PurePosixPath | None = None
+    # Its filePatterns, compiled; None when it has none, and no name is checked.
+    file_patterns: FilePatternRules | None = None
 
     def key_matching(self, blob: bytes) -> AuthorizedKey | None:
         return next((key for key in self.keys if key.blob == blob), None)
@@ -64,6 +67,15 @@ def parse_keys(lines: list[str]) -> tuple[AuthorizedKey, ...]:
     return tuple(keys)
 
 
+def _file_pattern_rules(patterns: FilePatterns | None) -> FilePatternRules | None:
+    if patterns is None:
+        return None
+    return rules_by_directory({
+        (): NameRules.of(patterns.allowed, patterns.denied),
+        **{tuple(directory.split("/")): NameRules.of(rules.allowed, rules.denied)
+           for directory, rules in patterns.directories.items()}})
+
+
 def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Account:
     if isinstance(entry, StagingAccount):
         kind, root, granted = AccountKind.STAGING, layout.staging / entry.directory, STAGING_DEFAULT
@@ -82,6 +94,7 @@ def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Accoun
         password=PasswordVerifier.parse(password) if password else None,
         keys=parse_keys(entry.auth.public_keys),
         data_name=PurePosixPath(root.relative_to(layout.root).as_posix()),
+        file_patterns=_file_pattern_rules(entry.file_patterns),
     )
 
 

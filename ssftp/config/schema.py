@@ -107,6 +107,82 @@ class Auth(Model):
         return self
 
 
+def _name_pattern(value: str) -> str:
+    """A shell pattern for one name (ssftp.file_patterns): fnmatch takes any text, so what is
+    refused is what could never match a name."""
+    if not value:
+        raise ValueError("an empty pattern matches no name")
+    if "/" in value or "\x00" in value:
+        raise ValueError(f"{value!r}: a pattern matches a file's name, not its path, so it "
+                         "cannot contain '/' (or NUL); give the directory its own patterns "
+                         "under 'directories'")
+    return value
+
+
+NamePattern = Annotated[str, AfterValidator(_name_pattern)]
+
+
+def _sub_directory(value: str) -> str:
+    """A directory below the account's root, as the account sees it (``/reports`` or
+    ``reports``), kept as ``reports``."""
+    stripped = value.strip("/")
+    if not stripped:
+        raise ValueError("the account's root has its patterns in filePatterns.allowed and "
+                         "filePatterns.denied, not under 'directories'")
+    if stripped == "*":
+        raise ValueError("'*' is not a directory; the account's own patterns apply to every "
+                         "directory that has none of its own")
+    return _relative_directory(stripped)
+
+
+SubDirectory = Annotated[str, AfterValidator(_sub_directory)]
+
+
+class NamePatterns(Model):
+    """The name patterns of one directory of an account (see `filePatterns`)."""
+
+    allowed: list[NamePattern] = Field(default_factory=list, description=(
+        "Shell patterns (`*`, `?`, `[...]`), compared without letter case against a file's "
+        "name (never its path): given, a file whose name matches none of them is refused. "
+        "Empty: any name not denied. Directories are not held to them (`*.csv` would forbid "
+        "every sub-directory)."))
+    denied: list[NamePattern] = Field(default_factory=list, description=(
+        "Shell patterns, compared without letter case against a name: a file or directory "
+        "whose name matches one is refused, whatever `allowed` says (`*.exe`, `*.bat`)."))
+
+
+class FilePatterns(NamePatterns):
+    """Our extension, SFTPGo's ``filters.file_patterns``: which names an account's files may
+    have, checked by the server before a byte is written ([Name patterns](server.md#name-patterns)).
+    An upload (OPEN for writing) or a rename to a refused name, or a directory made with a
+    denied name, is answered SSH_FX_PERMISSION_DENIED with the reason (``name refused by
+    filePatterns: *.exe``) and logged as ``refused``; a download (OPEN for reading) of such a
+    name is refused the same way, though listings still show it (SFTPGo's default deny policy).
+    A client temp name is checked as the name it stands for (``x.exe.filepart`` as ``x.exe``).
+    Files put in staging by other writers (downloaders, a share) are not checked."""
+
+    directories: dict[SubDirectory, NamePatterns] = Field(default_factory=dict, description=(
+        "Patterns of sub-directories of the account (`reports`, `/in/2024`: relative to the "
+        "account's root, as the account sees it, letter case exact as on the disk). The "
+        "patterns of the deepest directory listed that holds a name apply, in place of the "
+        "account's own (not besides them): a directory listed with no patterns lifts the "
+        "account's there. The account's own `allowed` and `denied` apply everywhere else."))
+
+    @field_validator("directories", mode="before")
+    @classmethod
+    def _distinct(cls, value: object) -> object:
+        """``/reports`` and ``reports/`` are one directory: given twice, which rules hold?"""
+        if isinstance(value, dict):
+            seen: dict[str, str] = {}
+            for key in value:
+                if isinstance(key, str):
+                    normal = "/".join(part for part in key.split("/") if part)
+                    if normal in seen:
+                        raise ValueError(f"{key!r} is the same directory as {seen[normal]!r}")
+                    seen[normal] = key
+        return value
+
+
 class AccountEntry(Model):
     directory: Directory = Field(description=(
         "The account's directory below its area (`staging/` for stagingDir accounts, `clean/` "
@@ -128,6 +204,11 @@ class AccountEntry(Model):
             "upload of the last minute within its directory); cleanDir accounts "
             "`list`, `download`, and `delete` with `allowDelete`. Given, the list replaces "
             "these defaults, `allowDelete` included."))
+    file_patterns: FilePatterns | None = Field(default=None, description=(
+        "Which names the account's files may have (`denied: [\"*.exe\"]`), per account and "
+        "per sub-directory, as SFTPGo's `file_patterns`: uploads, renames and directories "
+        "with a refused name are refused before anything reaches the disk, and downloads of "
+        "one are refused. Absent: any name (the server checks nothing)."))
 
 
 _MIME_PATTERN = re.compile(r"^[a-z0-9*][a-z0-9!#$&^_.+*-]*/[a-z0-9*][a-z0-9!#$&^_.+*-]*$")

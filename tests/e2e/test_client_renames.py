@@ -11,21 +11,18 @@ tests/unit/test_scan_readiness.py's; the rule itself tests/unit/test_server_rena
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
-import paramiko
 import pytest
 
 from ssftp.audit_history import AuditSource, audit_logs, file_history, parse_query
-from tests.support.config import PARTNER_PASSWORD
 from tests.support.gateway import unique_name
 from tests.support.pipeline import Pipeline, pipeline_config, running_pipeline
-from tests.support.sftp import assert_denied, sftp_as, upload
+from tests.support.sftp import assert_denied, paramiko_sftp, sftp_as, upload
 from tests.support.waiting import wait_for
 
 # Long beside a client's rename on a loaded machine: the rename always comes first.
@@ -37,19 +34,6 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iter
     config = functools.partial(pipeline_config, settle_seconds=SETTLE_SECONDS)
     with running_pipeline(tmp_path_factory.mktemp("renames"), config) as stack:
         yield stack
-
-
-@contextlib.contextmanager
-def paramiko_sftp(port: int) -> Iterator[paramiko.SFTPClient]:
-    transport = paramiko.Transport(("127.0.0.1", port))
-    try:
-        transport.connect(username="partner-a", password=PARTNER_PASSWORD)
-        sftp = paramiko.SFTPClient.from_transport(transport)
-        assert sftp is not None
-        with sftp:
-            yield sftp
-    finally:
-        transport.close()
 
 
 def _upload_and_rename(pipeline: Pipeline, workdir: Path, temp: str, final: str,

@@ -576,3 +576,53 @@ def test_scanning_engines_are_checked_where_they_are_written(tmp_path):
     assert [str(a) for a in loaded.config.clamav.addresses] == ["/run/a.sock",
                                                                  "tcp://clamd:3310"]
     assert [str(a) for a in loaded.config.icap.addresses] == ["icap://scanner:1344/avscan"]
+
+
+# --- filePatterns ----------------------------------------------------------------------------
+
+
+def _with_patterns(body: str) -> str:
+    return textwrap.dedent("""
+        users:
+          cleanDir:
+            - directory: a
+              auth: {username: a, password: pw}
+              filePatterns:
+        """) + textwrap.indent(textwrap.dedent(body), " " * 16)
+
+
+def test_file_patterns_are_compiled_per_account_and_absent_ones_cost_nothing(tmp_path):
+    config = parse(_with_patterns("""
+        denied: ["*.exe"]
+        directories:
+          /reports/: {allowed: ["*.csv"]}
+          in/2024: {}
+        """)).config
+    (account,) = accounts_from_config(config, DataLayout.at(tmp_path)).values()
+    assert account.file_patterns is not None
+    assert account.file_patterns.refusal("/", "X.EXE") == "name refused by filePatterns: *.exe"
+    assert account.file_patterns.refusal("/reports", "x.exe") is not None
+    assert account.file_patterns.refusal("/reports", "x.csv") is None
+    assert account.file_patterns.refusal("/in/2024", "x.exe") is None
+    for body in ("{}", "directories: {x: {}}"):
+        bare = parse(_with_patterns(body)).config
+        assert accounts_from_config(bare, DataLayout.at(tmp_path))["a"].file_patterns is None
+
+
+@pytest.mark.parametrize(("body", "key", "expected"), [
+    ('denied: ["in/*.exe"]', "filePatterns.denied[0]", "cannot contain '/'"),
+    ('allowed: [""]', "filePatterns.allowed[0]", "an empty pattern matches no name"),
+    ('directories: {"/": {denied: ["*.x"]}}', "filePatterns.directories./",
+     "the account's root has its patterns in filePatterns.allowed"),
+    ('directories: {"../b": {}}', "filePatterns.directories.../b", "must not contain '..'"),
+    ('directories: {"*": {}}', "filePatterns.directories.*", "'*' is not a directory"),
+    ('directories: {"/in": {}, "in/": {}}', "filePatterns.directories",
+     "'in/' is the same directory as '/in'"),
+    ('directories: {in: {deny: ["*.x"]}}', "filePatterns.directories.in.deny", "unknown key"),
+    ('denyed: ["*.x"]', "filePatterns.denyed", "unknown key"),
+])
+def test_a_bad_file_pattern_is_one_line_naming_its_key(body: str, key: str, expected: str):
+    (line,) = problems(_with_patterns(body))
+    assert line.startswith(f"test.yaml:7: users.cleanDir[0].{key}: "), line
+    assert expected in line
+    assert "\n" not in line

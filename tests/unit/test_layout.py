@@ -13,6 +13,7 @@ from ssftp.layout import (
     CLAIMS_DIR,
     PARTIALS_DIR,
     TEMP_PREFIX,
+    final_upload_name,
     is_partial_upload_name,
     is_reserved_name,
     remove_stale_partial_uploads,
@@ -63,6 +64,21 @@ def test_client_temp_names_are_uploads_in_progress(tmp_path: Path, name: str) ->
 def test_other_names_are_not(tmp_path: Path, name: str) -> None:
     assert not is_partial_upload_name(name)
     assert is_candidate(tmp_path, tmp_path / "partner-a" / name)
+
+
+@pytest.mark.parametrize(("name", "final"), [
+    ("report.csv", "report.csv"),
+    ("x.filepart.csv", "x.filepart.csv"),
+    ("setup.exe.filepart", "setup.exe"),
+    (".in.setup.exe", "setup.exe"),
+    (".in.setup.exe.", "setup.exe"),
+    (".in..", None),
+    (".giosaveAB12cd", None),
+    (".goutputstream-XY34zw", None),
+])
+def test_the_final_name_an_upload_stands_for(name: str, final: str | None) -> None:
+    """What filePatterns check at the OPEN of a client temp name (server.sftp_session)."""
+    assert final_upload_name(name) == final
 
 
 def test_stale_partial_uploads_are_removed_after_the_ttl(tmp_path: Path) -> None:
