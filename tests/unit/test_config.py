@@ -626,3 +626,13 @@ def test_a_bad_file_pattern_is_one_line_naming_its_key(body: str, key: str, expe
     assert line.startswith(f"test.yaml:7: users.cleanDir[0].{key}: "), line
     assert expected in line
     assert "\n" not in line
+
+
+def test_check_config_names_a_bad_file_pattern_in_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(_with_patterns('denied: ["bin/*.exe"]'))
+    result = ssftp("check-config", str(path))
+    assert result.returncode == 2
+    assert "users.cleanDir[0].filePatterns.denied[0]" in result.stderr
+    assert "cannot contain '/'" in result.stderr
+    assert "Traceback" not in result.stderr
