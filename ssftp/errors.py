@@ -146,6 +146,10 @@ class OutboxError(SsftpError):
     """The webhook outbox cannot be read or written (a full disk, a damaged file)."""
 
 
+class BanStoreError(SsftpError):
+    """``system/defender.sqlite3`` cannot be read or written (a full disk, a damaged file)."""
+
+
 class AuditLogError(SsftpError):
     """An audit record could not be written to every ``audit.log`` (a full disk, a lost share).
 

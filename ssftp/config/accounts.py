@@ -42,6 +42,7 @@ class Account:
     # The root's name in the data root (``clean/partner1``), as audit records name files;
     # None where the root is no area of a data root (portable mode).
     data_name: PurePosixPath | None = None
+    max_sessions: int | None = None  # its sessions at once, in all its connections
 
     def key_matching(self, blob: bytes) -> AuthorizedKey | None:
         return next((key for key in self.keys if key.blob == blob), None)
@@ -82,6 +83,7 @@ def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Accoun
         password=PasswordVerifier.parse(password) if password else None,
         keys=parse_keys(entry.auth.public_keys),
         data_name=PurePosixPath(root.relative_to(layout.root).as_posix()),
+        max_sessions=entry.max_sessions,
     )
 
 
