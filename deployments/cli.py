@@ -21,6 +21,7 @@ import logging
 import os
 import pwd
 import sys
+import time
 from importlib.metadata import version
 from pathlib import Path, PurePosixPath
 from typing import TypeAlias
@@ -43,6 +44,7 @@ from ssftp.audit_history import (
     format_record,
     parse_query,
 )
+from ssftp.bans import SharedBans, parse_address
 from ssftp.config import load_config
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import SsftpConfig
@@ -56,9 +58,12 @@ from ssftp.errors import (
 )
 from ssftp.layout import DataLayout
 from ssftp.logs import (
+    APP,
     RunRecordFormatter,
+    audit_event,
     configure_logging,
     lines_shown,
+    log_event,
     one_line,
     set_console,
 )
@@ -207,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
                              f"$SSFTP_DATA_DIR or {DEFAULT_DATA_DIR})")
 
     _quarantine_parser(commands)
+    _defender_parser(commands)
     update = commands.add_parser(
         "update-signatures", help="run freshclam once for the clamd ssftp scans with, and "
                                   "have clamd load what changed")
@@ -241,12 +247,17 @@ def _actions(commands: Commands, name: str, help_text: str) -> Commands:
     return command.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
+def _list_action(actions: Commands, help_text: str, data_dir_help: str) -> None:
+    """An ACTION ``list [--json] [--data-dir DIR]``."""
+    listing = actions.add_parser("list", help=help_text)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    _data_dir_option(listing, data_dir_help)
+
+
 def _quarantine_parser(commands: Commands) -> None:
     actions = _actions(commands, "quarantine", "list, release or delete quarantined files")
-    listing = actions.add_parser("list", help="every file in quarantine/ with what its verdict "
-                                              "record says")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    _data_dir_option(listing, "data root whose quarantine/ to list")
+    _list_action(actions, "every file in quarantine/ with what its verdict record says",
+                 "data root whose quarantine/ to list")
     name_help = ("the file's name in quarantine, as `list` shows it (quarantine/acme/x.pdf "
                  "or acme/x.pdf)")
     release = actions.add_parser("release", help="rescan a quarantined file and move it to "
@@ -272,6 +283,20 @@ def _quarantine_parser(commands: Commands) -> None:
                             help="ssftp.yaml (default: <data dir>/system/ssftp.yaml, when it "
                                  "exists): clamd, webhooks, log dirs, releaseApproval")
         _data_dir_option(parser, "data root of the quarantine/")
+
+
+def _defender_parser(commands: Commands) -> None:
+    actions = _actions(commands, "defender", "list or lift the brute-force defender's bans")
+    _list_action(actions, "the addresses banned now, by every server of the data root",
+                 "data root whose bans to list")
+    unban = actions.add_parser("unban", help="lift an address's ban on every server of the "
+                                             "data root (at its next login)")
+    unban.add_argument("address", metavar="ADDRESS", help="the banned IP address, as `list` "
+                                                          "shows it")
+    unban.add_argument("--config", type=Path,
+                       help="ssftp.yaml (default: <data dir>/system/ssftp.yaml, when it "
+                            "exists): the log dirs the audit record goes to")
+    _data_dir_option(unban, "data root whose bans to change")
 
 
 def _prefect_url_option(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -648,6 +673,35 @@ def _quarantine_list(layout: DataLayout, *, json_lines: bool) -> int:
     return OK
 
 
+def _defender(args: argparse.Namespace) -> int:
+    """Exit status: 0 done; 1 the address was not banned; 2 failed (a bad address, no data
+    root)."""
+    address = parse_address(args.address) if args.action == "unban" else ""
+    layout = DataLayout.at(args.data_dir)
+    if not layout.system.is_dir():
+        raise InvalidValueError(f"no data dir with a system/ at {layout.root}")
+    if args.action == "unban":
+        config = _instance_config(args, layout)
+        configure_logging(config.log_dirs(layout), stdout=False)
+    bans = SharedBans(layout.bans)
+    try:
+        if args.action == "list":
+            for ban in bans.live(time.time()):
+                print(json.dumps(ban.as_dict()) if args.json else ban.describe())
+            return OK
+        lifted = bans.remove(address, time.time())
+    finally:
+        bans.close()
+    if lifted is None:
+        _say_failure("defender unban", SsftpError(f"{address} is not banned"))
+        return FOUND
+    audit_event("unban", logging.INFO, **lifted.as_dict(), operator=_operator())
+    log_event(logging.getLogger(APP), "address unbanned", ip=address, operator=_operator())
+    print(one_line(f"{address} unbanned (was banned until {lifted.as_dict()['until']} by "
+                   f"{lifted.server})"))
+    return OK
+
+
 def _instance_config(args: argparse.Namespace, layout: DataLayout) -> SsftpConfig:
     """--config, else the data root's own, else the defaults (no webhooks, no approval)."""
     path: Path = args.config or layout.default_config
@@ -774,6 +828,7 @@ def _use_prefect(api_url: str | None) -> str:
 
 COMMANDS = {"up": _up, "serve": _serve, "worker": _worker, "scan": _scan, "rescan": _rescan,
             "portable": _portable, "status": _status, "quarantine": _quarantine,
+            "defender": _defender,
             "update-signatures": _update_signatures, "automations": _automations,
             "check-config": _check_config, "hash-password": _hash_password}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from server.log_summary import REFUSAL_LOG_SECONDS, LogSummary
 from server.ssh_server import AccountLookup, AccountSSHServer, Occupancy
 from server.verdict_wait import Destinations, VerdictWatch
 from ssftp.addresses import Address
+from ssftp.bans import SharedBans
 from ssftp.config.reload import ActiveConfig, ConfigStore, log_warnings
 from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
@@ -170,11 +172,12 @@ async def _sweep_stale_temp_files(layout: DataLayout, interval: float,
 @dataclass
 class Service:
     """A started ``ssftp serve``: the gateway plus its background tasks (the config watcher,
-    the stale temp file sweep)."""
+    the stale temp file sweep) and its defender."""
 
     store: ConfigStore
     gateway: Gateway
     tasks: list[asyncio.Task[None]]
+    defender: Defender
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -183,6 +186,7 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.gateway.close()
+        await self.defender.close()
         log_event(logger, "stopped")
 
 
@@ -196,7 +200,9 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
     config = store.current.loaded.config
     configure_logging(store.current.loaded.config.log_dirs(layout))
     log_warnings(store.current.loaded)
-    defender = Defender()
+    # The data root's bans, shared with its other servers (a file: opened off the loop).
+    bans = await asyncio.to_thread(SharedBans, layout.bans)
+    defender = Defender(store=bans, server=f"{config.instance_name} pid {os.getpid()}")
     _apply_defender_settings(defender, store.current)
     store.on_change(lambda active: _apply_defender_settings(defender, active))
     for account in store.current.accounts.values():
@@ -222,7 +228,7 @@ async def start_service(store: ConfigStore, *, host: str | None, port: int | Non
     return Service(store, gateway, [
         asyncio.create_task(store.watch()),
         asyncio.create_task(_sweep_stale_temp_files(layout, temp_sweep_seconds, partial_ttl)),
-    ])
+    ], defender)
 
 
 async def serve(store: ConfigStore, *, host: str | None, port: int | None,

@@ -20,6 +20,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import asyncssh
 from asyncssh.channel import SSHChannel
@@ -50,6 +51,10 @@ AccountLookup = Callable[[str], Account | None]
 
 # What asyncssh's login timer closes a connection with (asyncssh is pinned).
 LOGIN_TIMEOUT_REASON = "Login timeout expired"
+# What a banned client is told, as an authentication banner and as the disconnect's reason:
+# OpenSSH's sftp shows the reason ("Received disconnect from ...: address temporarily
+# banned"), paramiko keeps the banner (``Transport.get_banner``) and logs both.
+BANNED = "address temporarily banned after repeated failed logins"
 
 
 @dataclass
@@ -60,6 +65,9 @@ class Occupancy:
     by_address: Counter[str] = field(default_factory=Counter)
     by_account: Counter[str] = field(default_factory=Counter)
     hashing: Counter[str] = field(default_factory=Counter)  # hash commands running, by account
+    # SFTP channels (and exec channels) open, by account and by address.
+    sessions_by_account: Counter[str] = field(default_factory=Counter)
+    sessions_by_address: Counter[str] = field(default_factory=Counter)
 
     def leave(self, counter: Counter[str], key: str) -> None:
         """Count one less, forgetting keys at zero (addresses come and go for months)."""
@@ -257,35 +265,45 @@ class AccountSSHServer(asyncssh.SSHServer):
         self._occupancy.unauthenticated -= 1
         return True
 
-    def begin_auth(self, username: str) -> bool:
+    async def begin_auth(self, username: str) -> bool:
+        """Look up the account, and whether the defender's bans changed (another server's
+        ban, an unban), once per connection: the login's attempts then ask the bans held in
+        memory."""
         self._username = username
         self._account = self._lookup(username)
+        await self._defender.refresh()
         return True  # always require authentication, known user or not
-
-    def _count_failure(self) -> None:
-        if self._defender.record_failure(self._ip):
-            log_event(logger, "address banned", logging.WARNING, ip=self._ip,
-                      seconds=self._defender.ban_seconds)
 
     def _settle(self, ok: bool, method: str, key: str = "") -> bool:
         """Apply the ban and log a failure; success is logged once auth completes.
 
         Each wrong password counts towards a ban. A key the account does not have does not:
         clients offer every key they hold, so that is normal; a connection that ends without
-        logging in counts once instead (see connection_lost)."""
+        logging in counts once instead (see connection_lost). A banned address is told so and
+        disconnected, at the attempt that got it banned too."""
         banned = self._defender.is_banned(self._ip)
         if ok and not banned:
             self._method, self._key = method, key
             return self._take_account_slot()
         fields = {"key": key} if key else {}
         if banned:
-            fields["reason"] = "address banned after repeated failures"
+            self._log_login(method, "banned", reason="address banned after repeated failures",
+                            **fields)
+            self._tell_banned()
         elif method == "password":
-            self._count_failure()
+            self._log_login(method, "failed", **fields)
+            if self._defender.record_failure(self._ip):
+                self._tell_banned()
         else:
             self._key_rejected = True
-        self._log_login(method, "banned" if banned else "failed", **fields)
+            self._log_login(method, "failed", **fields)
         return False
+
+    def _tell_banned(self) -> None:
+        """The reason as a banner and in the disconnect (module constant BANNED)."""
+        assert self._conn is not None
+        self._conn.send_auth_banner(BANNED + "\r\n")
+        self._conn.disconnect(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT, BANNED)
 
     def _log_login(self, method: str, result: str, **fields: str) -> None:
         """The login's log line and its ``ssftp_logins_total`` count, from the same facts."""
@@ -303,7 +321,7 @@ class AccountSSHServer(asyncssh.SSHServer):
                                logging.WARNING, ip=self._ip, limit="loginGraceSeconds",
                                user=self._username, value=self._login_grace_seconds)
         if self.context is None and self._key_rejected:
-            self._count_failure()
+            self._defender.record_failure(self._ip)
         if self.context is not None:
             SESSIONS.dec()
         if self._account_slot:
@@ -362,9 +380,11 @@ class AccountSSHServer(asyncssh.SSHServer):
         return False
 
     def session_requested(self) -> _CountedSFTPChannel:
-        """Open an SFTP channel, or refuse one beyond maxSessionsPerConnection (the client
-        shows the reason; logged once per connection)."""
-        limit = self._limits().max_sessions_per_connection
+        """Open an SFTP channel, or refuse one beyond maxSessionsPerConnection (logged once
+        per connection), the account's maxSessions or maxSessionsPerAddress (logged in
+        summary, like refused connections): the client shows the reason."""
+        limits, occupancy = self._limits(), self._occupancy
+        limit = limits.max_sessions_per_connection
         if self._sessions >= limit:
             if not self._session_limit_logged:
                 self._session_limit_logged = True
@@ -372,7 +392,17 @@ class AccountSSHServer(asyncssh.SSHServer):
                           ip=self._ip, limit="maxSessionsPerConnection", value=limit)
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE,
                                             f"too many sessions on this connection ({limit})")
+        assert self._account is not None
+        account_limit = self._account.max_sessions
+        if account_limit is not None and occupancy.sessions_by_account[self._username] >= \
+                account_limit:
+            self._refuse_session("maxSessions", account_limit, f"for {self._username}")
+        if occupancy.sessions_by_address[self._ip] >= limits.max_sessions_per_address:
+            self._refuse_session("maxSessionsPerAddress", limits.max_sessions_per_address,
+                                 f"from {self._ip}")
         self._sessions += 1
+        occupancy.sessions_by_account[self._username] += 1
+        occupancy.sessions_by_address[self._ip] += 1
         assert self._bytes is not None
         flow = ChannelBytes(self._bytes)
         return _CountedSFTPChannel(functools.partial(self._start_sftp, flow=flow),
@@ -382,8 +412,16 @@ class AccountSSHServer(asyncssh.SSHServer):
         assert isinstance(chan, asyncssh.SSHServerChannel) and self.context is not None
         return SFTPSession(chan, self.context, flow)
 
+    def _refuse_session(self, limit: str, value: int, whose: str) -> NoReturn:
+        self._refusals.log((limit, self._ip, self._username), "limit reached", logging.WARNING,
+                           ip=self._ip, limit=limit, user=self._username, value=value)
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE,
+                                        f"too many sessions {whose} ({value})")
+
     def _session_closed(self) -> None:
         self._sessions -= 1
+        self._occupancy.leave(self._occupancy.sessions_by_account, self._username)
+        self._occupancy.leave(self._occupancy.sessions_by_address, self._ip)
 
     def auth_completed(self) -> None:
         assert self._account is not None

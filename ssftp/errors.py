@@ -28,6 +28,8 @@ library is called, so code above that sees only this hierarchy::
     │                            its Prefect run fails, they stay owed and go again later
     ├── OutboxError              the webhook outbox (system/outbox.sqlite3) cannot be read
     │                            or written: the file it is about stays where it was
+    ├── BanStoreError            the defender's bans (system/defender.sqlite3) cannot be
+    │                            read or written
     ├── AuditLogError            an audit record did not reach every audit.log: the file
     │                            it is about stays where it was (and is scanned again)
     ├── ReleaseRefusedError      a release from quarantine that the rescan (still detected)
@@ -144,6 +146,10 @@ class NotDeliveredError(WebhookError):
 
 class OutboxError(SsftpError):
     """The webhook outbox cannot be read or written (a full disk, a damaged file)."""
+
+
+class BanStoreError(SsftpError):
+    """``system/defender.sqlite3`` cannot be read or written (a full disk, a damaged file)."""
 
 
 class AuditLogError(SsftpError):

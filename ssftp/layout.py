@@ -216,6 +216,11 @@ class DataLayout:
         return self.system / "outbox.sqlite3"
 
     @property
+    def bans(self) -> Path:
+        """The defender's bans (:mod:`ssftp.bans`), shared by every server on this root."""
+        return self.system / "defender.sqlite3"
+
+    @property
     def clamd_pid_file(self) -> Path:
         """Which clamd ``ssftp up`` runs: a start after a SIGKILL stops the one left behind."""
         return self.system / "clamd.pid"

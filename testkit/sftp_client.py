@@ -40,14 +40,16 @@ class SftpResult:
 
 def run_sftp(port: int, user: str, commands: list[str], *, cwd: Path,
              key: Path | None = None, password: str | None = None,
-             timeout: float = 300) -> SftpResult:
-    """Run OpenSSH ``sftp -b`` with either a key or a password (through SSH_ASKPASS)."""
+             timeout: float = 300, log_level: str = "ERROR") -> SftpResult:
+    """Run OpenSSH ``sftp -b`` with either a key or a password (through SSH_ASKPASS).
+    ``log_level``: ssh's LogLevel; at its default, INFO, it shows more of what a server
+    says (a refused channel's reason, an auth banner)."""
     assert SFTP, "OpenSSH sftp client is not installed"
     batch = cwd / f".batch-{os.getpid()}-{threading.get_ident()}"
     batch.write_text("\n".join(commands) + "\n")
     args = [SFTP, "-F", "/dev/null", "-P", str(port),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "Ciphers=aes128-gcm@openssh.com"]
+            "-o", f"LogLevel={log_level}", "-o", "Ciphers=aes128-gcm@openssh.com"]
     env = {**os.environ}
     if key is not None:
         args += ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", str(key),

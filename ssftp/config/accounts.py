@@ -45,6 +45,7 @@ class Account:
     data_name: PurePosixPath | None = None
     # Its filePatterns, compiled; None when it has none, and no name is checked.
     file_patterns: FilePatternRules | None = None
+    max_sessions: int | None = None  # its sessions at once, in all its connections
 
     def key_matching(self, blob: bytes) -> AuthorizedKey | None:
         return next((key for key in self.keys if key.blob == blob), None)
@@ -95,6 +96,7 @@ def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Accoun
         keys=parse_keys(entry.auth.public_keys),
         data_name=PurePosixPath(root.relative_to(layout.root).as_posix()),
         file_patterns=_file_pattern_rules(entry.file_patterns),
+        max_sessions=entry.max_sessions,
     )
 
 

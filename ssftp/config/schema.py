@@ -209,6 +209,11 @@ class AccountEntry(Model):
         "per sub-directory, as SFTPGo's `file_patterns`: uploads, renames and directories "
         "with a refused name are refused before anything reaches the disk, and downloads of "
         "one are refused. Absent: any name (the server checks nothing)."))
+    max_sessions: Annotated[int | None, Field(ge=1, le=10_000)] = Field(
+        default=None, description=(
+            "SFTP sessions (and exec channels) the account may have open at once, in all its "
+            "connections to one server process; one more is refused with `too many sessions "
+            "for <user> (N)`. Absent, only `limits` bound them (SFTPGo's `max_sessions`)."))
 
 
 _MIME_PATTERN = re.compile(r"^[a-z0-9*][a-z0-9!#$&^_.+*-]*/[a-z0-9*][a-z0-9!#$&^_.+*-]*$")
@@ -511,6 +516,12 @@ class LimitsSettings(Model):
         default=50, description=(
             "Connections from one address: more than one account's, since several partners "
             "may share one address behind NAT."))
+    max_sessions_per_address: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=100, description=(
+            "SFTP sessions (and exec channels) open from one address, in all its connections "
+            "to one server process (each process counts its own); one more is refused with "
+            "`too many sessions from <address> (100)`. 100 is two sessions for each of "
+            "`maxConnectionsPerAddress`."))
     max_unauthenticated_connections: Annotated[int, Field(ge=1, le=10_000)] = Field(
         default=64, description=(
             "Connections still logging in, in total (OpenSSH's MaxStartups): each costs a key "

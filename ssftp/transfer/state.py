@@ -19,10 +19,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -31,6 +30,7 @@ from typing import Any
 from ssftp.errors import TransferStateError
 from ssftp.file_stamp import FileStamp
 from ssftp.logs import APP, log_event
+from ssftp.sqlite_files import connect_shared, translated
 
 logger = logging.getLogger(APP)
 
@@ -97,18 +97,10 @@ class TransferState:
     def __init__(self, path: Path) -> None:
         self.path = path
         with self._translated("open it"):
-            self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db = connect_shared(path, timeout=60, schema=_SCHEMA)
 
-    @contextlib.contextmanager
-    def _translated(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise TransferStateError(f"transfer state {self.path}: could not {action}: "
-                                     f"{exc}") from None
+    def _translated(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return translated(TransferStateError, f"transfer state {self.path}", action)
 
     def _run(self, action: str, sql: str,
              parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:

@@ -23,6 +23,7 @@ from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import LimitsSettings
 from ssftp.layout import DataLayout
 from testkit.openssh_server import free_port
+from testkit.sftp_client import run_sftp
 from testkit.ssftp_process import SsftpProcess, child_env, ssftp_command, wait_for_banner
 from tests.support.config import PASSWORDS, gateway_config, write_config
 from tests.support.gateway import ServerThread, beside, unique_name
@@ -183,19 +184,85 @@ def test_sessions_per_connection_are_bounded(limited) -> None:
             for session in sessions:
                 session.exit()
 
-    async def reopened(conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
-        """The server frees the slot once it has closed its side of the channel too."""
-        for _ in range(200):
-            with contextlib.suppress(asyncssh.ChannelOpenError):
-                return await conn.start_sftp_client()
-            await asyncio.sleep(0.05)
-        raise AssertionError("the closed session's slot was never freed")
-
     asyncio.run(scenario())
     wait_for_log(limited.layout.log, lambda e: e.get("limit") == "maxSessionsPerConnection",
                  what="session limit refusal")
     (refusal,) = limit_refusals(limited, "maxSessionsPerConnection")
     assert refusal["user"] == "consumer-a" and refusal["value"] == limit
+
+
+async def reopened(conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
+    """The server frees the slot once it has closed its side of the channel too."""
+    for _ in range(200):
+        with contextlib.suppress(asyncssh.ChannelOpenError):
+            return await conn.start_sftp_client()
+        await asyncio.sleep(0.05)
+    raise AssertionError("the closed session's slot was never freed")
+
+
+CAPPED = """
+    sftpPort: 0
+    fsyncUploads: false
+    limits:
+      maxSessionsPerAddress: 3
+    users:
+      cleanDir:
+        - directory: capped
+          maxSessions: 2
+          auth:
+            username: capped
+            password: capped-pw
+        - directory: free
+          auth:
+            username: free
+            password: free-pw
+    """
+
+
+def test_sessions_per_account_and_address_are_bounded(tmp_path: Path, gateway) -> None:
+    """An account's sessions beyond its maxSessions, in all its connections, are refused with
+    the reason (OpenSSH's sftp shows it), and so are an address's beyond
+    maxSessionsPerAddress while other addresses still open theirs; closing one frees its
+    slot; each refusal is logged (in summary)."""
+    config = write_config(tmp_path / "ssftp.yaml", CAPPED)
+    with beside(ServerThread(config, tmp_path / "data"), gateway) as server:
+
+        def connect(username: str, address: str = "127.0.0.1") -> asyncssh.SSHClientConnection:
+            return asyncssh.connect("127.0.0.1", server.port, username=username,
+                                    password=f"{username}-pw", known_hosts=None,
+                                    local_addr=(address, 0), login_timeout=30)
+
+        async def scenario() -> None:
+            async with connect("capped") as one, connect("capped") as two, \
+                    connect("free") as other:
+                first = await one.start_sftp_client()
+                await two.start_sftp_client()
+                with pytest.raises(asyncssh.ChannelOpenError,
+                                   match=re.escape("too many sessions for capped (2)")):
+                    await one.start_sftp_client()
+                refused = await asyncio.to_thread(
+                    run_sftp, server.port, "capped", ["pwd"], cwd=tmp_path,
+                    password="capped-pw", log_level="INFO", timeout=120)
+                assert refused.returncode != 0
+                assert "too many sessions for capped (2)" in refused.stderr, refused.stderr
+                await other.start_sftp_client()  # the address's third
+                with pytest.raises(asyncssh.ChannelOpenError,
+                                   match=re.escape("too many sessions from 127.0.0.1 (3)")):
+                    await other.start_sftp_client()
+                async with connect("free", "127.0.0.2") as elsewhere, \
+                        elsewhere.start_sftp_client() as sftp:
+                    assert await sftp.realpath(".") == "/"
+                first.exit()
+                again = await reopened(one)
+                assert await again.realpath(".") == "/"
+
+        asyncio.run(scenario())
+        wait_for_log(server.layout.log, lambda e: e.get("limit") == "maxSessionsPerAddress",
+                     what="address session limit refusal")
+        account = limit_refusals(server, "maxSessions")  # OpenSSH's refusal: in summary
+        assert account[0]["user"] == "capped" and account[0]["value"] == 2
+        (address,) = limit_refusals(server, "maxSessionsPerAddress")
+        assert address["ip"] == "127.0.0.1" and address["value"] == 3
 
 
 def test_a_key_login_is_counted_once(limited, keys) -> None:

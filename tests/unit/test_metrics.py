@@ -47,12 +47,13 @@ def test_scheduled_transfers_are_the_data_roots_totals_and_the_servers_are_added
     assert value("push", "ok") is None
 
 
-def test_a_ban_is_counted_once():
-    defender = Defender(max_failures=2)
+async def test_a_ban_is_counted_once():
+    defender = Defender(max_failures=2)  # on the event loop, as in the server: it writes there
     bans = sample("ssftp_defender_bans_total")
     assert not defender.record_failure("192.0.2.1")
     assert defender.record_failure("192.0.2.1")
     assert sample("ssftp_defender_bans_total") == bans + 1
+    await defender.close()
 
 
 def test_a_scan_that_could_not_reach_clamd_is_an_error_and_not_timed(layout, owners, tmp_path):
