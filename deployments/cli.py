@@ -21,6 +21,7 @@ import logging
 import os
 import pwd
 import sys
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path, PurePosixPath
 from typing import TypeAlias
@@ -45,9 +46,11 @@ from ssftp.audit_history import (
 )
 from ssftp.config import load_config
 from ssftp.config.reload import ConfigStore
-from ssftp.config.schema import SsftpConfig
+from ssftp.config.schema import Downloader, SsftpConfig, Uploader
 from ssftp.errors import (
     ClamdError,
+    ConfigError,
+    ConfigIssue,
     InvalidValueError,
     PrefectServerError,
     ReleaseRefusedError,
@@ -218,6 +221,8 @@ def _parser() -> argparse.ArgumentParser:
     _automations_parser(commands)
     check = commands.add_parser("check-config", help="validate ssftp.yaml and explain problems")
     check.add_argument("file", type=Path)
+    _data_dir_option(check, "relative privateKeyPath and knownHosts files are under its "
+                            "system/")
 
     hasher = commands.add_parser("hash-password", help="print a password hash for ssftp.yaml")
     hasher.add_argument("--scheme", choices=["bcrypt", "argon2id"], default="bcrypt",
@@ -309,13 +314,37 @@ def _automations_parser(commands: Commands) -> None:
 def _check_config(args: argparse.Namespace) -> int:
     loaded = load_config(args.file)
     config = loaded.config
+    problems, missing = _remote_file_issues(config, DataLayout.at(args.data_dir))
+    if problems:
+        raise ConfigError(loaded.source, problems)
     print(one_line(f"{args.file}: valid ({len(config.users.staging_dir)} staging and "
                    f"{len(config.users.clean_dir)} clean accounts, "
                    f"{len(config.sftp_client_downloaders)} downloaders, "
                    f"{len(config.sftp_client_uploaders)} uploaders)"))
-    for warning in loaded.warnings:
+    for warning in [*loaded.warnings, *missing]:
         print(one_line("warning: " + warning.describe(loaded.source)))
     return OK
+
+
+def _remote_file_issues(config: SsftpConfig,
+                        layout: DataLayout) -> tuple[list[ConfigIssue], list[ConfigIssue]]:
+    """The downloaders' and uploaders' key and known_hosts files, loaded as a run loads them:
+    the ones that cannot be used (problems), and the ones that do not exist (yet)."""
+    if not config.sftp_client_downloaders and not config.sftp_client_uploaders:
+        return [], []
+    from client.connection import file_issues
+
+    problems: list[ConfigIssue] = []
+    missing: list[ConfigIssue] = []
+    sections: list[tuple[str, Sequence[Downloader | Uploader]]] = [
+        ("sftpClientDownloaders", config.sftp_client_downloaders),
+        ("sftpClientUploaders", config.sftp_client_uploaders)]
+    for section, remote_entries in sections:
+        for index, entry in enumerate(remote_entries):
+            for issue in file_issues(entry, layout.system):
+                found = ConfigIssue((section, index, issue.setting), issue.message)
+                (missing if issue.missing else problems).append(found)
+    return problems, missing
 
 
 def _hash_password(args: argparse.Namespace) -> int:

@@ -9,13 +9,15 @@ import signal
 import socket
 import subprocess
 
+import asyncssh
 import paramiko
 import pytest
 
 from ssftp.passwords import PasswordVerifier
 from testkit.files import EICAR, make_random_file, sha256_file
 from testkit.openssh_server import free_port
-from testkit.sftp_client import run_sftp
+from testkit.putty_keys import puttygen_available, to_ppk
+from testkit.sftp_client import make_client_key, run_sftp
 from tests.support.cli import SSFTP
 from tests.support.repo import REPO
 from tests.support.waiting import wait_for
@@ -44,6 +46,65 @@ def test_check_config_invalid_exits_nonzero_with_reason(tmp_path):
     assert result.returncode == 2
     assert f"{bad}:4: users.stagingDir[0].directory: must be a relative directory name" \
         in result.stderr
+
+
+def remote_entries_config(path, key: str, passphrase: str) -> str:
+    """A downloader with ``key`` and an uploader with a key that is not there (yet)."""
+    path.write_text(f"""sftpPort: 2002
+sftpClientDownloaders:
+  - name: partner
+    host: 127.0.0.1
+    username: u
+    privateKeyPath: {key}
+    privatekeyPassphrase: "{passphrase}"
+    localStagingDirectory: inbox
+    knownHosts: partner_hosts
+sftpClientUploaders:
+  - name: onward
+    host: 127.0.0.1
+    username: u
+    privatekeyPath: later.ppk
+    localDirectoryToUpload: outbox
+""")
+    return str(path)
+
+
+@pytest.mark.skipif(not puttygen_available(), reason="puttygen (putty-tools) is not installed")
+def test_check_config_loads_client_keys_and_known_hosts(tmp_path):
+    """check-config reads each downloader's and uploader's key (a PuTTY one too) and
+    known_hosts file as a run would, relative to --data-dir's system/: one it cannot read or
+    decrypt is refused, naming the entry, key path and file; one not there yet is a warning."""
+    system = tmp_path / "data" / "system"
+    system.mkdir(parents=True)
+    make_client_key(tmp_path, "id")
+    to_ppk(tmp_path / "id", system / "partner.ppk", passphrase="right words")
+    (system / "partner_hosts").write_text("[127.0.0.1]:22 " + asyncssh.generate_private_key(
+        "ssh-ed25519").export_public_key().decode())
+    data_dir = ("--data-dir", str(tmp_path / "data"))
+
+    config = remote_entries_config(tmp_path / "good.yaml", "partner.ppk", "right words")
+    result = ssftp("check-config", *data_dir, config)
+    assert result.returncode == 0, result.stderr
+    assert "valid (0 staging and 0 clean accounts, 1 downloaders, 1 uploaders)" in result.stdout
+    assert (f"warning: {config}: sftpClientUploaders[0].privatekeyPath: onward: private key "
+            f"{system / 'later.ppk'} does not exist: every run fails until it does"
+            in result.stdout)
+
+    config = remote_entries_config(tmp_path / "wrong.yaml", "partner.ppk", "wrong words")
+    result = ssftp("check-config", *data_dir, config)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"ssftp check-config: invalid config {config}:",
+        f"  {config}: sftpClientDownloaders[0].privateKeyPath: partner: private key "
+        f"{system / 'partner.ppk'} cannot be used: wrong passphrase, or the file is corrupt "
+        "(its MAC does not match)"]
+
+    (system / "partner_hosts").write_text("127.0.0.1\n")  # a host without a key
+    config = remote_entries_config(tmp_path / "hosts.yaml", "partner.ppk", "right words")
+    result = ssftp("check-config", *data_dir, config)
+    assert result.returncode == 2
+    assert (f"  {config}: sftpClientDownloaders[0].knownHosts: partner: known_hosts file "
+            f"{system / 'partner_hosts'} cannot be read: " in result.stderr)
 
 
 @pytest.mark.parametrize("scheme", ["bcrypt", "argon2id"])
