@@ -70,6 +70,7 @@ from ssftp.notify.direct import send_now
 from ssftp.notify.outbox import Outbox
 from ssftp.passwords import hash_password
 from ssftp.runtime.clamd_daemon import socket_in
+from ssftp.runtime.stop import ignore_hangups
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.database import update_target
 from ssftp.scan.engines import Engines, configured_engines
@@ -392,6 +393,13 @@ def _open_store(args: argparse.Namespace, initial: Path | None = None) -> Config
     return store
 
 
+def _open_instance(args: argparse.Namespace) -> ConfigStore:
+    """The config store of a long-running ``up``, ``serve`` or ``worker``: SIGHUP will reload
+    it, so from now on a SIGHUP no longer kills the process."""
+    ignore_hangups()
+    return _open_store(args, args.initial_config)
+
+
 def adopt_initial_config(initial: Path, path: Path) -> None:
     """Make ``path`` a copy of ``initial`` unless it exists, and say so: ``./run`` then
     edits a file of the data root, not the tracked example, and a reload picks up every
@@ -424,7 +432,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server import event_loop
     from server.app import serve
 
-    store = _open_store(args, args.initial_config)
+    store = _open_instance(args)
     event_loop.run(serve(store, host=args.host, port=args.port,
                          metrics=_metrics_address(args, store)))
     return OK
@@ -434,7 +442,7 @@ def _up(args: argparse.Namespace) -> int:
     from deployments.up import run_up
     from server import event_loop
 
-    store = _open_store(args, args.initial_config)
+    store = _open_instance(args)
     event_loop.run(run_up(store, host=args.host, port=args.port,
                           prefect_port=args.prefect_port, prefect_url=args.prefect_url,
                           metrics=_metrics_address(args, store)))
@@ -446,7 +454,7 @@ def _worker(args: argparse.Namespace) -> int:
     from ssftp.logs import configure_logging
     from ssftp.runtime.prefect_server import is_healthy
 
-    store = _open_store(args, args.initial_config)
+    store = _open_instance(args)
     metrics = _metrics_address(args, store)
     configure_logging(store.current.loaded.config.log_dirs(store.layout))
     api_url = os.environ.get("PREFECT_API_URL")

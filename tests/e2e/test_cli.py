@@ -19,6 +19,7 @@ from testkit.openssh_server import free_port
 from testkit.putty_keys import puttygen_available, to_ppk
 from testkit.sftp_client import make_client_key, run_sftp
 from tests.support.cli import SSFTP
+from tests.support.logs import log_entries, wait_for_log
 from tests.support.repo import REPO
 from tests.support.waiting import wait_for
 
@@ -172,6 +173,69 @@ def test_serve_refuses_bad_config_and_starts_with_good(tmp_path, keys, workdir):
         assert again.lines[-1]["host_keys"] == first
     finally:
         again.stop()
+
+
+def rewrite_unseen(path, text: str) -> None:
+    """``text`` into the file at ``path`` in a way the config watcher does not see: through a
+    hard link in another directory (inotify tells the watched directory only of its own
+    names), the same inode, its mtime put back (so with the same size, a poll sees the same
+    stamp too). So a change reaches a server whose filesystem sends no events (NFS), where
+    SIGHUP is the way to apply it."""
+    link = path.parent.parent / "elsewhere" / path.name
+    link.parent.mkdir(exist_ok=True)
+    if not link.exists():
+        os.link(path, link)
+    before = link.stat()
+    with open(link, "r+b") as file:
+        file.write(text.encode())
+        file.truncate()
+    os.utime(link, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_sighup_reloads_the_config_of_a_running_serve(tmp_path, workdir):
+    """systemd's ExecReload=kill -HUP: SIGHUP reads the config again, applies a valid one
+    (a new account logs in), logs one line whatever the outcome (reloaded, unchanged,
+    rejected with the old config kept), and never stops the server."""
+    data = tmp_path / "data"
+    config = tmp_path / "conf" / "ssftp.yaml"
+    config.parent.mkdir()
+    account = ("users:\n  stagingDir:\n    - directory: d\n"
+               "      auth: {{username: {0}, password: {0}-pw}}\n")
+    config.write_text(account.format("alpha"))
+    server = Running(["serve", "--config", str(config), "--data-dir", str(data), "--port", "0"])
+    logs = data / "log"
+
+    def login(user: str) -> int:
+        return run_sftp(server.port, user, ["ls"], cwd=workdir, password=f"{user}-pw").returncode
+
+    def after_sighup(event: str) -> dict:
+        seen = len(log_entries(logs))
+        server.proc.send_signal(signal.SIGHUP)
+        return wait_for_log(logs, lambda entry: entry in log_entries(logs)[seen:]
+                            and entry.get("trigger") == "SIGHUP", what=event)
+
+    try:
+        assert login("alpha") == 0
+        rewrite_unseen(config, account.format("bravo"))
+        assert login("bravo") != 0  # the watcher did not see it
+
+        reloaded = after_sighup("config reloaded")
+        assert reloaded["event"] == "config reloaded" and reloaded["accounts"] == 1
+        assert login("bravo") == 0 and login("alpha") != 0
+
+        assert after_sighup("config unchanged")["event"] == "config unchanged"
+
+        rewrite_unseen(config, "sftpPort: [\n")
+        rejected = after_sighup("config change rejected")
+        assert rejected["event"] == "config change rejected, keeping the last good config"
+        assert login("bravo") == 0
+        assert server.proc.poll() is None
+    finally:
+        assert server.stop() == 0
+    reloads = [entry for entry in log_entries(logs) if entry.get("trigger") == "SIGHUP"]
+    assert [entry["event"] for entry in reloads] == [
+        "config reloaded", "config unchanged",
+        "config change rejected, keeping the last good config"]
 
 
 def test_portable_mode(tmp_path, workdir):
