@@ -29,13 +29,16 @@ from pathlib import Path
 
 import asyncssh
 
+from client.ppk import import_ppk, is_ppk
 from ssftp.config.schema import Downloader, Uploader
-from ssftp.errors import RemoteRefusedError, RemoteUnavailableError
+from ssftp.errors import InvalidValueError, RemoteRefusedError, RemoteUnavailableError
 from ssftp.logs import APP, log_event
 
 logger = logging.getLogger(APP)
 
 RemoteEntry = Downloader | Uploader
+# A key file is a few KiB (a 16384-bit RSA key in PPK under 20): reading stops past this.
+MAX_KEY_FILE_BYTES = 1024 * 1024
 
 
 # What asyncssh raises when a session dies mid-transfer (not a per-file SFTP error).
@@ -54,21 +57,77 @@ def where(entry: RemoteEntry) -> str:
 
 
 def load_client_key(entry: RemoteEntry, system: Path) -> asyncssh.SSHKey | None:
-    """The entry's private key (OpenSSH or PEM, encrypted ones with the passphrase)."""
+    """The entry's private key: OpenSSH, PEM or PuTTY's PPK (formats 2 and 3), encrypted ones
+    with the passphrase."""
     if not entry.private_key_path:
         return None
     path = system_path(system, entry.private_key_path)
     passphrase = (entry.private_key_passphrase.get_secret_value()
                   if entry.private_key_passphrase else None)
     try:
-        return asyncssh.read_private_key(path, passphrase)
+        with path.open("rb") as file:
+            data = file.read(MAX_KEY_FILE_BYTES + 1)
     except OSError as exc:
         raise RemoteRefusedError(f"{entry.name}: private key {path}: {exc.strerror}") from None
+    try:
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise InvalidValueError(f"larger than any key file ({MAX_KEY_FILE_BYTES} bytes)")
+        if is_ppk(data):
+            return import_ppk(data, passphrase)
+        return asyncssh.import_private_key(data, passphrase)
+    except InvalidValueError as exc:
+        raise RemoteRefusedError(
+            f"{entry.name}: private key {path} cannot be used: {exc}") from None
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
         hint = (" (encrypted: set privatekeyPassphrase)" if "passphrase" in str(exc).lower()
                 and passphrase is None else "")
         raise RemoteRefusedError(
             f"{entry.name}: private key {path} cannot be used: {exc}{hint}") from None
+
+
+@dataclass(frozen=True)
+class FileIssue:
+    """A file an entry names that its runs could not use: ``setting`` is its key in
+    ssftp.yaml; a ``missing`` file may yet be put there, one that exists is wrong now."""
+
+    setting: str
+    message: str
+    missing: bool
+
+
+def file_issues(entry: RemoteEntry, system: Path) -> list[FileIssue]:
+    """The entry's private key and known_hosts file, loaded as its runs load them, so that
+    ``ssftp check-config`` tells of a key it cannot read or decrypt before any run fails on
+    it."""
+    issues = []
+    key_setting = _setting(entry, "private_key_path")
+    if entry.private_key_path:
+        path = system_path(system, entry.private_key_path)
+        try:
+            if path.exists():
+                load_client_key(entry, system)
+            else:
+                issues.append(FileIssue(key_setting, f"{entry.name}: private key {path} does "
+                                        "not exist: every run fails until it does", True))
+        except RemoteRefusedError as exc:
+            issues.append(FileIssue(key_setting, str(exc), False))
+    if not entry.insecure_ignore_host_key:
+        known_hosts = system_path(system, entry.known_hosts or "known_hosts")
+        setting = _setting(entry, "known_hosts")
+        try:
+            if known_hosts.exists():
+                HostKeyPolicy.for_entry(entry, system).known_hosts_arg()
+            elif entry.known_hosts:
+                issues.append(FileIssue(setting, f"{entry.name}: knownHosts file {known_hosts} "
+                                        "does not exist: every run fails until it does", True))
+        except RemoteRefusedError as exc:
+            issues.append(FileIssue(setting, f"{entry.name}: {exc}", False))
+    return issues
+
+
+def _setting(entry: RemoteEntry, field: str) -> str:
+    """A field's key in ssftp.yaml (uploaders spell the key path ``privatekeyPath``)."""
+    return type(entry).model_fields[field].alias or field
 
 
 @dataclass(frozen=True)

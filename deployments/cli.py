@@ -22,6 +22,7 @@ import os
 import pwd
 import sys
 import time
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path, PurePosixPath
 from typing import TypeAlias
@@ -47,9 +48,11 @@ from ssftp.audit_history import (
 from ssftp.bans import SharedBans, parse_address
 from ssftp.config import load_config
 from ssftp.config.reload import ConfigStore
-from ssftp.config.schema import SsftpConfig
+from ssftp.config.schema import Downloader, SsftpConfig, Uploader
 from ssftp.errors import (
     ClamdError,
+    ConfigError,
+    ConfigIssue,
     InvalidValueError,
     PrefectServerError,
     ReleaseRefusedError,
@@ -72,6 +75,7 @@ from ssftp.notify.direct import send_now
 from ssftp.notify.outbox import Outbox
 from ssftp.passwords import hash_password
 from ssftp.runtime.clamd_daemon import socket_in
+from ssftp.runtime.stop import ignore_hangups
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.database import update_target
 from ssftp.scan.engines import Engines, configured_engines
@@ -224,6 +228,8 @@ def _parser() -> argparse.ArgumentParser:
     _automations_parser(commands)
     check = commands.add_parser("check-config", help="validate ssftp.yaml and explain problems")
     check.add_argument("file", type=Path)
+    _data_dir_option(check, "relative privateKeyPath and knownHosts files are under its "
+                            "system/")
 
     hasher = commands.add_parser("hash-password", help="print a password hash for ssftp.yaml")
     hasher.add_argument("--scheme", choices=["bcrypt", "argon2id"], default="bcrypt",
@@ -334,13 +340,37 @@ def _automations_parser(commands: Commands) -> None:
 def _check_config(args: argparse.Namespace) -> int:
     loaded = load_config(args.file)
     config = loaded.config
+    problems, missing = _remote_file_issues(config, DataLayout.at(args.data_dir))
+    if problems:
+        raise ConfigError(loaded.source, problems)
     print(one_line(f"{args.file}: valid ({len(config.users.staging_dir)} staging and "
                    f"{len(config.users.clean_dir)} clean accounts, "
                    f"{len(config.sftp_client_downloaders)} downloaders, "
                    f"{len(config.sftp_client_uploaders)} uploaders)"))
-    for warning in loaded.warnings:
+    for warning in [*loaded.warnings, *missing]:
         print(one_line("warning: " + warning.describe(loaded.source)))
     return OK
+
+
+def _remote_file_issues(config: SsftpConfig,
+                        layout: DataLayout) -> tuple[list[ConfigIssue], list[ConfigIssue]]:
+    """The downloaders' and uploaders' key and known_hosts files, loaded as a run loads them:
+    the ones that cannot be used (problems), and the ones that do not exist (yet)."""
+    if not config.sftp_client_downloaders and not config.sftp_client_uploaders:
+        return [], []
+    from client.connection import file_issues
+
+    problems: list[ConfigIssue] = []
+    missing: list[ConfigIssue] = []
+    sections: list[tuple[str, Sequence[Downloader | Uploader]]] = [
+        ("sftpClientDownloaders", config.sftp_client_downloaders),
+        ("sftpClientUploaders", config.sftp_client_uploaders)]
+    for section, remote_entries in sections:
+        for index, entry in enumerate(remote_entries):
+            for issue in file_issues(entry, layout.system):
+                found = ConfigIssue((section, index, issue.setting), issue.message)
+                (missing if issue.missing else problems).append(found)
+    return problems, missing
 
 
 def _hash_password(args: argparse.Namespace) -> int:
@@ -388,6 +418,13 @@ def _open_store(args: argparse.Namespace, initial: Path | None = None) -> Config
     return store
 
 
+def _open_instance(args: argparse.Namespace) -> ConfigStore:
+    """The config store of a long-running ``up``, ``serve`` or ``worker``: SIGHUP will reload
+    it, so from now on a SIGHUP no longer kills the process."""
+    ignore_hangups()
+    return _open_store(args, args.initial_config)
+
+
 def adopt_initial_config(initial: Path, path: Path) -> None:
     """Make ``path`` a copy of ``initial`` unless it exists, and say so: ``./run`` then
     edits a file of the data root, not the tracked example, and a reload picks up every
@@ -420,7 +457,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server import event_loop
     from server.app import serve
 
-    store = _open_store(args, args.initial_config)
+    store = _open_instance(args)
     event_loop.run(serve(store, host=args.host, port=args.port,
                          metrics=_metrics_address(args, store)))
     return OK
@@ -430,7 +467,7 @@ def _up(args: argparse.Namespace) -> int:
     from deployments.up import run_up
     from server import event_loop
 
-    store = _open_store(args, args.initial_config)
+    store = _open_instance(args)
     event_loop.run(run_up(store, host=args.host, port=args.port,
                           prefect_port=args.prefect_port, prefect_url=args.prefect_url,
                           metrics=_metrics_address(args, store)))
@@ -442,7 +479,7 @@ def _worker(args: argparse.Namespace) -> int:
     from ssftp.logs import configure_logging
     from ssftp.runtime.prefect_server import is_healthy
 
-    store = _open_store(args, args.initial_config)
+    store = _open_instance(args)
     metrics = _metrics_address(args, store)
     configure_logging(store.current.loaded.config.log_dirs(store.layout))
     api_url = os.environ.get("PREFECT_API_URL")

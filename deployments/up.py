@@ -105,7 +105,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
         gateway = service.gateway
         metrics_url = listening.enter_context(
             metrics_listening(metrics, _health_checks(gateway, worker, prefect)))
-        stopped = asyncio.create_task(run_until_stopped())
+        stopped = asyncio.create_task(run_until_stopped(lambda: store.ask("SIGHUP")))
         await asyncio.sleep(0)  # its handlers take SIGINT before the banner invites a Ctrl-C
         print(_banner(store, gateway, prefect, metrics_url), flush=True)
         while not stopped.done():

@@ -355,7 +355,7 @@ async def run_worker(store: ConfigStore, api_url: str, metrics: Address | None =
               "prefect": lambda: up_or_down(is_healthy(api_url))}
     try:
         with metrics_listening(metrics, checks):
-            stopped = asyncio.create_task(run_until_stopped())
+            stopped = asyncio.create_task(run_until_stopped(lambda: store.ask("SIGHUP")))
             await asyncio.sleep(0)  # its handlers take SIGINT before "started" is said
             log_event(logger, "scan worker started", staging=str(store.layout.staging))
             while not stopped.done():

@@ -14,7 +14,9 @@ command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)  # tests/e2e/test_off_loop.
 # The clients of tests/e2e/test_interop_matrix.py (sftp, scp, sshfs above; paramiko, asyncssh in .venv).
 command -v lftp >/dev/null 2>&1 || missing+=(lftp)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
-command -v psftp >/dev/null 2>&1 || missing+=(putty-tools)  # psftp, pscp, puttygen
+command -v psftp >/dev/null 2>&1 || missing+=(putty-tools)  # psftp, pscp, puttygen (.ppk keys)
+# tests/e2e/test_systemd.py: systemd-analyze verify and security on deploy/systemd/ssftp.service.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v curl >/dev/null 2>&1 || missing+=(curl)  # sftp:// through libssh2
 # libmagic: true file types (ssftp/scan/filetypes.py, through python-magic).
 ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1 ' || missing+=(libmagic1)

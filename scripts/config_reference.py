@@ -61,7 +61,11 @@ validated.
   seconds), then swapped in whole; a change saved during that read is read next, so the last
   save wins. Its directory is watched by inotify (not its sub-directories); any name in it,
   UTF-8 or not, is harmless. A watch the kernel refuses is logged once (`config watch
-  failed`) and the file is looked at every 2 s instead. Keys read at start only say so.
+  failed`) and the file is looked at every 2 s instead. SIGHUP to `up`, `serve` or `worker`
+  (`systemctl reload ssftp`) reads the file at once, changed or not (a share that sends no
+  inotify events, such as NFS), and logs one line: `config reloaded`, `config unchanged` or
+  the rejection, each with `trigger: SIGHUP`; it never stops the process. Keys read at start
+  only say so.
 
 Each section below is one mapping of the file; its keys are listed with their type, their
 default, and what they do.

@@ -238,6 +238,6 @@ async def serve(store: ConfigStore, *, host: str | None, port: int | None,
     service = await start_service(store, host=host, port=port)
     try:
         with metrics_listening(metrics, {"sftp": lambda: up_or_down(service.gateway.listening)}):
-            await run_until_stopped()
+            await run_until_stopped(lambda: store.ask("SIGHUP"))
     finally:
         await service.stop()

@@ -5,6 +5,9 @@ every way of changing a file works: written in place, written elsewhere and rena
 (editors), or a symlinked directory swapped under it (Kubernetes ConfigMaps).
 An invalid change is logged with its reasons and the last good config stays in force. The
 watcher reads the file in a thread and swaps the new config in on its loop (:meth:`watch`).
+:meth:`ConfigStore.ask` makes it read the file now, changed or not (SIGHUP: systemd's
+``ExecReload=kill -HUP``, and what an operator types whose filesystem sends no inotify events,
+NFS among them); its outcome is always logged, one line.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ class ConfigStore:
         # The file as it was when ``active`` was read (see _identity): a change made before the
         # watch is set up is noticed once it is.
         self._seen = identity
+        # Why the file is to be read now whether or not it changed (ask), and the event that
+        # wakes the watch for it (set while :meth:`watch` runs).
+        self._asked: str | None = None
+        self._wake: asyncio.Event | None = None
 
     @classmethod
     def open(cls, path: Path, layout: DataLayout) -> ConfigStore:
@@ -74,6 +81,14 @@ class ConfigStore:
     def on_change(self, listener: Callable[[ActiveConfig], None]) -> None:
         self._listeners.append(listener)
 
+    def ask(self, trigger: str) -> None:
+        """Read the file again now, whether or not it looks changed, and log the outcome
+        (reloaded, rejected or unchanged) with ``trigger`` (``SIGHUP``). Call it on the loop
+        that runs :meth:`watch`."""
+        self._asked = trigger
+        if self._wake is not None:
+            self._wake.set()
+
     def reload(self) -> bool:
         """Re-read the file; True when a new valid config is now active.
 
@@ -81,33 +96,37 @@ class ConfigStore:
         loop, :meth:`watch` reads it in a thread instead."""
         return self._apply(self._read())
 
-    def _read(self) -> ActiveConfig | None:
+    def _read(self, trigger: str | None = None) -> ActiveConfig | None:
         """The file's config, validated and with its accounts built; None when it is invalid
-        (logged, once per set of problems) or unchanged. Touches nothing that sessions read,
-        so it may run in any thread."""
+        (logged, once per set of problems, or whenever ``trigger`` asked) or unchanged (logged
+        when ``trigger`` asked). Touches nothing that sessions read, so it may run in any
+        thread."""
+        asked = {"trigger": trigger} if trigger else {}
         try:
             loaded = load_config(self.path)
         except ConfigError as exc:
             problems = [issue.describe(exc.source) for issue in exc.issues]
-            if problems != self._rejected:
+            if problems != self._rejected or trigger:
                 log_event(logger, "config change rejected, keeping the last good config",
-                          logging.ERROR, source=str(self.path), problems=problems)
+                          logging.ERROR, source=str(self.path), problems=problems, **asked)
             self._rejected = problems
             return None
         self._rejected = []
         if loaded.digest == self.current.loaded.digest:
+            if trigger:
+                log_event(logger, "config unchanged", source=str(self.path), **asked)
             return None
         log_warnings(loaded)
         return ActiveConfig(loaded, accounts_from_config(loaded.config, self.layout))
 
-    def _apply(self, active: ActiveConfig | None) -> bool:
+    def _apply(self, active: ActiveConfig | None, trigger: str | None = None) -> bool:
         """Make ``active`` the config in force (one assignment: a reader sees the old one or
         the new one whole) and tell the listeners."""
         if active is None:
             return False
         self.current = active
         log_event(logger, "config reloaded", source=str(self.path),
-                  accounts=len(active.accounts))
+                  accounts=len(active.accounts), **({"trigger": trigger} if trigger else {}))
         for listener in self._listeners:
             listener(active)
         return True
@@ -127,9 +146,11 @@ class ConfigStore:
         on main a reload to 40 000 accounts held it for seconds (listings went from 0.3 s to
         6.9 s). The new config is applied on the loop, so listeners run there as before. One
         read at a time: a change noticed during a read is read once this one is applied, so
-        the last content wins."""
+        the last content wins; so does :meth:`ask`, which sets the same event."""
         target = self.path.absolute()
-        changed = asyncio.Event()
+        changed = self._wake = asyncio.Event()
+        if self._asked:
+            changed.set()
         watched = False
 
         def look(_change: Change | None = None) -> None:
@@ -155,8 +176,10 @@ class ConfigStore:
                 if changed.is_set():
                     await asyncio.sleep(SETTLE_SECONDS)  # one save raises several events
                     changed.clear()
-                    self._apply(await asyncio.to_thread(self._read))
+                    trigger, self._asked = self._asked, None
+                    self._apply(await asyncio.to_thread(self._read, trigger), trigger)
         finally:
+            self._wake = None
             keeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeping

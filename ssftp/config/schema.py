@@ -414,8 +414,9 @@ class RemoteEndpoint(Model):
 
 class Downloader(RemoteEndpoint, ContentRules):
     private_key_path: str | None = Field(default=None, description=(
-        "The client key to log in with (OpenSSH or PEM format), relative to `system/`. "
-        "sSFTP's key (uploaders spell it `privatekeyPath`)."))
+        "The client key to log in with (OpenSSH, PEM, or PuTTY's `.ppk` of format 2 or 3), "
+        "relative to `system/`. `ssftp check-config` loads it. sSFTP's key (uploaders spell "
+        "it `privatekeyPath`)."))
     private_key_passphrase: SecretStr | None = Field(
         default=None, alias="privatekeyPassphrase", description=(
             "The passphrase of an encrypted private key; write it as `${NAME}` to keep it out "
@@ -436,8 +437,9 @@ class Downloader(RemoteEndpoint, ContentRules):
 
 class Uploader(RemoteEndpoint):
     private_key_path: str | None = Field(default=None, alias="privatekeyPath", description=(
-        "The client key to log in with (OpenSSH or PEM format), relative to `system/`. "
-        "sSFTP's key, spelt so (downloaders spell it `privateKeyPath`)."))
+        "The client key to log in with (OpenSSH, PEM, or PuTTY's `.ppk` of format 2 or 3), "
+        "relative to `system/`. `ssftp check-config` loads it. sSFTP's key, spelt so "
+        "(downloaders spell it `privateKeyPath`)."))
     private_key_passphrase: SecretStr | None = Field(
         default=None, alias="privatekeyPassphrase", description=(
             "The passphrase of an encrypted private key; write it as `${NAME}` to keep it out "

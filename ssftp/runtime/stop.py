@@ -1,4 +1,5 @@
-"""How a process stops: on SIGINT or SIGTERM, within a deadline.
+"""How a process stops: on SIGINT or SIGTERM, within a deadline; and what SIGHUP does (reload
+the config, never stop).
 
 A stop is bounded (:class:`StopDeadline`): past it, the process says what was still running
 and exits, rather than hang in a flush or an exit handler that waits for a server gone. Its
@@ -11,6 +12,7 @@ import asyncio
 import os
 import signal
 import threading
+from collections.abc import Callable
 
 # How long a whole stop may take, from SIGINT/SIGTERM to the end of the process.
 STOP_SECONDS = 15.0
@@ -48,14 +50,34 @@ class StopDeadline:
         os._exit(FORCED_EXIT_STATUS)
 
 
-async def run_until_stopped() -> None:
-    """Wait for SIGINT or SIGTERM."""
+def ignore_hangups() -> None:
+    """Let SIGHUP end nothing: until :func:`run_until_stopped` takes it to reload the config
+    (a ``systemctl reload`` while the process starts, or while it stops), its default action
+    would kill the process. Call it first thing in a process that reloads on SIGHUP.
+
+    A handler that does nothing rather than SIG_IGN: an ignored signal stays ignored across
+    exec, in every child (clamd, the Prefect server), where a handled one is reset."""
+    signal.signal(signal.SIGHUP, _ignore)
+
+
+def _ignore(_signal: int, _frame: object) -> None:
+    """SIGHUP outside :func:`run_until_stopped`."""
+
+
+async def run_until_stopped(reload: Callable[[], None] | None = None) -> None:
+    """Wait for SIGINT or SIGTERM; on SIGHUP meanwhile, call ``reload`` (the config store's
+    :meth:`~ssftp.config.reload.ConfigStore.ask`), which never stops the process."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if reload is not None:
+            loop.remove_signal_handler(signal.SIGHUP)  # which restores the default: kill
+            ignore_hangups()

@@ -9,14 +9,17 @@ import signal
 import socket
 import subprocess
 
+import asyncssh
 import paramiko
 import pytest
 
 from ssftp.passwords import PasswordVerifier
 from testkit.files import EICAR, make_random_file, sha256_file
 from testkit.openssh_server import free_port
-from testkit.sftp_client import run_sftp
+from testkit.putty_keys import puttygen_available, to_ppk
+from testkit.sftp_client import make_client_key, run_sftp
 from tests.support.cli import SSFTP
+from tests.support.logs import log_entries, wait_for_log
 from tests.support.repo import REPO
 from tests.support.waiting import wait_for
 
@@ -44,6 +47,65 @@ def test_check_config_invalid_exits_nonzero_with_reason(tmp_path):
     assert result.returncode == 2
     assert f"{bad}:4: users.stagingDir[0].directory: must be a relative directory name" \
         in result.stderr
+
+
+def remote_entries_config(path, key: str, passphrase: str) -> str:
+    """A downloader with ``key`` and an uploader with a key that is not there (yet)."""
+    path.write_text(f"""sftpPort: 2002
+sftpClientDownloaders:
+  - name: partner
+    host: 127.0.0.1
+    username: u
+    privateKeyPath: {key}
+    privatekeyPassphrase: "{passphrase}"
+    localStagingDirectory: inbox
+    knownHosts: partner_hosts
+sftpClientUploaders:
+  - name: onward
+    host: 127.0.0.1
+    username: u
+    privatekeyPath: later.ppk
+    localDirectoryToUpload: outbox
+""")
+    return str(path)
+
+
+@pytest.mark.skipif(not puttygen_available(), reason="puttygen (putty-tools) is not installed")
+def test_check_config_loads_client_keys_and_known_hosts(tmp_path):
+    """check-config reads each downloader's and uploader's key (a PuTTY one too) and
+    known_hosts file as a run would, relative to --data-dir's system/: one it cannot read or
+    decrypt is refused, naming the entry, key path and file; one not there yet is a warning."""
+    system = tmp_path / "data" / "system"
+    system.mkdir(parents=True)
+    make_client_key(tmp_path, "id")
+    to_ppk(tmp_path / "id", system / "partner.ppk", passphrase="right words")
+    (system / "partner_hosts").write_text("[127.0.0.1]:22 " + asyncssh.generate_private_key(
+        "ssh-ed25519").export_public_key().decode())
+    data_dir = ("--data-dir", str(tmp_path / "data"))
+
+    config = remote_entries_config(tmp_path / "good.yaml", "partner.ppk", "right words")
+    result = ssftp("check-config", *data_dir, config)
+    assert result.returncode == 0, result.stderr
+    assert "valid (0 staging and 0 clean accounts, 1 downloaders, 1 uploaders)" in result.stdout
+    assert (f"warning: {config}: sftpClientUploaders[0].privatekeyPath: onward: private key "
+            f"{system / 'later.ppk'} does not exist: every run fails until it does"
+            in result.stdout)
+
+    config = remote_entries_config(tmp_path / "wrong.yaml", "partner.ppk", "wrong words")
+    result = ssftp("check-config", *data_dir, config)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"ssftp check-config: invalid config {config}:",
+        f"  {config}: sftpClientDownloaders[0].privateKeyPath: partner: private key "
+        f"{system / 'partner.ppk'} cannot be used: wrong passphrase, or the file is corrupt "
+        "(its MAC does not match)"]
+
+    (system / "partner_hosts").write_text("127.0.0.1\n")  # a host without a key
+    config = remote_entries_config(tmp_path / "hosts.yaml", "partner.ppk", "right words")
+    result = ssftp("check-config", *data_dir, config)
+    assert result.returncode == 2
+    assert (f"  {config}: sftpClientDownloaders[0].knownHosts: partner: known_hosts file "
+            f"{system / 'partner_hosts'} cannot be read: " in result.stderr)
 
 
 @pytest.mark.parametrize("scheme", ["bcrypt", "argon2id"])
@@ -111,6 +173,69 @@ def test_serve_refuses_bad_config_and_starts_with_good(tmp_path, keys, workdir):
         assert again.lines[-1]["host_keys"] == first
     finally:
         again.stop()
+
+
+def rewrite_unseen(path, text: str) -> None:
+    """``text`` into the file at ``path`` in a way the config watcher does not see: through a
+    hard link in another directory (inotify tells the watched directory only of its own
+    names), the same inode, its mtime put back (so with the same size, a poll sees the same
+    stamp too). So a change reaches a server whose filesystem sends no events (NFS), where
+    SIGHUP is the way to apply it."""
+    link = path.parent.parent / "elsewhere" / path.name
+    link.parent.mkdir(exist_ok=True)
+    if not link.exists():
+        os.link(path, link)
+    before = link.stat()
+    with open(link, "r+b") as file:
+        file.write(text.encode())
+        file.truncate()
+    os.utime(link, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_sighup_reloads_the_config_of_a_running_serve(tmp_path, workdir):
+    """systemd's ExecReload=kill -HUP: SIGHUP reads the config again, applies a valid one
+    (a new account logs in), logs one line whatever the outcome (reloaded, unchanged,
+    rejected with the old config kept), and never stops the server."""
+    data = tmp_path / "data"
+    config = tmp_path / "conf" / "ssftp.yaml"
+    config.parent.mkdir()
+    account = ("users:\n  stagingDir:\n    - directory: d\n"
+               "      auth: {{username: {0}, password: {0}-pw}}\n")
+    config.write_text(account.format("alpha"))
+    server = Running(["serve", "--config", str(config), "--data-dir", str(data), "--port", "0"])
+    logs = data / "log"
+
+    def login(user: str) -> int:
+        return run_sftp(server.port, user, ["ls"], cwd=workdir, password=f"{user}-pw").returncode
+
+    def after_sighup(event: str) -> dict:
+        seen = len(log_entries(logs))
+        server.proc.send_signal(signal.SIGHUP)
+        return wait_for_log(logs, lambda entry: entry in log_entries(logs)[seen:]
+                            and entry.get("trigger") == "SIGHUP", what=event)
+
+    try:
+        assert login("alpha") == 0
+        rewrite_unseen(config, account.format("bravo"))
+        assert login("bravo") != 0  # the watcher did not see it
+
+        reloaded = after_sighup("config reloaded")
+        assert reloaded["event"] == "config reloaded" and reloaded["accounts"] == 1
+        assert login("bravo") == 0 and login("alpha") != 0
+
+        assert after_sighup("config unchanged")["event"] == "config unchanged"
+
+        rewrite_unseen(config, "sftpPort: [\n")
+        rejected = after_sighup("config change rejected")
+        assert rejected["event"] == "config change rejected, keeping the last good config"
+        assert login("bravo") == 0
+        assert server.proc.poll() is None
+    finally:
+        assert server.stop() == 0
+    reloads = [entry for entry in log_entries(logs) if entry.get("trigger") == "SIGHUP"]
+    assert [entry["event"] for entry in reloads] == [
+        "config reloaded", "config unchanged",
+        "config change rejected, keeping the last good config"]
 
 
 def test_portable_mode(tmp_path, workdir):

@@ -32,6 +32,7 @@ from ssftp.scan.scanner import Scanner
 from ssftp.transfer.local import Outcome, TransferResult
 from ssftp.transfer.state import Delivery, Stage, TransferState
 from testkit.openssh_server import OpenSshServer, free_port, sshd_available
+from testkit.putty_keys import puttygen_available, to_ppk
 from tests.support.config import PASSWORDS
 from tests.support.gateway import unique_name
 from tests.support.logs import audit_events, logging_into
@@ -693,6 +694,43 @@ async def test_private_key_formats(server, remote, layout, client_keys, state):
     asyncssh.generate_private_key("ssh-ed25519").write_private_key(layout.system / "stranger")
     with pytest.raises(RemoteRefusedError, match="refused the login"):
         await fetch_with("stranger")
+
+
+@pytest.mark.skipif(not puttygen_available(), reason="puttygen (putty-tools) is not installed")
+async def test_putty_keys_made_by_puttygen_log_in(server, remote, layout, client_keys, state,
+                                                  tmp_path):
+    """sSFTP's README: the key "supports Putty or PEM RSA private key file". Keys written by
+    PuTTY's own puttygen, format 3 (Argon2id, its default cost) and format 2, log a
+    downloader and an uploader in to OpenSSH's sshd."""
+    data = write(remote / "p.txt", "putty key").read_bytes()
+    openssh = {"ed": tmp_path / "ed", "rsa": tmp_path / "rsa"}
+    client_keys.ed25519.write_private_key(openssh["ed"])
+    client_keys.rsa.write_private_key(openssh["rsa"])
+
+    async def fetch_with(key_name: str, **settings: object) -> None:
+        entry = make_downloader(server, remote, name=f"dl-{key_name}", privateKeyPath=key_name,
+                                **settings)
+        assert await run_download(entry, layout, state) == [moved("p.txt", data, "downloaded")]
+
+    for kind in ("ed", "rsa"):
+        to_ppk(openssh[kind], layout.system / f"{kind}-v3.ppk", passphrase="p3 pass")
+        assert "Key-Derivation: Argon2id" in (layout.system / f"{kind}-v3.ppk").read_text()
+        await fetch_with(f"{kind}-v3.ppk", privatekeyPassphrase="p3 pass")
+        to_ppk(openssh[kind], layout.system / f"{kind}-v2.ppk", version=2,
+               passphrase="p2 pass")
+        await fetch_with(f"{kind}-v2.ppk", privatekeyPassphrase="p2 pass")
+
+    to_ppk(openssh["ed"], layout.system / "up.ppk")
+    write(layout.clean / "outbox" / "u.txt", "sent with a putty key")
+    uploader = make_uploader(server, remote.name, privatekeyPath="up.ppk")
+    assert [row.outcome for row in await run_upload(uploader, layout, state)] == ["uploaded"]
+    assert (remote / "u.txt").read_text() == "sent with a putty key"
+
+    with pytest.raises(RemoteRefusedError) as caught:
+        await fetch_with("ed-v3.ppk", privatekeyPassphrase="p2 pass")
+    assert str(caught.value) == (
+        f"dl-ed-v3.ppk: private key {layout.system / 'ed-v3.ppk'} cannot be used: wrong "
+        "passphrase, or the file is corrupt (its MAC does not match)")
 
 
 async def test_remote_down_is_unavailable(server, layout, client_key):
