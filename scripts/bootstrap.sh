@@ -15,6 +15,7 @@ command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)  # tests/e2e/test_off_loop.
 command -v lftp >/dev/null 2>&1 || missing+=(lftp)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 command -v psftp >/dev/null 2>&1 || missing+=(putty-tools)  # psftp, pscp, puttygen (.ppk keys)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)  # a load balancer sending the PROXY protocol (e2e)
 # tests/e2e/test_systemd.py: systemd-analyze verify and security on deploy/systemd/ssftp.service.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v curl >/dev/null 2>&1 || missing+=(curl)  # sftp:// through libssh2

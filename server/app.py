@@ -22,6 +22,7 @@ from server.descriptors import process_budget
 from server.host_keys import load_host_keys
 from server.in_flight import ProcessBytes
 from server.log_summary import REFUSAL_LOG_SECONDS, LogSummary
+from server.proxy_listener import ProxyListener
 from server.ssh_server import AccountLookup, AccountSSHServer, Occupancy
 from server.verdict_wait import Destinations, VerdictWatch
 from ssftp.addresses import Address
@@ -112,6 +113,8 @@ async def start_gateway(
             x11_forwarding=False,
             gss_host=None,
             server_version=SERVER_VERSION,
+            # The listener itself (server.proxy_listener): reads a trusted proxy's PROXY header.
+            tunnel=ProxyListener(lambda: limits().proxies, refusals),
             login_timeout=login_grace,
             keepalive_interval=60,
             keepalive_count_max=3,

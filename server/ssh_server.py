@@ -9,7 +9,9 @@ The limits that span connections (per account, per address, and those still logg
 counted in one :class:`Occupancy` per listener, and all connections of the process against its
 descriptor budget (server.descriptors); a connection beyond one is disconnected with the
 reason, which clients show ("too many connections from 127.0.0.1 (50)"). The limits are asked
-at each check, so that a reload applies to the next connection, login and channel.
+at each check, so that a reload applies to the next connection, login and channel; so are the
+address filters: ``limits``' at the connection, the account's at its login, which then fails
+as a wrong password does.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from server.verdict_wait import VerdictWatch
 from ssftp.config.accounts import Account
 from ssftp.config.schema import LimitsSettings
 from ssftp.logs import APP, log_event, one_line
-from ssftp.metrics import LOGINS, SESSIONS
+from ssftp.metrics import LOGINS, REFUSED_CONNECTIONS, SESSIONS
 from ssftp.passwords import DUMMY_VERIFIER
 from ssftp.public_keys import fingerprint_of
 
@@ -209,6 +211,7 @@ class AccountSSHServer(asyncssh.SSHServer):
         self._sessions = 0
         self._session_limit_logged = False
         self._ip = "?"
+        self._port = 0  # the client's, which names the connection in a balancer's log too
         self._username = ""
         self._account: Account | None = None
         self._method = ""
@@ -219,12 +222,17 @@ class AccountSSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
         self._ip = str(peer[0]) if peer else "?"
+        self._port = int(peer[1]) if peer else 0
         self._conn = conn
         self._bytes = ConnectionBytes(self._in_flight, *_reading_switches(conn))
         occupancy, limits, budget = self._occupancy, self._limits(), process_budget()
-        self._has_descriptor = True
         # Disconnected in the next turn of the loop: asyncssh sends its version line once this
         # returns, and a client shows the reason only after it.
+        rule = limits.address_filter.refusal(self._ip)
+        if rule is not None:
+            asyncio.get_running_loop().call_soon(self._refuse_address, rule)
+            return
+        self._has_descriptor = True
         if not budget.connection_opened():
             asyncio.get_running_loop().call_soon(self._refuse, "processConnections",
                                                  budget.connections,
@@ -242,11 +250,22 @@ class AccountSSHServer(asyncssh.SSHServer):
             occupancy.unauthenticated += 1
             occupancy.by_address[self._ip] += 1
 
+    def _refuse_address(self, rule: str) -> None:
+        """Refuse an address ``limits.allowedIps`` or ``limits.deniedIps`` (``rule``) keeps
+        out, before the key exchange: logged in summary per rule and address, as the limits
+        are, and counted."""
+        self._refusals.log((rule, self._ip), "connection refused", logging.WARNING,
+                           ip=self._ip, reason="address not allowed", limit=rule)
+        REFUSED_CONNECTIONS.labels(limit=rule).inc()
+        assert self._conn is not None
+        self._conn.disconnect(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT, "address not allowed")
+
     def _refuse(self, limit: str, value: int, reason: str) -> None:
         """Log a connection limit (in summary, per limit and address) and disconnect with the
         reason, which clients show."""
         self._refusals.log((limit, self._ip), "limit reached", logging.WARNING, ip=self._ip,
                            limit=limit, user=self._username, value=value)
+        REFUSED_CONNECTIONS.labels(limit=limit).inc()
         assert self._conn is not None
         self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, f"{reason} ({value})")
 
@@ -282,10 +301,17 @@ class AccountSSHServer(asyncssh.SSHServer):
         logging in counts once instead (see connection_lost). A banned address is told so and
         disconnected, at the attempt that got it banned too."""
         banned = self._defender.is_banned(self._ip)
+        fields = {"key": key} if key else {}
         if ok and not banned:
+            assert self._account is not None
+            if self._account.address_filter.refusal(self._ip) is not None:
+                # Told nothing more than a wrong password: the right credentials from an
+                # address the account may not use (no failure towards a ban).
+                self._log_login(method, "denied", reason="address not allowed for account",
+                                **fields)
+                return False
             self._method, self._key = method, key
             return self._take_account_slot()
-        fields = {"key": key} if key else {}
         if banned:
             self._log_login(method, "banned", reason="address banned after repeated failures",
                             **fields)
@@ -309,8 +335,8 @@ class AccountSSHServer(asyncssh.SSHServer):
         """The login's log line and its ``ssftp_logins_total`` count, from the same facts."""
         LOGINS.labels(method=method, result=result).inc()
         log_event(logger, "login", logging.INFO if result == "ok" else logging.WARNING,
-                  user=self._username, ip=self._ip, method=method, ok=result == "ok",
-                  **fields)
+                  user=self._username, ip=self._ip, port=self._port, method=method,
+                  ok=result == "ok", **fields)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._request_refusals.flush()

@@ -2,12 +2,14 @@
 
 ``HOST:PORT`` is read the same way for every listener and every clamd (``[::1]:9464`` for
 IPv6), so the config schema can validate an address without importing the code that serves or
-dials it.
+dials it. The ``allowedIps``/``deniedIps`` networks are read here too, and matched
+(:class:`AddressFilter`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from urllib.parse import urlsplit
 
 from ssftp.errors import InvalidValueError
@@ -125,3 +127,62 @@ class IcapAddress:
 
     def __str__(self) -> str:
         return self.url
+
+
+Network = IPv4Network | IPv6Network
+
+
+def parse_network(value: str) -> Network:
+    """A CIDR network (``10.0.0.0/8``, ``2001:db8::/32``) or one address (``192.0.2.7``, a
+    /32 or /128); InvalidValueError naming the entry if it is neither."""
+    try:
+        return ip_network(value.strip(), strict=True)
+    except ValueError as exc:
+        hint = " (host bits set: write the network's first address)" if "host bits" in str(
+            exc) else ""
+        raise InvalidValueError(f"{value!r} is not an IP address or CIDR network (e.g. "
+                                f"192.0.2.7, 10.0.0.0/8, 2001:db8::/32){hint}") from None
+
+
+def _client_address(ip: str) -> IPv4Address | IPv6Address | None:
+    """The address a peer name gives, an IPv4-mapped IPv6 one (a dual-stack listener's view of
+    an IPv4 client) as the IPv4 address it is; None for no address (``?``)."""
+    try:
+        address = ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def holds(networks: tuple[Network, ...], ip: str) -> bool:
+    """Whether one of ``networks`` holds the address ``ip`` (never one that cannot be read)."""
+    address = _client_address(ip)
+    return address is not None and any(address in network for network in networks)
+
+
+@dataclass(frozen=True)
+class AddressFilter:
+    """``allowedIps`` and ``deniedIps``, SFTPGo's semantics: a denied address is refused even
+    when an allowed network holds it too; with allowed networks, only their addresses pass;
+    with neither, every address does."""
+
+    allowed: tuple[Network, ...] = ()
+    denied: tuple[Network, ...] = ()
+
+    @classmethod
+    def of(cls, allowed: list[str], denied: list[str]) -> AddressFilter:
+        return cls(tuple(map(parse_network, allowed)), tuple(map(parse_network, denied)))
+
+    def refusal(self, ip: str) -> str | None:
+        """Why ``ip`` is refused (``deniedIps``: it is in one; ``allowedIps``: it is in none of
+        them), or None when it passes. An address that cannot be read (no peer name) passes
+        no allowed list."""
+        if not self.allowed and not self.denied:
+            return None
+        if holds(self.denied, ip):
+            return "deniedIps"
+        if self.allowed and not holds(self.allowed, ip):
+            return "allowedIps"
+        return None

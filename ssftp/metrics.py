@@ -123,8 +123,14 @@ SCAN_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 
 
 LOGINS = Counter(
     "ssftp_logins", "SFTP login attempts, by method (password, publickey) and result (ok, "
-    "failed, banned); a key the account does not have counts as failed (clients offer each "
-    "key they hold)", ["method", "result"], registry=REGISTRY)
+    "failed, banned, denied: the right credentials from an address the account's "
+    "allowedIps/deniedIps keep out); a key the account does not have counts as failed "
+    "(clients offer each key they hold)", ["method", "result"], registry=REGISTRY)
+REFUSED_CONNECTIONS = Counter(
+    "ssftp_refused_connections", "Connections refused before a login, by the key of limits "
+    "that refused them (allowedIps, deniedIps, proxyProtocol: a trusted proxy's header "
+    "missing or malformed, or a limit: maxConnectionsPerAddress, ...)", ["limit"],
+    registry=REGISTRY)
 SESSIONS = Gauge("ssftp_sessions", "SSH connections logged in now", registry=REGISTRY)
 UPLOAD_BYTES = Counter(
     "ssftp_upload_bytes", "Bytes received in SFTP uploads (counted as each upload ends)",

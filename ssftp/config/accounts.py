@@ -7,10 +7,11 @@ swaps the whole set at once: a session keeps the account it logged in with.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
+from ssftp.addresses import AddressFilter
 from ssftp.config.schema import CleanAccount, FilePatterns, SsftpConfig, StagingAccount
 from ssftp.errors import PublicKeyError
 from ssftp.file_patterns import FilePatternRules, NameRules, rules_by_directory
@@ -46,6 +47,8 @@ class Account:
     # Its filePatterns, compiled; None when it has none, and no name is checked.
     file_patterns: FilePatternRules | None = None
     max_sessions: int | None = None  # its sessions at once, in all its connections
+    # Its allowedIps and deniedIps: the addresses it may log in from.
+    address_filter: AddressFilter = field(default_factory=AddressFilter)
 
     def key_matching(self, blob: bytes) -> AuthorizedKey | None:
         return next((key for key in self.keys if key.blob == blob), None)
@@ -97,6 +100,7 @@ def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Accoun
         data_name=PurePosixPath(root.relative_to(layout.root).as_posix()),
         file_patterns=_file_pattern_rules(entry.file_patterns),
         max_sessions=entry.max_sessions,
+        address_filter=entry.address_filter,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import socket
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -28,7 +29,15 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ssftp.addresses import ClamdAddress, IcapAddress, check_http_url, parse_listen
+from ssftp.addresses import (
+    AddressFilter,
+    ClamdAddress,
+    IcapAddress,
+    Network,
+    check_http_url,
+    parse_listen,
+    parse_network,
+)
 from ssftp.layout import RESERVED_PREFIX, DataLayout, is_reserved_name
 from ssftp.permissions import parse_permission_names
 
@@ -43,6 +52,39 @@ class Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, alias_generator=to_camel, hide_input_in_errors=True
     )
+
+
+def _networks(value: list[str]) -> list[str]:
+    """Each entry an IP address or CIDR network (ssftp.addresses.parse_network names a bad
+    one)."""
+    for entry in value:
+        parse_network(entry)
+    return value
+
+
+Networks = Annotated[list[str], AfterValidator(_networks)]
+
+
+class AddressLists(Model):
+    """Our extension, SFTPGo's `allowed_ip`/`denied_ip`: which client addresses may connect
+    (in `limits`: refused before the key exchange with `address not allowed`) or log in to an
+    account (an account's: the login fails as a wrong password does, logged with `reason:
+    address not allowed for account`)."""
+
+    allowed_ips: Networks = Field(default_factory=list, description=(
+        "The client addresses admitted; empty: any. In `limits`, another address is "
+        "disconnected before the key exchange (`address not allowed`); an account's fails "
+        "its login as a wrong password does (logged: `address not allowed for account`). "
+        "Entries are IPv4 or IPv6 addresses or "
+        "CIDR networks (`192.0.2.7`, `10.0.0.0/8`, `2001:db8::/32`). Behind a load balancer "
+        "with `limits.proxyProtocol`, the client address is the one its PROXY header "
+        "carries."))
+    denied_ips: Networks = Field(default_factory=list, description=(
+        "The client addresses refused, even when `allowedIps` holds them too (denied wins)."))
+
+    @cached_property
+    def address_filter(self) -> AddressFilter:
+        return AddressFilter.of(self.allowed_ips, self.denied_ips)
 
 
 def _relative_directory(value: str) -> str:
@@ -183,7 +225,7 @@ class FilePatterns(NamePatterns):
         return value
 
 
-class AccountEntry(Model):
+class AccountEntry(AddressLists):
     directory: Directory = Field(description=(
         "The account's directory below its area (`staging/` for stagingDir accounts, `clean/` "
         "for cleanDir accounts): its jail, shown to the account as `/`. Relative, without "
@@ -487,7 +529,7 @@ class DefenderSettings(Model):
         "without locking a partner out for long."))
 
 
-class LimitsSettings(Model):
+class LimitsSettings(AddressLists):
     """Our extension: what one client may hold of the server, so that no account can take it
     from the others. A refusal is logged as `limit reached`: once per session; for refused
     connections at most once a minute per limit and address, and for refused requests once per
@@ -553,6 +595,32 @@ class LimitsSettings(Model):
             "once, in all its connections: each is a thread reading a whole file or its "
             "standard input. One more gets the reason on stderr and exit status 1. 8 is "
             "rclone's default `--checkers`."))
+    proxy_protocol: bool = Field(default=False, description=(
+        "Read the PROXY protocol header (v1 text or v2 binary, as HAProxy's `send-proxy` and "
+        "`send-proxy-v2` send it) on connections from `trustedProxies`: the address it "
+        "carries is the client's for everything (filters, defender, limits, logs, audit "
+        "records). A connection from a trusted proxy without a valid header within 5 s is "
+        "dropped, with one log line; a header of the LOCAL command (v2) or UNKNOWN (v1), a "
+        "balancer's health check, leaves the proxy's own address. A connection from any "
+        "other address is served as itself, without a header (HAProxy's `expect-proxy` only "
+        "for its proxies): keep such clients out with a firewall or `deniedIps` if all must "
+        "come through the balancer."))
+    trusted_proxies: Networks = Field(default_factory=list, description=(
+        "The load balancers' addresses (IP addresses or CIDR networks) whose connections "
+        "carry a PROXY header, with `proxyProtocol`; required by it."))
+
+    @cached_property
+    def proxies(self) -> tuple[Network, ...]:
+        """The networks whose connections begin with a PROXY header: none without
+        ``proxyProtocol``."""
+        return tuple(map(parse_network, self.trusted_proxies if self.proxy_protocol else []))
+
+    @model_validator(mode="after")
+    def _proxies_named(self) -> LimitsSettings:
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError("proxyProtocol needs trustedProxies: the load balancers' "
+                             "addresses, whose connections carry the PROXY header")
+        return self
 
 
 def _signature_url(value: str) -> str:

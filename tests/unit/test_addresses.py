@@ -1,11 +1,19 @@
 """ssftp.addresses: the one parser of ``HOST:PORT`` (listeners) and of clamd addresses (a socket
-path or ``host:port``), of ICAP URLs, the check of webhook URLs, and what each refuses."""
+path or ``host:port``), of ICAP URLs, of allowedIps/deniedIps and their matching, the check of
+webhook URLs, and what each refuses."""
 
 from __future__ import annotations
 
 import pytest
 
-from ssftp.addresses import ClamdAddress, IcapAddress, check_http_url, parse_listen
+from ssftp.addresses import (
+    AddressFilter,
+    ClamdAddress,
+    IcapAddress,
+    check_http_url,
+    parse_listen,
+    parse_network,
+)
 from ssftp.errors import InvalidValueError
 
 
@@ -98,3 +106,34 @@ def test_check_http_url_refuses_without_repeating_the_url(url):
     with pytest.raises(InvalidValueError) as refused:
         check_http_url(url)
     assert str(refused.value) == "must be an http:// or https:// URL with a host"
+
+
+def test_denied_wins_over_allowed_and_an_allowed_list_admits_only_its_addresses() -> None:
+    rules = AddressFilter.of(["10.0.0.0/8", "2001:db8::/32"], ["10.9.0.0/16", "10.1.2.3"])
+    assert rules.refusal("10.1.1.1") is None
+    assert rules.refusal("2001:db8::5") is None
+    assert rules.refusal("10.9.8.7") == "deniedIps"
+    assert rules.refusal("10.1.2.3") == "deniedIps"
+    assert rules.refusal("192.0.2.1") == "allowedIps"
+    assert rules.refusal("2001:db9::1") == "allowedIps"
+    assert rules.refusal("?") == "allowedIps"  # no peer name passes no allowed list
+
+
+def test_a_deny_list_alone_admits_the_rest_and_no_lists_admit_all() -> None:
+    rules = AddressFilter.of([], ["127.0.0.2"])
+    assert rules.refusal("127.0.0.2") == "deniedIps"
+    assert rules.refusal("127.0.0.1") is None and rules.refusal("?") is None
+    assert AddressFilter().refusal("192.0.2.1") is None
+
+
+def test_a_dual_stack_listener_s_ipv4_mapped_peer_is_matched_as_ipv4() -> None:
+    assert AddressFilter.of([], ["192.0.2.0/24"]).refusal("::ffff:192.0.2.9") == "deniedIps"
+
+
+@pytest.mark.parametrize(("value", "hint"), [("10.0.0.1/8", "host bits set"),
+                                             ("not-an-ip", "e.g. 192.0.2.7"),
+                                             ("10.0.0.0/33", "CIDR"), ("", "CIDR")])
+def test_a_bad_network_is_named_in_one_line(value: str, hint: str) -> None:
+    with pytest.raises(InvalidValueError, match=hint) as caught:
+        parse_network(value)
+    assert repr(value) in str(caught.value) and "\n" not in str(caught.value)
