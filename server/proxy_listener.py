@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from server.log_summary import LogSummary
-from server.proxy_protocol import ProxyHeaderError, parse_header
+from server.proxy_protocol import parse_header
 from ssftp.addresses import Network, holds
+from ssftp.errors import ProxyHeaderError
 from ssftp.metrics import REFUSED_CONNECTIONS
 
 HEADER_SECONDS = 5.0

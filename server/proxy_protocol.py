@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
+from ssftp.errors import ProxyHeaderError
+
 V1_PREFIX = b"PROXY "
 V1_MAX = 107  # the longest line, "PROXY UNKNOWN ffff:...:ffff ffff:...:ffff 65535 65535\r\n"
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -21,10 +23,6 @@ _V2_FIXED = 16  # signature, version and command, family and protocol, length
 _V2_LOCAL, _V2_PROXY = 0x20, 0x21
 _V2_TCP4, _V2_TCP6 = 0x11, 0x21  # AF_INET or AF_INET6 over STREAM
 _V2_ADDRESS_BYTES = {_V2_TCP4: 12, _V2_TCP6: 36}
-
-
-class ProxyHeaderError(ValueError):
-    """A header that is not one: the connection is dropped, the reason logged."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ library is called, so code above that sees only this hierarchy::
     │                            its Prefect run fails, they stay owed and go again later
     ├── OutboxError              the webhook outbox (system/outbox.sqlite3) cannot be read
     │                            or written: the file it is about stays where it was
+    ├── ProxyHeaderError         a trusted proxy's connection began with no valid PROXY header
     ├── BanStoreError            the defender's bans (system/defender.sqlite3) cannot be
     │                            read or written
     ├── AuditLogError            an audit record did not reach every audit.log: the file
@@ -146,6 +147,11 @@ class NotDeliveredError(WebhookError):
 
 class OutboxError(SsftpError):
     """The webhook outbox cannot be read or written (a full disk, a damaged file)."""
+
+
+class ProxyHeaderError(SsftpError):
+    """A trusted proxy's connection began with no valid PROXY protocol header: it is dropped,
+    the reason logged (server.proxy_protocol)."""
 
 
 class BanStoreError(SsftpError):

@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-from server.proxy_protocol import V2_SIGNATURE, ProxyHeader, ProxyHeaderError, parse_header
+from server.proxy_protocol import V2_SIGNATURE, ProxyHeader, parse_header
+from ssftp.errors import ProxyHeaderError
 
 SSH = b"SSH-2.0-OpenSSH_9.2\r\n"
 
