@@ -2,8 +2,8 @@
 
     (leaves)   errors, layout, logs, metrics (definitions), moves, file_stamp, names,
                passwords, public_keys, permissions, addresses, procfs, retry_schedule,
-               tree_watch, audit_history, run_lock, expiring, published, file_patterns:
-               each imports only other leaves
+               tree_watch, audit_history, run_lock, expiring, published, file_patterns,
+               sqlite_files, bans: each imports only other leaves
     config/    ssftp.yaml: schema, loader, rules, accounts, hot reload (imports leaves only)
     scan/      staging -> claim -> examine -> route -> record -> move
     notify/    the notifications an outcome owes, and their outbox
