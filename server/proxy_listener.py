@@ -19,7 +19,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from server.log_summary import LogSummary
 from server.proxy_protocol import parse_header
@@ -100,8 +100,9 @@ class _HeaderReader(asyncio.Protocol):
         self._proxy = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, though not an asyncio.Transport under uvloop (ssftp's loop in
+        # every process it runs: server.event_loop), whose classes derive from none of them.
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._proxy = str(peer[0]) if peer else "?"
         if not holds(self._proxies, self._proxy):

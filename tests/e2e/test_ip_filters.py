@@ -25,9 +25,11 @@ from tests.support.gateway import ServerThread, beside
 from tests.support.logs import log_entries, wait_for_log
 from tests.support.metrics import sample
 from tests.support.waiting import wait_for
+from tests.support.worker import Ssftp
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 PROXY = "127.0.0.4"
+PROXIED_PASSWORD = "proxied-Passw0rd"
 
 FILTERED = """
     limits:
@@ -213,3 +215,38 @@ def test_a_trusted_proxy_s_connection_without_a_header_is_dropped(filtered) -> N
                            what="the dropped header-less connection")
     assert refused["ip"] == PROXY
     assert re.search("neither v1 nor v2", refused["reason"])
+
+
+def test_a_proxied_client_logs_in_to_a_real_serve_process(tmp_path: Path) -> None:
+    """``ssftp serve`` runs on uvloop, whose transports are no asyncio.Transport: the listener
+    asserted that one was, and every connection of a real server process was reset (the
+    threads of the tests above run asyncio's own loop). A PROXY v1 header's client logs in
+    under its own address, as the login line says."""
+    port = free_port()
+    config = write_config(tmp_path / "ssftp.yaml", f"""
+    sftpPort: {port}
+    limits:
+      proxyProtocol: true
+      trustedProxies: ["127.0.0.1/32"]
+    users:
+      stagingDir:
+        - directory: proxied
+          auth: {{username: proxied, password: {PROXIED_PASSWORD}}}
+    """)
+    server = Ssftp(tmp_path, config, tmp_path / "data", "", "serve")
+    try:
+        wait_for("the server to listen", lambda: bool(server.events("listening"))
+                 or server.proc.poll() is not None)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"PROXY TCP4 10.1.2.3 127.0.0.1 5555 22\r\n")
+            transport = paramiko.Transport(sock)
+            try:
+                transport.connect(username="proxied", password=PROXIED_PASSWORD)
+                assert paramiko.SFTPClient.from_transport(transport) is not None
+            finally:
+                transport.close()
+        wait_for("the login line", lambda: bool(server.events("login")))
+    finally:
+        assert server.stop() == 0, server.output()
+    [login] = server.events("login")
+    assert (login["ip"], login["port"], login["ok"]) == ("10.1.2.3", 5555, True)
