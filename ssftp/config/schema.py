@@ -803,15 +803,15 @@ class ScanningSettings(Model):
         "renamed into place complete: they wait only `renameGraceSeconds`. A `serve` and a "
         "`worker` in processes of their own wait for every file. It is also how long a "
         "client has to rename its upload before it is scanned under its first name."))
-    rename_grace_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.15, description=(
+    rename_grace_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.05, description=(
         "How long an upload the SFTP server of the same process (`ssftp up`) has just "
         "published whole waits before it is scanned (never longer than `stableSeconds`): "
         "the time a client has to rename it after its close (ssh2-sftp-client, JSch and "
         "`gio` upload to a name of their own and rename), so that it is scanned under its "
         "final name only. A rename comes a round trip after the close; the batch window and "
-        "the scan run's start add some 0.1 s before the file is taken: raise it for "
-        "partners further away than 250 ms. It adds as much to every upload's way to "
-        "`clean/`; 0 scans such uploads at once."))
+        "the scan run's start add some 0.1 s before the file is taken, so the default covers "
+        "partners up to some 150 ms away: raise it for partners further away. It adds as "
+        "much to every upload's way to `clean/`; 0 scans such uploads at once."))
     batch_window_seconds: Annotated[float, Field(ge=0, le=60)] = Field(default=0.05, description=(
         "Files that become complete within this window share one scan run. It holds only the "
         "first file after a quiet spell: while a run scans, the files that become complete "
