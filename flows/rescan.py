@@ -143,9 +143,11 @@ async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: 
     results: list[ScanResult] = []
     left = 0
     for part in slices(names, workers=1):
+        if stop.is_set():  # no task run for a slice that would look at nothing
+            left += len(part)
+            continue
         label = f"{one_line(PurePosixPath(part[0]).name)} and {len(part) - 1} more"
-        done, not_begun = (await rescan_files(rescanner, part, label, run_id, give_way, stop)
-                           if not stop.is_set() else ([], len(part)))
+        done, not_begun = await rescan_files(rescanner, part, label, run_id, give_way, stop)
         results += done
         left += not_begun
     summary = RescanSummary.of(results)

@@ -52,7 +52,7 @@ class Ban:
     banned_at: float
     until: float
     failures: int  # the failed logins that got it banned
-    server: str  # the server that banned it (its instanceName and process id)
+    server: str  # the server that banned it (its host name and process id)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "banned_at": _iso(self.banned_at), "until": _iso(self.until)}
