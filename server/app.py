@@ -23,6 +23,7 @@ from server.host_keys import load_host_keys
 from server.in_flight import ProcessBytes
 from server.log_summary import REFUSAL_LOG_SECONDS, LogSummary
 from server.proxy_listener import ProxyListener
+from server.quota import account_tallies
 from server.ssh_server import AccountLookup, AccountSSHServer, Occupancy
 from server.verdict_wait import Destinations, VerdictWatch
 from ssftp.addresses import Address
@@ -32,6 +33,7 @@ from ssftp.config.schema import LimitsSettings
 from ssftp.errors import ListenError
 from ssftp.layout import DataLayout, remove_stale_partial_uploads, remove_stale_temp_files
 from ssftp.logs import APP, configure_logging, log_event
+from ssftp.metrics import QUOTAS
 from ssftp.runtime.listener import metrics_listening, up_or_down
 from ssftp.runtime.stop import run_until_stopped
 
@@ -99,6 +101,7 @@ async def start_gateway(
     login_grace, window = limits().login_grace_seconds, limits().channel_window_bytes
     in_flight = ProcessBytes(limits().max_buffered_bytes)
     process_budget()  # raises the descriptor limit before the first connection
+    QUOTAS.read_from(account_tallies().figures)
     try:
         acceptor = await asyncssh.listen(
             host,

@@ -2,7 +2,8 @@
 
 The base class's path mapping is disabled (it fails closed), so every operation the server
 supports is one of the methods below and no request can reach the disk unchecked. A refusal is
-logged and answered with SSH_FX_PERMISSION_DENIED; filesystem errors keep their own codes.
+logged and answered with SSH_FX_PERMISSION_DENIED; filesystem errors keep their own codes, and
+an upload past the account's quota (server.quota) fails as one past a full disk does.
 Whatever touches the disk runs in the session's own thread, never on the event loop that every
 session shares (server.off_loop): a hung filesystem holds only the sessions that use it.
 
@@ -25,6 +26,7 @@ import stat
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
@@ -39,12 +41,13 @@ from server.in_flight import ChannelBytes
 from server.jail import Jail, JailPath
 from server.log_summary import MAX_KEYS, REFUSAL_LOG_SECONDS, LogSummary
 from server.off_loop import SessionThread, off_loop, run_off_loop
+from server.quota import QuotaHold, account_tallies, statvfs_within
 from server.recent_uploads import recent_uploads
 from server.upload import Upload, UploadContext
 from server.upload_writer import UploadWriter, partial_path, stat_partial
 from server.verdict_wait import VerdictWatch
 from ssftp.config.accounts import Account
-from ssftp.config.schema import LimitsSettings
+from ssftp.config.schema import LimitsSettings, Quota
 from ssftp.errors import Refused, UploadFailedError
 from ssftp.layout import final_upload_name, is_partial_upload_name, is_reserved_name
 from ssftp.logs import APP, audit_event, log_event
@@ -67,6 +70,10 @@ _LISTING_BATCH = 64  # entries per trip off the loop (see _next_names); asyncssh
 MAX_READ_BYTES = MAX_SFTP_READ_LEN
 
 
+def _no_quota() -> Quota | None:
+    return None
+
+
 @dataclass(frozen=True)
 class SessionContext:
     """What a session knows about who is on the other end, fixed at login."""
@@ -81,6 +88,9 @@ class SessionContext:
     # The connection's refused requests, logged in summary (on the event loop).
     refusals: LogSummary = field(
         default_factory=lambda: LogSummary(REFUSAL_LOG_SECONDS, MAX_KEYS))
+    # The account's quota as the config has it now (server.quota), asked at each OPEN for
+    # writing and each statvfs, so that a reload applies to the next one.
+    quota: Callable[[], Quota | None] = _no_quota
 
 
 def _client_has_left(channel: asyncssh.SSHServerChannel[bytes]) -> bool:
@@ -190,6 +200,15 @@ class SFTPSession(asyncssh.SFTPServer):
         # The loop is closed if the server stopped while this session's call hung.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(line)
+
+    def _refuse_quota(self, operation: str, virtual: str, reason: str) -> NoReturn:
+        """Answer SSH_FX_FAILURE with the reason (``quota exceeded: 1.0 GiB of 1.0 GiB``), as a
+        full disk is (the account is out of room, no permission is missing), also on the
+        session's stderr, and log it in summary as other refusals are."""
+        self.log_refusal(("quota", operation), "refused", op=operation, path=virtual,
+                         reason=reason)
+        self._show_refusal(operation, virtual, reason)
+        raise asyncssh.SFTPFailure(reason)
 
     def format_user(self, uid: int | None) -> str:
         return self.account.username  # never reveal host account names
@@ -329,7 +348,18 @@ class SFTPSession(asyncssh.SFTPServer):
         with self._checked("statvfs", path):
             self.permissions.require(Permission.LIST, "statvfs")
             with self.jail.open_path(self.jail.resolve(path).host) as fd:
-                return os.fstatvfs(fd)
+                return self._within_quota(os.fstatvfs(fd))
+
+    def _within_quota(self, host: os.statvfs_result) -> os.statvfs_result:
+        """What ``df`` shows: the account's quota and usage when it has one (recounted when
+        stale, server.quota), else the host's filesystem."""
+        quota = self.context.quota()
+        if quota is None:
+            return host
+        tally = account_tallies().of(self.account.root, self.account.username, quota)
+        if tally.stale():
+            tally.recount()
+        return statvfs_within(host, quota, tally.usage())
 
     # -- directories -------------------------------------------------------------------
 
@@ -525,8 +555,23 @@ class SFTPSession(asyncssh.SFTPServer):
     def _set_upload_attrs(self, handle: UploadHandle, attrs: SFTPAttrs) -> None:
         attributes.require_allowed(attrs, Whose.OWN_UPLOAD, self.permissions)
         if attrs.size is not None:
+            self._reserve_truncation(handle, attrs.size)
             handle.upload.writer.truncate(attrs.size)
         attributes.apply(handle.fileno(), attrs)
+
+    def _reserve_truncation(self, handle: UploadHandle, size: int) -> None:
+        """A size set on an upload counts as a WRITE up to it would (in the session's
+        thread, where the SETSTAT is)."""
+        hold = handle.upload.quota
+        if hold is None:
+            return
+        if hold.grow(size) is not None:
+            hold.tally.recount()
+            refusal = hold.grow(size)
+            if refusal is not None:
+                handle.upload.writer.void(refusal)
+                self._refuse_quota("setstat", handle.virtual, refusal)
+        hold.truncated(size)
 
     @off_loop
     def fstat(self, file_obj: object) -> SFTPAttrs:
@@ -534,7 +579,7 @@ class SFTPSession(asyncssh.SFTPServer):
 
     @off_loop
     def fstatvfs(self, file_obj: object) -> os.statvfs_result:
-        return os.fstatvfs(self._handle(file_obj).fileno())
+        return self._within_quota(os.fstatvfs(self._handle(file_obj).fileno()))
 
     # -- files: open, read, write, close -----------------------------------------------
 
@@ -545,12 +590,14 @@ class SFTPSession(asyncssh.SFTPServer):
         return file_obj
 
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
-        return await self._handles.open(path, functools.partial(self._opened, path, pflags))
+        return await self._handles.open(path, functools.partial(self._opened, path, pflags,
+                                                                attrs))
 
     @off_loop
-    def _opened(self, path: bytes, pflags: int) -> DownloadHandle | UploadHandle:
+    def _opened(self, path: bytes, pflags: int, attrs: SFTPAttrs,
+                ) -> DownloadHandle | UploadHandle:
         with self._checked("open", path):
-            return (self._open_upload(path, pflags) if pflags & asyncssh.FXF_WRITE
+            return (self._open_upload(path, pflags, attrs) if pflags & asyncssh.FXF_WRITE
                     else self._open_download(path))
 
     def _open_regular(self, host: Path, flags: int) -> int:
@@ -592,7 +639,7 @@ class SFTPSession(asyncssh.SFTPServer):
             raise
         return DownloadHandle(target.virtual, fd=fd, head=head)
 
-    def _open_upload(self, path: bytes, pflags: int) -> UploadHandle:
+    def _open_upload(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> UploadHandle:
         self.permissions.require(Permission.UPLOAD, "uploading")
         if pflags & asyncssh.FXF_READ:
             self.permissions.require(Permission.DOWNLOAD, "opening for reading")
@@ -614,13 +661,43 @@ class SFTPSession(asyncssh.SFTPServer):
                                          "replacing an existing file")
         elif not pflags & asyncssh.FXF_CREAT and not resume:
             raise asyncssh.SFTPNoSuchFile("no such file")
+        quota = self.context.quota()
+        if quota is not None:
+            self._admit(quota, target.virtual, attrs, resume=resume)
+        else:
+            account_tallies().forget(self.account.root)  # a reload took it away
         upload = Upload.begin(
             self._upload_context, self.jail, target, partial,
             replace=exists or Permission.OVERWRITE in self.permissions,
             append=bool(pflags & asyncssh.FXF_APPEND), resume=resume,
             existing=(functools.partial(self._open_regular, target.host, os.O_RDONLY)
                       if exists and not pflags & asyncssh.FXF_TRUNC else None))
+        if quota is not None:
+            self._hold_quota(upload, quota, resumed=upload.writer.resumed_at is not None)
         return UploadHandle(target.virtual, upload, readable=bool(pflags & asyncssh.FXF_READ))
+
+    def _admit(self, quota: Quota, virtual: str, attrs: SFTPAttrs, *, resume: bool) -> None:
+        """Refuse at the OPEN an upload that would pass the quota: one file more (a resume
+        continues its file), or the size its attributes announce."""
+        tally = account_tallies().of(self.account.root, self.account.username, quota)
+        refusal = tally.admit(quota, attrs.size or 0, 0 if resume else 1)
+        if refusal is not None:
+            self._refuse_quota("open", virtual, refusal)
+
+    def _hold_quota(self, upload: Upload, quota: Quota, *, resumed: bool) -> None:
+        """Count the upload in its account's tally from now to its close: at the size it
+        starts with (a resume's, or the file it continues without truncate), which is
+        refused, the upload discarded, when that already passes the quota."""
+        writer = upload.writer
+        info = os.fstat(writer.fd)
+        tally = account_tallies().of(self.account.root, self.account.username, quota)
+        hold = tally.hold(quota, info.st_ino, info.st_size if resumed else 0, resumed=resumed)
+        refusal = hold.grow(info.st_size)
+        if refusal is not None:
+            writer.abort()
+            hold.settle(False)
+            self._refuse_quota("open", upload.virtual, refusal)
+        upload.quota = hold
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         """A READ, of at most :data:`MAX_READ_BYTES` (a shorter reply is legal; clients ask
@@ -671,6 +748,8 @@ class SFTPSession(asyncssh.SFTPServer):
         if not isinstance(handle, UploadHandle):
             raise asyncssh.SFTPPermissionDenied("file is not open for writing")
         writer = handle.upload.writer
+        if handle.upload.quota is not None:
+            await self._reserve(handle, handle.upload.quota, offset, len(data))
         if writer.resumed_at is None and handle.bytes < WRITE_BEHIND_BYTES:
             _require_not_void(writer)
             await self.executor.start(functools.partial(writer.write_behind, offset, data),
@@ -679,6 +758,25 @@ class SFTPSession(asyncssh.SFTPServer):
             await run_off_loop(self.executor, self._write_waited, handle, offset, data)
         handle.bytes += len(data)
         return len(data)
+
+    async def _reserve(self, handle: UploadHandle, hold: QuotaHold, offset: int,
+                       length: int) -> None:
+        """Count a WRITE's bytes in the account's quota as it arrives, or refuse it and void
+        the upload (server.quota: the refusal is decided on a recount made for it). Recounts
+        run in the session's thread, after the writes before them."""
+        writer = handle.upload.writer
+        if writer.failure is not None and not writer.resumable_failure:
+            _require_not_void(writer)  # resumed too: nothing more of it counts or is kept
+        end = (hold.size if writer.append else offset) + length
+        if hold.tally.stale():
+            await run_off_loop(self.executor, hold.tally.recount)
+        if hold.grow(end) is None:
+            return
+        await run_off_loop(self.executor, hold.tally.recount)
+        refusal = hold.grow(end)
+        if refusal is not None:
+            writer.void(refusal)
+            self._refuse_quota("write", handle.virtual, refusal)
 
     def _write_waited(self, handle: UploadHandle, offset: int, data: bytes) -> None:
         writer = handle.upload.writer

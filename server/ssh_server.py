@@ -41,7 +41,7 @@ from server.log_summary import MAX_KEYS, LogSummary
 from server.sftp_session import SessionContext, SFTPSession
 from server.verdict_wait import VerdictWatch
 from ssftp.config.accounts import Account
-from ssftp.config.schema import LimitsSettings
+from ssftp.config.schema import LimitsSettings, Quota
 from ssftp.logs import APP, log_event, one_line
 from ssftp.metrics import LOGINS, REFUSED_CONNECTIONS, SESSIONS
 from ssftp.passwords import DUMMY_VERIFIER
@@ -50,6 +50,13 @@ from ssftp.public_keys import fingerprint_of
 logger = logging.getLogger(APP)
 
 AccountLookup = Callable[[str], Account | None]
+
+
+def _current_quota(lookup: AccountLookup, account: Account) -> Quota | None:
+    """The account's quota as the config has it now, so that a reload applies to a logged-in
+    session's next OPEN (server.quota); the login's when the account has left the config."""
+    return (lookup(account.username) or account).quota
+
 
 # What asyncssh's login timer closes a connection with (asyncssh is pinned).
 LOGIN_TIMEOUT_REASON = "Login timeout expired"
@@ -452,7 +459,9 @@ class AccountSSHServer(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         assert self._account is not None
         self._defender.record_success(self._ip)
-        self.context = SessionContext(self._account, self._ip, self._durable_uploads,
-                                      self._limits, self._verdicts, self._request_refusals)
+        self.context = SessionContext(
+            self._account, self._ip, self._durable_uploads, self._limits, self._verdicts,
+            self._request_refusals, functools.partial(_current_quota, self._lookup,
+                                                      self._account))
         SESSIONS.inc()
         self._log_login(self._method, "ok", **({"key": self._key} if self._key else {}))

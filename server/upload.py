@@ -10,12 +10,15 @@ close:
   received is kept hidden under ``.ssftp-partials/`` for a resume at its exact size, or
   discarded when there is nothing to resume (nothing received, a failed write);
 - the client saw a request about this upload fail (a failed or short write, a failed fsync, a
-  full disk, a refused STAT of it): the bytes are of unknown content and discarded (kept for a
-  resume only when the failure was a refused write, which changed nothing), and the close
-  answers that nothing was published;
+  full disk, a write past the account's quota, a refused STAT of it): the bytes are of unknown
+  content and discarded (kept for a resume only when the failure was a refused continuation
+  of a resume, which changed nothing), and the close answers that nothing was published;
 - else it is published under its final name, remembered for the SETSTATs that clients send
   by path right after (server.recent_uploads), and, when the account's close waits for the
   verdict, followed until the scanner has moved it (server.verdict_wait).
+
+Whichever it is, the upload's part of its account's quota (server.quota) is settled with it:
+counted on as a file of the area when published or kept, given back when discarded.
 
 The transfer is logged as soon as the bytes are settled, not after the wait for the verdict,
 which can last many seconds.
@@ -31,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from server.descriptors import DescriptorBudget
 from server.jail import Jail, JailPath
 from server.off_loop import SessionThread, run_off_loop
+from server.quota import QuotaHold
 from server.recent_uploads import RecentUploads
 from server.upload_writer import UploadWriter
 from server.verdict_wait import Destinations, PublishedFile, VerdictWatch, verdict_at_close
@@ -64,6 +68,9 @@ class Upload:
         self.writer = writer
         self.virtual = virtual
         self._context = context
+        # Its part of the account's quota (server.quota), settled at the close; None when the
+        # account has none.
+        self.quota: QuotaHold | None = None
 
     @classmethod
     def begin(cls, context: UploadContext, jail: Jail, target: JailPath, partial: Path, *,
@@ -99,6 +106,7 @@ class Upload:
         context = self._context
         if context.client_left():
             kept = await run_off_loop(context.executor, self.writer.suspend)
+            self._settle(kept)
             finished(CUT_OFF + ("; kept for a resume" if kept else ""))
             return None
         wait = self._verdict_wait()
@@ -106,18 +114,26 @@ class Upload:
             published = await run_off_loop(context.executor, self._publish,
                                            None if wait is None else wait[0])
         except UploadFailedError as exc:
+            self._settle(self.writer.resumable_failure)  # a refused continuation is kept
             finished(str(exc))
             raise
         except FileExistsError:
+            self._settle(False)
             finished("target appeared meanwhile; not overwritten")
             raise
         except OSError as exc:
+            self._settle(False)
             finished(f"publish failed: {exc.strerror}")
             raise
+        self._settle(True)
         finished(None)
         if published is None or wait is None:
             return None
         return await self._verdict(published, wait[1])
+
+    def _settle(self, kept: bool) -> None:
+        if self.quota is not None:
+            self.quota.settle(kept)
 
     def _publish(self, follow: Destinations | None) -> PublishedFile | None:
         """Publish under the final name (refused for a void upload, which is discarded) and

@@ -4,8 +4,8 @@ Each metric is changed at exactly one place, where the fact is already known (th
 line, the transfer log line or a scheduled transfer's run, the scan's result, the PING's
 answer, the webhook's settlement), so no second bookkeeping can drift from the logs. Label
 values are bounded: a method, a result, a verdict kind, a configured webhook name, a
-configured clamd's address or ICAP server's URL; never a file name, a user or a client's
-address.
+configured clamd's address or ICAP server's URL, a configured account with a quota; never a
+file name, a login name tried or a client's address.
 
 The registry is ours, not prometheus_client's global default: Prefect registers its own
 client counters there (events and logs emitted), which are not ssftp's contract and change
@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -116,6 +116,47 @@ class SignatureFigures(Collector):
                 "has loaded was built", value=max(0.0, time.time() - built))
 
 
+# An account's quota figures, as the SFTP server's tallies have them (server.quota): its name,
+# bytes and files used, and its maxBytes and maxFiles (None: not limited).
+QuotaFigure = tuple[str, int, int, int | None, int | None]
+
+
+class QuotaFigures(Collector):
+    """``ssftp_quota_used_bytes``, ``ssftp_quota_used_files``, ``ssftp_quota_max_bytes`` and
+    ``ssftp_quota_max_files``, per account with a quota: read from the server's tallies at
+    each scrape (:meth:`read_from`), so an upload's WRITEs cost no metric update. An account
+    shows from its first OPEN for writing or ``df`` in this process on (its first count), and
+    only in the process that serves it: with several ``ssftp serve``, each shows its own
+    count of the same area."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._read: Callable[[], Iterable[QuotaFigure]] = tuple
+        registry.register(self)
+
+    def read_from(self, read: Callable[[], Iterable[QuotaFigure]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # what it exports depends on the accounts counted
+
+    def collect(self) -> Iterator[Metric]:
+        figures = sorted(self._read())
+        if not figures:
+            return
+        families = [GaugeMetricFamily(
+            f"ssftp_quota_{name}", f"{text}, per account with a quota (server.quota)",
+            labels=["account"]) for name, text in (
+                ("used_bytes", "Bytes in the account's area, its uploads in progress included"),
+                ("used_files", "Files in the account's area, its uploads in progress included"),
+                ("max_bytes", "The account's quota.maxBytes"),
+                ("max_files", "The account's quota.maxFiles"))]
+        for account, *values in figures:
+            for family, value in zip(families, values, strict=True):
+                if value is not None:
+                    family.add_metric([account], value)
+        yield from (family for family in families if family.samples)
+
+
 # Upload close -> verdict: from a tenth of a second (a small file on an idle gateway) to an
 # hour (a backlog, or clamd down); slower ones fall in +Inf.
 SCAN_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -169,6 +210,7 @@ WEBHOOKS = Counter(
     "scanError) and result (delivered, failed: after its retries; it stays owed)",
     ["name", "result"], registry=REGISTRY)
 SIGNATURES = SignatureFigures(REGISTRY)
+QUOTAS = QuotaFigures(REGISTRY)
 DEFENDER_BANS = Counter(
     "ssftp_defender_bans", "Addresses banned after repeated failed logins", registry=REGISTRY)
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
 from ssftp.addresses import AddressFilter
-from ssftp.config.schema import CleanAccount, FilePatterns, SsftpConfig, StagingAccount
+from ssftp.config.schema import CleanAccount, FilePatterns, Quota, SsftpConfig, StagingAccount
 from ssftp.errors import PublicKeyError
 from ssftp.file_patterns import FilePatternRules, NameRules, rules_by_directory
 from ssftp.layout import DataLayout
@@ -47,6 +47,7 @@ class Account:
     # Its filePatterns, compiled; None when it has none, and no name is checked.
     file_patterns: FilePatternRules | None = None
     max_sessions: int | None = None  # its sessions at once, in all its connections
+    quota: Quota | None = None  # what its area may hold (server.quota); None: nothing is counted
     # Its allowedIps and deniedIps: the addresses it may log in from.
     address_filter: AddressFilter = field(default_factory=AddressFilter)
 
@@ -100,6 +101,7 @@ def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Accoun
         data_name=PurePosixPath(root.relative_to(layout.root).as_posix()),
         file_patterns=_file_pattern_rules(entry.file_patterns),
         max_sessions=entry.max_sessions,
+        quota=entry.quota,
         address_filter=entry.address_filter,
     )
 

@@ -225,6 +225,41 @@ class FilePatterns(NamePatterns):
         return value
 
 
+class Quota(Model):
+    """Our extension, SFTPGo's per-user quota: how much an account may have in its area,
+    counted exactly from the filesystem plus the uploads in flight ([Quotas](server.md#quotas)
+    says how): every regular file under the account's root, hidden ones included (for a
+    stagingDir account its uploads not yet scanned, its interrupted uploads kept for a resume
+    and its uploads in progress). An upload that would pass it is refused with
+    SSH_FX_FAILURE and the reason (`quota exceeded: 1.0 GiB of 1.0 GiB`), at the OPEN when that
+    is already known, else at the WRITE that crosses it, and is never published; `df` in
+    OpenSSH's sftp (`statvfs@openssh.com`) shows the quota, not the host's disk."""
+
+    max_bytes: Annotated[int | None, Field(ge=1)] = Field(default=None, description=(
+        "The bytes (file sizes, a plain integer: `1073741824` for 1 GiB) the account's area "
+        "may hold. A WRITE that would take it beyond is refused, and so is an OPEN whose "
+        "attributes announce a size beyond. Absent: no limit on bytes."))
+    max_files: Annotated[int | None, Field(ge=1)] = Field(default=None, description=(
+        "The files the account's area may hold; an upload in progress is one (its hidden "
+        "temp file), a resume continues the one it resumes. The OPEN of one more is refused. "
+        "Absent: no limit on files."))
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _plain_bytes(cls, value: object) -> object:
+        """``1GiB`` would be refused as "not a valid integer": say what is wanted instead."""
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError(f"{value!r}: a number of bytes without a unit, such as 1073741824 "
+                             "for 1 GiB")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> Quota:
+        if self.max_bytes is None and self.max_files is None:
+            raise ValueError("a quota needs maxBytes or maxFiles (or leave `quota` out)")
+        return self
+
+
 class AccountEntry(AddressLists):
     directory: Directory = Field(description=(
         "The account's directory below its area (`staging/` for stagingDir accounts, `clean/` "
@@ -256,6 +291,12 @@ class AccountEntry(AddressLists):
             "SFTP sessions (and exec channels) the account may have open at once, in all its "
             "connections to one server process; one more is refused with `too many sessions "
             "for <user> (N)`. Absent, only `limits` bound them (SFTPGo's `max_sessions`)."))
+    quota: Quota | None = Field(default=None, description=(
+        "How much the account may keep in its area: `{maxBytes, maxFiles}`, counted exactly "
+        "([Quotas](server.md#quotas)). It bounds whatever the account can write there: a "
+        "stagingDir account's uploads, and a cleanDir account's only when its `permissions` grant "
+        "`upload` (by default it has none). A reload applies to the next OPEN. Absent: "
+        "no quota, and the server counts nothing."))
 
 
 _MIME_PATTERN = re.compile(r"^[a-z0-9*][a-z0-9!#$&^_.+*-]*/[a-z0-9*][a-z0-9!#$&^_.+*-]*$")

@@ -28,7 +28,8 @@ from testkit.ssftp_process import SsftpProcess, child_env, ssftp_command, wait_f
 from tests.support.config import PASSWORDS, gateway_config, write_config
 from tests.support.gateway import ServerThread, beside, unique_name
 from tests.support.logs import log_entries, wait_for_log
-from tests.support.sftp import sftp_as
+from tests.support.metrics import sample
+from tests.support.sftp import connect, sftp_as
 from tests.support.waiting import wait_for
 
 MAX_HANDLES = LimitsSettings().max_open_handles
@@ -618,3 +619,78 @@ def test_reloaded_limits_apply_to_new_connections_and_the_next_open(tmp_path: Pa
 
     with beside(server, gateway):
         asyncio.run(scenario())
+
+
+def quota_config(max_files: int) -> str:
+    return f"""
+    sftpPort: 0
+    fsyncUploads: false
+    users:
+      stagingDir:
+        - directory: quoted
+          quota: {{maxBytes: 1048576, maxFiles: {max_files}}}
+          auth:
+            username: quoted
+            password: quoted-pw
+    """
+
+
+def test_an_upload_past_the_quota_is_refused_with_the_reason_and_never_published(
+        tmp_path: Path, gateway) -> None:
+    """An account's quota (server.quota): the WRITE that crosses maxBytes fails with the
+    reason (asyncssh, and OpenSSH's sftp on stderr) and the upload leaves nothing in staging;
+    an OPEN whose attributes announce too much, or one file past maxFiles, is refused; df
+    shows the quota; a reload's quota applies to the next OPEN; the metrics show the usage."""
+    config = write_config(tmp_path / "ssftp.yaml", quota_config(2))
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(600 << 10))
+    with beside(ServerThread(config, tmp_path / "data"), gateway) as server:
+        area = server.layout.staging / "quoted"
+
+        async def scenario() -> None:
+            async with connect(server.port, "quoted", "quoted-pw") as conn, \
+                    conn.start_sftp_client() as sftp:
+                empty = await sftp.statvfs("/")
+                assert empty.blocks * empty.frsize == 1 << 20
+                assert (empty.files, empty.ffree) == (2, 2)
+                await sftp.put(big, "first.bin")
+                # Refused at the WRITE that crosses it (asyncssh's put then raises the
+                # close's error: not published, and why).
+                with pytest.raises(asyncssh.SFTPFailure,
+                                   match=r"quota exceeded: [\d.]+ KiB of 1\.0 MiB$"):
+                    await sftp.put(big, "second.bin")
+                # Its discard gave its bytes back; an OPEN that announces too many is refused.
+                with pytest.raises(asyncssh.SFTPFailure,
+                                   match=re.escape("quota exceeded: 600.0 KiB of 1.0 MiB")):
+                    await sftp.open("announced.bin", "wb", asyncssh.SFTPAttrs(size=600 << 10))
+                async with sftp.open("small.txt", "wb") as small:
+                    await small.write(b"x" * 1000)
+                with pytest.raises(asyncssh.SFTPFailure,
+                                   match=re.escape("quota exceeded: 2 files of 2")):
+                    await sftp.open("third.txt", "wb")
+                full = await sftp.statvfs("/")
+                assert full.bfree == ((1 << 20) - (600 << 10) - 1000) // full.frsize
+                assert full.ffree == 0
+                assert sample("ssftp_quota_used_files", account="quoted") == 2
+                assert sample("ssftp_quota_used_bytes", account="quoted") == (600 << 10) + 1000
+                write_config(config, quota_config(4))
+                await asyncio.to_thread(
+                    wait_for, "the reloaded quota",
+                    lambda: server.store.current.accounts["quoted"].quota.max_files == 4)
+                async with sftp.open("third.txt", "wb") as third:
+                    await third.write(b"3")
+
+        asyncio.run(scenario())
+        result = run_sftp(server.port, "quoted", ["df", "put big.bin fourth.bin"],
+                          cwd=tmp_path, password="quoted-pw")
+        assert result.returncode != 0
+        assert re.search(r"ssftp: write /fourth\.bin refused: quota exceeded: [\d.]+ [KM]iB of "
+                         r"1\.0 MiB", result.stderr), result.stderr
+        # df: Size, Used, Avail in KiB, as OpenSSH's sftp prints them.
+        assert re.search(r"^\s*1024\s+", result.stdout, re.MULTILINE), result.stdout
+        # Nothing of the refused uploads is left, not even a temp file.
+        assert sorted(path.name for path in area.rglob("*")) == ["first.bin", "small.txt",
+                                                                 "third.txt"]
+        refusal = wait_for_log(server.layout.log, lambda e: e.get("event") == "refused"
+                               and e.get("op") == "write", what="the quota refusal")
+        assert refusal["user"] == "quoted" and refusal["reason"].startswith("quota exceeded")

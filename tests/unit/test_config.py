@@ -4,6 +4,7 @@ naming the key and the line; the sections the scan pipeline, the metrics listene
 
 from __future__ import annotations
 
+import re
 import socket
 import textwrap
 from pathlib import Path
@@ -581,14 +582,19 @@ def test_scanning_engines_are_checked_where_they_are_written(tmp_path):
 # --- filePatterns ----------------------------------------------------------------------------
 
 
-def _with_patterns(body: str) -> str:
-    return textwrap.dedent("""
+def _account_with(kind: str, key: str, body: str) -> str:
+    """A config of one account ``a`` of ``kind`` whose ``key`` is ``body`` (on line 7)."""
+    return textwrap.dedent(f"""
         users:
-          cleanDir:
+          {kind}:
             - directory: a
-              auth: {username: a, password: pw}
-              filePatterns:
+              auth: {{username: a, password: pw}}
+              {key}:
         """) + textwrap.indent(textwrap.dedent(body), " " * 16)
+
+
+def _with_patterns(body: str) -> str:
+    return _account_with("cleanDir", "filePatterns", body)
 
 
 def test_file_patterns_are_compiled_per_account_and_absent_ones_cost_nothing(tmp_path):
@@ -636,3 +642,34 @@ def test_check_config_names_a_bad_file_pattern_in_one_line(tmp_path):
     assert "users.cleanDir[0].filePatterns.denied[0]" in result.stderr
     assert "cannot contain '/'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _with_quota(body: str) -> str:
+    return _account_with("stagingDir", "quota", body)
+
+
+def test_a_quota_reaches_the_account_and_its_absence_costs_nothing(tmp_path):
+    config = parse(_with_quota("{maxBytes: 1073741824, maxFiles: 3}")).config
+    (account,) = accounts_from_config(config, DataLayout.at(tmp_path)).values()
+    assert account.quota is not None
+    assert (account.quota.max_bytes, account.quota.max_files) == (1 << 30, 3)
+    only_files = parse(_with_quota("{maxFiles: 3}")).config
+    quota = accounts_from_config(only_files, DataLayout.at(tmp_path))["a"].quota
+    assert quota is not None and quota.max_bytes is None
+    bare = parse(_with_quota("").replace("quota:", "")).config
+    assert accounts_from_config(bare, DataLayout.at(tmp_path))["a"].quota is None
+
+
+@pytest.mark.parametrize(("body", "key", "expected"), [
+    ("{}", "quota", "a quota needs maxBytes or maxFiles"),
+    ("{maxBytes: 0}", "quota.maxBytes", "greater than or equal to 1"),
+    ("{maxFiles: -1}", "quota.maxFiles", "greater than or equal to 1"),
+    ("{maxBytes: 1GiB}", "quota.maxBytes", "a number of bytes without a unit, such as "
+     "1073741824 for 1 GiB"),
+    ("{maxbytes: 10}", "quota.maxbytes", "unknown key"),
+])
+def test_a_bad_quota_is_one_line_naming_its_key(body: str, key: str, expected: str):
+    (line,) = problems(_with_quota(body))
+    assert re.match(rf"test\.yaml:[67]: users\.stagingDir\[0\]\.{re.escape(key)}: ", line), line
+    assert expected in line
+    assert "\n" not in line
