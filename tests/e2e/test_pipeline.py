@@ -30,6 +30,7 @@ from testkit.files import EICAR, make_random_file, sha256_file
 from testkit.sftp_client import run_sftp
 from tests.support.config import write_config
 from tests.support.gateway import unique_name
+from tests.support.logs import audit_events, logging_into
 from tests.support.pipeline import (
     INSTANCE,
     SCAN_LIMIT,
@@ -234,7 +235,8 @@ def test_an_eicar_upload_with_a_250_byte_name_is_quarantined_once_with_one_virus
 
 def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: Path,
                                                  prefect_api: str):
-    """A real ``ssftp worker`` is SIGKILLed while clamd holds its scan; a new one finishes."""
+    """A real ``ssftp worker`` is SIGKILLed while clamd holds its scan; a new one finishes,
+    and the record says which worker judged the file (the one that finished it)."""
     layout = DataLayout.at(tmp_path / "data").create()
     config = write_config(tmp_path / "ssftp.yaml", f"""
     clamav:
@@ -255,12 +257,12 @@ def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: P
     pipeline.clamd.process.send_signal(signal.SIGSTOP)
     worker = subprocess.Popen(
         [sys.executable, "-m", "deployments.cli", "worker", "--config", str(config),
-         "--data-dir", str(layout.root)], env=env, stdout=subprocess.DEVNULL,
+         "--data-dir", str(layout.root), "--name", "killed-1"], env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE)
     try:
         wait_for("the worker to start",
                  lambda: (layout.log / "ssftp.log").exists()
-                 and "scan worker started" in (layout.log / "ssftp.log").read_text())
+                 and '"worker": "killed-1"' in (layout.log / "ssftp.log").read_text())
         temp = staged.with_name(".ssftp-tmp-upload")
         temp.write_bytes(b"must survive a crash\n")
         temp.rename(staged)
@@ -277,14 +279,18 @@ def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: P
     assert claimed.read_bytes() == b"must survive a crash\n"
     assert not tree(layout.clean)
 
-    restarted = WorkerThread(ConfigStore.open(config, layout), None)
-    restarted.start()
-    try:
-        wait_for("the file in clean", (layout.clean / "crash" / "survivor.txt").exists)
-    finally:
-        restarted.stop(timeout=30)
+    restarted = WorkerThread(ConfigStore.open(config, layout), None, "takeover-1")
+    with logging_into(layout.log) as audit_log:
+        restarted.start()
+        try:
+            wait_for("the file in clean", (layout.clean / "crash" / "survivor.txt").exists)
+        finally:
+            restarted.stop(timeout=30)
     assert (layout.clean / "crash" / "survivor.txt").read_bytes() == b"must survive a crash\n"
     assert not tree(claims)
+    assert [(event["file"], event["verdict"], event["worker"])
+            for event in audit_events(audit_log)] == [
+        ("crash/survivor.txt", "clean", "takeover-1")]
 
 
 # A sparse file this big takes seconds of CPU to hash (~3 s per GiB here), so a small file
