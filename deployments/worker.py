@@ -61,7 +61,7 @@ from ssftp.scan.record import Recorder
 from ssftp.scan.rescan import Rescanner
 from ssftp.scan.results import ScanResult
 from ssftp.scan.scanner import Scanner
-from ssftp.scan.workers import default_name
+from ssftp.scan.workers import Heartbeats, default_name
 from ssftp.transfer.state import stored_totals
 
 logger = logging.getLogger(APP)
@@ -131,7 +131,8 @@ class ScanWorker:
         self.watcher = StagingWatcher(
             staging=layout.staging, claims=claims,
             settings=lambda: self.store.current.loaded.config.scanning,
-            scan_batch=self._scan_and_notify, clamd=lambda: self.runs.scanner.client)
+            scan_batch=self._scan_and_notify, clamd=lambda: self.runs.scanner.client,
+            heartbeats=Heartbeats(layout.workers, self.name))
         self._rescan_beside(self.runs.scanner)
         self.rescan_watcher = RescanWatcher(
             layout, runs=lambda: self.rescans,
