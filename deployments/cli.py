@@ -82,6 +82,7 @@ from ssftp.scan.engines import Engines, configured_engines
 from ssftp.scan.results import ScanResult
 from ssftp.scan.updates import update_signatures
 from ssftp.scan.verdict import VerdictKind
+from ssftp.scan.workers import checked_name
 
 DEFAULT_DATA_DIR = "./var/ssftp"
 EXAMPLE_CONFIG = "config/ssftp.example.yaml"
@@ -155,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
                                                 "transfers only (against PREFECT_API_URL)")
     _instance_options(worker)
     _metrics_option(worker)
+    worker.add_argument("--name", help="the name its audit records, verdicts and scan runs "
+                                       "(tag worker:NAME) carry (default: <host>.<pid>)")
 
     scan = commands.add_parser("scan", help="scan files with the configured clamd and print "
                                             "verdicts (moves nothing)")
@@ -479,6 +482,7 @@ def _worker(args: argparse.Namespace) -> int:
     from ssftp.logs import configure_logging
     from ssftp.runtime.prefect_server import is_healthy
 
+    name = checked_name(args.name) if args.name is not None else None
     store = _open_instance(args)
     metrics = _metrics_address(args, store)
     configure_logging(store.current.loaded.config.log_dirs(store.layout))
@@ -487,7 +491,7 @@ def _worker(args: argparse.Namespace) -> int:
         raise PrefectServerError(
             f"no Prefect server answers at PREFECT_API_URL={api_url or ''} (e.g. "
             "http://127.0.0.1:4200/api, started by `ssftp up` or `prefect server start`)")
-    asyncio.run(run_worker(store, api_url, metrics))
+    asyncio.run(run_worker(store, api_url, metrics, name))
     return OK
 
 

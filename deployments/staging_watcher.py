@@ -27,10 +27,11 @@ from pathlib import Path
 from ssftp.config.schema import ScanningSettings
 from ssftp.layout import is_reserved_name
 from ssftp.logs import APP, log_event
-from ssftp.scan.claims import HEARTBEAT_SECONDS, Claims
+from ssftp.scan.claims import HEARTBEAT_SECONDS, Claims, sub_path_of
 from ssftp.scan.engines import Engine
 from ssftp.scan.queue import Lane, StagingQueue, is_candidate
 from ssftp.scan.results import ScanResult
+from ssftp.scan.workers import BEAT_SECONDS, Heartbeats, Share
 from ssftp.tree_watch import Change, Kind, TreeWatch, keep_watching
 
 logger = logging.getLogger(APP)
@@ -69,6 +70,9 @@ class StagingWatcher:
     settings: Callable[[], ScanningSettings]
     scan_batch: ScanBatch
     clamd: CurrentClamd
+    # This worker's heartbeat among those of the data root, by which the live workers share
+    # the staged files out (ssftp.scan.workers); None: this watcher takes every file.
+    heartbeats: Heartbeats | None = None
     queue: StagingQueue = field(init=False)
     # The scan run in flight in each lane. One at a time per lane: concurrent runs make the
     # Prefect server's SQLite refuse writers, and its client waits 2 s before each retry (seen
@@ -82,9 +86,14 @@ class StagingWatcher:
     # due now (the watch was set up again, or failed).
     _sweep_every: float = field(init=False, default=RESWEEP_SECONDS)
     _sweep_due: bool = field(init=False, default=False)
+    _beat_failed: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        self.queue = StagingQueue(self.staging, self.settings)
+        share = None
+        if self.heartbeats is not None:
+            share = Share(self.heartbeats.name,
+                          lambda path: sub_path_of(self.staging, path).as_posix())
+        self.queue = StagingQueue(self.staging, self.settings, share=share)
 
     def busy(self) -> bool:
         """Fresh uploads are being scanned or are due: what a rescan gives way to."""
@@ -175,12 +184,15 @@ class StagingWatcher:
             self.sweep()
             if ready is not None:
                 ready.set()
-            last_heartbeat = 0.0
+            last_heartbeat = last_beat = 0.0
             last_sweep = time.monotonic()
             while True:
                 if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
                     self.claims.heartbeat()
                     last_heartbeat = time.monotonic()
+                if time.monotonic() - last_beat > BEAT_SECONDS:
+                    await self._beat()
+                    last_beat = time.monotonic()
                 if self._sweep_due or time.monotonic() - last_sweep > self._sweep_every:
                     self._sweep_due = False
                     self.queue.walked(await asyncio.to_thread(staged_files, self.staging))
@@ -194,6 +206,9 @@ class StagingWatcher:
                     continue
                 await asyncio.sleep(_TICK_SECONDS)
         finally:
+            if self.heartbeats is not None:  # its share goes to the others at once
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(self.heartbeats.leave)
             if self._running:
                 await asyncio.wait(self._running.values(), timeout=RUNS_STOP_SECONDS)
             for task in (*self._running.values(), self._probing, watch):
@@ -201,6 +216,25 @@ class StagingWatcher:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+
+    async def _beat(self) -> None:
+        """Say this worker is live, and learn who else is: the share follows the live set.
+        A beat that fails keeps the last set (the others take this worker's files once its
+        heartbeat is stale, and the claim still decides)."""
+        if self.heartbeats is None or self.queue.share is None:
+            return
+        try:
+            workers = await asyncio.to_thread(self.heartbeats.beat)
+        except OSError as exc:
+            if not self._beat_failed:  # once, not every second
+                log_event(logger, "worker heartbeat not written", logging.WARNING,
+                          error=str(exc))
+            self._beat_failed = True
+            return
+        self._beat_failed = False
+        if workers != self.queue.share.workers:
+            log_event(logger, "live workers changed", workers=", ".join(workers))
+            self.queue.share.workers = workers
 
     def _start_runs(self) -> bool:
         """Start the next batch of each lane without a run in flight; True if any started."""

@@ -37,7 +37,7 @@ from ssftp.config.reload import ActiveConfig, ConfigStore
 from ssftp.errors import NoClamdError, OutboxError, WorkerDiedError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, warn_on_stderr
-from ssftp.metrics import TRANSFERS
+from ssftp.metrics import TRANSFERS, worker_started
 from ssftp.notify.outbox import Outbox
 from ssftp.notify.record import OutboxRecorder
 from ssftp.runtime.clamd_daemon import ClamdDaemon
@@ -61,6 +61,7 @@ from ssftp.scan.record import Recorder
 from ssftp.scan.rescan import Rescanner
 from ssftp.scan.results import ScanResult
 from ssftp.scan.scanner import Scanner
+from ssftp.scan.workers import Heartbeats, default_name
 from ssftp.transfer.state import stored_totals
 
 logger = logging.getLogger(APP)
@@ -86,22 +87,27 @@ def warn_if_silent(scanning: Engine | None) -> None:
 
 
 def build_scanner(layout: DataLayout, active: ActiveConfig, claims: Claims,
-                  started_clamd: ClamdAddress | None, recorder: Recorder | None = None) -> Scanner:
-    """The scanner a config asks for; ``started_clamd`` is the one ``ssftp up`` started, and
-    ``recorder`` where its outcomes are recorded (the audit log only, by default)."""
+                  started_clamd: ClamdAddress | None, recorder: Recorder | None = None,
+                  worker: str | None = None) -> Scanner:
+    """The scanner a config asks for; ``started_clamd`` is the one ``ssftp up`` started,
+    ``recorder`` where its outcomes are recorded (the audit log only, by default), and
+    ``worker`` the name its outcomes carry (``<host>.<pid>`` by default)."""
     config = active.loaded.config
     engines = None
     if config.enable_virus_scan:
         clamds = config.clamav.addresses or ([started_clamd] if started_clamd else [])
         engines = configured_engines(config, clamds)
     return Scanner(layout, engines, mode=config.clamav.mode, owners=StagingOwners(config),
-                   instance=config.instance_name, claims=claims, recorder=recorder)
+                   instance=config.instance_name, claims=claims, recorder=recorder,
+                   worker=worker)
 
 
 @dataclass
 class ScanWorker:
     store: ConfigStore
     started_clamd: ClamdAddress | None = None
+    # What its outcomes, records and runs say judged them (ssftp.scan.workers).
+    name: str = field(default_factory=default_name)
     watcher: StagingWatcher = field(init=False)
     runs: ScanRuns = field(init=False)
     scheduled: ScheduledDeployments = field(init=False)
@@ -120,11 +126,13 @@ class ScanWorker:
         self.notifier = NotifyRuns(self.recorder.outbox,
                                    lambda: self.store.current.loaded.config.webhooks)
         self.runs = ScanRuns(build_scanner(layout, self.store.current, claims,
-                                           self.started_clamd, self.recorder))
+                                           self.started_clamd, self.recorder, self.name))
+        worker_started(self.name)
         self.watcher = StagingWatcher(
             staging=layout.staging, claims=claims,
             settings=lambda: self.store.current.loaded.config.scanning,
-            scan_batch=self._scan_and_notify, clamd=lambda: self.runs.scanner.client)
+            scan_batch=self._scan_and_notify, clamd=lambda: self.runs.scanner.client,
+            heartbeats=Heartbeats(layout.workers, self.name))
         self._rescan_beside(self.runs.scanner)
         self.rescan_watcher = RescanWatcher(
             layout, runs=lambda: self.rescans,
@@ -177,7 +185,7 @@ class ScanWorker:
     def _reconfigure(self, active: ActiveConfig) -> None:
         try:
             self.runs.scanner = build_scanner(self.store.layout, active, self.watcher.claims,
-                                              self.started_clamd, self.recorder)
+                                              self.started_clamd, self.recorder, self.name)
             self._rescan_beside(self.runs.scanner)
         except NoClamdError as exc:
             log_event(logger, "config change not applied to scanning", logging.ERROR,
@@ -267,6 +275,7 @@ class WorkerThread:
 
     store: ConfigStore
     clamd: ClamdDaemon | None
+    name: str = field(default_factory=default_name)
     _host: LoopThread = field(init=False)
     _done: Future[None] = field(init=False)
     _task: asyncio.Task[None] | None = field(init=False, default=None)
@@ -283,7 +292,8 @@ class WorkerThread:
 
     async def _main(self) -> None:
         try:
-            worker = ScanWorker(self.store, self.clamd.address if self.clamd else None)
+            worker = ScanWorker(self.store, self.clamd.address if self.clamd else None,
+                                self.name)
             self.scan_worker = worker
             ready = asyncio.Event()
             self._task = asyncio.create_task(worker.run(ready))
@@ -339,16 +349,17 @@ def check_alive(worker: WorkerThread, stopped: asyncio.Task[None]) -> None:
         raise WorkerDiedError(f"the scan worker stopped: {worker.error!r}")
 
 
-async def run_worker(store: ConfigStore, api_url: str, metrics: Address | None = None) -> None:
+async def run_worker(store: ConfigStore, api_url: str, metrics: Address | None = None,
+                     name: str | None = None) -> None:
     """``ssftp worker``: the watcher and flows only, with hot reload, until SIGINT/SIGTERM;
     ``/metrics`` and ``/healthz`` on ``metrics`` when given (its Prefect check asks
-    ``api_url``).
+    ``api_url``); ``name`` is the worker's (``--name``; ``<host>.<pid>`` by default).
 
     The scan worker runs on a thread of its own, as in ``ssftp up``, so the main thread keeps
     SIGTERM: Prefect's flow engine takes SIGTERM over while a flow runs on the main thread
     (its handler raises TerminationSignal), and a ``docker stop`` during a scan or a
     notification crashed the worker with exit 1 instead of stopping it."""
-    worker = WorkerThread(store, None)
+    worker = WorkerThread(store, None, name or default_name())
     worker.start()
     watch = asyncio.create_task(store.watch())
     checks = {**worker.engine_checks(), "signatures": worker.signatures_status,
@@ -357,7 +368,8 @@ async def run_worker(store: ConfigStore, api_url: str, metrics: Address | None =
         with metrics_listening(metrics, checks):
             stopped = asyncio.create_task(run_until_stopped(lambda: store.ask("SIGHUP")))
             await asyncio.sleep(0)  # its handlers take SIGINT before "started" is said
-            log_event(logger, "scan worker started", staging=str(store.layout.staging))
+            log_event(logger, "scan worker started", staging=str(store.layout.staging),
+                      worker=worker.name)
             while not stopped.done():
                 await asyncio.wait([stopped, watch], timeout=1,
                                    return_when=asyncio.FIRST_COMPLETED)

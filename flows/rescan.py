@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import cast
 from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
@@ -43,6 +43,7 @@ from ssftp.logs import one_line
 from ssftp.scan.rescan import RESCANNED, Rescanner
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.verdict import VerdictKind
+from ssftp.scan.workers import worker_tag
 
 # How often a rescan that gave way to fresh uploads looks whether they are done.
 GIVE_WAY_SECONDS = 0.5
@@ -193,7 +194,8 @@ class RescanRuns:
         layout = self.rescanner.layout
         results: list[ScanResult] = []
         for names in parameter_batches([to_parameter(path, layout) for path in paths]):
-            state = await self._flow(names, signatures, return_state=True)
+            with tags(worker_tag(self.rescanner.worker)):
+                state = await self._flow(names, signatures, return_state=True)
             stopping.pass_on_cancellation()
             if stopping.was_interrupted(state) or self._stop.is_set():
                 raise asyncio.CancelledError

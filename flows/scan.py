@@ -13,8 +13,8 @@ can get a batch refused.
 What a run found is in the run itself, so an operator sees every infection in the runs list:
 its final state is named ``Quarantined``, ``Retrying`` or ``Completed`` (with the counts as
 its message), its name leads with what matters ("scan 2 infected of 50 from acme"), and its
-tags say the instance, the accounts and ``infected`` / ``unscannable`` / ``blocked`` /
-``waiting``.
+tags say the instance, the worker (from the run's start), the accounts and ``infected`` /
+``unscannable`` / ``blocked`` / ``waiting``.
 
 A stop (Ctrl-C, SIGTERM) ends a run with what it did (:mod:`flows.stopping`): each slice
 finishes the file in hand and scans no more, the files not begun stay in staging for the next
@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import cast
 from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -60,6 +60,7 @@ from ssftp.scan.queue import Lane
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.scanner import Scanner
 from ssftp.scan.verdict import VerdictKind
+from ssftp.scan.workers import worker_tag
 
 app_log = logging.getLogger(APP)
 
@@ -420,7 +421,9 @@ class ScanRuns:
         for names in parameter_batches([to_parameter(path, layout) for path in paths]):
             if self._stop.is_set():
                 break
-            state = await self._flow(names, lane, return_state=True)
+            # From the run's start: a run under way can be found by its worker in the UI.
+            with tags(worker_tag(self.scanner.worker)):
+                state = await self._flow(names, lane, return_state=True)
             pass_on_cancellation()
             if was_interrupted(state):
                 break

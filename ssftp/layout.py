@@ -216,6 +216,12 @@ class DataLayout:
         return self.system / "outbox.sqlite3"
 
     @property
+    def workers(self) -> Path:
+        """The scan workers' heartbeats (:mod:`ssftp.scan.workers`): a file per live worker,
+        by which they share out the staged files."""
+        return self.system / "workers"
+
+    @property
     def bans(self) -> Path:
         """The defender's bans (:mod:`ssftp.bans`), shared by every server on this root."""
         return self.system / "defender.sqlite3"

@@ -22,12 +22,14 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry()
+M = TypeVar("M", Gauge, Info)
 
 
 class TransferTotals(Collector):
@@ -203,8 +205,13 @@ CLAMD_UP = Gauge(
 ICAP_UP = Gauge(
     "ssftp_icap_up", "1 when the ICAP server answered its last OPTIONS probe with 200, else 0 "
     "(probes at start, during an outage, and at each /healthz)", ["server"], registry=None)
+# From the scan worker's start on (:func:`worker_started`): which worker this process is, by
+# the name its records and runs carry (ssftp.scan.workers); a process that scans nothing
+# (``serve``) has none.
+WORKER = Info("ssftp_worker", "The name of the scan worker this process runs, as its audit "
+              "records and runs' tags (worker:<name>) carry it", registry=None)
 _exported_lock = threading.Lock()
-_exported: set[Gauge] = set()
+_exported: set[Gauge | Info] = set()
 WEBHOOKS = Counter(
     "ssftp_webhooks", "Webhook notifications settled, by webhook name (virusFound, "
     "scanError) and result (delivered, failed: after its retries; it stays owed)",
@@ -215,13 +222,19 @@ DEFENDER_BANS = Counter(
     "ssftp_defender_bans", "Addresses banned after repeated failed logins", registry=REGISTRY)
 
 
-def _export(gauge: Gauge) -> Gauge:
-    """``gauge``, registered on its first use: a figure of an engine the process asks."""
+def _export(gauge: M) -> M:
+    """``gauge``, registered on its first use: a figure of an engine the process asks, or of
+    the worker it runs."""
     with _exported_lock:
         if gauge not in _exported:
             REGISTRY.register(gauge)
             _exported.add(gauge)
     return gauge
+
+
+def worker_started(name: str) -> None:
+    """This process runs the scan worker ``name``."""
+    _export(WORKER).info({"name": name})
 
 
 def clamd_answered(address: str, answered: bool) -> None:

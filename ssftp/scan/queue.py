@@ -24,6 +24,9 @@ least every :data:`PROBE_MAX_SECONDS`: a PING is cheap, and clamd back must not 
 ``retryMaxSeconds``), and the waiting files are retried together once it answers. One outage
 is thus one failed attempt per file: one audit record, one ``scanError``.
 
+Several workers on one data root batch only their own share of the ready files (a
+:class:`ssftp.scan.workers.Share`), and another's once nobody has taken it for a few seconds.
+
 Time comes from an injected clock and file state from an injected stamp function, so the policy
 is tested with a fake clock in milliseconds; the watcher in ``deployments`` does the I/O
 (inotify events, walks of staging, the runs) and tells the queue what it saw.
@@ -45,6 +48,7 @@ from ssftp.retry_schedule import RetrySchedule, backoff_delay
 from ssftp.scan.claims import sub_path_of
 from ssftp.scan.readiness import ReadinessTracker, StampOf, regular_file_stamp
 from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.workers import Share
 
 # The longest wait between two PINGs of an outage (unless retryInitialSeconds is longer).
 PROBE_MAX_SECONDS = 30.0
@@ -103,8 +107,10 @@ class StagingQueue:
 
     def __init__(self, staging: Path, settings: Callable[[], ScanningSettings],
                  clock: Callable[[], float] = time.monotonic,
-                 stamp_of: StampOf = regular_file_stamp) -> None:
+                 stamp_of: StampOf = regular_file_stamp, share: Share | None = None) -> None:
         self._staging = staging
+        # This worker's share of the files, when workers share a data root (none: all).
+        self.share = share
         self._settings = settings
         self._clock = clock
         current = settings()
@@ -137,8 +143,11 @@ class StagingQueue:
         self.tracker.saw(path, self._clock())
 
     def forget(self, path: Path) -> None:
-        """``path`` was deleted before it was ready."""
+        """``path`` was deleted before it was ready (or claimed by the worker whose share
+        it is in)."""
         self.tracker.forget(path)
+        if self.share is not None:
+            self.share.forget(path)
 
     def take_over(self, paths: list[Path]) -> None:
         """Queue files claimed by a scanner that stopped: they were complete when it took
@@ -151,7 +160,8 @@ class StagingQueue:
         now = self._clock()
         for path in found:
             if (path not in self.tracker and path not in self._batch
-                    and not self.retries.waiting(path, now)):
+                    and not self.retries.waiting(path, now)
+                    and (self.share is None or path not in self.share)):
                 self.tracker.saw(path, now)
 
     def collect(self) -> None:
@@ -167,6 +177,8 @@ class StagingQueue:
         ready = self._ready_now + self.retries.due(now) + [
             path for path in self.tracker.ready(now) if not self.retries.waiting(path, now)]
         self._ready_now = []
+        if self.share is not None:
+            ready = self.share.take(ready, now)
         for path in ready:
             size = self._size_of(path)
             lane = Lane.LARGE if size >= settings.large_file_size else Lane.SMALL

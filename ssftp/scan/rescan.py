@@ -26,7 +26,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -45,6 +45,7 @@ from ssftp.scan.results import Area, ScanResult, stamp
 from ssftp.scan.router import VERDICT_RECORD_SUFFIX, record_path
 from ssftp.scan.scanner import Scanner
 from ssftp.scan.verdict import VerdictKind
+from ssftp.scan.workers import default_name
 
 logger = logging.getLogger(APP)
 
@@ -107,6 +108,7 @@ class Rescanner:
     owners: StagingOwners
     instance: str
     mode: ScanMode = "auto"
+    worker: str = field(default_factory=default_name)  # ssftp.scan.workers
 
     @classmethod
     def beside(cls, scanner: Scanner) -> Rescanner | None:
@@ -115,7 +117,7 @@ class Rescanner:
         if scanner.client is None:
             return None
         return cls(scanner.layout, scanner.client, scanner.recorder, scanner.owners,
-                   scanner.instance, scanner.mode)
+                   scanner.instance, scanner.mode, scanner.worker)
 
     def rescan_all(self, areas: Iterable[Area]) -> list[ScanResult]:
         """Every file of ``areas``, and first what a stopped rescan held there (``ssftp
@@ -284,7 +286,7 @@ class Rescanner:
             file=sub_path.as_posix(), account=self.owners.owner_of(sub_path),
             source=self._relative(path), destination=self._relative(destination),
             area=now_in, time=when or stamp(), flow_run_id=flow_run_id, reason="rescan",
-            **examined.judged())
+            worker=self.worker, **examined.judged())
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.layout.root).as_posix()

@@ -59,6 +59,9 @@ class ScanResult:
     # Each engine's own answer when several judged (``{"clamd": "OK", "icap": "..."}``:
     # ssftp.scan.engines); None when one engine (or none) did.
     engines: dict[str, str] | None = None
+    # The worker that judged it (ssftp.scan.workers); None for an outcome no worker made (a
+    # release from quarantine, done by the operator's command).
+    worker: str | None = None
     # The Prefect event the outcome raises (ssftp.notify.owed), for the scan flow to emit;
     # None when it raises none, or no Prefect is told (``ssftp scan``).
     event: str | None = None

@@ -38,6 +38,7 @@ from ssftp.scan.record import AuditRecorder, Recorder
 from ssftp.scan.results import Area, ScanResult, stamp
 from ssftp.scan.router import record_path, route_for
 from ssftp.scan.verdict import VerdictKind
+from ssftp.scan.workers import default_name
 
 logger = logging.getLogger(APP)
 
@@ -60,7 +61,8 @@ class Scanner:
 
     def __init__(self, layout: DataLayout, client: Engine | None, *,
                  mode: ScanMode = "auto", owners: StagingOwners, instance: str,
-                 claims: Claims, recorder: Recorder | None = None) -> None:
+                 claims: Claims, recorder: Recorder | None = None,
+                 worker: str | None = None) -> None:
         self.layout = layout
         # None when the operator switched scanning off: files pass through, marked unscanned.
         self.client = client
@@ -71,6 +73,8 @@ class Scanner:
         self.claims = claims
         # Where each outcome is recorded, before the file moves.
         self.recorder = recorder or AuditRecorder()
+        # Who judged: on every outcome, the runs' tags and the records (ssftp.scan.workers).
+        self.worker = worker or default_name()
 
     def scan(self, path: Path, flow_run_id: str | None = None) -> ScanResult | None:
         """Scan a staged (or orphaned claimed) file and move it on; None if it is gone."""
@@ -178,7 +182,7 @@ class Scanner:
             detail=f"could not be claimed for scanning: {error.strerror or error}",
             source=self._relative(self.layout.staging / sub_path),
             destination=self._relative(path), area=Area.STAGING, time=stamp(),
-            flow_run_id=flow_run_id)
+            flow_run_id=flow_run_id, worker=self.worker)
         return self._stays(result)
 
     def _stays(self, result: ScanResult, *, quiet: bool = False) -> ScanResult:
@@ -203,6 +207,7 @@ class Scanner:
             time=when or stamp(),
             flow_run_id=flow_run_id,
             original_name=one_line(claim.sub_path.as_posix()) if renamed else None,
+            worker=self.worker,
             **examined.judged(),
         )
 

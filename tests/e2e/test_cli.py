@@ -516,3 +516,13 @@ def test_initial_config_starts_the_data_root_s_own_config_once(tmp_path):
                     str(tmp_path / "other"))
     assert (missing.returncode, missing.stderr.strip()) == (
         2, f"ssftp up: --initial-config {tmp_path / 'none.yaml'}: No such file or directory")
+
+
+@pytest.mark.parametrize("name", ["two words", "a/b", ""])
+def test_a_worker_name_that_cannot_tag_a_run_is_refused_in_one_line(tmp_path, name):
+    result = subprocess.run([SSFTP, "worker", "--data-dir", str(tmp_path / "data"), "--name",
+                             name], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"ssftp worker: worker name {name!r} is not valid: 1 to 127 letters, digits, '.', '-' "
+        "or '_', starting with a letter or digit"]

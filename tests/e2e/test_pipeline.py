@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
 from deployments.worker import WorkerThread
 from ssftp.config.reload import ConfigStore
@@ -30,6 +32,7 @@ from testkit.files import EICAR, make_random_file, sha256_file
 from testkit.sftp_client import run_sftp
 from tests.support.config import write_config
 from tests.support.gateway import unique_name
+from tests.support.logs import audit_events, logging_into
 from tests.support.pipeline import (
     INSTANCE,
     SCAN_LIMIT,
@@ -234,7 +237,8 @@ def test_an_eicar_upload_with_a_250_byte_name_is_quarantined_once_with_one_virus
 
 def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: Path,
                                                  prefect_api: str):
-    """A real ``ssftp worker`` is SIGKILLed while clamd holds its scan; a new one finishes."""
+    """A real ``ssftp worker`` is SIGKILLed while clamd holds its scan; a new one finishes,
+    and the record says which worker judged the file (the one that finished it)."""
     layout = DataLayout.at(tmp_path / "data").create()
     config = write_config(tmp_path / "ssftp.yaml", f"""
     clamav:
@@ -255,12 +259,12 @@ def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: P
     pipeline.clamd.process.send_signal(signal.SIGSTOP)
     worker = subprocess.Popen(
         [sys.executable, "-m", "deployments.cli", "worker", "--config", str(config),
-         "--data-dir", str(layout.root)], env=env, stdout=subprocess.DEVNULL,
+         "--data-dir", str(layout.root), "--name", "killed-1"], env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE)
     try:
         wait_for("the worker to start",
                  lambda: (layout.log / "ssftp.log").exists()
-                 and "scan worker started" in (layout.log / "ssftp.log").read_text())
+                 and '"worker": "killed-1"' in (layout.log / "ssftp.log").read_text())
         temp = staged.with_name(".ssftp-tmp-upload")
         temp.write_bytes(b"must survive a crash\n")
         temp.rename(staged)
@@ -277,14 +281,18 @@ def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: P
     assert claimed.read_bytes() == b"must survive a crash\n"
     assert not tree(layout.clean)
 
-    restarted = WorkerThread(ConfigStore.open(config, layout), None)
-    restarted.start()
-    try:
-        wait_for("the file in clean", (layout.clean / "crash" / "survivor.txt").exists)
-    finally:
-        restarted.stop(timeout=30)
+    restarted = WorkerThread(ConfigStore.open(config, layout), None, "takeover-1")
+    with logging_into(layout.log) as audit_log:
+        restarted.start()
+        try:
+            wait_for("the file in clean", (layout.clean / "crash" / "survivor.txt").exists)
+        finally:
+            restarted.stop(timeout=30)
     assert (layout.clean / "crash" / "survivor.txt").read_bytes() == b"must survive a crash\n"
     assert not tree(claims)
+    assert [(event["file"], event["verdict"], event["worker"])
+            for event in audit_events(audit_log)] == [
+        ("crash/survivor.txt", "clean", "takeover-1")]
 
 
 # A sparse file this big takes seconds of CPU to hash (~3 s per GiB here), so a small file
@@ -370,3 +378,77 @@ def test_a_thousand_small_files_in_one_session_all_end_clean_with_audit_records(
     # Batched: far fewer scan runs than files.
     runs = {r["flow_run_id"] for r in records.values()}
     assert len(runs) < 200, f"{len(runs)} scan runs for 1000 files"
+
+
+def test_two_workers_share_the_staged_files_each_batching_only_its_own(
+        pipeline: Pipeline, tmp_path: Path, prefect_api: str):
+    """Two workers on one data root: every file is scanned once, each worker batches its own
+    share (no file is in both workers' runs), each record names its worker; once one stops,
+    the other takes every file at once."""
+    layout = DataLayout.at(tmp_path / "data").create()
+    config = write_config(tmp_path / "ssftp.yaml", f"""
+    instanceName: shared-{unique_name()}
+    clamav:
+      address: {pipeline.clamd.socket}
+    scanning:
+      stableSeconds: 0.1
+      batchWindowSeconds: 0.2
+    users:
+      stagingDir:
+        - directory: shared
+          auth:
+            username: shared
+            password: shared-pw
+    """)
+    workers = {name: WorkerThread(ConfigStore.open(config, layout), None, name)
+               for name in ("share-a", "share-b")}
+    with logging_into(layout.log) as audit_log:
+        for worker in workers.values():
+            worker.start()
+        try:
+            def both_live() -> bool:
+                return all(worker.scan_worker is not None
+                           and worker.scan_worker.watcher.queue.share is not None
+                           and len(worker.scan_worker.watcher.queue.share.workers) == 2
+                           for worker in workers.values())
+            wait_for("both workers to see each other", both_live)
+            for worker in workers.values():  # a busy owner (SQLite) never looks stuck here
+                worker.scan_worker.watcher.queue.share.takeover_seconds = 600
+            names = [f"f{n:03d}.txt" for n in range(60)]
+            for name in names:
+                publish(layout.staging / "shared" / name, name.encode())
+            wait_for("every file in clean", lambda: all(
+                (layout.clean / "shared" / name).exists() for name in names))
+            workers["share-a"].stop(timeout=30)
+            wait_for("share-b alone", lambda: workers["share-b"].scan_worker.watcher.queue
+                     .share.workers == ("share-b",))
+            late = [f"late{n}.txt" for n in range(10)]
+            for name in late:
+                publish(layout.staging / "shared" / name, name.encode())
+            wait_for("the late files in clean", lambda: all(
+                (layout.clean / "shared" / name).exists() for name in late))
+        finally:
+            for worker in workers.values():
+                worker.stop(timeout=30)
+    records = [event for event in audit_events(audit_log) if event.get("event") == "scan"]
+    assert sorted(event["file"] for event in records) == sorted(
+        f"shared/{name}" for name in names + late)  # each scanned once
+    judged = {name: [event["worker"] for event in records
+                     if event["file"] in {f"shared/{file}" for file in names}].count(name)
+              for name in workers}
+    assert min(judged.values()) * 2 >= max(judged.values()), judged
+    assert {event["worker"] for event in records if event["file"].startswith("shared/late")
+            } == {"share-b"}
+    batched = asyncio.run(files_of_runs(("worker:share-a", "worker:share-b")))
+    assert not batched["worker:share-a"] & batched["worker:share-b"]  # none batched by both
+    assert batched["worker:share-a"] | batched["worker:share-b"] == {
+        f"staging/shared/{name}" for name in names + late}
+
+
+async def files_of_runs(tags: tuple[str, ...]) -> dict[str, set[str]]:
+    """The files in the parameters of the scan runs tagged with each of ``tags``."""
+    async with get_client() as client:
+        return {tag: {path for run in await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+                      for path in run.parameters["paths"]}
+                for tag in tags}

@@ -42,7 +42,8 @@ def test_a_stop_mid_rescan_ends_the_run_interrupted_with_what_it_did(prefect_api
                                                                     client, owners):
     paths = [write(layout.clean / "partner-a" / name, EICAR if name == "a.com" else b"ok\n")
              for name in ("a.com", "b.txt", "c.txt", "d.txt")]
-    rescanner = HoldsOneFile(layout, client, AuditRecorder(), owners, INSTANCE, hold="b.txt")
+    rescanner = HoldsOneFile(layout, client, AuditRecorder(), owners, INSTANCE,
+                             worker="rescanner-2", hold="b.txt")
 
     async def stop_at_the_second_file() -> None:
         run = asyncio.create_task(RescanRuns(rescanner, lambda: False).rescan(paths, "test-1"))
@@ -61,7 +62,7 @@ def test_a_stop_mid_rescan_ends_the_run_interrupted_with_what_it_did(prefect_api
     assert run.state.type.value == "CANCELLED"
     assert run.state.message is not None
     assert run.state.message.startswith("interrupted by a stop after 2 of 4: ")
-    assert "interrupted" in run.tags and f"instance:{INSTANCE}" in run.tags
+    assert {"interrupted", f"instance:{INSTANCE}", "worker:rescanner-2"} <= set(run.tags)
 
 
 async def interrupted_run() -> FlowRun:

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -37,6 +38,7 @@ from testkit.files import EICAR
 from tests.support.scanning import files_under, stage
 
 INSTANCE = "runs-test"
+WORKER = "scanner-1"
 
 # --- real runs: the Prefect harness and a real clamd ----------------------------------------
 
@@ -44,7 +46,7 @@ INSTANCE = "runs-test"
 
 def scanner_for(layout: DataLayout, client: ClamdClient, owners: StagingOwners) -> Scanner:
     return Scanner(layout, client, owners=owners, instance=INSTANCE,
-                   claims=Claims(layout.staging))
+                   claims=Claims(layout.staging), worker=WORKER)
 
 
 async def run_and_read(runs: ScanRuns, paths: list[Path]
@@ -74,7 +76,9 @@ def test_a_run_with_eicar_is_quarantined_named_and_tagged(prefect_api, layout, c
     assert run.state.name == "Quarantined"
     assert run.state.message == "1 infected, 1 clean"
     assert run.name == "scan partner-a/eicar.com infected, 1 clean"
-    assert set(run.tags) == {f"instance:{INSTANCE}", "account:partner-a", "infected"}
+    assert set(run.tags) == {f"instance:{INSTANCE}", f"worker:{WORKER}", "account:partner-a",
+                             "infected"}
+    assert {result.worker for result in results} == {WORKER}
     narrow = {row["file"]: row for row in tables[SUMMARY_TABLE_KEY]}
     full = {row["file"]: row for row in tables[VERDICT_TABLE_KEY]}
     digest = hashlib.sha256(b"a,b\n1,2\n").hexdigest()
@@ -95,7 +99,7 @@ def test_an_all_clean_run_stays_completed(prefect_api, layout, client, owners):
                                          [pulled]))
     assert run.state is not None and run.state.name == "Completed"
     assert run.name == "scan 1 clean from downloader:pull-x"
-    assert set(run.tags) == {f"instance:{INSTANCE}", "downloader:pull-x"}
+    assert set(run.tags) == {f"instance:{INSTANCE}", f"worker:{WORKER}", "downloader:pull-x"}
 
 
 def test_a_run_with_clamd_unreachable_is_retrying(prefect_api, layout, owners, tmp_path):
@@ -110,7 +114,8 @@ def test_a_run_with_clamd_unreachable_is_retrying(prefect_api, layout, owners, t
     assert run.state.name == "Retrying"
     assert run.state.message == "1 waiting"
     assert run.name == "scan 1 waiting of 1 from partner-b"
-    assert set(run.tags) == {f"instance:{INSTANCE}", "account:partner-b", "waiting"}
+    assert set(run.tags) == {f"instance:{INSTANCE}", f"worker:{WORKER}", "account:partner-b",
+                             "waiting"}
 
 
 def test_a_runs_parameters_name_files_by_data_root_path_never_by_host_path(
@@ -196,13 +201,18 @@ def test_a_stop_mid_batch_ends_the_run_interrupted_with_what_it_did(prefect_api,
              for name in names]
     instance = f"{INSTANCE}-{how}"
     scanner = HoldsOneFile(layout, client, owners=owners, instance=instance,
-                           claims=Claims(layout.staging), hold="c.txt")
+                           claims=Claims(layout.staging), hold="c.txt", worker=f"held-{how}")
 
     async def stop_at_the_third_file() -> None:
         # The large files' lane scans one file at a time, in the batch's order.
         runs = ScanRuns(scanner)
         run = asyncio.create_task(runs.scan_batch(paths, Lane.LARGE))
         await asyncio.to_thread(scanner.reached.wait, 60)
+        # Tagged with its worker from the start: a run under way is found by it in the UI.
+        async with get_client() as prefect:
+            [running] = await prefect.read_flow_runs(flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"worker:held-{how}"])))
+        assert running.state is not None and running.state.type.value == "RUNNING"
         if how == "asked":
             runs.stop()
         else:
@@ -226,8 +236,8 @@ def test_a_stop_mid_batch_ends_the_run_interrupted_with_what_it_did(prefect_api,
     assert run.state.message == ("interrupted by a stop after 3 of 5: 1 infected, 2 clean; "
                                  "2 left in staging")
     assert run.name == "scan partner-a/a-eicar.com infected, 2 clean"
-    assert set(run.tags) == {f"instance:{instance}", "account:partner-a", "infected",
-                             "interrupted"}
+    assert set(run.tags) == {f"instance:{instance}", f"worker:held-{how}", "account:partner-a",
+                             "infected", "interrupted"}
     assert sorted(row["file"] for row in tables[SUMMARY_TABLE_KEY]) == [
         "partner-a/a-eicar.com", "partner-a/b.txt", "partner-a/c.txt"]
     assert [row["file"] for row in tables[artifact_key("quarantine", instance)]] == [

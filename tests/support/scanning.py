@@ -68,9 +68,10 @@ def free_closed_port() -> int:
 
 
 def make_scanner(layout: DataLayout, client: ClamdClient | None, owners: StagingOwners,
-                 mode: str = "auto", recorder: Recorder | None = None) -> Scanner:
+                 mode: str = "auto", recorder: Recorder | None = None,
+                 worker: str | None = None) -> Scanner:
     return Scanner(layout, client, mode=mode, owners=owners, instance="gw-test",
-                   claims=Claims(layout.staging), recorder=recorder)
+                   claims=Claims(layout.staging), recorder=recorder, worker=worker)
 
 
 def non_utf8_path(directory: Path, name: bytes) -> Path:

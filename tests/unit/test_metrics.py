@@ -14,7 +14,7 @@ from server.defender import Defender
 from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import ScanningSettings
 from ssftp.file_stamp import FileStamp
-from ssftp.metrics import SignatureFigures, TransferTotals
+from ssftp.metrics import SignatureFigures, TransferTotals, worker_started
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.queue import Lane, StagingQueue
 from ssftp.transfer.state import STATE_FILE, TransferState, stored_totals
@@ -95,3 +95,11 @@ def test_the_signatures_last_seen_are_one_series_and_their_age_grows_from_the_bu
     assert registry.get_sample_value("ssftp_signatures_age_seconds") >= 3600
     figures.loaded("ClamAV 1.4.6", "+0a1b", None, None)  # offline: no official database
     assert registry.get_sample_value("ssftp_signatures_age_seconds") is None
+
+
+def test_a_worker_exports_its_name_once_it_starts():
+    worker_started("scanner-a")
+    assert sample("ssftp_worker_info", name="scanner-a") == 1
+    worker_started("scanner-b")  # a second worker in this process (tests): the latest name
+    assert sample("ssftp_worker_info", name="scanner-b") == 1
+    assert sample("ssftp_worker_info", name="scanner-a") == 0

@@ -16,8 +16,10 @@ from ssftp.layout import (
     CLAIMS_DIR,
     PARTIALS_DIR,
 )
+from ssftp.scan.claims import sub_path_of
 from ssftp.scan.queue import PROBE_MAX_SECONDS, Lane, OutageEnded, StagingQueue, is_candidate
 from ssftp.scan.results import Area, ScanResult
+from ssftp.scan.workers import Share, owner_of
 
 STAGING = Path("/data/staging")
 
@@ -473,3 +475,27 @@ def test_a_directory_named_like_a_temp_file_is_a_directory(tmp_path: Path) -> No
 
 def test_server_partials_are_never_scanned(tmp_path: Path) -> None:
     assert not is_candidate(tmp_path, tmp_path / "partner-a" / PARTIALS_DIR / "0123abcd")
+
+
+def test_workers_sharing_staging_each_batch_their_share_and_take_what_its_owner_left() -> None:
+    """Two workers see the same files: each batches its own share; a file its owner does not
+    claim (a stuck worker) is batched by the other after the takeover time; one the owner
+    claimed (deleted from staging) is forgotten."""
+    harness = Harness(stableSeconds=1.0, batchWindowSeconds=0, maxBatchFiles=1000)
+    harness.queue.share = Share("a", lambda path: sub_path_of(STAGING, path).as_posix(),
+                                takeover_seconds=5.0)
+    harness.queue.share.workers = ("a", "b")
+    paths = [harness.stage(f"partner-a/f{n}.txt") for n in range(30)]
+    for path in paths:
+        harness.queue.saw(path)
+    owners = {path: owner_of(sub_path_of(STAGING, path).as_posix(), ["a", "b"])
+              for path in paths}
+    mine = [path for path in paths if owners[path] == "a"]
+    theirs = [path for path in paths if owners[path] == "b"]
+    assert sorted(harness.after(1.0)) == sorted(mine)
+    claimed = theirs[0]
+    harness.queue.forget(claimed)  # b claimed it
+    harness.queue.walked(theirs[1:])  # a sweep does not queue them again meanwhile
+    assert harness.after(4.9) == []
+    assert sorted(harness.after(0.1)) == sorted(theirs[1:])  # b took them not: a does
+    assert harness.after(10.0) == []

@@ -40,7 +40,7 @@ def detects_new_malware(request):
 
 def rescanner(layout, owners, fake) -> Rescanner:
     return Rescanner(layout, ClamdClient(fake.address, timeout=30), AuditRecorder(), owners,
-                     "gw-test")
+                     "gw-test", worker="rescanner-1")
 
 
 def test_a_clean_file_now_detected_moves_to_quarantine_and_the_rest_stays(
@@ -60,13 +60,14 @@ def test_a_clean_file_now_detected_moves_to_quarantine_and_the_rest_stays(
                          ("report.pdf" + VERDICT_RECORD_SUFFIX)).read_text())
     assert (record["reason"], record["signature"], record["database"]) == (
         "rescan", "Site.New-1", "27000")
+    assert record["worker"] == moved.worker == stayed.worker == "rescanner-1"
     assert files_under(layout.clean) == [good] and good.read_bytes() == b"still fine"
     assert (stayed.verdict, stayed.area, stayed.destination) == ("clean", Area.CLEAN,
                                                                  "clean/partner-a/in/notes.txt")
-    assert [(event["event"], event["file"], event["verdict"], event["database"])
-            for event in audit_events(audit_log)] == [
-        ("rescan", "partner-a/in/report.pdf", "infected", "27000"),
-        ("rescan", "partner-a/in/notes.txt", "clean", "27000")]
+    assert [(event["event"], event["file"], event["verdict"], event["database"],
+             event["worker"]) for event in audit_events(audit_log)] == [
+        ("rescan", "partner-a/in/report.pdf", "infected", "27000", "rescanner-1"),
+        ("rescan", "partner-a/in/notes.txt", "clean", "27000", "rescanner-1")]
 
 
 def test_a_reader_holding_the_file_reads_it_whole(layout, owners, fake_clamd):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 
@@ -199,3 +200,24 @@ def test_every_verdict_names_the_signatures_clamd_had_loaded(layout, owners, fak
     assert record["database"] == "27000+0123456789ab"
     # Asked once for both files: the answer is kept for a while, not asked per scan.
     assert [request.command for request in fake_clamd.requests].count("VERSION") == 1
+
+
+def test_every_outcome_names_the_worker_that_judged_it(layout, owners, fake_clamd, audit_log):
+    """The worker's name goes into the result, the audit record and the quarantine verdict
+    record, whatever the verdict: an operator can tell a sick worker from a healthy one."""
+    scanner = make_scanner(layout, ClamdClient(fake_clamd.address), owners, worker="scanner-b")
+    clean = scanner.scan(stage(layout, "partner-a/ok.txt", b"harmless"))
+    infected = scanner.scan(stage(layout, "partner-a/bad.txt", EICAR))
+    fake_clamd.answer = scans(lambda request: b"fd[9]: Can't allocate memory ERROR")
+    failed = scanner.scan(stage(layout, "partner-a/later.txt", b"tried again"))
+    assert [result.worker for result in (clean, infected, failed)] == ["scanner-b"] * 3
+    assert [event["worker"] for event in audit_events(audit_log)] == ["scanner-b"] * 3
+    record = json.loads((layout.quarantine / "partner-a" / ("bad.txt" + VERDICT_RECORD_SUFFIX))
+                        .read_text())
+    assert record["worker"] == "scanner-b"
+
+
+def test_an_unnamed_worker_is_named_by_its_host_and_pid(layout, owners, fake_clamd):
+    result = make_scanner(layout, ClamdClient(fake_clamd.address), owners).scan(
+        stage(layout, "partner-a/ok.txt", b"harmless"))
+    assert result.worker == f"{socket.gethostname()}.{os.getpid()}"
