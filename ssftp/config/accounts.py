@@ -12,7 +12,13 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
 from ssftp.addresses import AddressFilter
-from ssftp.config.schema import CleanAccount, FilePatterns, SsftpConfig, StagingAccount
+from ssftp.config.schema import (
+    Bandwidth,
+    CleanAccount,
+    FilePatterns,
+    SsftpConfig,
+    StagingAccount,
+)
 from ssftp.errors import PublicKeyError
 from ssftp.file_patterns import FilePatternRules, NameRules, rules_by_directory
 from ssftp.layout import DataLayout
@@ -49,6 +55,8 @@ class Account:
     max_sessions: int | None = None  # its sessions at once, in all its connections
     # Its allowedIps and deniedIps: the addresses it may log in from.
     address_filter: AddressFilter = field(default_factory=AddressFilter)
+    # Its own bandwidth keys, over limits.bandwidth (server.bandwidth).
+    bandwidth: Bandwidth = field(default_factory=Bandwidth)
 
     def key_matching(self, blob: bytes) -> AuthorizedKey | None:
         return next((key for key in self.keys if key.blob == blob), None)
@@ -101,6 +109,7 @@ def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Accoun
         file_patterns=_file_pattern_rules(entry.file_patterns),
         max_sessions=entry.max_sessions,
         address_filter=entry.address_filter,
+        bandwidth=entry.bandwidth,
     )
 
 
