@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from server.algorithms import modern_host_keypairs, server_algorithm_options
+from server.bandwidth import Throttles
 from server.defender import Defender
 from server.descriptors import process_budget
 from server.host_keys import load_host_keys
@@ -97,6 +98,7 @@ async def start_gateway(
     host_keys = load_host_keys(layout.system)
     defender = defender or Defender()
     occupancy = Occupancy()
+    throttles = Throttles()  # the accounts' bandwidth, shared by their connections
     refusals = LogSummary(refusal_log_seconds)
     login_grace, window = limits().login_grace_seconds, limits().channel_window_bytes
     in_flight = ProcessBytes(limits().max_buffered_bytes)
@@ -108,7 +110,7 @@ async def start_gateway(
             port,
             server_factory=lambda: AccountSSHServer(lookup, defender, durable_uploads(),
                                                     limits, occupancy, refusals, in_flight,
-                                                    login_grace, verdicts),
+                                                    login_grace, throttles, verdicts),
             server_host_keys=modern_host_keypairs(host_keys),
             line_editor=False,  # SFTP only: the session's channel must be asyncssh's own
             allow_pty=False,

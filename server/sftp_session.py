@@ -34,6 +34,7 @@ from asyncssh.sftp import MAX_SFTP_READ_LEN
 
 from server import attributes, renames
 from server.attributes import Whose
+from server.bandwidth import UNLIMITED, Buckets
 from server.compat import stderr_notices
 from server.descriptors import process_budget
 from server.handles import HEAD_BYTES, DownloadHandle, Handles, UploadHandle
@@ -91,6 +92,8 @@ class SessionContext:
     # The account's quota as the config has it now (server.quota), asked at each OPEN for
     # writing and each statvfs, so that a reload applies to the next one.
     quota: Callable[[], Quota | None] = _no_quota
+    # The account's bandwidth buckets (server.bandwidth), asked at each OPEN as limits are.
+    bandwidth: Callable[[], Buckets] = lambda: UNLIMITED
 
 
 def _client_has_left(channel: asyncssh.SSHServerChannel[bytes]) -> bool:
@@ -124,6 +127,7 @@ class SFTPSession(asyncssh.SFTPServer):
             client_left=functools.partial(_client_has_left, chan), budget=budget,
             recent=recent_uploads(), durable=context.durable_uploads, verdicts=context.verdicts)
         self._show_refusal = stderr_notices(chan)
+        self._take_bandwidth()
 
     @property
     def jail(self) -> Jail:
@@ -589,7 +593,14 @@ class SFTPSession(asyncssh.SFTPServer):
             raise asyncssh.SFTPInvalidHandle("invalid handle")
         return file_obj
 
+    def _take_bandwidth(self) -> None:
+        """The buckets this session's READs and WRITEs wait in until its next OPEN; None
+        (one check per request) where a direction is unlimited."""
+        self._uploads, self._downloads = self.context.bandwidth()
+        self._max_read = MAX_READ_BYTES if self._downloads is None else self._downloads.max_read
+
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
+        self._take_bandwidth()
         return await self._handles.open(path, functools.partial(self._opened, path, pflags,
                                                                 attrs))
 
@@ -702,9 +713,11 @@ class SFTPSession(asyncssh.SFTPServer):
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         """A READ, of at most :data:`MAX_READ_BYTES` (a shorter reply is legal; clients ask
         again for the rest), once its connection has room for the reply (server.in_flight):
-        a READ of 2 GiB no longer reads the whole file into one reply."""
+        a READ of 2 GiB no longer reads the whole file into one reply. A limited account's
+        reply waits its turn (server.bandwidth), charged what it holds (not what was asked:
+        a READ at the end of a file is short, or empty)."""
         handle = self._handle(file_obj)
-        size = min(size, MAX_READ_BYTES)
+        size = min(size, self._max_read)
         await self._flow.reserve(size)
         if isinstance(handle, UploadHandle):
             data = await self._read_upload(handle, offset, size)
@@ -714,6 +727,8 @@ class SFTPSession(asyncssh.SFTPServer):
             data = await self._read_download(handle, offset, size)
         self._flow.shrink(len(data))
         handle.bytes += len(data)
+        if self._downloads is not None:
+            await self._downloads.take(len(data))
         return data
 
     @off_loop
@@ -743,10 +758,13 @@ class SFTPSession(asyncssh.SFTPServer):
         next requests would have them take turns at the interpreter, the thread waiting
         its turn after every write (a 256 MiB upload went from 349 to 153 MB/s). Nor is a
         resumed upload's write answered early: it is refused when it does not continue the
-        upload, and that write's answer must say so."""
+        upload, and that write's answer must say so. A limited account's write waits its
+        turn first (server.bandwidth)."""
         handle = self._handle(file_obj)
         if not isinstance(handle, UploadHandle):
             raise asyncssh.SFTPPermissionDenied("file is not open for writing")
+        if self._uploads is not None:
+            await self._uploads.take(len(data))
         writer = handle.upload.writer
         if handle.upload.quota is not None:
             await self._reserve(handle, handle.upload.quota, offset, len(data))

@@ -32,6 +32,7 @@ from asyncssh.sftp import MIN_SFTP_VERSION
 from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 
 from server.algorithms import SIGNATURE_NAMES, modern_signatures
+from server.bandwidth import Buckets, Throttles
 from server.compat import run_sftp_server
 from server.defender import Defender
 from server.descriptors import process_budget
@@ -198,8 +199,9 @@ class AccountSSHServer(asyncssh.SSHServer):
     def __init__(self, lookup: AccountLookup, defender: Defender, durable_uploads: bool,
                  limits: Callable[[], LimitsSettings], occupancy: Occupancy,
                  refusals: LogSummary, in_flight: ProcessBytes, login_grace_seconds: float,
-                 verdicts: VerdictWatch | None = None) -> None:
+                 throttles: Throttles, verdicts: VerdictWatch | None = None) -> None:
         self._lookup = lookup
+        self._throttles = throttles
         self._verdicts = verdicts
         self._defender = defender
         self._durable_uploads = durable_uploads
@@ -456,12 +458,22 @@ class AccountSSHServer(asyncssh.SSHServer):
         self._occupancy.leave(self._occupancy.sessions_by_account, self._username)
         self._occupancy.leave(self._occupancy.sessions_by_address, self._ip)
 
+    def _bandwidth(self) -> Buckets:
+        """The account's buckets at its bandwidth now: its entry as the config has it since
+        the last reload (one no longer configured keeps what it logged in with), over
+        ``limits.bandwidth``."""
+        assert self._account is not None
+        account = self._lookup(self._username) or self._account
+        return self._throttles.buckets(self._username, account.bandwidth,
+                                       self._limits().bandwidth)
+
     def auth_completed(self) -> None:
         assert self._account is not None
         self._defender.record_success(self._ip)
         self.context = SessionContext(
             self._account, self._ip, self._durable_uploads, self._limits, self._verdicts,
-            self._request_refusals, functools.partial(_current_quota, self._lookup,
-                                                      self._account))
+            self._request_refusals,
+            quota=functools.partial(_current_quota, self._lookup, self._account),
+            bandwidth=self._bandwidth)
         SESSIONS.inc()
         self._log_login(self._method, "ok", **({"key": self._key} if self._key else {}))

@@ -218,6 +218,10 @@ WEBHOOKS = Counter(
     ["name", "result"], registry=REGISTRY)
 SIGNATURES = SignatureFigures(REGISTRY)
 QUOTAS = QuotaFigures(REGISTRY)
+BANDWIDTH_DELAY_SECONDS = Counter(
+    "ssftp_bandwidth_delay_seconds", "Seconds SFTP requests waited for their account's "
+    "bandwidth limit, by direction (upload: WRITE requests, download: READ replies)",
+    ["direction"], registry=REGISTRY)
 DEFENDER_BANS = Counter(
     "ssftp_defender_bans", "Addresses banned after repeated failed logins", registry=REGISTRY)
 

@@ -12,7 +12,14 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
 from ssftp.addresses import AddressFilter
-from ssftp.config.schema import CleanAccount, FilePatterns, Quota, SsftpConfig, StagingAccount
+from ssftp.config.schema import (
+    Bandwidth,
+    CleanAccount,
+    FilePatterns,
+    Quota,
+    SsftpConfig,
+    StagingAccount,
+)
 from ssftp.errors import PublicKeyError
 from ssftp.file_patterns import FilePatternRules, NameRules, rules_by_directory
 from ssftp.layout import DataLayout
@@ -50,6 +57,8 @@ class Account:
     quota: Quota | None = None  # what its area may hold (server.quota); None: nothing is counted
     # Its allowedIps and deniedIps: the addresses it may log in from.
     address_filter: AddressFilter = field(default_factory=AddressFilter)
+    # Its own bandwidth keys, over limits.bandwidth (server.bandwidth).
+    bandwidth: Bandwidth = field(default_factory=Bandwidth)
 
     def key_matching(self, blob: bytes) -> AuthorizedKey | None:
         return next((key for key in self.keys if key.blob == blob), None)
@@ -103,6 +112,7 @@ def _account(entry: StagingAccount | CleanAccount, layout: DataLayout) -> Accoun
         max_sessions=entry.max_sessions,
         quota=entry.quota,
         address_filter=entry.address_filter,
+        bandwidth=entry.bandwidth,
     )
 
 

@@ -260,6 +260,30 @@ class Quota(Model):
         return self
 
 
+# Above this (16 GiB/s) a figure is a typo (bytes for KiB, an extra digit), not a limit.
+_MAX_KIB_PER_SECOND = 1 << 24
+
+
+class Bandwidth(Model):
+    """Our extension, SFTPGo's `upload_bandwidth` and `download_bandwidth`: how fast an
+    account's transfers may go, in all its sessions on one server process together
+    ([Bandwidth](server.md#bandwidth)). Smooth: each request waits its turn at the rate (a
+    token bucket), rather than bursts and pauses. On an account, each key given replaces
+    `limits.bandwidth`'s (0: unlimited for this account), and a key left out keeps the
+    default's. Each `ssftp serve` process applies the limit on its own: behind a balancer
+    with N servers an account can reach N times it. A reload applies to each session's next
+    OPEN."""
+
+    upload_ki_bps: Annotated[int | None, Field(ge=0, le=_MAX_KIB_PER_SECOND)] = Field(
+        default=None, description=(
+            "KiB per second the account's uploads (WRITE requests) may bring in together; 0 "
+            "or absent: unlimited (on an account: `limits.bandwidth`'s)."))
+    download_ki_bps: Annotated[int | None, Field(ge=0, le=_MAX_KIB_PER_SECOND)] = Field(
+        default=None, description=(
+            "KiB per second the account's downloads (READ replies) may take out together; 0 "
+            "or absent: unlimited (on an account: `limits.bandwidth`'s)."))
+
+
 class AccountEntry(AddressLists):
     directory: Directory = Field(description=(
         "The account's directory below its area (`staging/` for stagingDir accounts, `clean/` "
@@ -297,6 +321,9 @@ class AccountEntry(AddressLists):
         "stagingDir account's uploads, and a cleanDir account's only when its `permissions` grant "
         "`upload` (by default it has none). A reload applies to the next OPEN. Absent: "
         "no quota, and the server counts nothing."))
+    bandwidth: Bandwidth = Field(default_factory=Bandwidth, description=(
+        "The account's own upload and download rates (`{uploadKiBps: 1024}`), each replacing "
+        "`limits.bandwidth`'s; a key left out keeps it, and 0 makes the account unlimited."))
 
 
 _MIME_PATTERN = re.compile(r"^[a-z0-9*][a-z0-9!#$&^_.+*-]*/[a-z0-9*][a-z0-9!#$&^_.+*-]*$")
@@ -646,6 +673,11 @@ class LimitsSettings(AddressLists):
         "other address is served as itself, without a header (HAProxy's `expect-proxy` only "
         "for its proxies): keep such clients out with a firewall or `deniedIps` if all must "
         "come through the balancer."))
+    bandwidth: Bandwidth = Field(default_factory=Bandwidth, description=(
+        "The upload and download rates of each account that sets none of its own "
+        "(`{uploadKiBps: 10240, downloadKiBps: 10240}`); absent or 0: unlimited. Each account "
+        "has its own bucket of this rate, shared by its sessions: it is not a total of all "
+        "accounts."))
     trusted_proxies: Networks = Field(default_factory=list, description=(
         "The load balancers' addresses (IP addresses or CIDR networks) whose connections "
         "carry a PROXY header, with `proxyProtocol`; required by it."))

@@ -22,6 +22,7 @@ from server.app import Service, start_service
 from ssftp.config.reload import ConfigStore
 from ssftp.config.schema import LimitsSettings
 from ssftp.layout import DataLayout
+from ssftp.metrics import REGISTRY
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from testkit.ssftp_process import SsftpProcess, child_env, ssftp_command, wait_for_banner
@@ -82,12 +83,14 @@ LIMITED = """
       maxConnectionsPerAccount: 2
       maxConnectionsPerAddress: 3
       maxUnauthenticatedConnections: 2
+      bandwidth: {uploadKiBps: 256, downloadKiBps: 256}
     """
 
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory, keys) -> Iterator[ServerThread]:
-    """A server with small connection limits, so that tests can reach them."""
+    """A server with small connection limits, so that tests can reach them, and a bandwidth
+    limit for every account (issue 27)."""
     root = tmp_path_factory.mktemp("limited")
     config = write_config(root / "ssftp.yaml", gateway_config(keys) + LIMITED)
     server = ServerThread(config, root / "data")
@@ -282,6 +285,46 @@ def test_a_key_login_is_counted_once(limited, keys) -> None:
             await key_login()
 
     asyncio.run(scenario())
+
+
+def test_an_accounts_bandwidth_holds_its_writes_and_cuts_its_reads(limited) -> None:
+    """limits.bandwidth (256 KiB/s each way, so a burst of 64 KiB) as the server applies it,
+    told without timing anything: a WRITE of 128 KiB waits its turn, (128 - 64) KiB at 256
+    KiB/s, 0.25 s in the server's own count of delays (the first request's wait is the
+    schedule's, however slow the machine); a READ of 128 KiB is answered 64 KiB at a time,
+    and a whole download (asyncssh's parallel reads) still arrives whole."""
+    name = f"bandwidth-{unique_name()}.bin"
+    payload = os.urandom(128 * 1024)
+    (limited.layout.clean / "partner-a").mkdir(parents=True, exist_ok=True)
+    (limited.layout.clean / "partner-a" / name).write_bytes(payload)
+    flags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
+
+    def delayed(direction: str) -> float:
+        return REGISTRY.get_sample_value("ssftp_bandwidth_delay_seconds_total",
+                                         {"direction": direction}) or 0.0
+
+    async def scenario() -> None:
+        async with connect_as(limited, "partner-a") as conn, \
+                conn.start_sftp_client() as sftp:
+            raw = sftp._handler  # one WRITE of the whole payload, as the protocol has it
+            handle = await raw.open(f"/{name}".encode(), flags, asyncssh.SFTPAttrs())
+            before = delayed("upload")
+            assert await raw.write(handle, 0, payload) is None
+            assert delayed("upload") - before >= 0.25
+            await raw.close(handle)
+        async with connect_as(limited, "consumer-a") as conn, \
+                conn.start_sftp_client() as sftp:
+            raw = sftp._handler
+            handle = await raw.open(f"/{name}".encode(), asyncssh.FXF_READ,
+                                    asyncssh.SFTPAttrs())
+            data, _at_end = await raw.read(handle, 0, len(payload))
+            assert data == payload[:64 * 1024]
+            await raw.close(handle)
+            async with sftp.open(name, "rb") as whole:
+                assert await whole.read() == payload
+
+    asyncio.run(scenario())
+    assert (limited.layout.staging / "partner-a" / name).read_bytes() == payload
 
 
 PIPELINED_READS = 20_000

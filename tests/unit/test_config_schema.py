@@ -1,11 +1,16 @@
-"""ssftp.config.schema: defaults that clients depend on, and the address lists of limits."""
+"""ssftp.config.schema: defaults that clients depend on, the address lists of limits, and
+bandwidth."""
 
 from __future__ import annotations
+
+import textwrap
 
 import pytest
 from pydantic import ValidationError
 
+from ssftp.config.loader import parse_config
 from ssftp.config.schema import LimitsSettings
+from ssftp.errors import ConfigError
 
 
 def test_the_default_window_is_16_mib() -> None:
@@ -28,3 +33,42 @@ def test_the_proxy_protocol_needs_its_trusted_proxies() -> None:
     limits = LimitsSettings.model_validate({"proxyProtocol": True,
                                             "trustedProxies": ["127.0.0.1", "10.1.0.0/16"]})
     assert [str(network) for network in limits.proxies] == ["127.0.0.1/32", "10.1.0.0/16"]
+
+
+def test_bandwidth_is_per_account_over_a_default_and_unset_by_default() -> None:
+    config = parse_config(textwrap.dedent("""
+        limits:
+          bandwidth: {uploadKiBps: 10240, downloadKiBps: 20480}
+        users:
+          stagingDir:
+            - directory: partner
+              bandwidth: {uploadKiBps: 0}
+              auth: {username: partner, password: pw}
+          cleanDir:
+            - directory: partner
+              auth: {username: consumer, password: pw}
+        """)).config
+    assert config.limits.bandwidth.upload_ki_bps == 10240
+    assert config.users.staging_dir[0].bandwidth.upload_ki_bps == 0
+    assert config.users.staging_dir[0].bandwidth.download_ki_bps is None  # keeps the default
+    assert config.users.clean_dir[0].bandwidth.upload_ki_bps is None
+    assert LimitsSettings().bandwidth.download_ki_bps is None  # unlimited
+
+
+@pytest.mark.parametrize(("text", "key", "message"), [
+    ("limits:\n  bandwidth: {uploadKiBps: -1}\n", "limits.bandwidth.uploadKiBps",
+     "greater than or equal to 0"),
+    ("users:\n  cleanDir:\n    - directory: c\n      bandwidth: {downloadKiBps: -5}\n"
+     "      auth: {username: c, password: pw}\n",
+     "users.cleanDir[0].bandwidth.downloadKiBps", "greater than or equal to 0"),
+    ("limits:\n  bandwidth: {uploadKiBps: 99999999999}\n", "limits.bandwidth.uploadKiBps",
+     "less than or equal to 16777216"),
+    ("limits:\n  bandwidth: {uploadKBps: 10}\n", "limits.bandwidth.uploadKBps",
+     "unknown key"),
+])
+def test_a_bad_bandwidth_is_one_line_naming_its_key(text: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "ssftp.yaml")
+    (issue,) = caught.value.issues
+    line = issue.describe("ssftp.yaml")
+    assert key in line and message in line and "\n" not in line
