@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from deployments.prefect_clients import prefect_clients
 from deployments.prefect_flush import flush_prefect_workers
 from deployments.rescan_watcher import RescanWatcher
 from deployments.retention import RETENTION
@@ -226,6 +227,10 @@ class ScanWorker:
         silently)."""
         await asyncio.to_thread(warn_if_silent, self.runs.scanner.client)
         await self.runs.warm_up()
+        async with prefect_clients():
+            await self._run_parts(ready)
+
+    async def _run_parts(self, ready: asyncio.Event | None) -> None:
         ready_parts = [asyncio.Event(), asyncio.Event()]
         parts = [asyncio.create_task(self.watcher.run(ready_parts[0])),
                  asyncio.create_task(self.scheduled.run(ready_parts[1])),

@@ -18,7 +18,6 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, tags, task
@@ -27,15 +26,18 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Completed
+from prefect.utilities.annotations import quote
 
 from flows import stopping
 from flows.artifacts import publish_quarantine_table
 from flows.events import scan_event
 from flows.scan import (
+    Results,
     from_parameter,
     origin,
     parameter_batches,
     publish_tables,
+    results_of,
     slices,
     to_parameter,
 )
@@ -135,7 +137,7 @@ async def rescan_files(rescanner: Rescanner, names: list[str], label: str,
 
 async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: str,
                             give_way: Callable[[], bool], stop: stopping.Stop,
-                            ) -> State[list[ScanResult]]:
+                            ) -> State[Results]:
     """The body of a rescan run: its slices one after the other (one scan at a time beside
     the fresh uploads' runs), its tables, its name and tags. A stop lets the file in hand
     finish, and the run still reports (:mod:`flows.stopping`); the next rescan starts
@@ -162,9 +164,10 @@ async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: 
                                          tags=[*flow_run.tags, *summary.tags(rescanner.instance),
                                                *flags])
     if left:
-        return stopping.interrupted(results, f"interrupted by a stop after {len(names) - left} "
-                                             f"of {len(names)}: {summary.message()}")
-    return Completed(name=summary.state_name(), message=summary.message(), data=results)
+        return stopping.interrupted(quote(results), f"interrupted by a stop after "
+                                                    f"{len(names) - left} of {len(names)}: "
+                                                    f"{summary.message()}")
+    return Completed(name=summary.state_name(), message=summary.message(), data=quote(results))
 
 
 class RescanRuns:
@@ -177,7 +180,7 @@ class RescanRuns:
         self._stop = stopping.Stop()
 
         @flow(name="rescan", flow_run_name="rescan for {signatures}")
-        async def rescan_batch(names: list[str], signatures: str) -> State[list[ScanResult]]:
+        async def rescan_batch(names: list[str], signatures: str) -> State[Results]:
             return await stopping.shielded(rescan_and_report(
                 self.rescanner, names, signatures, self.give_way, self._stop), self._stop)
 
@@ -199,5 +202,5 @@ class RescanRuns:
             stopping.pass_on_cancellation()
             if stopping.was_interrupted(state) or self._stop.is_set():
                 raise asyncio.CancelledError
-            results += cast("list[ScanResult]", await state.aresult())
+            results += await results_of(state)
         return results

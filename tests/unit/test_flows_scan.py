@@ -4,11 +4,13 @@ API are in tests/integration/test_flows_scan.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import replace
 
 from flows.scan import (
     RunSummary,
+    results_of,
     summary_row,
     verdict_row,
 )
@@ -97,7 +99,7 @@ def test_the_final_state_is_completed_type_and_carries_the_results():
     state = RunSummary.of(results).final_state(results)
     assert state.is_completed() and state.name == "Retrying"
     assert state.message == "1 waiting"
-    assert state.data == results
+    assert asyncio.run(results_of(state)) == results
 
 
 def test_the_summary_row_leads_with_the_account_and_shortens_the_hash():
