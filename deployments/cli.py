@@ -63,6 +63,7 @@ from ssftp.layout import DataLayout
 from ssftp.logs import (
     APP,
     RunRecordFormatter,
+    RunRecordHandler,
     audit_event,
     configure_logging,
     lines_shown,
@@ -398,6 +399,8 @@ def _configure_console(args: argparse.Namespace) -> None:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER", "json")
         os.environ.setdefault("PREFECT_LOGGING_FORMATTERS_JSON_CLASS",
                               f"{RunRecordFormatter.__module__}.{RunRecordFormatter.__name__}")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS",
+                              f"{RunRecordHandler.__module__}.{RunRecordHandler.__name__}")
     if args.log_level != "info":
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", args.log_level.upper())
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import logging.config
 
 from ssftp.logs import APP, RunRecordFormatter, TextFormatter
 
@@ -31,3 +33,25 @@ def test_prefects_records_are_ssftps_json_lines_naming_the_run():
     assert line["event"] == "Finished in state Completed()"
     assert line["flow_run"] == "scan 1 clean from acme"
     assert line["log"] == "prefect.flow_runs" and line["level"] == "info"
+
+
+def test_prefects_console_config_builds_a_plain_handler_writing_one_line_per_record():
+    """Prefect's logging config, with its console handler's class and formatter replaced as
+    ``ssftp up`` does on a console that is not a terminal: built with Prefect's arguments (the
+    styles), it writes each record as one JSON line, never through rich (whose markup would
+    eat ``[bold]`` in a partner's file name)."""
+    stream = io.StringIO()
+    logging.config.dictConfig({
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"json": {"class": "ssftp.logs.RunRecordFormatter", "format": "default"}},
+        "handlers": {"console": {"class": "ssftp.logs.RunRecordHandler", "level": 0,
+                                 "formatter": "json", "stream": stream,
+                                 "styles": {"log.info_level": "cyan"}}},
+        "loggers": {"test.prefect.console": {"handlers": ["console"], "level": "INFO",
+                                             "propagate": False}}})
+    logger = logging.getLogger("test.prefect.console")
+    logger.info("%s", "in/[bold]a.txt: clean (OK)\nin/b.txt: clean (OK)")
+    [line] = stream.getvalue().splitlines()
+    assert json.loads(line)["event"] == "in/[bold]a.txt: clean (OK)\nin/b.txt: clean (OK)"
+    for handler in logger.handlers:
+        handler.close()
