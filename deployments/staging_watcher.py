@@ -2,8 +2,9 @@
 
 It tells the queue what changed in ``staging/`` (inotify, :mod:`ssftp.tree_watch`, and a
 walk now and then for events that got lost), and hands each batch the queue forms to one scan
-run: one run in flight per lane (:class:`ssftp.scan.queue.Lane`), so a big file's run never
-holds up the small files' runs. A watch that fails is logged and replaced by walks every few
+run: up to ``scanning.concurrentRuns`` runs in flight per lane (:class:`ssftp.scan.queue.Lane`,
+:func:`ssftp.scan.queue.runs_at_once`: one on a Prefect server on SQLite), so a big file's run
+never holds up the small files' runs. A watch that fails is logged and replaced by walks every few
 seconds until it can be set up again: a name, a full queue of kernel events or a directory that
 cannot be watched never stops the scanning.
 What the scans owe (webhooks, events) their record step stores before each file moves: the
@@ -29,7 +30,14 @@ from ssftp.layout import is_reserved_name
 from ssftp.logs import APP, log_event
 from ssftp.scan.claims import HEARTBEAT_SECONDS, Claims, sub_path_of
 from ssftp.scan.engines import Engine
-from ssftp.scan.queue import Lane, StagingQueue, is_candidate
+from ssftp.scan.queue import (
+    Lane,
+    PrefectDatabase,
+    RunsAtOnce,
+    StagingQueue,
+    is_candidate,
+    runs_at_once,
+)
 from ssftp.scan.results import ScanResult
 from ssftp.scan.workers import BEAT_SECONDS, Heartbeats, Share
 from ssftp.tree_watch import Change, Kind, TreeWatch, keep_watching
@@ -73,13 +81,20 @@ class StagingWatcher:
     # This worker's heartbeat among those of the data root, by which the live workers share
     # the staged files out (ssftp.scan.workers); None: this watcher takes every file.
     heartbeats: Heartbeats | None = None
+    # The database of the Prefect server the runs go to, when known: how many runs
+    # ``concurrentRuns: auto`` lets each lane have in flight.
+    database: PrefectDatabase | None = None
     queue: StagingQueue = field(init=False)
-    # The scan run in flight in each lane. One at a time per lane: concurrent runs make the
-    # Prefect server's SQLite refuse writers, and its client waits 2 s before each retry (seen
-    # in bench/), so runs overlap only when a large file has a run of its own. The watcher
-    # does not wait for a run: the lane's next batch is collected (readiness, batch window)
-    # while it scans, and starts as soon as it ends.
-    _running: dict[Lane, asyncio.Task[None]] = field(init=False, default_factory=dict)
+    # The scan runs in flight in each lane, up to ``concurrentRuns`` per lane: per lane, so that
+    # big files' runs never take the small files' places, and on SQLite (1: its Prefect server
+    # refuses concurrent writers, and the client waits 2 s before each retry, seen in bench/)
+    # a big file still has a run beside the small files'. The watcher does not wait for a run:
+    # the lane's next batch is collected (readiness, batch window) while runs scan, and starts
+    # as soon as the lane has room.
+    _running: dict[Lane, set[asyncio.Task[None]]] = field(
+        init=False, default_factory=lambda: {lane: set() for lane in Lane})
+    # The runs at once last logged: said at start, and again when a reload changes it.
+    _runs_said: RunsAtOnce | None = field(init=False, default=None)
     # The PING in flight during an outage (it may wait up to clamd.PING_TIMEOUT).
     _probing: asyncio.Task[None] | None = field(init=False, default=None)
     # How often staging is walked (more often while the watch is down), and whether a walk is
@@ -97,7 +112,7 @@ class StagingWatcher:
 
     def busy(self) -> bool:
         """Fresh uploads are being scanned or are due: what a rescan gives way to."""
-        return bool(self._running) or self.queue.due_files() > 0
+        return any(self._running.values()) or self.queue.due_files() > 0
 
     def sweep(self) -> None:
         """Queue what a previous run left: orphaned claims first (they were complete), then
@@ -142,7 +157,7 @@ class StagingWatcher:
 
     def _claimed_from(self, batch: list[Path]) -> list[Path]:
         """This process's claims of ``batch``'s files (a run that failed half-way leaves them
-        claimed); not those of the other lane's run, which may be scanning them now."""
+        claimed); not those of the other runs, which may be scanning them now."""
         files = set(batch)
         return [claimed for claimed in self.claims.held()
                 if claimed in files or self.staging / self.claims.sub_path_of(claimed) in files]
@@ -209,9 +224,10 @@ class StagingWatcher:
             if self.heartbeats is not None:  # its share goes to the others at once
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(self.heartbeats.leave)
-            if self._running:
-                await asyncio.wait(self._running.values(), timeout=RUNS_STOP_SECONDS)
-            for task in (*self._running.values(), self._probing, watch):
+            runs = [run for lane in self._running.values() for run in lane]
+            if runs:
+                await asyncio.wait(runs, timeout=RUNS_STOP_SECONDS)
+            for task in (*runs, self._probing, watch):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -237,15 +253,24 @@ class StagingWatcher:
             self.queue.share.workers = workers
 
     def _start_runs(self) -> bool:
-        """Start the next batch of each lane without a run in flight; True if any started."""
+        """Start the next batches of each lane with room for more runs; True if any started."""
+        most = self._runs_at_once()
         started = False
-        for lane in Lane:
-            if _finished(self._running.get(lane)):
-                del self._running[lane]
-            if lane not in self._running and (batch := self.queue.take_batch(lane)):
-                self._running[lane] = asyncio.create_task(self._dispatch(batch, lane))
+        for lane, running in self._running.items():
+            running.difference_update([run for run in running if _finished(run)])
+            while len(running) < most and (batch := self.queue.take_batch(lane)):
+                running.add(asyncio.create_task(self._dispatch(batch, lane)))
                 started = True
         return started
+
+    def _runs_at_once(self) -> int:
+        """``concurrentRuns`` as it is now (a reload applies to the next run that starts),
+        logged when it changes."""
+        now = runs_at_once(self.settings().concurrent_runs, self.database)
+        if now != self._runs_said:
+            log_event(logger, "scan runs at once", runs=now.count, reason=now.reason)
+            self._runs_said = now
+        return now.count
 
 
 def _finished(task: asyncio.Task[None] | None) -> bool:

@@ -100,7 +100,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
                                             pid_file=layout.clamd_pid_file)
             supervisor = asyncio.create_task(supervise(clamd))
         service = await start_service(store, host=host, port=port)
-        worker = WorkerThread(store, clamd)
+        worker = WorkerThread(store, clamd, database=prefect.database)
         worker.start()
         gateway = service.gateway
         metrics_url = listening.enter_context(

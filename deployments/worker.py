@@ -57,7 +57,7 @@ from ssftp.scan.claims import Claims
 from ssftp.scan.database import updatable
 from ssftp.scan.engines import ENGINE_NAMES, Engine, configured_engines, engines_in
 from ssftp.scan.owners import StagingOwners
-from ssftp.scan.queue import Lane
+from ssftp.scan.queue import Lane, PrefectDatabase
 from ssftp.scan.record import Recorder
 from ssftp.scan.rescan import Rescanner
 from ssftp.scan.results import ScanResult
@@ -109,6 +109,8 @@ class ScanWorker:
     started_clamd: ClamdAddress | None = None
     # What its outcomes, records and runs say judged them (ssftp.scan.workers).
     name: str = field(default_factory=default_name)
+    # The Prefect server's database, when this process started that server (ssftp up).
+    database: PrefectDatabase | None = None
     watcher: StagingWatcher = field(init=False)
     runs: ScanRuns = field(init=False)
     scheduled: ScheduledDeployments = field(init=False)
@@ -133,7 +135,7 @@ class ScanWorker:
             staging=layout.staging, claims=claims,
             settings=lambda: self.store.current.loaded.config.scanning,
             scan_batch=self._scan_and_notify, clamd=lambda: self.runs.scanner.client,
-            heartbeats=Heartbeats(layout.workers, self.name))
+            heartbeats=Heartbeats(layout.workers, self.name), database=self.database)
         self._rescan_beside(self.runs.scanner)
         self.rescan_watcher = RescanWatcher(
             layout, runs=lambda: self.rescans,
@@ -281,6 +283,7 @@ class WorkerThread:
     store: ConfigStore
     clamd: ClamdDaemon | None
     name: str = field(default_factory=default_name)
+    database: PrefectDatabase | None = None
     _host: LoopThread = field(init=False)
     _done: Future[None] = field(init=False)
     _task: asyncio.Task[None] | None = field(init=False, default=None)
@@ -298,7 +301,7 @@ class WorkerThread:
     async def _main(self) -> None:
         try:
             worker = ScanWorker(self.store, self.clamd.address if self.clamd else None,
-                                self.name)
+                                self.name, self.database)
             self.scan_worker = worker
             ready = asyncio.Event()
             self._task = asyncio.create_task(worker.run(ready))

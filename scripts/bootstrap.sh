@@ -25,6 +25,8 @@ command -v zip >/dev/null 2>&1 || missing+=(zip)  # tests: zip -P makes an encry
 # tests: a real ICAP server (c-icap) in front of clamd, for ssftp/scan/icap.py.
 command -v c-icap >/dev/null 2>&1 || missing+=(c-icap)
 compgen -G '/usr/lib/*/c_icap/virus_scan.so' >/dev/null || missing+=(libc-icap-mod-virus-scan)
+# tests: a throwaway PostgreSQL cluster under the Prefect server (tests/support/postgres.py).
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
 # Docker (docker.io, docker-compose, mmdebstrap, a running dockerd, the base image) is set up by
 # scripts/docker-test-env.sh, which tests/e2e/test_docker.py runs itself: nothing else needs it.
 if [ ${#missing[@]} -gt 0 ]; then

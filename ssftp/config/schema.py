@@ -864,6 +864,9 @@ class IcapSettings(Model):
 
 
 VERDICT_ON_CLOSE_MAX = 300.0
+# Scan runs in flight per lane: each scans with threads of its own (flows.scan), and more
+# than this only queues them behind each other in clamd.
+MAX_CONCURRENT_RUNS = 32
 
 
 class ScanningSettings(Model):
@@ -899,6 +902,17 @@ class ScanningSettings(Model):
         "Files of this many bytes and more are scanned in runs of their own, one file at a "
         "time, beside the others': seconds each to hash and scan, they must not hold up "
         "another partner's small file."))
+    concurrent_runs: int | Literal["auto"] = (
+        Field(default="auto", description=(
+            "Scan runs in flight at once in each lane (the small files' runs, and the large "
+            "files' beside them); the next batch is still collected while they scan. `auto`: "
+            "1 when the Prefect server's database is SQLite (it turns concurrent writers away, "
+            "and Prefect's client then waits 2 s per retry), 4 when it is PostgreSQL. `auto` "
+            "knows the database only of the Prefect server `ssftp up` starts (from "
+            "`PREFECT_API_DATABASE_CONNECTION_URL`); `ssftp worker`, and `up` on another's "
+            "server, take 1: set 4 there when that server runs on PostgreSQL. The choice is "
+            f"logged at start (`scan runs at once`). At most {MAX_CONCURRENT_RUNS}. A reload "
+            "applies to the next run that starts.")))
     retry_initial_seconds: Annotated[float, Field(gt=0)] = Field(default=5.0, description=(
         "A file clamd did not scan (clamd down, a timeout, an error) goes back to staging and "
         "is retried after this delay, doubling each time up to `retryMaxSeconds`."))
@@ -917,6 +931,17 @@ class ScanningSettings(Model):
         "MIME types no file may have, whoever sent it (each owner's `deniedFileTypes` adds "
         "to these): judged from the content, during the scan; such a file is blocked "
         "(quarantined, with a `virusFound` webhook whose `reason` is `policy`)."))
+
+    @field_validator("concurrent_runs", mode="before")
+    @classmethod
+    def _runs(cls, value: object) -> object:
+        """One line for a bad value (a union of a number and ``auto`` would give one per
+        member), and ``true`` or ``'4'`` are not a number of runs; left empty, it is ``auto``."""
+        if value is None:
+            return "auto"
+        if value == "auto" or (type(value) is int and 1 <= value <= MAX_CONCURRENT_RUNS):
+            return value
+        raise ValueError(f"{value!r}: a number of runs from 1 to {MAX_CONCURRENT_RUNS}, or auto")
 
 
 class MetricsSettings(Model):

@@ -4,13 +4,16 @@ something already answers is an error, never a server adopted in silence: anothe
 instance's runs would show in this one's UI, and that instance's stop would pull the API from
 under this one.
 
-Its own runs as a child process with its SQLite database under ``system/prefect``, analytics
-off, its UI pointed at its own port (``PREFECT_UI_API_URL``: by default the UI calls 4200), so
-it works offline and keeps the run history with the rest of the instance's state. Its console
-is kept in memory, as clamd's is (``ssftp.runtime.children.ConsoleTail``): the last lines say
-why a start failed, and no log file grows for as long as it runs. It dies with ``ssftp up``
-(also a SIGKILLed one: ``ssftp.runtime.children.spawn_child``), and its pid file lets the next
-start stop one that a killed ``up`` left shutting down, before it looks at the port.
+Its own runs as a child process with its SQLite database under ``system/prefect``, so it works
+offline and keeps the run history with the rest of the instance's state; or on the database
+``PREFECT_API_DATABASE_CONNECTION_URL`` names, which it inherits with the rest of the
+environment (PostgreSQL: scan runs may then overlap, :func:`ssftp.scan.queue.runs_at_once`).
+Analytics off, its UI pointed at its own port (``PREFECT_UI_API_URL``: by default the UI calls
+4200). Its console is kept in memory, as clamd's is (``ssftp.runtime.children.ConsoleTail``):
+the last lines say why a start failed, and no log file grows for as long as it runs. It dies
+with ``ssftp up`` (also a SIGKILLed one: ``ssftp.runtime.children.spawn_child``), and its pid
+file lets the next start stop one that a killed ``up`` left shutting down, before it looks at
+the port.
 
 It is driven over HTTP and as a process only: Prefect's own client (its log and event workers,
 flushed before the server stops) is deployments.prefect_flush's.
@@ -24,9 +27,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -39,9 +43,17 @@ from ssftp.runtime.children import (
     stop_child,
 )
 from ssftp.runtime.pid_files import record_pid, stop_leftover
+from ssftp.scan.queue import PrefectDatabase
 
 logger = logging.getLogger(APP)
 OFFLINE_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+# Where Prefect's server reads its database URL, the first set winning (as Prefect 3.8 reads
+# them: the SERVER name is its own, the API name the older alias that its docs still use).
+DATABASE_URL_VARIABLES = ("PREFECT_SERVER_DATABASE_CONNECTION_URL",
+                          "PREFECT_API_DATABASE_CONNECTION_URL")
+POSTGRESQL_PORT = 5432
+# How long a start waits for the database's port to accept a connection.
+DATABASE_CONNECT_SECONDS = 3.0
 
 
 def is_healthy(api_url: str) -> bool:
@@ -64,6 +76,8 @@ class PrefectServer:
     api_url: str
     # OURS, or "not ours: " and what named it (--prefect-url, PREFECT_API_URL).
     owner: str
+    # Its database; None when the server belongs to someone else (its API does not say).
+    database: PrefectDatabase | None = None
     # None when the server belongs to someone else.
     process: subprocess.Popen[bytes] | None = None
     console: ConsoleTail | None = None
@@ -117,6 +131,37 @@ def named_server(url: str | None) -> PrefectServer | None:
     return PrefectServer(url, f"not ours: {source}")
 
 
+def database_of(environ: Mapping[str, str]) -> PrefectDatabase:
+    """The database the Prefect server started with ``environ`` uses: SQLite unless a
+    :data:`DATABASE_URL_VARIABLES` names another. A URL Prefect cannot use, or a PostgreSQL
+    whose port does not answer, is a one-line error now rather than a server that fails to
+    start (its console's last lines) or waits for it. The URL holds a password: never shown."""
+    variable = next((name for name in DATABASE_URL_VARIABLES if environ.get(name)), None)
+    if variable is None:
+        return PrefectDatabase.SQLITE
+    try:
+        url = urlsplit(environ[variable])
+        host, port = url.hostname, url.port or POSTGRESQL_PORT
+    except ValueError as exc:
+        raise PrefectServerError(f"{variable} is not a URL ({exc})") from None
+    if url.scheme.startswith("sqlite"):
+        return PrefectDatabase.SQLITE
+    if url.scheme != "postgresql+asyncpg":
+        given = f"{url.scheme}://" if url.scheme else "one without a scheme"
+        raise PrefectServerError(
+            f"{variable}: Prefect's server takes postgresql+asyncpg:// (or sqlite+aiosqlite://) "
+            f"URLs, not {given}")
+    if host:  # else a Unix socket (``?host=/run/postgresql``): the server says
+        try:
+            socket.create_connection((host, port), timeout=DATABASE_CONNECT_SECONDS).close()
+        except OSError as exc:
+            raise PrefectServerError(
+                f"{variable}: the PostgreSQL at {host}:{port} does not answer "
+                f"({exc.strerror or exc}); start it, or unset {variable} for SQLite under "
+                "system/prefect") from None
+    return PrefectDatabase.POSTGRESQL
+
+
 def ensure_prefect_server(home: Path, port: int, *, url: str | None = None,
                           pid_file: Path | None = None,
                           ready_timeout: float = 120.0) -> PrefectServer:
@@ -136,6 +181,7 @@ def ensure_prefect_server(home: Path, port: int, *, url: str | None = None,
         raise PrefectServerError(
             f"--prefect-port {port} is taken ({what} answers on 127.0.0.1:{port}): choose a "
             f"free one, or use that server with --prefect-url {api_url}")
+    database = database_of(os.environ)
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": api_url}
     prefect = Path(sys.executable).with_name("prefect")
@@ -144,7 +190,7 @@ def ensure_prefect_server(home: Path, port: int, *, url: str | None = None,
          "--analytics-off"], env=env)
     if pid_file is not None:
         record_pid(pid_file, process.pid)
-    server = PrefectServer(api_url, OURS, process, console, pid_file)
+    server = PrefectServer(api_url, OURS, database, process, console, pid_file)
     deadline = time.monotonic() + ready_timeout
     while not is_healthy(api_url):
         if process.poll() is not None or time.monotonic() > deadline:

@@ -10,11 +10,14 @@ runs.
 
 A big file must not hold up the others: hashing and scanning it takes seconds (a sparse upload
 can claim terabytes for one byte sent). So files of ``largeFileSize`` and more are batched in a
-lane of their own (:class:`Lane`), whose runs go beside those of the small files, one run per
-lane at a time; and within a batch the smallest files come first, so no small file waits in a
-slice behind a big one. Two lanes, not a run per file: concurrent runs make the Prefect
-server's SQLite turn writers away (its client retries after 2 s), so runs overlap only when
-there is a big file to keep out of the way.
+lane of their own (:class:`Lane`), whose runs go beside those of the small files; and within a
+batch the smallest files come first, so no small file waits in a slice behind a big one. Two
+lanes, not a run per file. How many runs each lane has in flight (:func:`runs_at_once`) depends
+on the Prefect server's database: SQLite turns concurrent writers away (its client retries
+after 2 s), so on it one run per lane, and runs overlap only when there is a big file to keep
+out of the way; PostgreSQL takes them side by side. Either way a file is in one run at a time:
+the queue hands it out once, and holds it back (a walk finds it still in staging, a partner
+uploads it again under the same name) until its run has ended.
 
 When clamd cannot be reached at all, retrying each file on its own schedule only fails again,
 and writes an audit record and raises a webhook each time. So the queue enters an outage: every
@@ -39,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from ssftp.config.schema import ScanningSettings
 from ssftp.layout import is_pending_name, is_reserved_name
@@ -68,11 +71,46 @@ def is_candidate(staging: Path, path: Path) -> bool:
 
 
 class Lane(StrEnum):
-    """Which scan runs a file goes in (each lane has one run in flight at most)."""
+    """Which scan runs a file goes in (each lane has its own runs in flight)."""
 
     SMALL = "small"
     # ``largeFileSize`` and more: seconds each, kept out of the way of the small files.
     LARGE = "large"
+
+
+class PrefectDatabase(StrEnum):
+    """The database behind the Prefect server, which decides how many runs write at once."""
+
+    SQLITE = "SQLite"
+    POSTGRESQL = "PostgreSQL"
+
+
+# Runs in flight per lane when ``concurrentRuns`` is ``auto``. SQLite: one, see the module's
+# doc. PostgreSQL: a few, enough to scan one batch while others are being created and
+# reported (each run's Prefect calls take longer than scanning a small batch); more only
+# queue in clamd, whose threads the runs' scan threads (flows.scan) already fill.
+AUTO_RUNS = {PrefectDatabase.SQLITE: 1, PrefectDatabase.POSTGRESQL: 4}
+
+
+@dataclass(frozen=True)
+class RunsAtOnce:
+    """How many runs each lane may have in flight, and why (for the log)."""
+
+    count: int
+    reason: str
+
+
+def runs_at_once(setting: int | Literal["auto"], database: PrefectDatabase | None) -> RunsAtOnce:
+    """``scanning.concurrentRuns`` for a Prefect server on ``database`` (None: a server this
+    process did not start, whose database it cannot learn: the Prefect API hides its database
+    URL, so one run, the choice that is right on either)."""
+    if setting != "auto":
+        return RunsAtOnce(setting, "scanning.concurrentRuns")
+    if database is None:
+        return RunsAtOnce(AUTO_RUNS[PrefectDatabase.SQLITE],
+                          "the Prefect server's database is unknown; set "
+                          "scanning.concurrentRuns when it is PostgreSQL")
+    return RunsAtOnce(AUTO_RUNS[database], f"Prefect on {database}")
 
 
 class _Ready(NamedTuple):
@@ -124,6 +162,9 @@ class StagingQueue:
         # When each lane's batch window opened (its first file became ready).
         self._started: dict[Lane, float] = {}
         self._ready_now: list[Path] = []
+        # Where the files of the runs in flight were staged: handed out once, each is held
+        # back until its run has ended.
+        self._in_flight: set[Path] = set()
         self._outage: _Outage | None = None
         # Counted when scraped, from the queue itself: there is no second count to drift.
         STAGING_FILES.set_function(self.waiting_files)
@@ -156,11 +197,12 @@ class StagingQueue:
 
     def walked(self, found: list[Path]) -> None:
         """A walk of staging found these files: queue the ones nothing has noticed yet (events
-        get lost); files already queued or waiting for a retry keep their place."""
+        get lost); files already queued, in a run not yet at them, or waiting for a retry
+        keep their place."""
         now = self._clock()
         for path in found:
             if (path not in self.tracker and path not in self._batch
-                    and not self.retries.waiting(path, now)
+                    and path not in self._in_flight and not self.retries.waiting(path, now)
                     and (self.share is None or path not in self.share)):
                 self.tracker.saw(path, now)
 
@@ -177,6 +219,10 @@ class StagingQueue:
         ready = self._ready_now + self.retries.due(now) + [
             path for path in self.tracker.ready(now) if not self.retries.waiting(path, now)]
         self._ready_now = []
+        for path in [path for path in ready if self._origin(path) in self._in_flight]:
+            # Its run has it (or had it, and it came back): looked at again after the run.
+            ready.remove(path)
+            self.tracker.saw(path, now)
         if self.share is not None:
             ready = self.share.take(ready, now)
         for path in ready:
@@ -189,7 +235,8 @@ class StagingQueue:
         """The lane's next batch once it is full or its window has passed, else nothing.
 
         Its files are the first to have become ready (a stream of small files cannot starve a
-        bigger one), and in it the smallest go first.
+        bigger one), and in it the smallest go first. They are in flight until the run ends
+        (:meth:`scanned`, :meth:`run_failed`).
         """
         started = self._started.get(lane)
         if started is None:
@@ -206,6 +253,7 @@ class StagingQueue:
         batch = sorted(queued[:settings.max_batch_files], key=lambda path: self._batch[path].size)
         for path in batch:
             del self._batch[path]
+            self._in_flight.add(self._origin(path))
         if len(queued) > len(batch):
             self._started[lane] = now
         else:
@@ -223,6 +271,7 @@ class StagingQueue:
         and whatever it had claimed) are retried after a backoff."""
         now = self._clock()
         for path in paths:
+            self._in_flight.discard(self._origin(path))
             self.retries.failed(path, now, self._origin(path))
         self._hold_during_outage()
 
@@ -235,6 +284,7 @@ class StagingQueue:
                   for result in results if result.area is Area.STAGING}
         failed_files = {self._origin(where) for where in failed}
         for path in batch:
+            self._in_flight.discard(self._origin(path))
             if (origin := self._origin(path)) not in failed_files:
                 self.retries.succeeded(path, origin)
         for where in failed:

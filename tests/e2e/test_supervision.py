@@ -28,7 +28,6 @@ from ssftp.scan.database import TEST_SIGNATURES
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.support.cli import child_env
-from tests.support.config import write_config
 from tests.support.system import dead_process_id
 from tests.support.up import (
     ACCOUNT_DIR,
@@ -39,7 +38,7 @@ from tests.support.up import (
     is_alive,
     launch_up,
     shut_down,
-    up_config,
+    up_for_module,
     wait_until_up,
 )
 from tests.support.waiting import wait_for
@@ -49,14 +48,8 @@ from tests.support.waiting import wait_for
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    root = tmp_path_factory.mktemp("supervised")
-    config = write_config(root / "ssftp.yaml", up_config())
-    instance = launch_up(root, config, root / "data", free_port(), free_port())
-    try:
-        wait_until_up(instance)
+    with up_for_module(tmp_path_factory.mktemp("supervised")) as instance:
         yield instance
-    finally:
-        shut_down(instance)
 
 
 def clamd_children(instance: Up) -> list[int]:

@@ -9,7 +9,9 @@ import json
 import os
 import signal
 import subprocess
+import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from testkit.files import EICAR, EICAR_MARKER
+from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.support.cli import SSFTP, child_env
 from tests.support.waiting import wait_for
@@ -210,6 +213,20 @@ def wait_until_up(instance: Up) -> None:
 
     wait_for("ssftp up printing 'ssftp is up.'", started, START_TIMEOUT, instance.tail)
     instance.children = descendants(instance.proc.pid)
+
+
+@contextlib.contextmanager
+def up_for_module(root: Path, env: dict[str, str] | None = None) -> Iterator[Up]:
+    """A module's ``ssftp up`` with :func:`up_config`'s accounts on free ports, up until the
+    block ends (``env``: its environment, default :func:`child_env`)."""
+    config = root / "ssftp.yaml"
+    config.write_text(textwrap.dedent(up_config()))
+    instance = launch_up(root, config, root / "data", free_port(), free_port(), env=env)
+    try:
+        wait_until_up(instance)
+        yield instance
+    finally:
+        shut_down(instance)
 
 
 def shut_down(instance: Up) -> None:

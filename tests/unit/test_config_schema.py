@@ -72,3 +72,23 @@ def test_a_bad_bandwidth_is_one_line_naming_its_key(text: str, key: str, message
     (issue,) = caught.value.issues
     line = issue.describe("ssftp.yaml")
     assert key in line and message in line and "\n" not in line
+
+
+def test_concurrent_runs_is_auto_unless_a_number_of_runs_is_given() -> None:
+    def runs(text: str) -> object:
+        return parse_config(text, "ssftp.yaml").config.scanning.concurrent_runs
+
+    assert runs("{}") == "auto"
+    assert runs("scanning: {concurrentRuns: auto}") == "auto"
+    assert runs("scanning: {concurrentRuns: }") == "auto"
+    assert runs("scanning: {concurrentRuns: 4}") == 4
+
+
+@pytest.mark.parametrize("value", ["0", "33", "many", "true", "'4'", "1.5"])
+def test_a_bad_concurrent_runs_is_one_line_naming_its_key(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"scanning:\n  concurrentRuns: {value}\n", "ssftp.yaml")
+    (issue,) = caught.value.issues
+    line = issue.describe("ssftp.yaml")
+    assert line.startswith("ssftp.yaml:2: scanning.concurrentRuns: "), line
+    assert "a number of runs from 1 to 32, or auto" in line and "\n" not in line

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from pathlib import Path
 
@@ -14,14 +15,45 @@ from deployments.staging_watcher import StagingWatcher, staged_files
 from ssftp.config.schema import ScanningSettings
 from ssftp.errors import WatchIncompleteError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX
+from ssftp.logs import APP
 from ssftp.scan.claims import (
     Claims,
 )
-from ssftp.scan.queue import Lane, is_candidate
+from ssftp.scan.queue import Lane, PrefectDatabase, is_candidate
 from ssftp.scan.results import ScanResult
 from ssftp.tree_watch import TreeWatch
 from tests.support.logs import app_log_records
 from tests.support.scanning import stage
+from tests.support.waiting import wait_for_async
+
+
+class HeldRuns:
+    """A scan that holds each run until the test lets them end: which batches are in flight."""
+
+    def __init__(self) -> None:
+        self.began: list[list[Path]] = []
+        self.ended: list[list[Path]] = []
+        self.may_end = asyncio.Event()
+
+    async def __call__(self, batch: list[Path], lane: Lane) -> list[ScanResult]:
+        self.began.append(batch)
+        await self.may_end.wait()
+        self.ended.append(batch)
+        return []
+
+
+def settled(settings: dict[str, object]) -> ScanningSettings:
+    """Files ready at once, each batch at once: one file staged is one batch."""
+    return ScanningSettings.model_validate({"stableSeconds": 0, "batchWindowSeconds": 0,
+                                            **settings})
+
+
+def arrived(watcher: StagingWatcher, layout, sub_path: str, data: bytes = b"x") -> Path:
+    """A file staged and batched, as the watcher's loop would see it."""
+    path = stage(layout, sub_path, data)
+    watcher.queue.saw(path)
+    watcher.queue.collect()
+    return path
 
 
 def test_a_failed_run_takes_back_its_own_claims_not_the_other_lanes(layout):
@@ -110,6 +142,75 @@ async def test_a_stop_lets_the_run_under_way_end_before_it_cancels_it(layout):
     with contextlib.suppress(asyncio.CancelledError):
         await running
     assert ended == [staged]
+
+
+async def test_each_lane_has_up_to_concurrent_runs_in_flight(layout):
+    """``concurrentRuns: 2``: a lane's second batch starts while its first scans, its third
+    waits for one of them to end; the large files' lane has runs of its own beside them."""
+    held = HeldRuns()
+    settings = settled({"concurrentRuns": 2, "largeFileSize": 1000})
+    watcher = StagingWatcher(layout.staging, Claims(layout.staging), lambda: settings, held,
+                             lambda: None)
+    first = arrived(watcher, layout, "partner-a/1.txt")
+    assert watcher._start_runs()
+    second = arrived(watcher, layout, "partner-a/2.txt")
+    assert watcher._start_runs()
+    third = arrived(watcher, layout, "partner-a/3.txt")
+    assert not watcher._start_runs()  # the small files' lane is full
+    big = arrived(watcher, layout, "partner-b/big.iso", b"x" * 1000)
+    assert watcher._start_runs()
+    await wait_for_async("three runs scanning", lambda: len(held.began) == 3)
+    assert held.began == [[first], [second], [big]] and held.ended == []
+    assert watcher.busy()
+    held.may_end.set()
+    await asyncio.gather(*watcher._running[Lane.SMALL])
+    assert watcher._start_runs()
+    await wait_for_async("the third file's run", lambda: [third] in held.began)
+
+
+async def test_runs_at_once_is_logged_at_start_and_when_a_reload_changes_it(layout, caplog):
+    """On PostgreSQL ``auto`` is 4, said once; a reload to 1 applies to the next run that
+    starts (the runs in flight go on), and is said too."""
+    caplog.set_level(logging.INFO, logger=APP)
+    held = HeldRuns()
+    settings = settled({})
+    watcher = StagingWatcher(layout.staging, Claims(layout.staging), lambda: settings, held,
+                             lambda: None, database=PrefectDatabase.POSTGRESQL)
+    with app_log_records() as seen:
+        arrived(watcher, layout, "partner-a/1.txt")
+        assert watcher._start_runs()
+        arrived(watcher, layout, "partner-a/2.txt")
+        assert watcher._start_runs()
+        settings = settled({"concurrentRuns": 1})
+        arrived(watcher, layout, "partner-a/3.txt")
+        assert not watcher._start_runs()
+        assert not watcher._start_runs()
+    said = [(r.fields["runs"], r.fields["reason"])  # type: ignore[attr-defined]
+            for r in seen if r.getMessage() == "scan runs at once"]
+    assert said == [(4, "Prefect on PostgreSQL"), (1, "scanning.concurrentRuns")]
+    held.may_end.set()
+    await asyncio.gather(*watcher._running[Lane.SMALL])
+
+
+async def test_a_stop_lets_every_run_under_way_end(layout):
+    """Every run in flight is waited for (each finishes the file in hand and reports), not
+    only one per lane."""
+    held = HeldRuns()
+    settings = settled({"concurrentRuns": 2})
+    watcher = StagingWatcher(layout.staging, Claims(layout.staging), lambda: settings, held,
+                             lambda: None)
+    running = asyncio.create_task(watcher.run())
+    first = stage(layout, "partner-a/first.txt", b"1")
+    await wait_for_async("the first run", lambda: len(held.began) == 1)
+    second = stage(layout, "partner-a/second.txt", b"2")
+    await wait_for_async("the second run beside it", lambda: len(held.began) == 2)
+    running.cancel()
+    await asyncio.sleep(0.05)
+    assert not running.done()  # still waiting for its runs
+    held.may_end.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    assert sorted(held.ended) == [[first], [second]]
 
 
 # --- staging watcher's file filter ----------------------------------------------------------

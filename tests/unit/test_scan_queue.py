@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -17,7 +18,16 @@ from ssftp.layout import (
     PARTIALS_DIR,
 )
 from ssftp.scan.claims import sub_path_of
-from ssftp.scan.queue import PROBE_MAX_SECONDS, Lane, OutageEnded, StagingQueue, is_candidate
+from ssftp.scan.queue import (
+    PROBE_MAX_SECONDS,
+    Lane,
+    OutageEnded,
+    PrefectDatabase,
+    RunsAtOnce,
+    StagingQueue,
+    is_candidate,
+    runs_at_once,
+)
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.workers import Share, owner_of
 
@@ -165,6 +175,55 @@ def test_a_file_queued_twice_is_scanned_once() -> None:
     harness.queue.take_over([path, path])
     assert harness.after(0.0) == [path]
     assert harness.after(1.0) == []
+
+
+def test_a_file_in_a_run_is_not_handed_out_again_until_its_run_has_ended() -> None:
+    """With runs side by side, a file found again while its run has it (a walk of staging
+    before the run reached it, a partner's upload under the same name after it was claimed)
+    would go in a second run: it waits, and is handed out again only once its run ended."""
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0)
+    path = harness.stage("partner-a/f.txt")
+    harness.queue.saw(path)
+    batch = harness.after(0.0)
+    assert batch == [path]
+    harness.queue.walked([path])  # still in staging: the run has not claimed it yet
+    harness.queue.saw(path)  # uploaded again under the same name
+    assert harness.after(1.0) == []
+    assert harness.after(1.0) == []  # for as long as its run lasts
+    harness.queue.scanned(batch, [scanned_clean(path)])
+    assert harness.after(0.0) == [path]  # the new upload
+
+
+def test_a_file_of_a_failed_run_waits_for_its_retry_not_for_another_run() -> None:
+    harness = Harness(stableSeconds=0, batchWindowSeconds=0, retryInitialSeconds=5)
+    path = harness.stage("partner-a/f.txt")
+    harness.queue.saw(path)
+    batch = harness.after(0.0)
+    harness.queue.saw(path)  # the run's release of it back into staging, seen before it ended
+    assert harness.after(0.0) == []
+    harness.queue.run_failed(batch)
+    assert harness.after(4.9) == []
+    assert harness.after(0.1) == [path]
+
+
+@pytest.mark.parametrize(("setting", "database", "expected"), [
+    ("auto", PrefectDatabase.SQLITE, RunsAtOnce(1, "Prefect on SQLite")),
+    ("auto", PrefectDatabase.POSTGRESQL, RunsAtOnce(4, "Prefect on PostgreSQL")),
+    (2, PrefectDatabase.SQLITE, RunsAtOnce(2, "scanning.concurrentRuns")),
+    (6, None, RunsAtOnce(6, "scanning.concurrentRuns")),
+])
+def test_runs_at_once_follows_the_prefect_database_unless_configured(
+        setting: int | Literal["auto"], database: PrefectDatabase | None,
+        expected: RunsAtOnce) -> None:
+    assert runs_at_once(setting, database) == expected
+
+
+def test_runs_at_once_on_a_server_of_unknown_database_is_one_and_says_what_to_set() -> None:
+    """``ssftp worker``'s server: the Prefect API hides its database, so one run per lane
+    (right on either database), and the log says how to have more."""
+    chosen = runs_at_once("auto", None)
+    assert chosen.count == 1
+    assert "scanning.concurrentRuns" in chosen.reason
 
 
 LARGE = 16 * 1024 * 1024  # largeFileSize's default
