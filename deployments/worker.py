@@ -30,6 +30,7 @@ from deployments.schedules import ScheduledDeployments
 from deployments.signatures import SIGNATURES, update_at_start
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TRANSFER_DEPLOYMENTS
+from flows.events import clean_events_on
 from flows.notify import NotifyRuns
 from flows.rescan import RescanRuns
 from flows.scan import ScanRuns
@@ -128,8 +129,11 @@ class ScanWorker:
                                        lambda: self.store.current.loaded.config)
         self.notifier = NotifyRuns(self.recorder.outbox,
                                    lambda: self.store.current.loaded.config.webhooks)
-        self.runs = ScanRuns(build_scanner(layout, self.store.current, claims,
-                                           self.started_clamd, self.recorder, self.name))
+        self.runs = ScanRuns(
+            build_scanner(layout, self.store.current, claims, self.started_clamd,
+                          self.recorder, self.name),
+            clean_events=lambda: clean_events_on(
+                self.store.current.loaded.config.scanning.clean_file_events, self.database))
         worker_started(self.name)
         self.watcher = StagingWatcher(
             staging=layout.staging, claims=claims,

@@ -34,11 +34,13 @@ scanner's record step names it (:func:`ssftp.notify.owed.owed`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from prefect.events import emit_event
 
 from ssftp.logs import one_line, printable
+from ssftp.notify.owed import CLEAN
+from ssftp.scan.queue import PrefectDatabase
 from ssftp.scan.results import ScanResult
 from ssftp.transfer.local import Outcome, TransferResult
 
@@ -101,6 +103,21 @@ def related_resources(*, flow_run_id: str | None, account: str | None, instance:
     if entry is not None:
         related.append(_related(*entry))
     return related
+
+
+def clean_events_on(setting: bool | Literal["auto"], database: PrefectDatabase | None) -> bool:
+    """Whether clean files are events (``scanning.cleanFileEvents``): by default only where
+    the Prefect server's database takes a write per file beside the runs' own (PostgreSQL);
+    on SQLite they turned the runs' writes away."""
+    if setting == "auto":
+        return database is PrefectDatabase.POSTGRESQL
+    return setting
+
+
+def is_told(event: str, clean_events: bool) -> bool:
+    """Whether an outcome's event goes to Prefect: all but a clean file's, which only when
+    :func:`clean_events_on`."""
+    return clean_events or event != CLEAN
 
 
 def scan_event(name: str, result: ScanResult, instance: str) -> FileEvent:

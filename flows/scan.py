@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
@@ -44,7 +44,7 @@ from prefect.states import Completed
 from prefect.utilities.annotations import quote
 
 from flows.artifacts import publish_quarantine_table
-from flows.events import scan_event
+from flows.events import is_told, scan_event
 from flows.parameters import decode_name, encode_name
 from flows.stopping import (
     INTERRUPTED_TAG,
@@ -284,11 +284,11 @@ def parameter_batches(names: list[str], most: int = MAX_PARAMETER_BYTES) -> list
 
 def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
                 logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-                stop: Stop) -> tuple[list[ScanResult], int]:
+                stop: Stop, clean_events: bool) -> tuple[list[ScanResult], int]:
     """Scan a slice, up to the file in hand when ``stop`` is set: the results, and how many
     files were not begun. The run's log gets one line per file, and Prefect the event of each
-    outcome that raises one (:mod:`flows.events`), sent as it is found, for an Automation to
-    react to.
+    outcome that raises one (:mod:`flows.events`; a clean file's only with ``clean_events``),
+    sent as it is found, for an Automation to react to.
 
     Clean files share one log entry per slice (a line each): a Prefect log call per file cost
     as much as the scan itself. Anything not clean gets a warning entry of its own.
@@ -302,7 +302,7 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
         if result is None:
             lines.append(f"{one_line(decode_name(path))}: gone before it could be scanned")
             continue
-        if result.event is not None:
+        if result.event is not None and is_told(result.event, clean_events):
             scan_event(result.event, result, scanner.instance).emit()
         line = (f"{one_line(result.file)}: {result.verdict} ({one_line(result.detail)}) -> "
                 f"{one_line(result.destination)}")
@@ -320,14 +320,14 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
       task_run_name="scan {label}")
 async def scan_files(scanner: Scanner, paths: list[str], label: str,
                      flow_run_id: str | None, slots: asyncio.Semaphore,
-                     stop: Stop) -> tuple[list[ScanResult], int]:
+                     stop: Stop, clean_events: bool) -> tuple[list[ScanResult], int]:
     # Scanning blocks (file reads, clamd sockets): a thread keeps the event loop, which may
     # also be serving SFTP clients, free.
     async with slots:
         if stop.is_set():
             return [], len(paths)
         return await asyncio.to_thread(_scan_slice, scanner, paths, flow_run_id,
-                                       get_run_logger(), stop)
+                                       get_run_logger(), stop, clean_events)
 
 
 def _label(paths: list[str]) -> str:
@@ -352,7 +352,7 @@ async def _label_run(run_id: str, summary: RunSummary, instance: str,
 
 
 async def scan_and_report(scanner: Scanner, paths: list[str], lane: Lane,
-                          stop: Stop) -> State[Results]:
+                          stop: Stop, clean_events: bool) -> State[Results]:
     """The body of a scan run: scan the batch in slices, publish its verdict tables, name and
     tag the run; its final state carries the results. Each slice moves its files on as it
     scans them: a slow file holds up only the files after it in its own slice. A stop lets
@@ -360,7 +360,8 @@ async def scan_and_report(scanner: Scanner, paths: list[str], lane: Lane,
     run_id = flow_run.id
     threads = LANE_THREADS[lane]
     slots = asyncio.Semaphore(threads)
-    parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots, stop)
+    parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots, stop,
+                                              clean_events)
                                    for part in slices(paths, threads)))
     results = [result for part, _ in parts for result in part]
     left = sum(left for _, left in parts)
@@ -388,14 +389,17 @@ class ScanRuns:
     process would scan with each other's scanner.
     """
 
-    def __init__(self, scanner: Scanner) -> None:
+    def __init__(self, scanner: Scanner,
+                 clean_events: Callable[[], bool] = lambda: True) -> None:
         self.scanner = scanner
         self._stop = Stop()
+        # Whether clean files are events (flows.events.clean_events_on), asked per run.
+        self._clean_events = clean_events
 
         @flow(name="scan", flow_run_name=_run_name)
         async def scan_batch(paths: list[str], lane: Lane) -> State[Results]:
-            return await shielded(scan_and_report(self.scanner, paths, lane, self._stop),
-                                  self._stop)
+            return await shielded(scan_and_report(self.scanner, paths, lane, self._stop,
+                                                  self._clean_events()), self._stop)
 
         self._flow = scan_batch
 

@@ -44,13 +44,14 @@ from tests.support.transfers import Instance
 
 
 def scan_runs(layout: DataLayout, client: ClamdClient, owners: StagingOwners,
-              instance: str) -> ScanRuns:
+              instance: str, clean_events: bool = True) -> ScanRuns:
     """Scan runs recording as a worker's do (no webhooks configured): so their outcomes raise
     events."""
     config = SsftpConfig.model_validate({"instanceName": instance})
     recorder = OutboxRecorder(Outbox(layout.outbox), lambda: config)
     return ScanRuns(Scanner(layout, client, owners=owners, instance=instance,
-                            claims=Claims(layout.staging), recorder=recorder))
+                            claims=Claims(layout.staging), recorder=recorder),
+                    clean_events=lambda: clean_events)
 
 
 def related_of(event: ReceivedEvent) -> dict[str, str]:
@@ -80,6 +81,20 @@ def test_a_scan_run_emits_infected_and_clean_with_the_files_sha256(prefect_api, 
         assert related_of(event)["flow-run"] == f"prefect.flow-run.{run_id}"
         assert related_of(event)["account"] == "ssftp.account.partner-a"
         assert related_of(event)["instance"] == f"ssftp.instance.{instance}"
+
+
+def test_with_clean_file_events_off_only_what_is_not_clean_is_an_event(prefect_api, layout,
+                                                                        client, owners):
+    """``scanning.cleanFileEvents`` off (the default on SQLite): a clean file raises no event,
+    an infected one still does. The clean file's run goes first: the events worker sends in
+    order, so the infected event stored means the clean one would have been."""
+    instance = unique_name()
+    runs = scan_runs(layout, client, owners, instance, clean_events=False)
+    asyncio.run(runs.scan_batch([stage(layout, "partner-a/report.csv", b"a,b\n")]))
+    asyncio.run(runs.scan_batch([stage(layout, "partner-a/eicar.com", EICAR)]))
+    (infected,) = events_of([INFECTED], instance, 1)
+    assert infected.resource["ssftp.path"] == "partner-a/eicar.com"
+    assert events_of([CLEAN, INFECTED], instance, 1) == [infected]
 
 
 # --- transfers: a downloader and an uploader, against a real sshd ----------------------------

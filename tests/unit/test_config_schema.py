@@ -92,3 +92,23 @@ def test_a_bad_concurrent_runs_is_one_line_naming_its_key(value: str) -> None:
     line = issue.describe("ssftp.yaml")
     assert line.startswith("ssftp.yaml:2: scanning.concurrentRuns: "), line
     assert "a number of runs from 1 to 32, or auto" in line and "\n" not in line
+
+
+def test_clean_file_events_is_auto_unless_true_or_false_is_given() -> None:
+    def events(text: str) -> object:
+        return parse_config(text, "ssftp.yaml").config.scanning.clean_file_events
+
+    assert events("{}") == "auto"
+    assert events("scanning: {cleanFileEvents: }") == "auto"
+    assert events("scanning: {cleanFileEvents: true}") is True
+    assert events("scanning: {cleanFileEvents: false}") is False
+
+
+@pytest.mark.parametrize("value", ["1", "yes please", "'true'", "4"])
+def test_a_bad_clean_file_events_is_one_line_naming_its_key(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"scanning:\n  cleanFileEvents: {value}\n", "ssftp.yaml")
+    (issue,) = caught.value.issues
+    line = issue.describe("ssftp.yaml")
+    assert line.startswith("ssftp.yaml:2: scanning.cleanFileEvents: "), line
+    assert "true, false or auto" in line and "\n" not in line

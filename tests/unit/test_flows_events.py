@@ -4,9 +4,18 @@ are in tests/integration/test_flows_events.py."""
 
 from __future__ import annotations
 
-from flows.events import DOWNLOADED, UPLOADED, FileEvent, scan_event, transfer_event
+from flows.events import (
+    DOWNLOADED,
+    UPLOADED,
+    FileEvent,
+    clean_events_on,
+    is_told,
+    scan_event,
+    transfer_event,
+)
 from ssftp.config.schema import SsftpConfig
 from ssftp.notify.owed import CLEAN, INFECTED, UNSCANNABLE, WAITING, owed
+from ssftp.scan.queue import PrefectDatabase
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.verdict import VerdictKind
 from ssftp.transfer.local import TransferResult
@@ -99,3 +108,14 @@ def test_a_transfer_event_names_its_entry_and_the_file_as_scans_do():
                               entry=("uploader", "push"))
     assert uploaded.name == UPLOADED
     assert set(related_ids(uploaded.related)) == {"instance", "uploader"}
+
+
+def test_clean_files_are_events_by_default_only_on_a_prefect_on_postgresql():
+    assert clean_events_on("auto", PrefectDatabase.POSTGRESQL)
+    assert not clean_events_on("auto", PrefectDatabase.SQLITE)
+    assert not clean_events_on("auto", None)  # another's server: its database is not known
+    assert clean_events_on(True, PrefectDatabase.SQLITE)
+    assert not clean_events_on(False, PrefectDatabase.POSTGRESQL)
+    assert [event for event in (CLEAN, INFECTED, UNSCANNABLE, WAITING)
+            if is_told(event, clean_events=False)] == [INFECTED, UNSCANNABLE, WAITING]
+    assert is_told(CLEAN, clean_events=True)
