@@ -52,6 +52,8 @@ def config_b() -> str:
     sftpPort: 0
     instanceName: chain-b
     fsyncUploads: false
+    scanning:
+      cleanFileEvents: true  # a clean file's way through the chain is followed in events
     users:
       stagingDir:
         - directory: inbound
@@ -67,6 +69,8 @@ def config_a(b_port: int, metrics_port: int) -> str:
     sftpPort: 0
     instanceName: chain-a
     fsyncUploads: false
+    scanning:
+      cleanFileEvents: true
     enableSftpClientUploader: true
     metrics:
       listen: "127.0.0.1:{metrics_port}"
