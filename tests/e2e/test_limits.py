@@ -30,7 +30,7 @@ from tests.support.config import PASSWORDS, gateway_config, write_config
 from tests.support.gateway import ServerThread, beside, unique_name
 from tests.support.logs import log_entries, wait_for_log
 from tests.support.metrics import sample
-from tests.support.sftp import connect, sftp_as
+from tests.support.sftp import connect, paramiko_sftp, sftp_as
 from tests.support.waiting import wait_for
 
 MAX_HANDLES = LimitsSettings().max_open_handles
@@ -325,6 +325,24 @@ def test_an_accounts_bandwidth_holds_its_writes_and_cuts_its_reads(limited) -> N
 
     asyncio.run(scenario())
     assert (limited.layout.staging / "partner-a" / name).read_bytes() == payload
+
+
+def test_a_throttled_download_with_paramiko_takes_at_least_its_rate(limited) -> None:
+    """paramiko's prefetching get of 512 KiB at limits.bandwidth's 256 KiB/s: all but the
+    first burst (64 KiB) wait their turn, so it cannot take less than 1.75 s, however fast
+    the machine (a lower bound only, as the issue asks; the rate's figures are bench/'s)."""
+    name = f"throttled-{unique_name()}.bin"
+    payload = os.urandom(512 * 1024)
+    (limited.layout.clean / "partner-a").mkdir(parents=True, exist_ok=True)
+    (limited.layout.clean / "partner-a" / name).write_bytes(payload)
+    with paramiko_sftp(limited.port, "consumer-a", PASSWORDS["consumer-a"]) as sftp:
+        started = time.monotonic()
+        with sftp.open(name, "rb") as remote:
+            remote.prefetch()
+            received = remote.read()
+        took = time.monotonic() - started
+    assert received == payload
+    assert took >= (512 - 64) / 256
 
 
 PIPELINED_READS = 20_000
