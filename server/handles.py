@@ -28,6 +28,7 @@ from typing import NoReturn, TypeVar
 import asyncssh
 
 from server.descriptors import DescriptorBudget
+from server.heap import TRIM_AFTER_BYTES, give_back_memory
 from server.upload import Upload
 from ssftp.config.schema import LimitsSettings
 from ssftp.logs import APP, TRANSFER, log_event
@@ -226,6 +227,8 @@ class Handles:
             path=handle.virtual, bytes=handle.bytes,
             ms=round((time.monotonic() - handle.started) * 1000, 1),
             ok=error is None, error=error))
+        if handle.bytes >= TRIM_AFTER_BYTES:
+            asyncio.get_running_loop().call_soon(give_back_memory)
 
     def _reserve(self, operation: str, path: bytes, listing: object | None = None) -> None:
         limit = self._limits().max_open_handles
