@@ -84,14 +84,19 @@ def test_concurrent_runs_is_auto_unless_a_number_of_runs_is_given() -> None:
     assert runs("scanning: {concurrentRuns: 4}") == 4
 
 
-@pytest.mark.parametrize("value", ["0", "33", "many", "true", "'4'", "1.5"])
-def test_a_bad_concurrent_runs_is_one_line_naming_its_key(value: str) -> None:
+@pytest.mark.parametrize(("key", "value", "wanted"), [
+    *[("concurrentRuns", value, "a number of runs from 1 to 32, or auto")
+      for value in ("0", "33", "many", "true", "'4'", "1.5")],
+    *[("cleanFileEvents", value, "true, false or auto")
+      for value in ("1", "yes please", "'true'", "4")]])
+def test_a_bad_number_of_runs_or_event_switch_is_one_line_naming_its_key(
+        key: str, value: str, wanted: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_config(f"scanning:\n  concurrentRuns: {value}\n", "ssftp.yaml")
+        parse_config(f"scanning:\n  {key}: {value}\n", "ssftp.yaml")
     (issue,) = caught.value.issues
     line = issue.describe("ssftp.yaml")
-    assert line.startswith("ssftp.yaml:2: scanning.concurrentRuns: "), line
-    assert "a number of runs from 1 to 32, or auto" in line and "\n" not in line
+    assert line.startswith(f"ssftp.yaml:2: scanning.{key}: "), line
+    assert wanted in line and "\n" not in line
 
 
 def test_clean_file_events_is_auto_unless_true_or_false_is_given() -> None:
@@ -102,13 +107,3 @@ def test_clean_file_events_is_auto_unless_true_or_false_is_given() -> None:
     assert events("scanning: {cleanFileEvents: }") == "auto"
     assert events("scanning: {cleanFileEvents: true}") is True
     assert events("scanning: {cleanFileEvents: false}") is False
-
-
-@pytest.mark.parametrize("value", ["1", "yes please", "'true'", "4"])
-def test_a_bad_clean_file_events_is_one_line_naming_its_key(value: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse_config(f"scanning:\n  cleanFileEvents: {value}\n", "ssftp.yaml")
-    (issue,) = caught.value.issues
-    line = issue.describe("ssftp.yaml")
-    assert line.startswith("ssftp.yaml:2: scanning.cleanFileEvents: "), line
-    assert "true, false or auto" in line and "\n" not in line
