@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from deployments.prefect_clients import prefect_clients
+from deployments.prefect_client import shared_sync_client
 from deployments.prefect_flush import flush_prefect_workers
 from deployments.rescan_watcher import RescanWatcher
 from deployments.retention import RETENTION
@@ -233,7 +233,7 @@ class ScanWorker:
         silently)."""
         await asyncio.to_thread(warn_if_silent, self.runs.scanner.client)
         await self.runs.warm_up()
-        async with prefect_clients():
+        with shared_sync_client():
             await self._run_parts(ready)
 
     async def _run_parts(self, ready: asyncio.Event | None) -> None:

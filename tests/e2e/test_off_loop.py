@@ -356,6 +356,21 @@ def test_downloads_read_ahead_answer_every_read_with_the_file_s_bytes(server: Se
     asyncio.run(scenario())
 
 
+def _has_exited(server: SsftpProcess) -> bool:
+    """The server's process has ended, or all of it but the thread in the hung call: its main
+    thread has exited (a zombie), and the kernel holds the process only until the FUSE
+    request that thread sent is answered (a request the daemon has read cannot be given up:
+    seen in 1 of 12 runs, the thread in request_wait_answer, D state). Either way nothing of
+    ssftp runs."""
+    if server.process.poll() is not None:
+        return True
+    try:
+        state = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
+
+
 def test_the_server_stops_while_a_call_hangs(tmp_path: Path) -> None:
     """Ctrl-C stops ``ssftp serve`` while a session's call hangs on a dead share: the
     session's thread does not hold the process (a ThreadPoolExecutor's would: its threads
@@ -375,7 +390,8 @@ def test_the_server_stops_while_a_call_hangs(tmp_path: Path) -> None:
                                  "the server to be inside the hung call")
                     assert not pending.done()
                     os.killpg(server.pid, signal.SIGINT)
-                    await _until(lambda: server.process.poll() is not None, "the server to stop")
+                    await _until(lambda: _has_exited(server), "the server to stop")
+                    mount.resume()  # the kernel's hold on a zombie's sockets ends with it
                     with pytest.raises(asyncssh.Error):
                         await _within(pending, "the stat to end with its connection")
 
