@@ -421,19 +421,20 @@ class ScanRuns:
     async def warm_up(self) -> None:
         """Do before the first upload what a process's first run would do on its way: load
         the engines and FastAPI's encoder for the parameters (in a thread: imports), register
-        the flow with the Prefect server, and make one run of a task, then delete it (no
-        trace in the UI but the ``warm-up`` flow). That run takes what a process's first
-        run pays once, in the engines and the server's (0.4 s from Pending to Running, 0.2 s
-        for its first task): the first upload after a start was in clean/ 0.80 s after its
-        close, the next ones ~0.2 s; with it, 0.29-0.37 s. Only a head start: a server that
-        does not answer now is the first run's to report."""
+        the flow with the Prefect server, and make one run of a task (a ``warm-up`` run in
+        the UI per start). That run takes what a process's first run pays once, in the
+        engines and the server's (0.4 s from Pending to Running, 0.2 s for its first task):
+        the first upload after a start was in clean/ 0.80 s after its close, the next ones
+        ~0.2 s; with it, 0.29-0.37 s. It is not deleted: its task run is recorded from
+        events after the run has ended, and a task run whose flow run is gone failed the
+        Prefect server's recording of the task runs that came with it (runs of any flow
+        then had none). Only a head start: a server that does not answer now is the first
+        run's to report."""
         await asyncio.to_thread(self._load_engines)
         try:
             async with get_client() as client:
                 await client.create_flow(self._flow)
-                state = await _warm_up_run(return_state=True)
-                if (warm_up_run := state.state_details.flow_run_id) is not None:
-                    await client.delete_flow_run(warm_up_run)
+                await _warm_up_run()
         except Exception as exc:  # whatever the client raises; the runs will say it again
             log_event(app_log, "scan flow not registered ahead of the first run",
                       logging.WARNING, error=one_line(str(exc)))
