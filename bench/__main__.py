@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", choices=ALL_GROUPS, action="append",
                         help="run only this group of workloads (may be given more than once); "
                              f"without it: {', '.join(GROUPS)}. scale (not run by default, "
-                             "about 10 minutes): the pipeline with 1, 2 and 4 workers on SQLite "
+                             "about 8 minutes): the pipeline with 1, 2 and 4 workers on SQLite "
                              "and PostgreSQL, and concurrent downloads through HAProxy from 1 "
                              "and 2 ssftp serve, each row with where the CPU went")
     parser.add_argument("--workdir", type=Path,
