@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.compare import compare, comparison_json, render_comparison, run_ref
-from bench.results import render_table, write_json
-from bench.run import GROUPS, Options, default_workdir_parent, run, say
+from bench.results import render_cpu_table, render_table, write_json
+from bench.run import ALL_GROUPS, GROUPS, Options, default_workdir_parent, run, say
 from bench.workloads import KIB, MIB, Sizes
 
 # A run small enough for the test suite: every workload and server, a few seconds of load.
@@ -49,8 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pipeline-files", type=int, default=defaults.pipeline_files)
     parser.add_argument("--latency-samples", type=int, default=defaults.latency_samples)
     parser.add_argument("--rescan-files", type=int, default=defaults.rescan_files)
-    parser.add_argument("--only", choices=GROUPS, action="append",
-                        help="run only this group of workloads (may be given twice)")
+    parser.add_argument("--only", choices=ALL_GROUPS, action="append",
+                        help="run only this group of workloads (may be given more than once); "
+                             f"without it: {', '.join(GROUPS)}. scale (not run by default, "
+                             "about 8 minutes): the pipeline with 1, 2 and 4 workers on SQLite "
+                             "and PostgreSQL, and concurrent downloads through HAProxy from 1 "
+                             "and 2 ssftp serve, each row with where the CPU went")
     parser.add_argument("--workdir", type=Path,
                         help="where to make the run directory (default: /dev/shm when tmpfs)")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
@@ -82,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"failed: {exc}")
         return 1
     print(render_table(rows), flush=True)
+    if cpu_table := render_cpu_table(rows):
+        print()
+        print(cpu_table, flush=True)
     compared = None
     if args.compare:
         say(f"the same run for {args.compare}")

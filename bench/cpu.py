@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from testkit.processes import process_tree
@@ -93,3 +95,89 @@ def cpu_burners(count: int) -> Iterator[int]:
             burner.kill()
         for burner in burners:
             burner.wait()
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent on anything but idling and waiting for
+    I/O since boot, everyone's work included (the first line of /proc/stat)."""
+    fields = [int(value) for value in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    # guest and guest_nice (fields 9 and 10) are counted in user and nice already.
+    return (sum(fields[:8]) - idle - iowait) / CLOCK_TICKS
+
+
+OTHERS = "others"
+BENCH = "bench"
+BENCH_CHILDREN = "clients"
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    """What each part had spent at one moment, and the machine as a whole."""
+
+    at: float
+    parts: dict[str, float]
+    machine: float
+
+
+class CpuSplit:
+    """Where the machine's CPU goes during a workload: each named part's process trees (a
+    process counted in the innermost part whose tree holds it, so ``ssftp up`` and the Prefect
+    server it started are apart), this process (``bench``: its polling) and its reaped
+    children (``clients``: ``sftp`` and ``ssh``), and ``others``, the rest of the machine:
+    other people's work on a shared host shows there."""
+
+    def __init__(self, parts: dict[str, list[int]]) -> None:
+        self.parts = parts
+
+    def read(self) -> CpuReading:
+        trees = {name: {pid for root in roots for pid in process_tree(root)}
+                 for name, roots in self.parts.items()}
+        owner: dict[int, str] = {}
+        for name, pids in sorted(trees.items(), key=lambda item: -len(item[1])):
+            owner.update(dict.fromkeys(pids, name))
+        spent = dict.fromkeys(self.parts, 0.0)
+        for pid, name in owner.items():
+            spent[name] += (_ticks(pid) or 0) / CLOCK_TICKS
+        times = os.times()
+        spent[BENCH] = times.user + times.system
+        spent[BENCH_CHILDREN] = times.children_user + times.children_system
+        return CpuReading(time.perf_counter(), spent, _machine_busy_seconds())
+
+    def cores_since(self, before: CpuReading) -> dict[str, float]:
+        """Cores each part kept busy on average since ``before`` (CPU seconds per second),
+        ``others`` for the rest of the machine's busy time."""
+        after = self.read()
+        wall = max(after.at - before.at, 1e-6)
+        cores = {name: max(0.0, spent - before.parts.get(name, 0.0)) / wall
+                 for name, spent in after.parts.items()}
+        cores[OTHERS] = max(0.0, (after.machine - before.machine) / wall - sum(cores.values()))
+        return cores
+
+
+# A machine whose cores are this busy is CPU-bound; a process this busy has its one core
+# (ssftp's and Prefect's event loops under Python's GIL; clamd's CONTSCAN): more is not
+# possible for it on its own.
+SATURATED = 0.85
+
+
+def bound(cores: dict[str, float], cpus: int) -> str:
+    """What held a workload back, from the cores each part kept busy: every core (and who
+    took most), one part's single core (not ``others`` or ``clients``, which are many
+    processes), or no CPU at all (it waited: on the disk, a lock, a timer, a poll)."""
+    busy = sum(cores.values())
+    top = max(cores, key=lambda name: cores[name])
+    if busy >= SATURATED * cpus:
+        return f"all {cpus} cores ({busy:.2f} busy); most: {top} {cores[top]:.2f}"
+    ours = {name: used for name, used in cores.items() if name not in (OTHERS, BENCH_CHILDREN)}
+    one = max(ours, key=lambda name: ours[name], default=None)
+    if one is not None and ours[one] >= SATURATED:
+        return f"one core: {one} {ours[one]:.2f}"
+    return f"not CPU ({busy:.2f} of {cpus} cores busy): waits"
+
+
+def median_cores(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Each part's median over the rounds (0 in a round it had no share in)."""
+    names = {name for cores in rounds for name in cores}
+    return {name: statistics.median(cores.get(name, 0.0) for cores in rounds)
+            for name in sorted(names)} if rounds else {}

@@ -88,6 +88,10 @@ class Row:
     reference: Samples | None = None
     target: Target | None = None
     note: str = ""
+    # Cores each part of the machine kept busy meanwhile (median over the rounds;
+    # bench.cpu.CpuSplit), and what that says held the figure back.
+    cpu: dict[str, float] = field(default_factory=dict)
+    bound: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -123,6 +127,8 @@ class Row:
             "target": None if self.target is None else self.target.text,
             "met": self.met,
             "note": self.note,
+            "cpu": self.cpu or None,
+            "bound": self.bound or None,
         }
 
 
@@ -147,6 +153,19 @@ def render_table(rows: list[Row]) -> str:
         lines.append((row.name, row.figure.describe(), reference, ratio,
                       row.target.text if row.target else "-", met))
     return render_columns(lines)
+
+
+def render_cpu_table(rows: list[Row]) -> str | None:
+    """For the rows that say where the CPU went: each part's cores, busiest first, and the
+    bound; None when no row does."""
+    lines: list[tuple[str, ...]] = [
+        ("workload", "cores busy meanwhile (median of the rounds)", "bound")]
+    for row in rows:
+        if row.cpu:
+            busiest = sorted(row.cpu.items(), key=lambda item: -item[1])
+            lines.append((row.name, ", ".join(f"{name} {cores:.2f}" for name, cores in busiest
+                                              if cores >= 0.005), row.bound))
+    return render_columns(lines) if len(lines) > 1 else None
 
 
 def render_columns(lines: list[tuple[str, ...]]) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncssh
 
-from bench import workloads
+from bench import scale, workloads
 from bench.clients import Login
 from bench.results import Row
 from bench.servers import ACCOUNT_DIRECTORY, DOWNLOADER, UPLOADER, bench_config
@@ -35,7 +35,9 @@ from testkit.ssftp_process import SsftpProcess
 
 TMPFS = Path("/dev/shm")
 OPENSSH = "OpenSSH"
+# What a run without --only runs; --only also takes what is too long for that.
 GROUPS = ("sftp", "sshfs", "pipeline")
+ALL_GROUPS = (*GROUPS, "scale")
 
 
 @dataclass
@@ -153,19 +155,27 @@ def _sshfs_rows(ssftp: Side, reference: Side | None, client: Path, workdir: Path
     return sshfs_rows(ssftp, reference, client, workdir, sizes)
 
 
-def _pipeline_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
-                   stack: contextlib.ExitStack, context: dict[str, object]) -> list[Row]:
+def _clamd(run_dir: Path, stack: contextlib.ExitStack, context: dict[str, object],
+           group: str) -> ClamdDaemon | None:
+    """clamd until the stack closes; None, said, when it cannot start."""
     say("starting clamd")
     try:
         # The official databases when Debian's freshclam has them, as a real gateway has.
         database = SYSTEM_DATABASE if official_files(SYSTEM_DATABASE) else TEST_SIGNATURES
-        clamd = ClamdDaemon.start(workdir / "clamd", database=database)
+        clamd = ClamdDaemon.start(run_dir, database=database)
     except ClamdStartError as exc:
-        say(f"pipeline workloads skipped: {exc}")
-        return []
+        say(f"{group} workloads skipped: {exc}")
+        return None
     stack.callback(clamd.stop)
+    context["clamd"] = ClamdClient(clamd.address).command("VERSION")
+    return clamd
+
+
+def _pipeline_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
+                   stack: contextlib.ExitStack, context: dict[str, object]) -> list[Row]:
+    if (clamd := _clamd(workdir / "clamd", stack, context, "pipeline")) is None:
+        return []
     raw_clamd = ClamdClient(clamd.address, timeout=600)
-    context["clamd"] = raw_clamd.command("VERSION")
     config = workdir / "up.yaml"
     config.write_text(bench_config(key.public_line, clamd_socket=clamd.socket))
     say("starting ssftp up (its own Prefect server; the first start migrates its database)")
@@ -206,6 +216,13 @@ def run(options: Options) -> tuple[list[Row], dict[str, object]]:
         if "pipeline" in options.groups:
             with contextlib.ExitStack() as stack:
                 rows += _pipeline_rows(workdir, key, client, options.sizes, stack, context)
+        if "scale" in options.groups:
+            with contextlib.ExitStack() as stack:
+                rows += scale.sftp_rows(workdir, key, client, options.sizes, stack, say)
+            with contextlib.ExitStack() as stack:
+                if clamd := _clamd(workdir / "clamd-scale", stack, context, "scale pipeline"):
+                    rows += scale.pipeline_rows(clamd, workdir, key, client, options.sizes,
+                                                stack, say)
     finally:
         if options.keep:
             say(f"kept {workdir}")

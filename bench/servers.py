@@ -19,21 +19,30 @@ DOWNLOADER = "bench-down"
 ACCOUNT_DIRECTORY = "bench"
 
 
-def bench_config(public_key: str, clamd_socket: Path | None = None) -> str:
+def bench_config(public_key: str, clamd_socket: Path | None = None, *,
+                 trusted_proxy: str | None = None, concurrent_runs: int | None = None) -> str:
     """ssftp.yaml for the run: one staging account to upload to, one clean account to read.
 
     Everything else keeps its default, fsyncUploads included: the figures are those of ssftp as
     shipped. Except the connection limits: the memory workload holds 100 idle sessions of one
     account from one address, which the defaults (20 per account, 50 per address) refuse, as
     they should for a real partner.
+
+    ``trusted_proxy``: the address a load balancer sending the PROXY protocol connects from
+    (``limits.proxyProtocol``); ``concurrent_runs``: ``scanning.concurrentRuns``, for workers
+    on a Prefect server they did not start (its ``auto`` is 1 there, whatever the database).
     """
     clamav = f"clamav:\n  address: {clamd_socket}\n" if clamd_socket else ""
+    # Indented as the template's limits, before it is dedented.
+    proxy = (f"\n{' ' * 10}proxyProtocol: true\n{' ' * 10}trustedProxies: [\"{trusted_proxy}\"]"
+             if trusted_proxy else "")
+    scanning = f"scanning:\n  concurrentRuns: {concurrent_runs}\n" if concurrent_runs else ""
     return textwrap.dedent(f"""\
         sftpPort: 0
         instanceName: bench
         limits:
           maxConnectionsPerAccount: 200
-          maxConnectionsPerAddress: 200
+          maxConnectionsPerAddress: 200{proxy}
         users:
           stagingDir:
             - directory: {ACCOUNT_DIRECTORY}
@@ -46,4 +55,4 @@ def bench_config(public_key: str, clamd_socket: Path | None = None) -> str:
               auth:
                 username: {DOWNLOADER}
                 publicKey: "{public_key}"
-        """) + clamav
+        """) + clamav + scanning

@@ -28,7 +28,7 @@ from bench.clients import (
     timed_sftp,
     upload_latencies,
 )
-from bench.cpu import Meter, cpu_burners
+from bench.cpu import CpuSplit, Meter, cpu_burners
 from bench.memory import Memory, tree_memory
 from bench.results import Better, Row, Samples, Target
 from ssftp.scan.clamd import ClamdClient
@@ -231,12 +231,7 @@ def concurrent_downloads(ssftp: Side, reference: Side | None, client: Path,
     sides = [side for side in (ssftp, reference) if side is not None]
 
     def download(side: Side) -> float:
-        seconds = concurrent_sftp([(side.downloader, [f"get {name} fetched-{name}"])
-                                   for name in sources], client)
-        for name in sources:
-            expect_file(client / f"fetched-{name}", size)
-            (client / f"fetched-{name}").unlink()
-        return count * size / seconds / MB
+        return count * size / concurrent_round(side, list(sources), client, size) / MB
 
     with served(sides, sources):
         values = alternate(sides, sizes.rounds, download)
@@ -245,6 +240,18 @@ def concurrent_downloads(ssftp: Side, reference: Side | None, client: Path,
     return [side_row(f"download {count}x{size / MIB:g} MiB concurrently", "MB/s", Better.HIGHER,
                      values, ssftp, reference, Target.ratio_at_least(1.0),
                      note="aggregate, from the start of all clients until the last has ended")]
+
+
+def concurrent_round(side: Side, names: list[str], client: Path, size: int) -> float:
+    """Seconds until every one of ``names`` (each of ``size`` bytes) has been fetched by an
+    ``sftp`` client of its own, all started at once; the fetched copies are checked and
+    removed."""
+    seconds = concurrent_sftp([(side.downloader, [f"get {name} fetched-{name}"])
+                               for name in names], client)
+    for name in names:
+        expect_file(client / f"fetched-{name}", size)
+        (client / f"fetched-{name}").unlink()
+    return seconds
 
 
 @contextlib.contextmanager
@@ -422,6 +429,43 @@ def _wait_for_files(directory: Path, names: set[str], timeout: float = 600.0,
         time.sleep(poll)
 
 
+@dataclass(frozen=True)
+class PipelineRound:
+    """One round of the pipeline workload, in seconds, and where the CPU went from the upload's
+    end until all were in clean/ (empty without a split)."""
+
+    after_upload: float
+    overall: float
+    raw: float
+    cores: dict[str, float]
+
+
+def pipeline_round(uploader: Login, clean: Path, quarantine: Path, clamd: ClamdClient,
+                   client: Path, names: set[str], split: CpuSplit | None = None) \
+        -> PipelineRound:
+    """``client``/pipeline's files uploaded in one session until all are in clean/, then
+    removed from there; then raw clamd scanning the same files (CONTSCAN of their directory)."""
+    started = time.perf_counter()
+    uploaded = started + timed_sftp(uploader, ["put pipeline/*"], client)
+    reading = split.read() if split else None
+    done = _wait_for_files(clean, names)
+    cores = split.cores_since(reading) if split and reading else {}
+    if any(quarantine.rglob("file-*")):
+        raise RuntimeError(f"random test files were quarantined: see {quarantine}")
+    for name in names:
+        (clean / name).unlink()
+    scan_started = time.perf_counter()
+    reply = clamd.command(f"CONTSCAN {client / 'pipeline'}")
+    raw = time.perf_counter() - scan_started
+    if not reply.endswith(": OK"):
+        raise RuntimeError(f"raw clamd CONTSCAN did not pass the test files: {reply}")
+    return PipelineRound(max(0.0, done - uploaded), done - started, raw, cores)
+
+
+def pipeline_label(sizes: Sizes) -> str:
+    return f"pipeline {sizes.pipeline_files}x{sizes.pipeline_file_bytes // KIB} KiB"
+
+
 def pipeline(uploader: Login, clean: Path, quarantine: Path, clamd: ClamdClient, client: Path,
              sizes: Sizes) -> list[Row]:
     """Many files uploaded in one session until all are in clean/, against raw clamd
@@ -429,29 +473,16 @@ def pipeline(uploader: Login, clean: Path, quarantine: Path, clamd: ClamdClient,
     source = client / "pipeline"
     names = set(write_file_set(source, sizes.pipeline_files, sizes.pipeline_file_bytes))
     clean.mkdir(parents=True, exist_ok=True)
-    after_upload, overall, raw = Samples("s"), Samples("s"), Samples("s")
-    for _ in range(sizes.rounds):
-        started = time.perf_counter()
-        uploaded = started + timed_sftp(uploader, ["put pipeline/*"], client)
-        done = _wait_for_files(clean, names)
-        if any(quarantine.rglob("file-*")):
-            raise RuntimeError(f"random test files were quarantined: see {quarantine}")
-        after_upload.add(max(0.0, done - uploaded))
-        overall.add(done - started)
-        for name in names:
-            (clean / name).unlink()
-
-        scan_started = time.perf_counter()
-        reply = clamd.command(f"CONTSCAN {source}")
-        raw.add(time.perf_counter() - scan_started)
-        if not reply.endswith(": OK"):
-            raise RuntimeError(f"raw clamd CONTSCAN did not pass the test files: {reply}")
-    label = f"{len(names)}x{sizes.pipeline_file_bytes // KIB} KiB"
+    rounds = [pipeline_round(uploader, clean, quarantine, clamd, client, names)
+              for _ in range(sizes.rounds)]
+    label = pipeline_label(sizes)
     rows = [
-        Row(f"pipeline {label}: upload end -> all in clean/", Better.LOWER, after_upload,
-            RAW_CLAMD, raw, Target.at_most_reference_times(2.0, 1.0, "s")),
-        Row(f"pipeline {label}: upload start -> all in clean/", Better.LOWER, overall,
-            note="includes the upload itself"),
+        Row(f"{label}: upload end -> all in clean/", Better.LOWER,
+            Samples("s", [one.after_upload for one in rounds]), RAW_CLAMD,
+            Samples("s", [one.raw for one in rounds]),
+            Target.at_most_reference_times(2.0, 1.0, "s")),
+        Row(f"{label}: upload start -> all in clean/", Better.LOWER,
+            Samples("s", [one.overall for one in rounds]), note="includes the upload itself"),
     ]
     shutil.rmtree(source)
     return rows

@@ -1,6 +1,6 @@
-"""``ssftp serve`` or ``ssftp up`` as a user runs it: the console script of this Python, in a
-process of its own on a chosen port, until it answers with an SSH banner (and, for ``up``,
-says it is up).
+"""``ssftp serve``, ``ssftp up`` or ``ssftp worker`` as a user runs it: the console script of
+this Python, in a process of its own on a chosen port, until it answers with an SSH banner (and,
+for ``up``, says it is up; a ``worker``, which listens on no port, until it says it started).
 
 The benchmarks measure such a process; the tests that need the real process (its descriptor
 limit, its memory, its stop) drive one too. Each is started in its own session and stopped
@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 @dataclass
 class SsftpProcess:
-    """``ssftp serve`` or ``ssftp up`` on a chosen port, output in ``<data>.out``."""
+    """``ssftp serve``, ``ssftp up`` or ``ssftp worker``, output in ``<data>.out``."""
 
     process: subprocess.Popen[bytes]
     port: int
@@ -82,20 +83,28 @@ class SsftpProcess:
 
     @classmethod
     def start(cls, command: str, workdir: Path, config: Path, data: Path,
-              extra_args: tuple[str, ...] = ()) -> SsftpProcess:
-        port = free_port()
-        output = data.with_name(data.name + ".out")
+              extra_args: tuple[str, ...] = (), *, env: Mapping[str, str] | None = None,
+              output: Path | None = None) -> SsftpProcess:
+        """``env``: variables on top of :func:`child_env`'s; ``output``: where its console
+        goes (default ``<data>.out``; several processes on one data root need one each). A
+        ``worker`` listens on no port (``port`` is 0): it is started once it says so."""
+        port = 0 if command == "worker" else free_port()
+        output = output or data.with_name(data.name + ".out")
+        listen = () if command == "worker" else ("--port", str(port))
         with output.open("wb") as out:
             process = subprocess.Popen(
                 [*ssftp_command(), command, "--config", str(config), "--data-dir", str(data),
-                 "--port", str(port), *extra_args],
-                env=child_env(workdir), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                 *listen, *extra_args],
+                env={**child_env(workdir), **(env or {})}, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         server = cls(process, port, DataLayout.at(data), output)
         try:
-            if command == "up":
-                server._wait_for_output("ssftp is up.")
-            wait_for_banner(port, process, f"ssftp {command}", output)
+            if command == "worker":
+                server._wait_for_output("scan worker started")
+            else:
+                if command == "up":
+                    server._wait_for_output("ssftp is up.")
+                wait_for_banner(port, process, f"ssftp {command}", output)
         except BaseException:
             server.stop()
             raise

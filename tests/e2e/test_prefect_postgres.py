@@ -1,5 +1,5 @@
 """``ssftp up`` on PostgreSQL: the Prefect server it starts takes the database of
-``PREFECT_API_DATABASE_CONNECTION_URL`` (a throwaway cluster, tests/support/postgres.py), and
+``PREFECT_API_DATABASE_CONNECTION_URL`` (a throwaway cluster, testkit/postgres.py), and
 scan runs overlap there (``scanning.concurrentRuns: auto`` is 4), each file still scanned once.
 
 One PostgreSQL and one ``ssftp up`` for the module: Prefect migrating a new database takes
@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from testkit.postgres import postgres_cluster
 from testkit.sftp_client import run_sftp
 from tests.support.cli import child_env
-from tests.support.postgres import postgres_cluster
 from tests.support.up import ACCOUNT_DIR, PARTNER, PARTNER_PW, Up, up_for_module
 from tests.support.waiting import wait_for
 

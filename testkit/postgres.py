@@ -1,8 +1,9 @@
-"""A throwaway PostgreSQL cluster for a test module: Debian's binaries (``postgresql`` in
-scripts/bootstrap.sh), a cluster of its own under a temp directory, listening on 127.0.0.1 on
-a free port (and a Unix socket in that directory), trust authentication, durability off (the
-cluster lives as long as the module). PostgreSQL refuses to run as root, so under root the
-cluster belongs to the ``postgres`` user that Debian's package creates.
+"""A throwaway PostgreSQL cluster, for a test module or a benchmark run: Debian's binaries
+(``postgresql`` in scripts/bootstrap.sh), a cluster of its own under a temp directory,
+listening on 127.0.0.1 on a free port (and a Unix socket in that directory), trust
+authentication, durability off (the cluster lives as long as its user). PostgreSQL refuses
+to run as root, so under root the cluster belongs to the ``postgres`` user that Debian's
+package creates.
 
 Prefect connects with asyncpg (``postgresql+asyncpg://``), a dependency of Prefect itself.
 """
@@ -18,8 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from testkit.openssh_server import free_port
 
 # The database and role Prefect uses; the cluster's superuser, so Prefect's migrations may
@@ -27,6 +26,10 @@ from testkit.openssh_server import free_port
 USER = "prefect"
 DATABASE = "prefect"
 START_SECONDS = 60
+
+
+class PostgresError(RuntimeError):
+    """The cluster could not be made or started; the message says which step and why."""
 
 
 def _binaries() -> Path | None:
@@ -49,12 +52,17 @@ class Postgres:
         """The URL Prefect's server takes (PREFECT_API_DATABASE_CONNECTION_URL)."""
         return f"postgresql+asyncpg://{USER}@127.0.0.1:{self.port}/{DATABASE}"
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's, parent of every backend: pg_ctl leaves it no child of ours."""
+        return int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([str(self.bin / args[0]), *args[1:]], capture_output=True,
                                 text=True, timeout=START_SECONDS, user=self.user,
                                 cwd=self.directory)
         if result.returncode != 0:
-            pytest.fail(f"{' '.join(args[:2])} failed: {result.stdout}\n{result.stderr}")
+            raise PostgresError(f"{' '.join(args[:2])} failed: {result.stdout}\n{result.stderr}")
         return result
 
     def stop(self) -> None:
@@ -68,7 +76,8 @@ def postgres_cluster() -> Iterator[Postgres]:
     """A running cluster with the database :data:`DATABASE`, stopped and removed at exit."""
     binaries = _binaries()
     if binaries is None:
-        pytest.fail("PostgreSQL is not installed (scripts/bootstrap.sh installs postgresql)")
+        raise PostgresError("PostgreSQL is not installed (scripts/bootstrap.sh installs "
+                            "postgresql)")
     user = "postgres" if os.geteuid() == 0 else None
     # Not under pytest's tmp_path: its directories are root's alone, and the cluster's user
     # must reach its own.

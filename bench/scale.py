@@ -1,0 +1,333 @@
+"""``--only scale``: what more processes buy (issue 28, beyond one machine), and what bounds each
+figure on this machine.
+
+- The pipeline with 1, 2 and 4 workers: ``ssftp up`` alone, then with 1 and 3 ``ssftp worker``
+  beside it on its data root, its Prefect server and the one clamd; the pipeline workload
+  (``--pipeline-files`` x 64 KiB, upload end until all are in clean/) against raw clamd's
+  CONTSCAN of the same files in the same round. On SQLite, Prefect's default, and on PostgreSQL
+  (a throwaway cluster, testkit/postgres.py, given to ``ssftp up`` as
+  ``PREFECT_API_DATABASE_CONNECTION_URL``; ``scanning.concurrentRuns: 4``, what ``auto`` gives
+  ``up`` there and what a worker on a Prefect server it did not start must be told).
+- SFTP: ``--concurrent-downloads`` clients each fetching a file of its own at once, from one
+  ``ssftp serve`` directly, through HAProxy (send-proxy-v2) to that one, and through HAProxy
+  to two on one data root (leastconn).
+
+The worker counts alternate within a round (1, 2, 4, 1, 2, 4, ...), as the servers do in the
+other workloads: workers are started and stopped between them, outside the timing. Each row
+says where the machine's CPU went meanwhile (bench.cpu.CpuSplit) and what bound the figure.
+Not in the default run: two ``ssftp up`` starts (one migrates a new PostgreSQL database) and a
+dozen worker starts take minutes before anything is measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.clients import Login
+from bench.cpu import CpuSplit, bound, median_cores
+from bench.results import Better, Row, Samples
+from bench.servers import ACCOUNT_DIRECTORY, DOWNLOADER, UPLOADER, bench_config
+from bench.workloads import (
+    MB,
+    MIB,
+    RAW_CLAMD,
+    PipelineRound,
+    Side,
+    Sizes,
+    alternate,
+    concurrent_round,
+    pipeline_label,
+    pipeline_round,
+    served,
+    write_file_set,
+)
+from ssftp.runtime.clamd_daemon import ClamdDaemon
+from ssftp.runtime.prefect_server import is_healthy, is_prefect_server
+from ssftp.scan.clamd import ClamdClient
+from ssftp.scan.workers import LEASE_SECONDS
+from testkit.files import make_random_file
+from testkit.openssh_server import free_port
+from testkit.postgres import Postgres, PostgresError, postgres_cluster
+from testkit.processes import process_tree
+from testkit.sftp_client import ClientKey
+from testkit.ssftp_process import SsftpProcess
+
+WORKERS = (1, 2, 4)
+SQLITE = "SQLite"
+POSTGRESQL = "PostgreSQL"
+# PostgreSQL's runs per lane: what ``auto`` gives ``ssftp up`` there.
+POSTGRES_RUNS = 4
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+# HAProxy connects to the servers from this address, the one they trust to send PROXY headers;
+# all of 127.0.0.0/8 is loopback on Linux.
+PROXY_SOURCE = "127.0.0.2"
+READY_TIMEOUT = 120.0
+
+Say = Callable[[str], None]
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
+def _prefect_server(up: SsftpProcess) -> list[int]:
+    """The Prefect server ``ssftp up`` started: a child process of its own."""
+    found = []
+    for pid in process_tree(up.pid):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if is_prefect_server(argv.split("\0")):
+                found.append(pid)
+    return found
+
+
+def live_workers(directory: Path, now: float) -> dict[str, float]:
+    """The heartbeats under ``directory`` younger than the lease: name -> last beat."""
+    beats = {}
+    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                beaten = entry.stat().st_mtime
+                if now - beaten < LEASE_SECONDS:
+                    beats[entry.name] = beaten
+    return beats
+
+
+def _wait_until_sharing(directory: Path, count: int) -> None:
+    """Until exactly ``count`` workers are live and each has beaten since all were: then each
+    knows the others and batches its share only (ssftp.scan.workers), as it would in a
+    deployment that has run a while."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    all_live_since: float | None = None
+    while True:
+        now = time.time()
+        beats = live_workers(directory, now)
+        if len(beats) != count:
+            all_live_since = None
+        elif all_live_since is None:
+            all_live_since = now
+        elif all(beaten > all_live_since for beaten in beats.values()):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{sorted(beats)} are the live workers under {directory}, "
+                               f"not {count} that know each other, after {READY_TIMEOUT:.0f} s")
+        time.sleep(0.05)
+
+
+@dataclass
+class Workers:
+    """The ``ssftp worker`` processes beside one ``ssftp up``, on its data root and its Prefect
+    server, started and stopped so that there are as many workers as asked (``up`` is one)."""
+
+    workdir: Path
+    config: Path
+    up: SsftpProcess
+    api_url: str
+    extra: list[SsftpProcess] = field(default_factory=list)
+
+    def resize(self, count: int) -> None:
+        while len(self.extra) > count - 1:
+            self.extra.pop().stop()
+        while len(self.extra) < count - 1:
+            self._wait_for_prefect()
+            name = f"w{len(self.extra) + 2}"
+            self.extra.append(SsftpProcess.start(
+                "worker", self.workdir, self.config, self.up.layout.root, ("--name", name),
+                env={"PREFECT_API_URL": self.api_url},
+                output=self.workdir / f"worker-{name}.out"))
+        _wait_until_sharing(self.up.layout.workers, count)
+
+    def _wait_for_prefect(self) -> None:
+        """``ssftp worker`` refuses to start when the Prefect server does not answer its
+        health check within 2 s, which a server on SQLite may not right after a round."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not is_healthy(self.api_url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Prefect server at {self.api_url} did not answer "
+                                   f"within {READY_TIMEOUT:.0f} s")
+            time.sleep(0.1)
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self.extra]
+
+    def stop(self) -> None:
+        while self.extra:
+            self.extra.pop().stop()
+
+
+def _workers_label(count: int) -> str:
+    return f"{count} worker" + ("s" if count > 1 else "")
+
+
+def _pipeline_with_workers(database: str, env: dict[str, str], clamd: ClamdDaemon,
+                           key: ClientKey, client: Path, workdir: Path, sizes: Sizes,
+                           parts: dict[str, list[int]], say: Say) -> list[Row]:
+    """The pipeline rounds with 1, 2 and 4 workers, alternating, on one ``ssftp up``."""
+    root = workdir / f"scale-{database.lower()}"
+    root.mkdir()
+    config = root / "ssftp.yaml"
+    config.write_text(bench_config(key.public_line, clamd_socket=clamd.socket,
+                                   concurrent_runs=POSTGRES_RUNS if database == POSTGRESQL
+                                   else None))
+    raw_clamd = ClamdClient(clamd.address, timeout=600)
+    names = set(write_file_set(client / "pipeline", sizes.pipeline_files,
+                               sizes.pipeline_file_bytes))
+    rounds: dict[int, list[PipelineRound]] = {count: [] for count in WORKERS}
+    with contextlib.ExitStack() as stack:
+        say(f"starting ssftp up on {database} (its Prefect server migrates a new database)")
+        prefect_port = free_port()
+        up = SsftpProcess.start("up", root, config, root / "data",
+                                ("--prefect-port", str(prefect_port)), env=env)
+        stack.callback(up.stop)
+        workers = Workers(root, config, up, f"http://127.0.0.1:{prefect_port}/api")
+        stack.callback(workers.stop)
+        uploader = Login(up.port, UPLOADER, key.private_path)
+        clean = up.layout.clean / ACCOUNT_DIRECTORY
+        clean.mkdir(parents=True, exist_ok=True)
+        for round_number in range(1, sizes.rounds + 1):
+            for count in WORKERS:
+                say(f"round {round_number}: {_workers_label(count)} on {database}")
+                workers.resize(count)
+                split = CpuSplit({"ssftp up": [up.pid], "Prefect server": _prefect_server(up),
+                                  "ssftp worker": workers.pids, "clamd": [clamd.process.pid],
+                                  **parts})
+                rounds[count].append(pipeline_round(uploader, clean, up.layout.quarantine,
+                                                    raw_clamd, client, names, split))
+    shutil.rmtree(client / "pipeline")
+    one = Samples("s", [each.after_upload for each in rounds[1]])
+    rows = []
+    for count, results in rounds.items():
+        figure = Samples("s", [each.after_upload for each in results])
+        cores = median_cores([each.cores for each in results])
+        note = "" if count == 1 else f"{one.median / figure.median:.2f}x the pace of 1 worker"
+        rows.append(Row(f"{pipeline_label(sizes)}, {_workers_label(count)}, {database}: "
+                        "upload end -> all in clean/", Better.LOWER, figure, RAW_CLAMD,
+                        Samples("s", [each.raw for each in results]), note=note, cpu=cores,
+                        bound=bound(cores, _cpus())))
+    return rows
+
+
+def pipeline_rows(clamd: ClamdDaemon, workdir: Path, key: ClientKey, client: Path,
+                  sizes: Sizes, stack: contextlib.ExitStack, say: Say) -> list[Row]:
+    """The pipeline with 1, 2 and 4 workers on SQLite, then on PostgreSQL."""
+    rows = _pipeline_with_workers(SQLITE, {}, clamd, key, client, workdir, sizes, {}, say)
+    say("starting PostgreSQL")
+    try:
+        database: Postgres = stack.enter_context(postgres_cluster())
+    except PostgresError as exc:
+        say(f"the pipeline on PostgreSQL skipped: {exc}")
+        return rows
+    return rows + _pipeline_with_workers(
+        POSTGRESQL, {"PREFECT_API_DATABASE_CONNECTION_URL": database.url}, clamd, key, client,
+        workdir, sizes, {"PostgreSQL": [database.pid]}, say)
+
+
+def haproxy_config(frontends: dict[int, list[int]], source: str) -> str:
+    """HAProxy in TCP mode: each frontend port spreads its connections over its servers' ports
+    (leastconn), connecting from ``source`` and sending the PROXY protocol v2, as
+    docs/beyond-one-machine.md shows it."""
+    sections = "".join(
+        f"\nfrontend f{port}\n    bind 127.0.0.1:{port}\n    default_backend b{port}\n"
+        f"backend b{port}\n    balance leastconn\n" + "".join(
+            f"    server s{index} 127.0.0.1:{server} send-proxy-v2 source {source}\n"
+            for index, server in enumerate(servers, start=1))
+        for port, servers in frontends.items())
+    return ("global\n    maxconn 256\ndefaults\n    mode tcp\n    timeout connect 10s\n"
+            "    timeout client 120s\n    timeout server 120s\n" + sections)
+
+
+def _listening(port: int) -> bool:
+    """Whether ``ss`` shows a listener on 127.0.0.1:``port`` (a probe connection would reach
+    a server through the balancer)."""
+    shown = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                           text=True, check=True).stdout
+    return f"127.0.0.1:{port}" in shown
+
+
+@contextlib.contextmanager
+def haproxy(directory: Path, frontends: dict[int, list[int]]) -> Iterator[subprocess.Popen[bytes]]:
+    """HAProxy with :func:`haproxy_config`, in the foreground, until the block ends."""
+    if not Path(HAPROXY).exists():
+        raise RuntimeError("haproxy is not installed (scripts/bootstrap.sh installs it)")
+    config = directory / "haproxy.cfg"
+    config.write_text(haproxy_config(frontends, PROXY_SOURCE))
+    with (directory / "haproxy.out").open("wb") as out:
+        process = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdin=subprocess.DEVNULL,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not all(_listening(port) for port in frontends):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"haproxy did not listen on {sorted(frontends)}: see "
+                                   f"{directory / 'haproxy.out'}")
+            time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def sftp_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
+              stack: contextlib.ExitStack, say: Say) -> list[Row]:
+    """Concurrent downloads from one ``ssftp serve``, directly and through HAProxy, and
+    through HAProxy from two on one data root."""
+    root = workdir / "scale-sftp"
+    root.mkdir()
+    config = root / "ssftp.yaml"
+    config.write_text(bench_config(key.public_line, trusted_proxy=PROXY_SOURCE))
+    say("starting 2 ssftp serve on one data root, and HAProxy")
+    serves = []
+    for index in (1, 2):
+        serve = SsftpProcess.start("serve", root, config, root / "data",
+                                   output=root / f"serve-{index}.out")
+        stack.callback(serve.stop)
+        serves.append(serve)
+    one, two = free_port(), free_port()
+    balancer = stack.enter_context(haproxy(root, {one: [serves[0].port],
+                                                  two: [serve.port for serve in serves]}))
+    directory = serves[0].layout.clean / ACCOUNT_DIRECTORY
+
+    def side(name: str, port: int) -> Side:
+        return Side(name, balancer.pid, Login(port, UPLOADER, key.private_path),
+                    Login(port, DOWNLOADER, key.private_path), directory, directory)
+
+    direct, through_one, through_two = (side("1 serve, direct", serves[0].port),
+                                        side("HAProxy -> 1 serve", one),
+                                        side("HAProxy -> 2 serves", two))
+    count, size = sizes.concurrent_downloads, sizes.concurrent_file_bytes
+    sources = {f"scale-{index}.bin": make_random_file(client / f"scale-{index}.bin", size)
+               for index in range(count)}
+    split = CpuSplit({"ssftp serve 1": [serves[0].pid], "ssftp serve 2": [serves[1].pid],
+                      "HAProxy": [balancer.pid]})
+
+    def download(each: Side) -> tuple[float, dict[str, float]]:
+        before = split.read()
+        seconds = concurrent_round(each, list(sources), client, size)
+        return count * size / seconds / MB, split.cores_since(before)
+
+    say(f"workload: {count} downloads at once through HAProxy to 1 and 2 ssftp serve")
+    with served([direct], sources):
+        measured = alternate([direct, through_one, through_two], sizes.rounds, download)
+    for source in sources.values():
+        source.unlink()
+
+    def figures(each: Side) -> Samples:
+        return Samples("MB/s", [value for value, _ in measured[each.name]])
+
+    def row(figure: Side, reference: Side | None) -> Row:
+        cores = median_cores([cpu for _, cpu in measured[figure.name]])
+        return Row(f"download {count}x{size / MIB:g} MiB concurrently, {figure.name}",
+                   Better.HIGHER, figures(figure), reference.name if reference else None,
+                   figures(reference) if reference else None,
+                   note="aggregate, from the start of all clients until the last has ended",
+                   cpu=cores, bound=bound(cores, _cpus()))
+
+    return [row(direct, None), row(through_one, direct), row(through_two, through_one)]
