@@ -379,16 +379,6 @@ async def scan_and_report(scanner: Scanner, paths: list[str], lane: Lane,
     return summary.final_state(results)
 
 
-@task(name="warm-up", cache_policy=NO_CACHE)
-async def _warm_up_task() -> None:
-    """A task run's first time, in the process and in the server (:meth:`ScanRuns.warm_up`)."""
-
-
-@flow(name="warm-up", flow_run_name="warm-up")
-async def _warm_up_run() -> None:
-    await _warm_up_task()
-
-
 class ScanRuns:
     """The scan flow bound to this process's :class:`Scanner`, which stays out of the run's
     parameters. The scanner is swapped when the config is reloaded; a run in progress keeps
@@ -420,21 +410,19 @@ class ScanRuns:
 
     async def warm_up(self) -> None:
         """Do before the first upload what a process's first run would do on its way: load
-        the engines and FastAPI's encoder for the parameters (in a thread: imports), register
-        the flow with the Prefect server, and make one run of a task (a ``warm-up`` run in
-        the UI per start). That run takes what a process's first run pays once, in the
-        engines and the server's (0.4 s from Pending to Running, 0.2 s for its first task):
-        the first upload after a start was in clean/ 0.80 s after its close, the next ones
-        ~0.2 s; with it, 0.29-0.37 s. It is not deleted: its task run is recorded from
-        events after the run has ended, and a task run whose flow run is gone failed the
-        Prefect server's recording of the task runs that came with it (runs of any flow
-        then had none). Only a head start: a server that does not answer now is the first
-        run's to report."""
+        the engines and FastAPI's encoder for the parameters (in a thread: imports), and
+        register the flow with the Prefect server, which also wakes the server's side. Only
+        a head start: a server that does not answer now is the first run's to report.
+
+        Not a throwaway run as well, though one took off the first run's 0.6 s of first-time
+        costs: the writes the server makes from its events after the run has ended (its task
+        run, its states) met the first upload's run in the server's SQLite, and that run then
+        waited out Prefect's 2 s retry (2.2-2.6 s from close to clean/ in 3 of 6 starts,
+        against 0.66 s without it)."""
         await asyncio.to_thread(self._load_engines)
         try:
             async with get_client() as client:
                 await client.create_flow(self._flow)
-                await _warm_up_run()
         except Exception as exc:  # whatever the client raises; the runs will say it again
             log_event(app_log, "scan flow not registered ahead of the first run",
                       logging.WARNING, error=one_line(str(exc)))
