@@ -51,7 +51,7 @@ from bench.workloads import (
 from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.runtime.prefect_server import is_healthy, is_prefect_server
 from ssftp.scan.clamd import ClamdClient
-from ssftp.scan.workers import LEASE_SECONDS
+from ssftp.scan.workers import live_workers
 from testkit.files import make_random_file
 from testkit.openssh_server import free_port
 from testkit.postgres import Postgres, PostgresError, postgres_cluster
@@ -86,18 +86,6 @@ def _prefect_server(up: SsftpProcess) -> list[int]:
             if is_prefect_server(argv.split("\0")):
                 found.append(pid)
     return found
-
-
-def live_workers(directory: Path, now: float) -> dict[str, float]:
-    """The heartbeats under ``directory`` younger than the lease: name -> last beat."""
-    beats = {}
-    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
-        for entry in entries:
-            with contextlib.suppress(FileNotFoundError):
-                beaten = entry.stat().st_mtime
-                if now - beaten < LEASE_SECONDS:
-                    beats[entry.name] = beaten
-    return beats
 
 
 def _wait_until_sharing(directory: Path, count: int) -> None:

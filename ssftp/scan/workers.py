@@ -84,20 +84,27 @@ class Heartbeats:
         self.directory.mkdir(parents=True, exist_ok=True)
         mine = self.directory / self.name
         mine.touch()
-        now = mine.stat().st_mtime
-        live = {self.name}
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                with contextlib.suppress(FileNotFoundError):  # one that stopped meanwhile
-                    if (_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
-                            and now - entry.stat(follow_symlinks=False).st_mtime
-                            < LEASE_SECONDS):
-                        live.add(entry.name)
-        return tuple(sorted(live))
+        live = live_workers(self.directory, mine.stat().st_mtime)
+        return tuple(sorted({self.name, *live}))
 
     def leave(self) -> None:
         """This worker stops: the others take its share from their next beat on."""
         (self.directory / self.name).unlink(missing_ok=True)
+
+
+def live_workers(directory: Path, now: float) -> dict[str, float]:
+    """The workers whose heartbeat under ``directory`` is younger than :data:`LEASE_SECONDS`
+    at ``now`` (the filesystem's clock, as the heartbeats' times are), each with its last
+    beat; none when there is no such directory yet."""
+    beats = {}
+    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):  # one that stopped meanwhile
+                if _NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    beaten = entry.stat(follow_symlinks=False).st_mtime
+                    if now - beaten < LEASE_SECONDS:
+                        beats[entry.name] = beaten
+    return beats
 
 
 class Share:

@@ -1,16 +1,14 @@
-"""bench.scale's plain parts: the HAProxy config, the config of the processes it starts, and
-which workers are live. ``python -m bench --only scale`` runs the rest (docs/benchmarks.md)."""
+"""bench.scale's plain parts: the HAProxy config and the config of the processes it starts
+(which workers are live is ssftp.scan.workers', tested there). ``python -m bench --only
+scale`` runs the rest (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
-from bench.scale import haproxy_config, live_workers
+from bench.scale import haproxy_config
 from bench.servers import bench_config
 from ssftp.config.loader import parse_config
-from ssftp.scan.workers import LEASE_SECONDS
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEiT9cxN5jFzOhSXEg3yw1AfVbkzIRPFc2ZcoZ8Z3nRd bench"
 
@@ -35,12 +33,3 @@ def test_the_configs_of_the_scale_runs_are_valid_and_say_what_they_ask():
     default = parse_config(bench_config(KEY)).config
     assert default.limits.proxy_protocol is False
     assert default.scanning.concurrent_runs == "auto"
-
-
-def test_live_workers_are_those_whose_heartbeat_is_younger_than_the_lease(tmp_path: Path):
-    now = time.time()
-    for name, age in [("up.1", 0.5), ("w2", LEASE_SECONDS - 1), ("w3", LEASE_SECONDS + 1)]:
-        (tmp_path / name).touch()
-        os.utime(tmp_path / name, (now - age, now - age))
-    assert set(live_workers(tmp_path, now)) == {"up.1", "w2"}
-    assert live_workers(tmp_path / "missing", now) == {}

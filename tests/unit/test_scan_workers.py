@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from ssftp.scan.workers import (
     Share,
     checked_name,
     default_name,
+    live_workers,
     owner_of,
     worker_tag,
 )
@@ -108,3 +110,12 @@ def test_a_live_worker_is_one_whose_heartbeat_is_fresh(tmp_path):
     assert Heartbeats(directory, "a").beat() == ("a", "b")
     other.leave()
     assert Heartbeats(directory, "a").beat() == ("a",)
+
+
+def test_live_workers_are_those_whose_heartbeat_is_younger_than_the_lease(tmp_path: Path):
+    now = time.time()
+    for name, age in [("up.1", 0.5), ("w2", LEASE_SECONDS - 1), ("w3", LEASE_SECONDS + 1)]:
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, (now - age, now - age))
+    assert set(live_workers(tmp_path, now)) == {"up.1", "w2"}
+    assert live_workers(tmp_path / "missing", now) == {}
