@@ -30,6 +30,7 @@ from deployments.schedules import ScheduledDeployments
 from deployments.signatures import SIGNATURES, update_at_start
 from deployments.staging_watcher import StagingWatcher
 from deployments.transfers import TRANSFER_DEPLOYMENTS
+from flows.clamd_budget import budget_on
 from flows.events import clean_events_on
 from flows.notify import NotifyRuns
 from flows.rescan import RescanRuns
@@ -133,7 +134,8 @@ class ScanWorker:
             build_scanner(layout, self.store.current, claims, self.started_clamd,
                           self.recorder, self.name),
             clean_events=lambda: clean_events_on(
-                self.store.current.loaded.config.scanning.clean_file_events, self.database))
+                self.store.current.loaded.config.scanning.clean_file_events, self.database),
+            budgeted=self._budgeted)
         worker_started(self.name)
         self.watcher = StagingWatcher(
             staging=layout.staging, claims=claims,
@@ -179,13 +181,19 @@ class ScanWorker:
         return signatures_status(self.runs.scanner.client,
                                  config.clamav.signatures.max_age_seconds)
 
+    def _budgeted(self) -> bool:
+        """Whether scans and rescans take slots of the clamd's budget (asked per run: a reload
+        may set ``clamav.maxConcurrentScans``)."""
+        return budget_on(self.store.current.loaded.config.clamav.max_concurrent_scans,
+                         self.database)
+
     def _rescan_beside(self, scanner: Scanner) -> None:
         """Rescans look with what scans scan with (none when scanning is off)."""
         rescanner = Rescanner.beside(scanner)
         if rescanner is None:
             self.rescans = None
         elif self.rescans is None:
-            self.rescans = RescanRuns(rescanner, self.watcher.busy)
+            self.rescans = RescanRuns(rescanner, self.watcher.busy, self._budgeted)
         else:
             self.rescans.rescanner = rescanner
 

@@ -30,6 +30,7 @@ from prefect.utilities.annotations import quote
 
 from flows import stopping
 from flows.artifacts import publish_quarantine_table
+from flows.clamd_budget import Budgets, ClamdBudget, clamd_slot
 from flows.events import scan_event
 from flows.scan import (
     Results,
@@ -106,30 +107,36 @@ def _line(result: ScanResult) -> str:
 @task(name="rescan-files", cache_policy=NO_CACHE, task_run_name="rescan {label}")
 async def rescan_files(rescanner: Rescanner, names: list[str], label: str,
                        flow_run_id: str | None, give_way: Callable[[], bool],
+                       budget: ClamdBudget | None,
                        stop: stopping.Stop) -> tuple[list[ScanResult], int]:
     """Look at a slice, one file at a time up to the one in hand when ``stop`` is set, each
     after the fresh uploads due have had their turn (waited for here, on the loop, so a stop
     is never held up by a rescan giving way): the results, and how many files were not
-    begun. A warning line per file that is not still clean, one entry for the rest."""
+    begun. A warning line per file that is not still clean, one entry for the rest.
+
+    The files between two turns given away are looked at holding one slot of the clamd's
+    budget (:mod:`flows.clamd_budget`): given back while the rescan gives way, so the fresh
+    uploads it waits for can have it."""
     logger = get_run_logger()
     results, quiet, begun = [], 0, 0
-    for name in names:
+    while begun < len(names) and not stop.is_set():
         while give_way() and not stop.is_set():
             await asyncio.sleep(GIVE_WAY_SECONDS)
-        if stop.is_set():
-            break
-        begun += 1
-        path = from_parameter(name, rescanner.layout, RESCANNED)
-        result = await asyncio.to_thread(rescanner.rescan, path, flow_run_id)
-        if result is None:
-            continue
-        if result.event is not None:
-            scan_event(result.event, result, rescanner.instance).emit()
-        if result.stays and result.verdict in (VerdictKind.CLEAN, VerdictKind.UNSCANNED):
-            quiet += 1
-        else:
-            logger.warning("%s", _line(result))
-        results.append(result)
+        async with clamd_slot(budget, logger, stop.is_set) as may_scan:
+            while may_scan and begun < len(names) and not stop.is_set() and not give_way():
+                path = from_parameter(names[begun], rescanner.layout, RESCANNED)
+                begun += 1
+                result = await asyncio.to_thread(rescanner.rescan, path, flow_run_id)
+                if result is None:
+                    continue
+                if result.event is not None:
+                    scan_event(result.event, result, rescanner.instance).emit()
+                if result.stays and result.verdict in (VerdictKind.CLEAN,
+                                                       VerdictKind.UNSCANNED):
+                    quiet += 1
+                else:
+                    logger.warning("%s", _line(result))
+                results.append(result)
     if quiet:
         logger.info("%d file(s) still clean", quiet)
     return results, len(names) - begun
@@ -137,7 +144,7 @@ async def rescan_files(rescanner: Rescanner, names: list[str], label: str,
 
 async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: str,
                             give_way: Callable[[], bool], stop: stopping.Stop,
-                            ) -> State[Results]:
+                            budget: ClamdBudget | None) -> State[Results]:
     """The body of a rescan run: its slices one after the other (one scan at a time beside
     the fresh uploads' runs), its tables, its name and tags. A stop lets the file in hand
     finish, and the run still reports (:mod:`flows.stopping`); the next rescan starts
@@ -150,7 +157,8 @@ async def rescan_and_report(rescanner: Rescanner, names: list[str], signatures: 
             left += len(part)
             continue
         label = f"{one_line(PurePosixPath(part[0]).name)} and {len(part) - 1} more"
-        done, not_begun = await rescan_files(rescanner, part, label, run_id, give_way, stop)
+        done, not_begun = await rescan_files(rescanner, part, label, run_id, give_way, budget,
+                                             stop)
         results += done
         left += not_begun
     summary = RescanSummary.of(results)
@@ -174,15 +182,19 @@ class RescanRuns:
     """The rescan flow bound to this process's :class:`Rescanner` and its test of whether
     fresh uploads are waiting (built per instance, as :class:`flows.scan.ScanRuns` is)."""
 
-    def __init__(self, rescanner: Rescanner, give_way: Callable[[], bool]) -> None:
+    def __init__(self, rescanner: Rescanner, give_way: Callable[[], bool],
+                 budgeted: Callable[[], bool] = lambda: True) -> None:
         self.rescanner = rescanner
         self.give_way = give_way
         self._stop = stopping.Stop()
+        self._budgets = Budgets(budgeted)
 
         @flow(name="rescan", flow_run_name="rescan for {signatures}")
         async def rescan_batch(names: list[str], signatures: str) -> State[Results]:
+            rescanner = self.rescanner
             return await stopping.shielded(rescan_and_report(
-                self.rescanner, names, signatures, self.give_way, self._stop), self._stop)
+                rescanner, names, signatures, self.give_way, self._stop,
+                self._budgets.of(rescanner.client)), self._stop)
 
         self._flow = rescan_batch
 

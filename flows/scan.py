@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -44,6 +45,7 @@ from prefect.states import Completed
 from prefect.utilities.annotations import quote
 
 from flows.artifacts import publish_quarantine_table
+from flows.clamd_budget import Budgets, ClamdBudget, clamd_slot
 from flows.events import is_told, scan_event
 from flows.parameters import decode_name, encode_name
 from flows.stopping import (
@@ -319,15 +321,30 @@ def _scan_slice(scanner: Scanner, paths: list[str], flow_run_id: str | None,
 @task(name="scan-files", cache_policy=NO_CACHE,
       task_run_name="scan {label}")
 async def scan_files(scanner: Scanner, paths: list[str], label: str,
-                     flow_run_id: str | None, slots: asyncio.Semaphore,
-                     stop: Stop, clean_events: bool) -> tuple[list[ScanResult], int]:
+                     flow_run_id: str | None, stop: Stop,
+                     clean_events: bool) -> tuple[list[ScanResult], int]:
     # Scanning blocks (file reads, clamd sockets): a thread keeps the event loop, which may
     # also be serving SFTP clients, free.
-    async with slots:
-        if stop.is_set():
-            return [], len(paths)
-        return await asyncio.to_thread(_scan_slice, scanner, paths, flow_run_id,
-                                       get_run_logger(), stop, clean_events)
+    return await asyncio.to_thread(_scan_slice, scanner, paths, flow_run_id,
+                                   get_run_logger(), stop, clean_events)
+
+
+Slices = deque[tuple[int, list[str]]]
+
+
+async def _scan_lane(scanner: Scanner, waiting: Slices, run_id: str | None,
+                     budget: ClamdBudget | None, stop: Stop, clean_events: bool,
+                     done: dict[int, tuple[list[ScanResult], int]]) -> None:
+    """One of a run's lanes (:data:`LANE_THREADS`): the slices still waiting, one after the
+    other, holding one slot of the clamd's budget (:mod:`flows.clamd_budget`) for them all.
+    Taken per lane, not per slice: taking and giving back a slot costs a few Prefect API
+    calls. A lane still waiting for a slot when the others have taken every slice gives up."""
+    async with clamd_slot(budget, get_run_logger(),
+                          lambda: stop.is_set() or not waiting) as may_scan:
+        while may_scan and waiting and not stop.is_set():
+            index, part = waiting.popleft()
+            done[index] = await scan_files(scanner, part, _label(part), run_id, stop,
+                                           clean_events)
 
 
 def _label(paths: list[str]) -> str:
@@ -352,19 +369,25 @@ async def _label_run(run_id: str, summary: RunSummary, instance: str,
 
 
 async def scan_and_report(scanner: Scanner, paths: list[str], lane: Lane,
-                          stop: Stop, clean_events: bool) -> State[Results]:
-    """The body of a scan run: scan the batch in slices, publish its verdict tables, name and
-    tag the run; its final state carries the results. Each slice moves its files on as it
-    scans them: a slow file holds up only the files after it in its own slice. A stop lets
-    each slice finish the file in hand, and the run still reports (:mod:`flows.stopping`)."""
+                          stop: Stop, clean_events: bool,
+                          budget: ClamdBudget | None) -> State[Results]:
+    """The body of a scan run: scan the batch in slices, over the lane's threads, publish its
+    verdict tables, name and tag the run; its final state carries the results. Each slice
+    moves its files on as it scans them: a slow file holds up only the files after it in its
+    own slice. A stop lets each slice finish the file in hand, starts no other, and the run
+    still reports (:mod:`flows.stopping`)."""
     run_id = flow_run.id
     threads = LANE_THREADS[lane]
-    slots = asyncio.Semaphore(threads)
-    parts = await asyncio.gather(*(scan_files(scanner, part, _label(part), run_id, slots, stop,
-                                              clean_events)
-                                   for part in slices(paths, threads)))
-    results = [result for part, _ in parts for result in part]
-    left = sum(left for _, left in parts)
+    parts = slices(paths, threads)
+    waiting: Slices = deque(enumerate(parts))
+    done: dict[int, tuple[list[ScanResult], int]] = {}
+    await asyncio.gather(*(_scan_lane(scanner, waiting, run_id, budget, stop, clean_events,
+                                      done)
+                           for _ in range(min(threads, len(parts)))))
+    results = [result for index in sorted(done) for result in done[index][0]]
+    # Not begun: the files a stop left in the slices under way, and the slices not started.
+    left = len(paths) - sum(len(parts[index]) - not_begun
+                            for index, (_, not_begun) in done.items())
     summary = RunSummary.of(results)
     await publish_tables(results, summary.message())
     if summary.quarantined:
@@ -390,16 +413,22 @@ class ScanRuns:
     """
 
     def __init__(self, scanner: Scanner,
-                 clean_events: Callable[[], bool] = lambda: True) -> None:
+                 clean_events: Callable[[], bool] = lambda: True,
+                 budgeted: Callable[[], bool] = lambda: True) -> None:
         self.scanner = scanner
         self._stop = Stop()
         # Whether clean files are events (flows.events.clean_events_on), asked per run.
         self._clean_events = clean_events
+        # Whether the scans take slots of the clamd's budget (flows.clamd_budget.budget_on).
+        self._budgets = Budgets(budgeted)
 
         @flow(name="scan", flow_run_name=_run_name)
         async def scan_batch(paths: list[str], lane: Lane) -> State[Results]:
-            return await shielded(scan_and_report(self.scanner, paths, lane, self._stop,
-                                                  self._clean_events()), self._stop)
+            scanner = self.scanner
+            return await shielded(scan_and_report(scanner, paths, lane, self._stop,
+                                                  self._clean_events(),
+                                                  self._budgets.of(scanner.client)),
+                                  self._stop)
 
         self._flow = scan_batch
 
@@ -410,9 +439,10 @@ class ScanRuns:
 
     async def warm_up(self) -> None:
         """Do before the first upload what a process's first run would do on its way: load
-        the engines and FastAPI's encoder for the parameters (in a thread: imports), and
-        register the flow with the Prefect server, which also wakes the server's side. Only
-        a head start: a server that does not answer now is the first run's to report.
+        the engines and FastAPI's encoder for the parameters (in a thread: imports), register
+        the flow with the Prefect server, which also wakes the server's side, and set up the
+        clamd's budget (:mod:`flows.clamd_budget`). Only a head start: a server that does not
+        answer now is the first run's to report.
 
         Not a throwaway run as well, though one took off the first run's 0.6 s of first-time
         costs: the writes the server makes from its events after the run has ended (its task
@@ -426,6 +456,12 @@ class ScanRuns:
         except Exception as exc:  # whatever the client raises; the runs will say it again
             log_event(app_log, "scan flow not registered ahead of the first run",
                       logging.WARNING, error=one_line(str(exc)))
+        if (budget := self._budgets.of(self.scanner.client)) is not None:
+            await budget.ensure_or_warn(app_log)
+        elif not self._budgets.on():
+            log_event(app_log, "clamd budget off: the Prefect server is ssftp up's own, on "
+                      "SQLite, where this worker scans alone; clamav.maxConcurrentScans "
+                      "switches it on")
 
     def _load_engines(self) -> None:
         import prefect.flow_engine

@@ -5,7 +5,7 @@ Unit tests of the scan path need clamd's protocol and its failures, not its engi
 clamd takes seconds to load its signatures, and it cannot be made to answer ``ERROR``, garbage
 or nothing at all on cue. The fake takes what the client really sends over a real socket:
 
-- ``PING``, ``VERSION``;
+- ``PING``, ``VERSION``, ``STATS`` (with clamd's ``THREADS`` line: :func:`stats`);
 - ``SCAN <path>`` (it reads the path itself, as clamd opens it in its own process);
 - ``FILDES`` with the descriptor passed as ``SCM_RIGHTS`` beside one byte (Unix socket only);
 - ``INSTREAM`` as ``<4-byte big-endian length><chunk>`` ... ``<0000>``, refused once longer
@@ -41,6 +41,8 @@ HOST = "127.0.0.1"
 SCAN_COMMANDS = frozenset({"SCAN", "FILDES", "INSTREAM"})
 VERSION = "ClamAV 1.0.0/27000/Thu Jan  1 00:00:00 2026"
 EICAR_SIGNATURE = "Eicar-Test-Signature"
+# The threads the fake says it has (``MaxThreads``), as the clamd of ``ssftp up`` has.
+MAX_THREADS = 4
 # clamd's own words when a stream passes StreamMaxLength (its reply names no object).
 STREAM_TOO_LONG = "INSTREAM size limit exceeded."
 _FDS_SPACE = socket.CMSG_SPACE(struct.calcsize("i") * 4)
@@ -82,12 +84,22 @@ class Request:
         return {"FILDES": "fd[9]", "INSTREAM": "stream"}.get(self.command, self.argument)
 
 
+def stats(max_threads: int = MAX_THREADS) -> bytes:
+    """clamd 1.4's ``STATS`` reply, word for word but the numbers, saying ``max_threads``."""
+    return (f"POOLS: 1\n\nSTATE: VALID PRIMARY\nTHREADS: live 1  idle 0 max {max_threads} "
+            "idle-timeout 30\nQUEUE: 0 items\n\tSTATS 0.000038 \n\nMEMSTATS: heap N/A mmap N/A "
+            "used N/A free N/A releasable N/A pools 1 pools_used 5.883M pools_total 5.964M\n"
+            "END").encode()
+
+
 def like_clamd(request: Request) -> Answer:
     """What a real clamd with a signature for the EICAR test file answers."""
     if request.command == "PING":
         return b"PONG"
     if request.command == "VERSION":
         return VERSION.encode()
+    if request.command == "STATS":
+        return stats()
     if request.command not in SCAN_COMMANDS:
         return b"UNKNOWN COMMAND"
     if request.problem == STREAM_TOO_LONG:

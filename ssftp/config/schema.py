@@ -811,6 +811,17 @@ class ClamavSettings(Model):
         "them whole. The clamd that `ssftp up` starts gets the same limit for what it scans, "
         "and reports content beyond it (an archive that expands) as "
         "`Heuristics.Limits.Exceeded`: unscannable too, never clean."))
+    max_concurrent_scans: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        default=None, description=(
+            "How many files all workers together scan at once on the clamd (a pool: on all its "
+            "clamds together): the slots of the Prefect global concurrency limit "
+            "`ssftp-clamd-<address>` that every scan takes one of, so adding workers never "
+            "overloads a clamd. Absent: the clamd's own `MaxThreads`, as its `STATS` tells "
+            "(the clamd of `ssftp up` has 4); more would only queue inside clamd. Workers "
+            "sharing a clamd should agree on it: each sets the limit's slots at its start. "
+            "Absent, the budget is off where the Prefect server is the one `ssftp up` started "
+            "on SQLite (one worker scans alone there, and each slot is two more writes for "
+            "SQLite); set it there too when other workers scan with that `up`'s clamd."))
     signatures: SignatureSettings = Field(default_factory=SignatureSettings, description=(
         "How the signatures are kept fresh (freshclam)."))
     mode: ScanMode = Field(default="auto", description=(

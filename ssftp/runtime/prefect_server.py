@@ -54,6 +54,12 @@ DATABASE_URL_VARIABLES = ("PREFECT_SERVER_DATABASE_CONNECTION_URL",
 POSTGRESQL_PORT = 5432
 # How long a start waits for the database's port to accept a connection.
 DATABASE_CONNECT_SECONDS = 3.0
+# The leases of concurrency slots (the clamd budget's: flows.clamd_budget) kept in files under
+# its home rather than in its memory: a server killed while a scan held a slot would otherwise
+# come back with the slot taken and no lease to expire it, and the budget would shrink for
+# good.
+LEASES_ENV = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE":
+              "prefect.server.concurrency.lease_storage.filesystem"}
 
 
 def is_healthy(api_url: str) -> bool:
@@ -183,7 +189,8 @@ def ensure_prefect_server(home: Path, port: int, *, url: str | None = None,
             f"free one, or use that server with --prefect-url {api_url}")
     database = database_of(os.environ)
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": api_url}
+    env = {**os.environ, **OFFLINE_ENV, **LEASES_ENV, "PREFECT_HOME": str(home),
+           "PREFECT_UI_API_URL": api_url}
     prefect = Path(sys.executable).with_name("prefect")
     process, console = spawn_with_console(
         [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import array
 import os
+import re
 import socket
 import struct
 import threading
@@ -42,6 +43,17 @@ SIGNATURES_CHECK_SECONDS = 30.0
 # A clamd that does not answer PING within this is taken as not there (a blackholed host
 # would otherwise hold a start, or an outage probe, for the whole scan timeout).
 PING_TIMEOUT = 5.0
+# STATS's line of clamd's threads: ``THREADS: live 1  idle 0 max 4 idle-timeout 30``.
+_MAX_THREADS = re.compile(r"^THREADS:.*\bmax (\d+)", re.MULTILINE)
+
+
+def parse_max_threads(stats: str) -> int | None:
+    """How many files clamd scans at once (its ``MaxThreads``), as its ``STATS`` reply says;
+    None when the reply does not say (another daemon, a changed format)."""
+    match = _MAX_THREADS.search(stats)
+    threads = int(match.group(1)) if match else 0
+    return threads or None
+
 
 def parse_reply(reply: bytes) -> Verdict:
     """Read one clamd reply line (``<name>: OK | <signature> FOUND | <message> ERROR``)."""
@@ -67,11 +79,15 @@ class ClamdClient:
     name = "clamd"
 
     def __init__(self, address: ClamdAddress, *, timeout: float = 120.0,
-                 max_file_size: int | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
+                 max_file_size: int | None = None, chunk_size: int = DEFAULT_CHUNK,
+                 max_scans: int | None = None) -> None:
         self.address = address
         self.timeout = timeout
         self.max_file_size = max_file_size
         self.chunk_size = chunk_size
+        # The scans all workers together may run on it at once (``clamav.maxConcurrentScans``);
+        # None: as many as it has threads (:meth:`scan_slots`).
+        self.max_scans = max_scans
         # A scan timed out and clamd did not answer PING either (stopped, or stuck on a dead
         # share): the scans fail at once, as unreachable, until a PING is answered.
         self._hung = False
@@ -175,6 +191,21 @@ class ClamdClient:
         if answered:
             self._hung = False
         return answered
+
+    def max_threads(self) -> int | None:
+        """clamd's ``MaxThreads`` (asked with ``STATS``, as PING is: at most
+        :data:`PING_TIMEOUT`); None when it cannot be reached or does not say."""
+        try:
+            return parse_max_threads(self._prober().command("STATS"))
+        except OSError:
+            return None
+
+    def scan_slots(self) -> int | None:
+        """The scans all workers together may run on this clamd at once (the slots of its
+        Prefect concurrency limit, :mod:`flows.clamd_budget`): as configured, else its
+        threads; None when neither is known. More would only queue inside clamd, where a
+        queued scan's wait counts against its timeout."""
+        return self.max_scans or self.max_threads()
 
     def over_limit(self, size: int) -> Verdict | None:
         """The verdict on a file of ``size`` bytes that is over ``max_file_size``: decided

@@ -146,9 +146,13 @@ def configured_engines(config: SsftpConfig, clamds: Sequence[ClamdAddress]) -> E
         if not clamds:
             raise NoClamdError("scanning is on but no clamd is configured: set clamav.address "
                                "(a socket path or host:port), or use `ssftp up`")
+        max_scans = settings.max_concurrent_scans
         clients = [ClamdClient(address, timeout=settings.timeout,
-                               max_file_size=settings.max_file_size) for address in clamds]
-        engines.append(clients[0] if len(clients) == 1 else ClamdPool(clients))
+                               max_file_size=settings.max_file_size,
+                               max_scans=max_scans if len(clamds) == 1 else None)
+                   for address in clamds]
+        engines.append(clients[0] if len(clients) == 1
+                       else ClamdPool(clients, max_scans=max_scans))
     if config.icap.servers:
         engines.append(IcapClient(config.icap.addresses, timeout=config.icap.timeout,
                                   max_file_size=settings.max_file_size))

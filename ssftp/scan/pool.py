@@ -102,11 +102,15 @@ class ClamdPool:
     name = "clamd"
 
     def __init__(self, clients: Sequence[ClamdClient], *,
-                 retry_down_seconds: float = RETRY_DOWN_SECONDS) -> None:
+                 retry_down_seconds: float = RETRY_DOWN_SECONDS,
+                 max_scans: int | None = None) -> None:
         if not clients:
             raise ValueError("a clamd pool needs at least one clamd")
         self.clients: tuple[ClamdClient, ...] = tuple(clients)
         self.retry_down_seconds = retry_down_seconds
+        # The scans all workers together may run on the whole pool at once; None: as many as
+        # its daemons have threads (:meth:`scan_slots`).
+        self.max_scans = max_scans
         self._lock = threading.Lock()
         self._next = 0
         # The daemons taken as down (by index), each with when a scan may PING it again.
@@ -212,6 +216,16 @@ class ClamdPool:
         for index, answered in enumerate(answers):
             self._mark(index, answered)
         return any(answers)
+
+    def scan_slots(self) -> int | None:
+        """The scans all workers together may run on the pool at once: as configured, else
+        the threads of all its daemons (round-robin spreads the scans evenly over them);
+        None when a daemon cannot say (the slots of a limit that exists are then left as they
+        are, rather than shrunk while it is down)."""
+        if self.max_scans:
+            return self.max_scans
+        threads = [client.max_threads() for client in self.clients]
+        return None if None in threads else sum(t for t in threads if t is not None)
 
     def over_limit(self, size: int) -> Verdict | None:
         """The daemons of a pool share one limit: the first one's."""

@@ -1,5 +1,6 @@
 """Rescan runs, run for real through the Prefect test harness and a real clamd: a stop in the
-middle of one ends it with what it did (it was Crashed)."""
+middle of one ends it with what it did (it was Crashed), and a rescan scans within the
+clamd's budget as scans do."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 
+from flows.clamd_budget import limit_name
 from flows.rescan import RescanRuns
 from ssftp.scan.record import AuditRecorder
 from ssftp.scan.rescan import Rescanner
@@ -45,17 +47,20 @@ def test_a_stop_mid_rescan_ends_the_run_interrupted_with_what_it_did(prefect_api
     rescanner = HoldsOneFile(layout, client, AuditRecorder(), owners, INSTANCE,
                              worker="rescanner-2", hold="b.txt")
 
-    async def stop_at_the_second_file() -> None:
+    async def stop_at_the_second_file() -> int:
         run = asyncio.create_task(RescanRuns(rescanner, lambda: False).rescan(paths, "test-1"))
         await asyncio.to_thread(rescanner.reached.wait, 60)
+        held = await slots_in_use(limit_name([client.address]))
         run.cancel()
         for _ in range(10):  # the run sees the cancellation before the held file ends
             await asyncio.sleep(0)
         rescanner.release.set()
         with pytest.raises(asyncio.CancelledError):
             await run
+        return held
 
-    asyncio.run(stop_at_the_second_file())
+    assert asyncio.run(stop_at_the_second_file()) == 1  # the rescan holds a slot of the clamd
+    assert asyncio.run(slots_in_use(limit_name([client.address]))) == 0
     assert [path.name for path in files_under(layout.quarantine)] == ["a.com", "a.com.verdict.json"]
     run = asyncio.run(interrupted_run())
     assert run.state is not None
@@ -63,6 +68,11 @@ def test_a_stop_mid_rescan_ends_the_run_interrupted_with_what_it_did(prefect_api
     assert run.state.message is not None
     assert run.state.message.startswith("interrupted by a stop after 2 of 4: ")
     assert {"interrupted", f"instance:{INSTANCE}", "worker:rescanner-2"} <= set(run.tags)
+
+
+async def slots_in_use(limit: str) -> int:
+    async with get_client() as client:
+        return (await client.read_global_concurrency_limit_by_name(limit)).active_slots
 
 
 async def interrupted_run() -> FlowRun:

@@ -18,11 +18,16 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterTags,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
+from prefect.concurrency.asyncio import concurrency
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.artifacts import artifact_key
+from flows.clamd_budget import limit_name
 from flows.scan import (
     SUMMARY_TABLE_KEY,
     VERDICT_TABLE_KEY,
@@ -39,6 +44,7 @@ from ssftp.scan.scanner import Scanner
 from ssftp.scan.verdict import VerdictKind
 from testkit.files import EICAR
 from tests.support.scanning import files_under, stage
+from tests.support.waiting import wait_for_async
 
 INSTANCE = "runs-test"
 WORKER = "scanner-1"
@@ -258,3 +264,96 @@ async def interrupted_run(instance: str) -> tuple[FlowRun, dict[str, list[dict[s
     tables = {artifact.key: json.loads(str(artifact.data)) for artifact in artifacts
               if artifact.key is not None and artifact.flow_run_id == run.id}
     return run, tables
+
+
+# --- the clamd's budget: a Prefect global concurrency limit shared by every worker ---------
+
+# The threads of the clamd the tests start (ssftp/clamav/clamd.conf: MaxThreads 4).
+CLAMD_THREADS = 4
+
+
+async def read_limit(name: str) -> GlobalConcurrencyLimitResponse:
+    async with get_client() as api:
+        return await api.read_global_concurrency_limit_by_name(name)
+
+
+def test_a_scan_holds_a_slot_of_the_clamds_budget_while_it_scans(prefect_api, layout,
+                                                                  client, owners):
+    """The limit is there from the worker's start, with the clamd's own threads as its slots
+    (asked with STATS); a slice being scanned holds one slot, and gives it back."""
+    name = limit_name([client.address])
+    staged = stage(layout, "partner-a/held.txt", b"held while the test reads the limit\n")
+    scanner = HoldsOneFile(layout, client, owners=owners, instance=INSTANCE,
+                           claims=Claims(layout.staging), hold="held.txt",
+                           worker="budget-held")
+
+    async def hold_and_read() -> tuple[GlobalConcurrencyLimitResponse, ...]:
+        runs = ScanRuns(scanner)
+        await runs.warm_up()
+        before = await read_limit(name)
+        run = asyncio.create_task(runs.scan_batch([staged]))
+        await asyncio.to_thread(scanner.reached.wait, 60)
+        during = await read_limit(name)
+        scanner.release.set()
+        await run
+        return before, during, await read_limit(name)
+
+    before, during, after = asyncio.run(hold_and_read())
+    assert (before.limit, before.active_slots) == (CLAMD_THREADS, 0)
+    assert during.active_slots == 1
+    assert after.active_slots == 0
+    assert [path.name for path in files_under(layout.clean)] == ["held.txt"]
+
+
+async def run_logs(worker: str) -> list[str]:
+    """The log lines of the scan run tagged with ``worker``, as the UI shows them."""
+    async with get_client() as api:
+        runs = await api.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[f"worker:{worker}"])))
+        if not runs:
+            return []
+        logs = await api.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[run.id for run in runs])))
+    return [log.message for log in logs]
+
+
+async def says(worker: str, start: str) -> list[str] | None:
+    """The run's log lines once one of them starts with ``start``."""
+    lines = await run_logs(worker)
+    return lines if any(line.startswith(start) for line in lines) else None
+
+
+@pytest.mark.parametrize("then", ["freed", "stopped"])
+def test_a_scan_waits_while_other_workers_hold_the_clamds_slots(prefect_api, layout, client,
+                                                                owners, then):
+    """Four scans of other workers hold every slot: the run scans nothing, says in its log
+    that it waits, and scans once a slot is free; a stop meanwhile ends it with the file left
+    in staging for the next start."""
+    name = limit_name([client.address])
+    staged = stage(layout, "partner-a/waits.txt", b"waits for a slot\n")
+    worker = f"budget-{then}"
+    scanner = Scanner(layout, client, owners=owners, instance=INSTANCE,
+                      claims=Claims(layout.staging), worker=worker)
+
+    async def wait_while_taken() -> list[ScanResult]:
+        runs = ScanRuns(scanner)
+        await runs.warm_up()
+        async with concurrency(name, occupy=CLAMD_THREADS, strict=True):
+            run = asyncio.create_task(runs.scan_batch([staged]))
+            waiting = f"waiting for a clamd slot: {CLAMD_THREADS} of {CLAMD_THREADS} in use"
+            await wait_for_async("the run to say it waits for a clamd slot",
+                                 lambda: says(worker, waiting), interval=0.2)
+            assert staged.is_file() and not files_under(layout.clean)
+            if then == "stopped":
+                runs.stop()
+                return await run
+        return await run
+
+    results = asyncio.run(wait_while_taken())
+    if then == "stopped":
+        assert results == []
+        assert staged.is_file() and not files_under(layout.clean)
+    else:
+        assert [result.area for result in results] == [Area.CLEAN]
+        assert [path.name for path in files_under(layout.clean)] == ["waits.txt"]
+    assert asyncio.run(read_limit(name)).active_slots == 0

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from ssftp.addresses import ClamdAddress
-from ssftp.scan.clamd import DEFAULT_CHUNK, ClamdClient, parse_reply
+from ssftp.scan.clamd import DEFAULT_CHUNK, ClamdClient, parse_max_threads, parse_reply
 from ssftp.scan.verdict import Verdict, VerdictKind
-from testkit.fake_clamd import HANG_UP, SILENCE, FakeClamd, like_clamd, scans
+from testkit.fake_clamd import HANG_UP, SILENCE, FakeClamd, like_clamd, scans, stats
 from testkit.openssh_server import free_port
 from tests.support.scanning import CLIENT_MODES, write
 
@@ -189,3 +189,29 @@ def test_ping_and_version_are_answered_and_a_ping_hung_up_on_is_false(fake_clamd
         ("PING", b"\0"), ("VERSION", b"\0")]
     fake_clamd.answer = lambda request: HANG_UP
     assert client.ping() is False
+
+
+@pytest.mark.parametrize(("reply", "threads"), [
+    (stats(4).decode(), 4),
+    (stats(12).decode(), 12),
+    (stats(0).decode(), None),  # a clamd with no thread says nothing usable
+    ("UNKNOWN COMMAND", None),
+    ("THREADS: live 1  idle 0\nEND", None),
+    ("QUEUE: 0 items\n\tTHREADS: max 9\nEND", None),  # only clamd's own THREADS line
+])
+def test_stats_tells_clamds_max_threads_or_nothing(reply, threads):
+    assert parse_max_threads(reply) == threads
+
+
+def test_scan_slots_are_the_configured_ones_else_clamds_threads(fake_clamd, tmp_path):
+    assert ClamdClient(fake_clamd.address).scan_slots() == 4
+    fake_clamd.answer = lambda request: stats(7) if request.command == "STATS" else like_clamd(
+        request)
+    assert ClamdClient(fake_clamd.address).scan_slots() == 7
+    asked = len(fake_clamd.requests)
+    assert ClamdClient(fake_clamd.address, max_scans=2).scan_slots() == 2
+    assert len(fake_clamd.requests) == asked  # configured: clamd is not asked
+    nobody = ClamdClient(ClamdAddress(unix_path=str(tmp_path / "nobody.sock")))
+    assert nobody.scan_slots() is None
+    fake_clamd.answer = lambda request: HANG_UP
+    assert ClamdClient(fake_clamd.address).scan_slots() is None

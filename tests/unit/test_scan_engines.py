@@ -14,6 +14,7 @@ import pytest
 from ssftp.addresses import ClamdAddress
 from ssftp.config.schema import SsftpConfig
 from ssftp.errors import NoClamdError
+from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.engines import Engines, combine, configured_engines, engines_in
 from ssftp.scan.pool import ClamdPool
 from ssftp.scan.signatures import Signatures
@@ -133,3 +134,15 @@ def test_a_list_of_clamds_is_one_pool():
     assert isinstance(pool, ClamdPool)
     assert [str(client.address) for client in pool.clients] == ["/run/a.sock",
                                                                  "tcp://clamd-b:3310"]
+
+
+def test_max_concurrent_scans_goes_to_the_clamd_or_to_the_pool_as_a_whole():
+    config = _config(clamav={"maxConcurrentScans": 3})
+    (one,) = configured_engines(config, [ClamdAddress.parse("clamd:3310")]).engines
+    assert isinstance(one, ClamdClient) and one.max_scans == 3
+    clamds = [ClamdAddress.parse("a:3310"), ClamdAddress.parse("b:3310")]
+    (pool,) = configured_engines(config, clamds).engines
+    assert isinstance(pool, ClamdPool) and pool.max_scans == 3
+    assert [member.max_scans for member in pool.clients] == [None, None]
+    (unset,) = configured_engines(_config(), [ClamdAddress.parse("clamd:3310")]).engines
+    assert isinstance(unset, ClamdClient) and unset.max_scans is None

@@ -22,7 +22,7 @@ from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.pool import MIXED_GENERATION, ClamdPool, oldest
 from ssftp.scan.signatures import Signatures
 from ssftp.scan.verdict import VerdictKind
-from testkit.fake_clamd import HANG_UP, Answer, FakeClamd, Request, like_clamd, scans
+from testkit.fake_clamd import HANG_UP, Answer, FakeClamd, Request, like_clamd, scans, stats
 from testkit.files import EICAR
 from tests.support.metrics import sample
 from tests.support.scanning import write
@@ -317,3 +317,14 @@ def test_many_threads_share_a_pool_and_every_file_is_judged_once(fakes, tmp_path
         assert verdict.kind is expected, (number, verdict)
     assert judged == collections.Counter(path.read_bytes() for path in paths)
     assert pool.down == [pool.clients[0]]
+
+
+def test_a_pools_scan_slots_are_its_daemons_threads_together_or_the_configured_ones(
+        fakes, tmp_path):
+    fakes[1].answer = lambda request: stats(6) if request.command == "STATS" else like_clamd(
+        request)
+    members = [client(fake.address) for fake in fakes]
+    assert ClamdPool(members).scan_slots() == 4 + 6 + 4
+    assert ClamdPool(members, max_scans=5).scan_slots() == 5
+    # One that cannot say: unknown, so that a limit set from every answer is not shrunk.
+    assert ClamdPool([*members, nobody(tmp_path)]).scan_slots() is None
