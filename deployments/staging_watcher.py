@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssftp.config.schema import ScanningSettings
+from ssftp.errors import RunResultsLostError
 from ssftp.layout import is_reserved_name
 from ssftp.logs import APP, log_event
 from ssftp.scan.claims import HEARTBEAT_SECONDS, Claims, sub_path_of
@@ -141,8 +142,13 @@ class StagingWatcher:
         try:
             results = await self.scan_batch(batch, lane)
         except Exception as exc:
-            log_event(logger, "scan run failed; its files will be retried", logging.ERROR,
-                      error=f"{type(exc).__name__}: {exc}", files=len(batch))
+            if isinstance(exc, RunResultsLostError):  # it did its work: only its answer is gone
+                log_event(logger, "scan run ended, its results unread; what it left in "
+                          "staging is scanned again", logging.WARNING, error=str(exc),
+                          files=len(batch))
+            else:
+                log_event(logger, "scan run failed; its files will be retried", logging.ERROR,
+                          error=f"{type(exc).__name__}: {exc}", files=len(batch))
             # What the run had claimed goes back into the queue too.
             self.queue.run_failed([*batch, *self._claimed_from(batch)])
             return

@@ -40,6 +40,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
+from prefect.exceptions import MissingResult
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from prefect.utilities.annotations import quote
@@ -56,7 +57,7 @@ from flows.stopping import (
     shielded,
     was_interrupted,
 )
-from ssftp.errors import InvalidValueError
+from ssftp.errors import InvalidValueError, RunResultsLostError
 from ssftp.layout import DataLayout
 from ssftp.logs import APP, log_event, one_line
 from ssftp.scan.queue import Lane
@@ -228,7 +229,11 @@ Results = quote  # of list[ScanResult]
 async def results_of(state: State[Any]) -> list[ScanResult]:
     """The results a scan or rescan run's final state carries (typed as what the flow
     returns, a state: Prefect hands it back as the final state)."""
-    return cast(Results, await state.aresult()).unquote()
+    try:
+        return cast(Results, await state.aresult()).unquote()
+    except MissingResult as exc:
+        raise RunResultsLostError(f"the results of a run that ended {state.type.value} "
+                                  f"cannot be read back: {one_line(str(exc))}") from None
 
 
 def _shortened(name: str) -> str:

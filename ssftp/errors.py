@@ -46,8 +46,10 @@ library is called, so code above that sees only this hierarchy::
         ├── WatchIncompleteError an inotify watch (staging, the config file's directory)
         │                        no longer sees every change (a full kernel queue, a
         │                        directory it cannot watch): ssftp looks for itself instead
-        └── WorkerDiedError      the scan worker ended; ``ssftp up`` stops rather than
-                                 accept uploads nobody scans
+        ├── WorkerDiedError      the scan worker ended; ``ssftp up`` stops rather than
+        │                        accept uploads nobody scans
+        └── RunResultsLostError  a scan or rescan run ended, and its results cannot be
+                                 read back from Prefect's result storage
 
 :class:`InvalidValueError` is also a ``ValueError``: the config schema's validators let it
 through, and pydantic reports a ``ValueError`` as a problem at the key being validated.
@@ -211,6 +213,13 @@ class WatchIncompleteError(ServiceError):
 
 class WorkerDiedError(ServiceError):
     """The scan worker ended on its own; ``ssftp up`` stops rather than serve unscanned."""
+
+
+class RunResultsLostError(ServiceError):
+    """A scan or rescan run ended, but what it returned cannot be read back (Prefect's
+    result storage lost it, e.g. after its server stalled): the run's files were scanned and
+    moved as their verdicts said, and what is still in staging is scanned again. Not a
+    failed scan, which is what Prefect's own ``MissingResult`` made it look like."""
 
 
 class SignatureUpdateError(SsftpError):

@@ -13,7 +13,7 @@ from pathlib import Path
 from deployments import staging_watcher
 from deployments.staging_watcher import StagingWatcher, staged_files
 from ssftp.config.schema import ScanningSettings
-from ssftp.errors import WatchIncompleteError
+from ssftp.errors import RunResultsLostError, WatchIncompleteError
 from ssftp.layout import CLAIMS_DIR, TEMP_PREFIX
 from ssftp.logs import APP
 from ssftp.scan.claims import (
@@ -77,6 +77,25 @@ def test_a_failed_run_takes_back_its_own_claims_not_the_other_lanes(layout):
     assert not retries.waiting(theirs.path, now)
     assert len(retries) == 2
 
+
+
+def test_a_run_whose_results_are_lost_is_not_logged_as_a_failed_scan(layout):
+    """It scanned and moved its files; only its answer is gone. What it left in staging (here
+    the whole batch, faked: a result storage that loses a result cannot be caused on cue) is
+    still scanned again."""
+    staged = stage(layout, "partner-a/a.txt", b"1")
+
+    async def answer_lost(batch: list[Path], lane: Lane) -> list[ScanResult]:
+        raise RunResultsLostError("the results of a run that ended COMPLETED cannot be read")
+
+    watcher = StagingWatcher(layout.staging, Claims(layout.staging), ScanningSettings,
+                             answer_lost, lambda: None)
+    with app_log_records() as seen:
+        asyncio.run(watcher._dispatch([staged], Lane.SMALL))
+    said = [(record.levelno, record.getMessage()) for record in seen]
+    assert said == [(logging.WARNING, "scan run ended, its results unread; what it left in "
+                     "staging is scanned again")]
+    assert watcher.queue.retries.waiting(staged, time.monotonic())
 
 
 async def test_a_staging_watch_that_fails_is_logged_once_and_staging_is_walked_instead(

@@ -8,6 +8,9 @@ import asyncio
 import os
 from dataclasses import replace
 
+import pytest
+from prefect.states import Completed
+
 from flows.scan import (
     RunSummary,
     results_of,
@@ -15,6 +18,7 @@ from flows.scan import (
     verdict_row,
 )
 from ssftp.config.schema import Webhook
+from ssftp.errors import RunResultsLostError
 from ssftp.notify.webhooks import Notification
 from ssftp.scan.results import Area, ScanResult
 from ssftp.scan.verdict import VerdictKind
@@ -100,6 +104,13 @@ def test_the_final_state_is_completed_type_and_carries_the_results():
     assert state.is_completed() and state.name == "Retrying"
     assert state.message == "1 waiting"
     assert asyncio.run(results_of(state)) == results
+
+
+def test_a_run_whose_results_are_lost_says_so_rather_than_that_it_failed():
+    """A state read back without its data (Prefect's MissingResult, as after its server
+    stalled): the run did its work, and the watcher must not call it a failed scan."""
+    with pytest.raises(RunResultsLostError, match="ended COMPLETED cannot be read back"):
+        asyncio.run(results_of(Completed()))
 
 
 def test_the_summary_row_leads_with_the_account_and_shortens_the_hash():
