@@ -24,9 +24,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,23 +50,20 @@ from bench.workloads import (
 from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.runtime.prefect_server import is_healthy, is_prefect_server
 from ssftp.scan.clamd import ClamdClient
-from ssftp.scan.workers import live_workers
 from testkit.files import make_random_file
+from testkit.haproxy import PROXY_SOURCE, haproxy
 from testkit.openssh_server import free_port
 from testkit.postgres import Postgres, PostgresError, postgres_cluster
 from testkit.processes import process_tree
 from testkit.sftp_client import ClientKey
 from testkit.ssftp_process import SsftpProcess
+from testkit.workers import start_worker, wait_until_sharing
 
 WORKERS = (1, 2, 4)
 SQLITE = "SQLite"
 POSTGRESQL = "PostgreSQL"
 # PostgreSQL's runs per lane: what ``auto`` gives ``ssftp up`` there.
 POSTGRES_RUNS = 4
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-# HAProxy connects to the servers from this address, the one they trust to send PROXY headers;
-# all of 127.0.0.0/8 is loopback on Linux.
-PROXY_SOURCE = "127.0.0.2"
 READY_TIMEOUT = 120.0
 
 Say = Callable[[str], None]
@@ -88,27 +84,6 @@ def _prefect_server(up: SsftpProcess) -> list[int]:
     return found
 
 
-def _wait_until_sharing(directory: Path, count: int) -> None:
-    """Until exactly ``count`` workers are live and each has beaten since all were: then each
-    knows the others and batches its share only (ssftp.scan.workers), as it would in a
-    deployment that has run a while."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    all_live_since: float | None = None
-    while True:
-        now = time.time()
-        beats = live_workers(directory, now)
-        if len(beats) != count:
-            all_live_since = None
-        elif all_live_since is None:
-            all_live_since = now
-        elif all(beaten > all_live_since for beaten in beats.values()):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{sorted(beats)} are the live workers under {directory}, "
-                               f"not {count} that know each other, after {READY_TIMEOUT:.0f} s")
-        time.sleep(0.05)
-
-
 @dataclass
 class Workers:
     """The ``ssftp worker`` processes beside one ``ssftp up``, on its data root and its Prefect
@@ -125,12 +100,9 @@ class Workers:
             self.extra.pop().stop()
         while len(self.extra) < count - 1:
             self._wait_for_prefect()
-            name = f"w{len(self.extra) + 2}"
-            self.extra.append(SsftpProcess.start(
-                "worker", self.workdir, self.config, self.up.layout.root, ("--name", name),
-                env={"PREFECT_API_URL": self.api_url},
-                output=self.workdir / f"worker-{name}.out"))
-        _wait_until_sharing(self.up.layout.workers, count)
+            self.extra.append(start_worker(self.workdir, self.config, self.up.layout.root,
+                                           f"w{len(self.extra) + 2}", self.api_url))
+        wait_until_sharing(self.up.layout.workers, count, READY_TIMEOUT)
 
     def _wait_for_prefect(self) -> None:
         """``ssftp worker`` refuses to start when the Prefect server does not answer its
@@ -216,51 +188,6 @@ def pipeline_rows(clamd: ClamdDaemon, workdir: Path, key: ClientKey, client: Pat
     return rows + _pipeline_with_workers(
         POSTGRESQL, {"PREFECT_API_DATABASE_CONNECTION_URL": database.url}, clamd, key, client,
         workdir, sizes, {"PostgreSQL": [database.pid]}, say)
-
-
-def haproxy_config(frontends: dict[int, list[int]], source: str) -> str:
-    """HAProxy in TCP mode: each frontend port spreads its connections over its servers' ports
-    (leastconn), connecting from ``source`` and sending the PROXY protocol v2, as
-    docs/beyond-one-machine.md shows it."""
-    sections = "".join(
-        f"\nfrontend f{port}\n    bind 127.0.0.1:{port}\n    default_backend b{port}\n"
-        f"backend b{port}\n    balance leastconn\n" + "".join(
-            f"    server s{index} 127.0.0.1:{server} send-proxy-v2 source {source}\n"
-            for index, server in enumerate(servers, start=1))
-        for port, servers in frontends.items())
-    return ("global\n    maxconn 256\ndefaults\n    mode tcp\n    timeout connect 10s\n"
-            "    timeout client 120s\n    timeout server 120s\n" + sections)
-
-
-def _listening(port: int) -> bool:
-    """Whether ``ss`` shows a listener on 127.0.0.1:``port`` (a probe connection would reach
-    a server through the balancer)."""
-    shown = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
-                           text=True, check=True).stdout
-    return f"127.0.0.1:{port}" in shown
-
-
-@contextlib.contextmanager
-def haproxy(directory: Path, frontends: dict[int, list[int]]) -> Iterator[subprocess.Popen[bytes]]:
-    """HAProxy with :func:`haproxy_config`, in the foreground, until the block ends."""
-    if not Path(HAPROXY).exists():
-        raise RuntimeError("haproxy is not installed (scripts/bootstrap.sh installs it)")
-    config = directory / "haproxy.cfg"
-    config.write_text(haproxy_config(frontends, PROXY_SOURCE))
-    with (directory / "haproxy.out").open("wb") as out:
-        process = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdin=subprocess.DEVNULL,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not all(_listening(port) for port in frontends):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"haproxy did not listen on {sorted(frontends)}: see "
-                                   f"{directory / 'haproxy.out'}")
-            time.sleep(0.05)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def sftp_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,

@@ -8,8 +8,9 @@ never holds up the small files' runs. A watch that fails is logged and replaced 
 seconds until it can be set up again: a name, a full queue of kernel events or a directory that
 cannot be watched never stops the scanning.
 What the scans owe (webhooks, events) their record step stores before each file moves: the
-watcher only keeps the queue's retries. On start it
-sweeps staging, and takes over claims left by a crashed scanner, so a crash loses nothing.
+watcher only keeps the queue's retries. On start it sweeps staging, and on start and every
+second it takes over claims left by a scanner that died, so a crash loses nothing and leaves
+no file waiting for the next start.
 During a clamd outage it sends the PINGs the queue asks for, and logs the outage's start and
 end once each.
 """
@@ -118,13 +119,15 @@ class StagingWatcher:
     def sweep(self) -> None:
         """Queue what a previous run left: orphaned claims first (they were complete), then
         every file in staging (checked for completeness like any other)."""
-        orphans = self.claims.orphaned()
-        if orphans:
-            log_event(logger, "taking over files claimed by a scanner that stopped",
-                      count=len(orphans))
-        self.queue.take_over(orphans)
+        self._take_over(self.claims.orphaned())
         for path in staged_files(self.staging):
             self.queue.saw(path)
+
+    def _take_over(self, orphans: list[Path]) -> None:
+        """Queue the claims of scanners that no longer exist (the queue keeps those it has)."""
+        if taken := self.queue.take_over(orphans):
+            log_event(logger, "taking over files claimed by a scanner that stopped",
+                      count=taken)
 
     def _changed(self, change: Change) -> None:
         if not is_candidate(self.staging, change.path):
@@ -213,6 +216,10 @@ class StagingWatcher:
                     last_heartbeat = time.monotonic()
                 if time.monotonic() - last_beat > BEAT_SECONDS:
                     await self._beat()
+                    # A scanner that died (SIGKILL, a crash) beside this one left claims: the
+                    # live ones take them over now, not at the next start (the claim decides
+                    # which). Another host's only after its lease (ssftp.scan.claims).
+                    self._take_over(await asyncio.to_thread(self.claims.orphaned))
                     last_beat = time.monotonic()
                 if self._sweep_due or time.monotonic() - last_sweep > self._sweep_every:
                     self._sweep_due = False

@@ -211,14 +211,19 @@ class Claims:
                 for name in names]
 
     def _dead_owners(self) -> list[Path]:
-        if not self.root.is_dir():
-            return []
+        """The owner directories of dead scanners. One that goes while this looks (another
+        scanner took its last claim over and removed it) is none."""
         now = time.time()
-        return [
-            owner_dir for owner_dir in self.root.iterdir()
-            if owner_dir != self.directory and owner_dir.is_dir()
-            and not _owner_is_alive(owner_dir.name, now - owner_dir.stat().st_mtime)
-        ]
+        dead = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.root) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    owner_dir = Path(entry.path)
+                    if (owner_dir != self.directory and entry.is_dir(follow_symlinks=False)
+                            and not _owner_is_alive(entry.name,
+                                                    now - entry.stat().st_mtime)):
+                        dead.append(owner_dir)
+        return dead
 
     def orphaned(self) -> list[Path]:
         """Files claimed by processes that no longer exist (a crash mid-scan): scan them again."""

@@ -190,10 +190,16 @@ class StagingQueue:
         if self.share is not None:
             self.share.forget(path)
 
-    def take_over(self, paths: list[Path]) -> None:
+    def take_over(self, paths: list[Path]) -> int:
         """Queue files claimed by a scanner that stopped: they were complete when it took
-        them, so they skip the readiness wait."""
-        self._ready_now += paths
+        them, so they skip the readiness wait. The watcher looks for them again and again
+        until they are claimed anew, so one already queued, in a run, put aside for its owner
+        or waiting for a retry keeps its place. Returns how many were queued now."""
+        now = self._clock()
+        taken = [path for path in dict.fromkeys(paths)
+                 if path not in self._ready_now and self._unnoticed(path, now)]
+        self._ready_now += taken
+        return len(taken)
 
     def walked(self, found: list[Path]) -> None:
         """A walk of staging found these files: queue the ones nothing has noticed yet (events
@@ -201,10 +207,16 @@ class StagingQueue:
         keep their place."""
         now = self._clock()
         for path in found:
-            if (path not in self.tracker and path not in self._batch
-                    and path not in self._in_flight and not self.retries.waiting(path, now)
-                    and (self.share is None or path not in self.share)):
+            if self._unnoticed(path, now):
                 self.tracker.saw(path, now)
+
+    def _unnoticed(self, path: Path, now: float) -> bool:
+        """Whether nothing in the queue holds ``path`` (staged or claimed) yet: not settling,
+        batched, in a run (by where it was staged), waiting for a retry or for its owner."""
+        return (path not in self.tracker and path not in self._batch
+                and self._origin(path) not in self._in_flight
+                and not self.retries.waiting(path, now)
+                and (self.share is None or path not in self.share))
 
     def collect(self) -> None:
         """Add what has become ready, and what is due for a retry, to the next batch. Called

@@ -21,9 +21,10 @@ from ssftp.scan.claims import (
 )
 from ssftp.scan.queue import Lane, PrefectDatabase, is_candidate
 from ssftp.scan.results import ScanResult
+from ssftp.scan.workers import BEAT_SECONDS
 from ssftp.tree_watch import TreeWatch
 from tests.support.logs import app_log_records
-from tests.support.scanning import stage
+from tests.support.scanning import dead_owner, stage
 from tests.support.waiting import wait_for_async
 
 
@@ -96,6 +97,35 @@ def test_a_run_whose_results_are_lost_is_not_logged_as_a_failed_scan(layout):
     assert said == [(logging.WARNING, "scan run ended, its results unread; what it left in "
                      "staging is scanned again")]
     assert watcher.queue.retries.waiting(staged, time.monotonic())
+
+
+async def test_claims_of_a_scanner_that_dies_while_it_runs_are_taken_over_within_a_beat(
+        layout, caplog):
+    """A scanner beside this one dies holding a claim (SIGKILL: nothing releases it): the
+    running watcher takes it over at its next beat, not at its next start, and says so once."""
+    held = HeldRuns()
+    watcher = StagingWatcher(layout.staging, Claims(layout.staging), lambda: settled({}), held,
+                             lambda: None)
+    ready = asyncio.Event()
+    caplog.set_level(logging.INFO, logger=APP)
+    with app_log_records() as seen:
+        running = asyncio.create_task(watcher.run(ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 60)
+            left = layout.staging / CLAIMS_DIR / dead_owner() / "0-ab" / "partner-a" / "x.txt"
+            left.parent.mkdir(parents=True)
+            left.write_bytes(b"claimed when its scanner died")
+            await wait_for_async("the dead scanner's claim in a run", lambda: held.began,
+                                 timeout=60 + BEAT_SECONDS)
+            assert held.began == [[left]]
+        finally:
+            held.may_end.set()
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    said = "taking over files claimed by a scanner that stopped"
+    assert [record.fields["count"] for record in seen  # type: ignore[attr-defined]
+            if record.getMessage() == said] == [1]
 
 
 async def test_a_staging_watch_that_fails_is_logged_once_and_staging_is_walked_instead(

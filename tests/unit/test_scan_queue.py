@@ -141,6 +141,32 @@ def test_claims_taken_over_skip_the_readiness_wait() -> None:
     assert harness.after(0.0) == [orphan]
 
 
+def test_a_claim_taken_over_every_beat_is_handed_out_once() -> None:
+    """The watcher offers a dead scanner's claims every second until they are claimed anew:
+    one queued, in a run, put aside for another worker or waiting for a retry is not queued
+    again (nor is one staged and settling)."""
+    harness = Harness(stableSeconds=60.0, batchWindowSeconds=0)
+    orphan = harness.stage(f"{CLAIMS_DIR}/dead.1.2/0-ab/partner-a/held.txt")
+    assert harness.queue.take_over([orphan, orphan]) == 1
+    assert harness.queue.take_over([orphan]) == 0  # queued already
+    assert harness.after(0.0) == [orphan]
+    assert harness.queue.take_over([orphan]) == 0  # in a run
+    harness.queue.scanned([orphan], [back_in_staging(orphan)])
+    assert harness.queue.take_over([orphan]) == 0  # waiting for its retry
+    staged = harness.stage("partner-a/settling.txt")
+    harness.queue.saw(staged)
+    assert harness.queue.take_over([staged]) == 0
+    theirs = Harness(stableSeconds=0, batchWindowSeconds=0)
+    theirs.queue.share = Share("a", lambda path: sub_path_of(STAGING, path).as_posix())
+    theirs.queue.share.workers = ("a", "b")
+    others = [path for path in (theirs.stage(f"{CLAIMS_DIR}/dead.1.2/{n}-ab/partner-a/{n}")
+                                for n in range(10))
+              if owner_of(sub_path_of(STAGING, path).as_posix(), ["a", "b"]) == "b"]
+    assert theirs.queue.take_over(others) == len(others) > 0
+    assert theirs.after(0.0) == []  # put aside for b
+    assert theirs.queue.take_over(others) == 0
+
+
 # --- batching -------------------------------------------------------------------------------
 
 
