@@ -212,7 +212,9 @@ class StagingWatcher:
             last_sweep = time.monotonic()
             while True:
                 if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
-                    self.claims.heartbeat()
+                    # In a thread, as every 5 s: staging may be a share that hangs, and the
+                    # loop's other tasks (the runs under way, a stop) must go on.
+                    await asyncio.to_thread(self.claims.heartbeat)
                     last_heartbeat = time.monotonic()
                 if time.monotonic() - last_beat > BEAT_SECONDS:
                     await self._beat()

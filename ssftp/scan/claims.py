@@ -36,9 +36,13 @@ from ssftp.procfs import ProcessId
 from ssftp.scan.router import quarantine_names, record_content, record_path
 
 # Claims of another host are taken over only when its owner directory has not been touched
-# for this long (a live scanner touches it every HEARTBEAT_SECONDS).
-FOREIGN_LEASE_SECONDS = 3600.0
-HEARTBEAT_SECONDS = 60.0
+# for this long (a live scanner touches it every HEARTBEAT_SECONDS): a worker on another host
+# that dies gives its claimed files up within a minute (beyond one machine, that is every
+# other worker's case), while a live one would have to miss twelve beats in a row, or the
+# hosts' clocks differ by a minute, for its files to be taken over. Taken over from a live
+# owner is scanned twice, never published twice: the rename of the claim decides.
+FOREIGN_LEASE_SECONDS = 60.0
+HEARTBEAT_SECONDS = 5.0
 
 
 def process_owner(pid: int | None = None) -> str:

@@ -13,7 +13,6 @@ import pytest
 
 from ssftp.layout import CLAIMS_DIR
 from ssftp.scan.claims import (
-    FOREIGN_LEASE_SECONDS,
     Claims,
     process_owner,
 )
@@ -123,7 +122,8 @@ def test_orphaned_finds_dead_owners_only(layout):
     fresh_claim = fresh_foreign.claim(stage(layout, "partner-a/foreign.txt", b"foreign"))
     old_foreign = Claims(staging, owner="old-host.example.99.99")
     old_claim = old_foreign.claim(stage(layout, "partner-a/old.txt", b"old"))
-    expired = time.time() - FOREIGN_LEASE_SECONDS - 60
+    # Two minutes without a beat: a worker on another host that died (it was an hour).
+    expired = time.time() - 120
     os.utime(old_foreign.directory, (expired, expired))
 
     observer = Claims(staging, owner="observer.example.1.1")
