@@ -462,9 +462,9 @@ def _metrics_address(args: argparse.Namespace, store: ConfigStore) -> Address | 
 def _serve(args: argparse.Namespace) -> int:
     from server import event_loop
     from server.app import serve
-    from server.heap import use_one_arena
+    from server.heap import shape_heap
 
-    use_one_arena()
+    shape_heap()
     store = _open_instance(args)
     event_loop.run(serve(store, host=args.host, port=args.port,
                          metrics=_metrics_address(args, store)))
@@ -474,9 +474,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from deployments.up import run_up
     from server import event_loop
-    from server.heap import use_one_arena
+    from server.heap import shape_heap
 
-    use_one_arena()
+    shape_heap()
     store = _open_instance(args)
     event_loop.run(run_up(store, host=args.host, port=args.port,
                           prefect_port=args.prefect_port, prefect_url=args.prefect_url,

@@ -45,19 +45,20 @@ def test_freed_heap_memory_goes_back_to_the_system():
 
 # Eight threads (eight sessions downloading) each hold two 2 MiB blocks (read-ahead blocks) at
 # once, then free them; a 4 MiB buffer freed first raises glibc's mmap threshold above them, as
-# an asyncssh get's 4 MiB READ replies do, so they come from the threads' arenas.
+# an asyncssh get's 4 MiB READ replies do, so (without shape_heap) they come from the threads'
+# arenas.
 THREADS = """
 import os
 import threading
 from pathlib import Path
-from server.heap import give_back_memory, use_one_arena
+from server.heap import give_back_memory, shape_heap
 
 def rss_anon_kib():
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("RssAnon:"):
             return int(line.split()[1])
 
-use_one_arena()
+shape_heap()
 raised = os.urandom(4 << 20)
 del raised
 before = rss_anon_kib()
@@ -81,7 +82,7 @@ print(rss_anon_kib() - before)
 
 def test_memory_the_threads_freed_goes_back_to_the_system():
     """What eight threads allocated and freed goes back with give_back_memory once
-    use_one_arena ran: each thread in an arena of its own kept 4 MiB resident (32 MiB kept)."""
+    shape_heap ran: each thread in an arena of its own kept 4 MiB resident (32 MiB kept)."""
     result = subprocess.run([sys.executable, "-c", THREADS], cwd=REPO, capture_output=True,
                             text=True, timeout=60, check=True)
     kept_kib = int(result.stdout)
