@@ -20,15 +20,15 @@ tests/unit/test_server_heap.py eight threads' 2 MiB blocks keep 32 MiB, none wit
 :func:`shape_heap` has every thread allocate from the main arena, so the trim reaches all
 freed memory. Threads waiting for the arena's lock hardly happens: Python allocates holding
 the GIL, which lets one thread at a time in already. But one arena alone made the asyncssh
-get 12% slower (380 vs 431 MB/s, 6 rounds side by side, every round): its 4 MiB blocks, now
-all at the top of the one heap, crossed the trim threshold that the dynamic mmap threshold
-sets at twice a block, and the heap was shrunk and grown again, faulting its pages in anew,
-block after block. So the thresholds are fixed as well: buffers up to 32 MiB (glibc's own
-ceiling for the dynamic threshold) come from the heap, and its top is given back by itself
-only beyond 64 MiB; between transfers, :func:`give_back_memory` gives it back. Side by side
-with glibc's defaults (4 rounds each): the asyncssh get 470 vs 358 MB/s, 1000 small puts 752
-vs 683 files/s, 256 MiB put and get and CPU per GiB within the noise, and 100 idle sessions
-after the workloads 78 vs 120 MB.
+get 12% slower (380 vs 431 MB/s, 6 rounds side by side, every round), most likely as its
+4 MiB blocks, now all at the top of the one heap, crossed the trim threshold that the dynamic
+mmap threshold sets at twice a block, so that the heap shrank and grew again, its pages
+faulted in anew, block after block. With the thresholds fixed as well it is gone: buffers up
+to 32 MiB (glibc's own ceiling for the dynamic threshold) come from the heap, and its top is
+given back by itself only beyond 64 MiB; between transfers, :func:`give_back_memory` gives
+it back. Side by side with glibc's defaults (4 rounds each): the asyncssh get 470 vs 358
+MB/s, 1000 small puts 752 vs 683 files/s, 256 MiB put and get and CPU per GiB within the
+noise, and 100 idle sessions after the workloads 78 vs 120 MB.
 """
 
 from __future__ import annotations
