@@ -37,6 +37,7 @@ from server.compat import run_sftp_server
 from server.defender import Defender
 from server.descriptors import process_budget
 from server.exec_commands import run_command
+from server.ignore_packets import skip_ignore_packets
 from server.in_flight import ChannelBytes, ConnectionBytes, ProcessBytes
 from server.log_summary import MAX_KEYS, LogSummary
 from server.sftp_session import SessionContext, SFTPSession
@@ -229,6 +230,7 @@ class AccountSSHServer(asyncssh.SSHServer):
         self.context: SessionContext | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        skip_ignore_packets(conn)
         peer = conn.get_extra_info("peername")
         self._ip = str(peer[0]) if peer else "?"
         self._port = int(peer[1]) if peer else 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import asyncssh
 import pytest
 
@@ -28,6 +31,26 @@ async def test_legacy_algorithms_are_refused(gateway, legacy):
     with pytest.raises((asyncssh.KeyExchangeFailed, asyncssh.DisconnectError)):
         conn = await connect(gateway.port, **legacy)
         conn.close()
+
+
+async def test_no_ignore_packet_comes_before_each_reply(gateway, caplog):
+    """asyncssh puts an SSH_MSG_IGNORE before every packet it sends, a countermeasure for CBC
+    only, which the server does not offer; the server sends none (server.ignore_packets).
+    Read from asyncssh's packet log of the client's side (the server runs on a thread of its
+    own in this process, and logs to the same logger)."""
+    asyncssh.set_debug_level(3)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="asyncssh"):
+            async with await connect(gateway.port) as conn, conn.start_sftp_client() as sftp:
+                for _ in range(5):
+                    await sftp.listdir(".")
+    finally:
+        asyncssh.set_debug_level(1)
+    client = threading.get_ident()
+    received = [record.getMessage() for record in caplog.records
+                if record.thread == client and " Received MSG_" in record.getMessage()]
+    assert any("MSG_CHANNEL_DATA" in line for line in received), received
+    assert not [line for line in received if "MSG_IGNORE" in line]
 
 
 async def test_rsa_host_key_uses_sha2(gateway):
