@@ -26,6 +26,10 @@ _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any] | None", Callable[
 # half the 2 MiB of writes OpenSSH's sftp keeps in flight, so a session holds at most this much
 # of a client's data in memory while its disk is slow (or hung).
 BEHIND_LIMIT = 1 << 20
+# How long a call nobody waits for may wait for the session's next trip to the thread before
+# it takes one of its own (:meth:`SessionThread.start`): well beyond a client's round trip
+# (a fraction of a millisecond on a LAN), so that the next request carries it.
+DEFER_SECONDS = 0.005
 
 
 class SessionThread:
@@ -43,13 +47,18 @@ class SessionThread:
     daemon. And each trip is a little cheaper (a queue in, ``call_soon_threadsafe`` back, no
     concurrent future to chain): trips are what running off the loop costs, some 0.1 ms
     each on a small VM; a small file uploaded makes two (open, close: its write is
-    :meth:`start`-ed), one downloaded two (stat, open: the open reads the file's start).
+    :meth:`start`-ed and goes with the close), one downloaded two (stat, open: the open
+    reads the file's start; the close goes with the next file's stat).
     """
 
     def __init__(self) -> None:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._shut_down = False
+        # Calls started and not yet handed to the thread (see start), and the timer that
+        # hands them over if no other call does first.
+        self._deferred: list[_Call] = []
+        self._deferred_timer: asyncio.TimerHandle | None = None
         # Bytes handed to calls nobody waits for, and those of them the thread is done with:
         # each counter has one writer (the loop, the thread), so neither needs a lock.
         self._handed = 0
@@ -72,28 +81,56 @@ class SessionThread:
         and one trip to the thread and back is saved per request, most of a small file's
         cost. ``call`` must keep its own failure (an upload's writer remembers it, and the
         close refuses to publish): an exception it raises is dropped.
+
+        The call is handed over with the session's next call, or after
+        :data:`DEFER_SECONDS` if none comes: a small upload's write then goes with its
+        close, and the thread is woken once for both rather than while the loop answers
+        the write (where the two take turns at the interpreter).
         """
         loop = asyncio.get_running_loop()
         self._handed += size
         if self._handed - self._done <= BEHIND_LIMIT:
-            self._put((loop, None, call, size))  # no await: the caller goes on in this turn
+            self._defer((loop, None, call, size))  # no await: the caller goes on in this turn
             return
         caught_up: asyncio.Future[None] = loop.create_future()
         self._put((loop, caught_up, call, size))  # the calls before it are done by then
         await caught_up
 
+    def _defer(self, item: _Call) -> None:
+        if self._shut_down:
+            raise RuntimeError("the session's thread has been shut down")
+        self._deferred.append(item)
+        if self._deferred_timer is None:
+            self._deferred_timer = item[0].call_later(DEFER_SECONDS, self._hand_deferred)
+
+    def _hand_deferred(self) -> None:
+        """Queue the deferred calls, in order, ahead of whatever comes next."""
+        if self._deferred_timer is not None:
+            self._deferred_timer.cancel()
+            self._deferred_timer = None
+        if self._deferred:
+            deferred, self._deferred = self._deferred, []
+            self._start_thread()
+            for item in deferred:
+                self._calls.put(item)
+
     def _put(self, item: _Call) -> None:
         if self._shut_down:  # would wait forever: the thread is gone or going
             raise RuntimeError("the session's thread has been shut down")
+        self._hand_deferred()
+        self._start_thread()
+        self._calls.put(item)
+
+    def _start_thread(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="ssftp-session",
                                             daemon=True)
             self._thread.start()
-        self._calls.put(item)
 
     def shutdown(self) -> None:
-        """Let the thread end after the call it may still be in (never waited for: that call
-        may be stuck on a hung filesystem)."""
+        """Let the thread end after the calls deferred so far and the call it may still be in
+        (never waited for: that call may be stuck on a hung filesystem)."""
+        self._hand_deferred()
         self._shut_down = True
         self._calls.put(None)
 

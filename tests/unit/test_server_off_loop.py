@@ -69,3 +69,29 @@ async def test_nothing_starts_after_a_shutdown() -> None:
         await thread.start(lambda: None)
     with pytest.raises(RuntimeError, match="shut down"):
         await thread.run(lambda: None)
+
+
+async def test_a_started_call_goes_with_the_next_call() -> None:
+    """The write of a small upload waits for the close to wake the thread once for both:
+    until then it has not run, and the close's call finds it done."""
+    thread, ran = SessionThread(), []
+    await thread.start(lambda: ran.append(threading.current_thread().name))
+    assert ran == []
+    assert await thread.run(lambda: list(ran)) == ["ssftp-session"]
+    thread.shutdown()
+
+
+async def test_a_started_call_with_no_call_after_it_runs_soon_all_the_same() -> None:
+    thread, ran = SessionThread(), threading.Event()
+    await thread.start(ran.set)
+    assert await asyncio.to_thread(ran.wait, SETTLE)
+    thread.shutdown()
+
+
+async def test_a_shutdown_runs_the_started_calls_first() -> None:
+    """An upload's last writes, started just before the session ended, are not lost."""
+    thread, ran = SessionThread(), threading.Event()
+    await thread.start(lambda: None)
+    await thread.start(ran.set)
+    thread.shutdown()
+    assert await asyncio.to_thread(ran.wait, SETTLE)
