@@ -63,8 +63,6 @@ DIR_MODE = 0o750
 # listing that prints it, and breaks the scripts that read them.
 _CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F))
 
-# How much of each upload is written without the client waiting (see SFTPSession.write).
-WRITE_BEHIND_BYTES = 256 << 10
 _LISTING_BATCH = 64  # entries per trip off the loop (see _next_names); asyncssh sends 128
 # The largest READ served: what asyncssh tells clients it serves (limits@openssh.com), so those
 # that ask are never cut short; asyncssh's clients read 4 MiB blocks, OpenSSH's 255 KiB.
@@ -747,19 +745,21 @@ class SFTPSession(asyncssh.SFTPServer):
         return ahead.keep(handle, offset, size, block, asked)
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
-        """A WRITE of an upload's first :data:`WRITE_BEHIND_BYTES` is answered without
-        waiting for the disk: the session's thread writes it after the requests before it
-        and before those after (SessionThread.start), which saves a small file a third of
-        its trips. A write that fails voids the upload (its writer remembers why): the
-        client is told at its next WRITE, at an FSYNC and at the CLOSE, which publishes
-        nothing.
+        """A WRITE is answered without waiting for the disk: the session's thread writes it
+        after the requests before it and before those after (SessionThread.start), which
+        saves a small file a third of its trips. A write that fails voids the upload (its
+        writer remembers why): the client is told at its next WRITE, at an FSYNC and at the
+        CLOSE, which publishes nothing.
 
-        Beyond, each write is waited for: the thread writing while the loop decrypts the
-        next requests would have them take turns at the interpreter, the thread waiting
-        its turn after every write (a 256 MiB upload went from 349 to 153 MB/s). Nor is a
-        resumed upload's write answered early: it is refused when it does not continue the
-        upload, and that write's answer must say so. A limited account's write waits its
-        turn first (server.bandwidth)."""
+        The writes go to the thread together, once server.off_loop.BEHIND_LIMIT bytes of them
+        wait (or with the session's next call): one trip per MiB of a big upload, not one
+        per WRITE, and the thread writes while the loop waits for it rather than both taking
+        turns at the interpreter after every write (a 256 MiB upload at 153 MB/s with a
+        trip per write started at once, against 349 with each write waited for).
+
+        Not a resumed upload's write: it is refused when it does not continue the upload,
+        and that write's answer must say so. A limited account's write waits its turn first
+        (server.bandwidth)."""
         handle = self._handle(file_obj)
         if not isinstance(handle, UploadHandle):
             raise asyncssh.SFTPPermissionDenied("file is not open for writing")
@@ -768,7 +768,7 @@ class SFTPSession(asyncssh.SFTPServer):
         writer = handle.upload.writer
         if handle.upload.quota is not None:
             await self._reserve(handle, handle.upload.quota, offset, len(data))
-        if writer.resumed_at is None and handle.bytes < WRITE_BEHIND_BYTES:
+        if writer.resumed_at is None:
             _require_not_void(writer)
             await self.executor.start(functools.partial(writer.write_behind, offset, data),
                                       len(data))  # waits only when far behind (a slow disk)
