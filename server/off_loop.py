@@ -24,7 +24,8 @@ R = TypeVar("R")
 _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any] | None", Callable[[], Any], int]
 # How far the thread may fall behind the calls nobody waits for (:meth:`SessionThread.start`):
 # half the 2 MiB of writes OpenSSH's sftp keeps in flight, so a session holds at most this much
-# of a client's data in memory while its disk is slow (or hung).
+# of a client's data in memory while its disk is slow (or hung), and the writes the thread has
+# gathered for one system call (server.upload_writer.GATHER_BYTES).
 BEHIND_LIMIT = 1 << 20
 # How long a call nobody waits for may wait for the session's next trip to the thread before
 # it takes one of its own (:meth:`SessionThread.start`): well beyond a client's round trip
@@ -59,6 +60,9 @@ class SessionThread:
         # hands them over if no other call does first.
         self._deferred: list[_Call] = []
         self._deferred_timer: asyncio.TimerHandle | None = None
+        # What the thread does once it has made every call queued (when_idle); touched by
+        # the thread only.
+        self._idle_calls: list[Callable[[], object]] = []
         # Bytes handed to calls nobody waits for, and those of them the thread is done with:
         # each counter has one writer (the loop, the thread), so neither needs a lock.
         self._handed = 0
@@ -134,8 +138,23 @@ class SessionThread:
         self._shut_down = True
         self._calls.put(None)
 
+    def when_idle(self, call: Callable[[], object]) -> None:
+        """In this thread: have ``call()`` made once the calls queued by now are done, before
+        the thread waits for more (an upload's gathered writes, server.upload_writer).
+        ``call`` must keep its own failure, as a started call must."""
+        self._idle_calls.append(call)
+
+    def _next(self) -> _Call | None:
+        try:
+            return self._calls.get_nowait()
+        except queue.Empty:
+            while self._idle_calls:
+                with contextlib.suppress(Exception):
+                    self._idle_calls.pop(0)()
+            return self._calls.get()
+
     def _serve(self) -> None:
-        while (item := self._calls.get()) is not None:
+        while (item := self._next()) is not None:
             loop, future, call, size = item
             try:
                 outcome: tuple[Any, BaseException | None] = (call(), None)

@@ -81,7 +81,8 @@ class Upload:
         from (a write without truncate): its content is copied first, and the temp file is
         removed if that fails."""
         writer = UploadWriter(target.host, jail, replace=replace, append=append,
-                              durable=context.durable, partial=partial, resume=resume)
+                              durable=context.durable, partial=partial, resume=resume,
+                              when_idle=context.executor.when_idle)
         if existing is not None:
             try:
                 fd = existing()
@@ -142,6 +143,7 @@ class Upload:
         it); its descriptor too is taken before, as a failure after the publish must not
         fail it."""
         writer = self.writer
+        writer.finish_writes()  # a failure there voids the upload: commit() then discards it
         info = os.fstat(writer.fd)
         if follow is None:
             self._commit(info)

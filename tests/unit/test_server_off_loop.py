@@ -95,3 +95,21 @@ async def test_a_shutdown_runs_the_started_calls_first() -> None:
     await thread.start(ran.set)
     thread.shutdown()
     assert await asyncio.to_thread(ran.wait, SETTLE)
+
+
+async def test_an_idle_call_runs_once_the_calls_queued_are_done() -> None:
+    """An upload's gathered writes reach the disk once the thread has nothing more to do,
+    without a call of their own. (Normally after both calls here, which are queued together;
+    not asserted: a loop descheduled between the two puts would let the thread run out of
+    calls in between.)"""
+    thread, order, idle = SessionThread(), [], threading.Event()
+
+    def first() -> None:
+        thread.when_idle(lambda: (order.append("idle"), idle.set()))
+        order.append("first")
+    await thread.start(first)
+    await thread.start(lambda: order.append("second"))
+    await thread.run(lambda: None)
+    assert await asyncio.to_thread(idle.wait, SETTLE)
+    assert order[0] == "first" and sorted(order) == ["first", "idle", "second"]
+    thread.shutdown()

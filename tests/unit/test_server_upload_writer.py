@@ -4,7 +4,9 @@ that failed a write, or is empty, is not kept."""
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,60 @@ def test_a_failed_write_discards_the_interrupted_upload(tmp_path: Path) -> None:
 def test_an_empty_interrupted_upload_is_not_kept(tmp_path: Path) -> None:
     assert not writer_for(tmp_path, "up.bin", resume=False).suspend()
     assert list(tmp_path.iterdir()) == []
+
+
+# -- writes behind, gathered ------------------------------------------------------------------
+
+
+def gathering_writer(root: Path, idle: list[Callable[[], object]]) -> UploadWriter:
+    return UploadWriter(root / "up.bin", Jail(root), replace=False, append=False,
+                        durable=False, when_idle=idle.append)
+
+
+def test_writes_behind_are_gathered_into_one_pwritev(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    idle: list[Callable[[], object]] = []
+    writer, sizes = gathering_writer(tmp_path, idle), []
+    pwritev = os.pwritev
+    monkeypatch.setattr(os, "pwritev", lambda fd, buffers, offset: (
+        sizes.append(len(buffers)), pwritev(fd, buffers, offset))[1])
+    for index in range(4):
+        writer.write_behind(index * 3, b"abc")
+    assert writer.temp.stat().st_size == 0 and len(idle) == 1
+    idle.pop()()  # the session's thread has nothing else to do
+    assert sizes == [4] and writer.temp.read_bytes() == b"abc" * 4
+    writer.commit()
+    assert (tmp_path / "up.bin").read_bytes() == b"abc" * 4
+
+
+def test_any_use_of_the_file_writes_what_was_gathered_first(tmp_path: Path) -> None:
+    """The client's own STAT, FSETSTAT or READ of its upload, and the publish, see every
+    byte it was answered for."""
+    idle: list[Callable[[], object]] = []
+    writer = gathering_writer(tmp_path, idle)
+    writer.write_behind(0, b"abc")
+    writer.write_behind(3, b"def")
+    assert os.fstat(writer.fd).st_size == 6
+    writer.write_behind(10, b"x")  # not a continuation: what was gathered goes first
+    writer.write_behind(11, b"y")
+    assert writer.read(0, 12) == b"abcdef\0\0\0\0xy"
+    writer.write_behind(12, b"z")
+    writer.commit()
+    assert (tmp_path / "up.bin").read_bytes() == b"abcdef\0\0\0\0xyz"
+
+
+def test_a_gathered_write_that_fails_voids_the_upload(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk is caused by a patched pwritev here (the real one on a full tmpfs is in
+    test_server_hardening): the close publishes nothing and leaves nothing."""
+    def no_space(fd: int, buffers: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    idle: list[Callable[[], object]] = []
+    writer = gathering_writer(tmp_path, idle)
+    writer.write_behind(0, b"abc")
+    monkeypatch.setattr(os, "pwritev", no_space)
+    idle.pop()()
+    assert writer.failure == "write failed: No space left on device"
+    with pytest.raises(UploadFailedError, match="No space left on device"):
+        writer.commit()
+    assert os.listdir(tmp_path) == []
