@@ -16,6 +16,14 @@ depend on OpenSSH's way; the one place ssftp reaches into asyncssh's SFTP protoc
 - **users-groups-by-id@openssh.com.** OpenSSH's sftp asks it for ``ls -l`` and prints numeric
   ids without it; asyncssh does not offer it. It is answered with the session's
   ``format_user``/``format_group`` (the account name and "ssftp": no host account is named).
+- **Replies written together.** asyncssh writes each reply to the channel at once, and the
+  channel sends what it is given as SSH packets of at most the client's packet size: a 32 KiB
+  READ reply (32 KiB and its 13-byte header) went as two packets, each WRITE's status as one,
+  each packet padded, encrypted and sent by a system call of its own. OpenSSH's sftp-server
+  writes into one buffer its channel drains in whole packets. Here the replies of one turn of
+  the loop (the requests a burst brought, read from memory) are written as one, at the end of
+  the turn, or before the session waits for its next request, or at
+  :data:`REPLY_GATHER_BYTES`.
 
 :class:`RefusalNotices` is the other half of what clients show: OpenSSH's sftp, psftp, rclone
 and curl print a status code's text ("Permission denied"), never the server's message, while
@@ -31,8 +39,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from asyncssh.channel import SSHServerChannel
 from asyncssh.constants import FXP_EXTENDED_REPLY
-from asyncssh.packet import SSHPacket, String
-from asyncssh.sftp import SFTPHandler, SFTPServer, SFTPServerHandler
+from asyncssh.packet import Byte, SSHPacket, String, UInt32
+from asyncssh.sftp import SFTPHandler, SFTPNoConnection, SFTPServer, SFTPServerHandler
 from asyncssh.stream import SSHReader, SSHWriter
 
 from ssftp.logs import one_line
@@ -43,6 +51,9 @@ USERS_GROUPS_BY_ID = b"users-groups-by-id@openssh.com"
 # client looping on a refusal must not flood its user's terminal (nor the channel).
 NOTICE_BURST = 10
 NOTICE_INTERVAL_SECONDS = 1.0
+# Replies gathered before they are written at once: eight 32 KiB READ replies. They are held
+# beyond the channel's count of replies (server.in_flight) until written, so this is small.
+REPLY_GATHER_BYTES = 256 << 10
 
 
 class _LenientPacket(SSHPacket):
@@ -111,16 +122,53 @@ class CompatSFTPHandler(SFTPServerHandler, _ExitStatus):
     _return_types: dict[object, int] = {  # noqa: RUF012
         **SFTPServerHandler._return_types, USERS_GROUPS_BY_ID: FXP_EXTENDED_REPLY}
 
+    def __init__(self, server: SFTPServer, reader: SSHReader[bytes], writer: SSHWriter[bytes],
+                 sftp_version: int, buffered: Callable[[], int]) -> None:
+        super().__init__(server, reader, writer, sftp_version)
+        self._buffered = buffered  # the bytes received on the channel and not yet read
+        self._replies: list[bytes] = []
+        self._reply_bytes = 0
+
     async def recv_packet(self) -> SSHPacket:
+        if not self._buffered():  # the session waits for its client: nothing more comes now
+            self._write_replies()
         packet = await super().recv_packet()
         return _LenientPacket(packet.get_remaining_payload())
 
+    def send_packet(self, pkttype: int, pktid: int | None, *args: bytes) -> None:
+        """asyncssh's, gathering the reply with the others of this turn of the loop."""
+        if not self._writer:
+            raise SFTPNoConnection("Connection not open")
+        if self._writer.channel.is_closing():
+            return
+        payload = Byte(pkttype) + b"".join(args)
+        self._replies.append(UInt32(len(payload)) + payload)
+        self._reply_bytes += 4 + len(payload)
+        self.log_sent_packet(pkttype, pktid, payload)
+        if self._reply_bytes >= REPLY_GATHER_BYTES:
+            self._write_replies()
+        elif len(self._replies) == 1:
+            asyncio.get_running_loop().call_soon(self._write_replies)
+
+    def _write_replies(self) -> None:
+        if not self._replies:
+            return
+        replies, self._replies, self._reply_bytes = self._replies, [], 0
+        if self._writer is not None and not self._writer.channel.is_closing():
+            self._writer.write(b"".join(replies))
+
+    async def _cleanup(self, exc: Exception | None) -> None:
+        self._write_replies()  # before the exit status and the channel's close
+        await super()._cleanup(exc)
+
 
 async def run_sftp_server(server: SFTPServer, reader: SSHReader[bytes],
-                          writer: SSHWriter[bytes], sftp_version: int) -> None:
-    """What asyncssh's own ``run_sftp_server`` does, with :class:`CompatSFTPHandler`."""
+                          writer: SSHWriter[bytes], sftp_version: int,
+                          buffered: Callable[[], int]) -> None:
+    """What asyncssh's own ``run_sftp_server`` does, with :class:`CompatSFTPHandler`;
+    ``buffered`` is what the channel has received and the session not yet read."""
     reader.logger.info("Starting SFTP server")
-    await CompatSFTPHandler(server, reader, writer, sftp_version).run()
+    await CompatSFTPHandler(server, reader, writer, sftp_version, buffered).run()
 
 
 class RefusalNotices:

@@ -153,7 +153,8 @@ class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
         stdin, stdout = SSHReader[bytes](self, self._chan), SSHWriter[bytes](self, self._chan)
         server = self._init_sftp_server()
         assert isinstance(server, SFTPSession)
-        self._conn.create_task(run_sftp_server(server, stdin, stdout, self._sftp_version),
+        self._conn.create_task(run_sftp_server(server, stdin, stdout, self._sftp_version,
+                                               lambda: self._recv_buf_len),
                                stdin.logger)
 
     async def read(self, datatype: DataType, n: int, exact: bool) -> bytes:

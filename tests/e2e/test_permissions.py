@@ -269,8 +269,9 @@ async def test_aborted_connection_discards_upload(gateway):
         chunk = os.urandom(1 << 20)
         for index in range(16):  # 16 MiB of a planned 64 MiB
             await handle.write(chunk, index * len(chunk))
-        temps = temp_files(directory)
-        assert len(temps) == 1 and temps[0].stat().st_size == 16 << 20
+        # Each WRITE is answered before it reaches the disk (server.off_loop): the bytes follow.
+        await wait_for_async("the 16 MiB in the temp file", lambda: [
+            temp.stat().st_size for temp in temp_files(directory)] == [16 << 20])
     finally:
         conn.abort()
     await wait_for_async("the temp file to be removed", lambda: not temp_files(directory))
