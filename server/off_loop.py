@@ -101,8 +101,7 @@ class SessionThread:
         await caught_up
 
     def _defer(self, item: _Call) -> None:
-        if self._shut_down:
-            raise RuntimeError("the session's thread has been shut down")
+        self._require_running()
         self._deferred.append(item)
         if self._deferred_timer is None:
             self._deferred_timer = item[0].call_later(DEFER_SECONDS, self._hand_deferred)
@@ -119,11 +118,14 @@ class SessionThread:
                 self._calls.put(item)
 
     def _put(self, item: _Call) -> None:
-        if self._shut_down:  # would wait forever: the thread is gone or going
-            raise RuntimeError("the session's thread has been shut down")
+        self._require_running()
         self._hand_deferred()
         self._start_thread()
         self._calls.put(item)
+
+    def _require_running(self) -> None:
+        if self._shut_down:  # would wait forever: the thread is gone or going
+            raise RuntimeError("the session's thread has been shut down")
 
     def _start_thread(self) -> None:
         if self._thread is None:
@@ -145,13 +147,10 @@ class SessionThread:
         self._idle_calls.append(call)
 
     def _next(self) -> _Call | None:
-        try:
-            return self._calls.get_nowait()
-        except queue.Empty:
-            while self._idle_calls:
-                with contextlib.suppress(Exception):
-                    self._idle_calls.pop(0)()
-            return self._calls.get()
+        while self._idle_calls and self._calls.empty():
+            with contextlib.suppress(Exception):
+                self._idle_calls.pop(0)()
+        return self._calls.get()
 
     def _serve(self) -> None:
         while (item := self._next()) is not None:

@@ -753,9 +753,9 @@ class SFTPSession(asyncssh.SFTPServer):
 
         The writes go to the thread together, once server.off_loop.BEHIND_LIMIT bytes of them
         wait (or with the session's next call): one trip per MiB of a big upload, not one
-        per WRITE, and the thread writes while the loop waits for it rather than both taking
-        turns at the interpreter after every write (a 256 MiB upload at 153 MB/s with a
-        trip per write started at once, against 349 with each write waited for).
+        per WRITE. The thread gathers them into one system call (UploadWriter.write_behind):
+        with one per WRITE, it and the loop took turns at the interpreter after every write
+        (a 256 MiB upload at 153 MB/s, against 349 with each write waited for).
 
         Not a resumed upload's write: it is refused when it does not continue the upload,
         and that write's answer must say so. A limited account's write waits its turn first
