@@ -43,6 +43,7 @@ from asyncssh.packet import Byte, SSHPacket, String, UInt32
 from asyncssh.sftp import SFTPHandler, SFTPNoConnection, SFTPServer, SFTPServerHandler
 from asyncssh.stream import SSHReader, SSHWriter
 
+from server.packet_send import packet_logging_on, unlogged
 from ssftp.logs import one_line
 
 USERS_GROUPS_BY_ID = b"users-groups-by-id@openssh.com"
@@ -128,6 +129,9 @@ class CompatSFTPHandler(SFTPServerHandler, _ExitStatus):
         self._buffered = buffered  # the bytes received on the channel and not yet read
         self._replies: list[bytes] = []
         self._reply_bytes = 0
+        self._logs_packets = packet_logging_on()  # see server.packet_send
+        if not self._logs_packets:
+            self.log_received_packet = unlogged  # type: ignore[method-assign]
 
     async def recv_packet(self) -> SSHPacket:
         if not self._buffered():  # the session waits for its client: nothing more comes now
@@ -141,10 +145,11 @@ class CompatSFTPHandler(SFTPServerHandler, _ExitStatus):
             raise SFTPNoConnection("Connection not open")
         if self._writer.channel.is_closing():
             return
-        payload = Byte(pkttype) + b"".join(args)
-        self._replies.append(UInt32(len(payload)) + payload)
-        self._reply_bytes += 4 + len(payload)
-        self.log_sent_packet(pkttype, pktid, payload)
+        reply = b"".join((UInt32(1 + sum(len(arg) for arg in args)), Byte(pkttype), *args))
+        self._replies.append(reply)
+        self._reply_bytes += len(reply)
+        if self._logs_packets:
+            self.log_sent_packet(pkttype, pktid, reply[4:])
         if self._reply_bytes >= REPLY_GATHER_BYTES:
             self._write_replies()
         elif len(self._replies) == 1:

@@ -37,9 +37,9 @@ from server.compat import run_sftp_server
 from server.defender import Defender
 from server.descriptors import process_budget
 from server.exec_commands import run_command
-from server.ignore_packets import skip_ignore_packets
 from server.in_flight import ChannelBytes, ConnectionBytes, ProcessBytes
 from server.log_summary import MAX_KEYS, LogSummary
+from server.packet_send import trim_channel, trim_connection
 from server.sftp_session import SessionContext, SFTPSession
 from server.verdict_wait import VerdictWatch
 from ssftp.config.accounts import Account
@@ -150,6 +150,7 @@ class _CountedSFTPChannel(SSHServerStreamSession[bytes]):
         if self._chan.get_subsystem() != "sftp":
             super().session_started()
             return
+        trim_channel(self._chan)
         stdin, stdout = SSHReader[bytes](self, self._chan), SSHWriter[bytes](self, self._chan)
         server = self._init_sftp_server()
         assert isinstance(server, SFTPSession)
@@ -231,7 +232,7 @@ class AccountSSHServer(asyncssh.SSHServer):
         self.context: SessionContext | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
-        skip_ignore_packets(conn)
+        trim_connection(conn)
         peer = conn.get_extra_info("peername")
         self._ip = str(peer[0]) if peer else "?"
         self._port = int(peer[1]) if peer else 0

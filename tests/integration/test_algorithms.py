@@ -35,7 +35,7 @@ async def test_legacy_algorithms_are_refused(gateway, legacy):
 
 async def test_no_ignore_packet_comes_before_each_reply(gateway, caplog):
     """asyncssh puts an SSH_MSG_IGNORE before every packet it sends, a countermeasure for CBC
-    only, which the server does not offer; the server sends none (server.ignore_packets).
+    only, which the server does not offer; the server sends none (server.packet_send).
     Read from asyncssh's packet log of the client's side (the server runs on a thread of its
     own in this process, and logs to the same logger)."""
     asyncssh.set_debug_level(3)
