@@ -12,13 +12,13 @@ no cheaper. Three things it does are not needed here:
   handler's), which names and measures the packet before asyncssh finds that its debug level
   (below 3, as ssftp leaves it) logs nothing. Left out while that level is below 3 when the
   connection is made.
-- Under AES-GCM, the channel's data copied seven times on the way to the socket (the channel
-  header, the packet type, the padding, the sealed text, the tag: each a new ``bytes``).
-  Here the packet is joined once, sealed, and written as its length and the sealed text
-  (which ends with the tag), as the wire has them. Only for channel data on a connection at
-  rest: during a key exchange, when one is due, under another cipher or with compression,
-  asyncssh sends the packet as before, and the sequence number, the IV and the bytes towards
-  the next rekey move exactly as asyncssh moves them.
+- The channel's data copied again for each part added on the way to the socket (the channel
+  header, the packet type, the padding, the MAC; under AES-GCM the sealed text twice more).
+  Here a channel data packet is joined once, sealed by the connection's cipher (AES-GCM
+  directly: its length, then the sealed text that ends with the tag, as the wire has them)
+  and written in its parts. Only on a connection at rest: during a key exchange, when one is
+  due, or with compression, asyncssh sends the packet as before; the sequence number, the IV
+  and the bytes towards the next rekey move exactly as asyncssh moves them.
 
 asyncssh has no option for any of this; its private state is read and kept in step here,
 which its pinned version makes safe, and tests/integration/test_packet_send.py proves with
@@ -91,28 +91,31 @@ def trim_channel(chan: SSHChannel[Any]) -> None:
 
 
 def _sent_sealed(conn: Any, args: tuple[bytes, ...]) -> bool:
-    """Send one channel data packet under AES-GCM, as asyncssh's ``send_packet`` would, and
-    say so; False (nothing sent) where asyncssh must send it: not under GCM, compressed, in
-    or due for a key exchange, or before the login is complete."""
+    """Send one channel data packet as asyncssh's ``send_packet`` would, and say so; False
+    (nothing sent) where asyncssh must send it: compressed, in or due for a key exchange, or
+    before the login is complete."""
     encryption = conn._send_encryption
-    if (type(encryption) is not GCMEncryption or conn._compressor is not None
+    if (encryption is None or conn._compressor is not None
             or not conn._kex_complete or not conn._auth_complete
             or conn._rekey_bytes_sent >= conn._rekey_bytes
             or (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)):
         return False
-    cipher: GCMCipher = encryption._cipher
     length = 1 + sum(len(arg) for arg in args)
     padding = -(conn._send_enchdrlen + length) % conn._send_blocksize
     if padding < 4:
         padding += conn._send_blocksize
     packet = b"".join((Byte(padding), Byte(MSG_CHANNEL_DATA), *args, os.urandom(padding)))
     header = UInt32(len(packet))
-    sealed = AESGCM(cipher._key).encrypt(cipher._iv, packet, header)
-    cipher._update_iv()
+    if type(encryption) is GCMEncryption:  # the length, then the sealed text with its tag
+        cipher: GCMCipher = encryption._cipher
+        parts = (header, AESGCM(cipher._key).encrypt(cipher._iv, packet, header))
+        cipher._update_iv()
+    else:
+        parts = encryption.encrypt_packet(conn._send_seq, header, packet)
     transport = conn._transport
     if transport is not None:
         with contextlib.suppress(ConnectionError):  # as asyncssh's: the loss is told apart
-            transport.writelines((header, sealed))
+            transport.writelines(parts)
     conn._send_seq = (conn._send_seq + 1) & 0xFFFFFFFF
     conn._rekey_bytes_sent += len(packet)
     return True

@@ -81,10 +81,12 @@ class _Counting(asyncssh.SSHServer):
         return True
 
 
-async def test_a_download_arrives_whole_across_the_servers_key_exchanges(tmp_path):
+@pytest.mark.parametrize("cipher", ["aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"])
+async def test_a_download_arrives_whole_across_the_servers_key_exchanges(tmp_path, cipher):
     """The server's own rekeys (due every REKEY_BYTES sent) interrupt the sealed packets: each
     is then sent by asyncssh, which starts the key exchange, and sealing resumes under the new
     keys. On a bare asyncssh server, so that its rekey limit can be set."""
+    _Counting.started = 0
     root = tmp_path / "root"
     root.mkdir()
     data = os.urandom(FILE_BYTES)
@@ -96,7 +98,7 @@ async def test_a_download_arrives_whole_across_the_servers_key_exchanges(tmp_pat
         sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=os.fsencode(root)))
     try:
         got = await _fetched(port, "big.bin", tmp_path / "got", username="anyone",
-                             encryption_algs=["aes256-gcm@openssh.com"])
+                             encryption_algs=[cipher])
     finally:
         listener.close()
         await listener.wait_closed()
