@@ -39,6 +39,7 @@ from server.descriptors import process_budget
 from server.exec_commands import run_command
 from server.in_flight import ChannelBytes, ConnectionBytes, ProcessBytes
 from server.log_summary import MAX_KEYS, LogSummary
+from server.packet_receive import feed_in_packets
 from server.packet_send import trim_channel, trim_connection
 from server.sftp_session import SessionContext, SFTPSession
 from server.verdict_wait import VerdictWatch
@@ -233,6 +234,7 @@ class AccountSSHServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         trim_connection(conn)
+        feed_in_packets(conn)
         peer = conn.get_extra_info("peername")
         self._ip = str(peer[0]) if peer else "?"
         self._port = int(peer[1]) if peer else 0

@@ -1,7 +1,9 @@
-"""The server's own send path for channel data (server.packet_send) against real clients: every
-byte arrives, under every cipher the server offers and across key exchanges either side starts.
-A packet sealed with a stale IV or sequence number, or sent in the middle of a key exchange,
-would make the client drop the connection, and the download would fail."""
+"""The server's own ways with SSH packets against real clients: every byte arrives, under every
+cipher the server offers and across key exchanges either side starts. Sent (server.packet_send):
+a packet sealed with a stale IV or sequence number, or sent in the middle of a key exchange,
+would make the client drop the connection, and the download would fail. Received
+(server.packet_receive): a byte lost or repeated where a read is cut into packet-sized pieces
+would fail the packet's MAC, or change the upload."""
 
 from __future__ import annotations
 
@@ -47,6 +49,22 @@ async def test_a_download_arrives_whole_under_each_cipher(gateway, tmp_path, cip
     name, digest = _download_source(gateway)
     assert await _fetched(gateway.port, name, tmp_path / "got",
                           encryption_algs=[cipher]) == digest
+
+
+@pytest.mark.parametrize("cipher", ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+                                    "aes128-ctr"])
+async def test_an_upload_arrives_whole(gateway, tmp_path, cipher):
+    """Several MiB put at once: the socket's reads carry many packets, cut at CHUNK_BYTES."""
+    name = f"packets-{unique_name()}.bin"
+    data = os.urandom(FILE_BYTES)
+    (tmp_path / name).write_bytes(data)
+    async with asyncssh.connect("127.0.0.1", gateway.port, username="partner-a",
+                                password=PASSWORDS["partner-a"], known_hosts=None,
+                                client_keys=None, agent_path=None, preferred_auth="password",
+                                encryption_algs=[cipher]) as conn, \
+            conn.start_sftp_client() as sftp:
+        await sftp.put(tmp_path / name, name)
+    assert (gateway.layout.staging / "partner-a" / name).read_bytes() == data
 
 
 async def test_a_download_arrives_whole_across_the_clients_key_exchanges(gateway, tmp_path):
