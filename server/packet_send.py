@@ -21,7 +21,7 @@ no cheaper. Three things it does are not needed here:
   and the bytes towards the next rekey move exactly as asyncssh moves them.
 
 asyncssh has no option for any of this; its private state is read and kept in step here,
-which its pinned version makes safe, and tests/integration/test_packet_send.py proves with
+which its pinned version makes safe, and tests/integration/test_packets.py proves with
 real transfers under every cipher the server offers, across rekeys.
 """
 
