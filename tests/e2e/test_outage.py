@@ -144,6 +144,10 @@ def test_a_hung_clamd_is_logged_and_waited_for_not_timed_out_file_by_file(
             for name in names:
                 assert [r["verdict"] for r in worker.audit(f"drop/{name}")] == ["error"], name
                 assert (staging / name).is_file()
+            # Said once the failed run has ended, which a busy machine may take beyond the
+            # sleep: the audit records are written before the run reports to Prefect.
+            wait_for("the outage's line", lambda: worker.events(
+                "scanning does not answer; it waits for it"))
             (outage,) = worker.events("scanning does not answer; it waits for it")
             assert outage["engines"] == f"clamd at {clamd.socket}"
         finally:
