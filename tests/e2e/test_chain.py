@@ -30,6 +30,7 @@ from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.support.cli import child_env
 from tests.support.config import write_config
+from tests.support.logs import json_lines
 from tests.support.up import Up, launch_up, shut_down, wait_until_up
 from tests.support.waiting import wait_for
 
@@ -165,8 +166,8 @@ def test_eicar_never_leaves_a(chain):
 
 
 def audit(up: Up, event: str) -> list[dict]:
-    lines = (up.data / "log" / "audit.log").read_text().splitlines()
-    return [record for record in map(json.loads, lines) if record.get("event") == event]
+    return [record for record in json_lines(up.data / "log" / "audit.log")
+            if record.get("event") == event]
 
 
 def test_each_hop_scanned_and_the_runs_are_in_prefect(chain):

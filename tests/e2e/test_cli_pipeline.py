@@ -26,6 +26,7 @@ from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.support.cli import SSFTP, child_env, ssftp
 from tests.support.config import write_config
+from tests.support.logs import json_lines
 from tests.support.repo import REPO
 from tests.support.up import (
     ACCOUNT_DIR,
@@ -83,10 +84,7 @@ def api_post(up: Up, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def audit_scans(up: Up) -> list[dict[str, Any]]:
-    log = up.data / "log" / "audit.log"
-    if not log.exists():
-        return []
-    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    events = json_lines(up.data / "log" / "audit.log")
     return [event for event in events if event.get("event") == "scan"]
 
 

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from testkit.sftp_client import run_sftp
 from tests.support.config import PARTNER_PASSWORD
-
-
-def events(path):
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from tests.support.logs import json_lines
 
 
 def test_logins_and_transfers_are_logged_without_secrets(gateway, keys, workdir):
@@ -22,14 +17,14 @@ def test_logins_and_transfers_are_logged_without_secrets(gateway, keys, workdir)
     key = run_sftp(gateway.port, "partner-a", ["ls"], cwd=workdir, key=keys.partner.private_path)
     assert key.returncode == 0
 
-    app = events(gateway.layout.log / "ssftp.log")
+    app = json_lines(gateway.layout.log / "ssftp.log")
     logins = [e for e in app if e["event"] == "login" and e["user"] == "partner-a"]
     assert {(e["method"], e["ok"]) for e in logins} >= {
         ("password", True), ("password", False), ("publickey", True)}
     assert all(e["ip"] == "127.0.0.1" for e in logins)
     assert any(e.get("key", "").startswith("SHA256:") for e in logins if e["ok"])
 
-    transfers = events(gateway.layout.log / "transfer.log")
+    transfers = json_lines(gateway.layout.log / "transfer.log")
     upload = next(e for e in transfers if e["path"] == "/logged.txt")
     assert upload["direction"] == "upload" and upload["bytes"] == 5 and upload["ok"] is True
     assert upload["user"] == "partner-a" and isinstance(upload["ms"], float)

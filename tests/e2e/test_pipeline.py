@@ -32,7 +32,7 @@ from testkit.files import EICAR, make_random_file, sha256_file
 from testkit.sftp_client import run_sftp
 from tests.support.config import write_config
 from tests.support.gateway import unique_name
-from tests.support.logs import audit_events, logging_into
+from tests.support.logs import json_lines, logging_into
 from tests.support.pipeline import (
     INSTANCE,
     SCAN_LIMIT,
@@ -291,7 +291,7 @@ def test_a_scanner_killed_mid_scan_loses_nothing(pipeline: Pipeline, tmp_path: P
     assert (layout.clean / "crash" / "survivor.txt").read_bytes() == b"must survive a crash\n"
     assert not tree(claims)
     assert [(event["file"], event["verdict"], event["worker"])
-            for event in audit_events(audit_log)] == [
+            for event in json_lines(audit_log)] == [
         ("crash/survivor.txt", "clean", "takeover-1")]
 
 
@@ -430,7 +430,7 @@ def test_two_workers_share_the_staged_files_each_batching_only_its_own(
         finally:
             for worker in workers.values():
                 worker.stop(timeout=30)
-    records = [event for event in audit_events(audit_log) if event.get("event") == "scan"]
+    records = [event for event in json_lines(audit_log) if event.get("event") == "scan"]
     assert sorted(event["file"] for event in records) == sorted(
         f"shared/{name}" for name in names + late)  # each scanned once
     judged = {name: [event["worker"] for event in records

@@ -37,6 +37,7 @@ from testkit.sftp_client import SftpResult, run_sftp
 from testkit.ssftp_process import SsftpProcess
 from testkit.workers import start_worker, wait_until_sharing
 from tests.support.cli import child_env
+from tests.support.logs import json_lines
 from tests.support.up import (
     ACCOUNT_DIR,
     PARTNER,
@@ -76,8 +77,7 @@ def completed(up: Up, count: int) -> list[dict[str, Any]] | None:
 
 def scans_of(up: Up) -> dict[str, int]:
     """How many scan records the audit log has for each file."""
-    log = up.data / "log" / "audit.log"
-    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    events = json_lines(up.data / "log" / "audit.log")
     counts: dict[str, int] = {}
     for event in events:
         if event.get("event") == "scan":
@@ -131,8 +131,7 @@ KILLED = "w2"
 
 
 def audit_records(up: Up) -> list[dict[str, Any]]:
-    log = up.data / "log" / "audit.log"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return json_lines(up.data / "log" / "audit.log")
 
 
 def runs_since(up: Up, since: datetime, *, tag: str | None = None) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from prefect.flow_runs import resume_flow_run
 from testkit.files import EICAR
 from tests.support.cli import SSFTP, child_env, ssftp
 from tests.support.config import write_config
-from tests.support.logs import audit_events
+from tests.support.logs import json_lines
 from tests.support.quarantine import quarantined
 from tests.support.scanning import files_under, sha256
 from tests.support.waiting import wait_for
@@ -77,7 +77,7 @@ def test_force_releases_with_an_audit_record_and_a_delivered_webhook(instance, c
     assert not path.exists()
     [history] = [p.name for p in files_under(instance.quarantine)]
     assert history.startswith("x.pdf.released-") and history.endswith(".verdict.json")
-    [record] = [r for r in audit_events(audit_log) if r["event"] == "release"]
+    [record] = [r for r in json_lines(audit_log) if r["event"] == "release"]
     assert (record["reason"], record["operator"], record["forced"]) == (
         "vendor confirmed benign", operator(), True)
     assert record["sha256"] == sha256(EICAR)
@@ -111,7 +111,7 @@ def test_delete_is_audited_with_reason_and_operator(instance, client, audit_log)
     assert result.returncode == 0, result.stderr
     assert files_under(instance.quarantine) == []
     assert not path.exists()
-    [record] = [r for r in audit_events(audit_log) if r["event"] == "delete"]
+    [record] = [r for r in json_lines(audit_log) if r["event"] == "delete"]
     assert (record["reason"], record["operator"]) == ("confirmed malware", operator())
 
 
@@ -168,7 +168,7 @@ def test_with_approval_the_command_waits_for_the_approver_then_moves(instance, c
     assert process.wait(timeout=120) == 0, rest
     assert "released to clean/acme/x.pdf" in rest
     assert (instance.clean / "acme/x.pdf").read_bytes() == EICAR
-    [record] = [r for r in audit_events(audit_log) if r["event"] == "release"]
+    [record] = [r for r in json_lines(audit_log) if r["event"] == "release"]
     assert (record["approver"], record["operator"]) == ("bob", operator())
 
 

@@ -28,6 +28,7 @@ from ssftp.scan.database import TEST_SIGNATURES
 from testkit.openssh_server import free_port
 from testkit.sftp_client import run_sftp
 from tests.support.cli import child_env
+from tests.support.logs import json_lines
 from tests.support.system import dead_process_id
 from tests.support.up import (
     ACCOUNT_DIR,
@@ -67,8 +68,7 @@ def upload_and_wait_clean(instance: Up, client: Path, name: str) -> None:
 
 
 def app_log(instance: Up) -> list[dict[str, object]]:
-    log = instance.data / "log" / "ssftp.log"
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return json_lines(instance.data / "log" / "ssftp.log")
 
 
 def test_a_killed_clamd_is_restarted_and_scanning_goes_on(up, tmp_path):

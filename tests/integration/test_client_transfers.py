@@ -35,7 +35,7 @@ from testkit.openssh_server import OpenSshServer, free_port, sshd_available
 from testkit.putty_keys import puttygen_available, to_ppk
 from tests.support.config import PASSWORDS
 from tests.support.gateway import unique_name
-from tests.support.logs import audit_events, logging_into
+from tests.support.logs import json_lines, logging_into
 
 pytestmark = pytest.mark.skipif(
     not sshd_available(), reason="OpenSSH server (/usr/sbin/sshd) is not installed"
@@ -216,7 +216,7 @@ async def test_download_keeps_sub_directories_and_ignores_fileparts(
         moved("b/x.txt", b, "downloaded"),
     ]
     # Named in the data root, as the scan's records name files (before: host paths).
-    assert sorted(record["file"] for record in audit_events(audit_log)) == [
+    assert sorted(record["file"] for record in json_lines(audit_log)) == [
         "staging/inbox/a/deep/big.bin", "staging/inbox/a/x.txt", "staging/inbox/b/x.txt"]
     staged = layout.staging / "inbox"
     assert tree(staged) == {"a/deep/big.bin": sha(big), "a/x.txt": sha(a), "b/x.txt": sha(b)}
@@ -432,7 +432,7 @@ async def test_upload_sends_sub_directories_and_archives(
         moved(f"outbox/{name}", data, "uploaded")
         for name, data in sorted(files.items())
     ]
-    records = {record["file"]: record for record in audit_events(audit_log)}
+    records = {record["file"]: record for record in json_lines(audit_log)}
     assert sorted(records) == [f"clean/outbox/{name}" for name in sorted(files)]
     assert records["clean/outbox/top.txt"]["archived"] == "uploadarchive/outbox/top.txt"
     expected = {name: sha(data) for name, data in files.items()}

@@ -20,7 +20,7 @@ from ssftp.notify.outbox import Outbox
 from ssftp.notify.owed import RELEASED_EVENT
 from testkit.files import EICAR
 from tests.support.events import events_of
-from tests.support.logs import audit_events
+from tests.support.logs import json_lines
 from tests.support.quarantine import quarantine_config, quarantined
 from tests.support.scanning import files_under, sha256
 from tests.support.waiting import wait_for_async
@@ -69,7 +69,7 @@ def test_an_approved_release_waits_for_the_approver_then_moves(prefect_api, layo
     assert outcome.released
     assert (layout.clean / NAME).read_bytes() == EICAR
     assert not path.exists()
-    [record] = [r for r in audit_events(audit_log) if r["event"] == "release"]
+    [record] = [r for r in json_lines(audit_log) if r["event"] == "release"]
     assert (record["approver"], record["operator"], record["reason"]) == (
         "bob", "ann", "known test file")
     assert record["flow_run_id"]
@@ -97,7 +97,7 @@ def test_a_rejected_release_moves_nothing(prefect_api, layout, client, receiver,
     assert why in outcome.message
     assert path.read_bytes() == EICAR
     assert files_under(layout.clean) == []
-    [record] = [r for r in audit_events(audit_log) if r["event"] == "release"]
+    [record] = [r for r in json_lines(audit_log) if r["event"] == "release"]
     assert record["released"] is False
     assert why in record["refused"]
     assert receiver.requests == []
@@ -132,6 +132,6 @@ def test_a_release_nobody_approves_in_time_moves_nothing(prefect_api, layout, cl
     assert announced
     assert path.exists()
     assert files_under(layout.clean) == []
-    [record] = [r for r in audit_events(audit_log) if r["event"] == "release"]
+    [record] = [r for r in json_lines(audit_log) if r["event"] == "release"]
     assert record["released"] is False
     assert "not approved within 1 s" in record["refused"]

@@ -21,7 +21,7 @@ from flows.retention import retention
 from ssftp.areas.retention import DAY_SECONDS
 from ssftp.config.reload import ConfigStore
 from tests.support.config import write_config
-from tests.support.logs import audit_events
+from tests.support.logs import json_lines
 from tests.support.waiting import wait_for, wait_for_async
 
 # A second, in days: a file written now is older than that once a second has passed.
@@ -58,7 +58,7 @@ def test_a_run_removes_what_is_older_than_its_days_and_reports_per_account(
     assert not old.exists()
     assert kept.exists()
     assert report.rows() == [{"account": "acme", "area": "clean", "removed": 1}]
-    [record] = [r for r in audit_events(audit_log) if r["event"] == "retention"]
+    [record] = [r for r in json_lines(audit_log) if r["event"] == "retention"]
     assert (record["file"], record["account"]) == ("clean/acme/report.csv", "acme")
     artifact = Artifact.get(artifact_key("retention", instance))
     assert artifact is not None and "acme" in str(artifact.data)

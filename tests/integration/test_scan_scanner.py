@@ -29,7 +29,7 @@ from ssftp.scan.router import (
 )
 from ssftp.scan.scanner import Scanner
 from testkit.files import EICAR
-from tests.support.logs import audit_events
+from tests.support.logs import json_lines
 from tests.support.scanning import (
     CLAMD_MAX_FILE_SIZE,
     MODES,
@@ -133,7 +133,7 @@ def test_a_sparse_file_over_the_size_limit_is_quarantined_without_being_read(
     assert result.verdict == "unscannable" and result.area is Area.QUARANTINE
     assert result.sha256 is None and result.size == 1 << 30
     assert result.detail == f"{1 << 30} bytes is over the scan limit of {CLAMD_MAX_FILE_SIZE}"
-    [event] = audit_events(audit_log)
+    [event] = json_lines(audit_log)
     assert {key: event[key] for key in ("file", "verdict", "sha256", "size", "destination")} == {
         "file": "partner-a/sparse.bin", "verdict": "unscannable", "sha256": None,
         "size": 1 << 30, "destination": "quarantine/partner-a/sparse.bin"}
@@ -239,7 +239,7 @@ def test_an_orphaned_claim_is_scanned_under_its_staged_name(layout, client, owne
 def test_every_scan_is_in_the_audit_log(layout, client, owners, audit_log):
     scanner = make_scanner(layout, client, owners)
     result = scanner.scan(stage(layout, "partner-a/eicar.com", EICAR), "run-5")
-    events = audit_events(audit_log)
+    events = json_lines(audit_log)
     assert len(events) == 1
     event = events[0]
     assert event["event"] == "scan"
@@ -268,7 +268,7 @@ def test_an_infected_file_with_a_non_utf8_name_is_quarantined_under_a_safe_name(
     assert files_under(layout.quarantine) == [quarantined, record_path(quarantined)]
     assert json.loads(record_path(quarantined).read_text())["destination"] == \
         f"quarantine/partner-a/{quarantined.name}"
-    (event,) = audit_events(audit_log)
+    (event,) = json_lines(audit_log)
     assert event["original_name"] == "partner-a/bad\\xff.com"
     assert event["file"] == "partner-a/" + staged.name  # the bytes, JSON-escaped
     assert event["destination"] == f"quarantine/partner-a/{quarantined.name}"

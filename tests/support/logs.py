@@ -72,5 +72,11 @@ def logging_into(log_dir: Path) -> Iterator[Path]:
             logger.propagate = propagate
 
 
-def audit_events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def json_lines(path: Path) -> list[dict]:
+    """The records of the JSON-lines log ``path`` (none when it does not exist yet). Another
+    process may be writing it: a last line without its newline is its record half written, and
+    is left for the next read (a CI run failed parsing one)."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+    return [json.loads(line) for line in lines if line.strip()]

@@ -18,6 +18,7 @@ from ssftp.scan.database import TEST_SIGNATURES
 from testkit.sftp_client import run_sftp
 from tests.support.config import PARTNER_PASSWORD, write_config
 from tests.support.gateway import ServerThread
+from tests.support.logs import json_lines
 from tests.support.waiting import wait_for
 from tests.support.webhooks import WebhookReceiver
 
@@ -102,8 +103,7 @@ class Pipeline:
         return worker
 
     def audit(self) -> list[dict[str, object]]:
-        lines = (self.layout.log / "audit.log").read_text().splitlines()
-        return [json.loads(line) for line in lines]
+        return json_lines(self.layout.log / "audit.log")
 
     def kept_out(self, name: str) -> dict[str, object]:
         """The verdict record of ``name`` once it is in quarantine; it is not in clean/."""

@@ -3,7 +3,6 @@ whose clamd may be absent or hung, and whose webhooks go to a test's receiver.""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from tests.support.cli import SSFTP
 from tests.support.config import write_config
+from tests.support.logs import json_lines
 from tests.support.webhooks import WebhookReceiver
 
 STOP_TIMEOUT = 60.0
@@ -62,17 +62,11 @@ class Ssftp:
                 + self.stderr.read_text(errors="replace")[-4000:])
 
     def events(self, name: str) -> list[dict[str, object]]:
-        log = self.data / "log" / "ssftp.log"
-        if not log.exists():
-            return []
-        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        entries = json_lines(self.data / "log" / "ssftp.log")
         return [entry for entry in entries if entry.get("event") == name]
 
     def audit(self, file: str) -> list[dict[str, object]]:
-        log = self.data / "log" / "audit.log"
-        if not log.exists():
-            return []
-        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        entries = json_lines(self.data / "log" / "audit.log")
         return [entry for entry in entries
                 if entry.get("event") == "scan" and entry.get("file") == file]
 

@@ -20,7 +20,7 @@ from ssftp.areas.quarantine import (
 from ssftp.errors import NotInQuarantineError
 from ssftp.scan.clamd import ClamdClient
 from testkit.files import EICAR
-from tests.support.logs import audit_events
+from tests.support.logs import json_lines
 from tests.support.quarantine import quarantined
 from tests.support.scanning import sha256
 
@@ -81,7 +81,7 @@ def test_delete_removes_the_file_and_its_record_after_an_audit_record(layout, fa
 
     assert not path.exists()
     assert not path.with_name(record_name(path.name)).exists()
-    record = audit_events(audit_log)[-1]
+    record = json_lines(audit_log)[-1]
     assert record["event"] == "delete"
     assert (record["reason"], record["operator"]) == ("malware, confirmed", "ann")
     assert record["source"] == "quarantine/acme/x.pdf"
@@ -99,7 +99,7 @@ def test_delete_never_follows_a_symlinked_directory_out_of_quarantine(layout, tm
         delete(layout, PurePosixPath("acme/x.pdf"), reason="r", operator="ann")
 
     assert (outside / "x.pdf").read_bytes() == b"not quarantine's"
-    assert not audit_log.exists() or audit_events(audit_log) == []
+    assert not audit_log.exists() or json_lines(audit_log) == []
 
 
 def test_a_verdict_record_is_not_a_file_to_delete(layout, fake_clamd, audit_log):

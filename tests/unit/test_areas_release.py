@@ -16,7 +16,7 @@ from ssftp.notify.outbox import Outbox
 from ssftp.scan.clamd import ClamdClient
 from testkit.fake_clamd import scans
 from testkit.files import EICAR
-from tests.support.logs import audit_events
+from tests.support.logs import json_lines
 from tests.support.quarantine import quarantine_config, quarantined
 from tests.support.scanning import files_under, sha256
 
@@ -62,7 +62,7 @@ def test_force_releases_it_with_the_record_first_and_the_verdict_record_as_histo
     [history] = [p for p in files_under(layout.quarantine) if ".released-" in p.name]
     assert history.name.startswith("x.pdf.released-")
     assert history.name.endswith(".verdict.json")
-    record = audit_events(audit_log)[-1]
+    record = json_lines(audit_log)[-1]
     assert record["event"] == "release"
     assert (record["reason"], record["operator"], record["forced"]) == (
         "vendor says benign", "ann", True)
@@ -82,7 +82,7 @@ def test_a_false_positive_is_released_without_force(layout, releaser, fake_clamd
     releaser.check(rescan, force=False)
     releaser.release(rescan, Request("false positive", "ann"))
     assert (layout.clean / NAME).read_bytes() == EICAR
-    assert audit_events(audit_log)[-1]["forced"] is False
+    assert json_lines(audit_log)[-1]["forced"] is False
 
 
 @pytest.mark.parametrize("force", [False, True])

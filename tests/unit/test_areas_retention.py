@@ -12,7 +12,7 @@ from ssftp.config.schema import RetentionSettings
 from ssftp.scan.clamd import ClamdClient
 from ssftp.scan.owners import StagingOwners
 from testkit.files import EICAR
-from tests.support.logs import audit_events
+from tests.support.logs import json_lines
 from tests.support.quarantine import quarantine_config, quarantined
 from tests.support.scanning import files_under
 
@@ -49,7 +49,7 @@ def test_only_what_is_older_than_its_areas_days_is_removed_with_a_record_each(
     assert files_under(layout.quarantine) == []  # the file and its verdict record
     assert archived.exists()  # no uploadArchiveDays: kept forever
     assert four_days_on.rows() == [{"account": "acme", "area": "quarantine", "removed": 1}]
-    records = [r for r in audit_events(audit_log) if r["event"] == "retention"]
+    records = [r for r in json_lines(audit_log) if r["event"] == "retention"]
     assert [(r["file"], r["account"]) for r in records] == [
         ("clean/acme/report.csv", "acme"), ("quarantine/acme/x.pdf", "acme")]
     assert records[1]["sha256"]

@@ -8,7 +8,7 @@ import asyncio
 from ssftp.notify.direct import send_now
 from ssftp.notify.outbox import Outbox
 from ssftp.notify.webhooks import Notification
-from tests.support.logs import audit_events
+from tests.support.logs import json_lines
 from tests.support.scanning import scan_result
 from tests.support.webhooks import hook
 
@@ -28,6 +28,6 @@ def test_a_delivered_notification_is_settled_and_one_refused_stays_owed(layout, 
     assert outbox.owed(now=float("inf"), limit=10) == [refused.id]
     [received] = receiver.received("/ok", "eicar.com")
     assert received.json()["reason"] == "r"
-    assert [(r["event"], r["delivered"]) for r in audit_events(audit_log)] == [
+    assert [(r["event"], r["delivered"]) for r in json_lines(audit_log)] == [
         ("webhook", True), ("webhook", False)]
     outbox.close()

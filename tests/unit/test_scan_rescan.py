@@ -25,7 +25,7 @@ from ssftp.scan.rescan import (
 from ssftp.scan.results import Area
 from ssftp.scan.router import VERDICT_RECORD_SUFFIX
 from testkit.fake_clamd import like_clamd, scans
-from tests.support.logs import audit_events
+from tests.support.logs import json_lines
 from tests.support.scanning import files_under, write
 
 NEW_MALWARE = b"harmless until today's signatures"
@@ -65,7 +65,7 @@ def test_a_clean_file_now_detected_moves_to_quarantine_and_the_rest_stays(
     assert (stayed.verdict, stayed.area, stayed.destination) == ("clean", Area.CLEAN,
                                                                  "clean/partner-a/in/notes.txt")
     assert [(event["event"], event["file"], event["verdict"], event["database"],
-             event["worker"]) for event in audit_events(audit_log)] == [
+             event["worker"]) for event in json_lines(audit_log)] == [
         ("rescan", "partner-a/in/report.pdf", "infected", "27000", "rescanner-1"),
         ("rescan", "partner-a/in/notes.txt", "clean", "27000", "rescanner-1")]
 

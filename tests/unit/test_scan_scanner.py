@@ -19,7 +19,7 @@ from ssftp.scan.results import Area
 from ssftp.scan.router import VERDICT_RECORD_SUFFIX
 from testkit.fake_clamd import HANG_UP, SILENCE, like_clamd, scans
 from testkit.files import EICAR
-from tests.support.logs import app_log_records, audit_events
+from tests.support.logs import app_log_records, json_lines
 from tests.support.scanning import (
     MODES,
     ODD_SUB_PATH,
@@ -70,7 +70,7 @@ def test_scanning_switched_off_passes_files_as_unscanned(layout, owners):
 def test_a_failed_scan_is_audited_as_a_warning(layout, tmp_path, owners, audit_log):
     down = ClamdClient(ClamdAddress(unix_path=str(tmp_path / "absent.sock")), timeout=2)
     make_scanner(layout, down, owners).scan(stage(layout, "partner-b/x.txt", b"x"), "run-6")
-    [event] = audit_events(audit_log)
+    [event] = json_lines(audit_log)
     assert event["event"] == "scan" and event["level"] == "warning"
     assert event["verdict"] == "error" and event["account"] == "partner-b"
     assert event["destination"] == "staging/partner-b/x.txt"
@@ -89,7 +89,7 @@ def test_a_file_with_a_non_utf8_name_is_audited_and_cleaned_under_a_safe_name(
     assert cleaned.read_bytes() == b"latin-1 name"
     assert result.destination == cleaned.relative_to(layout.root).as_posix()
     assert result.destination.encode("utf-8")
-    (event,) = audit_events(audit_log)
+    (event,) = json_lines(audit_log)
     assert event["event"] == "scan" and event["original_name"] == "partner-a/d\\xe9/caf\\xe9\\n.txt"
 
 
@@ -192,7 +192,7 @@ def test_every_verdict_names_the_signatures_clamd_had_loaded(layout, owners, fak
     for result in (clean, infected):
         assert (result.engine, result.database) == ("ClamAV 1.0.0", "27000+0123456789ab")
     assert [(event["verdict"], event["engine"], event["database"])
-            for event in audit_events(audit_log)] == [
+            for event in json_lines(audit_log)] == [
         ("clean", "ClamAV 1.0.0", "27000+0123456789ab"),
         ("infected", "ClamAV 1.0.0", "27000+0123456789ab")]
     record = json.loads((layout.quarantine / "partner-a" / ("bad.txt" + VERDICT_RECORD_SUFFIX))
@@ -211,7 +211,7 @@ def test_every_outcome_names_the_worker_that_judged_it(layout, owners, fake_clam
     fake_clamd.answer = scans(lambda request: b"fd[9]: Can't allocate memory ERROR")
     failed = scanner.scan(stage(layout, "partner-a/later.txt", b"tried again"))
     assert [result.worker for result in (clean, infected, failed)] == ["scanner-b"] * 3
-    assert [event["worker"] for event in audit_events(audit_log)] == ["scanner-b"] * 3
+    assert [event["worker"] for event in json_lines(audit_log)] == ["scanner-b"] * 3
     record = json.loads((layout.quarantine / "partner-a" / ("bad.txt" + VERDICT_RECORD_SUFFIX))
                         .read_text())
     assert record["worker"] == "scanner-b"
