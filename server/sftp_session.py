@@ -44,6 +44,7 @@ from server.log_summary import MAX_KEYS, REFUSAL_LOG_SECONDS, LogSummary
 from server.off_loop import SessionThread, off_loop, run_off_loop
 from server.quota import QuotaHold, account_tallies, statvfs_within
 from server.recent_uploads import recent_uploads
+from server.shown_attrs import longname, shown_attrs
 from server.upload import Upload, UploadContext
 from server.upload_writer import UploadWriter, partial_path, stat_partial
 from server.verdict_wait import VerdictWatch
@@ -63,7 +64,8 @@ DIR_MODE = 0o750
 # listing that prints it, and breaks the scripts that read them.
 _CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F))
 
-_LISTING_BATCH = 64  # entries per trip off the loop (see _next_names); asyncssh sends 128
+# Entries per trip off the loop (see _next_names): as many as asyncssh puts in a READDIR reply.
+_LISTING_BATCH = 128
 # The largest READ served: what asyncssh tells clients it serves (limits@openssh.com), so those
 # that ask are never cut short; asyncssh's clients read 4 MiB blocks, OpenSSH's 255 KiB.
 MAX_READ_BYTES = MAX_SFTP_READ_LEN
@@ -218,6 +220,11 @@ class SFTPSession(asyncssh.SFTPServer):
     def format_group(self, gid: int | None) -> str:
         return "ssftp"
 
+    def format_longname(self, name: SFTPName) -> None:
+        assert isinstance(name.filename, bytes)
+        name.longname = longname(name.attrs, self.format_user(None), self.format_group(None),
+                                 name.filename)
+
     def map_path(self, path: bytes) -> bytes:
         raise asyncssh.SFTPPermissionDenied("operation not supported")
 
@@ -233,14 +240,14 @@ class SFTPSession(asyncssh.SFTPServer):
         with self._checked("stat", path), self._voiding_own_upload("stat", path):
             self.permissions.require(Permission.LIST, "stat")
             target = self.jail.resolve(path)
-            return _shown_attrs(self._stat_or_upload(target, self._stat_following))
+            return shown_attrs(self._stat_or_upload(target, self._stat_following))
 
     @off_loop
     def lstat(self, path: bytes) -> SFTPAttrs:
         with self._checked("lstat", path), self._voiding_own_upload("lstat", path):
             self.permissions.require(Permission.LIST, "stat")
             target = self.jail.resolve(path, follow_final=False)
-            return _shown_attrs(self._stat_or_upload(target, self._stat_not_following))
+            return shown_attrs(self._stat_or_upload(target, self._stat_not_following))
 
     def _stat_or_upload(self, target: JailPath,
                         stat_on_disk: Callable[[Path], os.stat_result]) -> os.stat_result:
@@ -316,7 +323,7 @@ class SFTPSession(asyncssh.SFTPServer):
             self.permissions.require(Permission.LIST, "listing a directory")
             fd = self.jail.open_directory(self.jail.resolve(path).host)
         try:
-            return fd, _shown_attrs(os.fstat(fd)), os.scandir(fd)
+            return fd, shown_attrs(os.fstat(fd)), os.scandir(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -577,7 +584,7 @@ class SFTPSession(asyncssh.SFTPServer):
 
     @off_loop
     def fstat(self, file_obj: object) -> SFTPAttrs:
-        return _shown_attrs(os.fstat(self._handle(file_obj).fileno()))
+        return shown_attrs(os.fstat(self._handle(file_obj).fileno()))
 
     @off_loop
     def fstatvfs(self, file_obj: object) -> os.statvfs_result:
@@ -852,19 +859,6 @@ class SFTPSession(asyncssh.SFTPServer):
         return f"SFTPSession(user={self.account.username!r})"
 
 
-def _shown_attrs(info: os.stat_result) -> SFTPAttrs:
-    """Attributes as the client sees them: a symlink's size would be the length of its
-    target path, a hint at where it points (a host path), so a link has size 0. No owner is
-    sent (the UIDGID flag is off): host ids and names are not the partner's business, and
-    OpenSSH's sftp then shows the names users-groups-by-id@openssh.com gives (server.compat:
-    the account's name and "ssftp")."""
-    attrs = SFTPAttrs.from_local(info)
-    attrs.uid = attrs.gid = attrs.owner = attrs.group = None
-    if stat.S_ISLNK(info.st_mode):
-        attrs.size = 0
-    return attrs
-
-
 def _next_names(entries: Iterator[os.DirEntry[str]]) -> list[SFTPName]:
     """The next names of a listing with their attributes; empty at its end.
 
@@ -880,7 +874,7 @@ def _next_names(entries: Iterator[os.DirEntry[str]]) -> list[SFTPName]:
             info = entry.stat(follow_symlinks=False)  # relative to the directory, not a path
         except FileNotFoundError:
             continue  # gone since readdir (claimed by the scanner, removed): not listed
-        names.append(SFTPName(os.fsencode(entry.name), attrs=_shown_attrs(info)))
+        names.append(SFTPName(os.fsencode(entry.name), attrs=shown_attrs(info)))
         if len(names) == _LISTING_BATCH:
             break
     return names
