@@ -1,16 +1,17 @@
 """What a client is shown of a file: its attributes (STAT, LSTAT, FSTAT, each name a READDIR
 lists) and, for SFTP v3 clients, the ``ls -l`` line of each listed name.
 
-- **No owner.** A symlink's size would be the length of its target path, a hint at where it
-  points (a host path), so a link has size 0. No owner is sent (the UIDGID flag is off): host
-  ids and names are not the partner's business, and OpenSSH's sftp then shows the names
-  users-groups-by-id@openssh.com gives (server.compat: the account's name and "ssftp").
+- **No owner, and a link's size 0.** No owner is sent (the UIDGID flag is off): host ids and
+  names are not the partner's business, and OpenSSH's sftp then shows the names
+  users-groups-by-id@openssh.com gives (server.compat: the account's name and "ssftp"). A
+  symlink's size would be the length of its target path, a hint at where it points (a host
+  path).
 - **Built here, not by asyncssh's** ``SFTPAttrs.from_local``, which looks up the owner's and
   the group's names (``getpwuid``, ``getgrgid``: /etc/passwd and /etc/group read again each
-  time) for every file, names then thrown away. A listing of 2 000 names spent 8 ms in them.
+  time) for every file, for names that are then thrown away.
 - **The ``ls -l`` line** is asyncssh's ``format_longname``, character for character, with the
-  date's text kept per second of mtime: three ``strftime`` per name were 15 ms of that
-  listing, and the names of one directory mostly share a few mtimes.
+  date's text kept per second of mtime: asyncssh made three ``strftime`` per name, and the
+  names of one directory mostly share a few mtimes.
 """
 
 from __future__ import annotations
