@@ -74,9 +74,10 @@ def logging_into(log_dir: Path) -> Iterator[Path]:
 
 def json_lines(path: Path) -> list[dict]:
     """The records of the JSON-lines log ``path`` (none when it does not exist yet). Another
-    process may be writing it: a last line without its newline is its record half written, and
-    is left for the next read (a CI run failed parsing one)."""
+    process may be writing it: what follows the last newline is a record half written (maybe
+    cut inside a character), left for the next read; a CI run failed parsing one."""
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").split("\n")[:-1]
-    return [json.loads(line) for line in lines if line.strip()]
+    data = path.read_bytes()
+    complete = data[:data.rfind(b"\n") + 1].decode()
+    return [json.loads(line) for line in complete.split("\n") if line.strip()]
