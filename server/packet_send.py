@@ -2,7 +2,7 @@
 
 asyncssh's own path, per packet, made the server's downloads cost more CPU than OpenSSH's
 (2.6 s per GiB against 1.9); measured with asyncssh alone (its ``SFTPServer``, no ssftp) it is
-no cheaper. Three things it does are not needed here:
+no cheaper. Four things it does are not needed here:
 
 - An empty SSH_MSG_IGNORE ahead of every packet once the connection is encrypted: the
   countermeasure RFC 4251 (9.3.1) gives for CBC, whose next packet's IV an eavesdropper knows
