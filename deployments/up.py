@@ -1,10 +1,12 @@
 """``ssftp up``: the whole gateway in one process tree, for one machine.
 
-Order of start: the Prefect server (its own, or the one it is told to use), clamd (unless one
-is configured), the SFTP server, then the scan worker. The worker runs on its own thread and
-event loop, so scanning and Prefect's bookkeeping never hold up SFTP clients. The clamd it
-starts is supervised (started again when it dies); it and the Prefect server die with ``up``,
-and a start stops what a SIGKILLed ``up`` left (``ssftp.runtime.pid_files``).
+Order of start: the Prefect server (its own, or the one it is told to use); while its own
+comes up (some 4 s, in a process of its own), the worker's modules load and clamd starts
+(unless one is configured); once it answers, the SFTP server, then the scan worker. The
+worker runs on its own thread and event loop, so scanning and Prefect's bookkeeping never
+hold up SFTP clients. The clamd it starts is supervised (started again when it dies); it and
+the Prefect server die with ``up``, and a start stops what a SIGKILLed ``up`` left
+(``ssftp.runtime.pid_files``).
 
 SIGINT/SIGTERM stops all in reverse, the Prefect server last: the SFTP listener closes, the
 worker is given the time left to finish its scans, Prefect's log and event workers are
@@ -29,8 +31,8 @@ from ssftp.runtime.listener import Check, metrics_listening, up_or_down
 from ssftp.runtime.prefect_server import (
     OFFLINE_ENV,
     PrefectServer,
-    ensure_prefect_server,
     is_healthy,
+    start_prefect_server,
 )
 from ssftp.runtime.stop import StopDeadline, run_until_stopped
 from ssftp.scan.database import seed
@@ -79,11 +81,11 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
     os.environ.update({key: os.environ.get(key, value) for key, value in OFFLINE_ENV.items()})
     os.environ.setdefault("PREFECT_HOME", str(layout.system / "prefect"))
     prefect: PrefectServer = await asyncio.to_thread(
-        ensure_prefect_server, layout.system / "prefect", prefect_port, url=prefect_url,
+        start_prefect_server, layout.system / "prefect", prefect_port, url=prefect_url,
         pid_file=layout.prefect_pid_file)
     os.environ["PREFECT_API_URL"] = prefect.api_url
     # Only now: the worker's modules load Prefect's flow machinery, which reads the API URL
-    # once, as it loads.
+    # once, as it loads. The server need not answer yet: they load while it starts.
     from deployments.worker import WORKER_STOP_SECONDS, WorkerThread, check_alive
 
     clamd = None
@@ -99,6 +101,7 @@ async def run_up(store: ConfigStore, *, host: str | None, port: int | None,
                                             max_file_size=config.clamav.max_file_size,
                                             pid_file=layout.clamd_pid_file)
             supervisor = asyncio.create_task(supervise(clamd))
+        await asyncio.to_thread(prefect.wait_until_ready)
         service = await start_service(store, host=host, port=port)
         worker = WorkerThread(store, clamd, database=prefect.database)
         worker.start()

@@ -103,6 +103,23 @@ class PrefectServer:
         """``http://127.0.0.1:4200 (started by this instance)``: for the banner."""
         return f"{self.ui_url} ({self.owner})"
 
+    def wait_until_ready(self, timeout: float = 120.0) -> None:
+        """Block until our own server answers (a first start migrates its DB, ~10 s); stopped,
+        with its console's last lines in the error, if it exits or ``timeout`` passes first.
+        Someone else's answered when it was named."""
+        if self.process is None:
+            return
+        deadline = time.monotonic() + timeout
+        while not is_healthy(self.api_url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                last = (self.console.last(FAILURE_LINES, settle_seconds=CONSOLE_SETTLE_SECONDS)
+                        if self.console is not None else [])
+                raise PrefectServerError(
+                    f"the Prefect server did not start on port {urlsplit(self.api_url).port}; "
+                    "its last lines:\n" + "\n".join(last or ["(none)"]))
+            time.sleep(0.25)
+
     def stop(self) -> None:
         if self.process is not None:
             stop_child(self.process, grace_seconds=SERVER_STOP_SECONDS)
@@ -168,12 +185,12 @@ def database_of(environ: Mapping[str, str]) -> PrefectDatabase:
     return PrefectDatabase.POSTGRESQL
 
 
-def ensure_prefect_server(home: Path, port: int, *, url: str | None = None,
-                          pid_file: Path | None = None,
-                          ready_timeout: float = 120.0) -> PrefectServer:
-    """The server named (``url``, else ``PREFECT_API_URL``), or our own started on ``port``;
-    blocks until it answers (a first start migrates its DB, ~10 s). ``pid_file`` records the
-    one started, and names one a killed predecessor left."""
+def start_prefect_server(home: Path, port: int, *, url: str | None = None,
+                         pid_file: Path | None = None) -> PrefectServer:
+    """The server named (``url``, else ``PREFECT_API_URL``), or our own started on ``port``,
+    which answers once :meth:`PrefectServer.wait_until_ready` returns: its ~4 s of start
+    leave the caller free to start the rest meanwhile. ``pid_file`` records the one started,
+    and names one a killed predecessor left."""
     if named := named_server(url):
         return named
     api_url = f"http://127.0.0.1:{port}/api"
@@ -197,13 +214,4 @@ def ensure_prefect_server(home: Path, port: int, *, url: str | None = None,
          "--analytics-off"], env=env)
     if pid_file is not None:
         record_pid(pid_file, process.pid)
-    server = PrefectServer(api_url, OURS, database, process, console, pid_file)
-    deadline = time.monotonic() + ready_timeout
-    while not is_healthy(api_url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            last = console.last(FAILURE_LINES, settle_seconds=CONSOLE_SETTLE_SECONDS)
-            raise PrefectServerError(f"the Prefect server did not start on port {port}; its "
-                                     "last lines:\n" + "\n".join(last or ["(none)"]))
-        time.sleep(0.25)
-    return server
+    return PrefectServer(api_url, OURS, database, process, console, pid_file)

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ssftp.layout import DataLayout
 from ssftp.scan.database import SYSTEM_DATABASE, official_files
 from testkit.files import EICAR, sha256_file
 from testkit.openssh_server import free_port
@@ -43,6 +44,7 @@ from tests.support.up import (
     eicar_in,
     files_under,
     launch_up,
+    processes_mentioning,
     shut_down,
     up_config,
     upload_samples,
@@ -140,6 +142,28 @@ def test_up_on_a_busy_prefect_port_says_so_naming_the_option(up, tmp_path, taken
     assert f"--prefect-url http://127.0.0.1:{port}/api" in line
     assert "ssftp is up." not in result.stdout
     assert not list((tmp_path / "data" / "system").glob("prefect/*.db"))
+
+
+def test_up_whose_prefect_server_cannot_start_says_so_and_leaves_nothing_running(tmp_path):
+    """clamd starts while the Prefect server comes up. A server that exits instead (here its
+    database file cannot be opened) is one error with the server's last lines, and the clamd
+    started beside it is stopped again."""
+    config = write_config(tmp_path / "ssftp.yaml", up_config())
+    (tmp_path / "a-file").touch()
+    data, port = tmp_path / "data", free_port()
+    env = child_env(PREFECT_SERVER_DATABASE_CONNECTION_URL=(
+        f"sqlite+aiosqlite:///{tmp_path}/a-file/prefect.db"))
+    result = ssftp("up", "--config", str(config), "--data-dir", str(data), "--port",
+                   str(free_port()), "--prefect-port", str(port), cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"ssftp up: the Prefect server did not start on port {port}; its last lines:" \
+        in result.stderr, result.stderr[-3000:]
+    assert "unable to open database file" in result.stderr
+    assert "ssftp is up." not in result.stdout
+    assert '"event": "clamd started"' in result.stdout + result.stderr, result.stderr[-3000:]
+    # Stopped by the stop, not only by the kernel as up exits: its pid file is gone too.
+    assert not DataLayout.at(data).clamd_pid_file.exists()
+    assert not processes_mentioning(str(data))
 
 
 def test_up_started_its_own_prefect_server_with_sqlite_under_system(up):
