@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
 
 from server.algorithms import CIPHERS
-from server.packet_send import trim_connection
+from server.packet_send import trim_channel, trim_connection
 from testkit.openssh_server import free_port
 from tests.support.config import PASSWORDS
 from tests.support.gateway import unique_name
@@ -23,6 +24,9 @@ from tests.support.gateway import unique_name
 # Several MiB: hundreds of 32 KiB packets, and several key exchanges at the limits below.
 FILE_BYTES = 3 << 20
 REKEY_BYTES = 256 << 10
+# A read whose reply is several packets, sent in one flush of the channel: a rekey comes due
+# in the middle of some (server.packet_send holds a flush's packets for one write).
+BIG_READ_BYTES = 200 << 10
 
 
 def _download_source(gateway) -> tuple[str, str]:
@@ -34,13 +38,13 @@ def _download_source(gateway) -> tuple[str, str]:
 
 
 async def _fetched(port: int, name: str, target: Path, *, username: str = "consumer-a",
-                   **options) -> str:
+                   block_size: int = -1, **options) -> str:
     async with asyncssh.connect("127.0.0.1", port, username=username,
                                 password=PASSWORDS.get(username, "pw"), known_hosts=None,
                                 client_keys=None, agent_path=None,
                                 preferred_auth="password", **options) as conn, \
             conn.start_sftp_client() as sftp:
-        await sftp.get(name, target)
+        await sftp.get(name, target, block_size=block_size)
     return hashlib.sha256(target.read_bytes()).hexdigest()
 
 
@@ -92,6 +96,14 @@ class _Counting(asyncssh.SSHServer):
     def begin_auth(self, username: str) -> bool:
         return True
 
+    @staticmethod
+    def sftp_server(root: Path, chan: Any) -> asyncssh.SFTPServer:
+        """asyncssh's SFTP server on a channel trimmed as ssftp's are: the packets of each of
+        its flushes are held for one write, and a rekey's packets must go after them. (The
+        factory is given the channel wrapped in asyncssh's line editor.)"""
+        trim_channel(chan._orig_chan)
+        return asyncssh.SFTPServer(chan, chroot=os.fsencode(root))
+
     def password_auth_supported(self) -> bool:
         return True
 
@@ -113,10 +125,10 @@ async def test_a_download_arrives_whole_across_the_servers_key_exchanges(tmp_pat
     listener = await asyncssh.listen(
         "127.0.0.1", port, server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
         server_factory=_Counting, rekey_bytes=REKEY_BYTES,
-        sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=os.fsencode(root)))
+        sftp_factory=lambda chan: _Counting.sftp_server(root, chan))
     try:
         got = await _fetched(port, "big.bin", tmp_path / "got", username="anyone",
-                             encryption_algs=[cipher])
+                             block_size=BIG_READ_BYTES, encryption_algs=[cipher])
     finally:
         listener.close()
         await listener.wait_closed()
