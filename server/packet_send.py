@@ -26,6 +26,9 @@ no cheaper. Five things it does are not needed here:
   session writes, when the client opens the window) are held and written together, in one
   system call; a packet asyncssh sends itself goes after those held, as their sequence
   numbers say it must.
+- Two copies of each packet's data on its way out of the channel's buffer (a slice of the
+  buffer, then the SSH string made of it): here a packet is sealed from a view of the
+  buffer (:func:`_flush_send_buf`).
 
 asyncssh has no option for any of this; its private state is read and kept in step here,
 which its pinned version makes safe, and tests/integration/test_packets.py proves with
@@ -41,11 +44,16 @@ from typing import Any
 
 import asyncssh
 from asyncssh.channel import SSHChannel
-from asyncssh.constants import MSG_CHANNEL_DATA, MSG_IGNORE
+from asyncssh.constants import (
+    MSG_CHANNEL_DATA,
+    MSG_CHANNEL_EOF,
+    MSG_CHANNEL_EXTENDED_DATA,
+    MSG_IGNORE,
+)
 from asyncssh.crypto.cipher import GCMCipher
 from asyncssh.encryption import GCMEncryption
 from asyncssh.logging import SSHLogger
-from asyncssh.packet import Byte, SSHPacketLogger, UInt32
+from asyncssh.packet import Byte, SSHPacketLogger, String, UInt32
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 # An SSH string of no bytes, what asyncssh's IGNORE carries.
@@ -146,12 +154,12 @@ def trim_channel(chan: SSHChannel[Any]) -> None:
     chan.send_packet = send_packet  # type: ignore[method-assign]
     held: _Held | None = getattr(conn, "_ssftp_held", None)
     if held is not None:
-        flush = chan._flush_send_buf
+        sealing = not packet_logging_on()
 
         def flush_send_buf() -> None:
             held.depth += 1
             try:
-                flush()
+                _flush_send_buf(chan, conn, held, sealing=sealing)
             finally:
                 held.depth -= 1
                 if not held.depth:
@@ -162,7 +170,50 @@ def trim_channel(chan: SSHChannel[Any]) -> None:
         chan.log_sent_packet = chan.log_received_packet = unlogged  # type: ignore[method-assign]
 
 
-def _sent_sealed(conn: Any, args: tuple[bytes, ...], held: _Held) -> bool:
+def _flush_send_buf(chan: Any, conn: Any, held: _Held, *, sealing: bool) -> None:
+    """asyncssh's ``SSHChannel._flush_send_buf``: as much of the channel's buffer as its send
+    window allows, in packets of at most the client's packet size; then writing is paused or
+    resumed, and a pending EOF or close is sent once the buffer is empty. A data packet is
+    sealed from a view of the buffer (the consumed head is cut off once, after its packets);
+    asyncssh's way (a copy of the slice, handed to its ``send_packet``) is kept for extended
+    data, and for whatever :func:`_sent_sealed` leaves to asyncssh."""
+    while chan._send_buf and chan._send_window:
+        buf, datatype = chan._send_buf[0]
+        sent = 0
+        with memoryview(buf) as view:
+            while sent < len(buf) and chan._send_window:
+                size = min(chan._send_window, chan._send_pktsize, len(buf) - sent)
+                data = view[sent:sent + size]
+                sent += size
+                chan._send_buf_len -= size
+                chan._send_window -= size
+                recipient = chan._send_chan  # None once the channel is closed
+                if not (sealing and datatype is None and recipient is not None and _sent_sealed(
+                        conn, (UInt32(recipient), UInt32(size), data), held)):
+                    _send_copied(chan, datatype, bytes(data))
+                data.release()
+        if chan._send_buf and chan._send_buf[0][0] is buf:  # not dropped meanwhile (a close)
+            if sent == len(buf):
+                del chan._send_buf[0]
+            else:
+                del buf[:sent]
+    chan._pause_resume_writing()
+    if not chan._send_buf:
+        if chan._send_state == "eof_pending":
+            chan.send_packet(MSG_CHANNEL_EOF)
+            chan._send_state = "eof"
+        elif chan._send_state == "close_pending":
+            chan._close_send()
+
+
+def _send_copied(chan: Any, datatype: int | None, data: bytes) -> None:
+    if datatype is None:
+        chan.send_packet(MSG_CHANNEL_DATA, String(data))
+    else:
+        chan.send_packet(MSG_CHANNEL_EXTENDED_DATA, UInt32(datatype), String(data))
+
+
+def _sent_sealed(conn: Any, args: tuple[bytes | memoryview, ...], held: _Held) -> bool:
     """Send one channel data packet as asyncssh's ``send_packet`` would, and say so; False
     (nothing sent) where asyncssh must send it: compressed, in or due for a key exchange, or
     before the login is complete."""
