@@ -1,13 +1,15 @@
 """The connection's logger (server.packet_send.level_first) logs what asyncssh's logs, and
-turns nothing into text for a level nobody logs."""
+turns nothing into text for a level nobody logs; a channel's own flush sends what asyncssh's
+would, in the same order. Real transfers through both: tests/integration/test_packets.py."""
 
 from __future__ import annotations
 
 import logging
 
+from asyncssh.constants import MSG_CHANNEL_DATA, MSG_CHANNEL_EOF
 from asyncssh.logging import SSHLogger
 
-from server.packet_send import level_first
+from server.packet_send import _flush_send_buf, _Held, level_first
 
 
 class Counted:
@@ -43,3 +45,46 @@ def test_what_is_logged_is_what_asyncssh_logs(caplog) -> None:
     assert len(messages) == 4
     assert messages[:2] == messages[2:]
     assert caplog.records[0].name == caplog.records[2].name == "test.level_first.loud.sftp"
+
+
+class Channel:
+    """What server.packet_send's flush reads and calls of an asyncssh channel."""
+
+    def __init__(self, window: int, packet_size: int, *chunks: bytes) -> None:
+        self._send_buf = [(bytearray(chunk), None) for chunk in chunks]
+        self._send_buf_len = sum(len(chunk) for chunk in chunks)
+        self._send_window = window
+        self._send_pktsize = packet_size
+        self._send_chan = 7
+        self._send_state = "open"
+        self.sent: list[tuple[int, bytes]] = []
+
+    def send_packet(self, pkttype: int, *args: bytes) -> None:
+        self.sent.append((pkttype, b"".join(args)))
+
+    def _pause_resume_writing(self) -> None:
+        pass
+
+    def _close_send(self) -> None:
+        self.sent.append((-1, b"closed"))
+
+
+def _data(channel: Channel) -> list[bytes]:
+    """The data of the channel data packets sent, without their string length."""
+    return [payload[4:] for pkttype, payload in channel.sent if pkttype == MSG_CHANNEL_DATA]
+
+
+def test_a_flush_sends_what_the_window_allows_in_packets_and_keeps_the_rest_in_order() -> None:
+    """asyncssh's own flush, sealed here from views of the buffer: the window and the packet
+    size cut the packets, what the window does not allow stays, and the EOF waits for it."""
+    channel = Channel(12, 4, b"a" * 10, b"b" * 5)
+    _flush_send_buf(channel, None, _Held(), sealing=False)
+    assert _data(channel) == [b"aaaa", b"aaaa", b"aa", b"bb"]
+    assert [bytes(buf) for buf, _ in channel._send_buf] == [b"bbb"]
+    assert (channel._send_buf_len, channel._send_window) == (3, 0)
+    channel._send_state = "eof_pending"
+    channel._send_window = 100
+    _flush_send_buf(channel, None, _Held(), sealing=False)
+    assert _data(channel)[4:] == [b"bbb"]
+    assert channel.sent[-1] == (MSG_CHANNEL_EOF, b"")
+    assert (channel._send_buf, channel._send_buf_len, channel._send_state) == ([], 0, "eof")
