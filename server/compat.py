@@ -23,7 +23,7 @@ depend on OpenSSH's way; the one place ssftp reaches into asyncssh's SFTP protoc
   writes into one buffer its channel drains in whole packets. Here the replies of one turn of
   the loop (the requests a burst brought, read from memory) are written as one, at the end of
   the turn, or before the session waits for its next request, or at
-  :data:`REPLY_GATHER_BYTES`.
+  :data:`REPLY_GATHER_BYTES`; their parts (header, id, data) are joined once, there.
 
 :class:`RefusalNotices` is the other half of what clients show: OpenSSH's sftp, psftp, rclone
 and curl print a status code's text ("Permission denied"), never the server's message, while
@@ -127,7 +127,7 @@ class CompatSFTPHandler(SFTPServerHandler, _ExitStatus):
                  sftp_version: int, buffered: Callable[[], int]) -> None:
         super().__init__(server, reader, writer, sftp_version)
         self._buffered = buffered  # the bytes received on the channel and not yet read
-        self._replies: list[bytes] = []
+        self._reply_parts: list[bytes] = []  # the replies of this turn, in their parts
         self._reply_bytes = 0
         self._logs_packets = packet_logging_on()  # see server.packet_send
         if not self._logs_packets:
@@ -145,22 +145,23 @@ class CompatSFTPHandler(SFTPServerHandler, _ExitStatus):
             raise SFTPNoConnection("Connection not open")
         if self._writer.channel.is_closing():
             return
-        reply = b"".join((UInt32(1 + sum(len(arg) for arg in args)), Byte(pkttype), *args))
-        self._replies.append(reply)
-        self._reply_bytes += len(reply)
+        length = 1 + sum(len(arg) for arg in args)
+        first = not self._reply_parts
+        self._reply_parts += (UInt32(length), Byte(pkttype), *args)
+        self._reply_bytes += 4 + length
         if self._logs_packets:
-            self.log_sent_packet(pkttype, pktid, reply[4:])
+            self.log_sent_packet(pkttype, pktid, b"".join((Byte(pkttype), *args)))
         if self._reply_bytes >= REPLY_GATHER_BYTES:
             self._write_replies()
-        elif len(self._replies) == 1:
+        elif first:
             asyncio.get_running_loop().call_soon(self._write_replies)
 
     def _write_replies(self) -> None:
-        if not self._replies:
+        if not self._reply_parts:
             return
-        replies, self._replies, self._reply_bytes = self._replies, [], 0
+        parts, self._reply_parts, self._reply_bytes = self._reply_parts, [], 0
         if self._writer is not None and not self._writer.channel.is_closing():
-            self._writer.write(b"".join(replies))
+            self._writer.write(b"".join(parts))
 
     async def _cleanup(self, exc: Exception | None) -> None:
         self._write_replies()  # before the exit status and the channel's close

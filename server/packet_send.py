@@ -26,9 +26,10 @@ no cheaper. Five things it does are not needed here:
   session writes, when the client opens the window) are held and written together, in one
   system call; a packet asyncssh sends itself goes after those held, as their sequence
   numbers say it must.
-- Two copies of each packet's data on its way out of the channel's buffer (a slice of the
-  buffer, then the SSH string made of it): here a packet is sealed from a view of the
-  buffer (:func:`_flush_send_buf`).
+- Three copies of the data on its way through the channel's buffer (into a bytearray of its
+  own as it is written, a slice of that per packet, then the SSH string made of it): here
+  the buffer keeps the ``bytes`` written, and a packet is sealed from a view of it
+  (:func:`_flush_send_buf`).
 
 asyncssh has no option for any of this; its private state is read and kept in step here,
 which its pinned version makes safe, and tests/integration/test_packets.py proves with
@@ -142,8 +143,9 @@ def trim_connection(conn: asyncssh.SSHServerConnection) -> None:
 
 def trim_channel(chan: SSHChannel[Any]) -> None:
     """Have ``chan`` hand its packets to the connection unjoined (the connection joins them
-    once), each flush of its buffer written in one go (the connection's :class:`_Held`), and,
-    while packets are not logged, not log them."""
+    once), each flush of its buffer written in one go (the connection's :class:`_Held`) and,
+    while packets are not logged, sealed from views of the ``bytes`` written, and not log
+    them."""
     conn: Any = chan.get_connection()
 
     def send_packet(pkttype: int, *args: bytes) -> None:
@@ -166,15 +168,38 @@ def trim_channel(chan: SSHChannel[Any]) -> None:
                     held.write_out(conn)
 
         chan._flush_send_buf = flush_send_buf  # type: ignore[method-assign]
+        if sealing:
+            _keep_bytes_written(chan)
     if not packet_logging_on():
         chan.log_sent_packet = chan.log_received_packet = unlogged  # type: ignore[method-assign]
+
+
+def _keep_bytes_written(chan: Any) -> None:
+    """Have the channel keep ``bytes`` written to it as they are, not in a bytearray copy:
+    they cannot change, and :func:`_flush_send_buf` takes the rest of a buffer it has begun
+    as a view. Anything else, or a channel asyncssh must refuse or encode for, is asyncssh's
+    ``write`` (which also logs the write at debug level 2: the caller keeps this for when
+    packets are not logged, level 3)."""
+    write = chan.write
+
+    def keeping_write(data: Any, datatype: int | None = None) -> None:
+        if (type(data) is bytes and data and datatype is None and chan._send_state == "open"
+                and not chan._encoding and SSHLogger._debug_level < 2):
+            chan._send_buf.append((data, None))
+            chan._send_buf_len += len(data)
+            chan._flush_send_buf()
+        else:
+            write(data, datatype)
+
+    chan.write = keeping_write
 
 
 def _flush_send_buf(chan: Any, conn: Any, held: _Held, *, sealing: bool) -> None:
     """asyncssh's ``SSHChannel._flush_send_buf``: as much of the channel's buffer as its send
     window allows, in packets of at most the client's packet size; then writing is paused or
     resumed, and a pending EOF or close is sent once the buffer is empty. A data packet is
-    sealed from a view of the buffer (the consumed head is cut off once, after its packets);
+    sealed from a view of the buffer (the consumed head is cut off once, after its packets:
+    a bytearray of asyncssh's is cut, ``bytes`` kept whole are replaced by a view of the rest);
     asyncssh's way (a copy of the slice, handed to its ``send_packet``) is kept for extended
     data, and for whatever :func:`_sent_sealed` leaves to asyncssh."""
     while chan._send_buf and chan._send_window:
@@ -195,8 +220,10 @@ def _flush_send_buf(chan: Any, conn: Any, held: _Held, *, sealing: bool) -> None
         if chan._send_buf and chan._send_buf[0][0] is buf:  # not dropped meanwhile (a close)
             if sent == len(buf):
                 del chan._send_buf[0]
-            else:
+            elif isinstance(buf, bytearray):
                 del buf[:sent]
+            else:
+                chan._send_buf[0] = (memoryview(buf)[sent:], datatype)
     chan._pause_resume_writing()
     if not chan._send_buf:
         if chan._send_state == "eof_pending":

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from asyncssh.constants import MSG_CHANNEL_DATA, MSG_CHANNEL_EOF
 from asyncssh.logging import SSHLogger
 
-from server.packet_send import _flush_send_buf, _Held, level_first
+from server.packet_send import _flush_send_buf, _Held, _keep_bytes_written, level_first
 
 
 class Counted:
@@ -88,3 +89,23 @@ def test_a_flush_sends_what_the_window_allows_in_packets_and_keeps_the_rest_in_o
     assert _data(channel)[4:] == [b"bbb"]
     assert channel.sent[-1] == (MSG_CHANNEL_EOF, b"")
     assert (channel._send_buf, channel._send_buf_len, channel._send_state) == ([], 0, "eof")
+
+
+def test_bytes_written_are_kept_whole_and_sent_from_views_across_flushes() -> None:
+    """``bytes`` written go into the buffer as they are (no copy), a flush the window cuts
+    short leaves a view of the rest, and the next flush sends that rest, in order."""
+    channel = Channel(6, 4)
+    channel._encoding = None
+    channel.write = lambda data, datatype=None: pytest.fail("asyncssh's write for bytes")
+    channel._flush_send_buf = lambda: _flush_send_buf(channel, None, _Held(), sealing=False)
+    _keep_bytes_written(channel)
+    data = b"0123456789"
+    channel.write(data)
+    assert _data(channel) == [b"0123", b"45"]
+    (rest, _), = channel._send_buf
+    assert isinstance(rest, memoryview) and rest.obj is data
+    assert channel._send_buf_len == 4
+    channel._send_window = 100
+    channel._flush_send_buf()
+    assert _data(channel) == [b"0123", b"45", b"6789"]
+    assert (channel._send_buf, channel._send_buf_len) == ([], 0)
