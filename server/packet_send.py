@@ -2,7 +2,7 @@
 
 asyncssh's own path, per packet, made the server's downloads cost more CPU than OpenSSH's
 (2.6 s per GiB against 1.9); measured with asyncssh alone (its ``SFTPServer``, no ssftp) it is
-no cheaper. Five things it does are not needed here:
+no cheaper. Six things it does are not needed here:
 
 - An empty SSH_MSG_IGNORE ahead of every packet once the connection is encrypted: the
   countermeasure RFC 4251 (9.3.1) gives for CBC, whose next packet's IV an eavesdropper knows
@@ -143,9 +143,9 @@ def trim_connection(conn: asyncssh.SSHServerConnection) -> None:
 
 def trim_channel(chan: SSHChannel[Any]) -> None:
     """Have ``chan`` hand its packets to the connection unjoined (the connection joins them
-    once), each flush of its buffer written in one go (the connection's :class:`_Held`) and,
-    while packets are not logged, sealed from views of the ``bytes`` written, and not log
-    them."""
+    once) and write each flush of its buffer in one go (the connection's :class:`_Held`);
+    while packets are not logged, keep the ``bytes`` written, seal its packets from views of
+    them, and log no packets."""
     conn: Any = chan.get_connection()
 
     def send_packet(pkttype: int, *args: bytes) -> None:
@@ -177,9 +177,9 @@ def trim_channel(chan: SSHChannel[Any]) -> None:
 def _keep_bytes_written(chan: Any) -> None:
     """Have the channel keep ``bytes`` written to it as they are, not in a bytearray copy:
     they cannot change, and :func:`_flush_send_buf` takes the rest of a buffer it has begun
-    as a view. Anything else, or a channel asyncssh must refuse or encode for, is asyncssh's
-    ``write`` (which also logs the write at debug level 2: the caller keeps this for when
-    packets are not logged, level 3)."""
+    as a view. Anything else (another type, extended data, a channel that encodes or is not
+    open), or while asyncssh's debug level is 2 or more (its ``write`` logs each write),
+    goes to asyncssh's ``write``."""
     write = chan.write
 
     def keeping_write(data: Any, datatype: int | None = None) -> None:
