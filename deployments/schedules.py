@@ -212,7 +212,7 @@ class ScheduledDeployments:
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner = Runner(name=f"ssftp-{self.instance}", query_seconds=POLL_SECONDS,
-                              prefetch_seconds=PREFETCH_SECONDS, pause_on_shutdown=False)
+                              prefetch_seconds=PREFETCH_SECONDS, pause_on_shutdown=True)
         self._served: set[UUID] = set()
         # Its flow run processes die with this one (flows/__init__.py); they inherit this.
         os.environ[RUNNER_PARENT] = str(os.getpid())
@@ -333,19 +333,13 @@ class ScheduledDeployments:
             if self._skipping is not None:
                 self._skipping.cancel()
             if self._serving is not None:
-                await _finish(self._stop(self._runner, self._serving, self._served))
+                await _finish(self._stop(self._runner, self._serving))
 
     @staticmethod
-    async def _stop(runner: Runner, serving: asyncio.Task[None], served: Collection[UUID]) -> None:
+    async def _stop(runner: Runner, serving: asyncio.Task[None]) -> None:
         """Stop polling and end runs in progress (transfers are crash-safe, and an update
-        only ever renames whole files into place), then pause the schedules so no runs pile
-        up while nobody serves them.
-
-        Paused here, once the runner has ended, not by the runner on its way out (Prefect's
-        ``pause_on_shutdown``): it paused before it closed its subscription to cancellations,
-        a websocket whose handler in the Prefect server notices the close only 1-2 s later,
-        and ``ssftp up``'s stop of its server, moments later, waited out that handler. Paused
-        after, those seconds pass during the pauses."""
+        only ever renames whole files into place), and let the runner pause the schedules so
+        no runs pile up while nobody serves them."""
         with contextlib.suppress(Exception):
             if runner.started:
                 await runner.astop()
@@ -353,10 +347,3 @@ class ScheduledDeployments:
         if not done:
             serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
-        try:
-            async with get_client() as client:
-                for deployment_id in served:
-                    await client.pause_deployment(deployment_id)
-        except Exception as exc:  # whatever the client raises: its runs come due meanwhile
-            log_event(logger, "schedules not paused at the stop", logging.WARNING,
-                      error=f"{type(exc).__name__}: {exc}")

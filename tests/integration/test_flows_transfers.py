@@ -429,8 +429,7 @@ async def test_the_deployments_of_an_earlier_instance_name_are_paused(prefect_ap
 
 async def test_a_stop_leaves_no_runner_directory(prefect_api, instance, tmp_path, monkeypatch):
     """``ssftp up``'s worker cancels its parts twice (a gather, then each part): the runner's
-    stop was cut short, and ``$TMPDIR/runner_storage/<uuid>`` stayed. Its schedules are
-    paused all the same."""
+    stop was cut short, and ``$TMPDIR/runner_storage/<uuid>`` stayed."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
@@ -450,7 +449,3 @@ async def test_a_stop_leaves_no_runner_directory(prefect_api, instance, tmp_path
 
     assert running.done()
     assert list((temp / "runner_storage").iterdir()) == []
-    # And the schedules it served are paused, so no runs pile up while nobody serves them.
-    async with get_client() as client:
-        deployment = await client.read_deployment(transfers.deployment_ids["download"])
-    assert deployment.paused
