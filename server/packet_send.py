@@ -154,23 +154,21 @@ def trim_channel(chan: SSHChannel[Any]) -> None:
             conn.send_packet(pkttype, UInt32(recipient), *args, handler=chan)
 
     chan.send_packet = send_packet  # type: ignore[method-assign]
-    held: _Held | None = getattr(conn, "_ssftp_held", None)
-    if held is not None:
-        sealing = not packet_logging_on()
+    held: _Held = conn._ssftp_held  # its connection is trimmed first (trim_connection)
+    logged = packet_logging_on()
 
-        def flush_send_buf() -> None:
-            held.depth += 1
-            try:
-                _flush_send_buf(chan, conn, held, sealing=sealing)
-            finally:
-                held.depth -= 1
-                if not held.depth:
-                    held.write_out(conn)
+    def flush_send_buf() -> None:
+        held.depth += 1
+        try:
+            _flush_send_buf(chan, conn, held, sealing=not logged)
+        finally:
+            held.depth -= 1
+            if not held.depth:
+                held.write_out(conn)
 
-        chan._flush_send_buf = flush_send_buf  # type: ignore[method-assign]
-        if sealing:
-            _keep_bytes_written(chan)
-    if not packet_logging_on():
+    chan._flush_send_buf = flush_send_buf  # type: ignore[method-assign]
+    if not logged:
+        _keep_bytes_written(chan)
         chan.log_sent_packet = chan.log_received_packet = unlogged  # type: ignore[method-assign]
 
 
