@@ -21,10 +21,11 @@ import asyncssh
 
 from bench import scale, workloads
 from bench.clients import Login
+from bench.floor import FloorServer
 from bench.results import Row
 from bench.servers import ACCOUNT_DIRECTORY, DOWNLOADER, UPLOADER, bench_config
 from bench.sshfs import sshfs_missing, sshfs_rows
-from bench.workloads import Side, Sizes
+from bench.workloads import FLOOR, Side, Sizes
 from ssftp.errors import ClamdStartError
 from ssftp.runtime.clamd_daemon import ClamdDaemon
 from ssftp.scan.clamd import ClamdClient
@@ -98,8 +99,9 @@ def _context(workdir: Path, options: Options) -> dict[str, object]:
 
 
 def _sftp_servers(workdir: Path, key: ClientKey, stack: contextlib.ExitStack) \
-        -> tuple[Side, Side | None]:
-    """ssftp serve, and OpenSSH's sshd as its reference when it is installed."""
+        -> tuple[Side, Side | None, Side]:
+    """ssftp serve, OpenSSH's sshd as its reference when it is installed, and asyncssh's bare
+    SFTP server (bench.floor)."""
     config = workdir / "serve.yaml"
     config.write_text(bench_config(key.public_line))
     say("starting ssftp serve")
@@ -120,10 +122,16 @@ def _sftp_servers(workdir: Path, key: ClientKey, stack: contextlib.ExitStack) \
     else:
         say("OpenSSH sshd is not installed (Debian package openssh-server): ssftp's SFTP "
             "figures are measured without a reference")
-    return ssftp, reference
+    say("starting asyncssh's bare SFTP server")
+    bare = FloorServer.start(workdir / "floor-root", key)
+    stack.callback(bare.stop)
+    login = Login(bare.port, "bench", key.private_path)
+    floor = Side(FLOOR, bare.process.pid, login, login, bare.root, bare.root)
+    return ssftp, reference, floor
 
 
-def _sftp_rows(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:
+def _sftp_rows(ssftp: Side, reference: Side | None, floor: Side, client: Path,
+               sizes: Sizes) -> list[Row]:
     rows = []
     say("workload: one big file up and down, and the server's CPU for it")
     rows += workloads.big_file(ssftp, reference, client, sizes)
@@ -132,9 +140,9 @@ def _sftp_rows(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) 
     say("workload: one file over a long link")
     rows += workloads.far_upload(ssftp, reference, client, sizes)
     say("workload: many small files up in one session")
-    rows += workloads.many_files(ssftp, reference, client, sizes)
+    rows += workloads.many_files(ssftp, reference, client, sizes, floor=floor)
     say("workload: many small files down in one session")
-    rows += workloads.many_downloads(ssftp, reference, client, sizes)
+    rows += workloads.many_downloads(ssftp, reference, client, sizes, floor=floor)
     say(f"workload: {sizes.concurrent_downloads} downloads at once")
     rows += workloads.concurrent_downloads(ssftp, reference, client, sizes)
     say("workload: logins per second")
@@ -208,9 +216,9 @@ def run(options: Options) -> tuple[list[Row], dict[str, object]]:
         client.mkdir()
         if {"sftp", "sshfs"} & set(options.groups):
             with contextlib.ExitStack() as stack:
-                ssftp, reference = _sftp_servers(workdir, key, stack)
+                ssftp, reference, floor = _sftp_servers(workdir, key, stack)
                 if "sftp" in options.groups:
-                    rows += _sftp_rows(ssftp, reference, client, options.sizes)
+                    rows += _sftp_rows(ssftp, reference, floor, client, options.sizes)
                 if "sshfs" in options.groups:
                     rows += _sshfs_rows(ssftp, reference, client, workdir, options.sizes)
         if "pipeline" in options.groups:

@@ -41,6 +41,7 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 T = TypeVar("T")
 RAW_CLAMD = "raw clamd CONTSCAN"
+FLOOR = "asyncssh's bare SFTP server"
 
 
 @dataclass(frozen=True)
@@ -302,12 +303,23 @@ def far_upload(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) 
     return rows
 
 
+def floor_row(name: str, values: dict[str, list[float]], floor: Side,
+              reference: Side | None) -> Row:
+    """The same workload on asyncssh's bare SFTP server (bench.floor), in ssftp's column:
+    what any server on ssftp's stack reaches, before it does a gateway's work."""
+    return side_row(f"{name}: {floor.name}, not ssftp", "files/s", Better.HIGHER, values,
+                    floor, reference, None,
+                    note="the floor of the stack: asyncssh's own SFTPServer (a chroot, nothing "
+                    "else) on the same asyncssh, uvloop and cipher; no jail, session thread, "
+                    "temp files, fsync, logs or scanning")
+
+
 def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes,
-               condition: str = "", factor: float = 1.2) -> list[Row]:
+               condition: str = "", factor: float = 1.2, floor: Side | None = None) -> list[Row]:
     """One session uploading many small files (``put small/*``); files per second, to be
-    ``factor`` times OpenSSH's."""
+    ``factor`` times OpenSSH's; also on ``floor`` when given (:func:`floor_row`)."""
     names = write_file_set(client / "small", sizes.small_files, sizes.small_file_bytes)
-    sides = [side for side in (ssftp, reference) if side is not None]
+    sides = [side for side in (ssftp, reference, floor) if side is not None]
 
     def upload(side: Side) -> float:
         seconds = timed_sftp(side.uploader, ["put small/*"], client)
@@ -316,21 +328,24 @@ def many_files(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes,
             (side.upload_dir / name).unlink()
         return len(names) / seconds
 
-    rows = [side_row(f"upload {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session"
-                     f"{condition}", "files/s", Better.HIGHER,
-                     alternate(sides, sizes.rounds, upload), ssftp, reference,
+    name = f"upload {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session{condition}"
+    values = alternate(sides, sizes.rounds, upload)
+    rows = [side_row(name, "files/s", Better.HIGHER, values, ssftp, reference,
                      Target.ratio_at_least(factor))]
+    if floor is not None:
+        rows.append(floor_row(name, values, floor, reference))
     shutil.rmtree(client / "small")
     return rows
 
 
 def many_downloads(ssftp: Side, reference: Side | None, client: Path,
-                   sizes: Sizes) -> list[Row]:
+                   sizes: Sizes, floor: Side | None = None) -> list[Row]:
     """One session downloading many small files (``get small/*``); files per second. Every
-    file is an open, reads, a close and a directory entry, so the per-request cost shows."""
+    file is an open, reads, a close and a directory entry, so the per-request cost shows.
+    Also on ``floor`` when given (:func:`floor_row`)."""
     source = client / "small"
     names = write_file_set(source, sizes.small_downloads, sizes.small_file_bytes)
-    sides = [side for side in (ssftp, reference) if side is not None]
+    sides = [side for side in (ssftp, reference, floor) if side is not None]
     fetched = client / "small-fetched"
 
     def download(side: Side) -> float:
@@ -346,9 +361,12 @@ def many_downloads(ssftp: Side, reference: Side | None, client: Path,
     for side in sides:
         (side.download_dir / "small").rmdir()
     shutil.rmtree(source)
-    return [side_row(f"download {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session",
-                     "files/s", Better.HIGHER, values, ssftp, reference,
+    name = f"download {len(names)}x{sizes.small_file_bytes // KIB} KiB, one session"
+    rows = [side_row(name, "files/s", Better.HIGHER, values, ssftp, reference,
                      Target.ratio_at_least(1.2))]
+    if floor is not None:
+        rows.append(floor_row(name, values, floor, reference))
+    return rows
 
 
 def loaded(ssftp: Side, reference: Side | None, client: Path, sizes: Sizes) -> list[Row]:

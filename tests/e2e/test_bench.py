@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from bench.sshfs import sshfs_missing
+from bench.workloads import FLOOR
 from testkit.openssh_server import sshd_available
 from tests.support.repo import REPO
 
@@ -29,7 +30,10 @@ def test_smoke_run_of_the_harness(tmp_path):
     sftp = ["upload 1x4 MiB", "download 1x4 MiB", "CPU seconds per GiB, upload",
             "CPU seconds per GiB, download", "asyncssh get 1x4 MiB (defaults)",
             "upload 1x1 MiB, 40 ms each way", "upload 20x4 KiB, one session",
-            "download 20x4 KiB, one session", "download 3x1 MiB concurrently",
+            f"upload 20x4 KiB, one session: {FLOOR}, not ssftp",
+            "download 20x4 KiB, one session",
+            f"download 20x4 KiB, one session: {FLOOR}, not ssftp",
+            "download 3x1 MiB concurrently",
             "logins, 5 in a row", "memory, 5 idle sessions (RSS)",
             "memory, 5 idle sessions (PSS)", "upload 1x4 MiB, machine loaded",
             "download 1x4 MiB, machine loaded", "upload 20x4 KiB, one session, machine loaded"]
