@@ -24,7 +24,8 @@ SMOKE = Sizes(rounds=2, big_file_bytes=4 * MIB, far_file_bytes=1 * MIB, small_fi
               sshfs_file_bytes=1 * MIB, sshfs_listing_files=20,
               logins=5, idle_sessions=5,
               pipeline_files=20, pipeline_file_bytes=4 * KIB, latency_samples=3,
-              rescan_files=20)
+              soak_clients=2, soak_rate=4.0, soak_seconds=2.0,
+              soak_file_sizes=(1 * KIB, 64 * KIB), rescan_files=20)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-sessions", type=int, default=defaults.idle_sessions)
     parser.add_argument("--pipeline-files", type=int, default=defaults.pipeline_files)
     parser.add_argument("--latency-samples", type=int, default=defaults.latency_samples)
+    parser.add_argument("--soak-clients", type=int, default=defaults.soak_clients)
+    parser.add_argument("--soak-rate", type=float, default=defaults.soak_rate,
+                        help="files per second the soak's clients offer in all "
+                             "(default: %(default)s)")
+    parser.add_argument("--soak-seconds", type=float, default=defaults.soak_seconds)
     parser.add_argument("--rescan-files", type=int, default=defaults.rescan_files)
     parser.add_argument("--only", choices=ALL_GROUPS, action="append",
                         help="run only this group of workloads (may be given more than once); "
@@ -76,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         concurrent_file_bytes=args.concurrent_file_mib * MIB, logins=args.logins,
         idle_sessions=args.idle_sessions,
         pipeline_files=args.pipeline_files, latency_samples=args.latency_samples,
-        rescan_files=args.rescan_files)
+        soak_clients=args.soak_clients, soak_rate=args.soak_rate,
+        soak_seconds=args.soak_seconds, rescan_files=args.rescan_files)
     options = Options(sizes=sizes, json_path=args.json, keep=args.keep,
                       workdir_parent=args.workdir or default_workdir_parent(),
                       groups=tuple(args.only or GROUPS))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -112,6 +113,66 @@ async def idle_sessions(login: Login, count: int) -> AsyncIterator[int]:
             connection.close()
         await asyncio.gather(*(connection.wait_closed() for connection in connections),
                              return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Soak:
+    """What a soak measured: each file's seconds from its close until it was in the target,
+    and the files per second the clients uploaded."""
+
+    latencies: list[float]
+    uploaded_rate: float
+
+
+async def soak(login: Login, target: Path, *, clients: int, rate: float, seconds: float,
+               file_sizes: tuple[int, ...], poll: float = 0.005, timeout: float = 300.0) -> Soak:
+    """``clients`` connections uploading together, ``rate`` files per second in all for
+    ``seconds``: each client on a fixed schedule of its own, staggered, cycling through
+    ``file_sizes`` (random bytes), so the same files come at the same moments in every run.
+    A client that falls behind its schedule uploads its next file at once: the rate uploaded
+    then shows the gateway did not keep up. Files reaching ``target`` are timed and removed
+    there as they arrive."""
+    blobs = {size: os.urandom(size) for size in set(file_sizes)}
+    closed: dict[str, float] = {}
+    interval = clients / rate
+    started = time.perf_counter()
+
+    async def client(number: int) -> None:
+        async with await login.connect() as connection, \
+                connection.start_sftp_client() as sftp:
+            slot = 0
+            while (due := started + (slot + number / clients) * interval) < started + seconds:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                size = file_sizes[(slot * clients + number) % len(file_sizes)]
+                name = f"soak-{number}-{slot:05d}.bin"
+                async with sftp.open(name, "wb") as handle:
+                    await handle.write(blobs[size])
+                closed[name] = time.perf_counter()
+                slot += 1
+
+    arrived: dict[str, float] = {}
+
+    async def watch(uploading: asyncio.Future[list[None]]) -> None:
+        deadline = None
+        while not uploading.done() or len(arrived) < len(closed):
+            if uploading.done() and deadline is None:
+                deadline = time.perf_counter() + timeout
+            with os.scandir(target) as entries:
+                names = [entry.name for entry in entries if entry.name in closed]
+            now = time.perf_counter()
+            for name in names:
+                arrived[name] = now
+                (target / name).unlink()
+            if deadline is not None and now > deadline:
+                raise ClientFailedError(f"{len(closed) - len(arrived)} soak files did not reach "
+                                        f"{target} within {timeout:.0f} s")
+            await asyncio.sleep(poll)
+
+    uploading = asyncio.gather(*(client(number) for number in range(clients)))
+    await asyncio.gather(uploading, watch(uploading))
+    # N files fill N slots of 1/rate: a gateway that keeps up comes close to ``rate``.
+    elapsed = max(closed.values()) - started + 1 / rate
+    return Soak([arrived[name] - closed[name] for name in closed], len(closed) / elapsed)
 
 
 async def upload_latencies(login: Login, target: Path, count: int, poll: float = 0.005,

@@ -68,6 +68,10 @@ class Target:
             reference is not None and figure * factor <= reference))
 
     @classmethod
+    def at_least(cls, limit: float, unit: str) -> Target:
+        return cls(f">= {limit:g} {unit}", lambda figure, _reference: figure >= limit)
+
+    @classmethod
     def at_most(cls, limit: float, unit: str) -> Target:
         return cls(f"<= {limit:g} {unit}", lambda figure, _reference: figure <= limit)
 

@@ -199,6 +199,8 @@ def _pipeline_rows(workdir: Path, key: ClientKey, client: Path, sizes: Sizes,
                                raw_clamd, client, sizes)
     say("workload: single-file latency")
     rows += workloads.latency(uploader, clean_root, sizes)
+    say(f"workload: a soak of {sizes.soak_clients} clients uploading together")
+    rows += workloads.soak_rows(uploader, clean_root, sizes)
     say(f"workload: single-file latency during a rescan of {sizes.rescan_files} files")
     return rows + workloads.rescan(uploader, clean_root, up.layout.system,
                                    up.layout.log / "audit.log", sizes)

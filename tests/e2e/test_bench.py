@@ -44,12 +44,15 @@ def test_smoke_run_of_the_harness(tmp_path):
                 "pipeline 20x4 KiB: upload end -> all in clean/",
                 "pipeline 20x4 KiB: upload start -> all in clean/",
                 "latency, upload close -> clean/ (median of 3)",
+                *(f"soak, 2 clients, 4 files/s offered for 2 s: {what}"
+                  for what in ("files/s uploaded", "close -> clean/, p99",
+                               "close -> clean/, p50")),
                 "latency during a rescan of 20 files, upload close -> clean/ (median of 3)",
                 "rescan of 20x4 KiB beside the uploads"]
     expected = sftp + sshfs + pipeline
     assert list(rows) == expected
-    # One rescan (its pace), one first upload per start; a round for the others.
-    samples = {"latency": 3, "rescan": 1, "first": 1}
+    # One rescan (its pace), one first upload per start, one soak; a round for the others.
+    samples = {"latency": 3, "rescan": 1, "first": 1, "soak": 1}
     for name, row in rows.items():
         assert row["median"] is not None and row["median"] >= 0, name
         assert len(row["samples"]) == samples.get(name.split()[0].rstrip(","), 2), name
