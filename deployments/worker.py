@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from deployments.prefect_client import shared_sync_client
+from deployments.prefect_client import retry_locked_writes_soon, shared_sync_client
 from deployments.prefect_flush import flush_prefect_workers
 from deployments.rescan_watcher import RescanWatcher
 from deployments.retention import RETENTION
@@ -239,6 +239,7 @@ class ScanWorker:
         report, in a run state named ``Interrupted``), and notifications in flight are given a
         moment to finish, then cancelled (their runs show as cancelled or crashed, not lost
         silently)."""
+        retry_locked_writes_soon()
         await asyncio.to_thread(warn_if_silent, self.runs.scanner.client)
         await self.runs.warm_up()
         with shared_sync_client():
