@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
+import uvloop
 
 from bench.clients import CIPHER, HOST
-from server.event_loop import run
 from testkit.openssh_server import free_port
 from testkit.sftp_client import ClientKey
 from testkit.ssftp_process import wait_for_banner
@@ -79,4 +79,4 @@ class FloorServer:
 
 
 if __name__ == "__main__":
-    run(_serve(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
+    uvloop.run(_serve(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))  # as ssftp's
