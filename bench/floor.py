@@ -14,6 +14,7 @@ benchmark.
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,19 +29,12 @@ from testkit.sftp_client import ClientKey
 from testkit.ssftp_process import wait_for_banner
 
 
-class _Rooted(asyncssh.SFTPServer):
-    root = b"/"
-
-    def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
-        super().__init__(chan, chroot=self.root)
-
-
 async def _serve(port: int, root: Path, authorized_keys: Path) -> None:
-    _Rooted.root = bytes(root)
     await asyncssh.listen(
         HOST, port, server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
-        authorized_client_keys=str(authorized_keys), sftp_factory=_Rooted, allow_scp=False,
-        encryption_algs=[CIPHER])
+        authorized_client_keys=str(authorized_keys),
+        sftp_factory=functools.partial(asyncssh.SFTPServer, chroot=bytes(root)),
+        allow_scp=False, encryption_algs=[CIPHER])
     await asyncio.Event().wait()
 
 
